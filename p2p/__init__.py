@@ -1,0 +1,1 @@
+"""pouw p2p package."""
