@@ -1,0 +1,356 @@
+"""The state transition: accounts, transfers, fees, deferred rewards and the job market
+(PROTOCOL §3, §5, §6).
+
+``apply_block(view, block, network)`` reads stored state through a ``StateView``
+and returns a ``StateDiff`` to write plus the ``StateDiff`` that undoes it; it
+never mutates anything itself.  The store commits both in one batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Protocol
+
+import numpy as np
+
+from . import encoding as enc
+from .block import Block
+from .encoding import BIN20, BIN32, U8, U64, ListOf, Tuple
+from .errors import InvalidBlock, InvalidTx
+from .hashing import leaf_hash, root_from_path, tagged
+from .params import MAX_JOB_N, MAX_K, MAX_MATRIX_DIM, MAX_TX_SIZE, Network, subsidy
+from .tx import TX_VERSION, FraudProof, JobPost, JobResult, Transfer, Tx
+
+U64_MAX = (1 << 64) - 1
+OPEN, CLAIMED, SETTLED, REFUNDED = 0, 1, 2, 3
+JOB_STATUS_NAMES = {OPEN: "open", CLAIMED: "claimed", SETTLED: "settled", REFUNDED: "refunded"}
+NO_ADDRESS = bytes(20)
+
+
+@dataclass(frozen=True)
+class Account:
+    balance: int = 0
+    nonce: int = 0
+
+    def to_list(self) -> list[int]:
+        return [self.balance, self.nonce]
+
+
+EMPTY_ACCOUNT = Account()
+
+
+@dataclass(frozen=True)
+class Job:
+    """A posted job (§6); its id is the posting txid."""
+
+    poster: bytes
+    m: int
+    n: int
+    k: int
+    h_a: bytes
+    h_b: bytes
+    reward: int
+    expiry: int
+    status: int = OPEN
+    worker: bytes = NO_ADDRESS
+    h_c: bytes = bytes(32)
+    bond: int = 0
+    claim_height: int = 0
+
+    def to_list(self) -> list[Any]:
+        return [self.poster, self.m, self.n, self.k, self.h_a, self.h_b, self.reward, self.expiry,
+                self.status, self.worker, self.h_c, self.bond, self.claim_height]
+
+
+ACCOUNT_SCHEMA = Tuple(U64, U64)
+JOB_SCHEMA = Tuple(BIN20, U64, U64, U64, BIN32, BIN32, U64, U64, U8, BIN20, BIN32, U64, U64)
+
+
+class StateView(Protocol):
+    """Read access to committed state, as seen at the parent of the block being applied."""
+
+    def account(self, address: bytes) -> Account | None: ...
+
+    def job(self, job_id: bytes) -> Job | None: ...
+
+    def jobs_due(self, height: int) -> Iterable[bytes]: ...
+
+    def block_payout(self, height: int) -> tuple[bytes, int]:
+        """(miner, total fees) of the block at ``height`` on the branch being extended."""
+        ...
+
+
+@dataclass
+class StateDiff:
+    """Values to write (None deletes) and due-index entries to add/remove."""
+
+    accounts: dict[bytes, Account | None] = field(default_factory=dict)
+    jobs: dict[bytes, Job | None] = field(default_factory=dict)
+    due_add: list[tuple[int, bytes]] = field(default_factory=list)
+    due_remove: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def to_list(self) -> list[Any]:
+        return [
+            [[a, v.to_list() if v else []] for a, v in sorted(self.accounts.items())],
+            [[j, v.to_list() if v else []] for j, v in sorted(self.jobs.items())],
+            [[h, j] for h, j in self.due_add],
+            [[h, j] for h, j in self.due_remove],
+        ]
+
+    def encode(self) -> bytes:
+        return enc.encode(self.to_list())
+
+    @classmethod
+    def decode(cls, data: bytes) -> "StateDiff":
+        v = enc.decode(data, _DIFF_SCHEMA, 1 << 30, "state diff")
+        accounts = {a: _optional(Account, ACCOUNT_SCHEMA, x) for a, x in v[0]}
+        jobs = {j: _optional(Job, JOB_SCHEMA, x) for j, x in v[1]}
+        return cls(accounts, jobs, [(h, j) for h, j in v[2]], [(h, j) for h, j in v[3]])
+
+
+def _optional(cls: type, schema: Tuple, value: list[Any]) -> Any:
+    if not value:
+        return None
+    schema.check(value, cls.__name__)
+    return cls(*value)
+
+
+class _OptionalValue(enc.Schema):
+    def check(self, value: Any, where: str) -> None:
+        if type(value) is not list:
+            raise enc.DecodeError(f"{where}: expected array")
+
+
+_ENTRY = lambda key: Tuple(key, _OptionalValue())  # noqa: E731
+_DIFF_SCHEMA = Tuple(ListOf(_ENTRY(BIN20), 1 << 24), ListOf(_ENTRY(BIN32), 1 << 24),
+                     ListOf(Tuple(U64, BIN32), 1 << 24), ListOf(Tuple(U64, BIN32), 1 << 24))
+
+
+class Overlay:
+    """Pending state on top of a view; records the prior value of every key it touches."""
+
+    def __init__(self, view: StateView) -> None:
+        self.view = view
+        self._accounts: dict[bytes, Account] = {}
+        self._jobs: dict[bytes, Job | None] = {}
+        self._old_accounts: dict[bytes, Account | None] = {}
+        self._old_jobs: dict[bytes, Job | None] = {}
+        self._due: list[tuple[int, bytes]] = []
+
+    def account(self, address: bytes) -> Account:
+        if address not in self._accounts:
+            stored = self.view.account(address)
+            self._old_accounts[address] = stored
+            self._accounts[address] = stored or EMPTY_ACCOUNT
+        return self._accounts[address]
+
+    def set_account(self, address: bytes, account: Account) -> None:
+        self.account(address)
+        self._accounts[address] = account
+
+    def credit(self, address: bytes, amount: int) -> None:
+        acct = self.account(address)
+        if acct.balance + amount > U64_MAX:
+            raise InvalidTx("balance-overflow", address.hex())
+        self.set_account(address, Account(acct.balance + amount, acct.nonce))
+
+    def job(self, job_id: bytes) -> Job | None:
+        if job_id not in self._jobs:
+            stored = self.view.job(job_id)
+            self._old_jobs[job_id] = stored
+            self._jobs[job_id] = stored
+        return self._jobs[job_id]
+
+    def set_job(self, job_id: bytes, job: Job) -> None:
+        self.job(job_id)
+        self._jobs[job_id] = job
+
+    def add_due(self, height: int, job_id: bytes) -> None:
+        self._due.append((height, job_id))
+
+    def diff_and_undo(self) -> tuple[StateDiff, StateDiff]:
+        accounts = {a: (v if v != EMPTY_ACCOUNT else None) for a, v in self._accounts.items()}
+        diff = StateDiff(accounts, dict(self._jobs), list(self._due), [])
+        undo = StateDiff(dict(self._old_accounts), dict(self._old_jobs), [], list(self._due))
+        return diff, undo
+
+
+# --- transactions ----------------------------------------------------------------
+
+def check_tx_stateless(tx: Tx, network: Network) -> None:
+    """Rules that need no state: version, chain, size, signature, payload sanity (§3)."""
+    if tx.version != TX_VERSION:
+        raise InvalidTx("bad-version", f"tx version {tx.version}")
+    if tx.chain_id != network.chain_id:
+        raise InvalidTx("bad-chain-id", f"tx for chain {tx.chain_id}, this is {network.chain_id}")
+    if len(tx.encode()) > MAX_TX_SIZE:
+        raise InvalidTx("tx-too-large")
+    p = tx.payload
+    if isinstance(p, Transfer) and p.amount < 1:
+        raise InvalidTx("bad-amount", "transfer amount must be at least 1")
+    if isinstance(p, JobPost):
+        _check_job_dims(p, network)
+        if p.reward < 1:
+            raise InvalidTx("bad-reward", "job reward must be at least 1")
+    if not tx.signature_valid():
+        raise InvalidTx("bad-signature")
+
+
+def _check_job_dims(p: JobPost, network: Network) -> None:
+    k_low = network.k_range(network.r_min)[0]
+    ok = (all(d % 32 == 0 and 32 <= d <= MAX_MATRIX_DIM for d in (p.m, p.n))
+          and p.n <= MAX_JOB_N and p.k % 64 == 0 and k_low <= p.k <= MAX_K)
+    if not ok:
+        raise InvalidTx("bad-job-dims", f"m={p.m} n={p.n} k={p.k}")
+
+
+def escrow_of(tx: Tx) -> int:
+    """What a tx takes from its sender beyond the fee."""
+    p = tx.payload
+    if isinstance(p, Transfer):
+        return p.amount
+    if isinstance(p, JobPost):
+        return p.reward
+    if isinstance(p, JobResult):
+        return p.bond
+    return 0
+
+
+def apply_tx(state: Overlay, tx: Tx, height: int, network: Network) -> None:
+    """Apply one tx (stateless rules assumed checked) at ``height``; raises InvalidTx."""
+    sender = tx.sender_address
+    acct = state.account(sender)
+    if tx.nonce != acct.nonce:
+        raise InvalidTx("bad-nonce", f"expected nonce {acct.nonce}, got {tx.nonce}")
+    cost = tx.fee + escrow_of(tx)
+    if cost > acct.balance:
+        raise InvalidTx("insufficient-funds", f"needs {cost}, has {acct.balance}")
+    p = tx.payload
+    if isinstance(p, JobPost) and p.expiry <= height:
+        raise InvalidTx("bad-expiry", f"expiry {p.expiry} not after height {height}")
+    state.set_account(sender, Account(acct.balance - cost, acct.nonce + 1))
+    if isinstance(p, Transfer):
+        state.credit(p.to, p.amount)
+    elif isinstance(p, JobPost):
+        state.set_job(tx.txid, Job(sender, p.m, p.n, p.k, p.h_a, p.h_b, p.reward, p.expiry))
+        state.add_due(p.expiry, tx.txid)
+    elif isinstance(p, JobResult):
+        _apply_result(state, sender, p, height, network)
+    elif isinstance(p, FraudProof):
+        _apply_fraud_proof(state, sender, p, height, network)
+
+
+def _apply_result(state: Overlay, worker: bytes, p: JobResult, height: int, network: Network) -> None:
+    job = state.job(p.job_id)
+    if job is None:
+        raise InvalidTx("unknown-job", p.job_id.hex())
+    if job.status != OPEN or height > job.expiry:
+        raise InvalidTx("job-not-open", p.job_id.hex())
+    if p.bond < -(-job.reward // 10):
+        raise InvalidTx("bond-too-small", f"bond must be at least ceil(reward/10) = {-(-job.reward // 10)}")
+    state.set_job(p.job_id, replace(job, status=CLAIMED, worker=worker, h_c=p.h_c, bond=p.bond,
+                                    claim_height=height))
+    state.add_due(height + network.challenge_window, p.job_id)
+
+
+def _apply_fraud_proof(state: Overlay, prover: bytes, p: FraudProof, height: int, network: Network) -> None:
+    job = state.job(p.job_id)
+    if job is None:
+        raise InvalidTx("unknown-job", p.job_id.hex())
+    if job.status != CLAIMED:
+        raise InvalidTx("job-not-claimed", p.job_id.hex())
+    if height >= job.claim_height + network.challenge_window:
+        raise InvalidTx("challenge-window-closed", p.job_id.hex())
+    reason = fraud_proof_error(job, p)
+    if reason:
+        raise InvalidTx(reason, p.job_id.hex())
+    state.credit(prover, job.bond)
+    reopened = replace(job, status=OPEN, worker=NO_ADDRESS, h_c=bytes(32), bond=0, claim_height=0)
+    if height > job.expiry:
+        state.credit(job.poster, job.reward)
+        state.set_job(p.job_id, replace(reopened, status=REFUNDED))
+    else:
+        state.set_job(p.job_id, reopened)
+
+
+def _line_root(data: bytes, index: int, size: int, path: tuple[bytes, ...]) -> bytes | None:
+    return root_from_path(leaf_hash(data), index, size, path)
+
+
+def _u32(x: int) -> bytes:
+    return x.to_bytes(4, "little")
+
+
+def fraud_proof_error(job: Job, p: FraudProof) -> str | None:
+    """Check the three audit paths and that ``dot(a_row, b_col) ≠ c_row[j]`` (§6)."""
+    if not (p.i < job.m and p.j < job.n):
+        return "bad-fraud-index"
+    if len(p.a_row) != job.k or len(p.b_col) != job.k or len(p.c_row) != 4 * job.n:
+        return "bad-fraud-size"
+    root_a = _line_root(p.a_row, p.i, job.m, p.a_path)
+    if root_a is None or tagged("pouw/matrix", _u32(job.m) + _u32(job.k) + root_a) != job.h_a:
+        return "bad-fraud-a-path"
+    root_b = _line_root(p.b_col, p.j, job.n, p.b_path)
+    if root_b is None or tagged("pouw/matrix", _u32(job.n) + _u32(job.k) + root_b) != job.h_b:
+        return "bad-fraud-b-path"
+    root_c = _line_root(p.c_row, p.i, job.m, p.c_path)
+    if root_c is None or tagged("pouw/result", _u32(job.m) + _u32(job.n) + root_c) != job.h_c:
+        return "bad-fraud-c-path"
+    dot = int(np.dot(np.frombuffer(p.a_row, np.int8).astype(np.int64), np.frombuffer(p.b_col, np.int8).astype(np.int64)))
+    claimed = int.from_bytes(p.c_row[4 * p.j:4 * p.j + 4], "little", signed=True)
+    if dot == claimed:
+        return "not-fraud"
+    return None
+
+
+# --- blocks -------------------------------------------------------------------------
+
+def _settle_due_jobs(state: Overlay, height: int, network: Network) -> None:
+    """End-of-block job events: settle claims whose window closed, refund expired open jobs."""
+    for job_id in sorted(set(state.view.jobs_due(height))):
+        job = state.job(job_id)
+        if job is None:
+            continue
+        if job.status == CLAIMED and job.claim_height + network.challenge_window == height:
+            state.credit(job.worker, job.reward + job.bond)
+            state.set_job(job_id, replace(job, status=SETTLED))
+        elif job.status == OPEN and job.expiry == height:
+            state.credit(job.poster, job.reward)
+            state.set_job(job_id, replace(job, status=REFUNDED))
+
+
+def block_fees(block: Block) -> int:
+    return sum(t.fee for t in block.txs)
+
+
+def apply_block(view: StateView, block: Block, network: Network,
+                signatures_checked: bool = False) -> tuple[StateDiff, StateDiff]:
+    """Apply a block's txs, due job events and its matured reward; returns (diff, undo).
+
+    Raises ``InvalidBlock("bad-tx", …)`` naming the first failing tx, or
+    ``InvalidBlock("unknown-job"/"job-mismatch")`` for a bad useful-work claim.
+    """
+    h = block.header
+    state = Overlay(view)
+    if h.work.job_id != bytes(32):
+        job = state.job(h.work.job_id)
+        if job is None:
+            raise InvalidBlock("unknown-job", h.work.job_id.hex())
+        w = h.work
+        if (job.m, job.n, job.k, job.h_a, job.h_b) != (w.m, w.n, w.k, w.h_a, w.h_b):
+            raise InvalidBlock("job-mismatch", h.work.job_id.hex())
+    for index, tx in enumerate(block.txs):
+        try:
+            if not signatures_checked:
+                check_tx_stateless(tx, network)
+            apply_tx(state, tx, h.height, network)
+        except InvalidTx as exc:
+            raise InvalidBlock("bad-tx", f"tx {index} ({tx.txid.hex()}): {exc}") from None
+    _settle_due_jobs(state, h.height, network)
+    paid_height = h.height - network.coinbase_maturity
+    if paid_height >= 1:
+        miner, fees = view.block_payout(paid_height)
+        try:
+            state.credit(miner, subsidy(paid_height) + fees)
+        except InvalidTx as exc:
+            raise InvalidBlock("reward-overflow", str(exc)) from None
+    return state.diff_and_undo()

@@ -1,0 +1,71 @@
+"""Block validity rules (PROTOCOL §5), split into what needs the block alone
+(``check_block``), what needs the parent chain (``check_header_context``), and
+the state rules (``consensus.state.apply_block``)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from .block import Block, Header, tx_root
+from .difficulty import next_target
+from .errors import FutureBlock, InvalidBlock
+from .params import MAX_BLOCK_SIZE, MAX_TX_SIZE, MEDIAN_TIME_SPAN, Network
+from .work import TILE, proof_error, win_threshold
+
+
+def check_header_stateless(header: Header, network: Network) -> None:
+    """Header rules that need nothing else: version, chain, dims, tile index, claimed win."""
+    if header.version != 1:
+        raise InvalidBlock("bad-version", f"header version {header.version}")
+    if header.chain_id != network.chain_id:
+        raise InvalidBlock("bad-chain-id", f"chain {header.chain_id}, expected {network.chain_id}")
+    w, t = header.work, header.ticket
+    if not network.allowed_dims(w.m, w.n, w.k, w.r):
+        raise InvalidBlock("bad-dims", f"m={w.m} n={w.n} k={w.k} r={w.r}")
+    if not (t.a < w.m // TILE and t.b < w.n // TILE):
+        raise InvalidBlock("bad-ticket-tile", f"tile ({t.a}, {t.b})")
+    if int.from_bytes(t.digest, "big") >= win_threshold(header.target, w.k):
+        raise InvalidBlock("ticket-does-not-win")
+
+
+def check_block(block: Block, network: Network, encoded_size: int | None = None) -> None:
+    """Everything that the block alone decides: header rules, size, tx_root, the proof."""
+    header = block.header
+    check_header_stateless(header, network)
+    size = encoded_size if encoded_size is not None else len(block.encode())
+    if size > MAX_BLOCK_SIZE:
+        raise InvalidBlock("block-too-large", f"{size} bytes")
+    for tx in block.txs:
+        if len(tx.encode()) > MAX_TX_SIZE:
+            raise InvalidBlock("bad-tx", f"tx {tx.txid.hex()} exceeds {MAX_TX_SIZE} bytes")
+    if tx_root(block.txs) != header.tx_root:
+        raise InvalidBlock("bad-tx-root")
+    reason = proof_error(header, block.proof)
+    if reason:
+        raise InvalidBlock(reason)
+
+
+def median_time_past(timestamps: Sequence[int]) -> int:
+    """Median of the last (up to) 11 block timestamps ending at the parent."""
+    recent = sorted(timestamps[-MEDIAN_TIME_SPAN:])
+    return recent[len(recent) // 2]
+
+
+def check_header_context(header: Header, parent: Header, recent_timestamps: Sequence[int],
+                         now: int, network: Network) -> None:
+    """Rules against the parent chain: height, linkage, timestamps and the ASERT target.
+
+    ``recent_timestamps`` are the timestamps of the parent and its ancestors (oldest
+    first, at least the parent's).  A timestamp too far in the future raises
+    ``FutureBlock`` (retry later) rather than a permanent ``InvalidBlock``.
+    """
+    if header.prev_hash != parent.hash:
+        raise InvalidBlock("bad-prev", "prev_hash does not name the parent")
+    if header.height != parent.height + 1:
+        raise InvalidBlock("bad-height", f"height {header.height} after parent {parent.height}")
+    if header.timestamp <= median_time_past(recent_timestamps):
+        raise InvalidBlock("time-too-old", "timestamp not after median time past")
+    if header.timestamp > now + network.future_time_limit:
+        raise FutureBlock(f"timestamp {header.timestamp} more than {network.future_time_limit}s ahead of {now}")
+    expected = next_target(network, parent.timestamp, parent.height)
+    if header.target != expected:
+        raise InvalidBlock("bad-target", f"target {header.target:#x}, expected {expected:#x}")
