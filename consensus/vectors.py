@@ -114,8 +114,7 @@ def check_work(case: dict) -> Mismatches:
         _cmp(out, "winning block", None, e.get("winning_block_hex"))
         return out
     expected_hex = e.get("winning_block_hex")
-    block = Block(header.replace(tx_root=tx_root(()), ticket=work.make_ticket(winner)),
-                  work.build_proof(a, b, winner.a, winner.b), ())
+    block = work.assemble_block(header.replace(tx_root=tx_root(())), a, b, winner)
     _cmp(out, "winning_block_hex", block.encode().hex(), expected_hex)
     _cmp(out, "winning_block_hash", block.hash.hex(), e.get("winning_block_hash"))
     if expected_hex:

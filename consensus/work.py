@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import encoding as enc
-from .block import Header, Proof, Ticket, WorkSpec
+from .block import Block, Header, Proof, Ticket
 from .hashing import audit_path, leaf_hash, root_from_path, root_of_hashes, tagged
 
 TILE = 32
@@ -300,4 +300,20 @@ def recover_product(a: np.ndarray, b_noisy: np.ndarray, c_noisy: np.ndarray, s: 
 
 def make_ticket(tile: TileResult) -> Ticket:
     return Ticket(tile.a, tile.b, tile.digest)
+
+
+def assemble_block(header: Header, a: np.ndarray, b: np.ndarray, tile: TileResult, txs: tuple = ()) -> Block:
+    """The block for a winning tile: its ticket in the header and its proof (§5)."""
+    return Block(header.replace(ticket=make_ticket(tile)), build_proof(a, b, tile.a, tile.b), tuple(txs))
+
+
+def solve(header: Header, a: np.ndarray, b: np.ndarray, txs: tuple = ()) -> Block | None:
+    """Reference solver: the block of the first winning tile in row-major order, if any.
+
+    ``header`` must already carry the work spec and tx_root; slow, for tests and vectors.
+    """
+    s = seeds(header)
+    a_noisy, b_noisy = noisy_operands(a, b, s, header.work.r)
+    winner = next((t for t in all_tiles(a_noisy, b_noisy, s, header) if t.wins), None)
+    return None if winner is None else assemble_block(header, a, b, winner, txs)
 
