@@ -295,7 +295,8 @@ def fraud_proof_error(job: Job, p: FraudProof) -> str | None:
     root_c = _line_root(p.c_row, p.i, job.m, p.c_path)
     if root_c is None or tagged("pouw/result", _u32(job.m) + _u32(job.n) + root_c) != job.h_c:
         return "bad-fraud-c-path"
-    dot = int(np.dot(np.frombuffer(p.a_row, np.int8).astype(np.int64), np.frombuffer(p.b_col, np.int8).astype(np.int64)))
+    a_row = np.frombuffer(p.a_row, np.int8).astype(np.int64)
+    dot = int(a_row @ np.frombuffer(p.b_col, np.int8).astype(np.int64))
     claimed = int.from_bytes(p.c_row[4 * p.j:4 * p.j + 4], "little", signed=True)
     if dot == claimed:
         return "not-fraud"

@@ -1,0 +1,88 @@
+"""The work function (PROTOCOL §4): noise ranges, recovery of A·B, proofs."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+from consensus import work
+from consensus.block import Header, Ticket, WorkSpec
+
+from .chainmaker import random_matrices
+
+
+def header_for(m: int, n: int, k: int, r: int, nonce: int, a: np.ndarray, b: np.ndarray, target: int) -> Header:
+    return Header(1, 4, 7, b"\x01" * 32, 1_790_000_100, target, b"\x02" * 32, b"\x03" * 20, nonce,
+                  WorkSpec(m, n, k, r, work.commit_a(a), work.commit_b(b)), Ticket(0, 0, bytes(32)))
+
+
+shapes = st.tuples(st.integers(1, 4), st.integers(1, 4), st.sampled_from([16, 32, 64]), st.integers(1, 4))
+
+
+@settings(max_examples=25, deadline=None)
+@given(shapes, st.integers(0, 2**64 - 1))
+def test_recovery_of_ab_is_exact(shape: tuple[int, int, int, int], nonce: int) -> None:
+    gm, gn, r, chunks = shape
+    m, n, k = 32 * gm, 32 * gn, r * chunks * 2
+    a, b = random_matrices(np.random.default_rng(nonce % 1000), m, n, k)
+    h = header_for(m, n, k, r, nonce, a, b, 1 << 250)
+    s = work.seeds(h)
+    a2, b2 = work.noisy_operands(a, b, s, r)
+    assert np.abs(a2.astype(int) - a).max() <= 63 and np.abs(b2.astype(int) - b).max() <= 63
+    assert (a2 != a).any()
+    c2 = work.noisy_product(a2, b2)
+    assert (work.recover_product(a, b2, c2, s, r) == a.astype(np.int64) @ b.astype(np.int64)).all()
+
+
+def test_pairs_are_distinct_and_in_range() -> None:
+    p, q = work.pairs(b"\x05" * 32, b"ER", 4096, 64)
+    assert ((p != q) & (p < 64) & (q < 64) & (p >= 0) & (q >= 0)).all()
+
+
+def test_noise_entries_in_range() -> None:
+    el = work.noise_el(b"\x09" * 32, 128, 64)
+    assert el.min() >= -32 and el.max() <= 31 and el.shape == (128, 64)
+
+
+def test_fold_matches_literal_loop() -> None:
+    """chunk_xors/fold against the pseudocode of §4 written with Python ints."""
+    rng = np.random.default_rng(3)
+    r, k = 16, 64
+    rows = rng.integers(-127, 128, size=(32, k)).astype(np.int64)
+    cols = rng.integers(-127, 128, size=(k, 32)).astype(np.int64)
+    acc = np.zeros((32, 32), dtype=np.int64)
+    lanes = [0] * 16
+    for ell in range(k // r):
+        acc += rows[:, ell * r:(ell + 1) * r] @ cols[ell * r:(ell + 1) * r]
+        x = 0
+        for v in acc.flatten().tolist():
+            x ^= v & 0xFFFFFFFF
+        lanes[ell % 16] = (((lanes[ell % 16] << 13) | (lanes[ell % 16] >> 19)) & 0xFFFFFFFF) ^ x
+    assert work.tile_fold(rows, cols, r) == lanes
+
+
+def test_proof_round_trip_and_tampering() -> None:
+    rng = np.random.default_rng(11)
+    m, n, k, r = 96, 64, 128, 32
+    a, b = random_matrices(rng, m, n, k)
+    h = header_for(m, n, k, r, 1, a, b, (1 << 256) - 1)
+    block = work.solve(h, a, b)
+    assert block is not None
+    assert work.proof_error(block.header, block.proof) is None
+    other = work.build_proof(a, b, 2, 1)
+    hdr = block.header
+    assert work.proof_error(hdr, other) in ("bad-proof-a-path", "bad-proof-b-path")
+    t = hdr.ticket
+    assert work.proof_error(hdr.replace(ticket=Ticket(t.a, t.b, bytes(32))), block.proof) == "bad-ticket-digest"
+    assert work.proof_error(hdr.replace(ticket=Ticket(m // 32, t.b, t.digest)), block.proof) == "bad-ticket-tile"
+
+
+def test_losing_ticket_is_rejected() -> None:
+    rng = np.random.default_rng(5)
+    a, b = random_matrices(rng, 32, 32, 64)
+    h = header_for(32, 32, 64, 16, 1, a, b, 1)
+    s = work.seeds(h)
+    a2, b2 = work.noisy_operands(a, b, s, 16)
+    tile = work.all_tiles(a2, b2, s, h)[0]
+    assert not tile.wins
+    blk = work.assemble_block(h, a, b, tile)
+    assert work.proof_error(blk.header, blk.proof) == "ticket-does-not-win"
