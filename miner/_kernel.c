@@ -1,18 +1,17 @@
 /* The fast work kernel (PROTOCOL §4): fused noisy int8 GEMM + per-chunk tile fold + ticket SHA-256.
  *
  * Data flow per call:
- *   1. pack (parallel over tile-rows and tile-columns): A' = wrap8(A + E_L·E_R) and
- *      B' = wrap8(B + F_L·F_R) are formed on the fly from the small factors and stored
- *      sign-extended to int16 in a layout that suits pairwise multiply-add:
- *        Ap[tile-row][chunk][32 rows][r]        (broadcast two k-values of a row)
- *        Bp[tile-col][k/2][32 cols][2]          (vector of 8 or 16 columns x 2 k-values)
- *   2. compute (parallel over tiles): each 32x32 int32 accumulator lives in L1; per rank-r
- *      chunk every 4x16 (AVX2) or 8x32 (AVX-512) register block is loaded, updated over the
+ *   1. pack (parallel over tile-rows and tile-columns): A' = A + E_L·E_R and B' = B + F_L·F_R
+ *      are formed on the fly from the small noise factors (entries of A, B range-checked) into
+ *        Ap[tile-row][chunk][32 rows][r]     (a row's 4 consecutive k-values are broadcast)
+ *        Bp[tile-col][k/4][32 cols][4]       (a vector holds 8 or 16 columns × 4 k-values)
+ *   2. compute (parallel over tiles): each 32×32 int32 accumulator lives in L1; per rank-r
+ *      chunk every 4×16 (AVX2) or 8×32 (AVX-512) register block is loaded, updated over the
  *      chunk, XOR-reduced into the chunk's fold word and stored back. After the last chunk
- *      the 16 lanes are hashed into the ticket digest, compared to the threshold, and the
- *      accumulator is optionally written out as C' = A'·B'.
- * Paths: portable C, AVX2 (vpmaddwd) and AVX-512 VNNI (vpdpwssd), chosen at runtime.
- * int16 x int16 pairs make the signed x signed product exact with no offset correction.
+ *      the 16 lanes are hashed into the ticket digest and compared with the threshold, and
+ *      the accumulator is optionally written out as C' = A'·B'.
+ * Paths: portable C, AVX2 (vpmaddubsw + vpmaddwd) and AVX-512 VNNI (vpdpbusd), chosen at
+ * runtime; the ticket hash uses SHA-NI when the CPU has it (not on the portable path).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -35,59 +34,73 @@ static const char *PATH_NAMES[] = {"auto", "portable", "avx2", "avx512"};
 typedef struct {
     const int8_t *a, *b, *el, *fr;           /* A (m×k), B (k×n), E_L (m×r), F_R (r×n) */
     const uint16_t *ep, *eq, *fp, *fq;       /* E_R and F_L pairs (k each); NULL: no noise */
-    int m, n, k, r;
+    int m, n, k, r, limit;                   /* |A|, |B| entries must not exceed limit */
     const uint8_t *s_a, *threshold;          /* threshold NULL: every tile wins */
     uint32_t *lanes;                          /* T×16, NULL: no fold/tickets (plain GEMM) */
     uint8_t *digests, *wins;                  /* T×32, T */
     int32_t *c;                               /* m×n or NULL */
-    int16_t *ap, *bp;                         /* packed operands */
-    int path, use_shani, threads;
+    int8_t *ap, *bp;                          /* packed operands */
+    int32_t *colsum;                          /* AVX-512 only: 128·Σ B' per tile-col, chunk, column */
+    int path, use_shani, threads, bad_entry;
     long next;                                /* shared work counter */
 } job_t;
 
 typedef void (*tile_fn)(const job_t *, int, int, int32_t *, uint32_t *);
 
-/* --- packing ------------------------------------------------------------------------ */
+static int out_of_range(const int8_t *v, int len, int limit) {
+    int bad = 0;
+    for (int i = 0; i < len; i++) bad |= v[i] < -limit || v[i] > limit;
+    return bad;
+}
 
-static void pack_a(const job_t *J, int ta) {
+/* --- packing: Ap[tile-row][chunk][32 rows][r], Bp[tile-col][k/4][32 cols][4] -------------- */
+
+static void pack_a(job_t *J, int ta) {
     const int k = J->k, r = J->r, chunks = k / r;
-    int16_t *dst = J->ap + (size_t)ta * TILE * k;
+    const int8_t flip = J->path == PATH_AVX512 ? (int8_t)0x80 : 0; /* u8 operand a+128 for vpdpbusd */
+    int8_t *dst = J->ap + (size_t)ta * TILE * k;
     for (int i = 0; i < TILE; i++) {
         const size_t gi = (size_t)ta * TILE + i;
         const int8_t *row = J->a + gi * k;
         const int8_t *el = J->ep ? J->el + gi * r : NULL;
+        if (out_of_range(row, k, J->limit)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
         for (int l = 0; l < chunks; l++) {
-            int16_t *out = dst + ((size_t)l * TILE + i) * r;
+            int8_t *out = dst + ((size_t)l * TILE + i) * r;
             const int8_t *src = row + (size_t)l * r;
             if (el) {
                 const uint16_t *p = J->ep + (size_t)l * r, *q = J->eq + (size_t)l * r;
-                for (int j = 0; j < r; j++) out[j] = (int8_t)(src[j] + el[p[j]] - el[q[j]]);
+                for (int j = 0; j < r; j++) out[j] = (int8_t)(src[j] + el[p[j]] - el[q[j]]) ^ flip;
             } else {
-                for (int j = 0; j < r; j++) out[j] = src[j];
+                for (int j = 0; j < r; j++) out[j] = src[j] ^ flip;
             }
         }
     }
 }
 
-static void pack_b(const job_t *J, int tb) {
-    const int k = J->k, n = J->n;
-    int16_t *dst = J->bp + (size_t)tb * TILE * k;
-    for (int j = 0; j < k; j += 2) {
-        int16_t v[2][TILE];
-        for (int t = 0; t < 2; t++) {
+static void pack_b(job_t *J, int tb) {
+    const int k = J->k, n = J->n, r = J->r;
+    int8_t *dst = J->bp + (size_t)tb * TILE * k;
+    int32_t *colsum = J->colsum ? J->colsum + (size_t)tb * (k / r) * TILE : NULL;
+    for (int j = 0; j < k; j += 4) {
+        int8_t v[4][TILE];
+        for (int t = 0; t < 4; t++) {
             const int8_t *src = J->b + (size_t)(j + t) * n + (size_t)tb * TILE;
+            if (out_of_range(src, TILE, J->limit)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
             if (J->fp) {
                 const int8_t *fp = J->fr + (size_t)J->fp[j + t] * n + (size_t)tb * TILE;
                 const int8_t *fq = J->fr + (size_t)J->fq[j + t] * n + (size_t)tb * TILE;
                 for (int c = 0; c < TILE; c++) v[t][c] = (int8_t)(src[c] + fp[c] - fq[c]);
             } else {
-                for (int c = 0; c < TILE; c++) v[t][c] = src[c];
+                memcpy(v[t], src, TILE);
             }
         }
-        int16_t *out = dst + (size_t)j * TILE;
-        for (int c = 0; c < TILE; c++) {
-            out[2 * c] = v[0][c];
-            out[2 * c + 1] = v[1][c];
+        int8_t *out = dst + (size_t)j * TILE;
+        for (int c = 0; c < TILE; c++)
+            for (int t = 0; t < 4; t++) out[4 * c + t] = v[t][c];
+        if (colsum) {
+            int32_t *cs = colsum + (size_t)(j / r) * TILE;
+            if (j % r == 0) memset(cs, 0, TILE * sizeof *cs);
+            for (int c = 0; c < TILE; c++) cs[c] += 128 * (v[0][c] + v[1][c] + v[2][c] + v[3][c]);
         }
     }
 }
@@ -96,16 +109,17 @@ static void pack_b(const job_t *J, int tb) {
 
 static void tile_portable(const job_t *J, int ta, int tb, int32_t *acc, uint32_t *xors) {
     const int k = J->k, r = J->r, chunks = k / r;
-    const int16_t *A = J->ap + (size_t)ta * TILE * k, *B = J->bp + (size_t)tb * TILE * k;
+    const int8_t *A = J->ap + (size_t)ta * TILE * k, *B = J->bp + (size_t)tb * TILE * k;
     memset(acc, 0, TILE * TILE * sizeof *acc);
     for (int l = 0; l < chunks; l++) {
-        const int16_t *Al = A + (size_t)l * TILE * r, *Bl = B + (size_t)l * TILE * r;
+        const int8_t *Al = A + (size_t)l * TILE * r, *Bl = B + (size_t)l * TILE * r;
         for (int i = 0; i < TILE; i++) {
             int32_t *row = acc + i * TILE;
-            for (int j = 0; j < r; j += 2) {
-                const int32_t a0 = Al[i * r + j], a1 = Al[i * r + j + 1];
-                const int16_t *bb = Bl + (size_t)j * TILE;
-                for (int c = 0; c < TILE; c++) row[c] += a0 * bb[2 * c] + a1 * bb[2 * c + 1];
+            for (int j = 0; j < r; j += 4) {
+                const int8_t *a = Al + i * r + j, *bb = Bl + (size_t)j * TILE;
+                for (int c = 0; c < TILE; c++)
+                    row[c] += a[0] * bb[4 * c] + a[1] * bb[4 * c + 1] + a[2] * bb[4 * c + 2] +
+                              a[3] * bb[4 * c + 3];
             }
         }
         if (xors) {
@@ -117,13 +131,16 @@ static void tile_portable(const job_t *J, int ta, int tb, int32_t *acc, uint32_t
 }
 
 #ifdef POUW_X86
+/* vpmaddubsw needs an unsigned operand: |a| · (b with a's sign) is exact for entries in
+ * [-127, 127] (a pair sums to at most 2·127² < 2^15); vpmaddwd then widens to int32. */
 __attribute__((target("avx2")))
 static void tile_avx2(const job_t *J, int ta, int tb, int32_t *acc, uint32_t *xors) {
     const int k = J->k, r = J->r, chunks = k / r;
-    const int16_t *A = J->ap + (size_t)ta * TILE * k, *B = J->bp + (size_t)tb * TILE * k;
+    const int8_t *A = J->ap + (size_t)ta * TILE * k, *B = J->bp + (size_t)tb * TILE * k;
+    const __m256i ones = _mm256_set1_epi16(1);
     memset(acc, 0, TILE * TILE * sizeof *acc);
     for (int l = 0; l < chunks; l++) {
-        const int16_t *Al = A + (size_t)l * TILE * r, *Bl = B + (size_t)l * TILE * r;
+        const int8_t *Al = A + (size_t)l * TILE * r, *Bl = B + (size_t)l * TILE * r;
         __m256i x = _mm256_setzero_si256();
         for (int rg = 0; rg < TILE; rg += 4) {
             for (int cg = 0; cg < TILE; cg += 16) {
@@ -131,17 +148,19 @@ static void tile_avx2(const job_t *J, int ta, int tb, int32_t *acc, uint32_t *xo
                 int32_t *c0 = acc + rg * TILE + cg;
                 for (int i = 0; i < 4; i++)
                     for (int h = 0; h < 2; h++) s[i][h] = _mm256_load_si256((const __m256i *)(c0 + i * TILE + 8 * h));
-                const int16_t *a0 = Al + (size_t)rg * r;
-                const int16_t *bb = Bl + 2 * cg;
-                for (int j = 0; j < r; j += 2, bb += 2 * TILE) {
+                const int8_t *a0 = Al + (size_t)rg * r;
+                const int8_t *bb = Bl + 4 * cg;
+                for (int j = 0; j < r; j += 4, bb += 4 * TILE) {
                     const __m256i b0 = _mm256_load_si256((const __m256i *)bb);
-                    const __m256i b1 = _mm256_load_si256((const __m256i *)(bb + 16));
+                    const __m256i b1 = _mm256_load_si256((const __m256i *)(bb + 32));
                     for (int i = 0; i < 4; i++) {
-                        int32_t pair;
-                        memcpy(&pair, a0 + (size_t)i * r + j, sizeof pair);
-                        const __m256i av = _mm256_set1_epi32(pair);
-                        s[i][0] = _mm256_add_epi32(s[i][0], _mm256_madd_epi16(av, b0));
-                        s[i][1] = _mm256_add_epi32(s[i][1], _mm256_madd_epi16(av, b1));
+                        int32_t quad;
+                        memcpy(&quad, a0 + (size_t)i * r + j, sizeof quad);
+                        const __m256i av = _mm256_set1_epi32(quad), aa = _mm256_abs_epi8(av);
+                        const __m256i p0 = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(b0, av));
+                        const __m256i p1 = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(b1, av));
+                        s[i][0] = _mm256_add_epi32(s[i][0], _mm256_madd_epi16(p0, ones));
+                        s[i][1] = _mm256_add_epi32(s[i][1], _mm256_madd_epi16(p1, ones));
                     }
                 }
                 for (int i = 0; i < 4; i++)
@@ -160,29 +179,34 @@ static void tile_avx2(const job_t *J, int ta, int tb, int32_t *acc, uint32_t *xo
     }
 }
 
+/* vpdpbusd on (a+128) as u8 and b as s8 sums 4 products exactly in int32; starting each
+ * chunk from acc − 128·Σ_chunk b makes the accumulator exact again after the chunk. */
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 static void tile_avx512(const job_t *J, int ta, int tb, int32_t *acc, uint32_t *xors) {
     const int k = J->k, r = J->r, chunks = k / r;
-    const int16_t *A = J->ap + (size_t)ta * TILE * k, *B = J->bp + (size_t)tb * TILE * k;
+    const int8_t *A = J->ap + (size_t)ta * TILE * k, *B = J->bp + (size_t)tb * TILE * k;
+    const int32_t *colsum = J->colsum + (size_t)tb * chunks * TILE;
     memset(acc, 0, TILE * TILE * sizeof *acc);
     for (int l = 0; l < chunks; l++) {
-        const int16_t *Al = A + (size_t)l * TILE * r, *Bl = B + (size_t)l * TILE * r;
+        const int8_t *Al = A + (size_t)l * TILE * r, *Bl = B + (size_t)l * TILE * r;
+        const __m512i corr[2] = {_mm512_loadu_si512(colsum + l * TILE), _mm512_loadu_si512(colsum + l * TILE + 16)};
         __m512i x = _mm512_setzero_si512();
         for (int rg = 0; rg < TILE; rg += 8) {
             __m512i s[8][2];
             int32_t *c0 = acc + rg * TILE;
             for (int i = 0; i < 8; i++)
-                for (int h = 0; h < 2; h++) s[i][h] = _mm512_load_si512(c0 + i * TILE + 16 * h);
-            const int16_t *a0 = Al + (size_t)rg * r;
-            const int16_t *bb = Bl;
-            for (int j = 0; j < r; j += 2, bb += 2 * TILE) {
-                const __m512i b0 = _mm512_load_si512(bb), b1 = _mm512_load_si512(bb + 32);
+                for (int h = 0; h < 2; h++)
+                    s[i][h] = _mm512_sub_epi32(_mm512_load_si512(c0 + i * TILE + 16 * h), corr[h]);
+            const int8_t *a0 = Al + (size_t)rg * r;
+            const int8_t *bb = Bl;
+            for (int j = 0; j < r; j += 4, bb += 4 * TILE) {
+                const __m512i b0 = _mm512_load_si512(bb), b1 = _mm512_load_si512(bb + 64);
                 for (int i = 0; i < 8; i++) {
-                    int32_t pair;
-                    memcpy(&pair, a0 + (size_t)i * r + j, sizeof pair);
-                    const __m512i av = _mm512_set1_epi32(pair);
-                    s[i][0] = _mm512_dpwssd_epi32(s[i][0], av, b0);
-                    s[i][1] = _mm512_dpwssd_epi32(s[i][1], av, b1);
+                    int32_t quad;
+                    memcpy(&quad, a0 + (size_t)i * r + j, sizeof quad);
+                    const __m512i av = _mm512_set1_epi32(quad);
+                    s[i][0] = _mm512_dpbusd_epi32(s[i][0], av, b0);
+                    s[i][1] = _mm512_dpbusd_epi32(s[i][1], av, b1);
                 }
             }
             for (int i = 0; i < 8; i++)
@@ -286,15 +310,19 @@ static int parallel(job_t *J, void *(*fn)(void *)) {
     return failed;
 }
 
+/* 0 on success, 1 out of memory, 2 an entry outside [-limit, limit]. */
 static int run_job(job_t *J) {
     const size_t a_len = (size_t)J->m * J->k, b_len = (size_t)J->k * J->n;
-    int failed;
-    J->ap = aligned_alloc(64, ((a_len * 2 + 63) / 64) * 64);
-    J->bp = aligned_alloc(64, ((b_len * 2 + 63) / 64) * 64);
-    failed = !J->ap || !J->bp || parallel(J, pack_worker) || parallel(J, tile_worker);
+    int status = 1;
+    J->ap = aligned_alloc(64, (a_len + 63) / 64 * 64);
+    J->bp = aligned_alloc(64, (b_len + 63) / 64 * 64);
+    J->colsum = J->path == PATH_AVX512 ? malloc((size_t)(J->n / TILE) * (J->k / J->r) * TILE * sizeof(int32_t)) : NULL;
+    if (J->ap && J->bp && (J->colsum || J->path != PATH_AVX512) && !parallel(J, pack_worker))
+        status = J->bad_entry ? 2 : parallel(J, tile_worker);
     free(J->ap);
     free(J->bp);
-    return failed;
+    free(J->colsum);
+    return status;
 }
 
 /* --- CPU features ------------------------------------------------------------------------ */
@@ -357,8 +385,8 @@ static int check_pairs(const uint16_t *p, const uint16_t *q, int k, int r) {
 }
 
 static int check_dims(int m, int n, int k, int r, int threads) {
-    if (m <= 0 || n <= 0 || m % TILE || n % TILE || r < 2 || r % 2 || k <= 0 || k % r) {
-        PyErr_SetString(PyExc_ValueError, "need m, n multiples of 32, r even, k a multiple of r");
+    if (m <= 0 || n <= 0 || m % TILE || n % TILE || r < 4 || r % 4 || k <= 0 || k % r) {
+        PyErr_SetString(PyExc_ValueError, "need m, n multiples of 32, r a multiple of 4, k a multiple of r");
         return -1;
     }
     if (threads < 1 || threads > MAX_THREADS) {
@@ -369,13 +397,15 @@ static int check_dims(int m, int n, int k, int r, int threads) {
 }
 
 static PyObject *finish(job_t *J, Py_buffer *bufs, int nbufs) {
-    int failed;
+    int status;
     Py_BEGIN_ALLOW_THREADS
-    failed = run_job(J);
+    status = run_job(J);
     Py_END_ALLOW_THREADS
     for (int i = 0; i < nbufs; i++)
         if (bufs[i].obj) PyBuffer_Release(&bufs[i]);
-    if (failed) return PyErr_NoMemory();
+    if (status == 1) return PyErr_NoMemory();
+    if (status == 2)
+        return PyErr_Format(PyExc_ValueError, "matrix entry outside [-%d, %d]", J->limit, J->limit);
     Py_RETURN_NONE;
 }
 
@@ -419,6 +449,7 @@ static PyObject *py_mine(PyObject *self, PyObject *args, PyObject *kw) {
         (J.path = resolve_path(path)) < 0)
         goto fail;
     J.use_shani = J.path != PATH_PORTABLE && have_shani();
+    J.limit = 64; /* PROTOCOL §4: entries in [-64, 64]; keeps A', B' within [-127, 127] */
     return finish(&J, v, NB);
 fail:
     for (int i = 0; i < NB; i++)
@@ -443,6 +474,7 @@ static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kw) {
         return NULL;
     }
     J.a = v[0].buf, J.b = v[1].buf, J.c = v[2].buf;
+    J.limit = 127; /* the sign trick needs entries in [-127, 127] */
     return finish(&J, v, 3);
 }
 

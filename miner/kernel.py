@@ -1,0 +1,172 @@
+"""One mining API over the C kernel and the numpy reference (PROTOCOL §4).
+
+``active_path`` is the fastest path this machine supports, or the one named by the
+environment variable ``POUW_KERNEL_PATH`` (``avx512``, ``avx2``, ``portable``, ``numpy``);
+every call also takes ``path=`` to force one.  All paths give identical results.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from consensus.block import Header
+from consensus.work import (TILE, TileResult, er_pairs, fl_pairs, noise_el, noise_fr, seeds,
+                            win_threshold)
+
+from . import reference
+from .reference import WorkResult
+
+try:
+    from . import _kernel
+except ImportError as exc:  # the build_ext step is allowed to fail
+    _kernel = None
+    warnings.warn(f"miner._kernel is not available ({exc}); mining uses the slow numpy reference",
+                  RuntimeWarning, stacklevel=2)
+
+ENTRY_LIMIT = 64
+
+
+def available_paths() -> list[str]:
+    """Supported paths, fastest first; ``numpy`` is always last."""
+    return (_kernel.paths() if _kernel else []) + ["numpy"]
+
+
+def _default_path() -> str:
+    forced = os.environ.get("POUW_KERNEL_PATH")
+    if forced and forced not in available_paths():
+        warnings.warn(f"POUW_KERNEL_PATH={forced} is not available here; using {available_paths()[0]}",
+                      RuntimeWarning, stacklevel=2)
+        return available_paths()[0]
+    return forced or available_paths()[0]
+
+
+active_path: str = _default_path()
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _u16(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.uint16)
+
+
+def _int8(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.int8)
+
+
+def run(header: Header, a: np.ndarray, b: np.ndarray, *, want_product: bool = False,
+        threads: int | None = None, path: str | None = None) -> WorkResult:
+    """Every tile's lanes, digest and win flag (row-major tile order), and C' = A'·B' if asked.
+
+    ``header`` is a template: version … nonce and ``work`` (m, n, k, r, H_A, H_B, job_id)
+    are used, the ticket is ignored.  The C paths reject entries outside [−64, 64].
+    """
+    path = path or active_path
+    w = header.work
+    if a.shape != (w.m, w.k) or b.shape != (w.k, w.n):
+        raise ValueError(f"A is {a.shape}, B is {b.shape}; the header says {w.m}x{w.k} · {w.k}x{w.n}")
+    if path == "numpy":
+        return reference.work(header, a, b, want_product)
+    s = seeds(header)
+    tiles = (w.m // TILE) * (w.n // TILE)
+    threshold = win_threshold(header.target, w.k)
+    out = WorkResult(np.empty((tiles, 16), np.uint32), np.empty((tiles, 32), np.uint8),
+                     np.empty(tiles, np.bool_), np.empty((w.m, w.n), np.int32) if want_product else None)
+    ep, eq = er_pairs(s, w.k, w.r)
+    fp, fq = fl_pairs(s, w.k, w.r)
+    _kernel.mine(_int8(a), _int8(b), _int8(noise_el(s.s_a, w.m, w.r)), _int8(noise_fr(s.s_b, w.n, w.r)),
+                 _u16(ep), _u16(eq), _u16(fp), _u16(fq), s.s_a,
+                 threshold.to_bytes(32, "big") if threshold < 1 << 256 else None,
+                 out.lanes, out.digests, out.wins.view(np.uint8), out.product,
+                 w.m, w.n, w.k, w.r, path=path, threads=threads or default_threads())
+    return out
+
+
+def _tiles(header: Header, result: WorkResult, indices: np.ndarray) -> list[TileResult]:
+    nb = header.work.n // TILE
+    return [TileResult(int(t) // nb, int(t) % nb, result.lanes[t].tolist(), result.digests[t].tobytes(),
+                       bool(result.wins[t])) for t in indices]
+
+
+def all_tiles(header: Header, a: np.ndarray, b: np.ndarray, threads: int | None = None,
+              path: str | None = None) -> list[TileResult]:
+    """Like ``consensus.work.all_tiles`` but from the un-noised A, B and fast."""
+    result = run(header, a, b, threads=threads, path=path)
+    return _tiles(header, result, np.arange(len(result.wins)))
+
+
+def mine(header: Header, a: np.ndarray, b: np.ndarray, threads: int | None = None,
+         path: str | None = None) -> list[TileResult]:
+    """The winning tiles of this template, in row-major tile order."""
+    result = run(header, a, b, threads=threads, path=path)
+    return _tiles(header, result, np.flatnonzero(result.wins))
+
+
+def recover(a: np.ndarray, b: np.ndarray, c_noisy: np.ndarray, header: Header) -> np.ndarray:
+    """``A·B = C' − (A·F_L)·F_R − E_L·(E_R·B')`` with ``E_R·B' = E_R·B + (E_R·F_L)·F_R``.
+
+    The ±1 factors are applied as dense float32 products (exact: every sum is below
+    64·k ≤ 2^19 in magnitude); the rank-2r correction is a float64 product (exact below 2^53).
+    """
+    w = header.work
+    s = seeds(header)
+    rows = np.arange(w.k)
+    fl = np.zeros((w.k, w.r), np.float32)
+    fp, fq = fl_pairs(s, w.k, w.r)
+    fl[rows, fp], fl[rows, fq] = 1, -1
+    er = np.zeros((w.r, w.k), np.float32)
+    ep, eq = er_pairs(s, w.k, w.r)
+    er[ep, rows], er[eq, rows] = 1, -1
+    fr = noise_fr(s.s_b, w.n, w.r).astype(np.float64)
+    er_b = (er @ b.astype(np.float32)).astype(np.float64) + (er @ fl).astype(np.float64) @ fr
+    left = np.hstack([a.astype(np.float32) @ fl, noise_el(s.s_a, w.m, w.r)]).astype(np.float64)
+    correction = left @ np.vstack([fr, er_b])
+    return (c_noisy.astype(np.int64) - correction.astype(np.int64)).astype(np.int32)
+
+
+def matmul(a: np.ndarray, b: np.ndarray, header: Header, threads: int | None = None,
+           path: str | None = None) -> tuple[np.ndarray, list[TileResult]]:
+    """The 2-for-1 call: exact A·B (int32) and the winning tiles of ``header`` for A, B."""
+    if min(a.min(), b.min()) < -ENTRY_LIMIT or max(a.max(), b.max()) > ENTRY_LIMIT:
+        raise ValueError(f"entries must lie in [-{ENTRY_LIMIT}, {ENTRY_LIMIT}]")
+    result = run(header, a, b, want_product=True, threads=threads, path=path)
+    return recover(a, b, result.product, header), _tiles(header, result, np.flatnonzero(result.wins))
+
+
+def gemm(a: np.ndarray, b: np.ndarray, block: int = 64, threads: int | None = None,
+         path: str | None = None) -> np.ndarray:
+    """Plain A·B (int8 in [−127, 127] → int32) on the same kernel without noise, fold or tickets;
+    k is blocked by ``block``.  The numpy path is an exact int64 product."""
+    path = path or active_path
+    if path == "numpy":
+        return (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
+    (m, k), n = a.shape, b.shape[1]
+    c = np.empty((m, n), np.int32)
+    _kernel.gemm(_int8(a), _int8(b), c, m, n, k, block, path=path, threads=threads or default_threads())
+    return c
+
+
+def selftest() -> bool:
+    """Every available path against ``consensus.work`` on a small random template."""
+    from consensus.block import Ticket, WorkSpec
+    from consensus.work import all_tiles as consensus_tiles, commit_a, commit_b, noisy_operands
+
+    rng = np.random.default_rng(2024)
+    m, n, k, r = 64, 96, 128, 16
+    a = rng.integers(-64, 65, (m, k), dtype=np.int8)
+    b = rng.integers(-64, 65, (k, n), dtype=np.int8)
+    work = WorkSpec(m, n, k, r, commit_a(a), commit_b(b))
+    header = Header(1, 4, 1, bytes(32), 0, (1 << 256) // (1024 * k * 2), bytes(32), bytes(20), 1, work,
+                    Ticket(0, 0, bytes(32)))
+    s = seeds(header)
+    want = consensus_tiles(*noisy_operands(a, b, s, r), s, header)
+    product = a.astype(np.int64) @ b.astype(np.int64)
+    for path in available_paths():
+        ab, winners = matmul(a, b, header, threads=2, path=path)
+        if all_tiles(header, a, b, threads=2, path=path) != want or not np.array_equal(ab, product) \
+                or winners != [t for t in want if t.wins]:
+            return False
+    return True
