@@ -1,0 +1,121 @@
+"""The in-memory block tree: one entry per known header, its status and cumulative work.
+
+The best chain is the valid chain with the most work; ties go to the block whose
+data arrived first (PROTOCOL §4, "Block work").  ``seq`` records that order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterator
+
+from consensus.block import Header
+
+HAVE_DATA = 1  # the block's bytes are stored
+VALID = 2  # the block connected (all §5 state rules passed) at least once
+FAILED = 4  # the block itself is invalid (or was invalidated by hand)
+FAILED_CHILD = 8  # a descendant of an invalid block
+FAILED_MASK = FAILED | FAILED_CHILD
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    header: Header
+    height: int
+    chain_work: int
+    status: int = 0
+    fees: int = 0  # total tx fees of the block, paid with its deferred reward (§5)
+    seq: int = 0  # arrival order of the block's data; 0 while only the header is known
+
+    @property
+    def hash(self) -> bytes:
+        return self.header.hash
+
+    @property
+    def prev(self) -> bytes:
+        return self.header.prev_hash
+
+    @property
+    def have_data(self) -> bool:
+        return bool(self.status & HAVE_DATA)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.status & FAILED_MASK)
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.status & VALID)
+
+    def with_status(self, set_bits: int = 0, clear_bits: int = 0) -> "IndexEntry":
+        return replace(self, status=(self.status | set_bits) & ~clear_bits)
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        """Sort key of a tip candidate: more work first, then earlier arrival."""
+        return self.chain_work, -self.seq
+
+
+class BlockIndex:
+    """Entries by hash, children by parent, and which entries have their whole chain's data."""
+
+    def __init__(self) -> None:
+        self.entries: dict[bytes, IndexEntry] = {}
+        self.children: dict[bytes, list[bytes]] = {}
+        self.linked: set[bytes] = set()  # data for the block and all its ancestors
+
+    def __contains__(self, block_hash: bytes) -> bool:
+        return block_hash in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, block_hash: bytes) -> IndexEntry | None:
+        return self.entries.get(block_hash)
+
+    def put(self, entry: IndexEntry) -> None:
+        """Add or replace an entry; newly linked descendants are returned by ``link``."""
+        h = entry.hash
+        if h not in self.entries and entry.height > 0:
+            self.children.setdefault(entry.prev, []).append(h)
+        self.entries[h] = entry
+
+    def link(self, block_hash: bytes) -> list[bytes]:
+        """Mark ``block_hash`` and every descendant with data as linked if its parent is."""
+        entry = self.entries[block_hash]
+        if not entry.have_data or block_hash in self.linked:
+            return []
+        if entry.height > 0 and entry.prev not in self.linked:
+            return []
+        out, stack = [], [block_hash]
+        while stack:
+            h = stack.pop()
+            self.linked.add(h)
+            out.append(h)
+            stack.extend(c for c in self.children.get(h, ()) if self.entries[c].have_data and c not in self.linked)
+        return out
+
+    def descendants(self, block_hash: bytes) -> Iterator[IndexEntry]:
+        stack = list(self.children.get(block_hash, ()))
+        while stack:
+            h = stack.pop()
+            yield self.entries[h]
+            stack.extend(self.children.get(h, ()))
+
+    def ancestors(self, entry: IndexEntry) -> Iterator[IndexEntry]:
+        """The entry's parent, grandparent, … down to genesis."""
+        while entry.height > 0:
+            entry = self.entries[entry.prev]
+            yield entry
+
+    def timestamps(self, entry: IndexEntry, count: int) -> list[int]:
+        """Timestamps of ``entry`` and up to ``count − 1`` ancestors, oldest first."""
+        out = [entry.header.timestamp]
+        for parent in self.ancestors(entry):
+            if len(out) == count:
+                break
+            out.append(parent.header.timestamp)
+        return out[::-1]
+
+    def tips(self) -> list[IndexEntry]:
+        """Entries without children."""
+        return [e for h, e in self.entries.items() if not self.children.get(h)]

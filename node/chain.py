@@ -1,0 +1,584 @@
+"""The chain manager: accepts headers and blocks, validates them through ``consensus``
+and keeps the store's tip on the valid chain with the most work (PROTOCOL §4, §5).
+
+Every tip move — one block, a group of blocks during sync, or a whole reorg — is
+one ``Store.commit``; listeners hear ``connected``/``disconnected`` only after it
+returned.  Methods are serialised by a lock; callbacks run inside it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Sequence
+
+from consensus.block import Block, Header
+from consensus.difficulty import next_target as consensus_next_target
+from consensus.errors import ConsensusError, DecodeError, FutureBlock, InvalidBlock
+from consensus.genesis import genesis_block, genesis_state
+from consensus.params import MEDIAN_TIME_SPAN, NETWORKS, Network, subsidy
+from consensus.state import EMPTY_ACCOUNT, Account, Job, StateView, apply_block, block_fees
+from consensus.validation import check_block, check_header_context, check_header_stateless, median_time_past
+
+from .blockindex import FAILED, FAILED_CHILD, FAILED_MASK, HAVE_DATA, VALID, BlockIndex, IndexEntry
+from .orphans import OrphanPool
+from .store import ChainBatch, DatadirCorrupt, Store
+from .txcheck import Pending, TxChecker
+
+log = logging.getLogger(__name__)
+
+ACCEPTED, DUPLICATE, ORPHAN, INVALID, FUTURE = "accepted", "duplicate", "orphan", "invalid", "future"
+GROUP_BLOCKS = 256  # blocks per commit when extending the tip by many blocks (sync, reindex)
+GROUP_BYTES = 32 * 1024 * 1024
+LOOKAHEAD = 64  # blocks whose tx checks run ahead of the one being connected
+MAX_HEADERS = 2000  # PROTOCOL §7 headers reply
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    status: str  # accepted / duplicate / orphan / invalid / future
+    hash: bytes
+    reason: str = ""  # consensus reason token when invalid
+    tip_changed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (ACCEPTED, DUPLICATE, ORPHAN)
+
+
+@dataclass(frozen=True)
+class Tip:
+    hash: bytes
+    height: int
+    header: Header
+    chain_work: int
+
+
+@dataclass(frozen=True)
+class ChainEvent:
+    kind: str  # "connected" or "disconnected"
+    block: Block
+    height: int
+
+
+Listener = Callable[[ChainEvent], None]
+
+
+class Chain:
+    """A network's block tree and best-chain state in ``<datadir>/<network>/``."""
+
+    def __init__(self, datadir: str | os.PathLike[str], network: Network | str, *,
+                 now: Callable[[], int] | None = None, reindex: bool = False,
+                 orphan_count: int = 256, orphan_bytes: int = 64 * 1024 * 1024,
+                 tx_workers: int | None = None) -> None:
+        self.network = NETWORKS[network] if isinstance(network, str) else network
+        self.now = now or (lambda: int(time.time()))
+        self._lock = threading.RLock()
+        self._listeners: list[Listener] = []
+        self._orphans = OrphanPool(orphan_count, orphan_bytes)
+        self._future = OrphanPool(orphan_count, orphan_bytes)
+        self._checker = TxChecker(self.network, tx_workers)
+        self._checks: dict[bytes, Pending] = {}
+        self._recent: dict[bytes, Block] = {}  # decoded blocks of the current call
+        self.store = Store(datadir, self.network.name)
+        try:
+            if reindex or self.store.reindexing():
+                self.reindex()
+            else:
+                self._load()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- opening -------------------------------------------------------------------
+    def _reset(self) -> None:
+        self.index = BlockIndex()
+        self._active: list[bytes] = []
+        self._candidates: set[bytes] = set()
+        self._next_seq = 1
+
+    def _write_genesis(self) -> None:
+        block = genesis_block(self.network)
+        entry = IndexEntry(block.header, 0, block.header.block_work, HAVE_DATA | VALID, 0, self._next_seq)
+        batch = self.store.batch()
+        batch.put_block(block.hash, block.encode())
+        batch.put_entry(entry)
+        batch.apply(genesis_state(self.network))
+        batch.set_best(0, block.hash)
+        batch.set_tip(block.hash)
+        self.store.commit(batch)
+
+    def _load(self) -> None:
+        self._reset()
+        if self.store.tip_hash() is None:
+            if next(self.store.entries(), None) is not None:
+                raise DatadirCorrupt(f"chain database at {self.store.path} has blocks but no tip; "
+                                     f"restart with --reindex")
+            self._write_genesis()
+        entries = sorted(self.store.entries(), key=lambda e: e.height)
+        for entry in entries:
+            self.index.put(entry)
+            self._next_seq = max(self._next_seq, entry.seq + 1)
+        for entry in entries:
+            self.index.link(entry.hash)
+        self._active = self.store.best_chain()
+        tip = self.index.get(self.store.tip_hash() or b"")
+        genesis = genesis_block(self.network).hash
+        if (tip is None or not self._active or self._active[0] != genesis
+                or len(self._active) != tip.height + 1 or self._active[-1] != tip.hash):
+            raise DatadirCorrupt(f"chain database at {self.store.path} is corrupt (tip and best-chain "
+                                 f"index disagree); restart with --reindex")
+        self._rebuild_candidates()
+        self._activate(self.store.batch())
+
+    def reindex(self) -> None:
+        """Rebuild the index and all state from the stored blocks (``--reindex``)."""
+        with self._lock:
+            self.store.start_reindex()
+            self._reset()
+            self._orphans.pop_all()
+            self._write_genesis()
+            self._load()
+            order = []
+            for block_hash in self.store.block_hashes():
+                raw = self.store.block_bytes(block_hash) or b""
+                try:
+                    height = Block.decode(raw).header.height
+                except DecodeError:
+                    log.warning("reindex: skipping undecodable stored block %s", block_hash.hex())
+                    continue
+                if height > 0:
+                    order.append((height, block_hash))
+            order.sort()
+            for i in range(0, len(order), GROUP_BLOCKS):
+                chunk = order[i:i + GROUP_BLOCKS]
+                self._submit([(self.store.block_bytes(h) or b"", None) for _, h in chunk])
+            self.store.finish_reindex()
+
+    # --- submitting ------------------------------------------------------------------
+    def submit_block(self, block: Block | bytes, raw: bytes | None = None) -> SubmitResult:
+        """Validate and store a block, then move the tip if it leads to more work (§5)."""
+        with self._lock:
+            return self._submit([(block, raw)])[0]
+
+    def submit_blocks(self, blocks: Iterable[Block | bytes]) -> list[SubmitResult]:
+        """Several blocks at once (sync): tip moves are committed per group of blocks."""
+        with self._lock:
+            return self._submit([(b, None) for b in blocks])
+
+    def retry_future(self) -> list[SubmitResult]:
+        """Resubmit the blocks held back for a timestamp too far ahead of the clock."""
+        with self._lock:
+            return self._submit(self._future.pop_all())
+
+    def add_header(self, header: Header) -> SubmitResult:
+        """Add a header to the tree (headers-first sync, §7); the block can follow later."""
+        with self._lock:
+            h = header.hash
+            known = self.index.get(h)
+            if known is not None:
+                return SubmitResult(INVALID if known.failed else DUPLICATE, h,
+                                    "duplicate-invalid" if known.failed else "")
+            try:
+                check_header_stateless(header, self.network)
+            except InvalidBlock as exc:
+                return SubmitResult(INVALID, h, exc.reason)
+            parent = self.index.get(header.prev_hash)
+            if parent is None:
+                return SubmitResult(ORPHAN, h)
+            batch = self.store.batch()
+            result = self._accept_header(batch, header, parent)
+            if batch:
+                self.store.commit(batch)
+            if isinstance(result, SubmitResult):
+                return result
+            waiting = self._orphans.pop_children(h)
+            if waiting:
+                self._submit(waiting)
+            return SubmitResult(ACCEPTED, h)
+
+    def _submit(self, items: Sequence[tuple[Block | bytes, bytes | None]]) -> list[SubmitResult]:
+        tip_before = self._active[-1]
+        batch = self.store.batch()
+        try:
+            results = [self._accept(batch, block, raw) for block, raw in items]
+            failures = self._activate(batch)
+        finally:
+            self._checks.clear()
+            self._recent.clear()
+        changed = self._active[-1] != tip_before
+        out = []
+        for res in results:
+            entry = self.index.get(res.hash)
+            if res.status == ACCEPTED and entry is not None and entry.failed:
+                res = replace(res, status=INVALID, reason=failures.get(res.hash, "bad-prevblk"))
+            out.append(replace(res, tip_changed=changed))
+        return out
+
+    def _accept(self, batch: ChainBatch, block: Block | bytes, raw: bytes | None) -> SubmitResult:
+        """Check a block on its own and against its parent, store it, and pull in waiting orphans."""
+        if isinstance(block, (bytes, bytearray)):
+            raw = bytes(block)
+            try:
+                block = Block.decode(raw)
+            except DecodeError as exc:
+                return SubmitResult(INVALID, b"", exc.reason)
+        raw = block.encode() if raw is None else raw
+        result = self._accept_one(batch, block, raw)
+        queue = [block.hash] if result.status == ACCEPTED else []
+        while queue:
+            for child, child_raw in self._orphans.pop_children(queue.pop()):
+                if self._accept_one(batch, child, child_raw).status == ACCEPTED:
+                    queue.append(child.hash)
+        return result
+
+    def _accept_one(self, batch: ChainBatch, block: Block, raw: bytes) -> SubmitResult:
+        h = block.hash
+        entry = self.index.get(h)
+        if entry is not None and entry.failed:
+            return SubmitResult(INVALID, h, "duplicate-invalid")
+        if (entry is not None and entry.have_data) or h in self._orphans:
+            return SubmitResult(DUPLICATE, h)
+        try:
+            check_block(block, self.network, len(raw))
+        except InvalidBlock as exc:  # not marked: the header may be fine and this copy mutated
+            return SubmitResult(INVALID, h, exc.reason)
+        if entry is None:
+            parent = self.index.get(block.header.prev_hash)
+            if parent is None:
+                self._orphans.add(block, raw)
+                return SubmitResult(ORPHAN, h)
+            accepted = self._accept_header(batch, block.header, parent)
+            if isinstance(accepted, SubmitResult):
+                if accepted.status == FUTURE:
+                    self._future.add(block, raw)
+                return accepted
+            entry = accepted
+        entry = replace(entry, status=entry.status | HAVE_DATA, fees=block_fees(block), seq=self._next_seq)
+        self._next_seq += 1
+        self.index.put(entry)
+        batch.put_entry(entry)
+        batch.put_block(h, raw)
+        self._recent[h] = block
+        self._candidates.update(self.index.link(h))
+        if h in self.index.linked and entry.chain_work > self._tip_entry().chain_work:
+            self._checks[h] = self._checker.start(block)  # likely to connect: verify signatures now
+        return SubmitResult(ACCEPTED, h)
+
+    def _accept_header(self, batch: ChainBatch, header: Header, parent: IndexEntry) -> IndexEntry | SubmitResult:
+        """Context rules against the parent (§5); invalid headers are remembered as failed."""
+        entry = IndexEntry(header, parent.height + 1, parent.chain_work + header.block_work)
+        h = header.hash
+        if parent.failed:
+            self._store_entry(batch, entry.with_status(FAILED_CHILD))
+            return SubmitResult(INVALID, h, "bad-prevblk")
+        try:
+            check_header_context(header, parent.header, self.index.timestamps(parent, MEDIAN_TIME_SPAN),
+                                 self.now(), self.network)
+        except FutureBlock as exc:
+            return SubmitResult(FUTURE, h, exc.reason)
+        except InvalidBlock as exc:
+            self._store_entry(batch, entry.with_status(FAILED))
+            return SubmitResult(INVALID, h, exc.reason)
+        self._store_entry(batch, entry)
+        return entry
+
+    def _store_entry(self, batch: ChainBatch, entry: IndexEntry) -> None:
+        self.index.put(entry)
+        batch.put_entry(entry)
+
+    # --- moving the tip --------------------------------------------------------------
+    def _tip_entry(self) -> IndexEntry:
+        return self.index.entries[self._active[-1]]
+
+    def _on_active(self, entry: IndexEntry) -> bool:
+        return entry.height < len(self._active) and self._active[entry.height] == entry.hash
+
+    def _rebuild_candidates(self) -> None:
+        self._candidates = {h for h in self.index.linked if not self.index.entries[h].failed}
+
+    def _best_candidate(self) -> IndexEntry:
+        tip = self._tip_entry()
+        best = None if tip.failed else tip
+        for h in list(self._candidates):
+            entry = self.index.entries[h]
+            if entry.failed:
+                self._candidates.discard(h)
+            elif best is None or entry.rank > best.rank:
+                best = entry
+        if best is None:  # everything above genesis invalidated
+            return self.index.entries[self._active[0]]
+        return best
+
+    def _activate(self, batch: ChainBatch) -> dict[bytes, str]:
+        """Reorganise to the best valid candidate; on a failing block fall back and retry.
+
+        Returns the blocks found invalid, with their reasons.
+        """
+        failures: dict[bytes, str] = {}
+        while True:
+            best = self._best_candidate()
+            tip = self._tip_entry()
+            if best.hash == tip.hash:
+                break
+            path = []
+            fork = best
+            while not self._on_active(fork):
+                path.append(fork)
+                fork = self.index.entries[fork.prev]
+            path.reverse()
+            disconnect = [self.index.entries[h] for h in reversed(self._active[fork.height + 1:])]
+            saved = batch.copy() if disconnect else None  # a reorg commits whole or not at all
+            events: list[ChainEvent] = []
+            for entry in disconnect:
+                self._disconnect(batch, entry, events)
+            failed: tuple[IndexEntry, str] | None = None
+            validated: list[bytes] = []
+            dispatched = 0
+            for i, entry in enumerate(path):
+                while dispatched < min(len(path), i + LOOKAHEAD):
+                    ahead = path[dispatched].hash
+                    if ahead not in self._checks:
+                        self._checks[ahead] = self._checker.start(self._get_block(ahead))
+                    dispatched += 1
+                try:
+                    if self._connect(batch, entry, events):
+                        validated.append(entry.hash)
+                except ConsensusError as exc:
+                    failed = (entry, exc.reason)
+                    break
+                if saved is None and ((i + 1) % GROUP_BLOCKS == 0 or batch.size > GROUP_BYTES):
+                    self._commit(batch, events)
+                    batch, events = self.store.batch(), []
+            if failed is None:
+                self._commit(batch, events)
+                batch = self.store.batch()
+                tip_rank = self._tip_entry().rank
+                self._candidates = {h for h in self._candidates if self.index.entries[h].rank >= tip_rank}
+                continue
+            entry, reason = failed
+            log.info("block %s at height %d is invalid: %s", entry.hash.hex(), entry.height, reason)
+            failures[entry.hash] = reason
+            if saved is not None:  # nothing of the attempt is written, so forget its VALID marks too
+                batch, events = saved, []
+                for h in validated:
+                    self.index.put(self.index.entries[h].with_status(clear_bits=VALID))
+            self._mark_failed(batch, entry)
+            self._commit(batch, events)
+            batch = self.store.batch()
+            self._rebuild_candidates()
+        if batch:
+            self.store.commit(batch)
+        return failures
+
+    def _get_block(self, block_hash: bytes) -> Block:
+        block = self._recent.get(block_hash)
+        if block is None:
+            raw = self.store.block_bytes(block_hash)
+            try:
+                block = Block.decode(raw or b"")
+            except DecodeError:
+                raise DatadirCorrupt(f"stored block {block_hash.hex()} in {self.store.path} is missing or "
+                                     f"unreadable; restart with --reindex") from None
+            self._recent[block_hash] = block
+        return block
+
+    def _connect(self, batch: ChainBatch, entry: IndexEntry, events: list[ChainEvent]) -> bool:
+        """Connect a block on top of the batch's tip; True if it was marked VALID just now."""
+        block = self._get_block(entry.hash)
+        pending = self._checks.pop(entry.hash, None) or self._checker.start(block)
+        self._checker.wait(pending)
+        diff, undo = apply_block(batch, block, self.network, signatures_checked=True)
+        batch.apply(diff)
+        batch.put_undo(entry.hash, undo)
+        batch.set_best(entry.height, entry.hash)
+        batch.index_txs(block, True)
+        batch.set_tip(entry.hash)
+        events.append(ChainEvent("connected", block, entry.height))
+        if entry.valid:
+            return False
+        self._store_entry(batch, entry.with_status(VALID))
+        return True
+
+    def _disconnect(self, batch: ChainBatch, entry: IndexEntry, events: list[ChainEvent]) -> None:
+        block = self._get_block(entry.hash)
+        batch.apply(batch.undo(entry.hash))
+        batch.delete_undo(entry.hash)
+        batch.set_best(entry.height, None)
+        batch.index_txs(block, False)
+        batch.set_tip(entry.prev)
+        self._candidates.add(entry.hash)
+        events.append(ChainEvent("disconnected", block, entry.height))
+
+    def _mark_failed(self, batch: ChainBatch, entry: IndexEntry) -> None:
+        """Mark a block invalid and every descendant invalid-child."""
+        self._store_entry(batch, self.index.entries[entry.hash].with_status(FAILED))
+        for child in list(self.index.descendants(entry.hash)):
+            self._store_entry(batch, child.with_status(FAILED_CHILD))
+        self._candidates.discard(entry.hash)
+
+    def _commit(self, batch: ChainBatch, events: list[ChainEvent]) -> None:
+        """Write, then update the in-memory best chain, then tell listeners (in order)."""
+        self.store.commit(batch)
+        for event in events:
+            if event.kind == "connected":
+                self._active.append(event.block.hash)
+            else:
+                self._active.pop()
+        for event in events:
+            for listener in list(self._listeners):
+                try:
+                    listener(event)
+                except Exception:  # a listener must not break the chain
+                    log.exception("chain listener failed on %s", event.kind)
+
+    # --- invalidate / reconsider ---------------------------------------------------
+    def invalidate_block(self, block_hash: bytes) -> None:
+        """Treat a block and its descendants as invalid and move off them (like Bitcoin Core)."""
+        with self._lock:
+            entry = self.index.get(block_hash)
+            if entry is None:
+                raise KeyError(f"unknown block {block_hash.hex()}")
+            if entry.height == 0:
+                raise ValueError("genesis cannot be invalidated")
+            batch = self.store.batch()
+            self._mark_failed(batch, entry)
+            self._rebuild_candidates()
+            self._activate(batch)
+
+    def reconsider_block(self, block_hash: bytes) -> None:
+        """Clear invalid marks on a block, its ancestors and descendants; revalidate as needed."""
+        with self._lock:
+            entry = self.index.get(block_hash)
+            if entry is None:
+                raise KeyError(f"unknown block {block_hash.hex()}")
+            batch = self.store.batch()
+            for e in [entry, *self.index.descendants(block_hash), *self.index.ancestors(entry)]:
+                if e.failed:
+                    self._store_entry(batch, e.with_status(clear_bits=FAILED_MASK))
+            self._rebuild_candidates()
+            self._activate(batch)
+
+    # --- queries ---------------------------------------------------------------------
+    @property
+    def tip(self) -> Tip:
+        e = self._tip_entry()
+        return Tip(e.hash, e.height, e.header, e.chain_work)
+
+    def header(self, block_hash: bytes) -> Header | None:
+        entry = self.index.get(block_hash)
+        return None if entry is None else entry.header
+
+    def entry(self, block_hash: bytes) -> IndexEntry | None:
+        return self.index.get(block_hash)
+
+    def block_bytes(self, block_hash: bytes) -> bytes | None:
+        return self.store.block_bytes(block_hash)
+
+    def block(self, block_hash: bytes) -> Block | None:
+        raw = self.store.block_bytes(block_hash)
+        return None if raw is None else Block.decode(raw)
+
+    def hash_at(self, height: int) -> bytes | None:
+        return self._active[height] if 0 <= height < len(self._active) else None
+
+    def account(self, address: bytes) -> Account:
+        return self.store.reader().account(address) or EMPTY_ACCOUNT
+
+    def job(self, job_id: bytes) -> Job | None:
+        return self.store.reader().job(job_id)
+
+    def tx_location(self, txid: bytes) -> tuple[bytes, int] | None:
+        """(block hash, position in the block) of a tx on the best chain."""
+        return self.store.tx_location(txid)
+
+    def tip_state_view(self) -> StateView:
+        """A StateView of the tip on a LevelDB snapshot: it does not move when the tip does."""
+        return self.store.reader(snapshot=True)
+
+    def median_time_past(self) -> int:
+        return median_time_past(self.index.timestamps(self._tip_entry(), MEDIAN_TIME_SPAN))
+
+    def next_target(self) -> int:
+        h = self._tip_entry().header
+        return consensus_next_target(self.network, h.timestamp, h.height)
+
+    def immature_rewards(self, address: bytes) -> list[tuple[int, int]]:
+        """(height, subsidy + fees) of best-chain blocks mined by ``address`` not yet paid (§5)."""
+        tip = len(self._active) - 1
+        out = []
+        for height in range(max(1, tip - self.network.coinbase_maturity + 1), tip + 1):
+            entry = self.index.entries[self._active[height]]
+            if entry.header.miner == address:
+                out.append((height, subsidy(height) + entry.fees))
+        return out
+
+    def locator(self) -> list[bytes]:
+        """Best-chain hashes: the last ten, then exponentially sparser, then genesis (§7)."""
+        out, step, height = [], 1, len(self._active) - 1
+        while height > 0:
+            out.append(self._active[height])
+            if len(out) >= 10:
+                step *= 2
+            height -= step
+        out.append(self._active[0])
+        return out
+
+    def headers_after(self, locator: Sequence[bytes], stop: bytes, limit: int = MAX_HEADERS) -> list[Header]:
+        """§7 getheaders: up to ``limit`` best-chain headers after the first locator hash on it."""
+        start = 0
+        for h in locator:
+            entry = self.index.get(h)
+            if entry is not None and self._on_active(entry):
+                start = entry.height
+                break
+        out = []
+        for height in range(start + 1, min(len(self._active), start + 1 + min(limit, MAX_HEADERS))):
+            out.append(self.index.entries[self._active[height]].header)
+            if self._active[height] == stop:
+                break
+        return out
+
+    def chain_tips(self) -> list[dict]:
+        """Bitcoin's getchaintips: every leaf of the tree and the active tip."""
+        tips = {e.hash: e for e in self.index.tips()}
+        tip = self._tip_entry()
+        tips[tip.hash] = tip
+        out = []
+        for entry in tips.values():
+            fork = entry
+            while not self._on_active(fork):
+                fork = self.index.entries[fork.prev]
+            if self._on_active(entry):
+                status = "active"
+            elif entry.failed:
+                status = "invalid"
+            elif entry.hash not in self.index.linked:
+                status = "headers-only"
+            else:
+                status = "valid-fork" if entry.valid else "valid-headers"
+            out.append({"height": entry.height, "hash": entry.hash.hex(),
+                        "branchlen": entry.height - fork.height, "status": status})
+        return sorted(out, key=lambda t: (-t["height"], t["hash"]))
+
+    def orphan_roots(self) -> list[bytes]:
+        """Parents that held orphans wait for."""
+        return self._orphans.roots()
+
+    # --- listeners and lifecycle -------------------------------------------------------
+    def subscribe(self, callback: Listener) -> Callable[[], None]:
+        """Call ``callback(ChainEvent)`` after each committed connect/disconnect; returns an unsubscribe."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    def close(self) -> None:
+        self._checker.close()
+        self.store.close()
+
+    def __enter__(self) -> "Chain":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,342 @@
+"""LevelDB chain store: the one module that owns the on-disk key schema (docs/storage.md).
+
+Everything a connected block changes — its bytes, index entry, state diff, undo
+record, best-chain and tx index entries, and the tip marker — is written by
+``Store.commit`` as ONE LevelDB WriteBatch with ``sync=True``, so a crash leaves
+the datadir at the previous or the next consistent tip, never in between.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any, Iterable, Iterator
+
+import plyvel
+
+from consensus import encoding as enc
+from consensus.block import Block, Header
+from consensus.encoding import BIN32, U8, U32, U64, Bin, Tuple
+from consensus.errors import DecodeError
+from consensus.state import ACCOUNT_SCHEMA, JOB_SCHEMA, Account, Job, StateDiff
+
+from .blockindex import IndexEntry
+
+SCHEMA_VERSION = 1
+
+# --- key schema (docs/storage.md) --------------------------------------------------
+VERSION = b"v"  # u32 schema version
+TIP = b"T"  # hash of the best tip
+REINDEX = b"R"  # present while a reindex is rebuilding the derived records
+BLOCK = b"B"  # + hash → canonical block bytes
+ENTRY = b"I"  # + hash → index entry
+BEST = b"C"  # + u64be height → hash on the best chain
+ACCOUNT = b"A"  # + address → [balance, nonce]
+JOB = b"J"  # + job_id → job
+DUE = b"D"  # + u64be height + job_id → u32 count (a multiset: see docs/storage.md)
+UNDO = b"U"  # + hash → StateDiff that disconnects the block
+TXINDEX = b"X"  # + txid → [block hash, position]
+RECORD_PREFIXES = {"peer": b"P", "ban": b"N"}  # opaque records kept for p2p
+DERIVED = (TIP, ENTRY, BEST, ACCOUNT, JOB, DUE, UNDO, TXINDEX)  # rebuilt by a reindex
+
+_ENTRY_SCHEMA = Tuple(Bin(max_size=512), U64, Bin(max_size=64), U8, U64, U64)
+_TXLOC_SCHEMA = Tuple(BIN32, U32)
+
+
+class StoreError(Exception):
+    """A datadir that cannot be used as it is."""
+
+
+class DatadirLocked(StoreError):
+    """Another process holds the datadir's LevelDB lock."""
+
+
+class DatadirCorrupt(StoreError):
+    """The database is damaged or from an incompatible version; ``--reindex`` or a fresh datadir fixes it."""
+
+
+def _height_key(prefix: bytes, height: int) -> bytes:
+    return prefix + struct.pack(">Q", height)
+
+
+def _corrupt(path: str, what: str) -> DatadirCorrupt:
+    return DatadirCorrupt(f"chain database at {path} is corrupt ({what}); restart with --reindex "
+                          f"to rebuild it from the stored blocks, or remove it to sync from scratch")
+
+
+def encode_entry(entry: IndexEntry) -> bytes:
+    work = entry.chain_work.to_bytes((entry.chain_work.bit_length() + 7) // 8, "big")
+    return enc.encode([entry.header.encode(), entry.height, work, entry.status, entry.fees, entry.seq])
+
+
+def decode_entry(data: bytes) -> IndexEntry:
+    v = enc.decode(data, _ENTRY_SCHEMA, 1024, "index entry")
+    return IndexEntry(Header.decode(v[0]), v[1], int.from_bytes(v[2], "big"), v[3], v[4], v[5])
+
+
+class StateReader:
+    """``consensus.state.StateView`` over a LevelDB handle or snapshot (the committed tip)."""
+
+    def __init__(self, db: Any, path: str) -> None:
+        self._db = db
+        self._path = path
+
+    def _decode(self, data: bytes, schema: enc.Schema, what: str) -> Any:
+        try:
+            return enc.decode(data, schema, 1 << 20, what)
+        except DecodeError as exc:
+            raise _corrupt(self._path, f"bad {what} record: {exc}") from None
+
+    def raw(self, key: bytes) -> bytes | None:
+        return self._db.get(key)
+
+    def account(self, address: bytes) -> Account | None:
+        data = self.raw(ACCOUNT + address)
+        return None if data is None else Account(*self._decode(data, ACCOUNT_SCHEMA, "account"))
+
+    def job(self, job_id: bytes) -> Job | None:
+        data = self.raw(JOB + job_id)
+        return None if data is None else Job(*self._decode(data, JOB_SCHEMA, "job"))
+
+    def jobs_due(self, height: int) -> list[bytes]:
+        prefix = _height_key(DUE, height)
+        return [k[len(prefix):] for k in self._db.iterator(prefix=prefix, include_value=False)]
+
+    def best_hash(self, height: int) -> bytes | None:
+        return self.raw(_height_key(BEST, height))
+
+    def entry(self, block_hash: bytes) -> IndexEntry | None:
+        data = self.raw(ENTRY + block_hash)
+        if data is None:
+            return None
+        try:
+            return decode_entry(data)
+        except DecodeError as exc:
+            raise _corrupt(self._path, f"bad index entry: {exc}") from None
+
+    def block_payout(self, height: int) -> tuple[bytes, int]:
+        block_hash = self.best_hash(height)
+        entry = self.entry(block_hash) if block_hash else None
+        if entry is None:
+            raise _corrupt(self._path, f"no best-chain entry at height {height}")
+        return entry.header.miner, entry.fees
+
+    def undo(self, block_hash: bytes) -> StateDiff:
+        data = self.raw(UNDO + block_hash)
+        if data is None:
+            raise _corrupt(self._path, f"no undo record for block {block_hash.hex()}")
+        try:
+            return StateDiff.decode(data)
+        except DecodeError as exc:
+            raise _corrupt(self._path, f"bad undo record: {exc}") from None
+
+
+class ChainBatch(StateReader):
+    """Writes for one atomic commit, readable as the state they produce (a StateView overlay).
+
+    Connecting several blocks in a row applies each block's diff here, so the
+    next block sees its parent's state before anything is written.
+    """
+
+    def __init__(self, store: "Store") -> None:
+        super().__init__(store.db, store.path)
+        self.writes: dict[bytes, bytes | None] = {}
+        self.due_keys: set[bytes] = set()  # keys of ``writes`` in the due index
+        self.size = 0  # approximate bytes pending
+
+    def copy(self) -> "ChainBatch":
+        other = ChainBatch.__new__(ChainBatch)
+        other._db, other._path = self._db, self._path
+        other.writes, other.due_keys, other.size = dict(self.writes), set(self.due_keys), self.size
+        return other
+
+    def __bool__(self) -> bool:
+        return bool(self.writes)
+
+    def raw(self, key: bytes) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        return self._db.get(key)
+
+    def _put(self, key: bytes, value: bytes | None) -> None:
+        self.writes[key] = value
+        self.size += len(key) + (len(value) if value else 0)
+
+    def jobs_due(self, height: int) -> list[bytes]:
+        prefix = _height_key(DUE, height)
+        found = {k[len(prefix):] for k in self._db.iterator(prefix=prefix, include_value=False)}
+        for key in self.due_keys:
+            if key.startswith(prefix):
+                (found.add if self.writes[key] is not None else found.discard)(key[len(prefix):])
+        return sorted(found)
+
+    def put_block(self, block_hash: bytes, raw: bytes) -> None:
+        self._put(BLOCK + block_hash, raw)
+
+    def put_entry(self, entry: IndexEntry) -> None:
+        self._put(ENTRY + entry.hash, encode_entry(entry))
+
+    def apply(self, diff: StateDiff) -> None:
+        """Write a state diff (a forward diff or an undo record)."""
+        for address, account in diff.accounts.items():
+            self._put(ACCOUNT + address, None if account is None else enc.encode(account.to_list()))
+        for job_id, job in diff.jobs.items():
+            self._put(JOB + job_id, None if job is None else enc.encode(job.to_list()))
+        for height, job_id in diff.due_add:
+            self._count_due(height, job_id, +1)
+        for height, job_id in diff.due_remove:
+            self._count_due(height, job_id, -1)
+
+    def _count_due(self, height: int, job_id: bytes, delta: int) -> None:
+        key = _height_key(DUE, height) + job_id
+        data = self.raw(key)
+        count = (self._decode(data, U32, "due count") if data is not None else 0) + delta
+        if count < 0:
+            raise _corrupt(self._path, f"due index underflow at height {height}")
+        self.due_keys.add(key)
+        self._put(key, enc.encode(count) if count else None)
+
+    def put_undo(self, block_hash: bytes, undo: StateDiff) -> None:
+        self._put(UNDO + block_hash, undo.encode())
+
+    def delete_undo(self, block_hash: bytes) -> None:
+        self._put(UNDO + block_hash, None)
+
+    def set_best(self, height: int, block_hash: bytes | None) -> None:
+        self._put(_height_key(BEST, height), block_hash)
+
+    def index_txs(self, block: Block, present: bool) -> None:
+        for position, tx in enumerate(block.txs):
+            self._put(TXINDEX + tx.txid, enc.encode([block.hash, position]) if present else None)
+
+    def set_tip(self, block_hash: bytes) -> None:
+        self._put(TIP, block_hash)
+
+
+class Store:
+    """A LevelDB database under ``<datadir>/<network>/chain``."""
+
+    def __init__(self, datadir: str | os.PathLike[str], network: str) -> None:
+        self.path = os.path.join(os.fspath(datadir), network, "chain")
+        os.makedirs(self.path, exist_ok=True)
+        try:
+            self.db = plyvel.DB(self.path, create_if_missing=True)
+        except plyvel.IOError as exc:
+            if "lock" in str(exc).lower():
+                raise DatadirLocked(f"datadir {self.path} is in use by another process "
+                                    f"(LevelDB lock held); stop the other node or pick another datadir") from None
+            raise StoreError(f"cannot open chain database at {self.path}: {exc}") from None
+        except plyvel.CorruptionError as exc:
+            raise _corrupt(self.path, str(exc)) from None
+        try:
+            self._check_version()
+        except StoreError:
+            self.db.close()
+            raise
+
+    def _check_version(self) -> None:
+        data = self.db.get(VERSION)
+        if data is None:
+            if next(self.db.iterator(include_value=False), None) is not None:
+                raise _corrupt(self.path, "no schema version")
+            self.db.put(VERSION, enc.encode(SCHEMA_VERSION), sync=True)
+            return
+        try:
+            version = enc.decode(data, U32, 16, "schema version")
+        except DecodeError:
+            raise _corrupt(self.path, "unreadable schema version") from None
+        if version != SCHEMA_VERSION:
+            raise DatadirCorrupt(f"chain database at {self.path} has schema version {version}, this node "
+                                 f"uses {SCHEMA_VERSION}; remove it (blocks will sync again)")
+
+    def close(self) -> None:
+        if not self.db.closed:
+            self.db.close()
+
+    # --- reads ---------------------------------------------------------------------
+    def reader(self, snapshot: bool = False) -> StateReader:
+        """A StateView of the committed state (a LevelDB snapshot if asked: stable across commits)."""
+        return StateReader(self.db.snapshot() if snapshot else self.db, self.path)
+
+    def batch(self) -> ChainBatch:
+        return ChainBatch(self)
+
+    def tip_hash(self) -> bytes | None:
+        return self.db.get(TIP)
+
+    def reindexing(self) -> bool:
+        return self.db.get(REINDEX) is not None
+
+    def block_bytes(self, block_hash: bytes) -> bytes | None:
+        return self.db.get(BLOCK + block_hash)
+
+    def block_hashes(self) -> Iterator[bytes]:
+        for key in self.db.iterator(prefix=BLOCK, include_value=False):
+            yield key[len(BLOCK):]
+
+    def entries(self) -> Iterator[IndexEntry]:
+        for _, data in self.db.iterator(prefix=ENTRY):
+            try:
+                yield decode_entry(data)
+            except DecodeError as exc:
+                raise _corrupt(self.path, f"bad index entry: {exc}") from None
+
+    def best_chain(self) -> list[bytes]:
+        """Best-chain hashes by height, from genesis."""
+        out = []
+        for height, (key, value) in enumerate(self.db.iterator(prefix=BEST)):
+            if struct.unpack(">Q", key[len(BEST):])[0] != height or len(value) != 32:
+                raise _corrupt(self.path, f"best-chain index has a gap at height {height}")
+            out.append(value)
+        return out
+
+    def tx_location(self, txid: bytes) -> tuple[bytes, int] | None:
+        data = self.db.get(TXINDEX + txid)
+        if data is None:
+            return None
+        try:
+            block_hash, position = enc.decode(data, _TXLOC_SCHEMA, 64, "tx location")
+        except DecodeError as exc:
+            raise _corrupt(self.path, f"bad tx index record: {exc}") from None
+        return block_hash, position
+
+    def dump(self, prefixes: Iterable[bytes] = (ACCOUNT, JOB, DUE)) -> dict[bytes, bytes]:
+        """Every key/value under the given prefixes (state by default): for tests and audits."""
+        return {k: v for p in prefixes for k, v in self.db.iterator(prefix=p)}
+
+    # --- writes ----------------------------------------------------------------------
+    def commit(self, batch: ChainBatch) -> None:
+        """Write everything in ``batch`` atomically and durably; returns after the write."""
+        wb = self.db.write_batch(sync=True)
+        for key, value in batch.writes.items():
+            if value is None:
+                wb.delete(key)
+            else:
+                wb.put(key, value)
+        wb.write()
+
+    def start_reindex(self) -> None:
+        """Delete every derived record in one batch and flag the rebuild (blocks are kept)."""
+        wb = self.db.write_batch(sync=True)
+        for prefix in DERIVED:
+            for key in self.db.iterator(prefix=prefix, include_value=False):
+                wb.delete(key)
+        wb.put(REINDEX, b"")
+        wb.write()
+
+    def finish_reindex(self) -> None:
+        self.db.delete(REINDEX, sync=True)
+
+    # --- opaque records for p2p (peers, bans) ----------------------------------------
+    def put_record(self, kind: str, key: bytes, value: bytes) -> None:
+        self.db.put(RECORD_PREFIXES[kind] + key, value)
+
+    def get_record(self, kind: str, key: bytes) -> bytes | None:
+        return self.db.get(RECORD_PREFIXES[kind] + key)
+
+    def delete_record(self, kind: str, key: bytes) -> None:
+        self.db.delete(RECORD_PREFIXES[kind] + key)
+
+    def records(self, kind: str) -> Iterator[tuple[bytes, bytes]]:
+        prefix = RECORD_PREFIXES[kind]
+        for key, value in self.db.iterator(prefix=prefix):
+            yield key[len(prefix):], value

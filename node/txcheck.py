@@ -1,0 +1,104 @@
+"""A block's stateless tx checks — Ed25519 signatures above all — run in worker processes.
+
+``consensus.state.check_tx_stateless`` is the rule (PROTOCOL §3); this module only
+decides where it runs.  Signature verification dominates block validation and the
+GIL serialises it in threads, so blocks with many txs are split across a process
+pool while the caller goes on decoding and applying other blocks.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+
+from consensus.block import Block
+from consensus.errors import DecodeError, InvalidBlock, InvalidTx
+from consensus.params import NETWORKS, Network
+from consensus.state import check_tx_stateless
+from consensus.tx import Tx
+
+Failure = tuple[int, str]  # (tx index, "reason: detail")
+
+
+def _check_txs(network_name: str, raw_txs: list[bytes], first: int) -> Failure | None:
+    """Worker side: the first stateless failure among ``raw_txs`` (numbered from ``first``)."""
+    network = NETWORKS[network_name]
+    for i, raw in enumerate(raw_txs):
+        try:
+            check_tx_stateless(Tx.decode(raw), network)
+        except (InvalidTx, DecodeError) as exc:
+            return first + i, str(exc)
+    return None
+
+
+@dataclass
+class Pending:
+    block: Block
+    futures: list[Future] = field(default_factory=list)
+
+
+class TxChecker:
+    """Starts a block's checks early (``start``) and collects the verdict later (``wait``)."""
+
+    def __init__(self, network: Network, workers: int | None = None, min_txs: int = 8) -> None:
+        self.network = network
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self.min_txs = min_txs
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
+        return self._pool
+
+    def start(self, block: Block) -> Pending:
+        pending = Pending(block)
+        count = len(block.txs)
+        if self.workers < 1 or count < self.min_txs:
+            return pending
+        raw = [tx.encode() for tx in block.txs]
+        step = -(-count // self.workers)
+        try:
+            pool = self._executor()
+            pending.futures = [pool.submit(_check_txs, self.network.name, raw[i:i + step], i)
+                               for i in range(0, count, step)]
+        except (BrokenProcessPool, RuntimeError, OSError):
+            self._discard_pool()
+        return pending
+
+    def wait(self, pending: Pending) -> None:
+        """Raise ``InvalidBlock("bad-tx", …)`` naming the first tx that fails (§5)."""
+        failure: Failure | None = None
+        try:
+            for fut in pending.futures:
+                failure = failure or fut.result()
+            if not pending.futures:
+                failure = self._inline(pending.block)
+        except BrokenProcessPool:
+            self._discard_pool()
+            failure = self._inline(pending.block)
+        if failure is not None:
+            index, reason = failure
+            raise InvalidBlock("bad-tx", f"tx {index} ({pending.block.txs[index].txid.hex()}): {reason}")
+
+    def _inline(self, block: Block) -> Failure | None:
+        for i, tx in enumerate(block.txs):
+            try:
+                check_tx_stateless(tx, self.network)
+            except InvalidTx as exc:
+                return i, str(exc)
+        return None
+
+    def _discard_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
