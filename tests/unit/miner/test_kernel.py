@@ -1,0 +1,122 @@
+"""The C kernel and the numpy reference against consensus.work (PROTOCOL §4)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consensus import work
+from miner import kernel, reference
+
+from .helpers import operands, template
+
+C_PATHS = [p for p in kernel.available_paths() if p != "numpy"]
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple:
+    r = draw(st.sampled_from([16, 32, 64, 128]))
+    k = r * draw(st.integers(1, 1024 // r))  # more than 16 chunks exercises the lane rotation
+    m = 32 * draw(st.integers(1, 8))
+    n = 32 * draw(st.integers(1, 8))
+    target = draw(st.sampled_from([None, 1, (1 << 256) - 1]))
+    return m, n, k, r, draw(st.integers(0, 2**32)), draw(st.integers(0, 2**63)), target
+
+
+def consensus_tiles(header, a, b) -> list[work.TileResult]:
+    s = work.seeds(header)
+    return work.all_tiles(*work.noisy_operands(a, b, s, header.work.r), s, header)
+
+
+@pytest.mark.parametrize("path", C_PATHS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=cases(), threads=st.integers(1, 3))
+def test_c_paths_match_consensus(path: str, case: tuple, threads: int) -> None:
+    m, n, k, r, seed, nonce, target = case
+    a, b = operands(seed, m, n, k)
+    header = template(a, b, r, nonce, target)
+    assert kernel.all_tiles(header, a, b, threads=threads, path=path) == consensus_tiles(header, a, b)
+
+
+@settings(max_examples=8, deadline=None)
+@given(case=cases())
+def test_reference_matches_consensus(case: tuple) -> None:
+    m, n, k, r, seed, nonce, target = case
+    a, b = operands(seed, m, n, k)
+    header = template(a, b, r, nonce, target)
+    assert kernel.all_tiles(header, a, b, path="numpy") == consensus_tiles(header, a, b)
+
+
+@pytest.mark.parametrize("path", kernel.available_paths())
+@settings(max_examples=6, deadline=None)
+@given(case=cases())
+def test_matmul_is_exact(path: str, case: tuple) -> None:
+    m, n, k, r, seed, nonce, target = case
+    a, b = operands(seed, m, n, k)
+    a[0, 0], b[-1, -1] = -64, 64  # the extremes of the allowed range
+    header = template(a, b, r, nonce, target)
+    product, winners = kernel.matmul(a, b, header, threads=2, path=path)
+    assert product.dtype == np.int32
+    assert np.array_equal(product, a.astype(np.int64) @ b.astype(np.int64))
+    assert winners == [t for t in consensus_tiles(header, a, b) if t.wins]
+
+
+@pytest.mark.parametrize("path", C_PATHS)
+def test_noisy_product_and_plain_gemm(path: str) -> None:
+    a, b = operands(5, 96, 64, 256)
+    header = template(a, b, 64)
+    s = work.seeds(header)
+    a_noisy, b_noisy = work.noisy_operands(a, b, s, 64)
+    result = kernel.run(header, a, b, want_product=True, path=path)
+    assert np.array_equal(result.product, work.noisy_product(a_noisy, b_noisy))
+    assert np.array_equal(kernel.gemm(a_noisy, b_noisy, block=32, path=path), work.noisy_product(a_noisy, b_noisy))
+
+
+@pytest.mark.parametrize("path", C_PATHS)
+def test_mine_returns_winners_only(path: str) -> None:
+    a, b = operands(9, 64, 128, 128)
+    header = template(a, b, 32)
+    everything = consensus_tiles(header, a, b)
+    winners = kernel.mine(header, a, b, path=path)
+    assert 0 < len(winners) < len(everything)
+    assert winners == [t for t in everything if t.wins]
+
+
+@pytest.mark.parametrize("path", C_PATHS)
+def test_rejects_entries_out_of_range(path: str) -> None:
+    a, b = operands(3, 32, 32, 64)
+    a[3, 5] = 65
+    with pytest.raises(ValueError, match="outside"):
+        kernel.run(template(a, b, 16), a, b, path=path)
+    with pytest.raises(ValueError):
+        kernel.matmul(a, b, template(a, b, 16), path=path)
+    with pytest.raises(ValueError, match="outside"):
+        kernel.gemm(np.full((32, 64), -128, np.int8), b, path=path)
+
+
+@pytest.mark.parametrize("path", kernel.available_paths())
+def test_many_chunks_rotate_lanes(path: str) -> None:
+    a, b = operands(11, 32, 64, 16 * 40)
+    header = template(a, b, 16)
+    assert kernel.all_tiles(header, a, b, path=path) == consensus_tiles(header, a, b)
+
+
+def test_rejects_shape_mismatch() -> None:
+    a, b = operands(3, 32, 32, 64)
+    with pytest.raises(ValueError):
+        kernel.run(template(a, b, 16), a[:, :32], b)
+
+
+def test_reference_chunk_xors_match_consensus() -> None:
+    a, b = operands(4, 64, 64, 96)
+    xors, product = reference.chunk_xors(a, b, 32)
+    tile = work.chunk_xors(a[32:64], b[:, 0:32], 32)
+    assert np.array_equal(xors[:, 2], tile)  # tile (1, 0) in row-major order
+    assert np.array_equal(product, a.astype(np.int64) @ b)
+
+
+def test_selftest_and_paths() -> None:
+    assert kernel.available_paths()[-1] == "numpy"
+    assert kernel.active_path in kernel.available_paths()
+    assert kernel.selftest()
