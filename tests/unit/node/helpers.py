@@ -13,7 +13,7 @@ from consensus.difficulty import next_target
 from consensus.genesis import dev_faucet_key, genesis_block
 from consensus.keys import PrivateKey
 from consensus.params import REGTEST, Network
-from consensus.tx import Transfer, Tx, make_tx
+from consensus.tx import JobPost, JobResult, Transfer, Tx, make_tx
 
 M = N = 32
 K, R = 64, 16
@@ -85,3 +85,15 @@ def build_chain(parent: Header, count: int, *, miner: bytes = b"\x11" * 20, nonc
 
 def genesis_header(network: Network = REGTEST) -> Header:
     return genesis_block(network).header
+
+
+def job_post(key: PrivateKey, nonce: int, reward: int, expiry: int, fee: int = 1,
+             network: Network = REGTEST) -> Tx:
+    """A JOB_POST over the helper's matrices (so a block may name it as its job)."""
+    m, n, k, h_a, h_b = job_dims()
+    return make_tx(key, network.chain_id, nonce, fee, JobPost(m, n, k, h_a, h_b, reward, expiry))
+
+
+def job_result(key: PrivateKey, nonce: int, job_id: bytes, bond: int, fee: int = 1,
+               network: Network = REGTEST) -> Tx:
+    return make_tx(key, network.chain_id, nonce, fee, JobResult(job_id, b"\x33" * 32, bond))
