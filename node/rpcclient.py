@@ -1,0 +1,134 @@
+"""A small synchronous JSON-RPC 2.0 client for pouwd (stdlib http.client, no event loop).
+
+Authentication is HTTP Basic, with either configured credentials or the cookie
+file the daemon writes at ``<datadir>/<network>/.cookie`` (``__cookie__:<hex>``),
+the way bitcoin-cli finds bitcoind's.
+"""
+from __future__ import annotations
+
+import base64
+import http.client
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+COOKIE_NAME = ".cookie"
+
+
+class RpcClientError(Exception):
+    """Base class: anything that stops a call from returning a result."""
+
+
+class NodeUnreachable(RpcClientError):
+    """No HTTP answer from the node (refused, reset, timed out, DNS)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot reach the node at {url}: {reason} (is pouwd running?)")
+
+
+class AuthFailed(RpcClientError):
+    """The node answered 401/403: wrong user/password or stale cookie."""
+
+    def __init__(self, url: str, status: int) -> None:
+        self.url = url
+        self.status = status
+        super().__init__(f"authentication failed at {url} (HTTP {status}): "
+                         "check --rpcuser/--rpcpassword or the node's cookie file")
+
+
+class BadResponse(RpcClientError):
+    """The node answered, but not with a JSON-RPC reply."""
+
+
+class RpcError(RpcClientError):
+    """A JSON-RPC error object from the node (Bitcoin error codes)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"error {code}: {message}")
+
+
+class CookieError(RpcClientError):
+    """No usable cookie file."""
+
+
+def cookie_path(datadir: str | Path, network: str) -> Path:
+    return Path(datadir) / network / COOKIE_NAME
+
+
+def cookie_auth(datadir: str | Path, network: str) -> tuple[str, str]:
+    """``(user, password)`` from the daemon's cookie file, like bitcoin-cli."""
+    path = cookie_path(datadir, network)
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise CookieError(f"no cookie file at {path}: is pouwd running with this --datadir and "
+                          "--network? (or pass --rpcuser and --rpcpassword)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CookieError(f"cannot read cookie file {path}: {exc}") from None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise CookieError(f"malformed cookie file {path}: expected 'user:password'")
+    return user, password
+
+
+class RpcClient:
+    """``call(method, *params)`` returns the result or raises an ``RpcClientError``."""
+
+    def __init__(self, url: str, user: str | None = None, password: str | None = None,
+                 timeout: float = 900.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"RPC URL must be http(s)://host[:port]/..., got {url!r}")
+        self.url = url
+        self.timeout = timeout
+        self._scheme = parts.scheme
+        self._host = parts.hostname
+        self._port = parts.port
+        self._path = parts.path or "/"
+        self._headers = {"Content-Type": "application/json"}
+        if user is not None and password is not None:
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            self._headers["Authorization"] = f"Basic {token}"
+        self._ids = itertools.count(1)
+
+    def call(self, method: str, *params: Any) -> Any:
+        request_id = next(self._ids)
+        body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
+                           "params": list(params)}).encode()
+        status, data = self._post(body)
+        if status in (401, 403):
+            raise AuthFailed(self.url, status)
+        try:
+            reply = json.loads(data)
+        except ValueError:
+            raise BadResponse(f"HTTP {status} from {self.url} is not JSON-RPC: {data[:200]!r}") from None
+        if not isinstance(reply, dict):
+            raise BadResponse(f"HTTP {status} from {self.url}: reply is not a JSON object")
+        error = reply.get("error")
+        if error is not None:
+            if not isinstance(error, dict):
+                raise BadResponse(f"malformed error object from {self.url}: {error!r}")
+            raise RpcError(int(error.get("code", 0)), str(error.get("message", "")))
+        if status != 200 or "result" not in reply:
+            raise BadResponse(f"HTTP {status} from {self.url} without a result")
+        return reply["result"]
+
+    def _post(self, body: bytes) -> tuple[int, bytes]:
+        cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+        conn = cls(self._host, self._port, timeout=self.timeout)
+        try:
+            conn.request("POST", self._path, body, self._headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        except TimeoutError:
+            raise NodeUnreachable(self.url, f"no answer within {self.timeout:g} s") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise NodeUnreachable(self.url, str(exc) or type(exc).__name__) from None
+        finally:
+            conn.close()
