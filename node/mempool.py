@@ -1,0 +1,467 @@
+"""The transaction pool: unconfirmed txs checked against the tip state (PROTOCOL §3, §6).
+
+Consensus fixes what a valid tx is (§3: chain id, signature, ``nonce ==
+account.nonce``, balance covers fee + escrow; §6: job rules); everything else
+here is relay *policy*, not consensus.
+
+* **Admission.** ``check_tx_stateless``, then the min relay fee, then ``apply_tx``
+  on the tip state overlaid with the sender's pooled txs, at the height of the
+  next block, so a sender can chain txs with consecutive nonces.  Credits a
+  sender expects from other pooled txs are not counted.
+* **Min relay fee** is flat per byte: ``fee ≥ min_fee_per_byte · len(encoded tx)``.
+  Fee rate (fee per byte) ranks txs for block templates and eviction.
+* **Nonce queues.** Per sender, *ready* txs have nonces ``tip_nonce, tip_nonce+1,
+  …`` and apply in order; txs further ahead are *future*, held (bounded per
+  account and, at admission, globally) until the gap fills and then promoted.
+* **Replacement.** Same sender and nonce replaces a pooled tx only if the fee is
+  at least ``replace_margin_percent`` higher; later txs of that sender that no
+  longer apply are dropped.
+* **Size limit.** Over ``max_bytes``, expired txs go first, then the lowest fee
+  rate among each sender's *last* tx (so nonce chains stay gapless).  A new tx
+  that would itself be evicted is refused as ``mempool-full``.
+* **Expiry.** Txs older than ``max_age`` (injected clock) leave on the next block
+  or when space is needed.
+* **Reorgs.** The chain calls ``on_block_connected`` / ``on_block_disconnected``
+  after each tip change, with ``view_provider`` already showing the new tip.
+
+Rejections raise ``InvalidTx`` with the consensus reasons, plus the policy
+reasons duplicate, fee-too-low, nonce-too-old (nonce already used on chain: a
+double spend or a confirmed tx), nonce-gap-too-large, future-queue-full,
+account-queue-full, replacement-fee-too-low and mempool-full.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import cast
+
+from consensus.block import Block
+from consensus.errors import InvalidTx
+from consensus.params import Network
+from consensus.state import EMPTY_ACCOUNT, Overlay, StateView, apply_tx, check_tx_stateless
+from consensus.tx import TRANSFER, Tx
+
+ViewProvider = Callable[[], tuple[StateView, int]]
+
+
+@dataclass(frozen=True)
+class MempoolPolicy:
+    """Relay policy knobs (none of them is consensus)."""
+
+    max_bytes: int = 64 * 1024 * 1024
+    min_fee_per_byte: int = 1
+    replace_margin_percent: int = 10
+    max_age: float = 14 * 24 * 3600.0
+    max_account_txs: int = 256
+    max_future_per_account: int = 64
+    max_future: int = 8192
+    max_nonce_gap: int = 64
+
+
+@dataclass(eq=False, slots=True)
+class _Entry:
+    tx: Tx
+    txid: bytes
+    sender: bytes
+    size: int
+    rate: float
+    time: float
+    seq: int
+
+
+@dataclass(eq=False, slots=True)
+class _Account:
+    """One sender's queue: ``ready[i].nonce == base + i``; ``state`` = tip + ready, None once stale."""
+
+    base: int
+    state: Overlay | None
+    ready: list[_Entry] = field(default_factory=list)
+    future: dict[int, _Entry] = field(default_factory=dict)
+
+    def tail(self) -> _Entry:
+        return self.future[max(self.future)] if self.future else self.ready[-1]
+
+
+def _apply_on(state: Overlay, tx: Tx, height: int, network: Network) -> None:
+    """``apply_tx`` on a scratch layer over ``state``, merged only if it succeeds."""
+    scratch = Overlay(cast(StateView, state))
+    apply_tx(scratch, tx, height, network)
+    diff, _ = scratch.diff_and_undo()
+    for address, account in diff.accounts.items():
+        state.set_account(address, account or EMPTY_ACCOUNT)
+    for job_id, job in diff.jobs.items():
+        if job is not None:
+            state.set_job(job_id, job)
+
+
+class Mempool:
+    """Pending txs per sender, validated against the tip given by ``view_provider()``.
+
+    ``view_provider()`` returns ``(state_view, next_height)``: the tip state and
+    the height of the block that would include the pool's txs.
+    """
+
+    def __init__(self, network: Network, view_provider: ViewProvider,
+                 policy: MempoolPolicy = MempoolPolicy(), clock: Callable[[], float] = time.time) -> None:
+        self.network = network
+        self.policy = policy
+        self._view_provider = view_provider
+        self._clock = clock
+        self._by_txid: dict[bytes, _Entry] = {}  # insertion order = arrival order (expiry scans it)
+        self._accounts: dict[bytes, _Account] = {}
+        self._job_senders: set[bytes] = set()  # senders with txs whose validity depends on height/jobs
+        self._tails: list[tuple[float, int, bytes]] = []  # eviction heap (rate, -seq, txid), lazy
+        self._bytes = 0
+        self._future_count = 0
+        self._seq = itertools.count()
+
+    # --- admission -----------------------------------------------------------------
+
+    def add(self, tx: Tx) -> list[Tx]:
+        """Admit ``tx`` or raise ``InvalidTx``; returns the txs that became ready (to relay).
+
+        An empty list means ``tx`` is held as future until the nonce gap fills.
+        """
+        txid = tx.txid
+        if txid in self._by_txid:
+            raise InvalidTx("duplicate", txid.hex())
+        check_tx_stateless(tx, self.network)
+        size = len(tx.encode())
+        if tx.fee < self.policy.min_fee_per_byte * size:
+            raise InvalidTx("fee-too-low", f"fee {tx.fee} < {self.policy.min_fee_per_byte}/byte × {size} bytes")
+        view, height = self._view_provider()
+        address = tx.sender_address
+        acct = self._account(address, view, height)
+        entry = _Entry(tx, txid, address, size, tx.fee / size, self._clock(), next(self._seq))
+        expected = acct.base + len(acct.ready)
+        if tx.nonce < acct.base:
+            raise InvalidTx("nonce-too-old", f"account nonce is {acct.base}, got {tx.nonce}")
+        if tx.nonce < expected:
+            self._replace_ready(acct, entry, view, height)
+            made_ready = [tx]
+        elif tx.nonce in acct.future:
+            self._replace(acct.future[tx.nonce], entry)
+            acct.future[tx.nonce] = entry
+            made_ready = []
+        else:
+            made_ready = self._append(acct, entry, expected, height)
+        if tx.kind != TRANSFER:
+            self._job_senders.add(address)
+        self._push_tail(acct)
+        self._trim(entry)
+        return [t for t in made_ready if t.txid in self._by_txid]
+
+    def _append(self, acct: _Account, entry: _Entry, expected: int, height: int) -> list[Tx]:
+        p = self.policy
+        nonce = entry.tx.nonce
+        full = len(acct.ready) + len(acct.future) >= p.max_account_txs
+        if full and (nonce != expected or not acct.future):
+            raise InvalidTx("account-queue-full", f"{p.max_account_txs} txs pooled for this sender")
+        if nonce > expected:
+            if nonce - expected > p.max_nonce_gap:
+                raise InvalidTx("nonce-gap-too-large", f"next nonce is {expected}, got {nonce}")
+            if len(acct.future) >= p.max_future_per_account or self._future_count >= p.max_future:
+                raise InvalidTx("future-queue-full", f"next nonce is {expected}, got {nonce}")
+            acct.future[nonce] = entry
+            self._future_count += 1
+            self._register(entry)
+            self._accounts[entry.sender] = acct
+            return []
+        assert acct.state is not None  # _account() refreshed it
+        _apply_on(acct.state, entry.tx, height, self.network)
+        if full:  # the next nonce outranks the furthest future tx
+            self._unregister(acct.future.pop(max(acct.future)))
+            self._future_count -= 1
+        acct.ready.append(entry)
+        self._register(entry)
+        self._accounts[entry.sender] = acct
+        return [entry.tx] + self._promote(acct, height)
+
+    def _promote(self, acct: _Account, height: int) -> list[Tx]:
+        """Move future txs that now follow the ready queue into it; drop the first that fails."""
+        promoted: list[Tx] = []
+        assert acct.state is not None
+        while (nonce := acct.base + len(acct.ready)) in acct.future:
+            entry = acct.future.pop(nonce)
+            self._future_count -= 1
+            try:
+                _apply_on(acct.state, entry.tx, height, self.network)
+            except InvalidTx:
+                self._unregister(entry)
+                break
+            acct.ready.append(entry)
+            promoted.append(entry.tx)
+        return promoted
+
+    def _check_bump(self, old: _Entry, new: _Entry) -> None:
+        margin = self.policy.replace_margin_percent
+        if new.tx.fee <= old.tx.fee or new.tx.fee * 100 < old.tx.fee * (100 + margin):
+            raise InvalidTx("replacement-fee-too-low",
+                            f"fee {new.tx.fee} must beat {old.tx.fee} by {margin}%")
+
+    def _replace(self, old: _Entry, new: _Entry) -> None:
+        self._check_bump(old, new)
+        self._unregister(old)
+        self._register(new)
+
+    def _replace_ready(self, acct: _Account, entry: _Entry, view: StateView, height: int) -> None:
+        index = entry.tx.nonce - acct.base
+        self._check_bump(acct.ready[index], entry)
+        state = Overlay(view)
+        for earlier in acct.ready[:index]:
+            apply_tx(state, earlier.tx, height, self.network)
+        apply_tx(state, entry.tx, height, self.network)
+        self._replace(acct.ready[index], entry)
+        acct.ready[index] = entry
+        self._rebuild(entry.sender, acct, view, height)
+
+    # --- per-sender bookkeeping ------------------------------------------------------
+
+    def _account(self, address: bytes, view: StateView, height: int) -> _Account:
+        """The sender's queue with a current ``state`` (a new, unlisted one if it has none)."""
+        acct = self._accounts.get(address)
+        if acct is not None and acct.state is None:
+            self._rebuild(address, acct, view, height)
+        if acct is None or address not in self._accounts:
+            tip = view.account(address) or EMPTY_ACCOUNT
+            acct = _Account(tip.nonce, Overlay(view))
+        return acct
+
+    def _rebuild(self, address: bytes, acct: _Account, view: StateView, height: int,
+                 extra: Iterable[_Entry] = ()) -> None:
+        """Re-check a sender's txs (plus ``extra``) in nonce order against the tip.
+
+        Used nonces and txs that no longer apply leave; after a gap the rest is
+        future (up to the per-account bound).
+        """
+        entries = sorted([*acct.ready, *acct.future.values(), *extra], key=lambda e: e.tx.nonce)
+        self._future_count -= len(acct.future)
+        tip = view.account(address) or EMPTY_ACCOUNT
+        acct.base, acct.ready, acct.future = tip.nonce, [], {}
+        acct.state = state = Overlay(view)
+        for entry in entries:
+            nonce, expected = entry.tx.nonce, acct.base + len(acct.ready)
+            keep = False
+            if nonce == expected:
+                try:
+                    _apply_on(state, entry.tx, height, self.network)
+                    acct.ready.append(entry)
+                    keep = True
+                except InvalidTx:
+                    pass
+            elif (nonce > expected and nonce not in acct.future
+                  and len(acct.future) < self.policy.max_future_per_account):
+                acct.future[nonce] = entry
+                keep = True
+            if keep:
+                self._register(entry)
+            else:
+                self._unregister(entry)
+        self._future_count += len(acct.future)
+        if acct.ready or acct.future:
+            self._accounts[address] = acct
+            self._push_tail(acct)
+            if any(e.tx.kind != TRANSFER for e in [*acct.ready, *acct.future.values()]):
+                self._job_senders.add(address)
+            else:
+                self._job_senders.discard(address)
+        else:
+            self._accounts.pop(address, None)
+            self._job_senders.discard(address)
+
+    def _forget_states(self) -> None:
+        """The tip moved: every cached sender state is stale (and must not pin an old view)."""
+        for acct in self._accounts.values():
+            acct.state = None
+
+    def _register(self, entry: _Entry) -> None:
+        if entry.txid not in self._by_txid:
+            self._by_txid[entry.txid] = entry
+            self._bytes += entry.size
+
+    def _unregister(self, entry: _Entry) -> None:
+        if self._by_txid.get(entry.txid) is entry:
+            del self._by_txid[entry.txid]
+            self._bytes -= entry.size
+
+    def _take(self, entry: _Entry) -> _Account:
+        """Remove one pooled tx from its sender's queue (the caller re-checks the rest)."""
+        acct = self._accounts[entry.sender]
+        if acct.future.get(entry.tx.nonce) is entry:
+            del acct.future[entry.tx.nonce]
+            self._future_count -= 1
+        else:
+            acct.ready.remove(entry)
+            acct.state = None  # it includes the removed tx
+        self._unregister(entry)
+        return acct
+
+    # --- size limit, eviction, expiry --------------------------------------------
+
+    def _push_tail(self, acct: _Account) -> None:
+        tail = acct.tail()
+        heapq.heappush(self._tails, (tail.rate, -tail.seq, tail.txid))
+        if len(self._tails) > 2 * len(self._by_txid) + 1024:  # drop stale entries
+            tails = [a.tail() for a in self._accounts.values() if a.ready or a.future]
+            self._tails = [(t.rate, -t.seq, t.txid) for t in tails]
+            heapq.heapify(self._tails)
+
+    def _lowest_tail(self) -> _Entry | None:
+        """The eviction candidate: the lowest fee rate among senders' last txs (newest on ties)."""
+        while self._tails:
+            txid = self._tails[0][2]
+            entry = self._by_txid.get(txid)
+            if entry is not None and self._accounts[entry.sender].tail() is entry:
+                return entry
+            heapq.heappop(self._tails)
+        return None
+
+    def _trim(self, protect: _Entry | None) -> None:
+        """Expire, then evict the lowest tails until under ``max_bytes``; refuse ``protect`` if it goes."""
+        if self._bytes <= self.policy.max_bytes:
+            return
+        self.expire()
+        while self._bytes > self.policy.max_bytes:
+            entry = self._lowest_tail()
+            assert entry is not None  # bytes > 0 implies a pooled tx
+            acct = self._take(entry)
+            if acct.ready or acct.future:
+                self._push_tail(acct)
+            else:
+                del self._accounts[entry.sender]
+                self._job_senders.discard(entry.sender)
+            if entry is protect:
+                raise InvalidTx("mempool-full", f"fee rate {entry.rate:.3f}/byte too low to enter a full pool")
+
+    def expire(self) -> int:
+        """Drop txs older than ``policy.max_age``; returns how many left."""
+        cutoff = self._clock() - self.policy.max_age
+        old = list(itertools.takewhile(lambda e: e.time < cutoff, self._by_txid.values()))
+        if not old:
+            return 0
+        view, height = self._view_provider()
+        for entry in old:
+            self._take(entry)
+        for address in {entry.sender for entry in old}:
+            self._rebuild(address, self._accounts[address], view, height)
+        return len(old)
+
+    # --- tip changes ---------------------------------------------------------------
+
+    def on_block_connected(self, block: Block) -> None:
+        """Confirmed txs leave, and so do txs the block made invalid; then expiry runs.
+
+        Only senders in the block and senders with job txs are re-checked: other
+        accounts can only have been credited, which keeps their queues valid.
+        """
+        view, height = self._view_provider()
+        self._forget_states()
+        touched = {tx.sender_address for tx in block.txs} | self._job_senders
+        for address in touched:
+            acct = self._accounts.get(address)
+            if acct is not None:
+                self._rebuild(address, acct, view, height)
+        self.expire()
+
+    def on_block_disconnected(self, block: Block) -> None:
+        """The block's txs return (when still valid; the min relay fee is not re-applied),
+        then every queue is re-checked: undone credits may have made any of them invalid."""
+        view, height = self._view_provider()
+        now = self._clock()
+        returned: dict[bytes, list[_Entry]] = {}
+        for tx in block.txs:
+            if tx.txid not in self._by_txid:
+                size = len(tx.encode())
+                entry = _Entry(tx, tx.txid, tx.sender_address, size, tx.fee / size, now, next(self._seq))
+                returned.setdefault(entry.sender, []).append(entry)
+        for address in set(self._accounts) | set(returned):
+            acct = self._accounts.get(address) or _Account(0, None)
+            self._rebuild(address, acct, view, height, returned.get(address, ()))
+        self._trim(None)
+
+    def revalidate(self) -> None:
+        """Re-check every queue against the current tip (after an unannounced tip change)."""
+        view, height = self._view_provider()
+        for address, acct in list(self._accounts.items()):
+            self._rebuild(address, acct, view, height)
+
+    # --- block templates -------------------------------------------------------------
+
+    def select_for_block(self, max_bytes: int, max_count: int | None = None) -> list[Tx]:
+        """Ready txs for the next block, best fee rate first, each sender in nonce order.
+
+        Greedy over each sender's next tx; every returned tx applies in sequence
+        on the tip state (txs that conflict with ones already taken, e.g. two
+        results for one job, are skipped with the rest of their sender's queue).
+        ``max_bytes`` bounds the sum of encoded tx sizes.
+        """
+        view, height = self._view_provider()
+        state = Overlay(view)
+        heads = [(-a.ready[0].rate, a.ready[0].seq, 0, a) for a in self._accounts.values() if a.ready]
+        heapq.heapify(heads)
+        selected: list[Tx] = []
+        used = 0
+        while heads and (max_count is None or len(selected) < max_count):
+            _, _, index, acct = heapq.heappop(heads)
+            entry = acct.ready[index]
+            if used + entry.size > max_bytes:
+                continue
+            try:
+                apply_tx(state, entry.tx, height, self.network)
+            except InvalidTx:
+                state = Overlay(view)  # apply_tx may have written before failing: replay
+                for tx in selected:
+                    apply_tx(state, tx, height, self.network)
+                continue
+            selected.append(entry.tx)
+            used += entry.size
+            if index + 1 < len(acct.ready):
+                following = acct.ready[index + 1]
+                heapq.heappush(heads, (-following.rate, following.seq, index + 1, acct))
+        return selected
+
+    # --- queries -----------------------------------------------------------------------
+
+    def get(self, txid: bytes) -> Tx | None:
+        entry = self._by_txid.get(txid)
+        return entry.tx if entry else None
+
+    def __contains__(self, txid: object) -> bool:
+        return txid in self._by_txid
+
+    def __len__(self) -> int:
+        return len(self._by_txid)
+
+    def txids(self) -> list[bytes]:
+        return list(self._by_txid)
+
+    def txs_by_sender(self, address: bytes) -> list[Tx]:
+        """The sender's pooled txs in nonce order (ready, then future)."""
+        acct = self._accounts.get(address)
+        if acct is None:
+            return []
+        return [e.tx for e in acct.ready] + [acct.future[n].tx for n in sorted(acct.future)]
+
+    def pending_nonce(self, address: bytes) -> int:
+        """The nonce a wallet should use next: the tip nonce plus the sender's ready txs."""
+        acct = self._accounts.get(address)
+        if acct is not None:
+            return acct.base + len(acct.ready)
+        view, _ = self._view_provider()
+        return (view.account(address) or EMPTY_ACCOUNT).nonce
+
+    def info(self) -> dict[str, int | float]:
+        """Counts, bytes, ``usage`` (bytes / max_bytes), policy min fee and the fee rate to beat when full."""
+        lowest = self._lowest_tail()
+        return {
+            "size": len(self._by_txid),
+            "future": self._future_count,
+            "bytes": self._bytes,
+            "max_bytes": self.policy.max_bytes,
+            "usage": self._bytes / self.policy.max_bytes,
+            "min_fee_per_byte": self.policy.min_fee_per_byte,
+            "lowest_fee_rate": lowest.rate if lowest else 0.0,
+        }
