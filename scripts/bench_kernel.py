@@ -1,6 +1,6 @@
 """Mining throughput side by side (PROTOCOL §4): the C kernel mining, the same kernel as a
 plain int8 GEMM, numpy float32 matmul, the numpy reference miner and torch._int_mm (if
-importable).  Medians of several runs, one thread count for all.
+importable).  Medians of several round-robin runs, one thread count for all.
 
     python scripts/bench_kernel.py [--json] [--shapes 1024 2048] [--r 64] [--threads N] [--repeat 7]
 """
@@ -18,14 +18,16 @@ from consensus.block import Header, Ticket, WorkSpec
 from miner import kernel
 
 
-def median_seconds(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def median_seconds(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Round-robin over ``fns`` so that a noisy machine's load hits every contender alike."""
+    times: dict[str, list[float]] = {key: [] for key in fns}
+    for rep in range(repeat + 1):  # the first round is a warm-up
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if rep:
+                times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(t) for key, t in times.items()}
 
 
 def torch_int8(a: np.ndarray, b: np.ndarray, threads: int) -> Callable[[], object] | None:
@@ -55,9 +57,10 @@ def bench(size: int, r: int, threads: int, repeat: int) -> dict:
         "torch_int8_gmacs": torch_int8(a, b, threads),
     }
     out: dict = {"shape": [size, size, size], "r": r, "threads": threads, "path": kernel.active_path}
-    for key, fn in runs.items():
-        reps = 1 if key == "reference_gmacs" else repeat
-        out[key] = None if fn is None else round(macs / median_seconds(fn, reps), 2)
+    fast = {key: fn for key, fn in runs.items() if fn is not None and key != "reference_gmacs"}
+    seconds = median_seconds(fast, repeat) | median_seconds({"reference_gmacs": runs["reference_gmacs"]}, 1)
+    for key in runs:
+        out[key] = round(macs / seconds[key], 2) if key in seconds else None
     return out
 
 
