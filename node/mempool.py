@@ -367,8 +367,11 @@ class Mempool:
         self.expire()
 
     def on_block_disconnected(self, block: Block) -> None:
-        """The block's txs return (when still valid; the min relay fee is not re-applied),
-        then every queue is re-checked: undone credits may have made any of them invalid."""
+        """The block's txs return to the pool when still valid, then every queue is re-checked.
+
+        Undone credits may have invalidated any queue.  Returned txs skip the min
+        relay fee (they were mined once) but count toward the size limit.
+        """
         view, height = self._view_provider()
         now = self._clock()
         returned: dict[bytes, list[_Entry]] = {}
