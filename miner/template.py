@@ -1,0 +1,59 @@
+"""Block templates: what a miner needs from a node to build a block (PROTOCOL §5).
+
+A template is the JSON object ``getblocktemplate`` returns; ``header_for`` turns
+it plus the miner's own choices (address, nonce, work spec) into a header.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from consensus.block import Header, Ticket, WorkSpec
+from consensus.params import NETWORKS, Network
+from consensus.tx import Tx
+
+
+@dataclass(frozen=True)
+class Template:
+    network: Network
+    height: int
+    prev_hash: bytes
+    timestamp: int
+    mintime: int
+    target: int
+    txs: tuple[Tx, ...]
+    tx_root: bytes
+    longpollid: str
+
+    def header_for(self, miner: bytes, nonce: int, spec: WorkSpec, timestamp: int | None = None) -> Header:
+        ts = max(self.mintime, self.timestamp if timestamp is None else timestamp)
+        return Header(1, self.network.chain_id, self.height, self.prev_hash, ts, self.target, self.tx_root,
+                      miner, nonce, spec, Ticket(0, 0, bytes(32)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "network": self.network.name,
+            "version": 1,
+            "chain_id": self.network.chain_id,
+            "height": self.height,
+            "previousblockhash": self.prev_hash.hex(),
+            "curtime": self.timestamp,
+            "mintime": self.mintime,
+            "target": f"{self.target:064x}",
+            "tx_root": self.tx_root.hex(),
+            "transactions": [{"txid": t.txid.hex(), "hex": t.encode().hex(), "fee": t.fee} for t in self.txs],
+            "longpollid": self.longpollid,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Template":
+        return cls(NETWORKS[obj["network"]], obj["height"], bytes.fromhex(obj["previousblockhash"]),
+                   obj["curtime"], obj["mintime"], int(obj["target"], 16),
+                   tuple(Tx.decode(bytes.fromhex(t["hex"])) for t in obj["transactions"]),
+                   bytes.fromhex(obj["tx_root"]), obj["longpollid"])
+
+
+def default_shape(network: Network) -> tuple[int, int, int, int]:
+    """(m, n, k, r): the smallest allowed rank and k, 256×256 output."""
+    r = network.r_min
+    return 256, 256, network.k_range(r)[0], r

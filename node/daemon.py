@@ -1,0 +1,222 @@
+"""pouwd: the full node daemon — lifecycle, signals, and the wiring of chain, mempool,
+RPC and p2p (ARCHITECTURE: node/daemon)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+from consensus.block import Block
+from consensus.errors import InvalidTx
+from consensus.tx import Tx
+
+from .chain import FUTURE, INVALID, Chain, ChainEvent, SubmitResult
+from .config import Config, ConfigError, load_config
+from .httpapi import HttpApi
+from .logs import setup_logging
+from .mempool import Mempool, MempoolPolicy
+from .metrics import NodeMetrics
+from .rpcmethods import RpcMethods
+from .rpcserver import Auth, Dispatcher
+from .store import DatadirCorrupt, DatadirLocked, StoreError
+
+log = logging.getLogger("pouw.node")
+USER_AGENT = "/pouw:0.1.0/"
+HOUSEKEEPING_SECONDS = 5.0
+RATE_WINDOW = 30  # blocks used to estimate the network's MAC rate
+
+
+class Node:
+    """One running node: chain + mempool + HTTP API (+ p2p), driven by one asyncio loop."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.network = cfg.params
+        self.user_agent = USER_AGENT
+        self.started_at = time.time()
+        cfg.network_dir.mkdir(parents=True, exist_ok=True)
+        self.chain = Chain(cfg.datadir_path, self.network, reindex=cfg.reindex)
+        self.mempool = Mempool(self.network, self._tip_view,
+                               MempoolPolicy(max_bytes=cfg.mempool_max_bytes, min_fee_per_byte=cfg.min_relay_fee))
+        self.metrics = NodeMetrics()
+        self.metrics.bind(lambda: self.chain.tip.height, lambda: float(self.chain.tip.chain_work),
+                          lambda: self.network.pow_limit / self.chain.next_target(),
+                          lambda: self.mempool.info()["size"], lambda: self.mempool.info()["bytes"],
+                          lambda: len(self.p2p.peer_info()) if self.p2p is not None else 0)
+        self.p2p: Any = None
+        self._useful = self._count_useful()
+        self._stop: asyncio.Event | None = None
+        self._tip_changed: asyncio.Event | None = None
+        self.auth = Auth(cfg.network_dir / ".cookie", cfg.rpc_user, cfg.rpc_password)
+        dispatcher = Dispatcher()
+        RpcMethods(self).register(dispatcher)
+        self.http = HttpApi(self, dispatcher, self.auth)
+        self.chain.subscribe(self._on_chain_event)
+
+    # --- chain and mempool glue ---------------------------------------------------------
+    def _tip_view(self):
+        return self.chain.tip_state_view(), self.chain.tip.height + 1
+
+    def _count_useful(self) -> dict[str, int]:
+        counts = {"blocks": 0, "useful_blocks": 0, "macs": 0, "useful_macs": 0}
+        for height in range(1, self.chain.tip.height + 1):
+            header = self.chain.header(self.chain.hash_at(height) or b"")
+            if header is not None:
+                self._count_header(counts, header, 1)
+        return counts
+
+    @staticmethod
+    def _count_header(counts: dict[str, int], header, sign: int) -> None:
+        macs = header.work.m * header.work.n * header.work.k
+        useful = header.work.job_id != bytes(32)
+        counts["blocks"] += sign
+        counts["macs"] += sign * macs
+        counts["useful_blocks"] += sign * useful
+        counts["useful_macs"] += sign * macs * useful
+
+    def _on_chain_event(self, event: ChainEvent) -> None:
+        if event.kind == "connected":
+            self.mempool.on_block_connected(event.block)
+            self.metrics.blocks_connected.inc()
+            self._count_header(self._useful, event.block.header, 1)
+        else:
+            self.mempool.on_block_disconnected(event.block)
+            self._count_header(self._useful, event.block.header, -1)
+        if self._tip_changed is not None:
+            self._tip_changed.set()
+        self.http.events.publish({"event": f"block_{event.kind}", "hash": event.block.hash.hex(),
+                                  "height": event.height, "tip": self.chain.tip.hash.hex()})
+
+    def submit_block(self, block: Block | bytes, raw: bytes | None = None) -> SubmitResult:
+        """The one path for new blocks (RPC, in-process mining, p2p): validate, connect, count."""
+        result = self.chain.submit_block(block, raw)
+        if result.status == INVALID:
+            self.metrics.blocks_rejected.labels(reason=result.reason or "invalid").inc()
+            log.info("rejected block %s: %s", result.hash.hex(), result.reason)
+        elif result.status != FUTURE and result.tip_changed:
+            tip = self.chain.tip
+            log.info("new tip %s height %d", tip.hash.hex(), tip.height)
+        return result
+
+    def add_tx(self, tx: Tx) -> list[Tx]:
+        """Admit a tx to the mempool (raises InvalidTx), announce what became ready."""
+        try:
+            ready = self.mempool.add(tx)
+        except InvalidTx as exc:
+            self.metrics.txs_rejected.labels(reason=exc.reason).inc()
+            raise
+        for t in ready:
+            self.http.events.publish({"event": "tx", "txid": t.txid.hex()})
+            if self.p2p is not None:
+                self.p2p.announce_tx(t)
+        return ready
+
+    # --- status ------------------------------------------------------------------------
+    def best_header_height(self) -> int:
+        return max((t["height"] for t in self.chain.chain_tips() if t["status"] != "invalid"), default=0)
+
+    def syncing(self) -> bool:
+        return self.best_header_height() > self.chain.tip.height
+
+    def useful_stats(self) -> dict[str, Any]:
+        u = self._useful
+        return {**u, "useful_block_share": u["useful_blocks"] / u["blocks"] if u["blocks"] else 0.0,
+                "useful_mac_share": u["useful_macs"] / u["macs"] if u["macs"] else 0.0}
+
+    def network_mac_rate(self) -> float:
+        """Expected MACs per second over the last blocks (work / elapsed time)."""
+        tip = self.chain.tip
+        first = max(0, tip.height - RATE_WINDOW)
+        start = self.chain.header(self.chain.hash_at(first) or b"")
+        if start is None or tip.height == first:
+            return 0.0
+        entry = self.chain.entry(start.hash)
+        elapsed = tip.header.timestamp - start.timestamp
+        return (tip.chain_work - entry.chain_work) / elapsed if entry and elapsed > 0 else 0.0
+
+    async def wait_for_tip_change(self, timeout: float) -> None:
+        assert self._tip_changed is not None
+        self._tip_changed.clear()
+        try:
+            await asyncio.wait_for(self._tip_changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    def request_stop(self) -> None:
+        if self._stop is not None:
+            asyncio.get_running_loop().call_soon(self._stop.set)
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            try:
+                for result in self.chain.retry_future():
+                    if result.status == INVALID:
+                        self.metrics.blocks_rejected.labels(reason=result.reason or "invalid").inc()
+                self.mempool.expire()
+            except Exception:
+                log.exception("housekeeping failed")
+
+    async def run(self) -> None:
+        self._stop = asyncio.Event()
+        self._tip_changed = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stop.set)
+        port = self.cfg.effective_rpc_port
+        try:
+            await self.http.start(self.cfg.rpc_bind, port)
+            self.auth.write_cookie()
+            if self.p2p is not None:
+                await self.p2p.start()
+            housekeeping = asyncio.create_task(self._housekeeping())
+            tip = self.chain.tip
+            log.info("pouwd ready: network %s, height %d, tip %s, rpc %s:%d, datadir %s", self.network.name,
+                     tip.height, tip.hash.hex(), self.cfg.rpc_bind, port, self.cfg.network_dir)
+            await self._stop.wait()
+            log.info("shutting down")
+            housekeeping.cancel()
+        finally:
+            if self.p2p is not None:
+                await self.p2p.stop()
+            await self.http.stop()
+            self.auth.remove_cookie()
+            self.chain.close()
+            log.info("shutdown complete; data in %s", self.cfg.network_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = load_config(argv)
+    except ConfigError as exc:
+        print(f"pouwd: {exc}", file=sys.stderr)
+        return 1
+    setup_logging(cfg.log_level, cfg.log_format, cfg.log_file)
+    try:
+        node = Node(cfg)
+    except DatadirLocked as exc:
+        log.error("%s (is another pouwd running on this datadir?)", exc)
+        return 1
+    except DatadirCorrupt as exc:
+        log.error("%s", exc)
+        return 1
+    except (StoreError, OSError) as exc:
+        log.error("cannot open datadir %s: %s", cfg.network_dir, exc)
+        return 1
+    try:
+        asyncio.run(node.run())
+    except OSError as exc:  # e.g. the RPC port is taken
+        log.error("pouwd stopped: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

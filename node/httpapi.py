@@ -1,0 +1,200 @@
+"""pouwd's HTTP surface (aiohttp): JSON-RPC 2.0 at ``/``, read-only REST, ``/health``,
+``/metrics`` and the ``/ws`` event stream.
+
+JSON-RPC and ``/ws`` need HTTP Basic auth (cookie or configured user); REST,
+``/health`` and ``/metrics`` are read-only and open, like bitcoind's ``-rest``,
+which is why the server binds to 127.0.0.1 unless configured otherwise.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from consensus.block import Block
+
+from .jsonview import block_json, header_json
+from .metrics import CONTENT_TYPE
+from .rpcserver import INVALID_REQUEST, PARSE_ERROR, Auth, Dispatcher
+
+if TYPE_CHECKING:
+    from .daemon import Node
+
+log = logging.getLogger("pouw.http")
+MAX_BODY = 16 * 1024 * 1024
+MAX_REST_HEADERS = 2000
+WS_QUEUE = 1000
+
+
+def _error(code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "error": {"code": code, "message": message}, "id": None}
+
+
+class EventHub:
+    """Fans node events (new tips, mempool txs) out to websocket subscribers."""
+
+    def __init__(self) -> None:
+        self.queues: set[asyncio.Queue[dict[str, Any]]] = set()
+
+    def publish(self, event: dict[str, Any]) -> None:
+        for q in list(self.queues):
+            if q.full():  # a slow reader loses its oldest events, never blocks the node
+                q.get_nowait()
+            q.put_nowait(event)
+
+
+class HttpApi:
+    def __init__(self, node: "Node", dispatcher: Dispatcher, auth: Auth) -> None:
+        self.node = node
+        self.dispatcher = dispatcher
+        self.auth = auth
+        self.events = EventHub()
+        self.app = web.Application(client_max_size=MAX_BODY)
+        self.app.router.add_post("/", self.jsonrpc)
+        self.app.router.add_get("/ws", self.websocket)
+        self.app.router.add_get("/health", self.health)
+        self.app.router.add_get("/metrics", self.metrics)
+        self.app.router.add_get("/rest/chaininfo", self.rest_chaininfo)
+        self.app.router.add_get("/rest/block/{hash}", self.rest_block)
+        self.app.router.add_get("/rest/headers/{count}/{hash}", self.rest_headers)
+        self.runner: web.AppRunner | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, host, port, reuse_address=True).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    def _unauthorized(self) -> web.Response:
+        return web.Response(status=401, text="authentication required\n",
+                            headers={"WWW-Authenticate": 'Basic realm="pouwd"'})
+
+    async def jsonrpc(self, request: web.Request) -> web.Response:
+        if not self.auth.check(request.headers.get("Authorization")):
+            await asyncio.sleep(0.05)  # slow down password guessing a little
+            return self._unauthorized()
+        try:
+            payload = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            return web.json_response(_error(PARSE_ERROR, "Parse error"), status=400)
+        except web.HTTPRequestEntityTooLarge:
+            return web.json_response(_error(INVALID_REQUEST, "request too large"), status=413)
+        started = time.perf_counter()
+        answer = await self.dispatcher.handle(payload)
+        name = payload.get("method") if isinstance(payload, dict) else "batch"
+        if isinstance(name, str) and name in self.dispatcher.methods or name == "batch":
+            self.node.metrics.rpc_latency.labels(method=name).observe(time.perf_counter() - started)
+        if answer is None:
+            return web.Response(status=204)
+        return web.json_response(answer)
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        if not self.auth.check(request.headers.get("Authorization")):
+            return self._unauthorized()
+        ws = web.WebSocketResponse(heartbeat=30)
+        await ws.prepare(request)
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(WS_QUEUE)
+        self.events.queues.add(queue)
+        reader = asyncio.create_task(self._drain(ws))
+        try:
+            while not ws.closed:
+                getter = asyncio.create_task(queue.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                await ws.send_json(getter.result())
+        except (ConnectionResetError, RuntimeError):
+            pass
+        finally:
+            self.events.queues.discard(queue)
+            reader.cancel()
+            await ws.close()
+        return ws
+
+    @staticmethod
+    async def _drain(ws: web.WebSocketResponse) -> None:
+        """Read (and ignore) client messages until it closes."""
+        async for msg in ws:
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                break
+
+    async def health(self, request: web.Request) -> web.Response:
+        tip = self.node.chain.tip
+        return web.json_response({
+            "status": "syncing" if self.node.syncing() else "ready",
+            "network": self.node.network.name,
+            "height": tip.height,
+            "tip_age": max(0, int(time.time()) - tip.header.timestamp),
+            "peers": len(self.node.p2p.peer_info()) if self.node.p2p is not None else 0,
+        })
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.node.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    # --- REST ------------------------------------------------------------------------------
+    @staticmethod
+    def _split_format(text: str) -> tuple[str, str]:
+        name, _, fmt = text.partition(".")
+        return name, fmt or "json"
+
+    def _hash(self, text: str) -> bytes:
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise web.HTTPBadRequest(text=f"invalid hash: {text}\n")
+        return raw
+
+    async def rest_chaininfo(self, request: web.Request) -> web.Response:
+        tip = self.node.chain.tip
+        return web.json_response({"chain": self.node.network.name, "blocks": tip.height,
+                                  "bestblockhash": tip.hash.hex(), "chainwork": f"{tip.chain_work:064x}",
+                                  "mediantime": self.node.chain.median_time_past()})
+
+    async def rest_block(self, request: web.Request) -> web.Response:
+        text, fmt = self._split_format(request.match_info["hash"])
+        raw = self.node.chain.block_bytes(self._hash(text))
+        if raw is None:
+            raise web.HTTPNotFound(text=f"{text} not found\n")
+        if fmt == "bin":
+            return web.Response(body=raw, content_type="application/octet-stream")
+        if fmt == "hex":
+            return web.Response(text=raw.hex() + "\n")
+        if fmt != "json":
+            raise web.HTTPBadRequest(text="format must be json, hex or bin\n")
+        entry = self.node.chain.entry(Block.decode(raw).hash)
+        assert entry is not None
+        on_best = self.node.chain.hash_at(entry.height) == entry.hash
+        confirmations = self.node.chain.tip.height - entry.height + 1 if on_best else -1
+        return web.json_response(block_json(self.node.network, Block.decode(raw), 1, entry.chain_work,
+                                            confirmations, self.node.chain.hash_at(entry.height + 1)))
+
+    async def rest_headers(self, request: web.Request) -> web.Response:
+        text, fmt = self._split_format(request.match_info["hash"])
+        try:
+            count = int(request.match_info["count"])
+        except ValueError:
+            raise web.HTTPBadRequest(text="count must be an integer\n") from None
+        if not 1 <= count <= MAX_REST_HEADERS:
+            raise web.HTTPBadRequest(text=f"count must be between 1 and {MAX_REST_HEADERS}\n")
+        chain = self.node.chain
+        entry = chain.entry(self._hash(text))
+        headers = []
+        while entry is not None and len(headers) < count and chain.hash_at(entry.height) == entry.hash:
+            headers.append(entry)
+            nxt = chain.hash_at(entry.height + 1)
+            entry = chain.entry(nxt) if nxt else None
+        if fmt == "hex":
+            return web.Response(text="".join(e.header.encode().hex() for e in headers) + "\n")
+        if fmt != "json":
+            raise web.HTTPBadRequest(text="format must be json or hex\n")
+        return web.json_response([header_json(self.node.network, e.header, e.chain_work) for e in headers])

@@ -1,0 +1,41 @@
+"""Prometheus metrics of a node (served at /metrics in the text exposition format)."""
+from __future__ import annotations
+
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class NodeMetrics:
+    """One registry per node, so several nodes in one process never share figures."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.height = Gauge("pouw_chain_height", "Height of the best chain tip", registry=r)
+        self.chain_work = Gauge("pouw_chain_work", "Cumulative work of the best chain (expected MACs)", registry=r)
+        self.difficulty = Gauge("pouw_difficulty", "Difficulty of the next block (pow_limit / target)", registry=r)
+        self.mempool_txs = Gauge("pouw_mempool_transactions", "Transactions in the mempool", registry=r)
+        self.mempool_bytes = Gauge("pouw_mempool_bytes", "Encoded bytes of mempool transactions", registry=r)
+        self.peers = Gauge("pouw_peers", "Connected peers", registry=r)
+        self.blocks_connected = Counter("pouw_blocks_connected", "Blocks connected to the best chain", registry=r)
+        self.blocks_rejected = Counter("pouw_blocks_rejected", "Blocks rejected, by reason", ["reason"], registry=r)
+        self.txs_rejected = Counter("pouw_txs_rejected", "Transactions rejected, by reason", ["reason"], registry=r)
+        self.rpc_latency = Histogram("pouw_rpc_latency_seconds", "JSON-RPC call latency", ["method"], registry=r,
+                                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
+
+    def bind(self, height: Callable[[], float], chain_work: Callable[[], float], difficulty: Callable[[], float],
+             mempool_txs: Callable[[], float], mempool_bytes: Callable[[], float], peers: Callable[[], float]) -> None:
+        """Read the live figures from the node at scrape time."""
+        self.height.set_function(height)
+        self.chain_work.set_function(chain_work)
+        self.difficulty.set_function(difficulty)
+        self.mempool_txs.set_function(mempool_txs)
+        self.mempool_bytes.set_function(mempool_bytes)
+        self.peers.set_function(peers)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

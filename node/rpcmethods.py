@@ -1,0 +1,408 @@
+"""The JSON-RPC methods of pouwd, with Bitcoin-familiar names and shapes."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from consensus.block import Block
+from consensus.errors import AddressError, DecodeError, InvalidTx
+from consensus.genesis import dev_faucet_key
+from consensus.keys import decode_address, encode_address
+from consensus.tx import Tx
+
+from .chain import ACCEPTED, DUPLICATE, FUTURE, INVALID, ORPHAN
+from .jsonview import block_json, difficulty, header_json, job_json, tx_json
+from .mining import new_template, solve_template
+from .rpcserver import (ALREADY_IN_CHAIN, INVALID_PARAMETER, MISC_ERROR, NOT_ALLOWED_ON_NETWORK, NOT_FOUND,
+                        P2P_DISABLED, VERIFY_ERROR, VERIFY_REJECTED, Dispatcher, Param, RpcError)
+
+if TYPE_CHECKING:
+    from .daemon import Node
+
+LONGPOLL_SECONDS = 60.0
+MAX_GENERATE = 10_000
+
+
+def parse_hash(text: str, what: str = "hash") -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise RpcError(INVALID_PARAMETER, f"{what} must be 64 hex characters")
+    return raw
+
+
+def parse_hex(text: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise RpcError(INVALID_PARAMETER, f"{what} must be hex") from None
+
+
+class RpcMethods:
+    """Binds every method to a running ``Node``."""
+
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+        self.chain = node.chain
+        self.mempool = node.mempool
+        self.network = node.network
+
+    def register(self, d: Dispatcher) -> None:
+        d.add("help", self.help, Param("command", str, None))
+        d.add("getblockchaininfo", self.getblockchaininfo)
+        d.add("getblockcount", self.getblockcount)
+        d.add("getbestblockhash", self.getbestblockhash)
+        d.add("getblockhash", self.getblockhash, Param("height", int))
+        d.add("getblock", self.getblock, Param("blockhash", str), Param("verbosity", (int, bool), 1))
+        d.add("getblockheader", self.getblockheader, Param("blockhash", str), Param("verbose", bool, True))
+        d.add("getchaintips", self.getchaintips)
+        d.add("getdifficulty", self.getdifficulty)
+        d.add("getmininginfo", self.getmininginfo)
+        d.add("getblocktemplate", self.getblocktemplate, Param("template_request", dict, None))
+        d.add("submitblock", self.submitblock, Param("hexdata", str))
+        d.add("generatetoaddress", self.generatetoaddress, Param("nblocks", int), Param("address", str),
+              Param("maxtries", int, 10_000))
+        d.add("generate", self.generate, Param("nblocks", int), Param("maxtries", int, 10_000))
+        d.add("getrawmempool", self.getrawmempool, Param("verbose", bool, False))
+        d.add("getmempoolinfo", self.getmempoolinfo)
+        d.add("sendrawtransaction", self.sendrawtransaction, Param("hexstring", str))
+        d.add("gettransaction", self.gettransaction, Param("txid", str))
+        d.add("getaccount", self.getaccount, Param("address", str))
+        d.add("getjob", self.getjob, Param("job_id", str))
+        d.add("getnetworkinfo", self.getnetworkinfo)
+        d.add("getpeerinfo", self.getpeerinfo)
+        d.add("getconnectioncount", self.getconnectioncount)
+        d.add("addnode", self.addnode, Param("node", str), Param("command", str))
+        d.add("disconnectnode", self.disconnectnode, Param("address", str, ""), Param("nodeid", int, None))
+        d.add("setban", self.setban, Param("subnet", str), Param("command", str), Param("bantime", int, 0))
+        d.add("listbanned", self.listbanned)
+        d.add("clearbanned", self.clearbanned)
+        d.add("invalidateblock", self.invalidateblock, Param("blockhash", str))
+        d.add("reconsiderblock", self.reconsiderblock, Param("blockhash", str))
+        d.add("uptime", self.uptime)
+        d.add("stop", self.stop)
+        self._dispatcher = d
+
+    # --- help ------------------------------------------------------------------------
+    def help(self, command: str | None) -> str:
+        """help ( "command" ): list all commands, or describe one."""
+        methods = self._dispatcher.methods
+        if command is None:
+            return "\n".join(f"{name} {' '.join(p.name for p in m.params)}".strip()
+                             for name, m in sorted(methods.items()))
+        if command not in methods:
+            raise RpcError(NOT_FOUND, f"help: unknown command: {command}")
+        m = methods[command]
+        args = " ".join(p.name if p.required else f"( {p.name} )" for p in m.params)
+        return f"{command} {args}\n{m.help}".strip()
+
+    # --- chain -------------------------------------------------------------------------
+    def _entry_or_404(self, block_hash: str):
+        entry = self.chain.entry(parse_hash(block_hash, "blockhash"))
+        if entry is None:
+            raise RpcError(NOT_FOUND, "Block not found")
+        return entry
+
+    def _confirmations(self, entry) -> tuple[int, bytes | None]:
+        """(confirmations, next best-chain hash); -1 when not on the best chain (Bitcoin's convention)."""
+        if self.chain.hash_at(entry.height) != entry.hash:
+            return -1, None
+        return self.chain.tip.height - entry.height + 1, self.chain.hash_at(entry.height + 1)
+
+    def getblockchaininfo(self) -> dict[str, Any]:
+        """getblockchaininfo: state of the best chain."""
+        tip = self.chain.tip
+        best_header = self.node.best_header_height()
+        return {
+            "chain": self.network.name,
+            "blocks": tip.height,
+            "headers": max(best_header, tip.height),
+            "bestblockhash": tip.hash.hex(),
+            "difficulty": difficulty(self.network, tip.header.target),
+            "time": tip.header.timestamp,
+            "mediantime": self.chain.median_time_past(),
+            "chainwork": f"{tip.chain_work:064x}",
+            "initialblockdownload": self.node.syncing(),
+            "verificationprogress": 1.0 if not best_header else min(1.0, tip.height / max(best_header, 1)),
+            "next_target": f"{self.chain.next_target():064x}",
+            "useful_blocks": self.node.useful_stats(),
+        }
+
+    def getblockcount(self) -> int:
+        """getblockcount: height of the best chain."""
+        return self.chain.tip.height
+
+    def getbestblockhash(self) -> str:
+        """getbestblockhash: hash of the best chain's tip."""
+        return self.chain.tip.hash.hex()
+
+    def getblockhash(self, height: int) -> str:
+        """getblockhash height: hash of the best-chain block at height."""
+        h = self.chain.hash_at(height)
+        if h is None:
+            raise RpcError(INVALID_PARAMETER, "Block height out of range")
+        return h.hex()
+
+    def getblock(self, blockhash: str, verbosity: int | bool) -> Any:
+        """getblock "blockhash" ( verbosity ): 0 = canonical hex, 1 = JSON with txids, 2 = JSON with txs."""
+        verbosity = int(verbosity)
+        if verbosity not in (0, 1, 2):
+            raise RpcError(INVALID_PARAMETER, "verbosity must be 0, 1 or 2")
+        entry = self._entry_or_404(blockhash)
+        raw = self.chain.block_bytes(entry.hash)
+        if raw is None:
+            raise RpcError(MISC_ERROR, "Block not available (header only)")
+        if verbosity == 0:
+            return raw.hex()
+        confirmations, next_hash = self._confirmations(entry)
+        return block_json(self.network, Block.decode(raw), verbosity, entry.chain_work, confirmations, next_hash)
+
+    def getblockheader(self, blockhash: str, verbose: bool) -> Any:
+        """getblockheader "blockhash" ( verbose ): header as JSON, or canonical hex when verbose is false."""
+        entry = self._entry_or_404(blockhash)
+        if not verbose:
+            return entry.header.encode().hex()
+        confirmations, next_hash = self._confirmations(entry)
+        return header_json(self.network, entry.header, entry.chain_work, confirmations, next_hash)
+
+    def getchaintips(self) -> list[dict[str, Any]]:
+        """getchaintips: every known branch tip and its status."""
+        return self.chain.chain_tips()
+
+    def getdifficulty(self) -> float:
+        """getdifficulty: pow_limit / target of the tip."""
+        return difficulty(self.network, self.chain.tip.header.target)
+
+    def invalidateblock(self, blockhash: str) -> None:
+        """invalidateblock "blockhash": treat a block and its descendants as invalid."""
+        try:
+            self.chain.invalidate_block(parse_hash(blockhash, "blockhash"))
+        except KeyError:
+            raise RpcError(NOT_FOUND, "Block not found") from None
+        except ValueError as exc:
+            raise RpcError(INVALID_PARAMETER, str(exc)) from None
+
+    def reconsiderblock(self, blockhash: str) -> None:
+        """reconsiderblock "blockhash": undo invalidateblock for a block and its descendants."""
+        try:
+            self.chain.reconsider_block(parse_hash(blockhash, "blockhash"))
+        except KeyError:
+            raise RpcError(NOT_FOUND, "Block not found") from None
+
+    # --- mining -----------------------------------------------------------------------------
+    def getmininginfo(self) -> dict[str, Any]:
+        """getmininginfo: tip, difficulty, estimated network MAC rate, mempool size."""
+        tip = self.chain.tip
+        return {
+            "chain": self.network.name,
+            "blocks": tip.height,
+            "difficulty": difficulty(self.network, tip.header.target),
+            "next_target": f"{self.chain.next_target():064x}",
+            "networkmacps": self.node.network_mac_rate(),
+            "pooledtx": self.mempool.info()["size"],
+            "useful": self.node.useful_stats(),
+        }
+
+    async def getblocktemplate(self, template_request: dict | None) -> dict[str, Any]:
+        """getblocktemplate ( {"longpollid": id} ): a template; with a longpollid, waits for a new tip."""
+        request = template_request or {}
+        longpollid = request.get("longpollid")
+        if longpollid is not None:
+            if not isinstance(longpollid, str):
+                raise RpcError(INVALID_PARAMETER, "longpollid must be a string")
+            if longpollid == self.chain.tip.hash.hex():
+                await self.node.wait_for_tip_change(LONGPOLL_SECONDS)
+        return new_template(self.chain, self.mempool, int(time.time())).to_json()
+
+    def submitblock(self, hexdata: str) -> str | None:
+        """submitblock "hexdata": null when accepted, else a reason string (Bitcoin's convention)."""
+        raw = parse_hex(hexdata, "hexdata")
+        try:
+            block = Block.decode(raw)
+        except DecodeError as exc:
+            raise RpcError(-22, f"Block decode failed: {exc.detail}") from None
+        result = self.node.submit_block(block, raw)
+        if result.status == ACCEPTED:
+            return None
+        if result.status == DUPLICATE:
+            return "duplicate"
+        if result.status == ORPHAN:
+            return "inconclusive"
+        if result.status == FUTURE:
+            return "time-too-new"
+        return result.reason or result.status
+
+    async def generatetoaddress(self, nblocks: int, address: str, maxtries: int) -> list[str]:
+        """generatetoaddress nblocks "address" ( maxtries ): mine blocks in-process (dev/regtest only)."""
+        if not self.network.faucet:
+            raise RpcError(NOT_ALLOWED_ON_NETWORK,
+                           f"generatetoaddress is only for dev and regtest, not {self.network.name}")
+        if not 0 <= nblocks <= MAX_GENERATE:
+            raise RpcError(INVALID_PARAMETER, f"nblocks must be between 0 and {MAX_GENERATE}")
+        miner = self._address(address)
+        hashes: list[str] = []
+        for _ in range(nblocks):
+            template = new_template(self.chain, self.mempool, int(time.time()))
+            block = await asyncio.to_thread(solve_template, template, miner, maxtries, self.node.stopping)
+            if block is None:
+                break
+            result = self.node.submit_block(block)
+            if result.status != ACCEPTED:
+                raise RpcError(MISC_ERROR, f"generated block rejected: {result.reason or result.status}")
+            hashes.append(block.hash.hex())
+        return hashes
+
+    async def generate(self, nblocks: int, maxtries: int) -> list[str]:
+        """generate nblocks ( maxtries ): mine blocks to the dev faucet address (dev/regtest only)."""
+        return await self.generatetoaddress(nblocks, encode_address(self.network.hrp, dev_faucet_key().address),
+                                            maxtries)
+
+    # --- mempool and transactions -------------------------------------------------------
+    def getrawmempool(self, verbose: bool) -> Any:
+        """getrawmempool ( verbose ): txids, or txid → details."""
+        if not verbose:
+            return [t.hex() for t in self.mempool.txids()]
+        out = {}
+        for txid in self.mempool.txids():
+            tx = self.mempool.get(txid)
+            if tx is not None:
+                out[txid.hex()] = tx_json(self.network, tx)
+        return out
+
+    def getmempoolinfo(self) -> dict[str, Any]:
+        """getmempoolinfo: size, bytes, usage and policy."""
+        return self.mempool.info()
+
+    def sendrawtransaction(self, hexstring: str) -> str:
+        """sendrawtransaction "hexstring": validate, add to the mempool and relay; returns the txid."""
+        raw = parse_hex(hexstring, "hexstring")
+        try:
+            tx = Tx.decode(raw)
+        except DecodeError as exc:
+            raise RpcError(-22, f"TX decode failed: {exc.detail}") from None
+        if self.chain.tx_location(tx.txid) is not None:
+            raise RpcError(ALREADY_IN_CHAIN, "transaction already in block chain")
+        try:
+            self.node.add_tx(tx)
+        except InvalidTx as exc:
+            code = VERIFY_ERROR if exc.reason in ("bad-signature", "bad-chain-id", "bad-version") else VERIFY_REJECTED
+            raise RpcError(code, f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason) from None
+        return tx.txid.hex()
+
+    def gettransaction(self, txid: str) -> dict[str, Any]:
+        """gettransaction "txid": a tx from the best chain or the mempool."""
+        raw_id = parse_hash(txid, "txid")
+        location = self.chain.tx_location(raw_id)
+        if location is not None:
+            block_hash, position = location
+            block = self.chain.block(block_hash)
+            entry = self.chain.entry(block_hash)
+            assert block is not None and entry is not None
+            tx = block.txs[position]
+            out = tx_json(self.network, tx)
+            out.update(hex=tx.encode().hex(), blockhash=block_hash.hex(), blockheight=entry.height,
+                       confirmations=self.chain.tip.height - entry.height + 1, in_mempool=False)
+            return out
+        tx = self.mempool.get(raw_id)
+        if tx is None:
+            raise RpcError(NOT_FOUND, "No such mempool or blockchain transaction")
+        out = tx_json(self.network, tx)
+        out.update(hex=tx.encode().hex(), blockhash=None, blockheight=None, confirmations=0, in_mempool=True)
+        return out
+
+    def _address(self, text: str) -> bytes:
+        try:
+            return decode_address(text, self.network.hrp)
+        except AddressError as exc:
+            raise RpcError(NOT_FOUND, f"Invalid address: {exc}") from None
+
+    def getaccount(self, address: str) -> dict[str, Any]:
+        """getaccount "address": balance, nonce, mempool nonce and immature rewards (base units)."""
+        raw = self._address(address)
+        acct = self.chain.account(raw)
+        immature = [{"height": h, "amount": amount, "matures_at": h + self.network.coinbase_maturity}
+                    for h, amount in self.chain.immature_rewards(raw)]
+        return {
+            "address": encode_address(self.network.hrp, raw),
+            "balance": acct.balance,
+            "nonce": acct.nonce,
+            "pending_nonce": self.mempool.pending_nonce(raw),
+            "immature": immature,
+            "immature_total": sum(i["amount"] for i in immature),
+        }
+
+    def getjob(self, job_id: str) -> dict[str, Any]:
+        """getjob "job_id": a posted job's state (PROTOCOL §6)."""
+        raw = parse_hash(job_id, "job_id")
+        job = self.chain.job(raw)
+        if job is None:
+            raise RpcError(NOT_FOUND, "No such job")
+        return job_json(self.network, raw, job)
+
+    # --- network -----------------------------------------------------------------------------
+    def _p2p(self):
+        if self.node.p2p is None:
+            raise RpcError(P2P_DISABLED, "Error: Peer-to-peer functionality missing or disabled")
+        return self.node.p2p
+
+    def getnetworkinfo(self) -> dict[str, Any]:
+        """getnetworkinfo: protocol, user agent and connection counts."""
+        base = {"version": 1, "subversion": self.node.user_agent, "protocolversion": 1,
+                "networkactive": self.node.p2p is not None, "connections": 0, "connections_in": 0,
+                "connections_out": 0, "localaddresses": []}
+        if self.node.p2p is not None:
+            base.update(self.node.p2p.network_info())
+        return base
+
+    def getpeerinfo(self) -> list[dict[str, Any]]:
+        """getpeerinfo: one object per connected peer."""
+        return self.node.p2p.peer_info() if self.node.p2p is not None else []
+
+    def getconnectioncount(self) -> int:
+        """getconnectioncount: number of connected peers."""
+        return len(self.getpeerinfo())
+
+    async def addnode(self, node: str, command: str) -> None:
+        """addnode "host:port" "add|remove|onetry"."""
+        if command not in ("add", "remove", "onetry"):
+            raise RpcError(INVALID_PARAMETER, "command must be add, remove or onetry")
+        await self._p2p().add_node(node, command)
+
+    async def disconnectnode(self, address: str, nodeid: int | None) -> None:
+        """disconnectnode ( "address" nodeid ): drop a peer by address or id."""
+        if not address and nodeid is None:
+            raise RpcError(INVALID_PARAMETER, "give an address or a nodeid")
+        if not await self._p2p().disconnect_node(address or nodeid):
+            raise RpcError(-29, "Node not found in connected nodes")
+
+    def setban(self, subnet: str, command: str, bantime: int) -> None:
+        """setban "ip" "add|remove" ( bantime ): ban or unban an address."""
+        if command not in ("add", "remove"):
+            raise RpcError(INVALID_PARAMETER, "command must be add or remove")
+        if bantime < 0:
+            raise RpcError(INVALID_PARAMETER, "bantime must not be negative")
+        try:
+            self._p2p().set_ban(subnet, command, bantime or self.node.cfg.ban_seconds)
+        except ValueError as exc:
+            raise RpcError(-30, str(exc)) from None
+
+    def listbanned(self) -> list[dict[str, Any]]:
+        """listbanned: banned addresses with times and reasons."""
+        return self.node.p2p.list_banned() if self.node.p2p is not None else []
+
+    def clearbanned(self) -> None:
+        """clearbanned: lift every ban."""
+        self._p2p().clear_banned()
+
+    # --- control -----------------------------------------------------------------------------
+    def uptime(self) -> int:
+        """uptime: seconds since the node started."""
+        return int(time.time() - self.node.started_at)
+
+    def stop(self) -> str:
+        """stop: shut the node down cleanly."""
+        self.node.request_stop()
+        return "pouwd stopping"

@@ -1,0 +1,172 @@
+"""JSON-RPC 2.0 dispatch with typed parameters, and HTTP Basic auth (cookie or user/password).
+
+Errors use Bitcoin Core's codes where one exists so that familiar tooling reads
+them: -32700 parse, -32600 invalid request, -32601 unknown method, -32602 bad
+params, -5 not found / bad address, -8 bad parameter, -25/-26 rejected.
+"""
+from __future__ import annotations
+
+import base64
+import hmac
+import inspect
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+log = logging.getLogger("pouw.rpc")
+
+PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
+MISC_ERROR, NOT_FOUND, INVALID_PARAMETER, DATABASE_ERROR = -1, -5, -8, -20
+VERIFY_ERROR, VERIFY_REJECTED, ALREADY_IN_CHAIN, NOT_ALLOWED_ON_NETWORK = -25, -26, -27, -32
+P2P_DISABLED, NODE_ALREADY_ADDED, NODE_NOT_ADDED, NODE_NOT_CONNECTED, INVALID_IP = -9, -23, -24, -29, -30
+MAX_BATCH = 1000
+COOKIE_USER = "__cookie__"
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter: name, accepted Python type(s), and a default (``REQUIRED`` if none)."""
+
+    name: str
+    kind: type | tuple[type, ...]
+    default: Any = ...
+
+    @property
+    def required(self) -> bool:
+        return self.default is ...
+
+
+Handler = Callable[..., Awaitable[Any] | Any]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    handler: Handler
+    params: tuple[Param, ...]
+    help: str
+
+
+class Dispatcher:
+    """A table of methods; ``handle(payload)`` answers one request or a batch."""
+
+    def __init__(self) -> None:
+        self.methods: dict[str, Method] = {}
+
+    def add(self, name: str, handler: Handler, *params: Param) -> None:
+        doc = inspect.getdoc(handler) or ""
+        self.methods[name] = Method(name, handler, params, doc.split("\n")[0])
+
+    def _bind(self, method: Method, raw: Any) -> list[Any]:
+        if raw is None:
+            raw = []
+        if isinstance(raw, dict):
+            unknown = set(raw) - {p.name for p in method.params}
+            if unknown:
+                raise RpcError(INVALID_PARAMS, f"unknown parameter(s) {', '.join(sorted(unknown))}")
+            values = [raw.get(p.name, p.default) for p in method.params]
+        elif isinstance(raw, list):
+            if len(raw) > len(method.params):
+                raise RpcError(INVALID_PARAMS, f"{method.name} takes at most {len(method.params)} parameter(s)")
+            values = raw + [p.default for p in method.params[len(raw):]]
+        else:
+            raise RpcError(INVALID_REQUEST, "params must be an array or an object")
+        for p, v in zip(method.params, values):
+            if v is ...:
+                raise RpcError(INVALID_PARAMS, f"missing required parameter '{p.name}'")
+            if v is p.default:
+                continue
+            kinds = p.kind if isinstance(p.kind, tuple) else (p.kind,)
+            if isinstance(v, bool) and bool not in kinds:
+                raise RpcError(INVALID_PARAMS, f"parameter '{p.name}' must be {_kind_name(kinds)}")
+            if not isinstance(v, kinds):
+                raise RpcError(INVALID_PARAMS, f"parameter '{p.name}' must be {_kind_name(kinds)}")
+        return values
+
+    async def call(self, name: str, raw_params: Any) -> Any:
+        method = self.methods.get(name)
+        if method is None:
+            raise RpcError(METHOD_NOT_FOUND, f"method not found: {name}")
+        result = method.handler(*self._bind(method, raw_params))
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def handle_one(self, request: Any) -> dict[str, Any] | None:
+        req_id = request.get("id") if isinstance(request, dict) else None
+        try:
+            if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+                raise RpcError(INVALID_REQUEST, "invalid request: expected an object with a string 'method'")
+            result = await self.call(request["method"], request.get("params"))
+            response: dict[str, Any] = {"jsonrpc": "2.0", "result": result, "id": req_id}
+        except RpcError as exc:
+            response = {"jsonrpc": "2.0", "error": {"code": exc.code, "message": exc.message}, "id": req_id}
+        except Exception:  # a bug must not take the server down; log it and answer
+            log.exception("internal error in RPC %r", request.get("method") if isinstance(request, dict) else None)
+            response = {"jsonrpc": "2.0", "error": {"code": INTERNAL_ERROR, "message": "internal error"},
+                        "id": req_id}
+        if isinstance(request, dict) and "id" not in request and request.get("jsonrpc") == "2.0":
+            return None  # a JSON-RPC 2.0 notification gets no answer
+        return response
+
+    async def handle(self, payload: Any) -> Any:
+        if isinstance(payload, list):
+            if not payload:
+                return {"jsonrpc": "2.0", "error": {"code": INVALID_REQUEST, "message": "empty batch"}, "id": None}
+            if len(payload) > MAX_BATCH:
+                return {"jsonrpc": "2.0", "error": {"code": INVALID_REQUEST,
+                                                    "message": f"batch larger than {MAX_BATCH}"}, "id": None}
+            answers = [await self.handle_one(r) for r in payload]
+            return [a for a in answers if a is not None]
+        return await self.handle_one(payload)
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    names = {int: "an integer", str: "a string", bool: "a boolean", list: "an array", dict: "an object",
+             float: "a number"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+class Auth:
+    """HTTP Basic credentials: the cookie (``__cookie__:<hex>``) and optionally a configured user."""
+
+    def __init__(self, cookie_path: Path, user: str = "", password: str = "") -> None:
+        self.cookie_path = cookie_path
+        self.cookie_secret = secrets.token_hex(32)
+        self.user, self.password = user, password
+
+    def write_cookie(self) -> None:
+        """Write the cookie file readable by its owner only (like bitcoind's .cookie)."""
+        tmp = self.cookie_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{COOKIE_USER}:{self.cookie_secret}")
+        os.replace(tmp, self.cookie_path)
+
+    def remove_cookie(self) -> None:
+        try:
+            if self.cookie_path.read_text() == f"{COOKIE_USER}:{self.cookie_secret}":
+                self.cookie_path.unlink()
+        except OSError:
+            pass
+
+    def check(self, header: str | None) -> bool:
+        if not header or not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        if user == COOKIE_USER:
+            return hmac.compare_digest(password, self.cookie_secret)
+        return bool(self.user) and hmac.compare_digest(user, self.user) and hmac.compare_digest(password, self.password)
