@@ -102,7 +102,7 @@ class Chain:
     def _write_genesis(self) -> None:
         block = genesis_block(self.network)
         entry = IndexEntry(block.header, 0, block.header.block_work, HAVE_DATA | VALID, 0, self._next_seq)
-        batch = self.store.batch()
+        batch = self._batch()
         batch.put_block(block.hash, block.encode())
         batch.put_entry(entry)
         batch.apply(genesis_state(self.network))
@@ -131,7 +131,7 @@ class Chain:
             raise DatadirCorrupt(f"chain database at {self.store.path} is corrupt (tip and best-chain "
                                  f"index disagree); restart with --reindex")
         self._rebuild_candidates()
-        self._activate(self.store.batch())
+        self._activate(self._batch())
 
     def reindex(self) -> None:
         """Rebuild the index and all state from the stored blocks (``--reindex``)."""
@@ -188,7 +188,7 @@ class Chain:
             parent = self.index.get(header.prev_hash)
             if parent is None:
                 return SubmitResult(ORPHAN, h)
-            batch = self.store.batch()
+            batch = self._batch()
             result = self._accept_header(batch, header, parent)
             if batch:
                 self.store.commit(batch)
@@ -201,7 +201,7 @@ class Chain:
 
     def _submit(self, items: Sequence[tuple[Block | bytes, bytes | None]]) -> list[SubmitResult]:
         tip_before = self._active[-1]
-        batch = self.store.batch()
+        batch = self._batch()
         try:
             results = [self._accept(batch, block, raw) for block, raw in items]
             failures = self._activate(batch)
@@ -285,6 +285,9 @@ class Chain:
         self._store_entry(batch, entry)
         return entry
 
+    def _batch(self) -> ChainBatch:
+        return self.store.batch(self.index.get)
+
     def _store_entry(self, batch: ChainBatch, entry: IndexEntry) -> None:
         self.index.put(entry)
         batch.put_entry(entry)
@@ -351,10 +354,10 @@ class Chain:
                     break
                 if saved is None and ((i + 1) % GROUP_BLOCKS == 0 or batch.size > GROUP_BYTES):
                     self._commit(batch, events)
-                    batch, events = self.store.batch(), []
+                    batch, events = self._batch(), []
             if failed is None:
                 self._commit(batch, events)
-                batch = self.store.batch()
+                batch = self._batch()
                 tip_rank = self._tip_entry().rank
                 self._candidates = {h for h in self._candidates if self.index.entries[h].rank >= tip_rank}
                 continue
@@ -367,7 +370,7 @@ class Chain:
                     self.index.put(self.index.entries[h].with_status(clear_bits=VALID))
             self._mark_failed(batch, entry)
             self._commit(batch, events)
-            batch = self.store.batch()
+            batch = self._batch()
             self._rebuild_candidates()
         if batch:
             self.store.commit(batch)
@@ -443,7 +446,7 @@ class Chain:
                 raise KeyError(f"unknown block {block_hash.hex()}")
             if entry.height == 0:
                 raise ValueError("genesis cannot be invalidated")
-            batch = self.store.batch()
+            batch = self._batch()
             self._mark_failed(batch, entry)
             self._rebuild_candidates()
             self._activate(batch)
@@ -454,7 +457,7 @@ class Chain:
             entry = self.index.get(block_hash)
             if entry is None:
                 raise KeyError(f"unknown block {block_hash.hex()}")
-            batch = self.store.batch()
+            batch = self._batch()
             for e in [entry, *self.index.descendants(block_hash), *self.index.ancestors(entry)]:
                 if e.failed:
                     self._store_entry(batch, e.with_status(clear_bits=FAILED_MASK))

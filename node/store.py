@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import plyvel
 
@@ -137,16 +137,19 @@ class ChainBatch(StateReader):
     next block sees its parent's state before anything is written.
     """
 
-    def __init__(self, store: "Store") -> None:
+    def __init__(self, store: "Store", entries: Callable[[bytes], IndexEntry | None] | None = None) -> None:
         super().__init__(store.db, store.path)
+        self._entries = entries  # an in-memory index to read payouts from, if the caller has one
         self.writes: dict[bytes, bytes | None] = {}
         self.due_keys: set[bytes] = set()  # keys of ``writes`` in the due index
+        self.objects: dict[bytes, Account | Job | None] = {}  # decoded accounts and jobs, read or written
         self.size = 0  # approximate bytes pending
 
     def copy(self) -> "ChainBatch":
         other = ChainBatch.__new__(ChainBatch)
-        other._db, other._path = self._db, self._path
+        other._db, other._path, other._entries = self._db, self._path, self._entries
         other.writes, other.due_keys, other.size = dict(self.writes), set(self.due_keys), self.size
+        other.objects = dict(self.objects)
         return other
 
     def __bool__(self) -> bool:
@@ -156,6 +159,22 @@ class ChainBatch(StateReader):
         if key in self.writes:
             return self.writes[key]
         return self._db.get(key)
+
+    def account(self, address: bytes) -> Account | None:
+        key = ACCOUNT + address
+        if key not in self.objects:
+            self.objects[key] = super().account(address)
+        return self.objects[key]  # type: ignore[return-value]
+
+    def job(self, job_id: bytes) -> Job | None:
+        key = JOB + job_id
+        if key not in self.objects:
+            self.objects[key] = super().job(job_id)
+        return self.objects[key]  # type: ignore[return-value]
+
+    def entry(self, block_hash: bytes) -> IndexEntry | None:
+        found = self._entries(block_hash) if self._entries else None
+        return found or super().entry(block_hash)
 
     def _put(self, key: bytes, value: bytes | None) -> None:
         self.writes[key] = value
@@ -179,8 +198,10 @@ class ChainBatch(StateReader):
         """Write a state diff (a forward diff or an undo record)."""
         for address, account in diff.accounts.items():
             self._put(ACCOUNT + address, None if account is None else enc.encode(account.to_list()))
+            self.objects[ACCOUNT + address] = account
         for job_id, job in diff.jobs.items():
             self._put(JOB + job_id, None if job is None else enc.encode(job.to_list()))
+            self.objects[JOB + job_id] = job
         for height, job_id in diff.due_add:
             self._count_due(height, job_id, +1)
         for height, job_id in diff.due_remove:
@@ -257,8 +278,9 @@ class Store:
         """A StateView of the committed state (a LevelDB snapshot if asked: stable across commits)."""
         return StateReader(self.db.snapshot() if snapshot else self.db, self.path)
 
-    def batch(self) -> ChainBatch:
-        return ChainBatch(self)
+    def batch(self, entries: Callable[[bytes], IndexEntry | None] | None = None) -> ChainBatch:
+        """An empty commit; ``entries`` looks up index entries in memory before the database."""
+        return ChainBatch(self, entries)
 
     def tip_hash(self) -> bytes | None:
         return self.db.get(TIP)

@@ -47,6 +47,7 @@ class TxChecker:
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         self.min_txs = min_txs
         self._pool: ProcessPoolExecutor | None = None
+        self._inflight: set[Future] = set()
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -61,13 +62,18 @@ class TxChecker:
         if self.workers < 1 or count < self.min_txs:
             return pending
         raw = [tx.encode() for tx in block.txs]
-        step = -(-count // self.workers)
+        # split a lone block across the workers; when blocks queue up, one task each is cheaper
+        step = count if len(self._inflight) >= self.workers else -(-count // self.workers)
         try:
             pool = self._executor()
-            pending.futures = [pool.submit(_check_txs, self.network.name, raw[i:i + step], i)
-                               for i in range(0, count, step)]
+            for i in range(0, count, step):
+                fut = pool.submit(_check_txs, self.network.name, raw[i:i + step], i)
+                self._inflight.add(fut)
+                fut.add_done_callback(self._inflight.discard)
+                pending.futures.append(fut)
         except (BrokenProcessPool, RuntimeError, OSError):
             self._discard_pool()
+            pending.futures = []
         return pending
 
     def wait(self, pending: Pending) -> None:
