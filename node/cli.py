@@ -32,7 +32,7 @@ from consensus.params import COIN, NETWORKS, Network
 from consensus.tx import Transfer, make_tx
 
 from . import wallet
-from .rpcclient import RpcClient, RpcClientError, RpcError, cookie_auth
+from miner.rpcclient import RpcClient, RpcClientError, RpcError, cookie_auth
 
 U64_MAX = 2**64 - 1
 DEFAULT_FEE = "0.0001"

@@ -23,7 +23,7 @@ from consensus.keys import PrivateKey, decode_address, encode_address
 from consensus.params import COIN, DEV_FAUCET_ALLOC, MAIN, REGTEST
 from consensus.tx import TRANSFER, Tx
 from node import cli, wallet
-from node.rpcclient import CookieError, RpcClient, cookie_auth
+from miner.rpcclient import CookieError, RpcClient, cookie_auth
 from node.wallet import ScryptParams
 
 ROOT = Path(__file__).resolve().parents[3]
