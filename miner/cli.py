@@ -1,0 +1,123 @@
+"""pouw-miner: mine against any pouwd over JSON-RPC.
+
+    pouw-miner --network regtest --address rpw1… [--rpc URL] [--threads N] [--shape m,n,k --rank r]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from consensus.errors import AddressError
+from consensus.keys import decode_address
+from consensus.params import NETWORKS
+
+from . import kernel
+from .rpcclient import RpcClient, RpcClientError, cookie_auth
+from .template import default_shape
+from .worker import Miner, status_line
+
+STATUS_SECONDS = 1.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pouw-miner", description="Mine pouw blocks against a node over JSON-RPC.")
+    p.add_argument("--network", choices=sorted(NETWORKS), default="main")
+    p.add_argument("--rpc", help="node RPC URL (default http://127.0.0.1:<network rpc port>/)")
+    p.add_argument("--datadir", default=os.environ.get("POUW_DATADIR", "~/.pouw"),
+                   help="where to find the node's .cookie (default ~/.pouw)")
+    p.add_argument("--rpc-user")
+    p.add_argument("--rpc-password")
+    p.add_argument("--address", required=True, help="bech32m address that receives the block rewards")
+    p.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
+    p.add_argument("--shape", help="m,n,k of the matmul (default 256,256,smallest k)")
+    p.add_argument("--rank", type=int, help="noise rank r (default the network's smallest)")
+    p.add_argument("--blocks", type=int, default=None, help="stop after this many accepted blocks")
+    p.add_argument("--quiet", action="store_true", help="no live status line")
+    return p
+
+
+def _shape(args: argparse.Namespace) -> tuple[int, int, int, int]:
+    network = NETWORKS[args.network]
+    m, n, k, r = default_shape(network)
+    if args.rank:
+        r = args.rank
+        k = network.k_range(r)[0]
+    if args.shape:
+        try:
+            m, n, k = (int(x) for x in args.shape.split(","))
+        except ValueError:
+            raise SystemExit("pouw-miner: --shape must be m,n,k (three integers)") from None
+    if not network.allowed_dims(m, n, k, r):
+        low, high = network.k_range(r) if network.allowed_r(r) else (0, 0)
+        raise SystemExit(f"pouw-miner: shape {m},{n},{k} with rank {r} is not allowed on {network.name}: "
+                         f"m, n multiples of 32; r a power of two in {network.r_min}..{network.r_max}; "
+                         f"k a multiple of r in {low}..{high}")
+    return m, n, k, r
+
+
+def _clients(args: argparse.Namespace) -> tuple[RpcClient, RpcClient]:
+    network = NETWORKS[args.network]
+    url = args.rpc or f"http://127.0.0.1:{network.rpc_port}/"
+    if args.rpc_user and args.rpc_password:
+        user, password = args.rpc_user, args.rpc_password
+    else:
+        user, password = cookie_auth(Path(args.datadir).expanduser(), network.name)
+    return RpcClient(url, user, password, timeout=30), RpcClient(url, user, password, timeout=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    network = NETWORKS[args.network]
+    try:
+        address = decode_address(args.address, network.hrp)
+    except AddressError as exc:
+        print(f"pouw-miner: bad --address: {exc}", file=sys.stderr)
+        return 1
+    shape = _shape(args)
+    try:
+        client, watcher_client = _clients(args)
+        info = client.call("getblockchaininfo")
+    except RpcClientError as exc:
+        print(f"pouw-miner: {exc}", file=sys.stderr)
+        return 1
+    if info["chain"] != network.name:
+        print(f"pouw-miner: the node is on {info['chain']}, not {network.name}", file=sys.stderr)
+        return 1
+    tty = sys.stderr.isatty() and not args.quiet
+    miner = Miner(client, watcher_client, address, shape, args.threads,
+                  log=lambda text: print(("\r\033[K" if tty else "") + text, file=sys.stderr, flush=True))
+    print(f"pouw-miner: {network.name} height {info['blocks']}, shape {shape[0]}x{shape[1]}x{shape[2]} r={shape[3]}, "
+          f"kernel {kernel.active_path}, threads {args.threads or kernel.default_threads()}", file=sys.stderr)
+    status = threading.Thread(target=_status_loop, args=(miner, tty, args.quiet), daemon=True)
+    status.start()
+    try:
+        miner.run(args.blocks)
+    except KeyboardInterrupt:
+        pass
+    except RpcClientError as exc:
+        print(f"\npouw-miner: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        miner.stop_event.set()
+    print(("\n" if tty else "") + "pouw-miner: stopped; " + status_line(miner.stats), file=sys.stderr)
+    return 0
+
+
+def _status_loop(miner: Miner, tty: bool, quiet: bool) -> None:
+    last = 0.0
+    while not miner.stop_event.wait(STATUS_SECONDS):
+        if quiet:
+            continue
+        if tty:
+            print("\r\033[K" + status_line(miner.stats), end="", file=sys.stderr, flush=True)
+        elif time.monotonic() - last >= 10:
+            last = time.monotonic()
+            print(status_line(miner.stats), file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""pouw-miner against a real regtest pouwd: blocks are accepted, stale work is never submitted."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from consensus.genesis import dev_faucet_key
+from consensus.keys import encode_address
+from miner import kernel, worker
+from miner.rpcclient import RpcClient, cookie_auth
+
+from .framework import REPO
+
+ADDRESS = encode_address("rpw", b"\x42" * 20)
+
+
+def test_cli_mines_blocks_the_node_accepts(start_nodes) -> None:
+    (node,) = start_nodes(1)
+    out = subprocess.run([sys.executable, "-m", "miner.cli", "--network", "regtest", "--datadir", str(node.datadir),
+                          "--rpc", node.url, "--address", ADDRESS, "--blocks", "3", "--quiet"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "accepted 3" in out.stderr
+    assert node.getblockcount() == 3
+    for height in (1, 2, 3):
+        assert node.getblock(node.getblockhash(height))["miner"] == ADDRESS
+
+
+def test_cli_reports_node_errors_plainly(tmp_path) -> None:
+    out = subprocess.run([sys.executable, "-m", "miner.cli", "--network", "regtest", "--rpc",
+                          "http://127.0.0.1:9/", "--rpc-user", "u", "--rpc-password", "p", "--address", ADDRESS],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "cannot reach the node" in out.stderr and "Traceback" not in out.stderr
+    bad = subprocess.run([sys.executable, "-m", "miner.cli", "--network", "regtest", "--address",
+                          encode_address("dpw", b"\x42" * 20)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "bad --address" in bad.stderr
+
+
+def test_stale_work_is_never_submitted(start_nodes, monkeypatch) -> None:
+    (node,) = start_nodes(1)
+    user, password = cookie_auth(node.datadir, "regtest")
+    client = RpcClient(node.url, user, password, timeout=30)
+    miner = worker.Miner(client, RpcClient(node.url, user, password, timeout=120), b"\x42" * 20,
+                         (64, 64, 64, 16), threads=1, log=lambda _: None)
+    real_mine = kernel.mine
+    calls = {"n": 0}
+
+    def mine_while_the_tip_moves(header, a, b, threads=None):
+        calls["n"] += 1
+        winners = real_mine(header, a, b, threads)
+        if calls["n"] == 1:  # another miner finds a block while this work is in flight
+            node.generatetoaddress(1, encode_address("rpw", dev_faucet_key().address))
+        return winners
+
+    monkeypatch.setattr(kernel, "mine", mine_while_the_tip_moves)
+    miner.run(max_blocks=1)
+    assert miner.stats.stale == 1 and miner.stats.accepted == 1 and miner.stats.rejected == 0
+    assert node.getblockcount() == 2
+    tips = node.getchaintips()
+    assert len(tips) == 1, f"a stale block reached the node: {tips}"
+    assert node.getblock(node.getblockhash(2))["miner"] == encode_address("rpw", b"\x42" * 20)
