@@ -120,14 +120,15 @@ class Dispatcher:
         return response
 
     async def handle(self, payload: Any) -> Any:
+        """The answer to a request or batch; None when nothing is to be sent (notifications only)."""
         if isinstance(payload, list):
             if not payload:
                 return {"jsonrpc": "2.0", "error": {"code": INVALID_REQUEST, "message": "empty batch"}, "id": None}
             if len(payload) > MAX_BATCH:
                 return {"jsonrpc": "2.0", "error": {"code": INVALID_REQUEST,
                                                     "message": f"batch larger than {MAX_BATCH}"}, "id": None}
-            answers = [await self.handle_one(r) for r in payload]
-            return [a for a in answers if a is not None]
+            answers = [a for a in [await self.handle_one(r) for r in payload] if a is not None]
+            return answers or None  # JSON-RPC 2.0 §6: a batch of notifications gets no answer at all
         return await self.handle_one(payload)
 
 
