@@ -1,0 +1,509 @@
+"""Every JSON-RPC method of a real pouwd, success and error paths, plus the JSON-RPC 2.0
+envelope (batches, notifications, parse errors). One regtest node serves the module;
+each test builds the state it checks on top of whatever tip it finds."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from consensus.block import Block, Header
+from consensus.keys import decode_address, encode_address
+from consensus.params import DEV, REGTEST
+from consensus.tx import Tx
+from miner.template import Template
+from node.mining import solve_template
+
+from .framework import NodeProcess, wait_until
+from .rpcutil import FAUCET, FAUCET_ADDRESS, FEE, address, key, post, rpc_error, transfer
+
+# Every method this module exercises; test_every_method_is_covered keeps it honest.
+COVERED = {
+    "help", "getblockchaininfo", "getblockcount", "getbestblockhash", "getblockhash", "getblock",
+    "getblockheader", "getchaintips", "getdifficulty", "getmininginfo", "getblocktemplate", "submitblock",
+    "generatetoaddress", "generate", "getrawmempool", "getmempoolinfo", "sendrawtransaction",
+    "gettransaction", "getaccount", "getjob", "getnetworkinfo", "getpeerinfo", "getconnectioncount",
+    "addnode", "disconnectnode", "setban", "listbanned", "clearbanned", "invalidateblock", "reconsiderblock",
+    "uptime", "stop",
+}
+ZERO_HASH = "00" * 32
+UNKNOWN_HASH = "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory) -> Iterator[NodeProcess]:
+    n = NodeProcess(0, Path(tmp_path_factory.mktemp("rpc")))
+    n.start()
+    yield n
+    n.cleanup()
+
+
+def faucet_nonce(node) -> int:
+    return node.getaccount(FAUCET_ADDRESS)["pending_nonce"]
+
+
+# --- dispatcher surface ----------------------------------------------------------------
+
+def test_every_method_is_covered(node) -> None:
+    listed = {line.split()[0] for line in node.help().splitlines()}
+    assert listed == COVERED, f"untested: {listed - COVERED}, gone: {COVERED - listed}"
+
+
+def test_help(node) -> None:
+    text = node.help("getblock")
+    assert text.startswith("getblock blockhash ( verbosity )") and "canonical hex" in text
+    assert rpc_error(node, "help", "nosuchmethod")["code"] == -5
+
+
+def test_unknown_method(node) -> None:
+    err = rpc_error(node, "getinfo")
+    assert err["code"] == -32601 and "getinfo" in err["message"]
+
+
+@pytest.mark.parametrize("method, params, code", [
+    ("getblockhash", [], -32602),  # missing
+    ("getblockhash", ["1"], -32602),  # str for int
+    ("getblockhash", [True], -32602),  # bool is not an int
+    ("getblockhash", [1.0], -32602),  # float is not an int
+    ("getblockhash", [0, 1], -32602),  # too many
+    ("getblock", [1], -32602),
+    ("getblock", [ZERO_HASH, "1"], -32602),
+    ("getblockheader", [ZERO_HASH, 1], -32602),  # verbose must be a bool
+    ("getrawmempool", ["yes"], -32602),
+    ("generate", ["1"], -32602),
+    ("getblocktemplate", [[]], -32602),
+    ("getblockcount", [1], -32602),
+    ("getblockhash", [None], -32602),
+])
+def test_bad_params(node, method, params, code) -> None:
+    assert rpc_error(node, method, *params)["code"] == code
+
+
+def test_named_params(node) -> None:
+    status, reply = post(node, {"jsonrpc": "2.0", "id": "n", "method": "getblockhash", "params": {"height": 0}})
+    assert status == 200 and reply == {"jsonrpc": "2.0", "result": node.getblockhash(0), "id": "n"}
+    status, reply = post(node, {"jsonrpc": "2.0", "id": 2, "method": "getblock",
+                                "params": {"blockhash": node.getblockhash(0), "verbosity": 0}})
+    assert isinstance(reply["result"], str)
+    _, reply = post(node, {"jsonrpc": "2.0", "id": 3, "method": "getblockhash", "params": {"hieght": 0}})
+    assert reply["error"]["code"] == -32602 and "hieght" in reply["error"]["message"]
+    _, reply = post(node, {"jsonrpc": "2.0", "id": 4, "method": "getblockhash", "params": {}})
+    assert reply["error"]["code"] == -32602 and "height" in reply["error"]["message"]
+    _, reply = post(node, {"jsonrpc": "2.0", "id": 5, "method": "getblockhash", "params": 0})
+    assert reply["error"]["code"] == -32600
+
+
+def test_parse_error_and_invalid_requests(node) -> None:
+    status, reply = post(node, b'{"jsonrpc": "2.0", "method": "getblockcount", "id": 1')
+    assert status == 400 and reply["error"]["code"] == -32700 and reply["id"] is None
+    status, reply = post(node, b"\xff\xfe")
+    assert reply["error"]["code"] == -32700
+    for bad in ({"jsonrpc": "2.0", "id": 1}, {"jsonrpc": "2.0", "id": 1, "method": 7}, 5, "getblockcount"):
+        status, reply = post(node, bad)
+        assert status == 200 and reply["error"]["code"] == -32600, (bad, reply)
+
+
+def test_batches(node) -> None:
+    height = node.getblockcount()
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "getblockcount"},
+        {"jsonrpc": "2.0", "id": 2, "method": "nosuch"},
+        {"jsonrpc": "2.0", "method": "getblockcount"},  # a notification: no answer
+        {"jsonrpc": "2.0", "id": "x", "method": "getblockhash", "params": [10**9]},
+        7,
+        {"jsonrpc": "2.0", "id": 4, "method": "getblockhash", "params": [0]},
+    ]
+    status, reply = post(node, batch)
+    assert status == 200 and isinstance(reply, list) and len(reply) == 5
+    by_id = {r["id"]: r for r in reply if r["id"] is not None}
+    assert by_id[1]["result"] == height
+    assert by_id[2]["error"]["code"] == -32601
+    assert by_id["x"]["error"]["code"] == -8
+    assert by_id[4]["result"] == node.getblockhash(0)
+    assert [r["error"]["code"] for r in reply if r["id"] is None] == [-32600]
+    # answers come back in request order
+    assert [r["id"] for r in reply] == [1, 2, "x", None, 4]
+
+    status, reply = post(node, [])
+    assert reply["error"]["code"] == -32600 and "empty" in reply["error"]["message"]
+    status, reply = post(node, [{"jsonrpc": "2.0", "id": i, "method": "getblockcount"} for i in range(1001)])
+    assert reply["error"]["code"] == -32600
+
+
+def test_notifications_get_no_answer(node) -> None:
+    status, reply = post(node, {"jsonrpc": "2.0", "method": "getblockcount"})
+    assert status == 204 and reply is None
+    # a batch of notifications only: nothing at all, not an empty array (JSON-RPC 2.0 §6)
+    status, reply = post(node, [{"jsonrpc": "2.0", "method": "getblockcount"},
+                                {"jsonrpc": "2.0", "method": "nosuch"}])
+    assert status == 204 and reply is None
+    # JSON-RPC 1.0 style requests without an id still get an answer (as with bitcoind)
+    status, reply = post(node, {"method": "getblockcount"})
+    assert status == 200 and reply["result"] == node.getblockcount()
+
+
+# --- chain ---------------------------------------------------------------------------------
+
+def test_chain_queries(node) -> None:
+    start = node.getblockcount()
+    hashes = node.generate(3)
+    assert len(hashes) == 3 and len(set(hashes)) == 3
+    assert node.getblockcount() == start + 3
+    assert node.getbestblockhash() == hashes[-1]
+    assert [node.getblockhash(start + 1 + i) for i in range(3)] == hashes
+    info = node.getblockchaininfo()
+    assert info["chain"] == "regtest" and info["blocks"] == start + 3 and info["headers"] == start + 3
+    assert info["bestblockhash"] == hashes[-1] and info["initialblockdownload"] is False
+    assert int(info["chainwork"], 16) > 0 and info["next_target"] == "f" * 64
+    assert info["time"] >= info["mediantime"]
+    assert info["useful_blocks"]["blocks"] == start + 3 and info["useful_blocks"]["useful_blocks"] == 0
+    assert node.getdifficulty() == 1.0
+    mining = node.getmininginfo()
+    assert mining["blocks"] == start + 3 and mining["difficulty"] == 1.0 and mining["pooledtx"] == 0
+    assert mining["networkmacps"] >= 0
+
+
+@pytest.mark.parametrize("height", [-1, 10**6, 2**63])
+def test_getblockhash_out_of_range(node, height) -> None:
+    err = rpc_error(node, "getblockhash", height)
+    assert err["code"] == -8 and "out of range" in err["message"]
+
+
+@pytest.mark.parametrize("bad", ["", "zz" * 32, "ab" * 31, "ab" * 33, "0x" + "ab" * 31])
+def test_bad_hashes(node, bad) -> None:
+    for method in ("getblock", "getblockheader", "invalidateblock", "reconsiderblock"):
+        err = rpc_error(node, method, bad)
+        assert err["code"] == -8 and "blockhash" in err["message"], (method, err)
+    assert rpc_error(node, "gettransaction", bad)["code"] == -8
+    assert rpc_error(node, "getjob", bad)["code"] == -8
+
+
+def test_unknown_block(node) -> None:
+    for method in ("getblock", "getblockheader", "invalidateblock", "reconsiderblock"):
+        err = rpc_error(node, method, UNKNOWN_HASH)
+        assert err["code"] == -5 and err["message"] == "Block not found", method
+
+
+def test_getblock_verbosity(node) -> None:
+    nonce = faucet_nonce(node)
+    tx = transfer(FAUCET, nonce, key(900).address, 12345)
+    node.sendrawtransaction(tx.encode().hex())
+    (block_hash,) = node.generate(1)
+    parent = node.getblockhash(node.getblockcount() - 1)
+
+    raw = node.getblock(block_hash, 0)
+    block = Block.decode(bytes.fromhex(raw))
+    assert block.encode().hex() == raw and block.hash.hex() == block_hash
+    assert [t.txid for t in block.txs] == [tx.txid]
+    assert node.getblock(block_hash, False) == raw
+
+    v1 = node.getblock(block_hash)
+    assert v1 == node.getblock(block_hash, 1) == node.getblock(block_hash, True)
+    assert v1["hash"] == block_hash and v1["previousblockhash"] == parent
+    assert v1["height"] == node.getblockcount() and v1["confirmations"] == 1 and "nextblockhash" not in v1
+    assert v1["tx"] == [tx.txid.hex()] and v1["ntx"] == 1 and v1["fees"] == FEE
+    assert v1["size"] == len(raw) // 2 and v1["miner"] == FAUCET_ADDRESS
+
+    v2 = node.getblock(block_hash, 2)
+    (t,) = v2["tx"]
+    assert t["txid"] == tx.txid.hex() and t["kind"] == "transfer" and t["nonce"] == nonce and t["fee"] == FEE
+    assert t["payload"] == {"to": address(key(900)), "amount": 12345} and t["sender"] == FAUCET_ADDRESS
+
+    parent_json = node.getblock(parent)
+    assert parent_json["nextblockhash"] == block_hash and parent_json["confirmations"] == 2
+    for bad in (3, -1):
+        assert rpc_error(node, "getblock", block_hash, bad)["code"] == -8
+
+
+def test_getblockheader(node) -> None:
+    tip = node.getbestblockhash()
+    verbose = node.getblockheader(tip)
+    assert verbose == node.getblockheader(tip, True)
+    block = node.getblock(tip)
+    for field in ("hash", "height", "previousblockhash", "time", "target", "tx_root", "miner", "nonce",
+                  "work", "ticket", "chainwork", "confirmations"):
+        assert verbose[field] == block[field], field
+    raw = node.getblockheader(tip, False)
+    header = Header.decode(bytes.fromhex(raw))
+    assert header.hash.hex() == tip and header.height == verbose["height"]
+    genesis = node.getblockheader(node.getblockhash(0))
+    assert genesis["height"] == 0 and genesis["previousblockhash"] == ZERO_HASH
+    assert genesis["nextblockhash"] == node.getblockhash(1)
+
+
+def test_invalidate_and_reconsider(node) -> None:
+    base = node.getblockcount()
+    hashes = node.generate(3)
+    tips = node.getchaintips()
+    assert tips[0] == {"height": base + 3, "hash": hashes[-1], "branchlen": 0, "status": "active"}
+
+    assert node.invalidateblock(hashes[1]) is None
+    assert node.getblockcount() == base + 1 and node.getbestblockhash() == hashes[0]
+    tips = {t["hash"]: t for t in node.getchaintips()}
+    assert tips[hashes[0]]["status"] == "active"
+    assert tips[hashes[2]] == {"height": base + 3, "hash": hashes[2], "branchlen": 2, "status": "invalid"}
+    assert node.getblock(hashes[2])["confirmations"] == -1
+    assert node.getblockheader(hashes[1])["confirmations"] == -1
+
+    # mining on the invalidated chain's parent makes a fork; the new branch is the active one
+    (fork,) = node.generate(1)
+    tips = {t["hash"]: t["status"] for t in node.getchaintips()}
+    assert tips[fork] == "active" and tips[hashes[2]] == "invalid"
+
+    assert node.reconsiderblock(hashes[2]) is None
+    # the longer branch wins back
+    assert node.getbestblockhash() == hashes[2] and node.getblockcount() == base + 3
+    tips = {t["hash"]: t for t in node.getchaintips()}
+    assert tips[hashes[2]]["status"] == "active" and tips[fork]["status"] == "valid-fork"
+    assert tips[fork]["branchlen"] == 1
+
+    err = rpc_error(node, "invalidateblock", node.getblockhash(0))
+    assert err["code"] == -8 and "genesis" in err["message"]
+
+
+# --- mining ----------------------------------------------------------------------------------
+
+def _solve(node, template_json: dict, miner: bytes = b"\x22" * 20) -> Block:
+    template = Template.from_json(template_json)
+    block = solve_template(template, miner, 1000)
+    assert block is not None
+    return block
+
+
+def test_getblocktemplate_and_submitblock(node) -> None:
+    nonce = faucet_nonce(node)
+    tx = transfer(FAUCET, nonce, key(901).address, 777)
+    node.sendrawtransaction(tx.encode().hex())
+    tpl = node.getblocktemplate()
+    tip = node.getbestblockhash()
+    assert tpl["height"] == node.getblockcount() + 1 and tpl["previousblockhash"] == tip
+    assert tpl["longpollid"] == tip and tpl["target"] == "f" * 64 and tpl["chain_id"] == REGTEST.chain_id
+    assert [t["txid"] for t in tpl["transactions"]] == [tx.txid.hex()]
+    assert tpl["curtime"] >= tpl["mintime"]
+    assert node.getblocktemplate({}) == tpl or node.getblocktemplate({})["height"] == tpl["height"]
+
+    block = _solve(node, tpl)
+    hexdata = block.encode().hex()
+
+    # tampered copies first: each must be refused with a reason and leave the tip alone
+    bad_ticket = Block(block.header.replace(ticket=block.header.ticket.__class__(
+        block.header.ticket.a, block.header.ticket.b, bytes(32))), block.proof, block.txs)
+    reason = node.submitblock(bad_ticket.encode().hex())
+    assert isinstance(reason, str) and reason, reason
+    bad_root = Block(block.header, block.proof, ())
+    assert node.submitblock(bad_root.encode().hex()) == "bad-tx-root"
+    assert node.getbestblockhash() == tip
+
+    assert node.submitblock(hexdata) is None
+    assert node.getbestblockhash() == block.hash.hex()
+    assert node.getrawmempool() == []
+    assert node.gettransaction(tx.txid.hex())["blockhash"] == block.hash.hex()
+    assert node.submitblock(hexdata) == "duplicate"
+
+    # a block whose parent the node has never seen is held as an orphan
+    from tests.unit.node.helpers import make_block
+    stranger = Header(1, REGTEST.chain_id, 50, bytes.fromhex(UNKNOWN_HASH), block.header.timestamp,
+                      REGTEST.pow_limit, block.header.tx_root, bytes(20), 0, block.header.work, block.header.ticket)
+    orphan = make_block(stranger)
+    assert node.submitblock(orphan.encode().hex()) == "inconclusive"
+
+    assert rpc_error(node, "submitblock", "zz")["code"] == -8
+    err = rpc_error(node, "submitblock", "deadbeef")
+    assert err["code"] == -22 and "decode" in err["message"].lower()
+    err = rpc_error(node, "submitblock", hexdata + "00")  # trailing bytes: not canonical
+    assert err["code"] == -22
+
+
+def test_getblocktemplate_longpoll(node) -> None:
+    tip = node.getbestblockhash()
+    result: dict = {}
+
+    def poll() -> None:
+        started = time.monotonic()
+        result["tpl"] = node.getblocktemplate({"longpollid": tip})
+        result["waited"] = time.monotonic() - started
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive(), "longpoll returned before the tip changed"
+    (new_tip,) = node.generate(1)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert result["tpl"]["previousblockhash"] == new_tip and result["waited"] >= 0.4
+    # a stale longpollid answers at once
+    started = time.monotonic()
+    assert node.getblocktemplate({"longpollid": tip})["previousblockhash"] == new_tip
+    assert time.monotonic() - started < 5
+    assert rpc_error(node, "getblocktemplate", {"longpollid": 5})["code"] == -8
+
+
+def test_generatetoaddress(node) -> None:
+    miner = key(902)
+    start = node.getblockcount()
+    hashes = node.generatetoaddress(2, address(miner))
+    assert len(hashes) == 2 and node.getblockcount() == start + 2
+    assert all(node.getblock(h)["miner"] == address(miner) for h in hashes)
+    assert node.generatetoaddress(0, address(miner)) == []
+    for bad in ("rpw1notanaddress", "", encode_address(DEV.hrp, miner.address), address(miner)[:-1] + "q"):
+        err = rpc_error(node, "generatetoaddress", 1, bad)
+        assert err["code"] == -5 and "address" in err["message"].lower(), bad
+    assert rpc_error(node, "generatetoaddress", -1, address(miner))["code"] == -8
+    assert rpc_error(node, "generate", 10**6)["code"] == -8
+    assert node.getblockcount() == start + 2
+
+
+# --- mempool and transactions ----------------------------------------------------------------
+
+def test_mempool_and_transactions(node) -> None:
+    assert node.getrawmempool() == [] and node.getrawmempool(True) == {}
+    info = node.getmempoolinfo()
+    assert info["size"] == 0 and info["bytes"] == 0 and info["min_fee_per_byte"] == 1
+    nonce = faucet_nonce(node)
+    to = key(903)
+    txs = [transfer(FAUCET, nonce + i, to.address, 1000 + i) for i in range(3)]
+    for tx in txs:
+        assert node.sendrawtransaction(tx.encode().hex()) == tx.txid.hex()
+    assert node.getrawmempool() == [t.txid.hex() for t in txs]
+    verbose = node.getrawmempool(True)
+    assert set(verbose) == {t.txid.hex() for t in txs}
+    entry = verbose[txs[1].txid.hex()]
+    assert entry["nonce"] == nonce + 1 and entry["fee"] == FEE and entry["size"] == len(txs[1].encode())
+    assert entry["payload"] == {"to": address(to), "amount": 1001}
+    info = node.getmempoolinfo()
+    assert info["size"] == 3 and info["bytes"] == sum(len(t.encode()) for t in txs)
+    acct = node.getaccount(FAUCET_ADDRESS)
+    assert acct["nonce"] == nonce and acct["pending_nonce"] == nonce + 3
+
+    pending = node.gettransaction(txs[0].txid.hex())
+    assert pending["in_mempool"] is True and pending["confirmations"] == 0 and pending["blockhash"] is None
+    assert pending["hex"] == txs[0].encode().hex()
+
+    # duplicate of a pooled tx
+    err = rpc_error(node, "sendrawtransaction", txs[0].encode().hex())
+    assert err["code"] == -26 and "duplicate" in err["message"]
+
+    (block_hash,) = node.generate(1)
+    assert node.getrawmempool() == [] and node.getmempoolinfo()["size"] == 0
+    mined = node.gettransaction(txs[0].txid.hex())
+    assert mined["in_mempool"] is False and mined["blockhash"] == block_hash and mined["confirmations"] == 1
+    assert mined["blockheight"] == node.getblockcount()
+    node.generate(2)
+    assert node.gettransaction(txs[0].txid.hex())["confirmations"] == 3
+    assert node.getaccount(address(to))["balance"] == 1000 + 1001 + 1002
+    assert node.getaccount(FAUCET_ADDRESS)["nonce"] == nonce + 3
+
+    err = rpc_error(node, "sendrawtransaction", txs[2].encode().hex())
+    assert err["code"] == -27 and "already in block chain" in err["message"]
+    assert rpc_error(node, "gettransaction", UNKNOWN_HASH)["code"] == -5
+
+
+def test_sendrawtransaction_errors(node) -> None:
+    nonce = faucet_nonce(node)
+    assert rpc_error(node, "sendrawtransaction", "xyz")["code"] == -8
+    err = rpc_error(node, "sendrawtransaction", "c0ffee")
+    assert err["code"] == -22 and "decode" in err["message"].lower()
+
+    good = transfer(FAUCET, nonce, key(904).address, 5)
+    forged = Tx(good.version, good.chain_id, good.kind, good.sender, good.nonce, good.fee, good.payload,
+                bytes(64))
+    err = rpc_error(node, "sendrawtransaction", forged.encode().hex())
+    assert err["code"] == -25 and "bad-signature" in err["message"]
+    # a valid signature by another key over the same tx does not verify for this sender either
+    resigned = Tx(good.version, good.chain_id, good.kind, good.sender, good.nonce, good.fee, good.payload,
+                  key(5).sign(good.sighash))
+    assert "bad-signature" in rpc_error(node, "sendrawtransaction", resigned.encode().hex())["message"]
+
+    poor = key(905)  # never funded
+    err = rpc_error(node, "sendrawtransaction", transfer(poor, 0, key(906).address, 1).encode().hex())
+    assert err["code"] == -26 and "insufficient-funds" in err["message"]
+
+    from consensus.tx import Transfer, make_tx
+    wrong_chain = make_tx(FAUCET, DEV.chain_id, nonce, FEE, Transfer(key(904).address, 5))
+    err = rpc_error(node, "sendrawtransaction", wrong_chain.encode().hex())
+    assert err["code"] == -25 and "bad-chain-id" in err["message"]
+    cheap = transfer(FAUCET, nonce, key(904).address, 5, fee=1)
+    err = rpc_error(node, "sendrawtransaction", cheap.encode().hex())
+    assert err["code"] == -26 and "fee-too-low" in err["message"]
+    if nonce > 0:
+        old = transfer(FAUCET, nonce - 1, key(904).address, 5, fee=FEE + 1)
+        err = rpc_error(node, "sendrawtransaction", old.encode().hex())
+        assert err["code"] == -26 and "nonce" in err["message"]
+    assert node.getrawmempool() == []
+
+
+def test_getaccount_rewards_mature(node) -> None:
+    miner = key(907)
+    maturity = REGTEST.coinbase_maturity
+    start = node.getblockcount()
+    node.generatetoaddress(3, address(miner))
+    acct = node.getaccount(address(miner))
+    assert acct["balance"] == 0 and acct["nonce"] == 0
+    assert [i["height"] for i in acct["immature"]] == [start + 1, start + 2, start + 3]
+    assert all(i["amount"] == 50 * 10**8 and i["matures_at"] == i["height"] + maturity for i in acct["immature"])
+    assert acct["immature_total"] == 150 * 10**8
+    # blocks by someone else up to the height just before the first reward matures...
+    node.generatetoaddress(maturity - 3, address(key(908)))
+    assert node.getblockcount() == acct["immature"][0]["matures_at"] - 1
+    assert node.getaccount(address(miner))["balance"] == 0
+    # ...and the block at matures_at pays it
+    node.generatetoaddress(1, address(key(908)))
+    acct = node.getaccount(address(miner))
+    assert acct["balance"] == 50 * 10**8 and len(acct["immature"]) == 2 and acct["immature_total"] == 100 * 10**8
+    node.generatetoaddress(2, address(key(908)))
+    acct = node.getaccount(address(miner))
+    assert acct["balance"] == 150 * 10**8 and acct["immature"] == [] and acct["immature_total"] == 0
+
+    assert node.getaccount(address(key(999)))["balance"] == 0
+    for bad in ("", "rpw1qqqq", encode_address(DEV.hrp, miner.address), address(miner).upper()[:-1] + "A"):
+        err = rpc_error(node, "getaccount", bad)
+        assert err["code"] == -5 and "Invalid address" in err["message"], bad
+    # the address comes back normalised
+    assert decode_address(node.getaccount(address(miner).upper())["address"], REGTEST.hrp) == miner.address
+
+
+def test_getjob_not_found(node) -> None:
+    err = rpc_error(node, "getjob", UNKNOWN_HASH)
+    assert err["code"] == -5 and "job" in err["message"].lower()
+
+
+# --- network (p2p may or may not be wired in) -------------------------------------------------
+
+def test_network_methods(node) -> None:
+    info = node.getnetworkinfo()
+    assert info["subversion"].startswith("/pouw:") and info["protocolversion"] >= 1
+    peers = node.getpeerinfo()
+    assert isinstance(peers, list) and node.getconnectioncount() == len(peers) == info["connections"] == 0
+    assert node.listbanned() == []
+    assert rpc_error(node, "addnode", "127.0.0.1:1", "bogus")["code"] == -8
+    assert rpc_error(node, "setban", "127.0.0.1", "bogus")["code"] == -8
+    assert rpc_error(node, "setban", "127.0.0.1", "add", -5)["code"] == -8
+    assert rpc_error(node, "disconnectnode")["code"] == -8
+    if not info["networkactive"]:
+        for method, params in (("addnode", ["127.0.0.1:1", "onetry"]), ("setban", ["10.0.0.1", "add"]),
+                               ("disconnectnode", ["127.0.0.1:1"]), ("clearbanned", [])):
+            err = rpc_error(node, method, *params)
+            assert err["code"] == -9 and "disabled" in err["message"], method
+        return
+    # p2p is present: bans round-trip and unknown peers are reported as such
+    assert node.setban("10.0.0.1", "add", 600) is None
+    assert [b["address"].split("/")[0] for b in node.listbanned()] == ["10.0.0.1"]
+    assert node.setban("10.0.0.1", "remove") is None and node.listbanned() == []
+    node.setban("10.0.0.2", "add")
+    assert node.clearbanned() is None and node.listbanned() == []
+    assert rpc_error(node, "disconnectnode", "127.0.0.1:1")["code"] == -29
+
+
+def test_uptime(node) -> None:
+    first = node.uptime()
+    assert isinstance(first, int) and 0 <= first < 600
+    time.sleep(1.1)
+    assert node.uptime() >= first + 1
+
+
+def test_stop(node) -> None:
+    assert node.stop() == 0  # NodeProcess.stop calls the stop RPC and waits for the exit code
+    wait_until(lambda: not (node.datadir / "regtest" / ".cookie").exists(), 10, what="cookie removal")
