@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", help="m,n,k of the matmul (default 256,256,smallest k)")
     p.add_argument("--rank", type=int, help="noise rank r (default the network's smallest)")
     p.add_argument("--blocks", type=int, default=None, help="stop after this many accepted blocks")
+    p.add_argument("--min-interval", type=float, default=0.0, metavar="SECONDS",
+                   help="pause this long after each found block (paces a devnet whose target is at pow_limit)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     return p
 
@@ -89,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     tty = sys.stderr.isatty() and not args.quiet
     miner = Miner(client, watcher_client, address, shape, args.threads,
-                  log=lambda text: print(("\r\033[K" if tty else "") + text, file=sys.stderr, flush=True))
+                  log=lambda text: print(("\r\033[K" if tty else "") + text, file=sys.stderr, flush=True),
+                  min_interval=args.min_interval)
     print(f"pouw-miner: {network.name} height {info['blocks']}, shape {shape[0]}x{shape[1]}x{shape[2]} r={shape[3]}, "
           f"kernel {kernel.active_path}, threads {args.threads or kernel.default_threads()}", file=sys.stderr)
     status = threading.Thread(target=_status_loop, args=(miner, tty, args.quiet), daemon=True)

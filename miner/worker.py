@@ -93,13 +93,14 @@ class Miner:
 
     def __init__(self, client: RpcClient, watcher_client: RpcClient, address: bytes,
                  shape: tuple[int, int, int, int], threads: int | None = None,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, min_interval: float = 0.0) -> None:
         self.client = client
         self.watcher_client = watcher_client
         self.address = address
         self.m, self.n, self.k, self.r = shape
         self.threads = threads
         self.log = log
+        self.min_interval = min_interval
         self.stats = MinerStats()
         self.stop_event = threading.Event()
         self.a, self.b = synthetic_matrices(hashlib.sha256(address + os.urandom(16)).digest(), self.m, self.n, self.k)
@@ -133,6 +134,7 @@ class Miner:
                     self.stats.stale += 1  # the tip moved while we computed: never submit for an old tip
                     continue
                 self._submit(assemble_block(header, self.a, self.b, winners[0], template.txs))
+                self.stop_event.wait(self.min_interval)
                 template = Template.from_json(self.client.call("getblocktemplate"))
                 fetched = time.monotonic()
         finally:

@@ -127,15 +127,19 @@ class Node:
                 "useful_mac_share": u["useful_macs"] / u["macs"] if u["macs"] else 0.0}
 
     def network_mac_rate(self) -> float:
-        """Expected MACs per second over the last blocks (work / elapsed time)."""
+        """MACs per second over the last blocks: each block counts its expected work
+        ``2^256 / target``, but at least the one winning tile's 1024·k (§4)."""
         tip = self.chain.tip
         first = max(0, tip.height - RATE_WINDOW)
         start = self.chain.header(self.chain.hash_at(first) or b"")
-        if start is None or tip.height == first:
+        if start is None or tip.header.timestamp <= start.timestamp:
             return 0.0
-        entry = self.chain.entry(start.hash)
-        elapsed = tip.header.timestamp - start.timestamp
-        return (tip.chain_work - entry.chain_work) / elapsed if entry and elapsed > 0 else 0.0
+        macs = 0
+        for height in range(first + 1, tip.height + 1):
+            header = self.chain.header(self.chain.hash_at(height) or b"")
+            if header is not None:
+                macs += max(header.block_work, 1024 * header.work.k)
+        return macs / (tip.header.timestamp - start.timestamp)
 
     async def wait_for_tip_change(self, timeout: float) -> None:
         assert self._tip_changed is not None

@@ -11,12 +11,10 @@ from consensus import work
 from consensus.block import Header, Ticket, WorkSpec
 from miner import kernel
 
-VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "vectors" / "v1.json"
+VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "v1.json"  # a copy of ../shared/vectors/v1.json
 
 
 def _cases() -> list[dict]:
-    if not VECTORS.exists():
-        pytest.skip(f"{VECTORS} not found", allow_module_level=True)
     return json.loads(VECTORS.read_text())["work"]
 
 
