@@ -12,7 +12,7 @@ from consensus.genesis import dev_faucet_key
 from consensus.keys import decode_address, encode_address
 from consensus.tx import Tx
 
-from .chain import ACCEPTED, DUPLICATE, FUTURE, INVALID, ORPHAN
+from .chain import ACCEPTED, DUPLICATE, FUTURE, ORPHAN
 from .jsonview import block_json, difficulty, header_json, job_json, tx_json
 from .mining import new_template, solve_template
 from .rpcserver import (ALREADY_IN_CHAIN, INVALID_PARAMETER, MISC_ERROR, NOT_ALLOWED_ON_NETWORK, NOT_FOUND,
