@@ -142,7 +142,10 @@ class Node:
         return macs / (tip.header.timestamp - start.timestamp)
 
     async def wait_for_tip_change(self, timeout: float) -> None:
+        """Wait for a new tip (long-poll); returns at once when the node is shutting down."""
         assert self._tip_changed is not None
+        if self.stopping():
+            return
         self._tip_changed.clear()
         try:
             await asyncio.wait_for(self._tip_changed.wait(), timeout)
@@ -186,6 +189,7 @@ class Node:
                      tip.height, tip.hash.hex(), self.cfg.rpc_bind, port, self.cfg.network_dir)
             await self._stop.wait()
             log.info("shutting down")
+            self._tip_changed.set()  # release long-polling getblocktemplate calls
             housekeeping.cancel()
         finally:
             if self.p2p is not None:
