@@ -1,0 +1,102 @@
+"""What p2p needs from the node (ARCHITECTURE: p2p never opens the database).
+
+``node.chain.Chain`` and ``node.mempool.Mempool`` satisfy these protocols; the
+job market can provide a ``MatrixSource`` to serve ``getmatrix`` (PROTOCOL §6, §7).
+Submit statuses are the strings of ``node.chain.SubmitResult.status``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+from consensus.block import Block, Header
+from consensus.params import Network
+from consensus.tx import Tx
+
+ACCEPTED, DUPLICATE, ORPHAN, INVALID, FUTURE = "accepted", "duplicate", "orphan", "invalid", "future"
+
+
+class Result(Protocol):
+    status: str
+    hash: bytes
+    reason: str
+
+
+class Entry(Protocol):
+    @property
+    def height(self) -> int: ...
+    @property
+    def chain_work(self) -> int: ...
+    @property
+    def have_data(self) -> bool: ...
+    @property
+    def prev(self) -> bytes: ...
+    @property
+    def failed(self) -> bool: ...
+
+
+class TipInfo(Protocol):
+    @property
+    def hash(self) -> bytes: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def chain_work(self) -> int: ...
+
+
+class ChainView(Protocol):
+    network: Network
+
+    @property
+    def tip(self) -> TipInfo: ...
+    def entry(self, block_hash: bytes) -> Entry | None: ...
+    def block_bytes(self, block_hash: bytes) -> bytes | None: ...
+    def hash_at(self, height: int) -> bytes | None: ...
+    def locator(self) -> list[bytes]: ...
+    def headers_after(self, locator: Sequence[bytes], stop: bytes, limit: int = ...) -> list[Header]: ...
+    def add_header(self, header: Header) -> Result: ...
+    def submit_block(self, block: Block | bytes, raw: bytes | None = None) -> Result: ...
+    def submit_blocks(self, blocks: Iterable[Block | bytes]) -> Sequence[Result]: ...
+    def retry_future(self) -> Sequence[Result]: ...
+    def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]: ...
+
+
+class MempoolView(Protocol):
+    def add(self, tx: Tx) -> list[Tx]: ...  # raises consensus.errors.InvalidTx
+    def get(self, txid: bytes) -> Tx | None: ...
+    def __contains__(self, txid: object) -> bool: ...
+
+
+class MatrixSource(Protocol):
+    """Rows of A / columns of B / rows of C by commitment (filled by the job market later)."""
+
+    def rows(self, commitment: bytes, first: int, count: int, max_bytes: int) -> list[bytes] | None:
+        """Up to ``count`` rows from ``first`` (at most ``max_bytes`` in all), or None if unknown."""
+        ...
+
+
+class Records(Protocol):
+    """``node.store.Store``'s opaque record API (kinds "peer" and "ban")."""
+
+    def put_record(self, kind: str, key: bytes, value: bytes) -> None: ...
+    def get_record(self, kind: str, key: bytes) -> bytes | None: ...
+    def delete_record(self, kind: str, key: bytes) -> None: ...
+    def records(self, kind: str) -> Iterable[tuple[bytes, bytes]]: ...
+
+
+class MemoryRecords:
+    """In-memory ``Records`` for a node that persists nothing (and for tests)."""
+
+    def __init__(self) -> None:
+        self._data: dict[tuple[str, bytes], bytes] = {}
+
+    def put_record(self, kind: str, key: bytes, value: bytes) -> None:
+        self._data[kind, key] = value
+
+    def get_record(self, kind: str, key: bytes) -> bytes | None:
+        return self._data.get((kind, key))
+
+    def delete_record(self, kind: str, key: bytes) -> None:
+        self._data.pop((kind, key), None)
+
+    def records(self, kind: str) -> Iterable[tuple[bytes, bytes]]:
+        return [(k, v) for (kd, k), v in list(self._data.items()) if kd == kind]

@@ -1,0 +1,281 @@
+"""One connection: handshake, keepalive, send limits, known inventory, misbehaviour (PROTOCOL §7).
+
+Handshake: the connecting side sends ``version``; the other answers ``version``
+then ``verack``; the connecting side answers ``verack``.  Before that only
+``version``/``verack`` (and unknown commands, which are ignored) are accepted;
+anything else disconnects.  A wrong chain id, a protocol below 1 or our own nonce
+(a connection to ourselves) disconnects too.  A malformed frame bans.
+
+Every exception raised while handling this peer's input ends this peer's
+connection and nothing else.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Protocol
+
+from . import wire
+from .wire import Message, WireError
+
+log = logging.getLogger(__name__)
+BAN_SCORE = 100
+
+
+@dataclass(frozen=True)
+class PeerLimits:
+    """Timeouts and buffer sizes of one connection (seconds, bytes)."""
+
+    handshake_timeout: float = 10.0
+    ping_interval: float = 60.0
+    ping_timeout: float = 60.0  # a ping unanswered for this long disconnects
+    inactivity_timeout: float = 600.0  # nothing received for this long disconnects
+    send_high_water: int = 4 * 1024 * 1024  # serving getdata pauses above this
+    send_hard_limit: int = 64 * 1024 * 1024  # a peer that lets more pile up is disconnected
+    known_inventory: int = 50000
+
+
+@dataclass
+class VersionInfo:
+    protocol: int
+    chain_id: int
+    services: int
+    timestamp: int
+    nonce: int
+    user_agent: str
+    best_height: int
+    listen_port: int
+
+
+class Disconnect(Exception):
+    """End this connection without a ban."""
+
+
+class PeerHost(Protocol):
+    """What a connection needs from the node that owns it."""
+
+    magic: bytes
+    chain_id: int
+
+    def version_payload(self, peer: "Peer") -> bytes: ...
+    def is_own_nonce(self, nonce: int) -> bool: ...
+    async def peer_ready(self, peer: "Peer") -> None: ...
+    async def handle(self, peer: "Peer", msg: Message) -> None: ...
+    def peer_closed(self, peer: "Peer") -> None: ...
+
+
+class KnownFilter:
+    """A bounded set of hashes the peer has or was sent (oldest forgotten first)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[bytes, None] = OrderedDict()
+
+    def add(self, item: bytes) -> None:
+        self._items[item] = None
+        self._items.move_to_end(item)
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Peer:
+    """A TCP connection to one peer; ``run()`` drives it until it closes."""
+
+    def __init__(self, host: PeerHost, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                 peer_id: int, addr: str, ip: str, inbound: bool, manual: bool = False,
+                 oneshot: bool = False, limits: PeerLimits = PeerLimits()) -> None:
+        self.host = host
+        self.reader = reader
+        self.writer = writer
+        self.id = peer_id
+        self.addr = addr  # "host:port" we dialled, or the remote end of an inbound connection
+        self.ip = ip
+        self.inbound = inbound
+        self.manual = manual  # from connect / addnode: not counted against max_outbound
+        self.oneshot = oneshot  # a seednode: disconnect after its addr reply
+        self.limits = limits
+        self.version: VersionInfo | None = None
+        self.local_nonce: int | None = None  # the nonce of the version we sent
+        self.ready = False
+        self.closed = False
+        self.close_reason = ""
+        self.ban_reason = ""
+        self.score = 0
+        self.known = KnownFilter(limits.known_inventory)
+        self.conntime = int(time.time())
+        self.bytes_sent = self.bytes_recv = 0
+        self.ping_time: float | None = None
+        self._ping: tuple[int, float] | None = None  # outstanding (nonce, sent at)
+        self._last_recv = time.monotonic()
+        self._tasks: list[asyncio.Task] = []
+        transport = writer.transport
+        transport.set_write_buffer_limits(high=limits.send_high_water)
+
+    def __repr__(self) -> str:
+        return f"<peer {self.id} {self.addr} {'in' if self.inbound else 'out'}>"
+
+    # --- sending -----------------------------------------------------------------
+    def send(self, command: str, *args: object) -> None:
+        self.send_payload(wire.payload(command, *args))
+
+    def send_payload(self, payload: bytes) -> None:
+        if self.closed:
+            return
+        data = wire.frame(self.host.magic, payload)
+        self.writer.write(data)
+        self.bytes_sent += len(data)
+        if self.writer.transport.get_write_buffer_size() > self.limits.send_hard_limit:
+            self.close("send buffer overflow")
+
+    async def drain(self) -> None:
+        """Wait while the send buffer is above its high-water mark (backpressure for getdata)."""
+        if not self.closed:
+            await self.writer.drain()
+
+    # --- misbehaviour and closing ----------------------------------------------------
+    def misbehave(self, score: int, reason: str) -> None:
+        """Add to the score; at 100 the peer is disconnected and banned."""
+        self.score += score
+        log.info("peer %d (%s) misbehaving +%d: %s", self.id, self.addr, score, reason)
+        if self.score >= BAN_SCORE and not self.ban_reason:
+            self.ban_reason = reason
+            self.close(f"banned: {reason}")
+
+    def close(self, reason: str) -> None:
+        """Close the connection (idempotent); the first reason is the one kept."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        log.debug("closing %r: %s", self, reason)
+        self.writer.close()
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    # --- the connection's life -------------------------------------------------------
+    async def run(self) -> None:
+        """Handshake, then read and dispatch messages until the connection ends."""
+        try:
+            if not self.inbound:
+                self.send_payload(self.host.version_payload(self))
+            await asyncio.wait_for(self._handshake(), self.limits.handshake_timeout)
+            self.ready = True
+            self._tasks.append(asyncio.create_task(self._keepalive()))
+            await self.host.peer_ready(self)
+            while not self.closed:
+                msg = await self._read()
+                if msg is not None:
+                    await self._dispatch(msg)
+        except WireError as exc:
+            self.misbehave(BAN_SCORE, f"malformed frame: {exc}")
+        except Disconnect as exc:
+            self.close(str(exc))
+        except asyncio.TimeoutError:
+            self.close("handshake timeout")
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            self.close("connection closed by peer")
+        except asyncio.CancelledError:
+            self.close("shutdown")
+            raise
+        except Exception:  # contained: one peer's input never takes the node down
+            log.exception("error handling %r", self)
+            self.close("internal error")
+        finally:
+            self.close(self.close_reason or "closed")
+            self.host.peer_closed(self)
+            try:
+                await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+            except (Exception, asyncio.CancelledError):
+                pass
+
+    async def _read(self) -> Message | None:
+        data = await wire.read_frame(self.reader, self.host.magic)
+        self.bytes_recv += wire.FRAME_HEADER + len(data)
+        self._last_recv = time.monotonic()
+        return wire.decode(data)
+
+    async def _handshake(self) -> None:
+        while self.version is None:
+            msg = await self._read_handshake()
+            if msg.command != "version":
+                raise Disconnect("verack before version")
+            self._check_version(msg)
+            if self.inbound:
+                self.send_payload(self.host.version_payload(self))
+                self.send("verack")
+            else:
+                self.send("verack")
+        msg = await self._read_handshake()
+        if msg.command != "verack":
+            raise Disconnect("duplicate version")
+
+    async def _read_handshake(self) -> Message:
+        while True:
+            msg = await self._read()
+            if msg is None:
+                continue  # unknown commands are ignored (§7)
+            if msg.command not in wire.HANDSHAKE:
+                raise Disconnect(f"{msg.command} before verack")
+            return msg
+
+    def _check_version(self, msg: Message) -> None:
+        v = VersionInfo(*msg.args)
+        if v.chain_id != self.host.chain_id:
+            raise Disconnect(f"wrong chain id {v.chain_id}")
+        if v.protocol < wire.PROTOCOL_VERSION:
+            raise Disconnect(f"protocol version {v.protocol} too old")
+        if self.host.is_own_nonce(v.nonce):
+            raise Disconnect("connected to self")
+        self.version = v
+
+    async def _dispatch(self, msg: Message) -> None:
+        if msg.command == "ping":
+            self.send("pong", msg.args[0])
+        elif msg.command == "pong":
+            if self._ping is not None and self._ping[0] == msg.args[0]:
+                self.ping_time = time.monotonic() - self._ping[1]
+                self._ping = None
+        elif msg.command in wire.HANDSHAKE:
+            self.misbehave(10, f"{msg.command} after handshake")
+        else:
+            await self.host.handle(self, msg)
+
+    async def _keepalive(self) -> None:
+        """Ping every ``ping_interval``; disconnect on a late pong or a silent peer."""
+        lim = self.limits
+        tick = min(1.0, lim.ping_interval, lim.ping_timeout)
+        next_ping = time.monotonic() + lim.ping_interval
+        while not self.closed:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if self._ping is not None and now - self._ping[1] > lim.ping_timeout:
+                self.close("ping timeout")
+            elif now - self._last_recv > lim.inactivity_timeout:
+                self.close("inactivity timeout")
+            elif self._ping is None and now >= next_ping:
+                nonce = random.getrandbits(64)
+                self._ping = (nonce, now)
+                self.send("ping", nonce)
+                next_ping = now + lim.ping_interval
+
+    def info(self) -> dict:
+        """The connection fields of Bitcoin's getpeerinfo."""
+        v = self.version
+        return {
+            "id": self.id, "addr": self.addr, "inbound": self.inbound,
+            "version": v.protocol if v else 0, "subver": v.user_agent if v else "",
+            "startingheight": v.best_height if v else -1,
+            "bytessent": self.bytes_sent, "bytesrecv": self.bytes_recv, "conntime": self.conntime,
+            "pingtime": self.ping_time, "banscore": self.score,
+        }

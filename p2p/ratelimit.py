@@ -1,0 +1,25 @@
+"""A token bucket for per-peer rate limits (inv entries, addr entries, getmatrix bytes)."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; ``take(n)`` spends them or refuses."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self._clock = clock
+        self._last = clock()
+
+    def take(self, n: float = 1.0) -> bool:
+        now = self._clock()
+        self.tokens = min(self.burst, self.tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self.tokens < n:
+            return False
+        self.tokens -= n
+        return True

@@ -1,0 +1,208 @@
+"""Inventory relay: inv / getdata / notfound for txs and blocks, tx admission and
+matrix transfer (PROTOCOL §6, §7).
+
+* A new tip is announced as ``inv [[2, hash]]`` and a newly ready mempool tx as
+  ``inv [[1, txid]]``, each only to peers whose known-inventory filter lacks it.
+* ``getdata`` is answered from ``chain.block_bytes`` / ``mempool.get`` (missing
+  items in one ``notfound``); serving pauses while the peer's send buffer is full.
+* Announced txs we lack are requested once at a time (60 s timeout); txs the
+  mempool refused are remembered (bounded, cleared on each new tip) and not
+  fetched again.  Mempool refusals are policy as much as consensus: no score.
+* ``inv`` entries and ``getmatrix`` reply bytes are rate limited per peer; the
+  excess is dropped.  ``getmatrix`` is served from a ``MatrixSource`` when one is
+  set, else answered with an empty ``matrix`` reply.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from consensus.errors import InvalidTx
+from consensus.tx import Tx
+
+from . import wire
+from .interfaces import ChainView, MatrixSource, MempoolView
+from .peer import KnownFilter, Peer
+from .ratelimit import TokenBucket
+from .sync import Sync
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RelayLimits:
+    inv_rate: float = 10000.0  # inv entries per second per peer
+    inv_burst: float = 2.0 * wire.MAX_INV
+    matrix_rate: float = 8.0 * 1024 * 1024  # getmatrix reply bytes per second per peer
+    matrix_burst: float = 4.0 * wire.MAX_MATRIX_BYTES
+    tx_timeout: float = 60.0
+    max_tx_requests: int = 50000  # tx requests in flight, all peers together
+    recent_rejects: int = 50000
+
+
+@dataclass
+class _PeerRelay:
+    inv: TokenBucket
+    matrix: TokenBucket
+
+
+class Relay:
+    def __init__(self, chain: ChainView, mempool: MempoolView, sync: Sync,
+                 peers: Callable[[], Iterable[Peer]], limits: RelayLimits = RelayLimits(),
+                 matrix_source: MatrixSource | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.chain = chain
+        self.mempool = mempool
+        self.sync = sync
+        self.matrix_source = matrix_source
+        self.limits = limits
+        self._peers = peers
+        self._clock = clock
+        self._state: dict[int, _PeerRelay] = {}
+        self._tx_requests: dict[bytes, tuple[int, float]] = {}  # txid → (peer id, asked at)
+        self._rejects = KnownFilter(limits.recent_rejects)
+        self._matrix_waiters: dict[tuple[int, bytes, int], asyncio.Future] = {}
+
+    def add_peer(self, peer: Peer) -> None:
+        lim = self.limits
+        self._state[peer.id] = _PeerRelay(TokenBucket(lim.inv_rate, lim.inv_burst, self._clock),
+                                          TokenBucket(lim.matrix_rate, lim.matrix_burst, self._clock))
+
+    def remove_peer(self, peer: Peer) -> None:
+        self._state.pop(peer.id, None)
+        for txid, (pid, _) in list(self._tx_requests.items()):
+            if pid == peer.id:
+                del self._tx_requests[txid]
+        for key, fut in list(self._matrix_waiters.items()):
+            if key[0] == peer.id and not fut.done():
+                fut.set_result(None)
+
+    # --- announcing --------------------------------------------------------------------
+    def _announce(self, kind: int, h: bytes) -> None:
+        for peer in self._peers():
+            if h not in peer.known:
+                peer.known.add(h)
+                peer.send("inv", [[kind, h]])
+
+    def announce_block(self, block_hash: bytes) -> None:
+        self._announce(wire.INV_BLOCK, block_hash)
+        self._rejects = KnownFilter(self.limits.recent_rejects)  # a new tip can make them valid
+
+    def announce_tx(self, tx: Tx) -> None:
+        self._announce(wire.INV_TX, tx.txid)
+
+    # --- inventory -----------------------------------------------------------------------
+    def on_inv(self, peer: Peer, items: list[list]) -> None:
+        st = self._state.get(peer.id)
+        if st is None or not st.inv.take(len(items)):
+            log.debug("dropping inv of %d from peer %d: rate limit", len(items), peer.id)
+            return
+        blocks = [h for kind, h in items if kind == wire.INV_BLOCK]
+        if blocks:
+            self.sync.on_block_inv(peer, blocks)
+        wanted = []
+        now = self._clock()
+        for kind, h in items:
+            if kind != wire.INV_TX:
+                continue  # blocks handled above; unknown kinds are ignored
+            peer.known.add(h)
+            if h in self.mempool or h in self._rejects or h in self._tx_requests \
+                    or len(self._tx_requests) >= self.limits.max_tx_requests:
+                continue
+            self._tx_requests[h] = (peer.id, now)
+            wanted.append([wire.INV_TX, h])
+        if wanted:
+            peer.send("getdata", wanted)
+
+    async def on_getdata(self, peer: Peer, items: list[list]) -> None:
+        missing = []
+        for kind, h in items:
+            if peer.closed:
+                return
+            if kind == wire.INV_BLOCK:
+                raw = self.chain.block_bytes(h)
+                if raw is None:
+                    missing.append([kind, h])
+                    continue
+                peer.known.add(h)
+                peer.send_payload(wire.block_payload(raw))
+                await peer.drain()
+            elif kind == wire.INV_TX:
+                tx = self.mempool.get(h)
+                if tx is None:
+                    missing.append([kind, h])
+                    continue
+                peer.known.add(h)
+                peer.send_payload(wire.tx_payload(tx))
+        if missing:
+            peer.send("notfound", missing)
+
+    def on_notfound(self, peer: Peer, items: list[list]) -> None:
+        self.sync.on_notfound(peer, [h for kind, h in items if kind == wire.INV_BLOCK])
+        for kind, h in items:
+            if kind == wire.INV_TX and self._tx_requests.get(h, (None,))[0] == peer.id:
+                del self._tx_requests[h]
+
+    def on_tx(self, peer: Peer, tx: Tx) -> None:
+        txid = tx.txid
+        peer.known.add(txid)
+        self._tx_requests.pop(txid, None)
+        if txid in self.mempool or txid in self._rejects:
+            return
+        try:
+            ready = self.mempool.add(tx)
+        except InvalidTx as exc:
+            log.debug("tx %s from peer %d refused: %s", txid.hex(), peer.id, exc.reason)
+            self._rejects.add(txid)
+            return
+        for t in ready:  # the sender knows txid already
+            self.announce_tx(t)
+
+    def expire(self) -> None:
+        """Forget tx requests that were never answered."""
+        cutoff = self._clock() - self.limits.tx_timeout
+        for txid, (_, at) in list(self._tx_requests.items()):
+            if at < cutoff:
+                del self._tx_requests[txid]
+
+    # --- matrices (§6) ----------------------------------------------------------------
+    def on_getmatrix(self, peer: Peer, commitment: bytes, first: int, count: int) -> None:
+        rows: list[bytes] = []
+        if self.matrix_source is not None and count:
+            rows = self.matrix_source.rows(commitment, first, count, wire.MAX_MATRIX_BYTES) or []
+        st = self._state.get(peer.id)
+        if st is None or not st.matrix.take(max(1, sum(len(r) for r in rows))):
+            log.debug("dropping getmatrix from peer %d: rate limit", peer.id)
+            return
+        peer.send("matrix", commitment, first, rows)
+
+    def on_matrix(self, peer: Peer, commitment: bytes, first: int, rows: list[bytes]) -> None:
+        fut = self._matrix_waiters.pop((peer.id, commitment, first), None)
+        if fut is not None and not fut.done():
+            fut.set_result(rows)
+
+    async def fetch_matrix(self, commitment: bytes, first: int, count: int,
+                           timeout: float = 10.0) -> list[bytes] | None:
+        """Ask peers in turn for rows ``first…`` of a committed matrix; the first non-empty reply.
+
+        The caller checks the rows against the commitment (§6).
+        """
+        for peer in list(self._peers()):
+            key = (peer.id, commitment, first)
+            if key in self._matrix_waiters:
+                continue
+            fut: asyncio.Future = asyncio.get_running_loop().create_future()
+            self._matrix_waiters[key] = fut
+            peer.send("getmatrix", commitment, first, count)
+            try:
+                rows = await asyncio.wait_for(fut, timeout)
+            except asyncio.TimeoutError:
+                rows = None
+            finally:
+                self._matrix_waiters.pop(key, None)
+            if rows:
+                return rows
+        return None

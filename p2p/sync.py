@@ -1,0 +1,426 @@
+"""Headers-first block download from several peers (PROTOCOL §7).
+
+* Every peer gets ``getheaders(locator)`` after the handshake, and again when it
+  announces a block whose header we lack.  A full reply (2000 headers) is
+  followed by another ``getheaders`` from its last header.
+* Headers are added with ``chain.add_header``.  They must be contiguous and
+  connect to a known header; an invalid header bans.  A peer may be at most
+  ``header_lead`` accepted headers ahead of the blocks we have for them
+  (continuations wait until blocks catch up; unsolicited excess is ignored and
+  scored), and a short reply whose claimed work does not beat our tip is not
+  stored at all.  So headers without blocks behind them stay bounded per peer.
+* Blocks on a header chain with more work than our tip are *wanted*, with the
+  peers that showed us those headers as sources.  Each peer has at most
+  ``max_in_flight`` block requests; the lowest heights within
+  ``window`` of our tip go first, spread over all sources.  A request older
+  than ``stall_timeout`` disconnects the stalling peer and the block is asked
+  of another source.
+* Received blocks are batched (all that arrived before the event loop next
+  idles), held until their parent's data is there (bounded), and handed to
+  ``chain.submit_blocks`` in height order.  An invalid block bans its sender.
+"""
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from consensus.block import ZERO32, Block, Header
+
+from . import wire
+from .interfaces import ACCEPTED, DUPLICATE, FUTURE, INVALID, ORPHAN, ChainView
+from .peer import BAN_SCORE, Peer
+
+log = logging.getLogger(__name__)
+INHERITED = ("bad-prevblk", "duplicate-invalid")  # invalid because an ancestor is marked so
+INHERITED_SCORE = 10  # an ancestor may have been invalidated by hand: no instant ban
+
+
+def _invalid_score(reason: str) -> int:
+    """Ban for a block or header that breaks a rule itself; score one built on a failed block."""
+    return INHERITED_SCORE if reason in INHERITED else BAN_SCORE
+
+
+@dataclass(frozen=True)
+class SyncLimits:
+    max_in_flight: int = 16  # block requests per peer
+    window: int = 1024  # blocks beyond our tip that may be requested
+    header_lead: int = 4 * wire.MAX_HEADERS  # accepted headers per peer without their blocks yet
+    stall_timeout: float = 15.0  # a block request unanswered for this long disconnects
+    headers_timeout: float = 60.0  # a getheaders unanswered for this long disconnects
+    unconnecting_limit: int = 10  # unconnecting headers replies per score increment
+    reorder_bytes: int = 64 * 1024 * 1024  # blocks held for their parent
+    submit_batch: int = 256
+
+
+@dataclass
+class PeerSync:
+    """What the download logic knows about one peer."""
+
+    peer: Peer
+    best: bytes | None = None  # best header the peer has shown us
+    best_height: int = -1
+    synced_blocks: int = -1
+    in_flight: dict[bytes, float] = field(default_factory=dict)  # block hash → requested at
+    added: deque[bytes] = field(default_factory=deque)  # headers it made us accept, blocks pending
+    headers_sent_at: float | None = None  # an outstanding getheaders
+    headers_again: bool = False  # ask once more when the outstanding reply arrives
+    resume_from: bytes | None = None  # full batch seen, continuation waits for the header lead
+    unconnecting: int = 0
+
+
+class Sync:
+    """Headers-first download; ``peers()`` yields the peers that completed the handshake."""
+
+    def __init__(self, chain: ChainView, limits: SyncLimits = SyncLimits(),
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.chain = chain
+        self.limits = limits
+        self._clock = clock
+        self._peers: dict[int, PeerSync] = {}
+        self._wanted: dict[bytes, tuple[int, set[int]]] = {}  # hash → (height, source peer ids)
+        self._queue: list[tuple[int, bytes]] = []  # wanted, not in flight (lazy heap)
+        self._in_flight: dict[bytes, int] = {}  # hash → peer id
+        self._received: list[tuple[Block, bytes, Peer]] = []
+        self._held: dict[bytes, list[tuple[Block, bytes, Peer]]] = {}  # parent hash → blocks
+        self._held_bytes = 0
+        self._flush_scheduled = False
+
+    # --- peers -----------------------------------------------------------------------
+    def add_peer(self, peer: Peer) -> None:
+        self._peers[peer.id] = PeerSync(peer)
+        self.request_headers(peer)
+
+    def remove_peer(self, peer: Peer) -> None:
+        st = self._peers.pop(peer.id, None)
+        if st is None:
+            return
+        orphaned = False
+        for h in st.in_flight:
+            if self._in_flight.get(h) == peer.id:
+                del self._in_flight[h]
+                if h in self._wanted:
+                    heapq.heappush(self._queue, (self._wanted[h][0], h))
+        for h, (height, sources) in list(self._wanted.items()):
+            sources.discard(peer.id)
+            if not sources:
+                del self._wanted[h]
+                orphaned = True
+        if orphaned:  # ask the others for the headers again, to find new sources
+            for other in self._peers.values():
+                self.request_headers(other.peer)
+        self.schedule()
+
+    def state(self, peer: Peer) -> PeerSync | None:
+        return self._peers.get(peer.id)
+
+    def info(self, peer: Peer) -> dict:
+        st = self._peers.get(peer.id)
+        if st is None:
+            return {"synced_headers": -1, "synced_blocks": -1, "inflight": 0}
+        best = self.chain.entry(st.best) if st.best else None
+        if best is not None and best.have_data:
+            st.synced_blocks = max(st.synced_blocks, best.height)
+        return {"synced_headers": st.best_height, "synced_blocks": st.synced_blocks,
+                "inflight": len(st.in_flight)}
+
+    # --- headers ---------------------------------------------------------------------
+    def request_headers(self, peer: Peer, start: bytes | None = None) -> None:
+        """Send ``getheaders`` (from ``start`` if given, else from our best chain), one at a time."""
+        st = self._peers.get(peer.id)
+        if st is None:
+            return
+        if st.headers_sent_at is not None:
+            st.headers_again = True
+            return
+        locator = self.chain.locator()
+        if start is not None:
+            locator = [start, *locator[:wire.MAX_LOCATOR - 1]]
+        st.headers_sent_at = self._clock()
+        peer.send("getheaders", locator, ZERO32)
+
+    def on_getheaders(self, peer: Peer, locator: list[bytes], stop: bytes) -> None:
+        headers = self.chain.headers_after(locator, stop, wire.MAX_HEADERS)
+        peer.send("headers", [h.to_list() for h in headers])
+
+    def on_headers(self, peer: Peer, headers: list[Header]) -> None:
+        st = self._peers.get(peer.id)
+        if st is None:
+            return
+        solicited = st.headers_sent_at is not None
+        st.headers_sent_at = None
+        self._process_headers(peer, st, headers, solicited)
+        if st.headers_sent_at is None and st.headers_again and not peer.closed:
+            st.headers_again = False
+            self.request_headers(peer)
+        self.schedule()
+
+    def _process_headers(self, peer: Peer, st: PeerSync, headers: list[Header], solicited: bool) -> None:
+        if not headers:
+            return
+        for prev, h in zip(headers, headers[1:]):
+            if h.prev_hash != prev.hash:
+                peer.misbehave(BAN_SCORE, "non-continuous headers")
+                return
+        parent = self.chain.entry(headers[0].prev_hash)
+        if parent is None:
+            st.unconnecting += 1
+            if st.unconnecting % self.limits.unconnecting_limit == 0:
+                peer.misbehave(20, "too many unconnecting headers")
+            self.request_headers(peer)
+            return
+        for h in headers:
+            peer.known.add(h.hash)
+        full = len(headers) == wire.MAX_HEADERS
+        claimed = parent.chain_work + sum(h.block_work for h in headers)
+        tip = self.chain.tip
+        if not full and claimed <= tip.chain_work:
+            self._note_best(st, headers[-1])  # nothing here can beat our tip: store none of it
+            return
+        new = sum(1 for h in headers if self.chain.entry(h.hash) is None)
+        self._prune_added(st)
+        if new and len(st.added) + new > self.limits.header_lead:
+            peer.misbehave(0 if solicited else 20, "headers beyond the allowed lead")
+            return
+        last: Header | None = None
+        for h in headers:
+            if self.chain.entry(h.hash) is None:
+                res = self.chain.add_header(h)
+                if res.status == INVALID:
+                    peer.misbehave(_invalid_score(res.reason), f"invalid header: {res.reason}")
+                    return
+                if res.status != ACCEPTED:  # future (retry later) or orphan (cannot happen here)
+                    break
+                st.added.append(h.hash)
+            elif self.chain.entry(h.hash).failed:  # type: ignore[union-attr]
+                peer.misbehave(INHERITED_SCORE, "header on a chain marked invalid")
+                return
+            last = h
+        if last is None:
+            return
+        self._note_best(st, last)
+        entry = self.chain.entry(last.hash)
+        if entry is not None and entry.chain_work > tip.chain_work:
+            self._want_chain(st, last.hash)
+        if full and last is headers[-1]:
+            st.resume_from = last.hash
+            self._resume_headers(st)
+
+    def _note_best(self, st: PeerSync, header: Header) -> None:
+        if header.height > st.best_height and self.chain.entry(header.hash) is not None:
+            st.best, st.best_height = header.hash, header.height
+        entry = self.chain.entry(header.hash)
+        if entry is not None and entry.have_data:
+            st.synced_blocks = max(st.synced_blocks, entry.height)
+
+    def _prune_added(self, st: PeerSync) -> None:
+        while st.added:
+            entry = self.chain.entry(st.added[0])
+            if entry is not None and not entry.have_data and not entry.failed:
+                break
+            st.added.popleft()
+
+    def _resume_headers(self, st: PeerSync) -> None:
+        """Continue after a full batch once the peer's header lead has room for another."""
+        if st.resume_from is None:
+            return
+        self._prune_added(st)
+        if len(st.added) + wire.MAX_HEADERS <= self.limits.header_lead:
+            start, st.resume_from = st.resume_from, None
+            self.request_headers(st.peer, start)
+
+    def _want_chain(self, st: PeerSync, tip_hash: bytes) -> None:
+        """Mark every block without data from ``tip_hash`` back as wanted, with this peer as a source."""
+        h = tip_hash
+        while True:
+            entry = self.chain.entry(h)
+            if entry is None or entry.have_data or entry.failed:
+                return
+            wanted = self._wanted.get(h)
+            if wanted is None:
+                self._wanted[h] = (entry.height, {st.peer.id})
+                if h not in self._in_flight:
+                    heapq.heappush(self._queue, (entry.height, h))
+            elif st.peer.id in wanted[1]:
+                return
+            else:
+                wanted[1].add(st.peer.id)
+            h = entry.prev
+
+    # --- announcements ---------------------------------------------------------------
+    def on_block_inv(self, peer: Peer, hashes: Iterable[bytes]) -> None:
+        """Blocks a peer announced: fetch those on a known header, ask for headers otherwise.
+
+        A single unknown block (a fresh tip) is also requested at once, which saves a
+        round trip; its parent is usually what we have.
+        """
+        st = self._peers.get(peer.id)
+        if st is None:
+            return
+        unknown = []
+        for h in hashes:
+            peer.known.add(h)
+            entry = self.chain.entry(h)
+            if entry is None:
+                unknown.append(h)
+            elif entry.have_data:
+                st.synced_blocks = max(st.synced_blocks, entry.height)
+            elif entry.chain_work > self.chain.tip.chain_work:
+                self._want_chain(st, h)
+        if unknown:
+            self.request_headers(peer)
+            if len(unknown) == 1 and unknown[0] not in self._in_flight \
+                    and len(st.in_flight) < self.limits.max_in_flight:
+                self._request(st, [unknown[0]])
+        self.schedule()
+
+    # --- downloading -----------------------------------------------------------------
+    def schedule(self) -> None:
+        """Hand out wanted blocks, lowest height first, to peers with free request slots."""
+        if not self._queue:
+            return
+        limit = self.chain.tip.height + self.limits.window
+        for st in sorted(self._peers.values(), key=lambda s: len(s.in_flight)):
+            free = self.limits.max_in_flight - len(st.in_flight)
+            if free <= 0 or st.peer.closed:
+                continue
+            batch: list[bytes] = []
+            skipped: list[tuple[int, bytes]] = []
+            while len(batch) < free and self._queue:
+                height, h = heapq.heappop(self._queue)
+                wanted = self._wanted.get(h)
+                if wanted is None or h in self._in_flight:
+                    continue
+                entry = self.chain.entry(h)
+                if entry is None or entry.have_data:
+                    del self._wanted[h]
+                    continue
+                if height > limit:
+                    skipped.append((height, h))
+                    break
+                if st.peer.id in wanted[1]:
+                    batch.append(h)
+                else:
+                    skipped.append((height, h))
+            for item in skipped:
+                heapq.heappush(self._queue, item)
+            if batch:
+                self._request(st, batch)
+            if not self._queue:
+                break
+
+    def _request(self, st: PeerSync, hashes: list[bytes]) -> None:
+        now = self._clock()
+        for h in hashes:
+            self._in_flight[h] = st.peer.id
+            st.in_flight[h] = now
+        st.peer.send("getdata", [[wire.INV_BLOCK, h] for h in hashes])
+
+    def on_notfound(self, peer: Peer, hashes: Iterable[bytes]) -> None:
+        """The peer lacks blocks we asked it for: stop counting it as their source."""
+        st = self._peers.get(peer.id)
+        if st is None:
+            return
+        for h in hashes:
+            if st.in_flight.pop(h, None) is None:
+                continue
+            if self._in_flight.get(h) == peer.id:
+                del self._in_flight[h]
+            wanted = self._wanted.get(h)
+            if wanted is not None:
+                wanted[1].discard(peer.id)
+                heapq.heappush(self._queue, (wanted[0], h))
+        self.schedule()
+
+    def check_stalls(self) -> None:
+        """Disconnect peers with block requests or a getheaders unanswered for too long."""
+        now = self._clock()
+        for st in list(self._peers.values()):
+            if st.in_flight and now - min(st.in_flight.values()) > self.limits.stall_timeout:
+                st.peer.close("block download stalled")
+            elif st.headers_sent_at is not None and now - st.headers_sent_at > self.limits.headers_timeout:
+                st.peer.close("getheaders timed out")
+
+    # --- receiving blocks --------------------------------------------------------------
+    def on_block(self, peer: Peer, block: Block, raw: bytes) -> None:
+        h = block.hash
+        peer.known.add(h)
+        st = self._peers.get(peer.id)
+        if st is not None:
+            st.in_flight.pop(h, None)
+        owner = self._in_flight.get(h)
+        if owner is not None:
+            del self._in_flight[h]
+            if owner != peer.id and owner in self._peers:
+                self._peers[owner].in_flight.pop(h, None)
+        self._wanted.pop(h, None)
+        self._received.append((block, raw, peer))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Submit the received blocks whose parents have data, in height order."""
+        self._flush_scheduled = False
+        items, self._received = self._received, []
+        ready: list[tuple[Block, bytes, Peer]] = []
+        have: set[bytes] = set()
+        for parent in [p for p in self._held if (e := self.chain.entry(p)) is not None and e.have_data]:
+            self._release(parent, ready, have)
+        for item in sorted(items, key=lambda i: i[0].header.height):
+            block = item[0]
+            parent = self.chain.entry(block.header.prev_hash)
+            if (parent is not None and parent.have_data) or block.header.prev_hash in have \
+                    or self.chain.entry(block.hash) is None:  # unknown header: the chain orphans it
+                ready.append(item)
+                have.add(block.hash)
+                self._release(block.hash, ready, have)
+            else:
+                self._held.setdefault(block.header.prev_hash, []).append(item)
+                self._held_bytes += len(item[1])
+        if self._held_bytes > self.limits.reorder_bytes:  # the chain stores them out of order
+            for held in self._held.values():
+                ready.extend(held)
+            self._held.clear()
+            self._held_bytes = 0
+        ready.sort(key=lambda i: i[0].header.height)
+        for i in range(0, len(ready), self.limits.submit_batch):
+            self._submit(ready[i:i + self.limits.submit_batch])
+        for st in self._peers.values():
+            self._resume_headers(st)
+        self.schedule()
+
+    def _release(self, parent: bytes, ready: list, have: set[bytes]) -> None:
+        stack = [parent]
+        while stack:
+            for item in self._held.pop(stack.pop(), ()):
+                self._held_bytes -= len(item[1])
+                ready.append(item)
+                have.add(item[0].hash)
+                stack.append(item[0].hash)
+
+    def _submit(self, items: list[tuple[Block, bytes, Peer]]) -> None:
+        results = self.chain.submit_blocks([block for block, _, _ in items])
+        for (block, _, peer), res in zip(items, results):
+            st = self._peers.get(peer.id)
+            if res.status == INVALID:
+                peer.misbehave(_invalid_score(res.reason), f"invalid block {block.hash.hex()[:16]}: {res.reason}")
+            elif res.status == ORPHAN:
+                self.request_headers(peer)
+            elif res.status in (ACCEPTED, DUPLICATE) and st is not None:
+                st.synced_blocks = max(st.synced_blocks, block.header.height)
+            elif res.status == FUTURE:
+                log.info("block %s is too far in the future; held by the chain", block.hash.hex())
+
+    def retry_future(self) -> None:
+        self.chain.retry_future()
+
+    def in_flight_count(self) -> int:
+        return len(self._in_flight)
+
+    def wanted_count(self) -> int:
+        return len(self._wanted)
