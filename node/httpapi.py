@@ -13,7 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from consensus.block import Block
 
@@ -28,6 +28,7 @@ log = logging.getLogger("pouw.http")
 MAX_BODY = 16 * 1024 * 1024
 MAX_REST_HEADERS = 2000
 WS_QUEUE = 1000
+WS_CLOSE_TIMEOUT = 2.0  # how long a closing websocket waits for the client's close frame
 
 
 def _error(code: int, message: str) -> dict[str, Any]:
@@ -38,13 +39,17 @@ class EventHub:
     """Fans node events (new tips, mempool txs) out to websocket subscribers."""
 
     def __init__(self) -> None:
-        self.queues: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.queues: set[asyncio.Queue[dict[str, Any] | None]] = set()
 
-    def publish(self, event: dict[str, Any]) -> None:
+    def publish(self, event: dict[str, Any] | None) -> None:
         for q in list(self.queues):
             if q.full():  # a slow reader loses its oldest events, never blocks the node
                 q.get_nowait()
             q.put_nowait(event)
+
+    def close(self) -> None:
+        """Tell every subscriber to hang up (``None`` ends a websocket handler)."""
+        self.publish(None)
 
 
 class HttpApi:
@@ -70,6 +75,8 @@ class HttpApi:
 
     async def stop(self) -> None:
         if self.runner is not None:
+            self.events.close()  # open websockets would otherwise hold up shutdown for a minute
+            await asyncio.sleep(0)
             await self.runner.cleanup()
 
     def _unauthorized(self) -> web.Response:
@@ -98,9 +105,9 @@ class HttpApi:
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         if not self.auth.check(request.headers.get("Authorization")):
             return self._unauthorized()
-        ws = web.WebSocketResponse(heartbeat=30)
+        ws = web.WebSocketResponse(heartbeat=30, timeout=WS_CLOSE_TIMEOUT)
         await ws.prepare(request)
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(WS_QUEUE)
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(WS_QUEUE)
         self.events.queues.add(queue)
         reader = asyncio.create_task(self._drain(ws))
         try:
@@ -110,13 +117,16 @@ class HttpApi:
                 if getter not in done:
                     getter.cancel()
                     break
-                await ws.send_json(getter.result())
+                event = getter.result()
+                if event is None:  # the node is shutting down
+                    break
+                await ws.send_json(event)
         except (ConnectionResetError, RuntimeError):
             pass
         finally:
             self.events.queues.discard(queue)
             reader.cancel()
-            await ws.close()
+            await ws.close(code=WSCloseCode.GOING_AWAY if self.node.stopping() else WSCloseCode.OK)
         return ws
 
     @staticmethod
