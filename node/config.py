@@ -90,7 +90,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
                 return value.lower() in ("1", "true", "yes", "on")
             raise TypeError
         if name in _INTS:
-            if isinstance(value, bool):
+            if isinstance(value, (bool, float)):  # TOML 1.5 must not quietly become 1
                 raise TypeError
             number = int(value)
             if number < 0:
@@ -110,6 +110,9 @@ def _validate(cfg: Config) -> Config:
         raise ConfigError("log_format must be 'human' or 'json'")
     if cfg.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("log_level must be debug, info, warning or error")
+    for name in sorted(_INTS):  # flags arrive typed by argparse, not through _coerce
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name} must not be negative")
     for name in ("rpc_port", "port"):
         if getattr(cfg, name) > 65535:
             raise ConfigError(f"{name} must be a TCP port")
