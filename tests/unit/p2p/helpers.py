@@ -3,15 +3,16 @@ P2PNode listening on 127.0.0.1 with short timeouts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from consensus.params import GENESIS_TIMESTAMP, REGTEST
 from node.chain import Chain, ChainEvent
 from node.mempool import Mempool
-from p2p import P2PNode, PeerLimits, SyncLimits
+from p2p import P2PNode, PeerLimits, SyncLimits, wire
 from p2p.interfaces import MemoryRecords
 
 NOW = GENESIS_TIMESTAMP + 10**7  # a clock well past every test block's timestamp
@@ -69,6 +70,20 @@ def make_node(path: Path, *, chain: Chain | None = None, records: MemoryRecords 
     return node
 
 
+@contextlib.asynccontextmanager
+async def running(*nodes: Node) -> AsyncIterator[None]:
+    """Start the nodes' p2p; on exit stop it and close their chains."""
+    try:
+        for node in nodes:
+            await node.p2p.start()
+        yield
+    finally:
+        for node in nodes:
+            await node.p2p.stop()
+        for node in nodes:
+            node.chain.close()
+
+
 async def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -91,3 +106,70 @@ async def connect(a: Node, b: Node) -> None:
     await wait_until(lambda: any(p.ready for p in a.p2p.manager.peers.values() if p.id not in before_a)
                      and any(p.ready and p.inbound for p in b.p2p.manager.peers.values()),
                      10, f"{a.addr} → {b.addr} handshake")
+
+
+class RawPeer:
+    """A hand-driven connection to a node, for sending exactly the bytes a test wants."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.auto_pong = True
+
+    @classmethod
+    async def open(cls, node: Node, source_ip: str = "127.0.0.1") -> "RawPeer":
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.p2p.listen_port,
+                                                       local_addr=(source_ip, 0))
+        return cls(reader, writer)
+
+    def send_raw(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    def send(self, command: str, *args: Any) -> None:
+        self.send_raw(wire.frame(REGTEST.magic, wire.payload(command, *args)))
+
+    def send_version(self, *, chain_id: int = REGTEST.chain_id, nonce: int = 12345, height: int = 0,
+                     protocol: int = 1) -> None:
+        self.send("version", protocol, chain_id, 1, NOW, nonce, "/raw/", height, 0)
+
+    async def recv(self, timeout: float = 5.0) -> wire.Message:
+        """The next known message (pings are answered and skipped while ``auto_pong``)."""
+        while True:
+            data = await asyncio.wait_for(wire.read_frame(self.reader, REGTEST.magic), timeout)
+            msg = wire.decode(data)
+            if msg is None:
+                continue
+            if msg.command == "ping" and self.auto_pong:
+                self.send("pong", msg.args[0])
+                continue
+            return msg
+
+    async def expect(self, command: str, timeout: float = 5.0) -> wire.Message:
+        """Skip messages until one with ``command`` arrives."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = await self.recv(max(0.01, deadline - time.monotonic()))
+            if msg.command == command:
+                return msg
+            if time.monotonic() > deadline:
+                raise asyncio.TimeoutError(f"no {command}")
+
+    async def handshake(self, height: int = 0) -> None:
+        self.send_version(height=height)
+        assert (await self.recv()).command == "version"
+        assert (await self.recv()).command == "verack"
+        self.send("verack")
+
+    async def closed(self, timeout: float = 5.0) -> bool:
+        """True once the node has closed the connection (reads and drops anything before)."""
+        try:
+            while await asyncio.wait_for(self.reader.read(65536), timeout):
+                pass
+        except asyncio.TimeoutError:
+            return False
+        except ConnectionError:  # a reset: closed with our data unread
+            pass
+        return True
+
+    def close(self) -> None:
+        self.writer.close()

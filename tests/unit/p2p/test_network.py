@@ -1,0 +1,325 @@
+"""P2PNode over real loopback TCP: several nodes, each with its own regtest Chain on
+LevelDB and its own Mempool (PROTOCOL §7)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from consensus.block import Block, Header, Ticket
+from consensus.params import MAX_TARGET, REGTEST
+from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected, SyncLimits
+from tests.unit.node.helpers import FAUCET, build_chain, genesis_header, key, make_block, transfer
+from tests.unit.p2p.helpers import FAST_SYNC, RawPeer, connect, make_node, run, running, wait_until
+
+CHAIN = build_chain(genesis_header(), 200)
+BLOCK_BYTES = len(CHAIN[0].encode())
+
+
+def peer_to(node, addr: str):
+    return next((p for p in node.p2p.manager.peers.values() if p.addr == addr and p.ready), None)
+
+
+def test_three_nodes_sync_headers_first(tmp_path) -> None:
+    a, b = make_node(tmp_path / "a"), make_node(tmp_path / "b")
+    a.chain.submit_blocks(CHAIN)
+
+    async def body() -> None:
+        async with running(a, b):
+            await connect(b, a)
+            await wait_until(lambda: b.chain.tip.hash == CHAIN[-1].hash, 20, "b synced")
+            c = make_node(tmp_path / "c", connect=[a.addr, b.addr])  # only these two
+            async with running(c):
+                await wait_until(lambda: c.chain.tip.hash == CHAIN[-1].hash, 20, "c synced")
+                info = {p["addr"]: p for p in c.p2p.peer_info()}
+                assert info[a.addr]["synced_headers"] == info[b.addr]["synced_headers"] == 200
+                assert info[a.addr]["synced_blocks"] == 200
+                # blocks came from both peers, each well above headers-only traffic
+                assert min(info[x]["bytesrecv"] for x in (a.addr, b.addr)) > 10 * BLOCK_BYTES
+                assert [e.height for e in c.events] == list(range(1, 201))  # in order, no reorg
+    run(body())
+
+
+def line(tmp_path, count: int) -> list:
+    """Nodes that only make the connections a test asks for."""
+    return [make_node(tmp_path / str(i), max_outbound=0) for i in range(count)]
+
+
+def test_block_and_tx_propagate_along_a_line(tmp_path) -> None:
+    a, b, c = nodes = line(tmp_path, 3)
+    for n in nodes:
+        n.chain.submit_blocks(CHAIN[:20])
+
+    async def body() -> None:
+        async with running(*nodes):
+            await connect(b, a)
+            await connect(c, b)
+            block = make_block(a.chain.tip.header, nonce=1)
+            assert a.chain.submit_block(block).status == "accepted"
+            await wait_until(lambda: c.chain.tip.hash == block.hash, 10, "block reached c")
+            assert peer_to(c, b.addr) is not None and peer_to(c, a.addr) is None  # through b
+
+            tx = transfer(FAUCET, 0, key(5).address, 10**8, fee=10_000)
+            assert a.mempool.add(tx) == [tx]
+            a.p2p.announce_tx(tx)
+            await wait_until(lambda: tx.txid in c.mempool, 10, "tx reached c")
+            tx2 = transfer(FAUCET, 1, key(6).address, 10**8, fee=10_000)
+            c.mempool.add(tx2)
+            c.p2p.announce_tx(tx2)
+            await wait_until(lambda: tx2.txid in a.mempool, 10, "tx2 reached a")
+
+            mined = make_block(c.chain.tip.header, [tx, tx2])
+            assert c.chain.submit_block(mined).status == "accepted"
+            await wait_until(lambda: all(n.chain.tip.hash == mined.hash for n in nodes), 10, "mined block")
+            assert all(len(n.mempool) == 0 for n in nodes)
+    run(body())
+
+
+def test_longer_fork_wins_over_p2p(tmp_path) -> None:
+    a, b = line(tmp_path, 2)
+    a.chain.submit_blocks(CHAIN[:30])
+    fork = build_chain(genesis_header(), 40, nonce=7)
+    b.chain.submit_blocks(fork)
+
+    async def body() -> None:
+        async with running(a, b):
+            await connect(a, b)
+            await wait_until(lambda: a.chain.tip.hash == fork[-1].hash, 10, "reorg to b's fork")
+            assert b.chain.tip.hash == fork[-1].hash
+            assert [e.kind for e in a.events].count("disconnected") == 30
+    run(body())
+
+
+def corrupt_proof(block: Block) -> Block:
+    rows = bytearray(block.proof.a_rows)
+    rows[0] = (rows[0] + 1) % 64
+    return Block(block.header, replace(block.proof, a_rows=bytes(rows)), block.txs)
+
+
+def test_invalid_blocks_and_headers_ban_the_sender(tmp_path) -> None:
+    a, b = line(tmp_path, 2)
+    a.chain.submit_blocks(CHAIN[:10])
+
+    async def body() -> None:
+        async with running(a, b):
+            await connect(b, a)
+            await wait_until(lambda: b.height == 10, 10, "b synced")
+            tip = a.chain.tip.header
+            cases = {
+                "127.0.0.2": ("block", corrupt_proof(make_block(tip, nonce=3)).to_list()),
+                "127.0.0.3": ("block", Block(make_block(tip).header, make_block(tip).proof,
+                                             (transfer(FAUCET, 0, b"\x01" * 20, 1, fee=1000),)).to_list()),
+                "127.0.0.4": ("headers", [make_block(tip, timestamp=tip.timestamp - 1000).header.to_list()]),
+                "127.0.0.5": ("headers", [h.header.to_list() for h in (CHAIN[12], CHAIN[11])]),  # not contiguous
+            }
+            for ip, (command, arg) in cases.items():
+                raw = await RawPeer.open(a, ip)
+                await raw.handshake()
+                raw.send(command, arg)
+                assert await raw.closed(), ip
+            banned = {x["address"]: x["reason"] for x in a.p2p.list_banned()}
+            assert set(banned) == {f"{ip}/32" for ip in cases}
+            assert "bad-proof" in banned["127.0.0.2/32"] or "bad-ticket" in banned["127.0.0.2/32"]
+            assert "bad-tx-root" in banned["127.0.0.3/32"]
+            assert "time-too-old" in banned["127.0.0.4/32"]
+            assert a.height == 10
+            # the node keeps serving the others
+            block = make_block(a.chain.tip.header)
+            a.chain.submit_block(block)
+            await wait_until(lambda: b.chain.tip.hash == block.hash, 10, "b got the new block")
+            assert peer_to(b, a.addr) is not None
+    run(body())
+
+
+def bogus_headers(parent: Header, count: int, nonce: int) -> list[Header]:
+    """Headers that pass every header rule on regtest but have no block (or work) behind them."""
+    out = []
+    for _ in range(count):
+        h = Header(1, REGTEST.chain_id, parent.height + 1, parent.hash, parent.timestamp + 5, MAX_TARGET,
+                   bytes(32), bytes(20), nonce, parent.work, Ticket(0, 0, bytes(32)))
+        out.append(h)
+        parent = h
+    return out
+
+
+def test_header_spam_is_bounded(tmp_path) -> None:
+    lead = 4000
+    a = make_node(tmp_path, sync_limits=replace(FAST_SYNC, header_lead=lead))
+    a.chain.submit_blocks(CHAIN[:20])
+    genesis = genesis_header()
+
+    async def body() -> None:
+        async with running(a):
+            before = len(a.chain.index)
+            low = await RawPeer.open(a, "127.0.0.2")
+            await low.handshake()
+            low.send("headers", [h.to_list() for h in bogus_headers(genesis, 10, 1)])  # less work than our tip
+            for _ in range(9):  # headers that do not connect
+                low.send("headers", [h.to_list() for h in bogus_headers(CHAIN[30].header, 3, 2)])
+            low.send("ping", 1)
+            await low.expect("pong")
+            assert len(a.chain.index) == before
+            assert a.p2p.peer_info()[0]["banscore"] == 0
+
+            spam = await RawPeer.open(a, "127.0.0.3")
+            await spam.handshake()
+            batches = [bogus_headers(genesis, 2 * 2000, 3)[:2000], bogus_headers(genesis, 2 * 2000, 3)[2000:]]
+            batches += [bogus_headers(genesis, 2000, 10 + i) for i in range(6)]  # forks off genesis
+            for batch in batches:
+                spam.send("headers", [h.to_list() for h in batch])
+            assert await spam.closed(20)
+            assert len(a.chain.index) - before <= lead
+            assert [x["address"] for x in a.p2p.list_banned()] == ["127.0.0.3/32"]
+            low.send("ping", 2)  # the quiet peer is still served
+            assert (await low.expect("pong")).args == [2]
+            assert a.height == 20
+    run(body())
+
+
+def test_stalling_peer_is_dropped_and_blocks_reassigned(tmp_path) -> None:
+    a = make_node(tmp_path / "a")
+    a.chain.submit_blocks(CHAIN[:100])
+    c = make_node(tmp_path / "c", max_outbound=0, sync_limits=replace(FAST_SYNC, stall_timeout=1.0))
+
+    async def body() -> None:
+        async with running(a, c):
+            staller = await RawPeer.open(c, "127.0.0.2")
+            await staller.handshake(height=100)
+            await staller.expect("getheaders")
+            staller.send("headers", [blk.header.to_list() for blk in CHAIN[:100]])
+            asked = await staller.expect("getdata")
+            assert len(asked.args[0]) == 16  # the per-peer in-flight limit
+            await connect(c, a)
+            await wait_until(lambda: c.height == 100, 20, "c synced around the staller")
+            assert await staller.closed()
+            assert c.p2p.list_banned() == []  # stalling is not misbehaviour
+    run(body())
+
+
+def test_notfound_moves_the_request(tmp_path) -> None:
+    a = make_node(tmp_path / "a")
+    a.chain.submit_blocks(CHAIN[:50])
+    c = make_node(tmp_path / "c", max_outbound=0)
+
+    async def body() -> None:
+        async with running(a, c):
+            liar = await RawPeer.open(c, "127.0.0.2")
+            await liar.handshake(height=50)
+            await liar.expect("getheaders")
+            liar.send("headers", [blk.header.to_list() for blk in CHAIN[:50]])
+            asked = await liar.expect("getdata")
+            await connect(c, a)
+            liar.send("notfound", asked.args[0])
+            await wait_until(lambda: c.height == 50, 10, "c synced")
+            liar.send("ping", 3)
+            assert (await liar.expect("pong")).args == [3]  # notfound is not misbehaviour
+    run(body())
+
+
+def test_addr_gossip_and_seednode(tmp_path) -> None:
+    a, b = make_node(tmp_path / "a", max_outbound=0), make_node(tmp_path / "b", max_outbound=0)
+
+    async def body() -> None:
+        async with running(a, b):
+            await connect(b, a)  # a learns b's listening address from its version
+            c = make_node(tmp_path / "c", seednode=[a.addr])
+            async with running(c):
+                await wait_until(lambda: peer_to(c, b.addr) is not None, 10, "c dialled b via a's addr")
+                await wait_until(lambda: all(p.addr != a.addr for p in c.p2p.manager.peers.values()),
+                                 5, "seed connection dropped")
+                assert c.records.get_record("peer", b.addr.encode()) is not None
+    run(body())
+
+
+def test_bans_persist_and_are_enforced_both_ways(tmp_path) -> None:
+    a = make_node(tmp_path / "a", max_outbound=0)
+    far = make_node(tmp_path / "far", bind="127.0.0.9", max_outbound=0)
+
+    async def body() -> None:
+        async with running(a, far):
+            a.p2p.set_ban("127.0.0.9", "add")
+            with pytest.raises(BanError):
+                a.p2p.set_ban("127.0.0.9", "add")
+            a.p2p.set_ban("127.0.0.16/28", "add", 60)
+            listed = {x["address"]: x for x in a.p2p.list_banned()}
+            assert listed["127.0.0.16/28"]["banned_until"] - listed["127.0.0.16/28"]["ban_created"] == 60
+            assert listed["127.0.0.9/32"]["ban_duration"] == 86400
+            await a.p2p.add_node(f"127.0.0.9:{far.p2p.listen_port}", "add")  # outbound dial refused
+            raw = await RawPeer.open(a, "127.0.0.20")  # inbound from a banned subnet refused
+            assert await raw.closed()
+            for _ in range(5):
+                a.p2p.manager.maintain()
+                await wait_until(lambda: not a.p2p.manager._dialing, 5, "dial attempt over")
+            assert not a.p2p.manager.peers and not far.p2p.manager.peers
+
+        restarted = make_node(tmp_path / "a2", records=a.records, max_outbound=0)
+        async with running(restarted):
+            assert {x["address"] for x in restarted.p2p.list_banned()} == {"127.0.0.9/32", "127.0.0.16/28"}
+            raw = await RawPeer.open(restarted, "127.0.0.17")
+            assert await raw.closed()
+            restarted.p2p.set_ban("127.0.0.16/28", "remove")
+            with pytest.raises(BanError):
+                restarted.p2p.set_ban("127.0.0.16/28", "remove")
+            with pytest.raises(InvalidAddress):
+                restarted.p2p.set_ban("not-an-ip", "add")
+            raw = await RawPeer.open(restarted, "127.0.0.17")
+            await raw.handshake()
+            restarted.p2p.clear_banned()
+            assert restarted.p2p.list_banned() == [] and list(a.records.records("ban")) == []
+    run(body())
+
+
+def test_operator_controls_and_limits(tmp_path) -> None:
+    a = make_node(tmp_path / "a", max_inbound=1, max_outbound=0)
+    b = make_node(tmp_path / "b", max_outbound=0)
+
+    async def body() -> None:
+        async with running(a, b):
+            await b.p2p.add_node(a.addr, "add")
+            with pytest.raises(NodeAlreadyAdded):
+                await b.p2p.add_node(a.addr, "add")
+            with pytest.raises(NodeNotAdded):
+                await b.p2p.add_node("127.0.0.1:2", "remove")
+            with pytest.raises(InvalidAddress):
+                await b.p2p.add_node("no port:x", "add")
+            await wait_until(lambda: peer_to(b, a.addr) is not None, 5, "added node connected")
+            extra = await RawPeer.open(a, "127.0.0.2")  # a's single inbound slot is taken
+            assert await extra.closed()
+            net = b.p2p.network_info()
+            assert (net["connections"], net["connections_out"], net["protocolversion"]) == (1, 1, 1)
+            with pytest.raises(NodeNotConnected):
+                await b.p2p.disconnect_node(999)
+            await b.p2p.add_node(a.addr, "remove")
+            await b.p2p.disconnect_node(b.p2p.peer_info()[0]["id"])
+            await wait_until(lambda: not b.p2p.manager.peers, 5, "disconnected")
+            for _ in range(3):
+                b.p2p.manager.maintain()  # removed: not redialled
+            assert not b.p2p.manager._dialing and not b.p2p.manager.peers
+    run(body())
+
+
+class Rows:
+    """A MatrixSource over one in-memory matrix."""
+
+    def __init__(self, commitment: bytes, rows: list[bytes]) -> None:
+        self.commitment, self.data = commitment, rows
+
+    def rows(self, commitment: bytes, first: int, count: int, max_bytes: int) -> list[bytes] | None:
+        if commitment != self.commitment:
+            return None
+        return self.data[first:first + count]
+
+
+def test_getmatrix(tmp_path) -> None:
+    commitment = b"\x42" * 32
+    rows = [bytes([i]) * 64 for i in range(32)]
+    a = make_node(tmp_path / "a", max_outbound=0, matrix_source=Rows(commitment, rows))
+    b = make_node(tmp_path / "b", max_outbound=0)
+
+    async def body() -> None:
+        async with running(a, b):
+            await connect(b, a)
+            assert await b.p2p.fetch_matrix(commitment, 4, 8) == rows[4:12]
+            assert await b.p2p.fetch_matrix(b"\x00" * 32, 0, 8) is None
+            assert await a.p2p.fetch_matrix(commitment, 0, 1) is None  # b has no source: empty reply
+    run(body())
