@@ -168,6 +168,8 @@ class Auth:
             user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             return False
+        # compare as bytes: hmac.compare_digest raises TypeError on non-ASCII str
         if user == COOKIE_USER:
-            return hmac.compare_digest(password, self.cookie_secret)
-        return bool(self.user) and hmac.compare_digest(user, self.user) and hmac.compare_digest(password, self.password)
+            return hmac.compare_digest(password.encode(), self.cookie_secret.encode())
+        return (bool(self.user) and hmac.compare_digest(user.encode(), self.user.encode())
+                and hmac.compare_digest(password.encode(), self.password.encode()))
