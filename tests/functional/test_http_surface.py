@@ -42,7 +42,7 @@ def test_rpc_requires_auth(node) -> None:
     assert status == 401 and response.getheader("WWW-Authenticate", "").startswith("Basic")
     user, secret = cookie(node)
     for creds in [("__cookie__", "0" * 64), ("__cookie__", secret[:-1]), (USER, "wrong"), ("bob", PASSWORD),
-                  (USER, ""), ("", ""), ("__cookie__", PASSWORD)]:
+                  (USER, ""), ("", ""), ("__cookie__", PASSWORD), ("älice", PASSWORD), ("__cookie__", "é" * 64)]:
         status, _ = post(node, GETCOUNT, auth=creds)
         assert status == 401, creds
     for header in ("Bearer abc", "Basic !!!notbase64", "Basic", basic(user, secret).lower()):
