@@ -74,9 +74,10 @@ def tx_json(network: Network, tx: Tx) -> dict[str, Any]:
 
 
 def block_json(network: Network, block: Block, verbosity: int, chain_work: int | None,
-               confirmations: int | None, next_hash: bytes | None) -> dict[str, Any]:
+               confirmations: int | None, next_hash: bytes | None, size: int | None = None) -> dict[str, Any]:
+    """``size``: the encoded length when the caller has the raw bytes (saves re-encoding the block)."""
     out = header_json(network, block.header, chain_work, confirmations, next_hash)
-    out["size"] = len(block.encode())
+    out["size"] = len(block.encode()) if size is None else size
     out["ntx"] = len(block.txs)
     out["fees"] = sum(t.fee for t in block.txs)
     out["tx"] = [tx_json(network, t) if verbosity >= 2 else t.txid.hex() for t in block.txs]

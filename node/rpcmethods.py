@@ -159,7 +159,8 @@ class RpcMethods:
         if verbosity == 0:
             return raw.hex()
         confirmations, next_hash = self._confirmations(entry)
-        return block_json(self.network, Block.decode(raw), verbosity, entry.chain_work, confirmations, next_hash)
+        return block_json(self.network, Block.decode(raw), verbosity, entry.chain_work, confirmations, next_hash,
+                          len(raw))
 
     def getblockheader(self, blockhash: str, verbose: bool) -> Any:
         """getblockheader "blockhash" ( verbose ): header as JSON, or canonical hex when verbose is false."""
