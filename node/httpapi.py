@@ -172,7 +172,8 @@ class HttpApi:
 
     async def rest_block(self, request: web.Request) -> web.Response:
         text, fmt = self._split_format(request.match_info["hash"])
-        raw = self.node.chain.block_bytes(self._hash(text))
+        block_hash = self._hash(text)
+        raw = self.node.chain.block_bytes(block_hash)
         if raw is None:
             raise web.HTTPNotFound(text=f"{text} not found\n")
         if fmt == "bin":
@@ -181,12 +182,13 @@ class HttpApi:
             return web.Response(text=raw.hex() + "\n")
         if fmt != "json":
             raise web.HTTPBadRequest(text="format must be json, hex or bin\n")
-        entry = self.node.chain.entry(Block.decode(raw).hash)
+        entry = self.node.chain.entry(block_hash)
         assert entry is not None
         on_best = self.node.chain.hash_at(entry.height) == entry.hash
         confirmations = self.node.chain.tip.height - entry.height + 1 if on_best else -1
+        next_hash = self.node.chain.hash_at(entry.height + 1) if on_best else None
         return web.json_response(block_json(self.node.network, Block.decode(raw), 1, entry.chain_work,
-                                            confirmations, self.node.chain.hash_at(entry.height + 1)))
+                                            confirmations, next_hash, len(raw)))
 
     async def rest_headers(self, request: web.Request) -> web.Response:
         text, fmt = self._split_format(request.match_info["hash"])

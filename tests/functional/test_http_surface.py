@@ -158,6 +158,20 @@ def test_rest_block_formats(node) -> None:
     assert json.loads(body)["nextblockhash"] == node.getblockhash(1)
 
 
+def test_rest_block_on_a_stale_branch(node) -> None:
+    base = node.getblockcount()
+    stale = node.generate(2)
+    node.invalidateblock(stale[0])
+    node.generate(3)  # the new branch is longer than the stale one
+    node.reconsiderblock(stale[0])
+    assert node.getblockcount() == base + 3 and node.getblockhash(base + 1) != stale[0]
+    for h in stale:
+        status, body, _ = get(node, f"/rest/block/{h}.json")
+        rest = json.loads(body)
+        assert status == 200 and rest == node.getblock(h)
+        assert rest["confirmations"] == -1 and "nextblockhash" not in rest, rest
+
+
 @pytest.mark.parametrize("path, status", [
     ("/rest/block/" + "ab" * 32 + ".json", 404),
     ("/rest/block/" + "ab" * 32 + ".bin", 404),
