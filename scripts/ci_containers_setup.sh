@@ -39,7 +39,7 @@ _pouw_containers_setup() {
         echo "$say installing podman runc debootstrap netavark aardvark-dns (missing: ${missing[*]})"
         if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
                && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-                    podman runc debootstrap netavark aardvark-dns conmon catatonit \
+                    podman runc debootstrap netavark aardvark-dns conmon catatonit iptables \
                     uidmap fuse-overlayfs slirp4netns ca-certificates tar; } >"${TMPDIR:-/tmp}/pouw-apt.log" 2>&1; then
             echo "$say apt-get failed; the container test will skip. Last lines:"
             tail -5 "${TMPDIR:-/tmp}/pouw-apt.log" | sed 's/^/    /'

@@ -23,9 +23,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -100,11 +100,11 @@ def _tools() -> Tools:
     compose = _find_podman_compose()
     if compose is None:
         pytest.skip("podman-compose is not installed (bash scripts/ci_containers_setup.sh installs it)")
-    info = subprocess.run(["podman", "info"], env=env, capture_output=True, text=True, timeout=120)
+    info = subprocess.run(["podman", "info"], check=False, env=env, capture_output=True, text=True, timeout=120)
     if info.returncode != 0:
         pytest.skip(f"podman does not work here: {info.stderr.strip()[-300:]}")
     if "POUW_CONTAINERS_BASE" not in env and not shutil.which("debootstrap"):
-        image_exists = subprocess.run(["podman", "image", "exists", BASE_IMAGE], env=env, timeout=60)
+        image_exists = subprocess.run(["podman", "image", "exists", BASE_IMAGE], check=False, env=env, timeout=60)
         if image_exists.returncode != 0:
             pytest.skip("debootstrap is not installed, so no local base image (bash scripts/ci_containers_setup.sh "
                         "installs it; or set POUW_CONTAINERS_BASE to an image podman can pull)")
@@ -114,7 +114,7 @@ def _tools() -> Tools:
 def _run(cmd: list[str], env: dict[str, str], timeout: float, what: str) -> subprocess.CompletedProcess:
     start = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         out = (exc.stdout or b"")[-3000:] if isinstance(exc.stdout, bytes) else (exc.stdout or "")[-3000:]
         pytest.fail(f"{what} did not finish in {timeout:g} s: {' '.join(cmd)}\n{out}")
@@ -150,8 +150,8 @@ class ComposeNet:
         return RpcClient(self.url(node), RPC_USER, RPC_PASSWORD, timeout=timeout)
 
     def podman(self, *args: str, timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(["podman", *args], cwd=REPO, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(["podman", *args], check=False, cwd=REPO, env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"podman {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
         return proc
@@ -180,17 +180,17 @@ def _down(tools: Tools, project: str, env: dict[str, str]) -> None:
     """podman-compose down -v, then make sure nothing of the project is left behind."""
     try:
         subprocess.run([*tools.compose, "-p", project, "-f", "docker-compose.yml", "down", "-v", "-t", "10"],
-                       cwd=REPO, env=env, capture_output=True, timeout=180)
+                       check=False, cwd=REPO, env=env, capture_output=True, timeout=180)
     except subprocess.TimeoutExpired:
         _say(f"podman-compose down timed out; removing {project} by label")
     label = f"label=io.podman.compose.project={project}"
     for kind, ls in (("container", ["ps", "-a", "-q"]), ("volume", ["volume", "ls", "-q"]),
                      ("network", ["network", "ls", "-q"])):
-        ids = subprocess.run(["podman", *ls, "--filter", label], env=env, capture_output=True, text=True,
-                             timeout=60).stdout.split()
+        ids = subprocess.run(["podman", *ls, "--filter", label], check=False, env=env, capture_output=True,
+                             text=True, timeout=60).stdout.split()
         if ids:
             _say(f"removing leftover {kind}s of {project}: {ids}")
-            subprocess.run(["podman", kind, "rm", "-f", *ids], env=env, capture_output=True, timeout=120)
+            subprocess.run(["podman", kind, "rm", "-f", *ids], check=False, env=env, capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -74,7 +75,8 @@ def cli(net: ComposeNet, datadir: Path, *args: str, node: str | None = None, tim
     if node is not None:
         cmd += ["--rpcport", str(net.ports[node]), "--rpcuser", net.rpc_user, "--rpcpassword", net.rpc_password]
     env = {**os.environ, "POUW_WALLET_PASSWORD": WALLET_PASSWORD}
-    proc = subprocess.run([*cmd, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([*cmd, *args], check=False, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
     assert proc.returncode == 0, f"pouw-cli {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
     return proc.stdout.strip()
 
