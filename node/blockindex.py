@@ -73,7 +73,7 @@ class BlockIndex:
         return self.entries.get(block_hash)
 
     def put(self, entry: IndexEntry) -> None:
-        """Add or replace an entry; newly linked descendants are returned by ``link``."""
+        """Add or replace an entry (``link`` then marks it linked if its chain has data)."""
         h = entry.hash
         if h not in self.entries and entry.height > 0:
             self.children.setdefault(entry.prev, []).append(h)
