@@ -81,7 +81,12 @@ class StateView(Protocol):
 
 @dataclass
 class StateDiff:
-    """Values to write (None deletes) and due-index entries to add/remove."""
+    """Values to write (None deletes) and due-index entries to add/remove.
+
+    The due index is a multiset: a job's expiry entry and its claim's settlement
+    entry can name the same (height, job_id), so a store must count entries and
+    ``due_remove`` takes away one occurrence each.
+    """
 
     accounts: dict[bytes, Account | None] = field(default_factory=dict)
     jobs: dict[bytes, Job | None] = field(default_factory=dict)
@@ -324,8 +329,11 @@ def block_fees(block: Block) -> int:
 
 
 def apply_block(view: StateView, block: Block, network: Network,
-                signatures_checked: bool = False) -> tuple[StateDiff, StateDiff]:
+                stateless_checked: bool = False) -> tuple[StateDiff, StateDiff]:
     """Apply a block's txs, due job events and its matured reward; returns (diff, undo).
+
+    ``stateless_checked`` says the caller already ran ``check_tx_stateless`` on every
+    tx (e.g. in worker processes), so it is not repeated here.
 
     Raises ``InvalidBlock("bad-tx", …)`` naming the first failing tx, or
     ``InvalidBlock("unknown-job"/"job-mismatch")`` for a bad useful-work claim.
@@ -341,7 +349,7 @@ def apply_block(view: StateView, block: Block, network: Network,
             raise InvalidBlock("job-mismatch", h.work.job_id.hex())
     for index, tx in enumerate(block.txs):
         try:
-            if not signatures_checked:
+            if not stateless_checked:
                 check_tx_stateless(tx, network)
             apply_tx(state, tx, h.height, network)
         except InvalidTx as exc:

@@ -393,7 +393,7 @@ class Chain:
         block = self._get_block(entry.hash)
         pending = self._checks.pop(entry.hash, None) or self._checker.start(block)
         self._checker.wait(pending)
-        diff, undo = apply_block(batch, block, self.network, signatures_checked=True)
+        diff, undo = apply_block(batch, block, self.network, stateless_checked=True)
         batch.apply(diff)
         batch.put_undo(entry.hash, undo)
         batch.set_best(entry.height, entry.hash)
