@@ -219,7 +219,7 @@ def test_rest_and_health_need_no_auth(node) -> None:
 # --- /health and /metrics ------------------------------------------------------------------
 
 def test_health(node) -> None:
-    status, body, response = get(node, "/health")
+    status, body, _ = get(node, "/health")
     assert status == 200
     health = json.loads(body)
     assert health["status"] == "ready" and health["network"] == "regtest"
