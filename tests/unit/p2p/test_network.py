@@ -2,6 +2,7 @@
 LevelDB and its own Mempool (PROTOCOL §7)."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
@@ -144,7 +145,7 @@ def bogus_headers(parent: Header, count: int, nonce: int) -> list[Header]:
 
 def test_header_spam_is_bounded(tmp_path) -> None:
     lead = 4000
-    a = make_node(tmp_path, sync_limits=replace(FAST_SYNC, header_lead=lead))
+    a = make_node(tmp_path, sync_limits=replace(FAST_SYNC, header_lead=lead, stall_timeout=60.0))
     a.chain.submit_blocks(CHAIN[:20])
     genesis = genesis_header()
 
@@ -210,7 +211,14 @@ def test_notfound_moves_the_request(tmp_path) -> None:
             asked = await liar.expect("getdata")
             await connect(c, a)
             liar.send("notfound", asked.args[0])
+
+            async def deny_all() -> None:
+                while True:
+                    liar.send("notfound", (await liar.expect("getdata", 30)).args[0])
+            denying = asyncio.create_task(deny_all())
             await wait_until(lambda: c.height == 50, 10, "c synced")
+            denying.cancel()
+            await asyncio.gather(denying, return_exceptions=True)
             liar.send("ping", 3)
             assert (await liar.expect("pong")).args == [3]  # notfound is not misbehaviour
     run(body())
