@@ -46,13 +46,22 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "(slow; opt out with POUW_SKIP_CONTAINERS=1)")
 
 
-_reporter: list = []  # pytest's terminal reporter, once the fixture has run
+_config: list[pytest.Config] = []  # pytest's config, once the fixture has run
 
 
 def _say(text: str) -> None:
     """Progress on the terminal even under pytest's capture (the whole run takes minutes)."""
-    if _reporter:
-        _reporter[0].write_line(f"[containers] {text}")
+    if not _config:
+        return
+    reporter = _config[0].pluginmanager.get_plugin("terminalreporter")
+    capture = _config[0].pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    if capture is None:
+        reporter.write_line(f"[containers] {text}")
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(f"[containers] {text}")
 
 
 def _free_port() -> int:
@@ -196,9 +205,8 @@ def _down(tools: Tools, project: str, env: dict[str, str]) -> None:
 @pytest.fixture(scope="module")
 def testnet(request: pytest.FixtureRequest) -> Iterator[ComposeNet]:
     tools = _tools()
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and not _reporter:
-        _reporter.append(reporter)
+    if not _config:
+        _config.append(request.config)
     env = tools.env
     start = time.monotonic()
     timings: dict[str, float] = {}
