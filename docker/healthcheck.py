@@ -15,9 +15,9 @@ there is nothing to check and the check passes.
 from __future__ import annotations
 
 import json
-import time
 import os
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
