@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Benchmark the p2p layer over loopback TCP with in-process nodes (one event loop).
+
+1. Initial block download: a fresh node syncs ``--blocks`` regtest blocks
+   headers-first from one peer (blocks/s; target ≥ 250/s).
+2. Block propagation: ``--nodes`` nodes in a line (or a random connected graph),
+   ``--rounds`` blocks submitted at one end; latency from ``submit_block`` to the
+   block being connected on every node (median and p95; target median < 500 ms).
+
+Blocks are built before timing.  Every node has its own regtest Chain on LevelDB
+in a temporary directory.  All nodes share one Python thread, so each hop's
+validation is serialised with every other node's work: a conservative setup.
+
+    PYTHONPATH=. python scripts/bench_p2p.py [--blocks 5000] [--nodes 8] [--rounds 30] [--topology line]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from consensus.block import Block
+from tests.unit.node.helpers import build_chain, genesis_header, make_block
+from tests.unit.p2p.helpers import Node, make_node, running, wait_until
+
+
+async def initial_download(blocks: list[Block], root: Path) -> float:
+    source = make_node(root / "source", max_outbound=0)
+    source.chain.submit_blocks(blocks)
+    fresh = make_node(root / "fresh", max_outbound=0)
+    async with running(source, fresh):
+        start = time.perf_counter()
+        await fresh.p2p.add_node(source.addr, "add")
+        await wait_until(lambda: fresh.chain.tip.hash == blocks[-1].hash, 600, "initial download")
+        return time.perf_counter() - start
+
+
+def edges(count: int, topology: str, rng: random.Random) -> list[tuple[int, int]]:
+    """(dialler, listener) pairs: a line, or a random tree plus a few extra links."""
+    if topology == "line":
+        return [(i + 1, i) for i in range(count - 1)]
+    out = [(i, rng.randrange(i)) for i in range(1, count)]
+    for _ in range(count // 2):
+        a, b = rng.sample(range(count), 2)
+        if (a, b) not in out and (b, a) not in out:
+            out.append((a, b))
+    return out
+
+
+async def propagation(count: int, rounds: int, topology: str, root: Path) -> tuple[list[float], int]:
+    base = build_chain(genesis_header(), 20)
+    nodes: list[Node] = [make_node(root / f"n{i}", max_outbound=0) for i in range(count)]
+    seen: dict[tuple[int, bytes], float] = {}
+    for i, node in enumerate(nodes):
+        node.chain.submit_blocks(base)
+        node.chain.subscribe(lambda ev, i=i: seen.setdefault((i, ev.block.hash), time.perf_counter()))
+    links = edges(count, topology, random.Random(1))
+    latencies: list[float] = []
+    async with running(*nodes):
+        for a, b in links:
+            await nodes[a].p2p.add_node(nodes[b].addr, "add")
+        await wait_until(lambda: all(len(n.p2p.manager.ready_peers()) >= 1 for n in nodes)
+                         and sum(len(n.p2p.manager.ready_peers()) for n in nodes) == 2 * len(links),
+                         30, "topology connected")
+        parent = base[-1].header
+        for r in range(rounds):
+            block = make_block(parent, nonce=r + 1)
+            parent = block.header
+            start = time.perf_counter()
+            nodes[0].chain.submit_block(block)
+            await wait_until(lambda: all(n.chain.tip.hash == block.hash for n in nodes), 30, f"round {r}")
+            latencies.append(max(seen[i, block.hash] for i in range(count)) - start)
+            await asyncio.sleep(0.05)
+    return latencies, len(links)
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--blocks", type=int, default=5000)
+    p.add_argument("--nodes", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--topology", choices=("line", "random"), default="line")
+    args = p.parse_args()
+
+    t = time.perf_counter()
+    blocks = build_chain(genesis_header(), args.blocks)
+    print(f"built {len(blocks)} regtest blocks in {time.perf_counter() - t:.1f} s "
+          f"({len(blocks[0].encode())} bytes each)")
+    with tempfile.TemporaryDirectory() as tmp:
+        elapsed = await initial_download(blocks, Path(tmp))
+    rate = len(blocks) / elapsed
+    print(f"initial download: {len(blocks)} blocks in {elapsed:.2f} s = {rate:.0f} blocks/s "
+          f"(target >= 250: {'ok' if rate >= 250 else 'MISSED'})")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lat, links = await propagation(args.nodes, args.rounds, args.topology, Path(tmp))
+    lat_ms = sorted(x * 1000 for x in lat)
+    median = statistics.median(lat_ms)
+    p95 = lat_ms[min(len(lat_ms) - 1, round(0.95 * (len(lat_ms) - 1)))]
+    print(f"propagation to all of {args.nodes} nodes ({args.topology}, {links} links, {args.rounds} blocks): "
+          f"median {median:.1f} ms, p95 {p95:.1f} ms, max {lat_ms[-1]:.1f} ms "
+          f"(target median < 500 ms: {'ok' if median < 500 else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
