@@ -186,7 +186,8 @@ class ComposeNet:
 
 
 def _down(tools: Tools, project: str, env: dict[str, str]) -> None:
-    """podman-compose down -v, then make sure nothing of the project is left behind."""
+    """podman-compose down -v, then make sure nothing of the project is left behind
+    (containers with their anonymous volumes, named volumes, the network)."""
     try:
         subprocess.run([*tools.compose, "-p", project, "-f", "docker-compose.yml", "down", "-v", "-t", "10"],
                        check=False, cwd=REPO, env=env, capture_output=True, timeout=180)
@@ -199,7 +200,9 @@ def _down(tools: Tools, project: str, env: dict[str, str]) -> None:
                              text=True, timeout=60).stdout.split()
         if ids:
             _say(f"removing leftover {kind}s of {project}: {ids}")
-            subprocess.run(["podman", kind, "rm", "-f", *ids], check=False, env=env, capture_output=True, timeout=120)
+            volumes = ["-v"] if kind == "container" else []
+            subprocess.run(["podman", kind, "rm", "-f", *volumes, *ids], check=False, env=env, capture_output=True,
+                           timeout=120)
 
 
 @pytest.fixture(scope="module")
