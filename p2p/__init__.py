@@ -6,6 +6,8 @@ from .relay import RelayLimits
 from .service import P2PNode
 from .sync import SyncLimits
 
-__all__ = ["P2PNode", "PeerLimits", "SyncLimits", "RelayLimits", "ChainView", "MempoolView", "MatrixSource",
-           "Records", "MemoryRecords", "P2PError", "InvalidAddress", "NodeAlreadyAdded", "NodeNotAdded",
-           "NodeNotConnected", "BanError"]
+__all__ = [
+    "BanError", "ChainView", "InvalidAddress", "MatrixSource", "MemoryRecords", "MempoolView",
+    "NodeAlreadyAdded", "NodeNotAdded", "NodeNotConnected", "P2PError", "P2PNode", "PeerLimits",
+    "Records", "RelayLimits", "SyncLimits",
+]

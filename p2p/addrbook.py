@@ -6,8 +6,8 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from consensus import encoding as enc
 from consensus.encoding import U32, U64, Tuple

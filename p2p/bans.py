@@ -8,8 +8,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from consensus import encoding as enc
 from consensus.encoding import U64, Str, Tuple

@@ -6,7 +6,8 @@ Submit statuses are the strings of ``node.chain.SubmitResult.status``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from consensus.block import Block, Header
 from consensus.params import Network

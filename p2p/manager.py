@@ -21,8 +21,8 @@ import logging
 import random
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import wire
 from .addrbook import AddressBook, format_addr, parse_addr
@@ -156,7 +156,7 @@ class PeerManager:
                 return
             reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port),
                                                     self.config.connect_timeout)
-        except (OSError, asyncio.TimeoutError, ValueError, IndexError) as exc:
+        except (TimeoutError, OSError, ValueError, IndexError) as exc:
             log.debug("dial %s failed: %s", addr, exc)
             self._failed(addr)
             return

@@ -61,11 +61,11 @@ class PeerHost(Protocol):
     magic: bytes
     chain_id: int
 
-    def version_payload(self, peer: "Peer") -> bytes: ...
+    def version_payload(self, peer: Peer) -> bytes: ...
     def is_own_nonce(self, nonce: int) -> bool: ...
-    async def peer_ready(self, peer: "Peer") -> None: ...
-    async def handle(self, peer: "Peer", msg: Message) -> None: ...
-    def peer_closed(self, peer: "Peer") -> None: ...
+    async def peer_ready(self, peer: Peer) -> None: ...
+    async def handle(self, peer: Peer, msg: Message) -> None: ...
+    def peer_closed(self, peer: Peer) -> None: ...
 
 
 class KnownFilter:
@@ -181,7 +181,7 @@ class Peer:
             self.misbehave(BAN_SCORE, f"malformed frame: {exc}")
         except Disconnect as exc:
             self.close(str(exc))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.close("handshake timeout")
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             self.close("connection closed by peer")
@@ -196,7 +196,7 @@ class Peer:
             self.host.peer_closed(self)
             try:
                 await asyncio.wait_for(self.writer.wait_closed(), 1.0)
-            except (Exception, asyncio.CancelledError):
+            except (OSError, TimeoutError):  # already reset or slow to close: nothing left to do
                 pass
 
     async def _read(self) -> Message | None:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from consensus.errors import InvalidTx
 from consensus.tx import Tx
@@ -199,7 +199,7 @@ class Relay:
             peer.send("getmatrix", commitment, first, count)
             try:
                 rows = await asyncio.wait_for(fut, timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 rows = None
             finally:
                 self._matrix_waiters.pop(key, None)

@@ -11,7 +11,8 @@ import asyncio
 import logging
 import random
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from consensus.params import NETWORKS, Network
 from consensus.tx import Tx
@@ -170,7 +171,7 @@ class P2PNode:
     def _announce_tip(self) -> None:
         self._tip_pending = False
         tip = self.chain.tip.hash
-        if tip != self._announced and not self.sync.wanted_count():
+        if tip != self._announced:
             self._announced = tip
             self.relay.announce_block(tip)
         self.sync.schedule()

@@ -12,9 +12,9 @@
 * Blocks on a header chain with more work than our tip are *wanted*, with the
   peers that showed us those headers as sources.  Each peer has at most
   ``max_in_flight`` block requests; the lowest heights within
-  ``window`` of our tip go first, spread over all sources.  A request older
-  than ``stall_timeout`` disconnects the stalling peer and the block is asked
-  of another source.
+  ``window`` of our tip go first, spread over all sources.  A peer that owes
+  blocks and delivered none for ``stall_timeout`` is disconnected and its
+  requests go to other sources.
 * Received blocks are batched (all that arrived before the event loop next
   idles), held until their parent's data is there (bounded), and handed to
   ``chain.submit_blocks`` in height order.  An invalid block bans its sender.
@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from consensus.block import ZERO32, Block, Header
 
@@ -66,6 +67,7 @@ class PeerSync:
     best_height: int = -1
     synced_blocks: int = -1
     in_flight: dict[bytes, float] = field(default_factory=dict)  # block hash → requested at
+    progress_at: float = 0.0  # last block received, or first request after an idle spell
     added: deque[bytes] = field(default_factory=deque)  # headers it made us accept, blocks pending
     headers_sent_at: float | None = None  # an outstanding getheaders
     headers_again: bool = False  # ask once more when the outstanding reply arrives
@@ -162,7 +164,7 @@ class Sync:
     def _process_headers(self, peer: Peer, st: PeerSync, headers: list[Header], solicited: bool) -> None:
         if not headers:
             return
-        for prev, h in zip(headers, headers[1:]):
+        for prev, h in itertools.pairwise(headers):
             if h.prev_hash != prev.hash:
                 peer.misbehave(BAN_SCORE, "non-continuous headers")
                 return
@@ -315,6 +317,8 @@ class Sync:
 
     def _request(self, st: PeerSync, hashes: list[bytes]) -> None:
         now = self._clock()
+        if not st.in_flight:
+            st.progress_at = now
         for h in hashes:
             self._in_flight[h] = st.peer.id
             st.in_flight[h] = now
@@ -337,10 +341,13 @@ class Sync:
         self.schedule()
 
     def check_stalls(self) -> None:
-        """Disconnect peers with block requests or a getheaders unanswered for too long."""
+        """Disconnect peers that owe blocks but sent none for too long, or owe a headers reply.
+
+        Peers answer getdata in order, so a slow link that keeps delivering is not stalling.
+        """
         now = self._clock()
         for st in list(self._peers.values()):
-            if st.in_flight and now - min(st.in_flight.values()) > self.limits.stall_timeout:
+            if st.in_flight and now - st.progress_at > self.limits.stall_timeout:
                 st.peer.close("block download stalled")
             elif st.headers_sent_at is not None and now - st.headers_sent_at > self.limits.headers_timeout:
                 st.peer.close("getheaders timed out")
@@ -352,6 +359,7 @@ class Sync:
         st = self._peers.get(peer.id)
         if st is not None:
             st.in_flight.pop(h, None)
+            st.progress_at = self._clock()
         owner = self._in_flight.get(h)
         if owner is not None:
             del self._in_flight[h]
@@ -389,7 +397,10 @@ class Sync:
             self._held_bytes = 0
         ready.sort(key=lambda i: i[0].header.height)
         for i in range(0, len(ready), self.limits.submit_batch):
-            self._submit(ready[i:i + self.limits.submit_batch])
+            try:
+                self._submit(ready[i:i + self.limits.submit_batch])
+            except Exception:  # a chain failure must not end the download loop
+                log.exception("submitting %d downloaded blocks failed", len(ready[i:i + self.limits.submit_batch]))
         for st in self._peers.values():
             self._resume_headers(st)
         self.schedule()
@@ -416,11 +427,3 @@ class Sync:
             elif res.status == FUTURE:
                 log.info("block %s is too far in the future; held by the chain", block.hash.hex())
 
-    def retry_future(self) -> None:
-        self.chain.retry_future()
-
-    def in_flight_count(self) -> int:
-        return len(self._in_flight)
-
-    def wanted_count(self) -> int:
-        return len(self._wanted)

@@ -72,7 +72,7 @@ async def propagation(count: int, rounds: int, topology: str, root: Path) -> tup
             parent = block.header
             start = time.perf_counter()
             nodes[0].chain.submit_block(block)
-            await wait_until(lambda: all(n.chain.tip.hash == block.hash for n in nodes), 30, f"round {r}")
+            await wait_until(lambda h=block.hash: all(n.chain.tip.hash == h for n in nodes), 30, f"round {r}")
             latencies.append(max(seen[i, block.hash] for i in range(count)) - start)
             await asyncio.sleep(0.05)
     return latencies, len(links)

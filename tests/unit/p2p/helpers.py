@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from consensus.params import GENESIS_TIMESTAMP, REGTEST
 from node.chain import Chain, ChainEvent
@@ -117,7 +118,7 @@ class RawPeer:
         self.auto_pong = True
 
     @classmethod
-    async def open(cls, node: Node, source_ip: str = "127.0.0.1") -> "RawPeer":
+    async def open(cls, node: Node, source_ip: str = "127.0.0.1") -> RawPeer:
         reader, writer = await asyncio.open_connection("127.0.0.1", node.p2p.listen_port,
                                                        local_addr=(source_ip, 0))
         return cls(reader, writer)
@@ -152,7 +153,7 @@ class RawPeer:
             if msg.command == command:
                 return msg
             if time.monotonic() > deadline:
-                raise asyncio.TimeoutError(f"no {command}")
+                raise TimeoutError(f"no {command}")
 
     async def handshake(self, height: int = 0) -> None:
         self.send_version(height=height)
@@ -165,7 +166,7 @@ class RawPeer:
         try:
             while await asyncio.wait_for(self.reader.read(65536), timeout):
                 pass
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         except ConnectionError:  # a reset: closed with our data unread
             pass

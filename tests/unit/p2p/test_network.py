@@ -9,7 +9,7 @@ import pytest
 
 from consensus.block import Block, Header, Ticket
 from consensus.params import MAX_TARGET, REGTEST
-from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected, SyncLimits
+from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected
 from tests.unit.node.helpers import FAUCET, build_chain, genesis_header, key, make_block, transfer
 from tests.unit.p2p.helpers import FAST_SYNC, RawPeer, connect, make_node, run, running, wait_until
 
