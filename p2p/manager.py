@@ -128,7 +128,13 @@ class PeerManager:
             writer.close()
             return
         peer = self._new_peer(reader, writer, format_addr(str(parse_ip(ip)), port), ip, inbound=True)
-        await peer.run()
+        task = asyncio.current_task()
+        if task is not None:  # so that stop() waits for inbound connections too
+            self._tasks.add(task)
+        try:
+            await peer.run()
+        finally:
+            self._tasks.discard(task)
 
     def _new_peer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, addr: str, ip: str, *,
                   inbound: bool, manual: bool = False, oneshot: bool = False) -> Peer:

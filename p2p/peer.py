@@ -250,6 +250,7 @@ class Peer:
             self.misbehave(10, f"{msg.command} after handshake")
         else:
             await self.host.handle(self, msg)
+        await self.drain()  # a peer that does not read its replies is not read from either
 
     async def _keepalive(self) -> None:
         """Ping every ``ping_interval``; disconnect on a late pong or a silent peer."""
