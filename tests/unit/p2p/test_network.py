@@ -11,7 +11,7 @@ from consensus.block import Block, Header, Ticket
 from consensus.params import MAX_TARGET, REGTEST
 from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected
 from tests.unit.node.helpers import FAUCET, build_chain, genesis_header, key, make_block, transfer
-from tests.unit.p2p.helpers import FAST_SYNC, RawPeer, connect, make_node, run, running, wait_until
+from tests.unit.p2p.helpers import FAST_SYNC, NOW, RawPeer, connect, make_node, run, running, wait_until
 
 CHAIN = build_chain(genesis_header(), 200)
 BLOCK_BYTES = len(CHAIN[0].encode())
@@ -124,6 +124,12 @@ def test_invalid_blocks_and_headers_ban_the_sender(tmp_path) -> None:
             assert "bad-tx-root" in banned["127.0.0.3/32"]
             assert "time-too-old" in banned["127.0.0.4/32"]
             assert a.height == 10
+            honest = await RawPeer.open(a, "127.0.0.6")  # a block from the future is held, not punished
+            await honest.handshake()
+            honest.send("block", make_block(tip, timestamp=NOW + 3600).to_list())
+            honest.send("ping", 4)
+            assert (await honest.expect("pong")).args == [4]
+            assert a.p2p.peer_info()[-1]["banscore"] == 0 and len(a.p2p.list_banned()) == len(cases)
             # the node keeps serving the others
             block = make_block(a.chain.tip.header)
             a.chain.submit_block(block)
