@@ -7,11 +7,12 @@ import logging
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, Iterable
 
 from consensus.block import Block
 from consensus.errors import InvalidTx
 from consensus.tx import Tx
+from p2p import P2PNode
 
 from .chain import FUTURE, INVALID, Chain, ChainEvent, SubmitResult
 from .config import Config, ConfigError, load_config
@@ -19,6 +20,7 @@ from .httpapi import HttpApi
 from .logs import setup_logging
 from .mempool import Mempool, MempoolPolicy
 from .metrics import NodeMetrics
+from .peering import PeerChain, PeerMempool
 from .rpcmethods import RpcMethods
 from .rpcserver import Auth, Dispatcher
 from .store import DatadirCorrupt, DatadirLocked, StoreError
@@ -45,8 +47,11 @@ class Node:
         self.metrics.bind(lambda: self.chain.tip.height, lambda: float(self.chain.tip.chain_work),
                           lambda: self.network.pow_limit / self.chain.next_target(),
                           lambda: self.mempool.info()["size"], lambda: self.mempool.info()["bytes"],
-                          lambda: len(self.p2p.peer_info()) if self.p2p is not None else 0)
-        self.p2p: Any = None
+                          lambda: len(self.p2p.peer_info()))
+        self.p2p = P2PNode(PeerChain(self), PeerMempool(self), self.network, bind=cfg.bind,
+                           port=cfg.effective_port, listen=cfg.listen, connect=cfg.connect, addnode=cfg.addnode,
+                           seednode=cfg.seednode, max_outbound=cfg.max_outbound, max_inbound=cfg.max_inbound,
+                           ban_seconds=cfg.ban_seconds, user_agent=USER_AGENT, records=self.chain.store)
         self._useful = self._count_useful()
         self._stop: asyncio.Event | None = None
         self._tip_changed: asyncio.Event | None = None
@@ -92,7 +97,13 @@ class Node:
 
     def submit_block(self, block: Block | bytes, raw: bytes | None = None) -> SubmitResult:
         """The one path for new blocks (RPC, in-process mining, p2p): validate, connect, count."""
-        result = self.chain.submit_block(block, raw)
+        return self._count(self.chain.submit_block(block, raw))
+
+    def submit_blocks(self, blocks: Iterable[Block | bytes]) -> list[SubmitResult]:
+        """Several blocks in height order (p2p sync): tip moves commit per group."""
+        return [self._count(r) for r in self.chain.submit_blocks(blocks)]
+
+    def _count(self, result: SubmitResult) -> SubmitResult:
         if result.status == INVALID:
             self.metrics.blocks_rejected.labels(reason=result.reason or "invalid").inc()
             log.info("rejected block %s: %s", result.hash.hex(), result.reason)
@@ -101,8 +112,9 @@ class Node:
             log.info("new tip %s height %d", tip.hash.hex(), tip.height)
         return result
 
-    def add_tx(self, tx: Tx) -> list[Tx]:
-        """Admit a tx to the mempool (raises InvalidTx), announce what became ready."""
+    def add_tx(self, tx: Tx, announce: bool = True) -> list[Tx]:
+        """Admit a tx to the mempool (raises InvalidTx); announce what became ready to peers
+        (unless the caller is the relay, which announces itself) and to websocket clients."""
         try:
             ready = self.mempool.add(tx)
         except InvalidTx as exc:
@@ -110,7 +122,7 @@ class Node:
             raise
         for t in ready:
             self.http.events.publish({"event": "tx", "txid": t.txid.hex()})
-            if self.p2p is not None:
+            if announce:
                 self.p2p.announce_tx(t)
         return ready
 
@@ -181,8 +193,7 @@ class Node:
         try:
             await self.http.start(self.cfg.rpc_bind, port)
             self.auth.write_cookie()
-            if self.p2p is not None:
-                await self.p2p.start()
+            await self.p2p.start()
             housekeeping = asyncio.create_task(self._housekeeping())
             tip = self.chain.tip
             log.info("pouwd ready: network %s, height %d, tip %s, rpc %s:%d, datadir %s", self.network.name,
@@ -192,8 +203,7 @@ class Node:
             self._tip_changed.set()  # release long-polling getblocktemplate calls
             housekeeping.cancel()
         finally:
-            if self.p2p is not None:
-                await self.p2p.stop()
+            await self.p2p.stop()
             await self.http.stop()
             self.auth.remove_cookie()
             self.chain.close()

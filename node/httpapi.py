@@ -143,7 +143,7 @@ class HttpApi:
             "network": self.node.network.name,
             "height": tip.height,
             "tip_age": max(0, int(time.time()) - tip.header.timestamp),
-            "peers": len(self.node.p2p.peer_info()) if self.node.p2p is not None else 0,
+            "peers": len(self.node.p2p.peer_info()),
         })
 
     async def metrics(self, request: web.Request) -> web.Response:

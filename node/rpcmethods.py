@@ -11,12 +11,14 @@ from consensus.errors import AddressError, DecodeError, InvalidTx
 from consensus.genesis import dev_faucet_key
 from consensus.keys import decode_address, encode_address
 from consensus.tx import Tx
+from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected
 
 from .chain import ACCEPTED, DUPLICATE, FUTURE, ORPHAN
 from .jsonview import block_json, difficulty, header_json, job_json, tx_json
 from .mining import new_template, solve_template
-from .rpcserver import (ALREADY_IN_CHAIN, INVALID_PARAMETER, MISC_ERROR, NOT_ALLOWED_ON_NETWORK, NOT_FOUND,
-                        P2P_DISABLED, VERIFY_ERROR, VERIFY_REJECTED, Dispatcher, Param, RpcError)
+from .rpcserver import (ALREADY_IN_CHAIN, INVALID_IP, INVALID_PARAMETER, MISC_ERROR, NODE_ALREADY_ADDED,
+                        NODE_NOT_ADDED, NODE_NOT_CONNECTED, NOT_ALLOWED_ON_NETWORK, NOT_FOUND, VERIFY_ERROR,
+                        VERIFY_REJECTED, Dispatcher, Param, RpcError)
 
 if TYPE_CHECKING:
     from .daemon import Node
@@ -350,59 +352,60 @@ class RpcMethods:
         return job_json(self.network, raw, job)
 
     # --- network -----------------------------------------------------------------------------
-    def _p2p(self):
-        if self.node.p2p is None:
-            raise RpcError(P2P_DISABLED, "Error: Peer-to-peer functionality missing or disabled")
-        return self.node.p2p
-
     def getnetworkinfo(self) -> dict[str, Any]:
         """getnetworkinfo: protocol, user agent and connection counts."""
-        base = {"version": 1, "subversion": self.node.user_agent, "protocolversion": 1,
-                "networkactive": self.node.p2p is not None, "connections": 0, "connections_in": 0,
-                "connections_out": 0, "localaddresses": []}
-        if self.node.p2p is not None:
-            base.update(self.node.p2p.network_info())
-        return base
+        return {"version": 1, "networkactive": True, **self.node.p2p.network_info()}
 
     def getpeerinfo(self) -> list[dict[str, Any]]:
         """getpeerinfo: one object per connected peer."""
-        return self.node.p2p.peer_info() if self.node.p2p is not None else []
+        return self.node.p2p.peer_info()
 
     def getconnectioncount(self) -> int:
         """getconnectioncount: number of connected peers."""
-        return len(self.getpeerinfo())
+        return len(self.node.p2p.peer_info())
 
     async def addnode(self, node: str, command: str) -> None:
         """addnode "host:port" "add|remove|onetry"."""
         if command not in ("add", "remove", "onetry"):
             raise RpcError(INVALID_PARAMETER, "command must be add, remove or onetry")
-        await self._p2p().add_node(node, command)
+        try:
+            await self.node.p2p.add_node(node, command)
+        except NodeAlreadyAdded as exc:
+            raise RpcError(NODE_ALREADY_ADDED, f"Error: Node already added ({exc})") from None
+        except NodeNotAdded as exc:
+            raise RpcError(NODE_NOT_ADDED, f"Error: Node has not been added ({exc})") from None
+        except InvalidAddress as exc:
+            raise RpcError(INVALID_PARAMETER, str(exc)) from None
 
     async def disconnectnode(self, address: str, nodeid: int | None) -> None:
         """disconnectnode ( "address" nodeid ): drop a peer by address or id."""
-        if not address and nodeid is None:
-            raise RpcError(INVALID_PARAMETER, "give an address or a nodeid")
-        if not await self._p2p().disconnect_node(address or nodeid):
-            raise RpcError(-29, "Node not found in connected nodes")
+        if bool(address) == (nodeid is not None):
+            raise RpcError(INVALID_PARAMETER, "give either an address or a nodeid")
+        try:
+            await self.node.p2p.disconnect_node(address or nodeid)
+        except NodeNotConnected:
+            raise RpcError(NODE_NOT_CONNECTED, "Node not found in connected nodes") from None
 
     def setban(self, subnet: str, command: str, bantime: int) -> None:
-        """setban "ip" "add|remove" ( bantime ): ban or unban an address."""
+        """setban "ip[/mask]" "add|remove" ( bantime ): ban or unban an address or subnet."""
         if command not in ("add", "remove"):
             raise RpcError(INVALID_PARAMETER, "command must be add or remove")
         if bantime < 0:
             raise RpcError(INVALID_PARAMETER, "bantime must not be negative")
         try:
-            self._p2p().set_ban(subnet, command, bantime or self.node.cfg.ban_seconds)
-        except ValueError as exc:
-            raise RpcError(-30, str(exc)) from None
+            self.node.p2p.set_ban(subnet, command, bantime)
+        except InvalidAddress as exc:
+            raise RpcError(INVALID_IP, f"Error: Invalid IP/Subnet ({exc})") from None
+        except BanError as exc:
+            raise RpcError(INVALID_IP, f"Error: {exc}") from None
 
     def listbanned(self) -> list[dict[str, Any]]:
         """listbanned: banned addresses with times and reasons."""
-        return self.node.p2p.list_banned() if self.node.p2p is not None else []
+        return self.node.p2p.list_banned()
 
     def clearbanned(self) -> None:
         """clearbanned: lift every ban."""
-        self._p2p().clear_banned()
+        self.node.p2p.clear_banned()
 
     # --- control -----------------------------------------------------------------------------
     def uptime(self) -> int:

@@ -482,19 +482,19 @@ def test_network_methods(node) -> None:
     assert rpc_error(node, "setban", "127.0.0.1", "bogus")["code"] == -8
     assert rpc_error(node, "setban", "127.0.0.1", "add", -5)["code"] == -8
     assert rpc_error(node, "disconnectnode")["code"] == -8
-    if not info["networkactive"]:
-        for method, params in (("addnode", ["127.0.0.1:1", "onetry"]), ("setban", ["10.0.0.1", "add"]),
-                               ("disconnectnode", ["127.0.0.1:1"]), ("clearbanned", [])):
-            err = rpc_error(node, method, *params)
-            assert err["code"] == -9 and "disabled" in err["message"], method
-        return
-    # p2p is present: bans round-trip and unknown peers are reported as such
+    assert info["networkactive"]
+    # bans round-trip and unknown peers are reported as such
     assert node.setban("10.0.0.1", "add", 600) is None
     assert [b["address"].split("/")[0] for b in node.listbanned()] == ["10.0.0.1"]
     assert node.setban("10.0.0.1", "remove") is None and node.listbanned() == []
     node.setban("10.0.0.2", "add")
     assert node.clearbanned() is None and node.listbanned() == []
     assert rpc_error(node, "disconnectnode", "127.0.0.1:1")["code"] == -29
+    assert rpc_error(node, "setban", "not-an-ip", "add")["code"] == -30
+    assert node.addnode("127.0.0.1:1", "add") is None
+    assert rpc_error(node, "addnode", "127.0.0.1:1", "add")["code"] == -23
+    assert node.addnode("127.0.0.1:1", "remove") is None
+    assert rpc_error(node, "addnode", "127.0.0.1:1", "remove")["code"] == -24
 
 
 def test_uptime(node) -> None:
