@@ -97,13 +97,21 @@ def start_miner(node: DevNode, root: Path, interval: float) -> subprocess.Popen:
                                 start_new_session=True)
 
 
+def si(value: float) -> str:
+    """1234567 -> '1.23 M' (for MAC rates that span kilo to tera)."""
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.2f} {prefix}"
+    return f"{value:.0f} "
+
+
 def status(nodes: list[DevNode]) -> str:
     lines = []
     first = nodes[0]
     try:
         mining = first.call("getmininginfo")
         lines.append(f"dev network  height {mining['blocks']}  difficulty {mining['difficulty']:.3g}  "
-                     f"network {mining['networkmacps'] / 1e9:.2f} GMAC/s  mempool {mining['pooledtx']} txs  "
+                     f"network {si(mining['networkmacps'])}MAC/s  mempool {mining['pooledtx']} txs  "
                      f"useful blocks {mining['useful']['useful_block_share']:.0%}")
     except RpcClientError as exc:
         lines.append(f"node0 unreachable: {exc}")
