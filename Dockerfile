@@ -14,7 +14,8 @@
 # Both stages use the same BASE, so the venv's interpreter is the same in each.
 ARG BASE=python:3.11-slim-bookworm
 
-# ---- builder: compile the project wheel (with miner._kernel) and all dependency wheels
+# ---- builder: compile the project wheel (with miner._kernel) and all dependency wheels,
+#      and install them into the venv the runtime stage gets
 FROM ${BASE} AS builder
 # A CA bundle for pip (a file mounted into the build); empty: the image's own CAs.
 ARG PIP_CERT=
@@ -46,24 +47,28 @@ RUN set -eux; \
     /opt/build/bin/pip wheel --wheel-dir /wheels .; \
     ls -l /wheels; \
     /opt/build/bin/python docker/check_wheel.py /wheels
-
-# ---- runtime: the wheels in a venv, no compiler, a non-root user
-FROM ${BASE} AS runtime
-ENV PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PATH=/opt/pouw/bin:$PATH \
-    POUW_DATADIR=/data
-RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    set -eux; \
+# The runtime venv, from the wheels only. Built here and copied whole (COPY --from is
+# cached by content; a RUN that bind-mounts /wheels from this stage is not, under
+# buildah, and kept stale wheels after a code change).
+RUN set -eux; \
     python3 -m venv /opt/pouw; \
     /opt/pouw/bin/pip install --no-index --find-links /wheels pouw; \
     /opt/pouw/bin/pip uninstall -y pip; \
-    /opt/pouw/bin/python -c 'import miner.kernel as k; print("work kernel:", k.active_path)'; \
+    find /opt/pouw -name __pycache__ -prune -exec rm -rf {} +
+
+# ---- runtime: the venv, no compiler, a non-root user
+FROM ${BASE} AS runtime
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/pouw/bin:$PATH \
+    POUW_DATADIR=/data
+RUN set -eux; \
     useradd --uid 10001 --user-group --home-dir /data --no-create-home --shell /usr/sbin/nologin pouw; \
     mkdir -p /data; \
     chown 10001:10001 /data
+# Same BASE as the builder, so the venv's interpreter link and paths hold here.
+COPY --from=builder /opt/pouw /opt/pouw
+RUN /opt/pouw/bin/python -c 'import node.daemon, p2p, miner.kernel as k; print("work kernel:", k.active_path)'
 COPY docker/entrypoint.sh /usr/local/bin/pouw-entrypoint
 COPY docker/healthcheck.py /usr/local/lib/pouw-healthcheck.py
 USER 10001:10001

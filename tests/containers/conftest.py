@@ -101,7 +101,10 @@ def _tools() -> Tools:
     if not shutil.which("podman"):
         pytest.skip("podman is not installed (bash scripts/ci_containers_setup.sh installs it)")
     env = dict(os.environ)
-    if not env.get("CONTAINERS_CONF"):
+    if env.get("CONTAINERS_CONF"):
+        # podman build's helper processes change directory: a relative path breaks them
+        env["CONTAINERS_CONF"] = str(Path(env["CONTAINERS_CONF"]).resolve())
+    else:
         env["CONTAINERS_CONF"] = str(REPO / "docker/containers.conf")
         if not shutil.which("runc"):
             pytest.skip("runc is not installed, and docker/containers.conf selects it "
