@@ -55,6 +55,8 @@ class Node:
         self._useful = self._count_useful()
         self._stop: asyncio.Event | None = None
         self._tip_changed: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._returned: list[bytes] = []  # txids of disconnected blocks, announced once the reorg is done
         self.auth = Auth(cfg.network_dir / ".cookie", cfg.rpc_user, cfg.rpc_password)
         dispatcher = Dispatcher()
         RpcMethods(self).register(dispatcher)
@@ -90,10 +92,31 @@ class Node:
         else:
             self.mempool.on_block_disconnected(event.block)
             self._count_header(self._useful, event.block.header, -1)
+            self._schedule_returned(event.block)
         if self._tip_changed is not None:
             self._tip_changed.set()
         self.http.events.publish({"event": f"block_{event.kind}", "hash": event.block.hash.hex(),
                                   "height": event.height, "tip": self.chain.tip.hash.hex()})
+
+    def _schedule_returned(self, block: Block) -> None:
+        """Txs a reorg gave back to the mempool are news to the peers on the winning side:
+        announce those still pooled once the loop gets to it (after the new branch connected)."""
+        if self._loop is None or not block.txs:
+            return
+        first = not self._returned
+        self._returned.extend(tx.txid for tx in block.txs)
+        if first:
+            try:
+                self._loop.call_soon_threadsafe(self._announce_returned)
+            except RuntimeError:  # the loop is closed: shutting down
+                self._returned.clear()
+
+    def _announce_returned(self) -> None:
+        returned, self._returned = self._returned, []
+        for txid in returned:
+            tx = self.mempool.get(txid)
+            if tx is not None:
+                self.p2p.announce_tx(tx)
 
     def submit_block(self, block: Block | bytes, raw: bytes | None = None) -> SubmitResult:
         """The one path for new blocks (RPC, in-process mining, p2p): validate, connect, count."""
@@ -186,7 +209,7 @@ class Node:
     async def run(self) -> None:
         self._stop = asyncio.Event()
         self._tip_changed = asyncio.Event()
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stop.set)
         port = self.cfg.effective_rpc_port
