@@ -133,6 +133,8 @@ class PeerManager:
             self._tasks.add(task)
         try:
             await peer.run()
+        except asyncio.CancelledError:  # stop(): end quietly, asyncio's server callback logs a cancelled task
+            pass
         finally:
             self._tasks.discard(task)
 
