@@ -31,8 +31,7 @@ def test_partition_heals_to_the_most_work(start_nodes) -> None:
 
     # split: {0, 1} | {2, 3}
     n2.disconnectnode(n1.p2p_address)
-    wait_until(lambda: not n1.getpeerinfo() or all(p["addr"] != n2.p2p_address for p in n1.getpeerinfo())
-               and len(n1.getpeerinfo()) == 1, 15, 0.1, "node1 to see the split")
+    wait_connected(n1, n0.p2p_address, inbound=0, outbound=1)  # node2's connection is gone
     wait_connected(n2, inbound=1, outbound=0)
 
     # group A mines 2 blocks holding txs that group B never sees
