@@ -2,6 +2,12 @@
 
 The best chain is the valid chain with the most work; ties go to the block whose
 data arrived first (PROTOCOL §4, "Block work").  ``seq`` records that order.
+
+A header-only entry that no entry with data descends from is *loose*: it proves
+nothing (headers carry no checkable work, the proof travels with the block), so
+the chain keeps loose entries in memory only, caps their number and evicts them
+leaves first (``remove``).  Once a block with data arrives, its header-only
+ancestors stop being loose ("pinned") and are persisted with it.
 """
 from __future__ import annotations
 
@@ -60,8 +66,10 @@ class BlockIndex:
 
     def __init__(self) -> None:
         self.entries: dict[bytes, IndexEntry] = {}
-        self.children: dict[bytes, list[bytes]] = {}
+        self.children: dict[bytes, dict[bytes, None]] = {}  # parent → children in arrival order
         self.linked: set[bytes] = set()  # data for the block and all its ancestors
+        self.loose: dict[bytes, int] = {}  # loose header-only entries → arrival number
+        self._arrivals = 0
 
     def __contains__(self, block_hash: bytes) -> bool:
         return block_hash in self.entries
@@ -72,12 +80,45 @@ class BlockIndex:
     def get(self, block_hash: bytes) -> IndexEntry | None:
         return self.entries.get(block_hash)
 
-    def put(self, entry: IndexEntry) -> None:
-        """Add or replace an entry (``link`` then marks it linked if its chain has data)."""
+    def put(self, entry: IndexEntry) -> list[IndexEntry]:
+        """Add or replace an entry (``link`` then marks it linked if its chain has data).
+
+        A new header-only entry is loose.  An entry with data pins itself and its
+        loose ancestors; those ancestors are returned (the caller persists them).
+        """
         h = entry.hash
-        if h not in self.entries and entry.height > 0:
-            self.children.setdefault(entry.prev, []).append(h)
+        new = h not in self.entries
+        if new and entry.height > 0:
+            self.children.setdefault(entry.prev, {})[h] = None
         self.entries[h] = entry
+        if not entry.have_data:
+            if new:
+                self._arrivals += 1
+                self.loose[h] = self._arrivals
+            return []
+        self.loose.pop(h, None)
+        pinned = []
+        prev = entry.prev
+        while prev in self.loose:  # genesis has data, so this stops
+            del self.loose[prev]
+            parent = self.entries[prev]
+            pinned.append(parent)
+            prev = parent.prev
+        return pinned
+
+    def remove(self, block_hash: bytes) -> IndexEntry:
+        """Forget a loose entry without children (header eviction)."""
+        if block_hash not in self.loose or self.children.get(block_hash):
+            raise ValueError(f"{block_hash.hex()} is not a loose leaf")
+        entry = self.entries.pop(block_hash)
+        del self.loose[block_hash]
+        self.children.pop(block_hash, None)
+        siblings = self.children.get(entry.prev)
+        if siblings is not None:
+            siblings.pop(block_hash, None)
+            if not siblings:
+                del self.children[entry.prev]
+        return entry
 
     def link(self, block_hash: bytes) -> list[bytes]:
         """Mark ``block_hash`` and every descendant with data as linked if its parent is."""

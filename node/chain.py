@@ -4,15 +4,22 @@ and keeps the store's tip on the valid chain with the most work (PROTOCOL §4, �
 Every tip move — one block, a group of blocks during sync, or a whole reorg — is
 one ``Store.commit``; listeners hear ``connected``/``disconnected`` only after it
 returned.  Methods are serialised by a lock; callbacks run inside it.
+
+Header-only entries that no stored block descends from ("loose", see
+``node.blockindex``) are kept in memory only, at most ``max_header_only`` of
+them: headers carry no checkable work, so they must not cost unbounded memory or
+disk.  Over the cap, loose leaves are evicted, least chain work first (equal work:
+the newest first).  A restart forgets them; headers-first sync asks again.
 """
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Collection, Iterable, Sequence
 
 from consensus.block import Block, Header
 from consensus.difficulty import next_target as consensus_next_target
@@ -34,6 +41,7 @@ GROUP_BLOCKS = 256  # blocks per commit when extending the tip by many blocks (s
 GROUP_BYTES = 32 * 1024 * 1024
 LOOKAHEAD = 64  # blocks whose tx checks run ahead of the one being connected
 MAX_HEADERS = 2000  # PROTOCOL §7 headers reply
+MAX_HEADER_ONLY = 100_000  # loose header-only entries kept in memory
 
 
 @dataclass(frozen=True)
@@ -72,8 +80,11 @@ class Chain:
     def __init__(self, datadir: str | os.PathLike[str], network: Network | str, *,
                  now: Callable[[], int] | None = None, reindex: bool = False,
                  orphan_count: int = 256, orphan_bytes: int = 64 * 1024 * 1024,
-                 tx_workers: int | None = None) -> None:
+                 tx_workers: int | None = None, max_header_only: int = MAX_HEADER_ONLY) -> None:
+        if max_header_only < 1:
+            raise ValueError("max_header_only must be positive")
         self.network = NETWORKS[network] if isinstance(network, str) else network
+        self.max_header_only = max_header_only
         self.now = now or (lambda: int(time.time()))
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
@@ -121,6 +132,15 @@ class Chain:
         for entry in entries:
             self.index.put(entry)
             self._next_seq = max(self._next_seq, entry.seq + 1)
+        stale = sorted(self.index.loose, key=lambda h: -self.index.entries[h].height)
+        if stale:  # header-only entries a datadir from before the cap persisted: drop them
+            batch = self._batch()
+            for h in stale:  # children first, so each is a leaf when removed
+                self.index.remove(h)
+                batch.delete_entry(h)
+            self.store.commit(batch)
+            log.info("dropped %d stored header-only entries without blocks", len(stale))
+            entries = [e for e in entries if e.hash in self.index.entries]
         for entry in entries:
             self.index.link(entry.hash)
         self._active = self.store.best_chain()
@@ -161,43 +181,105 @@ class Chain:
     def submit_block(self, block: Block | bytes, raw: bytes | None = None) -> SubmitResult:
         """Validate and store a block, then move the tip if it leads to more work (§5)."""
         with self._lock:
-            return self._submit([(block, raw)])[0]
+            return self._submit_and_trim([(block, raw)])[0]
 
     def submit_blocks(self, blocks: Iterable[Block | bytes]) -> list[SubmitResult]:
         """Several blocks at once (sync): tip moves are committed per group of blocks."""
         with self._lock:
-            return self._submit([(b, None) for b in blocks])
+            return self._submit_and_trim([(b, None) for b in blocks])
 
     def retry_future(self) -> list[SubmitResult]:
         """Resubmit the blocks held back for a timestamp too far ahead of the clock."""
         with self._lock:
-            return self._submit(self._future.pop_all())
+            return self._submit_and_trim(self._future.pop_all())
 
     def add_header(self, header: Header) -> SubmitResult:
         """Add a header to the tree (headers-first sync, §7); the block can follow later."""
+        return self.add_headers([header])[0]
+
+    def add_headers(self, headers: Sequence[Header], keep: Collection[bytes] = ()) -> list[SubmitResult]:
+        """Add a batch of headers (a §7 ``headers`` reply, parents first) to the tree.
+
+        One result per header, in order, up to and including the first that is
+        neither accepted nor a duplicate (invalid, orphan or future): the headers
+        after it would only depend on it.  New entries are header-only, so nothing
+        is written to disk; blocks that waited in the orphan pool for one of these
+        headers are submitted.  Then loose entries over ``max_header_only`` are
+        evicted, never the entries in ``keep`` (blocks in flight) or their
+        ancestors.
+        """
         with self._lock:
-            h = header.hash
-            known = self.index.get(h)
-            if known is not None:
-                return SubmitResult(INVALID if known.failed else DUPLICATE, h,
-                                    "duplicate-invalid" if known.failed else "")
-            try:
-                check_header_stateless(header, self.network)
-            except InvalidBlock as exc:
-                return SubmitResult(INVALID, h, exc.reason)
-            parent = self.index.get(header.prev_hash)
-            if parent is None:
-                return SubmitResult(ORPHAN, h)
             batch = self._batch()
-            result = self._accept_header(batch, header, parent)
-            if batch:
+            results, accepted = [], []
+            for header in headers:
+                res = self._add_header(batch, header)
+                results.append(res)
+                if res.status == ACCEPTED:
+                    accepted.append(res.hash)
+                elif res.status != DUPLICATE:
+                    break
+            if batch:  # header-only entries are not persisted: empty unless that changes
                 self.store.commit(batch)
-            if isinstance(result, SubmitResult):
-                return result
-            waiting = self._orphans.pop_children(h)
+            waiting = [item for h in accepted for item in self._orphans.pop_children(h)]
             if waiting:
                 self._submit(waiting)
-            return SubmitResult(ACCEPTED, h)
+            self._trim_headers(keep)
+            return results
+
+    def forget_headers(self, hashes: Iterable[bytes], keep: Collection[bytes] = ()) -> int:
+        """Evict the given loose header-only entries (a departed peer's); returns how many went.
+
+        Children go before parents; an entry that still has a child not given here,
+        or that is in ``keep``, stays (and so do its ancestors).
+        """
+        with self._lock:
+            entries, loose, children = self.index.entries, self.index.loose, self.index.children
+            todo = sorted((h for h in set(hashes) if h in loose), key=lambda h: -entries[h].height)
+            gone = 0
+            for h in todo:
+                if not children.get(h) and h not in keep:
+                    self.index.remove(h)
+                    gone += 1
+            return gone
+
+    def _add_header(self, batch: ChainBatch, header: Header) -> SubmitResult:
+        h = header.hash
+        known = self.index.get(h)
+        if known is not None:
+            return SubmitResult(INVALID if known.failed else DUPLICATE, h,
+                                "duplicate-invalid" if known.failed else "")
+        try:
+            check_header_stateless(header, self.network)
+        except InvalidBlock as exc:
+            return SubmitResult(INVALID, h, exc.reason)
+        parent = self.index.get(header.prev_hash)
+        if parent is None:
+            return SubmitResult(ORPHAN, h)
+        result = self._accept_header(batch, header, parent)
+        return result if isinstance(result, SubmitResult) else SubmitResult(ACCEPTED, h)
+
+    def _trim_headers(self, keep: Collection[bytes] = ()) -> None:
+        """Over the cap, evict loose leaves down to 90 % of it: least work first, newest first."""
+        loose = self.index.loose
+        if len(loose) <= self.max_header_only:
+            return
+        target = self.max_header_only - self.max_header_only // 10
+        entries, children = self.index.entries, self.index.children
+        heap = [(entries[h].chain_work, -n, h) for h, n in loose.items() if not children.get(h) and h not in keep]
+        heapq.heapify(heap)
+        before = len(loose)
+        while len(loose) > target and heap:
+            h = heapq.heappop(heap)[2]
+            parent = self.index.remove(h).prev
+            if parent in loose and not children.get(parent) and parent not in keep:
+                heapq.heappush(heap, (entries[parent].chain_work, -loose[parent], parent))
+        log.info("evicted %d header-only entries without blocks (cap %d)", before - len(loose),
+                 self.max_header_only)
+
+    def _submit_and_trim(self, items: Sequence[tuple[Block | bytes, bytes | None]]) -> list[SubmitResult]:
+        results = self._submit(items)
+        self._trim_headers()  # a block whose header breaks a context rule leaves a failed header-only entry
+        return results
 
     def _submit(self, items: Sequence[tuple[Block | bytes, bytes | None]]) -> list[SubmitResult]:
         tip_before = self._active[-1]
@@ -258,8 +340,7 @@ class Chain:
             entry = accepted
         entry = replace(entry, status=entry.status | HAVE_DATA, fees=block_fees(block), seq=self._next_seq)
         self._next_seq += 1
-        self.index.put(entry)
-        batch.put_entry(entry)
+        self._store_entry(batch, entry)  # and the header-only ancestors it pins
         batch.put_block(h, raw)
         self._recent[h] = block
         self._candidates.update(self.index.link(h))
@@ -289,8 +370,11 @@ class Chain:
         return self.store.batch(self.index.get)
 
     def _store_entry(self, batch: ChainBatch, entry: IndexEntry) -> None:
-        self.index.put(entry)
-        batch.put_entry(entry)
+        """Put an entry in the index; persist it unless it is loose (header-only, no block after it)."""
+        for pinned in self.index.put(entry):
+            batch.put_entry(pinned)
+        if entry.hash not in self.index.loose:
+            batch.put_entry(entry)
 
     # --- moving the tip --------------------------------------------------------------
     def _tip_entry(self) -> IndexEntry:

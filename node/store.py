@@ -194,6 +194,9 @@ class ChainBatch(StateReader):
     def put_entry(self, entry: IndexEntry) -> None:
         self._put(ENTRY + entry.hash, encode_entry(entry))
 
+    def delete_entry(self, block_hash: bytes) -> None:
+        self._put(ENTRY + block_hash, None)
+
     def apply(self, diff: StateDiff) -> None:
         """Write a state diff (a forward diff or an undo record)."""
         for address, account in diff.accounts.items():

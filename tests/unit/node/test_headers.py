@@ -1,0 +1,182 @@
+"""Header-only entries: kept in memory only, capped, evicted least useful first (docs/storage.md).
+
+Headers carry no checkable work here (the proof travels with the block), so the chain
+must not let headers without blocks grow memory or disk without bound.
+"""
+from __future__ import annotations
+
+from consensus.block import Header, Ticket
+from consensus.params import MAX_TARGET, REGTEST
+from node.blockindex import FAILED_CHILD, HAVE_DATA, IndexEntry
+from node.chain import ACCEPTED, DUPLICATE, INVALID, ORPHAN
+
+from .helpers import build_chain, genesis_header, make_block
+
+
+def bogus(parent: Header, count: int, salt: int) -> list[Header]:
+    """Headers that pass every header rule on regtest but have no block (or work) behind them."""
+    out = []
+    for _ in range(count):
+        parent = Header(1, REGTEST.chain_id, parent.height + 1, parent.hash, parent.timestamp + 5, MAX_TARGET,
+                        bytes(32), bytes(20), salt, parent.work, Ticket(0, 0, bytes(32)))
+        out.append(parent)
+    return out
+
+
+def stored_hashes(chain) -> set[bytes]:
+    return {e.hash for e in chain.store.entries()}
+
+
+def count_commits(chain) -> list[int]:
+    calls: list[int] = []
+    commit = chain.store.commit
+    chain.store.commit = lambda batch: (calls.append(1), commit(batch))[1]
+    return calls
+
+
+def test_add_headers_is_one_call_without_writes(chain):
+    blocks = build_chain(genesis_header(), 30)
+    commits = count_commits(chain)
+    results = chain.add_headers([b.header for b in blocks])
+    assert [r.status for r in results] == [ACCEPTED] * 30
+    assert commits == []  # header-only entries are not persisted
+    assert stored_hashes(chain) == {genesis_header().hash}
+    assert len(chain.index.loose) == 30
+    assert [r.status for r in chain.add_headers([b.header for b in blocks[:3]])] == [DUPLICATE] * 3
+    assert chain.add_header(blocks[5].header).status == DUPLICATE
+    assert chain.submit_blocks(blocks)[-1].tip_changed
+    assert chain.tip.hash == blocks[-1].hash and not chain.index.loose
+    assert stored_hashes(chain) == {genesis_header().hash} | {b.hash for b in blocks}
+
+
+def test_add_headers_stops_at_the_first_failure(chain):
+    g = genesis_header()
+    good = bogus(g, 3, salt=1)
+    bad = make_block(good[-1], timestamp=good[-1].timestamp - 100).header  # before median time past
+    after = bogus(bad, 5, salt=1)
+    results = chain.add_headers(good + [bad] + after)
+    assert [r.status for r in results] == [ACCEPTED] * 3 + [INVALID]
+    assert results[-1].reason == "time-too-old"
+    assert chain.entry(after[0].hash) is None
+    results = chain.add_headers(after)
+    assert [(r.status, r.reason) for r in results] == [(INVALID, "bad-prevblk")]
+    assert chain.entry(after[0].hash).status & FAILED_CHILD and chain.entry(after[1].hash) is None
+    assert [r.status for r in chain.add_headers(after[2:])] == [ORPHAN]
+    assert stored_hashes(chain) == {g.hash}  # failed header-only entries are not persisted either
+
+
+def test_cap_holds_under_a_flood_from_many_peers(open_chain):
+    cap = 3000
+    chain = open_chain(max_header_only=cap)
+    honest = build_chain(genesis_header(), 40)
+    chain.submit_blocks(honest[:20])
+    chain.add_headers([b.header for b in honest[20:]])
+    base = len(chain.index)
+    for peer in range(30):  # 30 "peers", each a 2000-header chain off genesis, the tip or another fork
+        parent = genesis_header() if peer % 3 == 0 else honest[19].header if peer % 3 == 1 else \
+            chain.entry(next(iter(chain.index.loose))).header
+        results = chain.add_headers(bogus(parent, 2000, salt=100 + peer))
+        assert all(r.status == ACCEPTED for r in results)
+        assert len(chain.index.loose) <= cap
+        assert len(chain.index) <= base + cap
+        assert sum(len(c) for c in chain.index.children.values()) == len(chain.index) - 1  # no dangling links
+    # the honest headers claimed the least work, so they went first; the blocks (or a peer's
+    # next headers reply) bring them back and they connect
+    assert chain.entry(honest[-1].hash) is None
+    assert chain.submit_blocks(honest[20:])[-1].tip_changed and chain.tip.hash == honest[-1].hash
+    assert len(chain.index.loose) <= cap
+    assert stored_hashes(chain) == {genesis_header().hash} | {b.hash for b in honest}
+
+
+def test_eviction_takes_least_work_then_newest_and_never_pinned_or_kept(open_chain):
+    chain = open_chain(max_header_only=100)
+    g = genesis_header()
+    long_chain = bogus(g, 60, salt=1)
+    short = bogus(g, 30, salt=2)
+    chain.add_headers(long_chain)
+    chain.add_headers(short)
+    assert len(chain.index.loose) == 90
+    later = bogus(g, 30, salt=3)  # equal work to ``short``, seen later
+    chain.add_headers(later)  # 120 > 100: evict down to 90
+    assert len(chain.index.loose) == 90
+    assert all(chain.entry(h.hash) is not None for h in long_chain)
+    assert all(chain.entry(h.hash) is not None for h in short)  # first seen wins the tie
+    assert all(chain.entry(h.hash) is None for h in later)
+
+    # a block on top of header-only ancestors pins them: never evicted, persisted with it
+    blocks = build_chain(g, 12)
+    chain.add_headers([b.header for b in blocks[:10]])
+    assert chain.submit_block(blocks[4]).status == ACCEPTED  # stored, waiting for its ancestors' data
+    assert {b.hash for b in blocks[:4]} <= stored_hashes(chain)
+    assert not any(b.hash in chain.index.loose for b in blocks[:5])
+    # entries given as ``keep`` (blocks in flight) and their ancestors stay
+    flood = bogus(long_chain[-1], 200, salt=4)  # more work than everything else
+    results = chain.add_headers(flood, keep={blocks[9].hash, short[-1].hash})
+    assert [r.status for r in results] == [ACCEPTED] * 200
+    assert len(chain.index.loose) == 90
+    assert all(chain.entry(b.hash) is not None for b in blocks[:10])
+    assert all(chain.entry(h.hash) is not None for h in short)
+    # 295 loose → 90: the only evictable leaves were the flood's tail, then long_chain's
+    assert all(chain.entry(h.hash) is None for h in flood)
+    assert [chain.entry(h.hash) is not None for h in long_chain] == [True] * 55 + [False] * 5
+    chain.submit_blocks([b for i, b in enumerate(blocks[:10]) if i != 4])
+    assert chain.tip.hash == blocks[9].hash
+
+
+def test_restart_forgets_header_only_spam(open_chain, tmp_path):
+    chain = open_chain()
+    blocks = build_chain(genesis_header(), 10)
+    chain.submit_blocks(blocks[:3])
+    chain.add_headers([b.header for b in blocks[3:]])
+    chain.add_headers(bogus(genesis_header(), 2000, salt=1))
+    chain.add_headers(bogus(blocks[2].header, 2000, salt=2))
+    assert chain.submit_block(blocks[6]).status == ACCEPTED  # pins headers 4-6
+    chain.close()
+    reopened = open_chain()
+    assert reopened.tip.hash == blocks[2].hash
+    assert len(reopened.index) == 1 + 3 + 4  # genesis, 3 connected, 3 pinned headers + 1 stored block
+    assert not reopened.index.loose
+    assert reopened.entry(blocks[5].hash).status & HAVE_DATA == 0
+    assert reopened.entry(blocks[7].hash) is None
+    # sync asks for headers again; the blocks then connect
+    assert [r.status for r in reopened.add_headers([b.header for b in blocks[3:]])] == \
+        [DUPLICATE] * 4 + [ACCEPTED] * 3
+    reopened.submit_blocks(blocks[3:6] + blocks[7:])
+    assert reopened.tip.hash == blocks[-1].hash
+
+
+def test_open_drops_header_only_entries_an_old_datadir_stored(open_chain):
+    chain = open_chain()
+    blocks = build_chain(genesis_header(), 5)
+    chain.submit_blocks(blocks[:2])
+    batch = chain.store.batch()
+    parent = chain.entry(blocks[1].hash)
+    for h in bogus(blocks[1].header, 50, salt=1):  # what the node wrote before the cap
+        parent = IndexEntry(h, parent.height + 1, parent.chain_work + h.block_work)
+        batch.put_entry(parent)
+    chain.store.commit(batch)
+    chain.close()
+    reopened = open_chain()
+    assert len(reopened.index) == 3 and not reopened.index.loose
+    assert len(stored_hashes(reopened)) == 3
+    assert reopened.tip.hash == blocks[1].hash
+    reopened.submit_blocks(blocks[2:])
+    assert reopened.tip.hash == blocks[-1].hash
+
+
+def test_forget_headers_takes_leaves_only(chain):
+    g = genesis_header()
+    a = bogus(g, 10, salt=1)
+    b = bogus(a[4], 5, salt=2)  # another peer's branch on a's headers
+    chain.add_headers(a)
+    chain.add_headers(b)
+    assert chain.forget_headers([h.hash for h in a], keep={a[9].hash}) == 0  # a[9] in flight: a stays
+    assert chain.forget_headers([h.hash for h in a]) == 5  # a[5:]; a[:5] still carry b
+    assert [chain.entry(h.hash) is not None for h in a] == [True] * 5 + [False] * 5
+    assert chain.forget_headers([h.hash for h in b] + [h.hash for h in a]) == 10
+    assert not chain.index.loose and len(chain.index) == 1
+    blocks = build_chain(g, 3)
+    chain.add_headers([x.header for x in blocks])
+    chain.submit_block(blocks[1])
+    assert chain.forget_headers([x.hash for x in blocks]) == 1  # blocks[0] is pinned, blocks[1] has data
+    assert chain.entry(blocks[0].hash) is not None
