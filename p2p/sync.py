@@ -3,12 +3,15 @@
 * Every peer gets ``getheaders(locator)`` after the handshake, and again when it
   announces a block whose header we lack.  A full reply (2000 headers) is
   followed by another ``getheaders`` from its last header.
-* Headers are added with ``chain.add_header``.  They must be contiguous and
+* Headers are added with ``chain.add_headers`` (one call per reply; the chain keeps
+  them in memory only and caps them globally).  They must be contiguous and
   connect to a known header; an invalid header bans.  A peer may be at most
   ``header_lead`` accepted headers ahead of the blocks we have for them
   (continuations wait until blocks catch up; unsolicited excess is ignored and
   scored), and a short reply whose claimed work does not beat our tip is not
-  stored at all.  So headers without blocks behind them stay bounded per peer.
+  stored at all.  When a peer goes, the headers it added that no other peer is a
+  source for are forgotten.  So headers without blocks behind them stay bounded
+  per connected peer.
 * Blocks on a header chain with more work than our tip are *wanted*, with the
   peers that showed us those headers as sources.  Each peer has at most
   ``max_in_flight`` block requests; the lowest heights within
@@ -112,6 +115,9 @@ class Sync:
             if not sources:
                 del self._wanted[h]
                 orphaned = True
+        # headers it made us accept that no other peer is a source for: forget them, so
+        # headers without blocks are bounded by the connected peers (and the chain's cap)
+        self.chain.forget_headers([h for h in st.added if h not in self._wanted], keep=self._in_flight)
         if orphaned:  # ask the others for the headers again, to find new sources
             for other in self._peers.values():
                 self.request_headers(other.peer)
@@ -188,19 +194,18 @@ class Sync:
         if new and len(st.added) + new > self.limits.header_lead:
             peer.misbehave(0 if solicited else 20, "headers beyond the allowed lead")
             return
+        # one call for the whole batch (a known header marked invalid comes back as
+        # "duplicate-invalid"); blocks in flight keep their headers if the chain evicts
+        results = self.chain.add_headers(headers, keep=self._in_flight)
         last: Header | None = None
-        for h in headers:
-            if self.chain.entry(h.hash) is None:
-                res = self.chain.add_header(h)
-                if res.status == INVALID:
-                    peer.misbehave(_invalid_score(res.reason), f"invalid header: {res.reason}")
-                    return
-                if res.status != ACCEPTED:  # future (retry later) or orphan (cannot happen here)
-                    break
-                st.added.append(h.hash)
-            elif self.chain.entry(h.hash).failed:  # type: ignore[union-attr]
-                peer.misbehave(INHERITED_SCORE, "header on a chain marked invalid")
+        for h, res in zip(headers, results):
+            if res.status == INVALID:
+                peer.misbehave(_invalid_score(res.reason), f"invalid header: {res.reason}")
                 return
+            if res.status not in (ACCEPTED, DUPLICATE):  # future (retry later) or orphan (evicted meanwhile)
+                break
+            if res.status == ACCEPTED:
+                st.added.append(h.hash)
             last = h
         if last is None:
             return

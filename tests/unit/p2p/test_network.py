@@ -183,6 +183,35 @@ def test_header_spam_is_bounded(tmp_path) -> None:
     run(body())
 
 
+def test_headers_of_departed_peers_are_forgotten(tmp_path) -> None:
+    """Spam from connections that are gone does not accumulate (the chain caps the rest)."""
+    a = make_node(tmp_path / "a", max_outbound=0)
+    a.chain.submit_blocks(CHAIN[:20])
+    b = make_node(tmp_path / "b", max_outbound=0)
+    b.chain.submit_blocks(CHAIN[:40])
+    genesis = genesis_header()
+
+    async def body() -> None:
+        async with running(a, b):
+            before = len(a.chain.index)
+            for i in range(3):  # one connection after the other, each to its lead
+                spam = await RawPeer.open(a, f"127.0.0.{2 + i}")
+                await spam.handshake()
+                for k in range(2):
+                    spam.send("headers", [h.to_list() for h in bogus_headers(genesis, 4000, 20 + i)[2000 * k:][:2000]])
+                spam.send("ping", i)
+                await spam.expect("pong")
+                assert len(a.chain.index.loose) == 4000
+                spam.close()
+                await wait_until(lambda: not a.p2p.manager.peers, 10, "the spammer gone")
+                assert len(a.chain.index) == before and not a.chain.index.loose
+            # an honest peer's headers stay while it serves the blocks, and the sync completes
+            await connect(a, b)
+            await wait_until(lambda: a.height == 40, 20, "a synced from b")
+            assert not a.chain.index.loose
+    run(body())
+
+
 def test_stalling_peer_is_dropped_and_blocks_reassigned(tmp_path) -> None:
     a = make_node(tmp_path / "a")
     a.chain.submit_blocks(CHAIN[:100])
