@@ -3,6 +3,7 @@ LevelDB and its own Mempool (PROTOCOL §7)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import replace
 
 import pytest
@@ -210,6 +211,33 @@ def test_headers_of_departed_peers_are_forgotten(tmp_path) -> None:
             await wait_until(lambda: a.height == 40, 20, "a synced from b")
             assert not a.chain.index.loose
     run(body())
+
+
+def test_stop_with_inbound_peers_logs_no_errors(tmp_path, caplog) -> None:
+    """Stopping cancels the inbound connections' tasks; asyncio must have nothing to report."""
+    a = make_node(tmp_path / "a", max_outbound=0)
+    b = make_node(tmp_path / "b", max_outbound=0)
+    caplog.set_level(logging.DEBUG)
+
+    async def body() -> None:
+        raws = []
+        try:
+            async with running(a, b):
+                await connect(b, a)  # a node peer, inbound at a
+                ready = await RawPeer.open(a, "127.0.0.2")
+                await ready.handshake()  # a hand-driven one that finished its handshake
+                raws += [ready, await RawPeer.open(a, "127.0.0.3")]  # and one still in it
+                await wait_until(lambda: len(a.p2p.manager.peers) == 3, 10, "three inbound peers")
+                raws.append(await RawPeer.open(a, "127.0.0.4"))  # accepted as the node stops
+            for _ in range(5):  # let the server's done-callbacks run
+                await asyncio.sleep(0.01)
+        finally:
+            for raw in raws:
+                raw.close()
+    run(body())
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+    assert not a.p2p.manager.peers
 
 
 def test_stalling_peer_is_dropped_and_blocks_reassigned(tmp_path) -> None:
