@@ -137,14 +137,20 @@ class HttpApi:
                 break
 
     async def health(self, request: web.Request) -> web.Response:
+        """200 with ``ready``/``syncing``; 503 ``read-only`` once the database cannot be written."""
         tip = self.node.chain.tip
-        return web.json_response({
-            "status": "syncing" if self.node.syncing() else "ready",
+        write_error = self.node.chain.store.write_error
+        status = "read-only" if write_error else ("syncing" if self.node.syncing() else "ready")
+        body = {
+            "status": status,
             "network": self.node.network.name,
             "height": tip.height,
             "tip_age": max(0, int(time.time()) - tip.header.timestamp),
             "peers": len(self.node.p2p.peer_info()),
-        })
+        }
+        if write_error:
+            body["error"] = write_error
+        return web.json_response(body, status=503 if write_error else 200)
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self.node.metrics.render(), headers={"Content-Type": CONTENT_TYPE})

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from .store import StoreError
+
 log = logging.getLogger("pouw.rpc")
 
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
@@ -111,6 +113,9 @@ class Dispatcher:
             response: dict[str, Any] = {"jsonrpc": "2.0", "result": result, "id": req_id}
         except RpcError as exc:
             response = {"jsonrpc": "2.0", "error": {"code": exc.code, "message": exc.message}, "id": req_id}
+        except StoreError as exc:  # e.g. a full disk: the node keeps serving reads
+            log.error("%s", exc)
+            response = {"jsonrpc": "2.0", "error": {"code": DATABASE_ERROR, "message": str(exc)}, "id": req_id}
         except Exception:  # a bug must not take the server down; log it and answer
             log.exception("internal error in RPC %r", request.get("method") if isinstance(request, dict) else None)
             response = {"jsonrpc": "2.0", "error": {"code": INTERNAL_ERROR, "message": "internal error"},

@@ -50,6 +50,11 @@ class DatadirLocked(StoreError):
     """Another process holds the datadir's LevelDB lock."""
 
 
+class StoreWriteError(StoreError):
+    """A write failed (disk full, I/O error). The store refuses further writes until the
+    node restarts; what was committed before is intact (every commit is one batch)."""
+
+
 class DatadirCorrupt(StoreError):
     """The database is damaged or from an incompatible version; ``--reindex`` or a fresh datadir fixes it."""
 
@@ -251,18 +256,31 @@ class Store:
             raise StoreError(f"cannot open chain database at {self.path}: {exc}") from None
         except plyvel.CorruptionError as exc:
             raise _corrupt(self.path, str(exc)) from None
+        self.write_error: str | None = None
         try:
             self._check_version()
         except StoreError:
             self.db.close()
             raise
 
+    def _write(self, write: Callable[[], None]) -> None:
+        """Run one LevelDB write; a failure latches the store read-only with a clear message."""
+        if self.write_error is not None:
+            raise StoreWriteError(self.write_error)
+        try:
+            write()
+        except plyvel.Error as exc:
+            detail = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+            self.write_error = (f"cannot write the chain database at {self.path} ({detail}); nothing "
+                                f"partial was written: free disk space and restart pouwd")
+            raise StoreWriteError(self.write_error) from None
+
     def _check_version(self) -> None:
         data = self.db.get(VERSION)
         if data is None:
             if next(self.db.iterator(include_value=False), None) is not None:
                 raise _corrupt(self.path, "no schema version")
-            self.db.put(VERSION, enc.encode(SCHEMA_VERSION), sync=True)
+            self._write(lambda: self.db.put(VERSION, enc.encode(SCHEMA_VERSION), sync=True))
             return
         try:
             version = enc.decode(data, U32, 16, "schema version")
@@ -337,7 +355,7 @@ class Store:
                 wb.delete(key)
             else:
                 wb.put(key, value)
-        wb.write()
+        self._write(wb.write)
 
     def start_reindex(self) -> None:
         """Delete every derived record in one batch and flag the rebuild (blocks are kept)."""
@@ -346,20 +364,20 @@ class Store:
             for key in self.db.iterator(prefix=prefix, include_value=False):
                 wb.delete(key)
         wb.put(REINDEX, b"")
-        wb.write()
+        self._write(wb.write)
 
     def finish_reindex(self) -> None:
-        self.db.delete(REINDEX, sync=True)
+        self._write(lambda: self.db.delete(REINDEX, sync=True))
 
     # --- opaque records for p2p (peers, bans) ----------------------------------------
     def put_record(self, kind: str, key: bytes, value: bytes) -> None:
-        self.db.put(RECORD_PREFIXES[kind] + key, value)
+        self._write(lambda: self.db.put(RECORD_PREFIXES[kind] + key, value))
 
     def get_record(self, kind: str, key: bytes) -> bytes | None:
         return self.db.get(RECORD_PREFIXES[kind] + key)
 
     def delete_record(self, kind: str, key: bytes) -> None:
-        self.db.delete(RECORD_PREFIXES[kind] + key)
+        self._write(lambda: self.db.delete(RECORD_PREFIXES[kind] + key))
 
     def records(self, kind: str) -> Iterator[tuple[bytes, bytes]]:
         prefix = RECORD_PREFIXES[kind]
