@@ -93,7 +93,7 @@ class Chain:
         self._checker = TxChecker(self.network, tx_workers)
         self._checks: dict[bytes, Pending] = {}
         self._recent: dict[bytes, Block] = {}  # decoded blocks of the current call
-        self.store = Store(datadir, self.network.name)
+        self.store = Store(datadir, self.network.name, repair=reindex)
         try:
             if reindex or self.store.reindexing():
                 self.reindex()

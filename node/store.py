@@ -244,11 +244,13 @@ class ChainBatch(StateReader):
 class Store:
     """A LevelDB database under ``<datadir>/<network>/chain``."""
 
-    def __init__(self, datadir: str | os.PathLike[str], network: str) -> None:
+    def __init__(self, datadir: str | os.PathLike[str], network: str, repair: bool = False) -> None:
+        """Open (creating) the database; ``repair`` first lets LevelDB rebuild a damaged
+        database from its table and log files (the ``--reindex`` path then rebuilds state)."""
         self.path = os.path.join(os.fspath(datadir), network, "chain")
         os.makedirs(self.path, exist_ok=True)
         try:
-            self.db = plyvel.DB(self.path, create_if_missing=True)
+            self.db = self._open(repair)
         except plyvel.IOError as exc:
             if "lock" in str(exc).lower():
                 raise DatadirLocked(f"datadir {self.path} is in use by another process "
@@ -274,6 +276,15 @@ class Store:
             self.write_error = (f"cannot write the chain database at {self.path} ({detail}); nothing "
                                 f"partial was written: free disk space and restart pouwd")
             raise StoreWriteError(self.write_error) from None
+
+    def _open(self, repair: bool) -> plyvel.DB:
+        try:
+            return plyvel.DB(self.path, create_if_missing=True)
+        except plyvel.CorruptionError:
+            if not repair:
+                raise
+        plyvel.repair_db(self.path)
+        return plyvel.DB(self.path, create_if_missing=True)
 
     def _check_version(self) -> None:
         data = self.db.get(VERSION)
