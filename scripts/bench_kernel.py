@@ -1,8 +1,15 @@
 """Mining throughput side by side (PROTOCOL §4): the C kernel mining, the same kernel as a
 plain int8 GEMM, numpy float32 matmul, the numpy reference miner and torch._int_mm (if
-importable).  Medians of several round-robin runs, one thread count for all.
+importable).  One thread count for all.
 
-    python scripts/bench_kernel.py [--json] [--shapes 1024 2048] [--r 64] [--threads N] [--repeat 7]
+The PoUW overhead compares ``mine`` with ``plain`` (the same kernel, packing, tile loop and
+threads, without noise, fold or tickets).  Those two are timed round-robin in a group of
+their own, before any third-party library runs: OpenBLAS and OpenMP worker threads keep
+spinning for a while after a call, and whichever contender ran next used to lose a core to
+them.  ``mine_c`` is mining that also writes C' = A'·B' (what ``kernel.matmul`` runs), the
+strict like-for-like partner of ``plain``, which writes C as well.
+
+    python scripts/bench_kernel.py [--json] [--shapes 1024 2048] [--r 64] [--threads N] [--repeat 9]
 """
 from __future__ import annotations
 
@@ -17,17 +24,21 @@ import numpy as np
 from consensus.block import Header, Ticket, WorkSpec
 from miner import kernel
 
+SETTLE_S = 0.5  # lets other libraries' spinning worker threads go to sleep before timing
 
-def median_seconds(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Round-robin over ``fns`` so that a noisy machine's load hits every contender alike."""
+
+def timings(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
+    """Seconds per run of each of ``fns``, round-robin so that a noisy machine's load hits
+    every contender alike; the first round is a warm-up and is dropped."""
+    time.sleep(SETTLE_S)
     times: dict[str, list[float]] = {key: [] for key in fns}
-    for rep in range(repeat + 1):  # the first round is a warm-up
+    for rep in range(repeat + 1):
         for key, fn in fns.items():
             start = time.perf_counter()
             fn()
             if rep:
                 times[key].append(time.perf_counter() - start)
-    return {key: statistics.median(t) for key, t in times.items()}
+    return times
 
 
 def torch_int8(a: np.ndarray, b: np.ndarray, threads: int) -> Callable[[], object] | None:
@@ -48,19 +59,28 @@ def bench(size: int, r: int, threads: int, repeat: int) -> dict:
     header = Header(1, 4, 1, bytes(32), 0, 1 << 200, bytes(32), bytes(20), 0,
                     WorkSpec(size, size, size, r, bytes(32), bytes(32)), Ticket(0, 0, bytes(32)))
     af, bf = a.astype(np.float32), b.astype(np.float32)
-    macs = size ** 3 / 1e9
-    runs: dict[str, Callable[[], object] | None] = {
-        "mine_gmacs": lambda: kernel.mine(header, a, b, threads=threads),
-        "plain_gmacs": lambda: kernel.gemm(a, b, block=r, threads=threads),
-        "numpy_f32_gmacs": lambda: af @ bf,
-        "reference_gmacs": lambda: kernel.mine(header, a, b, path="numpy"),
-        "torch_int8_gmacs": torch_int8(a, b, threads),
+    gmacs = size ** 3 / 1e9
+    ours = {
+        "mine": lambda: kernel.mine(header, a, b, threads=threads),
+        "mine_c": lambda: kernel.run(header, a, b, want_product=True, threads=threads),
+        "plain": lambda: kernel.gemm(a, b, block=r, threads=threads),
     }
+    others = {key: fn for key, fn in {
+        "numpy_f32": lambda: af @ bf,
+        "torch_int8": torch_int8(a, b, threads),
+    }.items() if fn is not None}
+    times = timings(ours, repeat)
+    times |= timings(others, min(repeat, 3))  # slow and only for orientation
+    times |= timings({"reference": lambda: kernel.mine(header, a, b, path="numpy")}, 1)
     out: dict = {"shape": [size, size, size], "r": r, "threads": threads, "path": kernel.active_path}
-    fast = {key: fn for key, fn in runs.items() if fn is not None and key != "reference_gmacs"}
-    seconds = median_seconds(fast, repeat) | median_seconds({"reference_gmacs": runs["reference_gmacs"]}, 1)
-    for key in runs:
-        out[key] = round(macs / seconds[key], 2) if key in seconds else None
+    for key in ("mine", "mine_c", "plain", "numpy_f32", "reference", "torch_int8"):
+        t = times.get(key)
+        out[f"{key}_gmacs"] = round(gmacs / statistics.median(t), 2) if t else None
+        out[f"{key}_gmacs_range"] = [round(gmacs / max(t), 2), round(gmacs / min(t), 2)] if t else None
+    # per-round ratios: both contenders of a round saw the same machine load
+    ratios = [m / p - 1 for m, p in zip(times["mine"], times["plain"])]
+    out["overhead"] = round(statistics.median(ratios), 4)
+    out["overhead_range"] = [round(min(ratios), 4), round(max(ratios), 4)]
     return out
 
 
@@ -70,18 +90,21 @@ def main() -> None:
     parser.add_argument("--shapes", type=int, nargs="+", default=[1024, 2048], help="m = n = k")
     parser.add_argument("--r", type=int, default=64)
     parser.add_argument("--threads", type=int, default=kernel.default_threads())
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=9)
     args = parser.parse_args()
     for size in args.shapes:
         row = bench(size, args.r, args.threads, args.repeat)
         if args.json:
             print(json.dumps(row))
             continue
-        print(f"{size}^3 r={args.r} threads={args.threads} path={row['path']} (GMAC/s, medians)")
-        for key in ("mine_gmacs", "plain_gmacs", "numpy_f32_gmacs", "reference_gmacs", "torch_int8_gmacs"):
-            print(f"  {key:18} {row[key]}")
-        print(f"  PoUW overhead (plain/mine - 1): {row['plain_gmacs'] / row['mine_gmacs'] - 1:+.1%}; "
-              f"mine / numpy f32: {row['mine_gmacs'] / row['numpy_f32_gmacs']:.2f}x")
+        print(f"{size}^3 r={args.r} threads={args.threads} path={row['path']} (GMAC/s: median [min–max])")
+        for key in ("mine", "mine_c", "plain", "numpy_f32", "reference", "torch_int8"):
+            rng_ = row[f"{key}_gmacs_range"]
+            span = f"  [{rng_[0]}–{rng_[1]}]" if rng_ else ""
+            print(f"  {key + '_gmacs':18} {row[key + '_gmacs']}{span}")
+        low, high = row["overhead_range"]
+        print(f"  PoUW overhead (mine/plain time - 1, median of rounds): {row['overhead']:+.1%} "
+              f"[{low:+.1%}–{high:+.1%}]; mine / numpy f32: {row['mine_gmacs'] / row['numpy_f32_gmacs']:.2f}x")
 
 
 if __name__ == "__main__":
