@@ -2,8 +2,10 @@
  *
  * Data flow per call:
  *   1. pack (parallel over tile-rows and tile-columns): A' = A + E_L·E_R and B' = B + F_L·F_R
- *      are formed on the fly from the small noise factors (entries of A, B range-checked) into
- *        Ap[tile-row][chunk][32 rows][r]     (a row's 4 consecutive k-values are broadcast)
+ *      are formed on the fly from the noise factors, which the pack threads expand from the seeds
+ *      (SHAKE-128, four streams at once on the SIMD paths; entries of A, B range-checked), into
+ *      the same panel layout for both operands:
+ *        Ap[tile-row][k/4][32 rows][4]       (a row's 4 consecutive k-values are broadcast)
  *        Bp[tile-col][k/4][32 cols][4]       (a vector holds 8 or 16 columns × 4 k-values)
  *   2. compute (parallel over tiles): each 32×32 int32 accumulator lives in L1; per rank-r
  *      chunk every 4×16 (AVX2) or 8×32 (AVX-512) register block is loaded, updated over the
@@ -21,6 +23,7 @@
 #include <string.h>
 
 #include "_sha256.h"
+#include "_shake128.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #define POUW_X86 1
@@ -32,14 +35,19 @@ enum { PATH_AUTO = 0, PATH_PORTABLE = 1, PATH_AVX2 = 2, PATH_AVX512 = 3 };
 static const char *PATH_NAMES[] = {"auto", "portable", "avx2", "avx512"};
 
 typedef struct {
-    const int8_t *a, *b, *el, *fr;           /* A (m×k), B (k×n), E_L (m×r), F_R (r×n) */
-    const uint16_t *ep, *eq, *fp, *fq;       /* E_R and F_L pairs (k each); NULL: no noise */
+    const int8_t *a, *b;                     /* A (m×k), B (k×n) */
+    const uint8_t *s_a, *s_b;                /* noise seeds; s_b NULL: no noise (plain GEMM) */
     int m, n, k, r, limit;                   /* |A|, |B| entries must not exceed limit */
-    const uint8_t *s_a, *threshold;          /* threshold NULL: every tile wins */
+    const uint8_t *threshold;                /* NULL: every tile wins */
     uint32_t *lanes;                          /* T×16, NULL: no fold/tickets (plain GEMM) */
     uint8_t *digests, *wins;                  /* T×32, T */
     int32_t *c;                               /* m×n or NULL */
+    /* workspace (run_job) */
     int8_t *ap, *bp;                          /* packed operands */
+    uint8_t *xof;                             /* per tile-row, then tile-column: its 32r XOF bytes */
+    uint8_t *pairs_xof;                       /* X(s_A, "ER", 4k) ‖ X(s_B, "FL", 4k) */
+    int8_t *factors;                          /* the same panels' r×32 noise factors */
+    uint16_t *ep, *eq, *fp, *fq;              /* E_R and F_L pairs (k each) */
     int32_t *colsum;                          /* AVX-512 only: 128·Σ B' per tile-col, chunk, column */
     int path, use_shani, threads, bad_entry;
     long next;                                /* shared work counter */
@@ -47,61 +55,251 @@ typedef struct {
 
 typedef void (*tile_fn)(const job_t *, int, int, int32_t *, uint32_t *);
 
-static int out_of_range(const int8_t *v, int len, int limit) {
-    int bad = 0;
-    for (int i = 0; i < len; i++) bad |= v[i] < -limit || v[i] > limit;
-    return bad;
+/* --- noise factors and pairs (PROTOCOL §4) ---------------------------------------------------
+ *
+ * Both operands are packed as 32-line panels: a tile-row of A (lines = rows, k along each row)
+ * and a tile-column of B (lines = columns, k down the column).  Their noise has the same shape:
+ *   E[i, j] = E_L[i, p_j] − E_L[i, q_j]   (p, q from P(s_A, "ER"))
+ *   F[j, c] = F_R[p_j, c] − F_R[q_j, c]   (p, q from P(s_B, "FL"))
+ * so with the panel's factor stored transposed, T[x][line] (r×32), the noise of k-index j
+ * for all 32 lines is the difference of two 32-byte rows of T: one vector subtraction.
+ * The XOF of a panel is 32 lines × r bytes in both cases (E_L row-major per tile-row; F_R
+ * "column by column" per tile-column), so T is its transpose with entry = (byte & 63) − 32.
+ */
+
+static void noise_factor(const uint8_t *xof, int r, int8_t *T) {
+    for (int line = 0; line < TILE; line++)
+        for (int x = 0; x < r; x++) T[x * TILE + line] = (int8_t)((xof[(size_t)line * r + x] & 63) - 32);
 }
 
-/* --- packing: Ap[tile-row][chunk][32 rows][r], Bp[tile-col][k/4][32 cols][4] -------------- */
+/* X(seed_l, label_l, len) for up to four streams (count ≥ 1); input = seed(32) ‖ label.  The SIMD
+ * paths run the four streams side by side (unused lanes repeat the last stream). */
+static void xof_streams(const job_t *J, const uint8_t *const seed[4], const uint8_t (*label)[6], size_t label_len,
+                        int count, uint8_t *const out[4], size_t len) {
+    uint8_t in[4][38];
+    const uint8_t *ins[4];
+    uint8_t *outs[4];
+    for (int l = 0; l < 4; l++) {
+        const int src = l < count ? l : count - 1;
+        memcpy(in[l], seed[src], 32);
+        memcpy(in[l] + 32, label[src], label_len);
+        ins[l] = in[l], outs[l] = out[src];
+    }
+#ifdef POUW_X86
+    if (J->path != PATH_PORTABLE) {
+        shake128_x4(ins, 32 + label_len, outs, len);
+        return;
+    }
+#endif
+    for (int l = 0; l < count; l++) shake128(ins[l], 32 + label_len, outs[l], len);
+}
 
-static void pack_a(job_t *J, int ta) {
-    const int k = J->k, r = J->r, chunks = k / r;
-    const int8_t flip = J->path == PATH_AVX512 ? (int8_t)0x80 : 0; /* u8 operand a+128 for vpdpbusd */
-    int8_t *dst = J->ap + (size_t)ta * TILE * k;
-    for (int i = 0; i < TILE; i++) {
-        const size_t gi = (size_t)ta * TILE + i;
-        const int8_t *row = J->a + gi * k;
-        const int8_t *el = J->ep ? J->el + gi * r : NULL;
-        if (out_of_range(row, k, J->limit)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
-        for (int l = 0; l < chunks; l++) {
-            int8_t *out = dst + ((size_t)l * TILE + i) * r;
-            const int8_t *src = row + (size_t)l * r;
-            if (el) {
-                const uint16_t *p = J->ep + (size_t)l * r, *q = J->eq + (size_t)l * r;
-                for (int j = 0; j < r; j++) out[j] = (int8_t)(src[j] + el[p[j]] - el[q[j]]) ^ flip;
-            } else {
-                for (int j = 0; j < r; j++) out[j] = src[j] ^ flip;
-            }
-        }
+/* The XOF of `count` ≤ 4 consecutive panels from `first` (tile-rows: X(s_A, "EL"‖u32le(a), 32r);
+ * tile-columns: X(s_B, "FR"‖u32le(b), 32r)) into out, 32r bytes each. */
+static void panel_xofs(const job_t *J, const uint8_t *seed, char tag, int first, int count, uint8_t *out) {
+    const size_t len = (size_t)TILE * J->r;
+    const uint8_t *seeds[4] = {seed, seed, seed, seed};
+    uint8_t labels[4][6], *outs[4];
+    for (int l = 0; l < count; l++) {
+        const uint32_t index = (uint32_t)(first + l);
+        labels[l][0] = (uint8_t)tag, labels[l][1] = tag == 'E' ? 'L' : 'R';
+        for (int b = 0; b < 4; b++) labels[l][2 + b] = (uint8_t)(index >> (8 * b));
+        outs[l] = out + l * len;
+    }
+    xof_streams(J, seeds, labels, 6, count, outs, len);
+}
+
+/* P(seed, label): p_j = u mod r, q_j = (p_j + 1 + (v mod (r − 1))) mod r, u, v u16le. */
+static void pairs_from_xof(const uint8_t *xof, int k, int r, uint16_t *p, uint16_t *q) {
+    for (int j = 0; j < k; j++) {
+        const unsigned u = xof[4 * j] | xof[4 * j + 1] << 8, v = xof[4 * j + 2] | xof[4 * j + 3] << 8;
+        p[j] = (uint16_t)(u % r);
+        q[j] = (uint16_t)((p[j] + 1 + v % (r - 1)) % r);
     }
 }
 
-static void pack_b(job_t *J, int tb) {
-    const int k = J->k, n = J->n, r = J->r;
-    int8_t *dst = J->bp + (size_t)tb * TILE * k;
-    int32_t *colsum = J->colsum ? J->colsum + (size_t)tb * (k / r) * TILE : NULL;
-    for (int j = 0; j < k; j += 4) {
-        int8_t v[4][TILE];
+/* --- packing: Ap[tile-row][k/4][32 rows][4], Bp[tile-col][k/4][32 cols][4] ------------------
+ * A k-quad of a line is 4 consecutive k-values; the kernels broadcast a row's quad of A and
+ * multiply it with a vector of B quads.  A rank-r chunk ℓ is quads ℓr/4 … (ℓ+1)r/4 − 1, i.e.
+ * the 32·r bytes at offset ℓ·32·r of the panel. */
+
+typedef struct {
+    const int8_t *data;          /* element (line, j) at data[line·line_step + j·k_step] */
+    size_t line_step, k_step;
+    const int8_t *T;             /* r×32 noise factor, NULL: no noise */
+    const uint16_t *p, *q;       /* the panel's pairs (k each) */
+    int8_t flip;                 /* XORed into every packed byte (0x80: u8 operand for vpdpbusd) */
+    int limit;
+    int8_t *out;                 /* 32·k bytes */
+} panel_t;
+
+/* Quads jq0 … jq1 − 1 of a panel, one byte at a time; returns nonzero on an entry out of range. */
+static int pack_scalar(const panel_t *P, int jq0, int jq1) {
+    int bad = 0;
+    for (int jq = jq0; jq < jq1; jq++)
         for (int t = 0; t < 4; t++) {
-            const int8_t *src = J->b + (size_t)(j + t) * n + (size_t)tb * TILE;
-            if (out_of_range(src, TILE, J->limit)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
-            if (J->fp) {
-                const int8_t *fp = J->fr + (size_t)J->fp[j + t] * n + (size_t)tb * TILE;
-                const int8_t *fq = J->fr + (size_t)J->fq[j + t] * n + (size_t)tb * TILE;
-                for (int c = 0; c < TILE; c++) v[t][c] = (int8_t)(src[c] + fp[c] - fq[c]);
-            } else {
-                memcpy(v[t], src, TILE);
+            const int j = 4 * jq + t;
+            const int8_t *tp = P->T ? P->T + (size_t)P->p[j] * TILE : NULL;
+            const int8_t *tq = P->T ? P->T + (size_t)P->q[j] * TILE : NULL;
+            for (int line = 0; line < TILE; line++) {
+                const int8_t x = P->data[line * P->line_step + (size_t)j * P->k_step];
+                bad |= x < -P->limit || x > P->limit;
+                const int e = tp ? tp[line] - tq[line] : 0;
+                P->out[(size_t)jq * 4 * TILE + 4 * line + t] = (int8_t)(x + e) ^ P->flip;
             }
         }
-        int8_t *out = dst + (size_t)j * TILE;
-        for (int c = 0; c < TILE; c++)
-            for (int t = 0; t < 4; t++) out[4 * c + t] = v[t][c];
-        if (colsum) {
-            int32_t *cs = colsum + (size_t)(j / r) * TILE;
-            if (j % r == 0) memset(cs, 0, TILE * sizeof *cs);
-            for (int c = 0; c < TILE; c++) cs[c] += 128 * (v[0][c] + v[1][c] + v[2][c] + v[3][c]);
+    return bad;
+}
+
+#ifdef POUW_X86
+/* Noise of k-index j for the panel's 32 lines (see noise_factor). */
+__attribute__((target("avx2"))) static inline __m256i noise_vec(const panel_t *P, int j) {
+    return _mm256_sub_epi8(_mm256_load_si256((const __m256i *)(P->T + (size_t)P->p[j] * TILE)),
+                           _mm256_load_si256((const __m256i *)(P->T + (size_t)P->q[j] * TILE)));
+}
+
+/* Four vectors of 32 lines (k-values j … j+3) → [32 lines][4] as four vectors of 8 lines. */
+__attribute__((target("avx2"))) static inline void interleave4(const __m256i v[4], __m256i out[4]) {
+    const __m256i lo01 = _mm256_unpacklo_epi8(v[0], v[1]), hi01 = _mm256_unpackhi_epi8(v[0], v[1]);
+    const __m256i lo23 = _mm256_unpacklo_epi8(v[2], v[3]), hi23 = _mm256_unpackhi_epi8(v[2], v[3]);
+    const __m256i q0 = _mm256_unpacklo_epi16(lo01, lo23); /* lines 0-3 | 16-19 */
+    const __m256i q1 = _mm256_unpackhi_epi16(lo01, lo23); /* lines 4-7 | 20-23 */
+    const __m256i q2 = _mm256_unpacklo_epi16(hi01, hi23); /* lines 8-11 | 24-27 */
+    const __m256i q3 = _mm256_unpackhi_epi16(hi01, hi23); /* lines 12-15 | 28-31 */
+    out[0] = _mm256_permute2x128_si256(q0, q1, 0x20);
+    out[1] = _mm256_permute2x128_si256(q2, q3, 0x20);
+    out[2] = _mm256_permute2x128_si256(q0, q1, 0x31);
+    out[3] = _mm256_permute2x128_si256(q2, q3, 0x31);
+}
+
+/* 8 rows of 8 dwords → 8 vectors, vector x holding dword x of every row. */
+__attribute__((target("avx2"))) static inline void transpose8x8_epi32(const __m256i r[8], __m256i out[8]) {
+    __m256i t[8], u[8];
+    for (int h = 0; h < 8; h += 4) {
+        t[h] = _mm256_unpacklo_epi32(r[h], r[h + 1]);
+        t[h + 1] = _mm256_unpackhi_epi32(r[h], r[h + 1]);
+        t[h + 2] = _mm256_unpacklo_epi32(r[h + 2], r[h + 3]);
+        t[h + 3] = _mm256_unpackhi_epi32(r[h + 2], r[h + 3]);
+        u[h] = _mm256_unpacklo_epi64(t[h], t[h + 2]);         /* dwords 0 | 4 */
+        u[h + 1] = _mm256_unpackhi_epi64(t[h], t[h + 2]);     /* dwords 1 | 5 */
+        u[h + 2] = _mm256_unpacklo_epi64(t[h + 1], t[h + 3]); /* dwords 2 | 6 */
+        u[h + 3] = _mm256_unpackhi_epi64(t[h + 1], t[h + 3]); /* dwords 3 | 7 */
+    }
+    for (int x = 0; x < 4; x++) {
+        out[x] = _mm256_permute2x128_si256(u[x], u[x + 4], 0x20);
+        out[x + 4] = _mm256_permute2x128_si256(u[x], u[x + 4], 0x31);
+    }
+}
+
+/* Running max of |entry| as u8 (|−128| reads as 128), to check the range once per panel. */
+__attribute__((target("avx2"))) static inline __m256i track_abs(__m256i mx, __m256i v) {
+    return _mm256_max_epu8(mx, _mm256_abs_epi8(v));
+}
+
+__attribute__((target("avx2"))) static int over_limit(__m256i mx, int limit) {
+    const __m256i lim = _mm256_set1_epi8((char)limit);
+    return _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(mx, lim), lim)) != -1;
+}
+
+/* A k-major panel (a tile-column of B: the 32 lines of one k-index are contiguous). */
+__attribute__((target("avx2"))) static int pack_kmajor_avx2(const panel_t *P, int k) {
+    const __m256i flip = _mm256_set1_epi8(P->flip);
+    __m256i mx = _mm256_setzero_si256();
+    for (int j = 0; j < k; j += 4) {
+        __m256i v[4], o[4];
+        for (int t = 0; t < 4; t++) {
+            v[t] = _mm256_loadu_si256((const __m256i *)(P->data + (size_t)(j + t) * P->k_step));
+            mx = track_abs(mx, v[t]);
+            if (P->T) v[t] = _mm256_add_epi8(v[t], noise_vec(P, j + t));
         }
+        interleave4(v, o);
+        for (int x = 0; x < 4; x++)
+            _mm256_store_si256((__m256i *)(P->out + (size_t)j * TILE + 32 * x), _mm256_xor_si256(o[x], flip));
+    }
+    return over_limit(mx, P->limit);
+}
+
+/* A line-major panel (a tile-row of A: each row's k-values are contiguous).  Blocks of 8 rows
+ * × 32 k-values are transposed as dwords, so every quad lands as 8 rows × 4 bytes; the noise
+ * quads are added afterwards.  A tail of k mod 32 values goes through pack_scalar. */
+__attribute__((target("avx2"))) static int pack_linemajor_avx2(const panel_t *P, int k) {
+    const __m256i flip = _mm256_set1_epi8(P->flip);
+    const int body = k / 32 * 32;
+    __m256i mx = _mm256_setzero_si256();
+    for (int j0 = 0; j0 < body; j0 += 32) {
+        int8_t *out = P->out + (size_t)j0 * TILE;
+        for (int g = 0; g < 4; g++) {
+            __m256i rows[8], quads[8];
+            for (int y = 0; y < 8; y++) {
+                rows[y] = _mm256_loadu_si256((const __m256i *)(P->data + (8 * g + y) * P->line_step + j0));
+                mx = track_abs(mx, rows[y]);
+            }
+            transpose8x8_epi32(rows, quads);
+            for (int x = 0; x < 8; x++) _mm256_store_si256((__m256i *)(out + 4 * TILE * x + 32 * g), quads[x]);
+        }
+        for (int x = 0; x < 8; x++) {
+            __m256i *q = (__m256i *)(out + 4 * TILE * x), e[4] = {0}, n[4];
+            if (P->T) {
+                for (int t = 0; t < 4; t++) n[t] = noise_vec(P, j0 + 4 * x + t);
+                interleave4(n, e);
+            }
+            for (int g = 0; g < 4; g++)
+                _mm256_store_si256(q + g, _mm256_xor_si256(_mm256_add_epi8(_mm256_load_si256(q + g), e[g]), flip));
+        }
+    }
+    return over_limit(mx, P->limit) | pack_scalar(P, body / 4, k / 4);
+}
+#endif
+
+/* Packs one panel; nonzero if an entry is out of range.  A's panels are line-major (k_step 1). */
+static int pack_panel(const job_t *J, const panel_t *P) {
+#ifdef POUW_X86
+    if (J->path != PATH_PORTABLE) /* every SIMD path has AVX2 */
+        return P->k_step == 1 ? pack_linemajor_avx2(P, J->k) : pack_kmajor_avx2(P, J->k);
+#endif
+    return pack_scalar(P, 0, J->k / 4);
+}
+
+/* Tile-rows ta … ta+count−1 of A (count ≤ 4: one XOF call).  Noise factors are panel-indexed:
+ * tile-rows first, then tile-columns. */
+static void pack_a(job_t *J, int ta, int count) {
+    const size_t panel_xof = (size_t)TILE * J->r;
+    if (J->s_b) panel_xofs(J, J->s_a, 'E', ta, count, J->xof + ta * panel_xof);
+    for (int i = ta; i < ta + count; i++) {
+        int8_t *T = J->s_b ? J->factors + i * panel_xof : NULL;
+        if (T) noise_factor(J->xof + i * panel_xof, J->r, T);
+        const panel_t P = {J->a + (size_t)i * TILE * J->k, (size_t)J->k, 1, T, J->ep, J->eq,
+                           J->path == PATH_AVX512 ? (int8_t)0x80 : 0, /* u8 operand a+128 for vpdpbusd */
+                           J->limit, J->ap + (size_t)i * TILE * J->k};
+        if (pack_panel(J, &P)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
+    }
+}
+
+/* AVX-512: 128·Σ_{j in chunk} B'[j, c] per chunk and column of tile-column tb (from Bp). */
+static void column_sums(job_t *J, int tb) {
+    const int r = J->r, chunks = J->k / r;
+    const int8_t *bp = J->bp + (size_t)tb * TILE * J->k;
+    int32_t *cs = J->colsum + (size_t)tb * chunks * TILE;
+    for (int l = 0; l < chunks; l++)
+        for (int c = 0; c < TILE; c++) {
+            int32_t sum = 0;
+            for (int j = l * r; j < (l + 1) * r; j++) sum += bp[(size_t)(j / 4) * 4 * TILE + 4 * c + j % 4];
+            cs[l * TILE + c] = 128 * sum;
+        }
+}
+
+/* Tile-columns tb … tb+count−1 of B (count ≤ 4: one XOF call). */
+static void pack_b(job_t *J, int tb, int count) {
+    const size_t panel_xof = (size_t)TILE * J->r, first = J->m / TILE + tb;
+    if (J->s_b) panel_xofs(J, J->s_b, 'F', tb, count, J->xof + first * panel_xof);
+    for (int i = tb; i < tb + count; i++) {
+        const size_t panel = J->m / TILE + i;
+        int8_t *T = J->s_b ? J->factors + panel * panel_xof : NULL;
+        if (T) noise_factor(J->xof + panel * panel_xof, J->r, T);
+        const panel_t P = {J->b + (size_t)i * TILE, 1, (size_t)J->n, T, J->fp, J->fq, 0, J->limit,
+                           J->bp + (size_t)i * TILE * J->k};
+        if (pack_panel(J, &P)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
+        if (J->colsum) column_sums(J, i);
     }
 }
 
@@ -116,7 +314,7 @@ static void tile_portable(const job_t *J, int ta, int tb, int32_t *acc, uint32_t
         for (int i = 0; i < TILE; i++) {
             int32_t *row = acc + i * TILE;
             for (int j = 0; j < r; j += 4) {
-                const int8_t *a = Al + i * r + j, *bb = Bl + (size_t)j * TILE;
+                const int8_t *a = Al + (size_t)j * TILE + 4 * i, *bb = Bl + (size_t)j * TILE;
                 for (int c = 0; c < TILE; c++)
                     row[c] += a[0] * bb[4 * c] + a[1] * bb[4 * c + 1] + a[2] * bb[4 * c + 2] +
                               a[3] * bb[4 * c + 3];
@@ -148,14 +346,13 @@ static void tile_avx2(const job_t *J, int ta, int tb, int32_t *acc, uint32_t *xo
                 int32_t *c0 = acc + rg * TILE + cg;
                 for (int i = 0; i < 4; i++)
                     for (int h = 0; h < 2; h++) s[i][h] = _mm256_load_si256((const __m256i *)(c0 + i * TILE + 8 * h));
-                const int8_t *a0 = Al + (size_t)rg * r;
-                const int8_t *bb = Bl + 4 * cg;
-                for (int j = 0; j < r; j += 4, bb += 4 * TILE) {
+                const int8_t *a0 = Al + 4 * rg, *bb = Bl + 4 * cg;
+                for (int j = 0; j < r; j += 4, a0 += 4 * TILE, bb += 4 * TILE) {
                     const __m256i b0 = _mm256_load_si256((const __m256i *)bb);
                     const __m256i b1 = _mm256_load_si256((const __m256i *)(bb + 32));
                     for (int i = 0; i < 4; i++) {
                         int32_t quad;
-                        memcpy(&quad, a0 + (size_t)i * r + j, sizeof quad);
+                        memcpy(&quad, a0 + 4 * i, sizeof quad);
                         const __m256i av = _mm256_set1_epi32(quad), aa = _mm256_abs_epi8(av);
                         const __m256i p0 = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(b0, av));
                         const __m256i p1 = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(b1, av));
@@ -197,13 +394,12 @@ static void tile_avx512(const job_t *J, int ta, int tb, int32_t *acc, uint32_t *
             for (int i = 0; i < 8; i++)
                 for (int h = 0; h < 2; h++)
                     s[i][h] = _mm512_sub_epi32(_mm512_load_si512(c0 + i * TILE + 16 * h), corr[h]);
-            const int8_t *a0 = Al + (size_t)rg * r;
-            const int8_t *bb = Bl;
-            for (int j = 0; j < r; j += 4, bb += 4 * TILE) {
+            const int8_t *a0 = Al + 4 * rg, *bb = Bl;
+            for (int j = 0; j < r; j += 4, a0 += 4 * TILE, bb += 4 * TILE) {
                 const __m512i b0 = _mm512_load_si512(bb), b1 = _mm512_load_si512(bb + 64);
                 for (int i = 0; i < 8; i++) {
                     int32_t quad;
-                    memcpy(&quad, a0 + (size_t)i * r + j, sizeof quad);
+                    memcpy(&quad, a0 + 4 * i, sizeof quad);
                     const __m512i av = _mm512_set1_epi32(quad);
                     s[i][0] = _mm512_dpbusd_epi32(s[i][0], av, b0);
                     s[i][1] = _mm512_dpbusd_epi32(s[i][1], av, b1);
@@ -258,12 +454,18 @@ static tile_fn tile_for(int path) {
     return tile_portable;
 }
 
+/* Pack tasks are groups of PANEL_GROUP tile-rows or tile-columns: one 4-stream XOF each. */
+enum { PANEL_GROUP = 4 };
+
 static void *pack_worker(void *arg) {
     job_t *J = arg;
-    const long mb = J->m / TILE, total = mb + J->n / TILE;
+    const int mb = J->m / TILE, nb = J->n / TILE;
+    const long ga = (mb + PANEL_GROUP - 1) / PANEL_GROUP, total = ga + (nb + PANEL_GROUP - 1) / PANEL_GROUP;
     for (long t; (t = __atomic_fetch_add(&J->next, 1, __ATOMIC_RELAXED)) < total;) {
-        if (t < mb) pack_a(J, (int)t);
-        else pack_b(J, (int)(t - mb));
+        const int first = (int)(t < ga ? t : t - ga) * PANEL_GROUP, lines = t < ga ? mb : nb;
+        const int count = lines - first < PANEL_GROUP ? lines - first : PANEL_GROUP;
+        if (t < ga) pack_a(J, first, count);
+        else pack_b(J, first, count);
     }
     return NULL;
 }
@@ -310,18 +512,76 @@ static int parallel(job_t *J, void *(*fn)(void *)) {
     return failed;
 }
 
+/* --- workspace --------------------------------------------------------------------------
+ * One buffer holds the packed operands, the noise factors and pairs.  The last one is kept for
+ * the next call (a miner calls with the same shape again and again): a fresh allocation of this
+ * size is mmapped, and the kernel then faults in and zeroes every page on each call.  A second
+ * caller running concurrently gets a private buffer. */
+
+enum { WS_KEEP_MAX = 256 << 20 };
+static pthread_mutex_t ws_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *ws_kept;
+static size_t ws_kept_len;
+
+static size_t round64(size_t len) { return (len + 63) / 64 * 64; }
+
+static void *workspace_get(size_t len, int *kept) {
+    *kept = len <= WS_KEEP_MAX && pthread_mutex_trylock(&ws_lock) == 0;
+    if (!*kept) return aligned_alloc(64, len);
+    if (ws_kept_len < len) {
+        free(ws_kept);
+        ws_kept = aligned_alloc(64, len);
+        ws_kept_len = ws_kept ? len : 0;
+    }
+    if (!ws_kept) pthread_mutex_unlock(&ws_lock), *kept = 0;
+    return ws_kept;
+}
+
+static void workspace_put(void *ws, int kept) {
+    if (kept) pthread_mutex_unlock(&ws_lock);
+    else free(ws);
+}
+
+/* Carves J's buffers out of ws (or only measures them when ws is NULL); returns the size. */
+static size_t workspace_layout(job_t *J, uint8_t *ws) {
+    const size_t k = J->k, noisy = J->s_b != NULL, panels = (size_t)(J->m + J->n) / TILE;
+    const size_t lens[] = {(size_t)J->m * k, k * J->n, noisy * panels * TILE * J->r, noisy * panels * TILE * J->r,
+                           noisy * 2 * 4 * k, noisy * 4 * k * sizeof(uint16_t),
+                           J->path == PATH_AVX512 ? (size_t)J->n * (k / J->r) * sizeof(int32_t) : 0};
+    enum { PARTS = sizeof lens / sizeof lens[0] };
+    size_t off[PARTS], total = 0;
+    for (int i = 0; i < PARTS; i++) off[i] = total, total += round64(lens[i]);
+    if (ws) {
+        J->ap = (int8_t *)ws + off[0], J->bp = (int8_t *)ws + off[1];
+        J->xof = ws + off[2], J->factors = (int8_t *)ws + off[3];
+        J->pairs_xof = ws + off[4];
+        uint16_t *pairs = (uint16_t *)(ws + off[5]);
+        J->ep = pairs, J->eq = pairs + k, J->fp = pairs + 2 * k, J->fq = pairs + 3 * k;
+        J->colsum = J->path == PATH_AVX512 ? (int32_t *)(ws + off[6]) : NULL;
+    }
+    return total;
+}
+
+/* E_R pairs from P(s_A, "ER") and F_L pairs from P(s_B, "FL"), as one two-stream XOF. */
+static void noise_pairs(job_t *J) {
+    const uint8_t *seeds[4] = {J->s_a, J->s_b};
+    const uint8_t labels[4][6] = {"ER", "FL"};
+    uint8_t *outs[4] = {J->pairs_xof, J->pairs_xof + 4 * (size_t)J->k};
+    xof_streams(J, seeds, labels, 2, 2, outs, 4 * (size_t)J->k);
+    pairs_from_xof(outs[0], J->k, J->r, J->ep, J->eq);
+    pairs_from_xof(outs[1], J->k, J->r, J->fp, J->fq);
+}
+
 /* 0 on success, 1 out of memory, 2 an entry outside [-limit, limit]. */
 static int run_job(job_t *J) {
-    const size_t a_len = (size_t)J->m * J->k, b_len = (size_t)J->k * J->n;
-    int status = 1;
-    J->ap = aligned_alloc(64, (a_len + 63) / 64 * 64);
-    J->bp = aligned_alloc(64, (b_len + 63) / 64 * 64);
-    J->colsum = J->path == PATH_AVX512 ? malloc((size_t)(J->n / TILE) * (J->k / J->r) * TILE * sizeof(int32_t)) : NULL;
-    if (J->ap && J->bp && (J->colsum || J->path != PATH_AVX512) && !parallel(J, pack_worker))
-        status = J->bad_entry ? 2 : parallel(J, tile_worker);
-    free(J->ap);
-    free(J->bp);
-    free(J->colsum);
+    int kept, status = 1;
+    uint8_t *ws = workspace_get(workspace_layout(J, NULL), &kept);
+    if (!ws) return 1;
+    workspace_layout(J, ws);
+    if (J->s_b) noise_pairs(J);
+    else J->ep = J->eq = J->fp = J->fq = NULL;
+    if (!parallel(J, pack_worker)) status = J->bad_entry ? 2 : parallel(J, tile_worker);
+    workspace_put(ws, kept);
     return status;
 }
 
@@ -375,15 +635,6 @@ static int check_len(const Py_buffer *b, size_t want, const char *what) {
     return 0;
 }
 
-static int check_pairs(const uint16_t *p, const uint16_t *q, int k, int r) {
-    for (int j = 0; j < k; j++)
-        if (p[j] >= r || q[j] >= r) {
-            PyErr_SetString(PyExc_ValueError, "pair index out of range");
-            return -1;
-        }
-    return 0;
-}
-
 static int check_dims(int m, int n, int k, int r, int threads) {
     if (m <= 0 || n <= 0 || m % TILE || n % TILE || r < 4 || r % 4 || k <= 0 || k % r) {
         PyErr_SetString(PyExc_ValueError, "need m, n multiples of 32, r a multiple of 4, k a multiple of r");
@@ -410,44 +661,37 @@ static PyObject *finish(job_t *J, Py_buffer *bufs, int nbufs) {
 }
 
 static PyObject *py_mine(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"a", "b", "el", "fr", "ep", "eq", "fp", "fq", "s_a", "threshold",
-                             "lanes", "digests", "wins", "c", "m", "n", "k", "r", "path",
-                             "threads", NULL};
-    enum { NB = 14 };
+    static char *kwlist[] = {"a", "b", "s_a", "s_b", "threshold", "lanes", "digests", "wins", "c",
+                             "m", "n", "k", "r", "path", "threads", NULL};
+    enum { NB = 9 };
     Py_buffer v[NB];
     PyObject *thr_obj, *c_obj;
     const char *path = NULL;
     job_t J = {0};
     J.threads = 1;
     memset(v, 0, sizeof v);
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*y*y*y*y*y*y*y*Ow*w*w*Oiiii|zi", kwlist, &v[0], &v[1],
-                                     &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &thr_obj,
-                                     &v[9], &v[10], &v[11], &c_obj, &J.m, &J.n, &J.k, &J.r, &path,
-                                     &J.threads))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*y*y*Ow*w*w*Oiiii|zi", kwlist, &v[0], &v[1], &v[2],
+                                     &v[3], &thr_obj, &v[4], &v[5], &v[6], &c_obj, &J.m, &J.n, &J.k, &J.r,
+                                     &path, &J.threads))
         return NULL;
-    const size_t m = J.m, n = J.n, k = J.k, r = J.r, T = (m / TILE) * (n / TILE);
+    const size_t m = J.m, n = J.n, k = J.k, T = (m / TILE) * (n / TILE);
     if (check_dims(J.m, J.n, J.k, J.r, J.threads) || check_len(&v[0], m * k, "a") ||
-        check_len(&v[1], k * n, "b") || check_len(&v[2], m * r, "el") || check_len(&v[3], r * n, "fr") ||
-        check_len(&v[4], 2 * k, "ep") || check_len(&v[5], 2 * k, "eq") || check_len(&v[6], 2 * k, "fp") ||
-        check_len(&v[7], 2 * k, "fq") || check_len(&v[8], 32, "s_a") || check_len(&v[9], 64 * T, "lanes") ||
-        check_len(&v[10], 32 * T, "digests") || check_len(&v[11], T, "wins"))
+        check_len(&v[1], k * n, "b") || check_len(&v[2], 32, "s_a") || check_len(&v[3], 32, "s_b") ||
+        check_len(&v[4], 64 * T, "lanes") || check_len(&v[5], 32 * T, "digests") || check_len(&v[6], T, "wins"))
         goto fail;
     if (thr_obj != Py_None) {
-        if (PyObject_GetBuffer(thr_obj, &v[12], PyBUF_SIMPLE) || check_len(&v[12], 32, "threshold"))
+        if (PyObject_GetBuffer(thr_obj, &v[7], PyBUF_SIMPLE) || check_len(&v[7], 32, "threshold"))
             goto fail;
-        J.threshold = v[12].buf;
+        J.threshold = v[7].buf;
     }
     if (c_obj != Py_None) {
-        if (PyObject_GetBuffer(c_obj, &v[13], PyBUF_WRITABLE) || check_len(&v[13], 4 * m * n, "c"))
+        if (PyObject_GetBuffer(c_obj, &v[8], PyBUF_WRITABLE) || check_len(&v[8], 4 * m * n, "c"))
             goto fail;
-        J.c = v[13].buf;
+        J.c = v[8].buf;
     }
-    J.a = v[0].buf, J.b = v[1].buf, J.el = v[2].buf, J.fr = v[3].buf;
-    J.ep = v[4].buf, J.eq = v[5].buf, J.fp = v[6].buf, J.fq = v[7].buf;
-    J.s_a = v[8].buf, J.lanes = v[9].buf, J.digests = v[10].buf, J.wins = v[11].buf;
-    if (check_pairs(J.ep, J.eq, J.k, J.r) || check_pairs(J.fp, J.fq, J.k, J.r) ||
-        (J.path = resolve_path(path)) < 0)
-        goto fail;
+    J.a = v[0].buf, J.b = v[1].buf, J.s_a = v[2].buf, J.s_b = v[3].buf;
+    J.lanes = v[4].buf, J.digests = v[5].buf, J.wins = v[6].buf;
+    if ((J.path = resolve_path(path)) < 0) goto fail;
     J.use_shani = J.path != PATH_PORTABLE && have_shani();
     J.limit = 64; /* PROTOCOL §4: entries in [-64, 64]; keeps A', B' within [-127, 127] */
     return finish(&J, v, NB);
@@ -493,8 +737,9 @@ static PyObject *py_sha_ni(PyObject *self, PyObject *unused) { return PyBool_Fro
 
 static PyMethodDef methods[] = {
     {"mine", (PyCFunction)(void (*)(void))py_mine, METH_VARARGS | METH_KEYWORDS,
-     "mine(a, b, el, fr, ep, eq, fp, fq, s_a, threshold, lanes, digests, wins, c, m, n, k, r, path=None, "
-     "threads=1)\nNoisy GEMM + fold + tickets into the given output buffers (PROTOCOL §4)."},
+     "mine(a, b, s_a, s_b, threshold, lanes, digests, wins, c, m, n, k, r, path=None, threads=1)\n"
+     "Noisy GEMM + fold + tickets into the given output buffers (PROTOCOL §4); the noise is expanded "
+     "from the seeds s_A, s_B here."},
     {"gemm", (PyCFunction)(void (*)(void))py_gemm, METH_VARARGS | METH_KEYWORDS,
      "gemm(a, b, c, m, n, k, block, path=None, threads=1)\nPlain C = A·B (int8 in, int32 out) with the "
      "same packing and tile loop, k blocked by `block`."},

@@ -49,10 +49,6 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _u16(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.uint16)
-
-
 def _int8(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.int8)
 
@@ -75,10 +71,7 @@ def run(header: Header, a: np.ndarray, b: np.ndarray, *, want_product: bool = Fa
     threshold = win_threshold(header.target, w.k)
     out = WorkResult(np.empty((tiles, 16), np.uint32), np.empty((tiles, 32), np.uint8),
                      np.empty(tiles, np.bool_), np.empty((w.m, w.n), np.int32) if want_product else None)
-    ep, eq = er_pairs(s, w.k, w.r)
-    fp, fq = fl_pairs(s, w.k, w.r)
-    _kernel.mine(_int8(a), _int8(b), _int8(noise_el(s.s_a, w.m, w.r)), _int8(noise_fr(s.s_b, w.n, w.r)),
-                 _u16(ep), _u16(eq), _u16(fp), _u16(fq), s.s_a,
+    _kernel.mine(_int8(a), _int8(b), s.s_a, s.s_b,
                  threshold.to_bytes(32, "big") if threshold < 1 << 256 else None,
                  out.lanes, out.digests, out.wins.view(np.uint8), out.product,
                  w.m, w.n, w.k, w.r, path=path, threads=threads or default_threads())
