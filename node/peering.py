@@ -30,6 +30,9 @@ class PeerChain:
     def submit_blocks(self, blocks: Iterable[Block | bytes]) -> list[SubmitResult]:
         return self._node.submit_blocks(blocks)
 
+    def retry_future(self) -> list[SubmitResult]:
+        return self._node.retry_future()
+
 
 class PeerMempool:
     def __init__(self, node: "Node") -> None:
