@@ -14,10 +14,10 @@ import random
 import socket
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Self
 
-from consensus.block import Header, Ticket
+from consensus.block import Header
 from consensus.params import REGTEST, Network
 from p2p import wire
 
@@ -148,18 +148,6 @@ def bad_frame_header(network: Network, length: int, check: bytes = b"\0\0\0\0") 
 def banned(node) -> set[str]:
     """The subnets a node lists as banned."""
     return {entry["address"] for entry in node.listbanned()}
-
-
-def bogus_headers(parent: Header, count: int, *, salt: int = 0) -> Iterator[Header]:
-    """A contiguous chain of ``count`` headers on ``parent`` with no work behind them: each
-    passes the stateless header rules (a ticket whose digest is zero claims a win) but no
-    block, matrix or proof exists for any of them."""
-    prev = parent
-    for _ in range(count):
-        h = Header(1, prev.chain_id, prev.height + 1, prev.hash, prev.timestamp + 5, prev.target, bytes(32),
-                   salt.to_bytes(20, "big"), 0, prev.work, Ticket(0, 0, bytes(32)))
-        yield h
-        prev = h
 
 
 def headers_message(headers: Sequence[Header]) -> bytes:

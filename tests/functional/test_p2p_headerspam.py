@@ -14,13 +14,12 @@ import pytest
 
 from consensus.block import Header
 from p2p import wire
-from tests.unit.node.helpers import build_chain, genesis_header
+from tests.unit.node.helpers import bogus_headers, build_chain, genesis_header
 
 from .framework import NodeProcess, sync_blocks, wait_until
 from .p2putil import (
     RawPeer,
     banned,
-    bogus_headers,
     headers_message,
     submit,
     wait_connected,
@@ -46,7 +45,7 @@ def headers_only(node: NodeProcess) -> int:
 
 def batches(parent: Header, count: int, salt: int) -> list[bytes]:
     """``count`` full ``headers`` messages of one contiguous bogus chain on ``parent``."""
-    chain = list(bogus_headers(parent, count * wire.MAX_HEADERS, salt=salt))
+    chain = bogus_headers(parent, count * wire.MAX_HEADERS, salt=salt)
     return [headers_message(chain[i:i + wire.MAX_HEADERS]) for i in range(0, len(chain), wire.MAX_HEADERS)]
 
 
@@ -97,7 +96,7 @@ def test_header_flood_from_one_peer_is_bounded(node, start_nodes) -> None:
 
 
 def test_unconnecting_header_spam_gets_banned(node) -> None:
-    orphan_parent = next(bogus_headers(genesis_header(), 1, salt=99))  # never sent: nothing connects
+    orphan_parent = bogus_headers(genesis_header(), 1, salt=99)[0]  # never sent: nothing connects
     messages = batches(orphan_parent, 60, salt=2)
     with RawPeer.to(node) as peer:
         peer.handshake()

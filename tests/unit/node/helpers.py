@@ -97,3 +97,15 @@ def job_post(key: PrivateKey, nonce: int, reward: int, expiry: int, fee: int = 1
 def job_result(key: PrivateKey, nonce: int, job_id: bytes, bond: int, fee: int = 1,
                network: Network = REGTEST) -> Tx:
     return make_tx(key, network.chain_id, nonce, fee, JobResult(job_id, b"\x33" * 32, bond))
+
+
+def bogus_headers(parent: Header, count: int, salt: int = 0) -> list[Header]:
+    """A contiguous chain of ``count`` headers on ``parent`` with no work behind them: each
+    passes the stateless header rules (a zero ticket digest claims a win at regtest's
+    target) but no block, matrix or proof exists; ``salt`` (the nonce) makes distinct chains."""
+    out: list[Header] = []
+    for _ in range(count):
+        parent = Header(1, parent.chain_id, parent.height + 1, parent.hash, parent.timestamp + 5, parent.target,
+                        bytes(32), bytes(20), salt, parent.work, Ticket(0, 0, bytes(32)))
+        out.append(parent)
+    return out

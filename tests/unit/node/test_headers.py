@@ -5,22 +5,10 @@ must not let headers without blocks grow memory or disk without bound.
 """
 from __future__ import annotations
 
-from consensus.block import Header, Ticket
-from consensus.params import MAX_TARGET, REGTEST
 from node.blockindex import FAILED_CHILD, HAVE_DATA, IndexEntry
 from node.chain import ACCEPTED, DUPLICATE, INVALID, ORPHAN
 
-from .helpers import build_chain, genesis_header, make_block
-
-
-def bogus(parent: Header, count: int, salt: int) -> list[Header]:
-    """Headers that pass every header rule on regtest but have no block (or work) behind them."""
-    out = []
-    for _ in range(count):
-        parent = Header(1, REGTEST.chain_id, parent.height + 1, parent.hash, parent.timestamp + 5, MAX_TARGET,
-                        bytes(32), bytes(20), salt, parent.work, Ticket(0, 0, bytes(32)))
-        out.append(parent)
-    return out
+from .helpers import bogus_headers, build_chain, genesis_header, make_block
 
 
 def stored_hashes(chain) -> set[bytes]:
@@ -51,9 +39,9 @@ def test_add_headers_is_one_call_without_writes(chain):
 
 def test_add_headers_stops_at_the_first_failure(chain):
     g = genesis_header()
-    good = bogus(g, 3, salt=1)
+    good = bogus_headers(g, 3, salt=1)
     bad = make_block(good[-1], timestamp=good[-1].timestamp - 100).header  # before median time past
-    after = bogus(bad, 5, salt=1)
+    after = bogus_headers(bad, 5, salt=1)
     results = chain.add_headers(good + [bad] + after)
     assert [r.status for r in results] == [ACCEPTED] * 3 + [INVALID]
     assert results[-1].reason == "time-too-old"
@@ -75,7 +63,7 @@ def test_cap_holds_under_a_flood_from_many_peers(open_chain):
     for peer in range(30):  # 30 "peers", each a 2000-header chain off genesis, the tip or another fork
         parent = genesis_header() if peer % 3 == 0 else honest[19].header if peer % 3 == 1 else \
             chain.entry(next(iter(chain.index.loose))).header
-        results = chain.add_headers(bogus(parent, 2000, salt=100 + peer))
+        results = chain.add_headers(bogus_headers(parent, 2000, salt=100 + peer))
         assert all(r.status == ACCEPTED for r in results)
         assert len(chain.index.loose) <= cap
         assert len(chain.index) <= base + cap
@@ -91,12 +79,12 @@ def test_cap_holds_under_a_flood_from_many_peers(open_chain):
 def test_eviction_takes_least_work_then_newest_and_never_pinned_or_kept(open_chain):
     chain = open_chain(max_header_only=100)
     g = genesis_header()
-    long_chain = bogus(g, 60, salt=1)
-    short = bogus(g, 30, salt=2)
+    long_chain = bogus_headers(g, 60, salt=1)
+    short = bogus_headers(g, 30, salt=2)
     chain.add_headers(long_chain)
     chain.add_headers(short)
     assert len(chain.index.loose) == 90
-    later = bogus(g, 30, salt=3)  # equal work to ``short``, seen later
+    later = bogus_headers(g, 30, salt=3)  # equal work to ``short``, seen later
     chain.add_headers(later)  # 120 > 100: evict down to 90
     assert len(chain.index.loose) == 90
     assert all(chain.entry(h.hash) is not None for h in long_chain)
@@ -110,7 +98,7 @@ def test_eviction_takes_least_work_then_newest_and_never_pinned_or_kept(open_cha
     assert {b.hash for b in blocks[:4]} <= stored_hashes(chain)
     assert not any(b.hash in chain.index.loose for b in blocks[:5])
     # entries given as ``keep`` (blocks in flight) and their ancestors stay
-    flood = bogus(long_chain[-1], 200, salt=4)  # more work than everything else
+    flood = bogus_headers(long_chain[-1], 200, salt=4)  # more work than everything else
     results = chain.add_headers(flood, keep={blocks[9].hash, short[-1].hash})
     assert [r.status for r in results] == [ACCEPTED] * 200
     assert len(chain.index.loose) == 90
@@ -128,8 +116,8 @@ def test_restart_forgets_header_only_spam(open_chain, tmp_path):
     blocks = build_chain(genesis_header(), 10)
     chain.submit_blocks(blocks[:3])
     chain.add_headers([b.header for b in blocks[3:]])
-    chain.add_headers(bogus(genesis_header(), 2000, salt=1))
-    chain.add_headers(bogus(blocks[2].header, 2000, salt=2))
+    chain.add_headers(bogus_headers(genesis_header(), 2000, salt=1))
+    chain.add_headers(bogus_headers(blocks[2].header, 2000, salt=2))
     assert chain.submit_block(blocks[6]).status == ACCEPTED  # pins headers 4-6
     chain.close()
     reopened = open_chain()
@@ -151,7 +139,7 @@ def test_open_drops_header_only_entries_an_old_datadir_stored(open_chain):
     chain.submit_blocks(blocks[:2])
     batch = chain.store.batch()
     parent = chain.entry(blocks[1].hash)
-    for h in bogus(blocks[1].header, 50, salt=1):  # what the node wrote before the cap
+    for h in bogus_headers(blocks[1].header, 50, salt=1):  # what the node wrote before the cap
         parent = IndexEntry(h, parent.height + 1, parent.chain_work + h.block_work)
         batch.put_entry(parent)
     chain.store.commit(batch)
@@ -166,8 +154,8 @@ def test_open_drops_header_only_entries_an_old_datadir_stored(open_chain):
 
 def test_forget_headers_takes_leaves_only(chain):
     g = genesis_header()
-    a = bogus(g, 10, salt=1)
-    b = bogus(a[4], 5, salt=2)  # another peer's branch on a's headers
+    a = bogus_headers(g, 10, salt=1)
+    b = bogus_headers(a[4], 5, salt=2)  # another peer's branch on a's headers
     chain.add_headers(a)
     chain.add_headers(b)
     assert chain.forget_headers([h.hash for h in a], keep={a[9].hash}) == 0  # a[9] in flight: a stays

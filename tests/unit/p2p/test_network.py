@@ -8,10 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from consensus.block import Block, Header, Ticket
-from consensus.params import MAX_TARGET, REGTEST
+from consensus.block import Block
 from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected
-from tests.unit.node.helpers import FAUCET, build_chain, genesis_header, key, make_block, transfer
+from tests.unit.node.helpers import FAUCET, bogus_headers, build_chain, genesis_header, key, make_block, transfer
 from tests.unit.p2p.helpers import FAST_SYNC, NOW, RawPeer, connect, make_node, run, running, wait_until
 
 CHAIN = build_chain(genesis_header(), 200)
@@ -137,17 +136,6 @@ def test_invalid_blocks_and_headers_ban_the_sender(tmp_path) -> None:
             await wait_until(lambda: b.chain.tip.hash == block.hash, 10, "b got the new block")
             assert peer_to(b, a.addr) is not None
     run(body())
-
-
-def bogus_headers(parent: Header, count: int, nonce: int) -> list[Header]:
-    """Headers that pass every header rule on regtest but have no block (or work) behind them."""
-    out = []
-    for _ in range(count):
-        h = Header(1, REGTEST.chain_id, parent.height + 1, parent.hash, parent.timestamp + 5, MAX_TARGET,
-                   bytes(32), bytes(20), nonce, parent.work, Ticket(0, 0, bytes(32)))
-        out.append(h)
-        parent = h
-    return out
 
 
 def test_header_spam_is_bounded(tmp_path) -> None:
