@@ -16,9 +16,10 @@ from . import encoding as enc
 from .block import Block
 from .encoding import BIN20, BIN32, U8, U64, ListOf, Tuple
 from .errors import InvalidBlock, InvalidTx
-from .hashing import leaf_hash, root_from_path, tagged
+from .hashing import leaf_hash, root_from_path
 from .params import MAX_JOB_N, MAX_K, MAX_MATRIX_DIM, MAX_TX_SIZE, Network, subsidy
 from .tx import TX_VERSION, FraudProof, JobPost, JobResult, Transfer, Tx
+from .work import matrix_commitment, result_commitment
 
 U64_MAX = (1 << 64) - 1
 OPEN, CLAIMED, SETTLED, REFUNDED = 0, 1, 2, 3
@@ -281,10 +282,6 @@ def _line_root(data: bytes, index: int, size: int, path: tuple[bytes, ...]) -> b
     return root_from_path(leaf_hash(data), index, size, path)
 
 
-def _u32(x: int) -> bytes:
-    return x.to_bytes(4, "little")
-
-
 def fraud_proof_error(job: Job, p: FraudProof) -> str | None:
     """Check the three audit paths and that ``dot(a_row, b_col) ≠ c_row[j]`` (§6)."""
     if not (p.i < job.m and p.j < job.n):
@@ -292,13 +289,13 @@ def fraud_proof_error(job: Job, p: FraudProof) -> str | None:
     if len(p.a_row) != job.k or len(p.b_col) != job.k or len(p.c_row) != 4 * job.n:
         return "bad-fraud-size"
     root_a = _line_root(p.a_row, p.i, job.m, p.a_path)
-    if root_a is None or tagged("pouw/matrix", _u32(job.m) + _u32(job.k) + root_a) != job.h_a:
+    if root_a is None or matrix_commitment(job.m, job.k, root_a) != job.h_a:
         return "bad-fraud-a-path"
     root_b = _line_root(p.b_col, p.j, job.n, p.b_path)
-    if root_b is None or tagged("pouw/matrix", _u32(job.n) + _u32(job.k) + root_b) != job.h_b:
+    if root_b is None or matrix_commitment(job.n, job.k, root_b) != job.h_b:
         return "bad-fraud-b-path"
     root_c = _line_root(p.c_row, p.i, job.m, p.c_path)
-    if root_c is None or tagged("pouw/result", _u32(job.m) + _u32(job.n) + root_c) != job.h_c:
+    if root_c is None or result_commitment(job.m, job.n, root_c) != job.h_c:
         return "bad-fraud-c-path"
     a_row = np.frombuffer(p.a_row, np.int8).astype(np.int64)
     dot = int(a_row @ np.frombuffer(p.b_col, np.int8).astype(np.int64))

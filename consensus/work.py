@@ -36,21 +36,21 @@ def group_roots(lines: np.ndarray) -> list[bytes]:
     return [root_of_hashes(leaves[g:g + TILE]) for g in range(0, len(leaves), TILE)]
 
 
-def matrix_commitment(count: int, length: int, roots: list[bytes]) -> bytes:
+def matrix_commitment(count: int, length: int, root: bytes) -> bytes:
     """``tagged("pouw/matrix", u32le(count) || u32le(length) || MTH(lines))``."""
-    return tagged("pouw/matrix", _u32(count) + _u32(length) + root_of_hashes(roots))
+    return tagged("pouw/matrix", _u32(count) + _u32(length) + root)
 
 
 def commit_a(a: np.ndarray) -> bytes:
     """H_A over the rows of A (m×k)."""
     m, k = a.shape
-    return matrix_commitment(m, k, group_roots(a))
+    return matrix_commitment(m, k, root_of_hashes(group_roots(a)))
 
 
 def commit_b(b: np.ndarray) -> bytes:
     """H_B over the columns of B (k×n)."""
     k, n = b.shape
-    return matrix_commitment(n, k, group_roots(b.T))
+    return matrix_commitment(n, k, root_of_hashes(group_roots(b.T)))
 
 
 def result_rows(c: np.ndarray) -> list[bytes]:
@@ -60,11 +60,15 @@ def result_rows(c: np.ndarray) -> list[bytes]:
     return [data[i * width:(i + 1) * width] for i in range(c.shape[0])]
 
 
-def commit_result(c: np.ndarray) -> bytes:
+def result_commitment(m: int, n: int, root: bytes) -> bytes:
     """``H_C = tagged("pouw/result", u32le(m) || u32le(n) || MTH(rows of C))``."""
-    m, n = c.shape
-    root = root_of_hashes([leaf_hash(row) for row in result_rows(c)])
     return tagged("pouw/result", _u32(m) + _u32(n) + root)
+
+
+def commit_result(c: np.ndarray) -> bytes:
+    """H_C over the rows of C (m×n int32)."""
+    m, n = c.shape
+    return result_commitment(m, n, root_of_hashes([leaf_hash(row) for row in result_rows(c)]))
 
 
 # --- seeds and noise (§4) ---------------------------------------------------
@@ -234,10 +238,6 @@ def build_proof(a: np.ndarray, b: np.ndarray, ta: int, tb: int) -> Proof:
                  cols.tobytes(), tuple(audit_path(group_roots(b.T), tb)))
 
 
-def _group_root_of(data: bytes, k: int) -> bytes:
-    return root_of_hashes([leaf_hash(data[i * k:(i + 1) * k]) for i in range(TILE)])
-
-
 def proof_error(header: Header, proof: Proof) -> str | None:
     """Check a block's proof from the block alone; returns a reason or None (§5).
 
@@ -253,11 +253,11 @@ def proof_error(header: Header, proof: Proof) -> str | None:
     if (a_rows.min() < ENTRY_MIN or a_rows.max() > ENTRY_MAX
             or b_cols.min() < ENTRY_MIN or b_cols.max() > ENTRY_MAX):
         return "bad-proof-entry-range"
-    root_a = root_from_path(_group_root_of(proof.a_rows, w.k), t.a, w.m // TILE, proof.a_path)
-    if root_a is None or tagged("pouw/matrix", _u32(w.m) + _u32(w.k) + root_a) != w.h_a:
+    root_a = root_from_path(group_roots(a_rows)[0], t.a, w.m // TILE, proof.a_path)
+    if root_a is None or matrix_commitment(w.m, w.k, root_a) != w.h_a:
         return "bad-proof-a-path"
-    root_b = root_from_path(_group_root_of(proof.b_cols, w.k), t.b, w.n // TILE, proof.b_path)
-    if root_b is None or tagged("pouw/matrix", _u32(w.n) + _u32(w.k) + root_b) != w.h_b:
+    root_b = root_from_path(group_roots(b_cols)[0], t.b, w.n // TILE, proof.b_path)
+    if root_b is None or matrix_commitment(w.n, w.k, root_b) != w.h_b:
         return "bad-proof-b-path"
     s = seeds(header)
     ep, eq = er_pairs(s, w.k, w.r)
