@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Iterable
 
 import numpy as np
 import pytest
@@ -15,52 +14,15 @@ from consensus.genesis import genesis_block
 from consensus.hashing import audit_path, leaf_hash
 from consensus.keys import PrivateKey
 from consensus.params import COIN, REGTEST, subsidy
-from consensus.state import CLAIMED, OPEN, REFUNDED, SETTLED, Account, Job, StateDiff, apply_block
+from consensus.state import CLAIMED, OPEN, REFUNDED, SETTLED, Account, StateDiff, apply_block
 from consensus.tx import FraudProof, JobPost, JobResult, Transfer, Tx, make_tx
+
+from .chainmaker import MemoryView
 
 GENESIS = genesis_block(REGTEST).header
 KEYS = [PrivateKey(bytes([i + 1]) * 32) for i in range(4)]
 MINER = b"\xaa" * 20
 WINDOW = REGTEST.challenge_window
-
-
-class MemoryView:
-    """A dict-backed StateView that can apply diffs, standing in for the store."""
-
-    def __init__(self, balances: dict[bytes, tuple[int, int]] | None = None) -> None:
-        self.accounts = {a: Account(*v) for a, v in (balances or {}).items()}
-        self.jobs: dict[bytes, Job] = {}
-        self.due: set[tuple[int, bytes]] = set()
-        self.payouts: dict[int, tuple[bytes, int]] = {}
-
-    def account(self, address: bytes) -> Account | None:
-        return self.accounts.get(address)
-
-    def job(self, job_id: bytes) -> Job | None:
-        return self.jobs.get(job_id)
-
-    def jobs_due(self, height: int) -> Iterable[bytes]:
-        return [j for h, j in self.due if h == height]
-
-    def block_payout(self, height: int) -> tuple[bytes, int]:
-        return self.payouts[height]
-
-    def apply(self, diff: StateDiff) -> None:
-        for a, v in diff.accounts.items():
-            if v is None:
-                self.accounts.pop(a, None)
-            else:
-                self.accounts[a] = v
-        for j, job in diff.jobs.items():
-            if job is None:
-                self.jobs.pop(j, None)
-            else:
-                self.jobs[j] = job
-        self.due |= set(diff.due_add)
-        self.due -= set(diff.due_remove)
-
-    def snapshot(self) -> tuple:
-        return dict(self.accounts), dict(self.jobs), set(self.due)
 
 
 class Chain:

@@ -14,8 +14,7 @@ from consensus.state import apply_block
 from consensus.tx import Transfer, make_tx
 from consensus.validation import check_block, check_header_context
 
-from .chainmaker import child_block
-from .test_state import MemoryView
+from .chainmaker import MemoryView, child_block
 
 GENESIS = genesis_block(REGTEST).header
 KEY = PrivateKey(b"\x05" * 32)

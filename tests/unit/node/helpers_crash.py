@@ -16,6 +16,7 @@ from consensus.genesis import genesis_state
 from consensus.params import REGTEST
 from consensus.state import ACCOUNT_SCHEMA, JOB_SCHEMA, Account, Job, apply_block, block_fees
 from node.store import ACCOUNT, JOB, Store
+from tests.unit.consensus.chainmaker import MemoryView
 
 from .helpers import FAUCET, genesis_header, key, make_block, transfer
 
@@ -79,43 +80,13 @@ def child_main(datadir: str, raws: list[bytes], mode: str, kill_at: int, seed: i
     os._exit(0)
 
 
-class _DictView:
-    def __init__(self) -> None:
-        self.accounts: dict[bytes, Account] = dict(genesis_state(REGTEST).accounts)
-        self.jobs: dict[bytes, Job] = {}
-        self.due: dict[tuple[int, bytes], int] = {}
-        self.payouts: dict[int, tuple[bytes, int]] = {}
-
-    def account(self, address: bytes) -> Account | None:
-        return self.accounts.get(address)
-
-    def job(self, job_id: bytes) -> Job | None:
-        return self.jobs.get(job_id)
-
-    def jobs_due(self, height: int) -> list[bytes]:
-        return [j for (h, j), count in self.due.items() if h == height and count]
-
-    def block_payout(self, height: int) -> tuple[bytes, int]:
-        return self.payouts[height]
-
-
 def replay(path: Iterable[Block]) -> tuple[dict, dict]:
     """Accounts and jobs after applying ``path`` (genesis's children first) to genesis state."""
-    view = _DictView()
+    view = MemoryView()
+    view.apply(genesis_state(REGTEST))
     for block in path:
         diff, _ = apply_block(view, block, REGTEST)
-        for a, acct in diff.accounts.items():
-            if acct is None:
-                view.accounts.pop(a, None)
-            else:
-                view.accounts[a] = acct
-        for j, job in diff.jobs.items():
-            if job is None:
-                view.jobs.pop(j, None)
-            else:
-                view.jobs[j] = job
-        for h, j in diff.due_add:
-            view.due[(h, j)] = view.due.get((h, j), 0) + 1
+        view.apply(diff)
         view.payouts[block.header.height] = (block.header.miner, block_fees(block))
     return view.accounts, view.jobs
 
