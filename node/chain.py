@@ -650,6 +650,10 @@ class Chain:
                         "branchlen": entry.height - fork.height, "status": status})
         return sorted(out, key=lambda t: (-t["height"], t["hash"]))
 
+    def best_header_height(self) -> int:
+        """Height of the highest known header not marked invalid (headers-first progress)."""
+        return max((e.height for e in self.index.tips() if not e.failed), default=self.tip.height)
+
     def orphan_roots(self) -> list[bytes]:
         """Parents that held orphans wait for."""
         return self._orphans.roots()

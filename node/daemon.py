@@ -52,7 +52,7 @@ class Node:
                            port=cfg.effective_port, listen=cfg.listen, connect=cfg.connect, addnode=cfg.addnode,
                            seednode=cfg.seednode, max_outbound=cfg.max_outbound, max_inbound=cfg.max_inbound,
                            ban_seconds=cfg.ban_seconds, user_agent=USER_AGENT, records=self.chain.store)
-        self._useful = self._count_useful()
+        self._useful: dict[str, int] | None = None  # counted on first use, then kept by chain events
         self._stop: asyncio.Event | None = None
         self._tip_changed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -88,10 +88,12 @@ class Node:
         if event.kind == "connected":
             self.mempool.on_block_connected(event.block)
             self.metrics.blocks_connected.inc()
-            self._count_header(self._useful, event.block.header, 1)
+            if self._useful is not None:
+                self._count_header(self._useful, event.block.header, 1)
         else:
             self.mempool.on_block_disconnected(event.block)
-            self._count_header(self._useful, event.block.header, -1)
+            if self._useful is not None:
+                self._count_header(self._useful, event.block.header, -1)
             self._schedule_returned(event.block)
         if self._tip_changed is not None:
             self._tip_changed.set()
@@ -154,13 +156,13 @@ class Node:
         return ready
 
     # --- status ------------------------------------------------------------------------
-    def best_header_height(self) -> int:
-        return max((t["height"] for t in self.chain.chain_tips() if t["status"] != "invalid"), default=0)
-
     def syncing(self) -> bool:
-        return self.best_header_height() > self.chain.tip.height
+        return self.chain.best_header_height() > self.chain.tip.height
 
     def useful_stats(self) -> dict[str, Any]:
+        """Share of useful blocks and MACs on the best chain (PROTOCOL §6)."""
+        if self._useful is None:  # a walk over the best chain, paid by the first asker, not start-up
+            self._useful = self._count_useful()
         u = self._useful
         return {**u, "useful_block_share": u["useful_blocks"] / u["blocks"] if u["blocks"] else 0.0,
                 "useful_mac_share": u["useful_macs"] / u["macs"] if u["macs"] else 0.0}

@@ -118,7 +118,7 @@ class RpcMethods:
     def getblockchaininfo(self) -> dict[str, Any]:
         """getblockchaininfo: state of the best chain."""
         tip = self.chain.tip
-        best_header = self.node.best_header_height()
+        best_header = self.chain.best_header_height()
         return {
             "chain": self.network.name,
             "blocks": tip.height,
@@ -128,7 +128,7 @@ class RpcMethods:
             "time": tip.header.timestamp,
             "mediantime": self.chain.median_time_past(),
             "chainwork": f"{tip.chain_work:064x}",
-            "initialblockdownload": self.node.syncing(),
+            "initialblockdownload": best_header > tip.height,
             "verificationprogress": 1.0 if not best_header else min(1.0, tip.height / max(best_header, 1)),
             "next_target": f"{self.chain.next_target():064x}",
             "useful_blocks": self.node.useful_stats(),
