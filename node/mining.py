@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Callable
 
 from consensus.block import Block, WorkSpec, tx_root
@@ -29,12 +30,17 @@ def new_template(chain: Chain, mempool: Mempool, now: int) -> Template:
 
 def solve_template(template: Template, miner: bytes, max_tries: int = 10_000,
                    stop: Callable[[], bool] = lambda: False) -> Block | None:
-    """Mine synthetic matrices on ``template`` until a tile wins (new nonce, new noise each try)."""
+    """Mine synthetic matrices on ``template`` until a tile wins (new nonce, new noise each try).
+
+    Nonces start at a random point, so mining again on the same parent (after
+    invalidateblock, say) yields a new block rather than one already known.
+    """
     m, n, k, r = default_shape(template.network)
     seed = hashlib.sha256(template.prev_hash + miner).digest()
     a, b = synthetic_matrices(seed, m, n, k)
     spec = WorkSpec(m, n, k, r, commit_a(a), commit_b(b))
-    for nonce in range(max_tries):
+    first = int.from_bytes(os.urandom(8), "little") >> 1  # never rebuild a block seen before
+    for nonce in range(first, first + max_tries):
         if stop():
             return None
         header = template.header_for(miner, nonce, spec)

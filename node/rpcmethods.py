@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -258,11 +257,6 @@ class RpcMethods:
                 if self.node.stopping():
                     break
             block = await asyncio.to_thread(solve_template, template, miner, maxtries, self.node.stopping)
-            # Mining is deterministic per (parent, miner, time): after invalidateblock the same
-            # block would come out again and be refused as a duplicate; a later timestamp differs.
-            while block is not None and self.chain.entry(block.hash) is not None:
-                template = dataclasses.replace(template, timestamp=block.header.timestamp + 1)
-                block = await asyncio.to_thread(solve_template, template, miner, maxtries, self.node.stopping)
             if block is None:
                 break
             result = self.node.submit_block(block)
