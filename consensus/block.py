@@ -10,13 +10,14 @@ from .hashing import merkle_root, tagged
 from .params import MAX_BLOCK_SIZE, MAX_K
 from .tx import TX_SCHEMA, Tx
 
+HEADER_VERSION = 2
 ZERO32 = bytes(32)
 MAX_PATH_LEN = 32
 MAX_TXS = MAX_BLOCK_SIZE // 100  # a lower bound on a tx's size bounds the count
 
 WORK_SCHEMA = Tuple(U32, U32, U32, U32, BIN32, BIN32, BIN32)
 TICKET_SCHEMA = Tuple(U32, U32, BIN32)
-HEADER_SCHEMA = Tuple(U32, U32, U64, BIN32, U64, BIN32, BIN32, BIN20, U64, WORK_SCHEMA, TICKET_SCHEMA)
+HEADER_SCHEMA = Tuple(U32, U32, U64, BIN32, U64, BIN32, BIN32, BIN32, BIN20, U64, WORK_SCHEMA, TICKET_SCHEMA)
 PATH_SCHEMA = ListOf(BIN32, MAX_PATH_LEN)
 PROOF_SCHEMA = Tuple(Bin(max_size=32 * MAX_K), PATH_SCHEMA, Bin(max_size=32 * MAX_K), PATH_SCHEMA)
 BLOCK_SCHEMA = Tuple(HEADER_SCHEMA, PROOF_SCHEMA, ListOf(TX_SCHEMA, MAX_TXS))
@@ -61,6 +62,9 @@ class Ticket:
 
 @dataclass(frozen=True)
 class Header:
+    """``[version, chain_id, height, prev_hash, timestamp, target, tx_root, state_root, miner,
+    nonce, work, ticket]`` (§5); ``state_root`` commits to the state after the block (§3a)."""
+
     version: int
     chain_id: int
     height: int
@@ -68,6 +72,7 @@ class Header:
     timestamp: int
     target: int
     tx_root: bytes
+    state_root: bytes
     miner: bytes
     nonce: int
     work: WorkSpec
@@ -76,13 +81,13 @@ class Header:
 
     def to_list(self) -> list[Any]:
         return [self.version, self.chain_id, self.height, self.prev_hash, self.timestamp,
-                self.target.to_bytes(32, "big"), self.tx_root, self.miner, self.nonce,
+                self.target.to_bytes(32, "big"), self.tx_root, self.state_root, self.miner, self.nonce,
                 self.work.to_list(), self.ticket.to_list()]
 
     @classmethod
     def from_list(cls, v: list[Any]) -> "Header":
-        return cls(v[0], v[1], v[2], v[3], v[4], int.from_bytes(v[5], "big"), v[6], v[7], v[8],
-                   WorkSpec.from_list(v[9]), Ticket.from_list(v[10]))
+        return cls(v[0], v[1], v[2], v[3], v[4], int.from_bytes(v[5], "big"), v[6], v[7], v[8], v[9],
+                   WorkSpec.from_list(v[10]), Ticket.from_list(v[11]))
 
     def encode(self) -> bytes:
         return enc.encode(self.to_list())

@@ -61,11 +61,11 @@ class Network:
 
 
 MAIN = Network("main", 1, bytes.fromhex("504f5557"), 8733, 8732, "pw", 60, 14400, 64, 1024,
-               1024, 1 << 220, 1 << 226, 100, 100, 600, False)
+               1024, 1 << (256 - 46), 1 << (256 - 36), 100, 100, 600, False)
 TEST = Network("test", 2, bytes.fromhex("54504f57"), 18733, 18732, "tpw", 60, 3600, 64, 1024,
-               1024, 1 << 226, 1 << 232, 100, 100, 600, False)
+               1024, 1 << (256 - 40), 1 << (256 - 30), 100, 100, 600, False)
 DEV = Network("dev", 3, bytes.fromhex("44504f57"), 28733, 28732, "dpw", 5, 120, 16, 1024,
-              0, 1 << 223, MAX_TARGET, 10, 10, 60, True)
+              0, 1 << (256 - 38), MAX_TARGET, 10, 10, 60, True)
 REGTEST = Network("regtest", 4, bytes.fromhex("52504f57"), 38733, 38732, "rpw", 5, None, 16, 1024,
                   0, MAX_TARGET, MAX_TARGET, 10, 10, 60, True)
 
@@ -77,3 +77,15 @@ def subsidy(height: int) -> int:
     """``50·10^8 >> (h // 2_100_000)``, zero once the shift reaches 64."""
     shift = height // 2_100_000
     return 0 if shift >= 64 else (50 * COIN) >> shift
+
+
+def total_subsidy(last_height: int) -> int:
+    """``Σ subsidy(h)`` for h = 1 … last_height (0 when last_height < 1), era by era."""
+    total, era_start = 0, 1
+    while era_start <= last_height:
+        era_end = min(last_height, (era_start // 2_100_000 + 1) * 2_100_000 - 1)
+        total += subsidy(era_start) * (era_end - era_start + 1)
+        if subsidy(era_start) == 0:
+            break
+        era_start = era_end + 1
+    return total

@@ -8,23 +8,28 @@ never mutates anything itself.  The store commits both in one batch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
 
 from . import encoding as enc
 from .block import Block
-from .encoding import BIN20, BIN32, U8, U64, ListOf, Tuple
+from .encoding import BIN20, BIN32, U8, U64, Bin, ListOf, Tuple
 from .errors import InvalidBlock, InvalidTx
 from .hashing import leaf_hash, root_from_path
+from .lthash import LANE_BYTES, LtHash
 from .params import MAX_JOB_N, MAX_K, MAX_MATRIX_DIM, MAX_TX_SIZE, Network, subsidy
-from .tx import TX_VERSION, FraudProof, JobPost, JobResult, Transfer, Tx
+from .tx import TX_VERSION, FraudProof, JobAccept, JobPost, JobResult, Transfer, Tx, claim_of
 from .work import matrix_commitment, result_commitment
 
 U64_MAX = (1 << 64) - 1
-OPEN, CLAIMED, SETTLED, REFUNDED = 0, 1, 2, 3
-JOB_STATUS_NAMES = {OPEN: "open", CLAIMED: "claimed", SETTLED: "settled", REFUNDED: "refunded"}
+OPEN, CLAIMED, SETTLED, REFUNDED, LAPSED = 0, 1, 2, 3, 4
+JOB_STATUS_NAMES = {OPEN: "open", CLAIMED: "claimed", SETTLED: "settled", REFUNDED: "refunded",
+                    LAPSED: "lapsed"}
+ACTIVE_STATUSES = (OPEN, CLAIMED)  # a useful block may name only these (§5)
 NO_ADDRESS = bytes(20)
+NO_CLAIM = bytes(32)
+ACCOUNT_RECORD, JOB_RECORD = 1, 2
 
 
 @dataclass(frozen=True)
@@ -53,17 +58,51 @@ class Job:
     expiry: int
     status: int = OPEN
     worker: bytes = NO_ADDRESS
-    h_c: bytes = bytes(32)
+    claim: bytes = NO_CLAIM
     bond: int = 0
     claim_height: int = 0
 
     def to_list(self) -> list[Any]:
         return [self.poster, self.m, self.n, self.k, self.h_a, self.h_b, self.reward, self.expiry,
-                self.status, self.worker, self.h_c, self.bond, self.claim_height]
+                self.status, self.worker, self.claim, self.bond, self.claim_height]
+
+    @property
+    def escrow(self) -> int:
+        """What the job holds: the reward while OPEN, reward + bond while CLAIMED, else nothing."""
+        if self.status == OPEN:
+            return self.reward
+        if self.status == CLAIMED:
+            return self.reward + self.bond
+        return 0
+
+    def unclaimed(self, status: int) -> "Job":
+        """The job with its claim cleared and the given status."""
+        return replace(self, status=status, worker=NO_ADDRESS, claim=NO_CLAIM, bond=0, claim_height=0)
 
 
 ACCOUNT_SCHEMA = Tuple(U64, U64)
 JOB_SCHEMA = Tuple(BIN20, U64, U64, U64, BIN32, BIN32, U64, U64, U8, BIN20, BIN32, U64, U64)
+
+
+# --- the state commitment (§3a) ---------------------------------------------------------
+
+def account_record(address: bytes, account: Account) -> bytes:
+    """``[1, address, balance, nonce]``."""
+    return enc.encode([ACCOUNT_RECORD, address, account.balance, account.nonce])
+
+
+def job_record(job_id: bytes, job: Job) -> bytes:
+    """``[2, job_id, poster, m, n, k, H_A, H_B, reward, expiry, status, worker, claim, bond, claim_height]``."""
+    return enc.encode([JOB_RECORD, job_id, *job.to_list()])
+
+
+def state_records(accounts: Iterable[tuple[bytes, Account]], jobs: Iterable[tuple[bytes, Job]]) -> Iterator[bytes]:
+    """The records of a whole state; accounts with zero balance and nonce are not in it."""
+    for address, account in accounts:
+        if account != EMPTY_ACCOUNT:
+            yield account_record(address, account)
+    for job_id, job in jobs:
+        yield job_record(job_id, job)
 
 
 class StateView(Protocol):
@@ -79,12 +118,17 @@ class StateView(Protocol):
         """(miner, total fees) of the block at ``height`` on the branch being extended."""
         ...
 
+    def lanes(self) -> LtHash:
+        """The LtHash of this state (§3a)."""
+        ...
+
 
 @dataclass
 class StateDiff:
-    """Values to write (None deletes) and due-index entries to add/remove.
+    """Values to write (None deletes), due-index entries to add/remove, and the state's
+    LtHash lanes after it (2048 bytes; None leaves them as they are).
 
-    The due index is a multiset: a job's expiry entry and its claim's settlement
+    The due index is a multiset: a job's expiry entry and its claim's lapse
     entry can name the same (height, job_id), so a store must count entries and
     ``due_remove`` takes away one occurrence each.
     """
@@ -93,6 +137,7 @@ class StateDiff:
     jobs: dict[bytes, Job | None] = field(default_factory=dict)
     due_add: list[tuple[int, bytes]] = field(default_factory=list)
     due_remove: list[tuple[int, bytes]] = field(default_factory=list)
+    lanes: bytes | None = None
 
     def to_list(self) -> list[Any]:
         return [
@@ -100,6 +145,7 @@ class StateDiff:
             [[j, v.to_list() if v else []] for j, v in sorted(self.jobs.items())],
             [[h, j] for h, j in self.due_add],
             [[h, j] for h, j in self.due_remove],
+            self.lanes or b"",
         ]
 
     def encode(self) -> bytes:
@@ -110,7 +156,13 @@ class StateDiff:
         v = enc.decode(data, _DIFF_SCHEMA, 1 << 30, "state diff")
         accounts = {a: _optional(Account, ACCOUNT_SCHEMA, x) for a, x in v[0]}
         jobs = {j: _optional(Job, JOB_SCHEMA, x) for j, x in v[1]}
-        return cls(accounts, jobs, [(h, j) for h, j in v[2]], [(h, j) for h, j in v[3]])
+        if v[4] and len(v[4]) != LANE_BYTES:
+            raise enc.DecodeError(f"state diff lanes must be {LANE_BYTES} bytes")
+        return cls(accounts, jobs, [(h, j) for h, j in v[2]], [(h, j) for h, j in v[3]], v[4] or None)
+
+    @property
+    def state_root(self) -> bytes | None:
+        return None if self.lanes is None else LtHash.from_bytes(self.lanes).root()
 
 
 def _optional(cls: type, schema: Tuple, value: list[Any]) -> Any:
@@ -128,7 +180,8 @@ class _OptionalValue(enc.Schema):
 
 _ENTRY = lambda key: Tuple(key, _OptionalValue())  # noqa: E731
 _DIFF_SCHEMA = Tuple(ListOf(_ENTRY(BIN20), 1 << 24), ListOf(_ENTRY(BIN32), 1 << 24),
-                     ListOf(Tuple(U64, BIN32), 1 << 24), ListOf(Tuple(U64, BIN32), 1 << 24))
+                     ListOf(Tuple(U64, BIN32), 1 << 24), ListOf(Tuple(U64, BIN32), 1 << 24),
+                     Bin(max_size=LANE_BYTES))
 
 
 class Overlay:
@@ -173,10 +226,26 @@ class Overlay:
     def add_due(self, height: int, job_id: bytes) -> None:
         self._due.append((height, job_id))
 
+    def changes(self) -> tuple[dict[bytes, Account | None], dict[bytes, Job | None]]:
+        """Accounts and jobs whose value differs from the view's (None: the record goes)."""
+        accounts = {a: (v if v != EMPTY_ACCOUNT else None) for a, v in self._accounts.items()
+                    if (v if v != EMPTY_ACCOUNT else None) != self._old_accounts[a]}
+        jobs = {j: v for j, v in self._jobs.items() if v != self._old_jobs[j]}
+        return accounts, jobs
+
     def diff_and_undo(self) -> tuple[StateDiff, StateDiff]:
-        accounts = {a: (v if v != EMPTY_ACCOUNT else None) for a, v in self._accounts.items()}
-        diff = StateDiff(accounts, dict(self._jobs), list(self._due), [])
-        undo = StateDiff(dict(self._old_accounts), dict(self._old_jobs), [], list(self._due))
+        """The changes as a forward diff and its undo, each with the lanes of the state it leaves."""
+        accounts, jobs = self.changes()
+        added = [*(account_record(a, v) for a, v in accounts.items() if v is not None),
+                 *(job_record(j, v) for j, v in jobs.items() if v is not None)]
+        old_accounts = {a: self._old_accounts[a] for a in accounts}
+        old_jobs = {j: self._old_jobs[j] for j in jobs}
+        removed = [*(account_record(a, v) for a, v in old_accounts.items() if v is not None),
+                   *(job_record(j, v) for j, v in old_jobs.items() if v is not None)]
+        before = self.view.lanes()
+        after = before.copy().update(added, removed)
+        diff = StateDiff(accounts, jobs, list(self._due), [], after.to_bytes())
+        undo = StateDiff(old_accounts, old_jobs, [], list(self._due), before.to_bytes())
         return diff, undo
 
 
@@ -242,40 +311,56 @@ def apply_tx(state: Overlay, tx: Tx, height: int, network: Network) -> None:
     elif isinstance(p, JobResult):
         _apply_result(state, sender, p, height, network)
     elif isinstance(p, FraudProof):
-        _apply_fraud_proof(state, sender, p, height, network)
+        _apply_fraud_proof(state, sender, p, height)
+    elif isinstance(p, JobAccept):
+        _apply_accept(state, sender, p)
+
+
+def _known_job(state: Overlay, job_id: bytes) -> Job:
+    job = state.job(job_id)
+    if job is None:
+        raise InvalidTx("unknown-job", job_id.hex())
+    return job
 
 
 def _apply_result(state: Overlay, worker: bytes, p: JobResult, height: int, network: Network) -> None:
-    job = state.job(p.job_id)
-    if job is None:
-        raise InvalidTx("unknown-job", p.job_id.hex())
+    """JOB_RESULT: escrow the bond and mark the job CLAIMED with the worker's claim (§6)."""
+    job = _known_job(state, p.job_id)
     if job.status != OPEN or height > job.expiry:
         raise InvalidTx("job-not-open", p.job_id.hex())
     if p.bond < -(-job.reward // 10):
         raise InvalidTx("bond-too-small", f"bond must be at least ceil(reward/10) = {-(-job.reward // 10)}")
-    state.set_job(p.job_id, replace(job, status=CLAIMED, worker=worker, h_c=p.h_c, bond=p.bond,
+    state.set_job(p.job_id, replace(job, status=CLAIMED, worker=worker, claim=p.claim, bond=p.bond,
                                     claim_height=height))
     state.add_due(height + network.challenge_window, p.job_id)
 
 
-def _apply_fraud_proof(state: Overlay, prover: bytes, p: FraudProof, height: int, network: Network) -> None:
-    job = state.job(p.job_id)
-    if job is None:
-        raise InvalidTx("unknown-job", p.job_id.hex())
+def _apply_accept(state: Overlay, sender: bytes, p: JobAccept) -> None:
+    """JOB_ACCEPT by the poster of a CLAIMED job: SETTLED, reward + bond to the worker (§6)."""
+    job = _known_job(state, p.job_id)
     if job.status != CLAIMED:
         raise InvalidTx("job-not-claimed", p.job_id.hex())
-    if height >= job.claim_height + network.challenge_window:
-        raise InvalidTx("challenge-window-closed", p.job_id.hex())
+    if sender != job.poster:
+        raise InvalidTx("not-poster", "only the job's poster can accept its result")
+    state.credit(job.worker, job.reward + job.bond)
+    state.set_job(p.job_id, replace(job, status=SETTLED))
+
+
+def _apply_fraud_proof(state: Overlay, prover: bytes, p: FraudProof, height: int) -> None:
+    """FRAUD_PROOF on a CLAIMED job: the bond to the prover, the job reopened (or refunded
+    past its expiry) (§6)."""
+    job = _known_job(state, p.job_id)
+    if job.status != CLAIMED:
+        raise InvalidTx("job-not-claimed", p.job_id.hex())
     reason = fraud_proof_error(job, p)
     if reason:
         raise InvalidTx(reason, p.job_id.hex())
     state.credit(prover, job.bond)
-    reopened = replace(job, status=OPEN, worker=NO_ADDRESS, h_c=bytes(32), bond=0, claim_height=0)
     if height > job.expiry:
         state.credit(job.poster, job.reward)
-        state.set_job(p.job_id, replace(reopened, status=REFUNDED))
+        state.set_job(p.job_id, job.unclaimed(REFUNDED))
     else:
-        state.set_job(p.job_id, reopened)
+        state.set_job(p.job_id, job.unclaimed(OPEN))
 
 
 def _line_root(data: bytes, index: int, size: int, path: tuple[bytes, ...]) -> bytes | None:
@@ -283,7 +368,9 @@ def _line_root(data: bytes, index: int, size: int, path: tuple[bytes, ...]) -> b
 
 
 def fraud_proof_error(job: Job, p: FraudProof) -> str | None:
-    """Check the three audit paths and that ``dot(a_row, b_col) ≠ c_row[j]`` (§6)."""
+    """Check the claim, the three audit paths and that ``dot(a_row, b_col) ≠ c_row[j]`` (§6)."""
+    if claim_of(job.worker, p.h_c) != job.claim:
+        return "bad-fraud-claim"
     if not (p.i < job.m and p.j < job.n):
         return "bad-fraud-index"
     if len(p.a_row) != job.k or len(p.b_col) != job.k or len(p.c_row) != 4 * job.n:
@@ -295,7 +382,7 @@ def fraud_proof_error(job: Job, p: FraudProof) -> str | None:
     if root_b is None or matrix_commitment(job.n, job.k, root_b) != job.h_b:
         return "bad-fraud-b-path"
     root_c = _line_root(p.c_row, p.i, job.m, p.c_path)
-    if root_c is None or result_commitment(job.m, job.n, root_c) != job.h_c:
+    if root_c is None or result_commitment(job.m, job.n, root_c) != p.h_c:
         return "bad-fraud-c-path"
     a_row = np.frombuffer(p.a_row, np.int8).astype(np.int64)
     dot = int(a_row @ np.frombuffer(p.b_col, np.int8).astype(np.int64))
@@ -307,15 +394,16 @@ def fraud_proof_error(job: Job, p: FraudProof) -> str | None:
 
 # --- blocks -------------------------------------------------------------------------
 
-def _settle_due_jobs(state: Overlay, height: int, network: Network) -> None:
-    """End-of-block job events: settle claims whose window closed, refund expired open jobs."""
+def _job_events(state: Overlay, height: int, network: Network) -> None:
+    """End-of-block job events, in job_id order (§6): a claim made ``window`` blocks ago
+    lapses (bond back to the worker, reward burned); an OPEN job expiring now is refunded."""
     for job_id in sorted(set(state.view.jobs_due(height))):
         job = state.job(job_id)
         if job is None:
             continue
         if job.status == CLAIMED and job.claim_height + network.challenge_window == height:
-            state.credit(job.worker, job.reward + job.bond)
-            state.set_job(job_id, replace(job, status=SETTLED))
+            state.credit(job.worker, job.bond)
+            state.set_job(job_id, replace(job, status=LAPSED))
         elif job.status == OPEN and job.expiry == height:
             state.credit(job.poster, job.reward)
             state.set_job(job_id, replace(job, status=REFUNDED))
@@ -325,38 +413,68 @@ def block_fees(block: Block) -> int:
     return sum(t.fee for t in block.txs)
 
 
-def apply_block(view: StateView, block: Block, network: Network,
-                stateless_checked: bool = False) -> tuple[StateDiff, StateDiff]:
-    """Apply a block's txs, due job events and its matured reward; returns (diff, undo).
-
-    ``stateless_checked`` says the caller already ran ``check_tx_stateless`` on every
-    tx (e.g. in worker processes), so it is not repeated here.
+def apply_effects(view: StateView, txs: Iterable[Tx], height: int, network: Network,
+                  payout: tuple[bytes, int] | None, stateless_checked: bool = False) -> tuple[StateDiff, StateDiff]:
+    """A block's effects in §5 order — every tx, the job events due at ``height``, then the
+    matured reward ``payout = (miner, amount)`` — as (diff, undo), lanes included.
 
     Raises ``InvalidBlock("bad-tx", …)`` naming the first failing tx, or
-    ``InvalidBlock("unknown-job"/"job-mismatch")`` for a bad useful-work claim.
+    ``InvalidBlock("reward-overflow")``.
     """
-    h = block.header
     state = Overlay(view)
-    if h.work.job_id != bytes(32):
-        job = state.job(h.work.job_id)
-        if job is None:
-            raise InvalidBlock("unknown-job", h.work.job_id.hex())
-        w = h.work
-        if (job.m, job.n, job.k, job.h_a, job.h_b) != (w.m, w.n, w.k, w.h_a, w.h_b):
-            raise InvalidBlock("job-mismatch", h.work.job_id.hex())
-    for index, tx in enumerate(block.txs):
+    for index, tx in enumerate(txs):
         try:
             if not stateless_checked:
                 check_tx_stateless(tx, network)
-            apply_tx(state, tx, h.height, network)
+            apply_tx(state, tx, height, network)
         except InvalidTx as exc:
             raise InvalidBlock("bad-tx", f"tx {index} ({tx.txid.hex()}): {exc}") from None
-    _settle_due_jobs(state, h.height, network)
-    paid_height = h.height - network.coinbase_maturity
-    if paid_height >= 1:
-        miner, fees = view.block_payout(paid_height)
+    try:
+        _job_events(state, height, network)
+    except InvalidTx as exc:
+        raise InvalidBlock("job-event-overflow", str(exc)) from None
+    if payout is not None:
         try:
-            state.credit(miner, subsidy(paid_height) + fees)
+            state.credit(*payout)
         except InvalidTx as exc:
             raise InvalidBlock("reward-overflow", str(exc)) from None
     return state.diff_and_undo()
+
+
+def matured_payout(view: StateView, height: int, network: Network) -> tuple[bytes, int] | None:
+    """(miner, subsidy + fees) of block ``height − maturity``, paid when ``height`` connects (§5)."""
+    paid_height = height - network.coinbase_maturity
+    if paid_height < 1:
+        return None
+    miner, fees = view.block_payout(paid_height)
+    return miner, subsidy(paid_height) + fees
+
+
+def check_useful_job(view: StateView, block: Block) -> None:
+    """A block naming a job must match an OPEN or CLAIMED job at the parent's state (§5)."""
+    w = block.header.work
+    if w.job_id == NO_CLAIM:
+        return
+    job = view.job(w.job_id)
+    if job is None:
+        raise InvalidBlock("unknown-job", w.job_id.hex())
+    if job.status not in ACTIVE_STATUSES:
+        raise InvalidBlock("job-not-active", f"{w.job_id.hex()} is {JOB_STATUS_NAMES[job.status]}")
+    if (job.m, job.n, job.k, job.h_a, job.h_b) != (w.m, w.n, w.k, w.h_a, w.h_b):
+        raise InvalidBlock("job-mismatch", w.job_id.hex())
+
+
+def apply_block(view: StateView, block: Block, network: Network,
+                stateless_checked: bool = False) -> tuple[StateDiff, StateDiff]:
+    """Apply a block on its parent's state and check its ``state_root``; returns (diff, undo).
+
+    ``stateless_checked`` says the caller already ran ``check_tx_stateless`` on every
+    tx (e.g. in worker processes), so it is not repeated here.
+    """
+    h = block.header
+    check_useful_job(view, block)
+    diff, undo = apply_effects(view, block.txs, h.height, network, matured_payout(view, h.height, network),
+                               stateless_checked)
+    if diff.state_root != h.state_root:
+        raise InvalidBlock("bad-state-root", f"header {h.state_root.hex()}, state {diff.state_root.hex()}")
+    return diff, undo

@@ -11,9 +11,10 @@ from .hashing import tagged
 from .keys import PrivateKey, address_of, verify
 from .params import MAX_JOB_N, MAX_K, MAX_TX_SIZE
 
-TX_VERSION = 1
-TRANSFER, JOB_POST, JOB_RESULT, FRAUD_PROOF = 1, 2, 3, 4
-KIND_NAMES = {TRANSFER: "transfer", JOB_POST: "job_post", JOB_RESULT: "job_result", FRAUD_PROOF: "fraud_proof"}
+TX_VERSION = 2
+TRANSFER, JOB_POST, JOB_RESULT, FRAUD_PROOF, JOB_ACCEPT = 1, 2, 3, 4, 5
+KIND_NAMES = {TRANSFER: "transfer", JOB_POST: "job_post", JOB_RESULT: "job_result", FRAUD_PROOF: "fraud_proof",
+              JOB_ACCEPT: "job_accept"}
 MAX_PATH_LEN = 32
 
 
@@ -40,19 +41,29 @@ class JobPost:
         return [self.m, self.n, self.k, self.h_a, self.h_b, self.reward, self.expiry]
 
 
+def claim_of(worker: bytes, h_c: bytes) -> bytes:
+    """``claim = tagged("pouw/claim", worker_address || H_C)``: binds a result to its worker (§3)."""
+    return tagged("pouw/claim", worker + h_c)
+
+
 @dataclass(frozen=True)
 class JobResult:
+    """``[job_id, claim, bond]``; the claim hides H_C behind the worker's address."""
+
     job_id: bytes
-    h_c: bytes
+    claim: bytes
     bond: int
 
     def to_list(self) -> list[Any]:
-        return [self.job_id, self.h_c, self.bond]
+        return [self.job_id, self.claim, self.bond]
 
 
 @dataclass(frozen=True)
 class FraudProof:
+    """``[job_id, H_C, i, j, a_row, a_path, b_col, b_path, c_row, c_path]`` (§3, §6)."""
+
     job_id: bytes
+    h_c: bytes
     i: int
     j: int
     a_row: bytes
@@ -63,21 +74,33 @@ class FraudProof:
     c_path: tuple[bytes, ...]
 
     def to_list(self) -> list[Any]:
-        return [self.job_id, self.i, self.j, self.a_row, list(self.a_path), self.b_col,
+        return [self.job_id, self.h_c, self.i, self.j, self.a_row, list(self.a_path), self.b_col,
                 list(self.b_path), self.c_row, list(self.c_path)]
 
 
-Payload = Union[Transfer, JobPost, JobResult, FraudProof]
+@dataclass(frozen=True)
+class JobAccept:
+    """``[job_id]``: the poster accepts the delivered result and the worker is paid (§6)."""
+
+    job_id: bytes
+
+    def to_list(self) -> list[Any]:
+        return [self.job_id]
+
+
+Payload = Union[Transfer, JobPost, JobResult, FraudProof, JobAccept]
 
 _PATH = ListOf(BIN32, MAX_PATH_LEN)
 PAYLOAD_SCHEMAS: dict[int, Schema] = {
     TRANSFER: Tuple(BIN20, U64),
     JOB_POST: Tuple(U32, U32, U32, BIN32, BIN32, U64, U64),
     JOB_RESULT: Tuple(BIN32, BIN32, U64),
-    FRAUD_PROOF: Tuple(BIN32, U32, U32, Bin(max_size=MAX_K), _PATH, Bin(max_size=MAX_K), _PATH,
+    FRAUD_PROOF: Tuple(BIN32, BIN32, U32, U32, Bin(max_size=MAX_K), _PATH, Bin(max_size=MAX_K), _PATH,
                        Bin(max_size=4 * MAX_JOB_N), _PATH),
+    JOB_ACCEPT: Tuple(BIN32),
 }
-PAYLOAD_TYPES = {TRANSFER: Transfer, JOB_POST: JobPost, JOB_RESULT: JobResult, FRAUD_PROOF: FraudProof}
+PAYLOAD_TYPES = {TRANSFER: Transfer, JOB_POST: JobPost, JOB_RESULT: JobResult, FRAUD_PROOF: FraudProof,
+                 JOB_ACCEPT: JobAccept}
 
 
 class _TxSchema(Schema):
@@ -102,7 +125,7 @@ TX_SCHEMA = _TxSchema()
 
 def _payload_from_list(kind: int, v: list[Any]) -> Payload:
     if kind == FRAUD_PROOF:
-        return FraudProof(v[0], v[1], v[2], v[3], tuple(v[4]), v[5], tuple(v[6]), v[7], tuple(v[8]))
+        return FraudProof(v[0], v[1], v[2], v[3], v[4], tuple(v[5]), v[6], tuple(v[7]), v[8], tuple(v[9]))
     return PAYLOAD_TYPES[kind](*v)  # type: ignore[return-value]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .block import Block, Header, tx_root
+from .block import HEADER_VERSION, Block, Header, tx_root
 from .difficulty import next_target
 from .errors import FutureBlock, InvalidBlock
 from .params import MAX_BLOCK_SIZE, MAX_TX_SIZE, MEDIAN_TIME_SPAN, Network
@@ -14,7 +14,7 @@ from .work import TILE, proof_error, win_threshold
 
 def check_header_stateless(header: Header, network: Network) -> None:
     """Header rules that need nothing else: version, chain, dims, tile index, claimed win."""
-    if header.version != 1:
+    if header.version != HEADER_VERSION:
         raise InvalidBlock("bad-version", f"header version {header.version}")
     if header.chain_id != network.chain_id:
         raise InvalidBlock("bad-chain-id", f"chain {header.chain_id}, expected {network.chain_id}")
@@ -55,7 +55,7 @@ def check_header_context(header: Header, parent: Header, recent_timestamps: Sequ
     """Rules against the parent chain: height, linkage, timestamps and the ASERT target.
 
     ``recent_timestamps`` are the timestamps of the parent and its ancestors (oldest
-    first, at least the parent's).  A timestamp too far in the future raises
+    first: the parent's, and its parent's when it has one).  A timestamp too far in the future raises
     ``FutureBlock`` (retry later) rather than a permanent ``InvalidBlock``.
     """
     if header.prev_hash != parent.hash:
@@ -66,6 +66,13 @@ def check_header_context(header: Header, parent: Header, recent_timestamps: Sequ
         raise InvalidBlock("time-too-old", "timestamp not after median time past")
     if header.timestamp > now + network.future_time_limit:
         raise FutureBlock(f"timestamp {header.timestamp} more than {network.future_time_limit}s ahead of {now}")
-    expected = next_target(network, parent.timestamp, parent.height)
+    expected = expected_target(network, parent, recent_timestamps)
     if header.target != expected:
         raise InvalidBlock("bad-target", f"target {header.target:#x}, expected {expected:#x}")
+
+
+def expected_target(network: Network, parent: Header, recent_timestamps: Sequence[int]) -> int:
+    """The §5 difficulty rule for a child of ``parent``; ``recent_timestamps`` end with the
+    parent's timestamp, preceded by its parent's (needed from height 3 on)."""
+    grand_time = recent_timestamps[-2] if len(recent_timestamps) >= 2 else None
+    return next_target(network, parent.height, parent.target, parent.timestamp, grand_time)

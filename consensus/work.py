@@ -81,9 +81,10 @@ class Seeds:
 
 
 def sigma(header: Header) -> bytes:
+    """``σ = tagged("pouw/sigma", canonical([version … state_root, miner, nonce, m, n, k, r, job_id]))``."""
     w = header.work
     fields = [header.version, header.chain_id, header.height, header.prev_hash, header.timestamp,
-              header.target.to_bytes(32, "big"), header.tx_root, header.miner, header.nonce,
+              header.target.to_bytes(32, "big"), header.tx_root, header.state_root, header.miner, header.nonce,
               w.m, w.n, w.k, w.r, w.job_id]
     return tagged("pouw/sigma", enc.encode(fields))
 

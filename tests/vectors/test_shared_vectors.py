@@ -11,8 +11,8 @@ import pytest
 from consensus.vectors import main, run
 
 HERE = Path(__file__).parent
-SHARED = HERE.parents[2] / "shared" / "vectors" / "v1.json"  # ../shared beside the checkout
-VECTOR_FILES = [HERE / "v1.json"] + ([SHARED] if SHARED.exists() else [])
+SHARED = HERE.parents[2] / "shared" / "vectors" / "v2.json"  # ../shared beside the checkout
+VECTOR_FILES = [HERE / "v2.json"] + ([SHARED] if SHARED.exists() else [])
 
 
 @pytest.mark.parametrize("path", VECTOR_FILES, ids=lambda p: str(p))
@@ -20,24 +20,33 @@ def test_vectors_pass(path: Path) -> None:
     lines: list[str] = []
     passed, failed = run(json.loads(path.read_text()), lines.append)
     assert failed == 0, "\n".join(x for x in lines if x.startswith("FAIL"))
-    assert passed >= 21
+    assert passed >= 72
 
 
 def test_cli_reports_and_fails_on_a_wrong_expectation(tmp_path: Path) -> None:
-    doc = json.loads((HERE / "v1.json").read_text())
+    doc = json.loads((HERE / "v2.json").read_text())
+    total = sum(len(v) if isinstance(v, list) else 1 for k, v in doc.items() if k != "protocol")
     doc["asert"][0]["expect"] = "0x1"
     doc["tagged"][0]["expect"] = "00" * 32
+    doc["lthash"][1]["state_root"] = "00" * 32
+    valid = next(i for i, c in enumerate(doc["state"]) if c["expect"]["valid"])
+    invalid = next(i for i, c in enumerate(doc["state"]) if not c["expect"]["valid"])
+    doc["state"][valid]["expect"]["post"]["accounts"][0][1] += 1  # one balance off by one unit
+    doc["state"][invalid]["expect"] = {"valid": True, "state_root": "00" * 32, "post": {"accounts": [], "jobs": []}}
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(doc))
     out = subprocess.run([sys.executable, "-m", "consensus.vectors", str(bad)], capture_output=True, text=True)
     assert out.returncode == 1
-    assert "FAIL asert[0]" in out.stdout and "FAIL tagged[0]" in out.stdout
-    assert out.stdout.strip().endswith("19 passed, 2 failed")
+    for case in ("asert[0]", "tagged[0]", "lthash[1]", f"state[{valid}]", f"state[{invalid}]"):
+        assert f"FAIL {case}" in out.stdout
+    assert out.stdout.strip().endswith(f"{total - 5} passed, 5 failed")
 
 
 def test_malformed_file_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "x.json"
     bad.write_text("[1, 2")
     assert main([str(bad)]) == 2
-    bad.write_text('{"mystery": []}')
+    bad.write_text('{"protocol": 2, "mystery": []}')
+    assert main([str(bad)]) == 2
+    bad.write_text('{"protocol": 1, "tagged": []}')  # the v1 format is not read
     assert main([str(bad)]) == 2

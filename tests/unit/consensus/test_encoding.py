@@ -11,9 +11,9 @@ from consensus.errors import DecodeError
 from consensus.genesis import genesis_block
 from consensus.keys import PrivateKey
 from consensus.params import REGTEST
-from consensus.tx import FraudProof, JobPost, JobResult, Transfer, Tx, make_tx
+from consensus.tx import PAYLOAD_TYPES, FraudProof, JobAccept, JobPost, JobResult, Transfer, Tx, make_tx
 
-from .chainmaker import child_block
+from .chainmaker import child_block, funded_state
 
 u64 = st.integers(0, 2**64 - 1)
 u32 = st.integers(0, 2**32 - 1)
@@ -24,11 +24,12 @@ payloads = st.one_of(
     st.builds(Transfer, b20, u64),
     st.builds(JobPost, u32, u32, u32, b32, b32, u64, u64),
     st.builds(JobResult, b32, b32, u64),
-    st.builds(FraudProof, b32, u32, u32, st.binary(max_size=64), paths, st.binary(max_size=64), paths,
+    st.builds(FraudProof, b32, b32, u32, u32, st.binary(max_size=64), paths, st.binary(max_size=64), paths,
               st.binary(max_size=128), paths),
+    st.builds(JobAccept, b32),
 )
-KIND = {Transfer: 1, JobPost: 2, JobResult: 3, FraudProof: 4}
-txs = st.builds(lambda cid, s, nonce, fee, p, sig: Tx(1, cid, KIND[type(p)], s, nonce, fee, p, sig),
+KIND = {t: k for k, t in PAYLOAD_TYPES.items()}
+txs = st.builds(lambda cid, s, nonce, fee, p, sig: Tx(2, cid, KIND[type(p)], s, nonce, fee, p, sig),
                 u32, b32, u64, u64, payloads, st.binary(min_size=64, max_size=64))
 
 
@@ -43,7 +44,8 @@ def test_tx_round_trip(tx: Tx) -> None:
 def sample_block() -> Block:
     key = PrivateKey(bytes(range(32)))
     t = make_tx(key, REGTEST.chain_id, 0, 5, Transfer(b"\x22" * 20, 7))
-    return child_block(REGTEST, genesis_block(REGTEST).header, (t,))
+    return child_block(REGTEST, genesis_block(REGTEST).header, (t,),
+                       state=funded_state(REGTEST, {key.address: (100, 0)}))
 
 
 def test_block_round_trip(sample_block: Block) -> None:

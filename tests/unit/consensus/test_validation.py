@@ -14,16 +14,17 @@ from consensus.state import apply_block
 from consensus.tx import Transfer, make_tx
 from consensus.validation import check_block, check_header_context
 
-from .chainmaker import MemoryView, child_block
+from .chainmaker import child_block, funded_state
 
 GENESIS = genesis_block(REGTEST).header
 KEY = PrivateKey(b"\x05" * 32)
+FUNDS = {KEY.address: (1000, 0)}
 
 
 @pytest.fixture(scope="module")
 def block() -> Block:
     tx = make_tx(KEY, REGTEST.chain_id, 0, 10, Transfer(b"\x09" * 20, 100))
-    return child_block(REGTEST, GENESIS, (tx,), dims=(64, 64, 64, 16))
+    return child_block(REGTEST, GENESIS, (tx,), dims=(64, 64, 64, 16), state=funded_state(REGTEST, FUNDS))
 
 
 def flip(data: bytes, pos: int = 0) -> bytes:
@@ -49,7 +50,7 @@ def test_valid_block_passes(block: Block) -> None:
     (lambda b: replace(b, header=b.header.replace(ticket=Ticket(5, 0, b.header.ticket.digest))), "bad-ticket-tile"),
     (lambda b: replace(b, header=b.header.replace(tx_root=bytes(32))), "bad-tx-root"),
     (lambda b: replace(b, header=b.header.replace(chain_id=3)), "bad-chain-id"),
-    (lambda b: replace(b, header=b.header.replace(version=2)), "bad-version"),
+    (lambda b: replace(b, header=b.header.replace(version=1)), "bad-version"),
     (lambda b: replace(b, header=b.header.replace(nonce=b.header.nonce + 1)), "bad-ticket-digest"),
 ])
 def test_tampered_block_rejected(block: Block, tamper, reason: str) -> None:
@@ -62,11 +63,21 @@ def test_tampered_signature_rejected_by_state(block: Block) -> None:
     tx = block.txs[0]
     forged = replace(tx, signature=flip(tx.signature), _txid=None)
     bad = Block(block.header.replace(tx_root=tx_root((forged,))), block.proof, (forged,))
-    view = MemoryView({KEY.address: (1000, 0)})
+    view = funded_state(REGTEST, FUNDS)
     with pytest.raises(InvalidBlock) as exc:
         apply_block(view, bad, REGTEST)
     assert exc.value.reason == "bad-tx" and "bad-signature" in exc.value.detail
     apply_block(view, block, REGTEST)  # the untampered block applies
+
+
+def test_state_root_must_match(block: Block) -> None:
+    """One unit more in one balance changes the root: a block claiming another state is invalid (§3a)."""
+    view = funded_state(REGTEST, {KEY.address: (1001, 0)})
+    with pytest.raises(InvalidBlock) as exc:
+        apply_block(view, block, REGTEST)
+    assert exc.value.reason == "bad-state-root"
+    diff, _ = apply_block(funded_state(REGTEST, FUNDS), block, REGTEST)
+    assert diff.state_root == block.header.state_root
 
 
 def test_context_rules(block: Block) -> None:

@@ -11,7 +11,7 @@ from .chainmaker import random_matrices
 
 
 def header_for(m: int, n: int, k: int, r: int, nonce: int, a: np.ndarray, b: np.ndarray, target: int) -> Header:
-    return Header(1, 4, 7, b"\x01" * 32, 1_790_000_100, target, b"\x02" * 32, b"\x03" * 20, nonce,
+    return Header(2, 4, 7, b"\x01" * 32, 1_790_000_100, target, b"\x02" * 32, b"\x04" * 32, b"\x03" * 20, nonce,
                   WorkSpec(m, n, k, r, work.commit_a(a), work.commit_b(b)), Ticket(0, 0, bytes(32)))
 
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from consensus import work
-from consensus.block import Header, Ticket, WorkSpec
+from consensus.block import Header
+from consensus.vectors import header_from_fields
 from miner import kernel
 
-VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "v1.json"  # a copy of ../shared/vectors/v1.json
+VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "v2.json"  # a copy of ../shared/vectors/v2.json
 
 
 def _cases() -> list[dict]:
@@ -19,12 +20,8 @@ def _cases() -> list[dict]:
 
 
 def _load(case: dict) -> tuple[Header, np.ndarray, np.ndarray]:
-    f, w = case["header_fields"], case["header_fields"]["work"]
-    spec = WorkSpec(w["m"], w["n"], w["k"], w["r"], bytes.fromhex(w["H_A"]), bytes.fromhex(w["H_B"]),
-                    bytes.fromhex(w["job_id"]))
-    header = Header(f["version"], f["chain_id"], f["height"], bytes.fromhex(f["prev_hash"]), f["timestamp"],
-                    int(f["target"], 16), bytes.fromhex(f["tx_root"]), bytes.fromhex(f["miner"]), f["nonce"],
-                    spec, Ticket(0, 0, bytes(32)))
+    header = header_from_fields(case["header_fields"])
+    spec = header.work
     a = np.frombuffer(bytes.fromhex(case["A_hex"]), np.int8).reshape(spec.m, spec.k)
     b = np.frombuffer(bytes.fromhex(case["B_hex"]), np.int8).reshape(spec.k, spec.n)
     return header, a, b
