@@ -152,7 +152,7 @@ def selftest() -> bool:
     a = rng.integers(-64, 65, (m, k), dtype=np.int8)
     b = rng.integers(-64, 65, (k, n), dtype=np.int8)
     work = WorkSpec(m, n, k, r, commit_a(a), commit_b(b))
-    header = Header(1, 4, 1, bytes(32), 0, (1 << 256) // (1024 * k * 2), bytes(32), bytes(20), 1, work,
+    header = Header(2, 4, 1, bytes(32), 0, (1 << 256) // (1024 * k * 2), bytes(32), bytes(32), bytes(20), 1, work,
                     Ticket(0, 0, bytes(32)))
     s = seeds(header)
     want = consensus_tiles(*noisy_operands(a, b, s, r), s, header)

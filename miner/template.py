@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from consensus.block import Header, Ticket, WorkSpec
+from consensus.block import HEADER_VERSION, Header, Ticket, WorkSpec
 from consensus.params import NETWORKS, Network
 from consensus.tx import Tx
 
@@ -23,17 +23,18 @@ class Template:
     target: int
     txs: tuple[Tx, ...]
     tx_root: bytes
+    state_root: bytes
     longpollid: str
 
     def header_for(self, miner: bytes, nonce: int, spec: WorkSpec, timestamp: int | None = None) -> Header:
         ts = max(self.mintime, self.timestamp if timestamp is None else timestamp)
-        return Header(1, self.network.chain_id, self.height, self.prev_hash, ts, self.target, self.tx_root,
-                      miner, nonce, spec, Ticket(0, 0, bytes(32)))
+        return Header(HEADER_VERSION, self.network.chain_id, self.height, self.prev_hash, ts, self.target,
+                      self.tx_root, self.state_root, miner, nonce, spec, Ticket(0, 0, bytes(32)))
 
     def to_json(self) -> dict[str, Any]:
         return {
             "network": self.network.name,
-            "version": 1,
+            "version": HEADER_VERSION,
             "chain_id": self.network.chain_id,
             "height": self.height,
             "previousblockhash": self.prev_hash.hex(),
@@ -41,6 +42,7 @@ class Template:
             "mintime": self.mintime,
             "target": f"{self.target:064x}",
             "tx_root": self.tx_root.hex(),
+            "state_root": self.state_root.hex(),
             "transactions": [{"txid": t.txid.hex(), "hex": t.encode().hex(), "fee": t.fee} for t in self.txs],
             "longpollid": self.longpollid,
         }
@@ -50,7 +52,7 @@ class Template:
         return cls(NETWORKS[obj["network"]], obj["height"], bytes.fromhex(obj["previousblockhash"]),
                    obj["curtime"], obj["mintime"], int(obj["target"], 16),
                    tuple(Tx.decode(bytes.fromhex(t["hex"])) for t in obj["transactions"]),
-                   bytes.fromhex(obj["tx_root"]), obj["longpollid"])
+                   bytes.fromhex(obj["tx_root"]), bytes.fromhex(obj["state_root"]), obj["longpollid"])
 
 
 def default_shape(network: Network) -> tuple[int, int, int, int]:

@@ -22,16 +22,18 @@ from dataclasses import dataclass, replace
 from typing import Callable, Collection, Iterable, Sequence
 
 from consensus.block import Block, Header
-from consensus.difficulty import next_target as consensus_next_target
 from consensus.errors import ConsensusError, DecodeError, FutureBlock, InvalidBlock
 from consensus.genesis import genesis_block, genesis_state
 from consensus.params import MEDIAN_TIME_SPAN, NETWORKS, Network, subsidy
-from consensus.state import EMPTY_ACCOUNT, Account, Job, StateView, apply_block, block_fees
-from consensus.validation import check_block, check_header_context, check_header_stateless, median_time_past
+from consensus.state import (EMPTY_ACCOUNT, Account, Job, StateView, apply_block, apply_effects, block_fees,
+                             matured_payout)
+from consensus.tx import Tx
+from consensus.validation import (check_block, check_header_context, check_header_stateless, expected_target,
+                                  median_time_past)
 
 from .blockindex import FAILED, FAILED_CHILD, FAILED_MASK, HAVE_DATA, VALID, BlockIndex, IndexEntry
 from .orphans import OrphanPool
-from .store import ChainBatch, DatadirCorrupt, Store
+from .store import ChainBatch, DatadirCorrupt, StateReader, Store
 from .txcheck import Pending, TxChecker
 
 log = logging.getLogger(__name__)
@@ -581,7 +583,7 @@ class Chain:
         """(block hash, position in the block) of a tx on the best chain."""
         return self.store.tx_location(txid)
 
-    def tip_state_view(self) -> StateView:
+    def tip_state_view(self) -> StateReader:
         """A StateView of the tip on a LevelDB snapshot: it does not move when the tip does."""
         return self.store.reader(snapshot=True)
 
@@ -589,8 +591,18 @@ class Chain:
         return median_time_past(self.index.timestamps(self._tip_entry(), MEDIAN_TIME_SPAN))
 
     def next_target(self) -> int:
-        h = self._tip_entry().header
-        return consensus_next_target(self.network, h.timestamp, h.height)
+        """The target the tip's child must carry (§5)."""
+        tip = self._tip_entry()
+        return expected_target(self.network, tip.header, self.index.timestamps(tip, 2))
+
+    def state_root_after(self, txs: Sequence[Tx]) -> bytes:
+        """The state root of a child of the tip holding ``txs`` (for block templates, §3a)."""
+        with self._lock:
+            view = self.store.reader(snapshot=True)
+            height = self.tip.height + 1
+        diff, _ = apply_effects(view, txs, height, self.network, matured_payout(view, height, self.network),
+                                stateless_checked=True)
+        return diff.state_root  # type: ignore[return-value]
 
     def immature_rewards(self, address: bytes) -> list[tuple[int, int]]:
         """(height, subsidy + fees) of best-chain blocks mined by ``address`` not yet paid (§5)."""

@@ -7,7 +7,7 @@ from consensus.block import Block, Header
 from consensus.keys import encode_address
 from consensus.params import Network
 from consensus.state import JOB_STATUS_NAMES, Job
-from consensus.tx import KIND_NAMES, FraudProof, JobPost, JobResult, Transfer, Tx
+from consensus.tx import KIND_NAMES, FraudProof, JobAccept, JobPost, JobResult, Transfer, Tx
 
 
 def difficulty(network: Network, target: int) -> float:
@@ -28,6 +28,7 @@ def header_json(network: Network, header: Header, chain_work: int | None = None,
         "target": f"{header.target:064x}",
         "difficulty": difficulty(network, header.target),
         "tx_root": header.tx_root.hex(),
+        "state_root": header.state_root.hex(),
         "miner": encode_address(network.hrp, header.miner),
         "nonce": header.nonce,
         "work": {"m": w.m, "n": w.n, "k": w.k, "r": w.r, "H_A": w.h_a.hex(), "H_B": w.h_b.hex(),
@@ -53,9 +54,11 @@ def payload_json(network: Network, tx: Tx) -> dict[str, Any]:
         return {"m": p.m, "n": p.n, "k": p.k, "H_A": p.h_a.hex(), "H_B": p.h_b.hex(), "reward": p.reward,
                 "expiry": p.expiry}
     if isinstance(p, JobResult):
-        return {"job_id": p.job_id.hex(), "H_C": p.h_c.hex(), "bond": p.bond}
+        return {"job_id": p.job_id.hex(), "claim": p.claim.hex(), "bond": p.bond}
+    if isinstance(p, JobAccept):
+        return {"job_id": p.job_id.hex()}
     assert isinstance(p, FraudProof)
-    return {"job_id": p.job_id.hex(), "i": p.i, "j": p.j}
+    return {"job_id": p.job_id.hex(), "H_C": p.h_c.hex(), "i": p.i, "j": p.j}
 
 
 def tx_json(network: Network, tx: Tx) -> dict[str, Any]:
@@ -93,7 +96,7 @@ def job_json(network: Network, job_id: bytes, job: Job) -> dict[str, Any]:
         "reward": job.reward, "expiry": job.expiry,
         "status": JOB_STATUS_NAMES[job.status],
         "worker": encode_address(network.hrp, job.worker) if job.worker != bytes(20) else None,
-        "H_C": job.h_c.hex() if job.worker != bytes(20) else None,
+        "claim": job.claim.hex() if job.worker != bytes(20) else None,
         "bond": job.bond,
         "claim_height": job.claim_height if job.worker != bytes(20) else None,
     }

@@ -89,10 +89,10 @@ def _apply_on(state: Overlay, tx: Tx, height: int, network: Network) -> None:
     """``apply_tx`` on a scratch layer over ``state``, merged only if it succeeds."""
     scratch = Overlay(cast(StateView, state))
     apply_tx(scratch, tx, height, network)
-    diff, _ = scratch.diff_and_undo()
-    for address, account in diff.accounts.items():
+    accounts, jobs = scratch.changes()
+    for address, account in accounts.items():
         state.set_account(address, account or EMPTY_ACCOUNT)
-    for job_id, job in diff.jobs.items():
+    for job_id, job in jobs.items():
         if job is not None:
             state.set_job(job_id, job)
 

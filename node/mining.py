@@ -25,7 +25,7 @@ def new_template(chain: Chain, mempool: Mempool, now: int) -> Template:
     mintime = chain.median_time_past() + 1
     txs = tuple(mempool.select_for_block(MAX_BLOCK_SIZE - PROOF_RESERVE))
     return Template(chain.network, tip.height + 1, tip.hash, max(now, mintime), mintime, chain.next_target(),
-                    txs, tx_root(txs), tip.hash.hex())
+                    txs, tx_root(txs), chain.state_root_after(txs), tip.hash.hex())
 
 
 def solve_template(template: Template, miner: bytes, max_tries: int = 10_000,

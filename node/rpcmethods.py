@@ -15,6 +15,7 @@ from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNo
 from .chain import ACCEPTED, DUPLICATE, FUTURE, ORPHAN
 from .jsonview import block_json, difficulty, header_json, job_json, tx_json
 from .mining import new_template, solve_template
+from .stateinfo import state_info, tip_facts
 from .rpcserver import (ALREADY_IN_CHAIN, INVALID_IP, INVALID_PARAMETER, MISC_ERROR, NODE_ALREADY_ADDED,
                         NODE_NOT_ADDED, NODE_NOT_CONNECTED, NOT_ALLOWED_ON_NETWORK, NOT_FOUND, VERIFY_ERROR,
                         VERIFY_REJECTED, Dispatcher, Param, RpcError)
@@ -63,6 +64,7 @@ class RpcMethods:
         d.add("getchaintips", self.getchaintips)
         d.add("getdifficulty", self.getdifficulty)
         d.add("getmininginfo", self.getmininginfo)
+        d.add("getstateinfo", self.getstateinfo, Param("verify", bool, False))
         d.add("getblocktemplate", self.getblocktemplate, Param("template_request", dict, None))
         d.add("submitblock", self.submitblock, Param("hexdata", str))
         d.add("generatetoaddress", self.generatetoaddress, Param("nblocks", int), Param("address", str),
@@ -205,9 +207,17 @@ class RpcMethods:
             "difficulty": difficulty(self.network, tip.header.target),
             "next_target": f"{self.chain.next_target():064x}",
             "networkmacps": self.node.network_mac_rate(),
+            "state_root": tip.header.state_root.hex(),
             "pooledtx": self.mempool.info()["size"],
             "useful": self.node.useful_stats(),
         }
+
+    async def getstateinfo(self, verify: bool) -> dict[str, Any]:
+        """getstateinfo ( verify ): accounts, jobs by status and the supply at the tip (balances +
+        escrow + pending fees = issued − burned); verify=true recomputes the state root."""
+        facts = tip_facts(self.chain)
+        view = self.chain.tip_state_view()
+        return await asyncio.to_thread(state_info, self.network, facts, view, verify)
 
     async def getblocktemplate(self, template_request: dict | None) -> dict[str, Any]:
         """getblocktemplate ( {"longpollid": id} ): a template; with a longpollid, waits for a new tip."""

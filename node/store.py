@@ -1,7 +1,7 @@
 """LevelDB chain store: the one module that owns the on-disk key schema (docs/storage.md).
 
 Everything a connected block changes — its bytes, index entry, state diff, undo
-record, best-chain and tx index entries, and the tip marker — is written by
+record, the state's LtHash lanes, best-chain and tx index entries, and the tip marker — is written by
 ``Store.commit`` as ONE LevelDB WriteBatch with ``sync=True``, so a crash leaves
 the datadir at the previous or the next consistent tip, never in between.
 """
@@ -17,11 +17,12 @@ from consensus import encoding as enc
 from consensus.block import Block, Header
 from consensus.encoding import BIN32, U8, U32, U64, Bin, Tuple
 from consensus.errors import DecodeError
+from consensus.lthash import LtHash
 from consensus.state import ACCOUNT_SCHEMA, JOB_SCHEMA, Account, Job, StateDiff
 
 from .blockindex import IndexEntry
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # --- key schema (docs/storage.md) --------------------------------------------------
 VERSION = b"v"  # u32 schema version
@@ -32,11 +33,12 @@ ENTRY = b"I"  # + hash → index entry
 BEST = b"C"  # + u64be height → hash on the best chain
 ACCOUNT = b"A"  # + address → [balance, nonce]
 JOB = b"J"  # + job_id → job
+LANES = b"L"  # the tip state's LtHash lanes (2048 bytes, §3a)
 DUE = b"D"  # + u64be height + job_id → u32 count (a multiset: see docs/storage.md)
 UNDO = b"U"  # + hash → StateDiff that disconnects the block
 TXINDEX = b"X"  # + txid → [block hash, position]
 RECORD_PREFIXES = {"peer": b"P", "ban": b"N"}  # opaque records kept for p2p
-DERIVED = (TIP, ENTRY, BEST, ACCOUNT, JOB, DUE, UNDO, TXINDEX)  # rebuilt by a reindex
+DERIVED = (TIP, ENTRY, BEST, ACCOUNT, JOB, LANES, DUE, UNDO, TXINDEX)  # rebuilt by a reindex
 
 _ENTRY_SCHEMA = Tuple(Bin(max_size=512), U64, Bin(max_size=64), U8, U64, U64)
 _TXLOC_SCHEMA = Tuple(BIN32, U32)
@@ -105,6 +107,22 @@ class StateReader:
     def jobs_due(self, height: int) -> list[bytes]:
         prefix = _height_key(DUE, height)
         return [k[len(prefix):] for k in self._db.iterator(prefix=prefix, include_value=False)]
+
+    def lanes(self) -> LtHash:
+        data = self.raw(LANES)
+        if data is None or len(data) != 2048:
+            raise _corrupt(self._path, "missing or bad state lanes")
+        return LtHash.from_bytes(data)
+
+    def accounts(self) -> Iterator[tuple[bytes, Account]]:
+        """Every stored account (a full scan)."""
+        for key, data in self._db.iterator(prefix=ACCOUNT):
+            yield key[len(ACCOUNT):], Account(*self._decode(data, ACCOUNT_SCHEMA, "account"))
+
+    def jobs(self) -> Iterator[tuple[bytes, Job]]:
+        """Every stored job (a full scan)."""
+        for key, data in self._db.iterator(prefix=JOB):
+            yield key[len(JOB):], Job(*self._decode(data, JOB_SCHEMA, "job"))
 
     def best_hash(self, height: int) -> bytes | None:
         return self.raw(_height_key(BEST, height))
@@ -214,6 +232,8 @@ class ChainBatch(StateReader):
             self._count_due(height, job_id, +1)
         for height, job_id in diff.due_remove:
             self._count_due(height, job_id, -1)
+        if diff.lanes is not None:
+            self._put(LANES, diff.lanes)
 
     def _count_due(self, height: int, job_id: bytes, delta: int) -> None:
         key = _height_key(DUE, height) + job_id

@@ -56,7 +56,7 @@ def bench(size: int, r: int, threads: int, repeat: int) -> dict:
     a = rng.integers(-64, 65, (size, size), dtype=np.int8)
     b = rng.integers(-64, 65, (size, size), dtype=np.int8)
     # commitments are per job, not per template: placeholders keep the setup cheap
-    header = Header(1, 4, 1, bytes(32), 0, 1 << 200, bytes(32), bytes(20), 0,
+    header = Header(2, 4, 1, bytes(32), 0, 1 << 200, bytes(32), bytes(32), bytes(20), 0,
                     WorkSpec(size, size, size, r, bytes(32), bytes(32)), Ticket(0, 0, bytes(32)))
     af, bf = a.astype(np.float32), b.astype(np.float32)
     gmacs = size ** 3 / 1e9

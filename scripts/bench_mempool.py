@@ -14,30 +14,21 @@ from __future__ import annotations
 import argparse
 import time
 
-from consensus.block import EMPTY_PROOF, Block, Header, Ticket, WorkSpec, tx_root
+from consensus.block import EMPTY_PROOF, HEADER_VERSION, Block, Header, Ticket, WorkSpec, tx_root
 from consensus.keys import PrivateKey, address_of
 from consensus.params import MAX_BLOCK_SIZE, MAX_TARGET, REGTEST
-from consensus.state import Account, Job, StateDiff, apply_block, check_tx_stateless
+from consensus.memstate import MemoryState
+from consensus.state import Account, apply_effects, check_tx_stateless, matured_payout
 from consensus.tx import Transfer, Tx, make_tx
 from node.mempool import Mempool, MempoolPolicy
 
 
-class DictState:
-    """Tip state in dicts (a consensus.state.StateView)."""
+class DictState(MemoryState):
+    """Tip state in dicts (a consensus.state.StateView) that connects blocks of mempool txs."""
 
     def __init__(self, accounts: dict[bytes, Account]) -> None:
-        self.accounts = accounts
-        self.jobs: dict[bytes, Job] = {}
+        super().__init__(REGTEST, accounts)
         self.height = 0
-
-    def account(self, address: bytes) -> Account | None:
-        return self.accounts.get(address)
-
-    def job(self, job_id: bytes) -> Job | None:
-        return self.jobs.get(job_id)
-
-    def jobs_due(self, height: int) -> list[bytes]:
-        return []
 
     def block_payout(self, height: int) -> tuple[bytes, int]:
         return bytes(20), 0
@@ -46,14 +37,15 @@ class DictState:
         return self, self.height + 1
 
     def connect(self, txs: list[Tx]) -> Block:
-        header = Header(1, REGTEST.chain_id, self.height + 1, bytes(32), 0, MAX_TARGET, tx_root(txs), bytes(20),
-                        0, WorkSpec(32, 32, 64, 16, bytes(32), bytes(32)), Ticket(0, 0, bytes(32)))
-        block = Block(header, EMPTY_PROOF, tuple(txs))
-        diff: StateDiff = apply_block(self, block, REGTEST, stateless_checked=True)[0]
-        for address, account in diff.accounts.items():
-            self.accounts[address] = account or Account()
+        height = self.height + 1
+        diff, _ = apply_effects(self, txs, height, REGTEST, matured_payout(self, height, REGTEST),
+                                stateless_checked=True)
+        header = Header(HEADER_VERSION, REGTEST.chain_id, height, bytes(32), 0, MAX_TARGET, tx_root(txs),
+                        diff.state_root, bytes(20), 0, WorkSpec(32, 32, 64, 16, bytes(32), bytes(32)),
+                        Ticket(0, 0, bytes(32)))
+        self.apply(diff)
         self.height += 1
-        return block
+        return Block(header, EMPTY_PROOF, tuple(txs))
 
 
 def timed(fn) -> float:  # type: ignore[no-untyped-def]

@@ -22,7 +22,7 @@ from consensus.params import MAX_TARGET
 
 def header_for(a: np.ndarray, b: np.ndarray, r: int) -> Header:
     (m, k), n = a.shape, b.shape[1]
-    return Header(1, 4, 1, bytes(32), 1_790_000_005, MAX_TARGET, bytes(32), bytes(20), 0,
+    return Header(2, 4, 1, bytes(32), 1_790_000_005, MAX_TARGET, bytes(32), bytes(32), bytes(20), 0,
                   WorkSpec(m, n, k, r, work.commit_a(a), work.commit_b(b)), Ticket(0, 0, bytes(32)))
 
 

@@ -17,7 +17,8 @@ def test_future_block_is_held_then_connected(start_nodes) -> None:
     (node,) = start_nodes(1)
     node.generate(1)
     parent = Header.decode(bytes.fromhex(node.getblockheader(node.getbestblockhash(), False)))
-    block = make_block(parent, timestamp=int(time.time()) + AHEAD)
+    block = make_block(parent, timestamp=int(time.time()) + AHEAD, state_root=bytes.fromhex(
+        node.getblocktemplate()["state_root"]))
     assert node.submitblock(block.encode().hex()) == "time-too-new"
     assert node.getblockcount() == 1
     wait_until(lambda: node.getbestblockhash() == block.hash.hex(), timeout=AHEAD + 30, interval=0.5,

@@ -23,7 +23,8 @@ from .rpcutil import FAUCET, FAUCET_ADDRESS, FEE, address, key, post, rpc_error,
 # Every method this module exercises; test_every_method_is_covered keeps it honest.
 COVERED = {
     "help", "getblockchaininfo", "getblockcount", "getbestblockhash", "getblockhash", "getblock",
-    "getblockheader", "getchaintips", "getdifficulty", "getmininginfo", "getblocktemplate", "submitblock",
+    "getblockheader", "getchaintips", "getdifficulty", "getmininginfo", "getstateinfo", "getblocktemplate",
+    "submitblock",
     "generatetoaddress", "generate", "getrawmempool", "getmempoolinfo", "sendrawtransaction",
     "gettransaction", "getaccount", "getjob", "getnetworkinfo", "getpeerinfo", "getconnectioncount",
     "addnode", "disconnectnode", "setban", "listbanned", "clearbanned", "invalidateblock", "reconsiderblock",
@@ -164,6 +165,34 @@ def test_chain_queries(node) -> None:
     mining = node.getmininginfo()
     assert mining["blocks"] == start + 3 and mining["difficulty"] == 1.0 and mining["pooledtx"] == 0
     assert mining["networkmacps"] >= 0
+    assert mining["state_root"] == node.getblockheader(hashes[-1])["state_root"]
+
+
+def test_getstateinfo_balances_and_verifies(node) -> None:
+    """getstateinfo (like gettxoutsetinfo): counts, supply terms that balance, and verify=true
+    recomputing the state root from every stored record (PROTOCOL §3a)."""
+    nonce = faucet_nonce(node)
+    node.sendrawtransaction(transfer(FAUCET, nonce, key(901).address, 777, fee=FEE).encode().hex())
+    node.generate(1)
+    info = node.getstateinfo(True)
+    tip = node.getblockheader(node.getbestblockhash())
+    assert info["height"] == tip["height"] and info["bestblock"] == tip["hash"]
+    assert info["state_root"] == tip["state_root"] and info["verified"] is True
+    assert info["supply_balanced"] is True and info["lanes_match_header"] is True
+    assert (info["total_balance"] + info["total_escrow"] + info["pending_fees"]
+            == info["total_issued"] - info["total_burned"])
+    assert info["accounts"] >= 2 and set(info["jobs"]) == {"open", "claimed", "settled", "refunded", "lapsed"}
+    assert "verified" not in node.getstateinfo()
+    assert rpc_error(node, "getstateinfo", "yes")["code"] == -32602
+
+
+def test_template_commits_to_the_state_after_its_txs(node) -> None:
+    nonce = faucet_nonce(node)
+    node.sendrawtransaction(transfer(FAUCET, nonce, key(902).address, 5, fee=FEE).encode().hex())
+    template = node.getblocktemplate()
+    assert len(template["transactions"]) == 1 and template["version"] == 2
+    (mined,) = node.generate(1)
+    assert node.getblockheader(mined)["state_root"] == template["state_root"]
 
 
 @pytest.mark.parametrize("height", [-1, 10**6, 2**63])
@@ -305,8 +334,8 @@ def test_getblocktemplate_and_submitblock(node) -> None:
 
     # a block whose parent the node has never seen is held as an orphan
     from tests.unit.node.helpers import make_block
-    stranger = Header(1, REGTEST.chain_id, 50, bytes.fromhex(UNKNOWN_HASH), block.header.timestamp,
-                      REGTEST.pow_limit, block.header.tx_root, bytes(20), 0, block.header.work, block.header.ticket)
+    stranger = block.header.replace(height=50, prev_hash=bytes.fromhex(UNKNOWN_HASH), target=REGTEST.pow_limit,
+                                    miner=bytes(20), nonce=0)
     orphan = make_block(stranger)
     assert node.submitblock(orphan.encode().hex()) == "inconclusive"
 

@@ -12,7 +12,7 @@ def template(a: np.ndarray, b: np.ndarray, r: int, nonce: int = 1, target: int |
     (m, k), n = a.shape, b.shape[1]
     if target is None:
         target = (1 << 256) // (1024 * k * 2)
-    return Header(1, 4, 7, bytes(32), 1_700_000_000, target, bytes(32), bytes(20), nonce,
+    return Header(2, 4, 7, bytes(32), 1_700_000_000, target, bytes(32), bytes(32), bytes(20), nonce,
                   WorkSpec(m, n, k, r, commit_a(a), commit_b(b)), Ticket(0, 0, bytes(32)))
 
 

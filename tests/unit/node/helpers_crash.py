@@ -12,11 +12,12 @@ from typing import Iterable
 
 from consensus import encoding as enc
 from consensus.block import Block
-from consensus.genesis import genesis_state
+from consensus.genesis import genesis_alloc
+from consensus.lthash import LtHash
+from consensus.memstate import MemoryState
 from consensus.params import REGTEST
-from consensus.state import ACCOUNT_SCHEMA, JOB_SCHEMA, Account, Job, apply_block, block_fees
-from node.store import ACCOUNT, JOB, Store
-from tests.unit.consensus.chainmaker import MemoryView
+from consensus.state import ACCOUNT_SCHEMA, JOB_SCHEMA, Account, Job, apply_block, block_fees, state_records
+from node.store import ACCOUNT, JOB, LANES, Store
 
 from .helpers import FAUCET, genesis_header, key, make_block, transfer
 
@@ -80,18 +81,21 @@ def child_main(datadir: str, raws: list[bytes], mode: str, kill_at: int, seed: i
     os._exit(0)
 
 
-def replay(path: Iterable[Block]) -> tuple[dict, dict]:
-    """Accounts and jobs after applying ``path`` (genesis's children first) to genesis state."""
-    view = MemoryView()
-    view.apply(genesis_state(REGTEST))
+def replay(path: Iterable[Block]) -> tuple[dict, dict, bytes]:
+    """Accounts, jobs and LtHash lanes after applying ``path`` (genesis's children first) to
+    genesis state."""
+    view = MemoryState(REGTEST, genesis_alloc(REGTEST))
     for block in path:
         diff, _ = apply_block(view, block, REGTEST)
         view.apply(diff)
         view.payouts[block.header.height] = (block.header.miner, block_fees(block))
-    return view.accounts, view.jobs
+    return view.accounts, view.jobs, view.lanes().to_bytes()
 
 
-def stored_state(store: Store) -> tuple[dict, dict]:
+def stored_state(store: Store) -> tuple[dict, dict, bytes]:
+    """What the datadir holds; its lanes must match a recomputation from its own records."""
     accounts = {k[1:]: Account(*enc.decode(v, ACCOUNT_SCHEMA, 64, "a")) for k, v in store.dump([ACCOUNT]).items()}
     jobs = {k[1:]: Job(*enc.decode(v, JOB_SCHEMA, 512, "j")) for k, v in store.dump([JOB]).items()}
-    return accounts, jobs
+    lanes = store.dump([LANES])[LANES]
+    assert lanes == LtHash.of(state_records(accounts.items(), jobs.items())).to_bytes(), "stored lanes ≠ records"
+    return accounts, jobs, lanes

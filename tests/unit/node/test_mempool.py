@@ -7,11 +7,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consensus.block import EMPTY_PROOF, Block, Header, Ticket, WorkSpec, tx_root
+from consensus.block import EMPTY_PROOF, HEADER_VERSION, Block, Header, Ticket, WorkSpec, tx_root
 from consensus.errors import InvalidTx
 from consensus.keys import PrivateKey, address_of
 from consensus.params import MAIN, MAX_TARGET, REGTEST
-from consensus.state import Account, Job, Overlay, StateDiff, apply_block, apply_tx
+from consensus.memstate import MemoryState
+from consensus.state import Account, Job, Overlay, StateDiff, apply_effects, apply_tx, matured_payout
 from consensus.tx import JobPost, JobResult, Transfer, Tx, make_tx
 from node.mempool import Mempool, MempoolPolicy
 
@@ -34,23 +35,13 @@ def pay(k: PrivateKey, nonce: int, amount: int = 1_000, fee: int = FEE, to: byte
     return make_tx(k, chain_id, nonce, fee, Transfer(to, amount))
 
 
-class FakeChain:
-    """A dict-backed StateView with a tip; blocks connect and disconnect through consensus.apply_block."""
+class FakeChain(MemoryState):
+    """A dict-backed StateView with a tip; blocks connect and disconnect through consensus.apply_effects."""
 
     def __init__(self, balances: dict[bytes, int]) -> None:
-        self.accounts = {a: Account(b, 0) for a, b in balances.items()}
-        self.jobs: dict[bytes, Job] = {}
+        super().__init__(NET, {a: Account(b, 0) for a, b in balances.items()})
         self.height = 0
         self.blocks: list[tuple[Block, StateDiff]] = []
-
-    def account(self, address: bytes) -> Account | None:
-        return self.accounts.get(address)
-
-    def job(self, job_id: bytes) -> Job | None:
-        return self.jobs.get(job_id)
-
-    def jobs_due(self, height: int) -> list[bytes]:
-        return list(self.jobs)
 
     def block_payout(self, height: int) -> tuple[bytes, int]:
         return bytes(20), 0
@@ -59,18 +50,15 @@ class FakeChain:
         return self, self.height + 1
 
     def _write(self, diff: StateDiff) -> None:
-        for store, values in ((self.accounts, diff.accounts), (self.jobs, diff.jobs)):
-            for k, v in values.items():
-                if v is None:
-                    store.pop(k, None)
-                else:
-                    store[k] = v  # type: ignore[assignment]
+        self.apply(diff)
 
     def connect(self, txs: list[Tx]) -> Block:
-        header = Header(1, NET.chain_id, self.height + 1, bytes(32), 0, MAX_TARGET, tx_root(txs), bytes(20),
-                        0, WorkSpec(32, 32, 64, 16, bytes(32), bytes(32)), Ticket(0, 0, bytes(32)))
+        height = self.height + 1
+        diff, undo = apply_effects(self, txs, height, NET, matured_payout(self, height, NET))
+        header = Header(HEADER_VERSION, NET.chain_id, height, bytes(32), 0, MAX_TARGET, tx_root(txs),
+                        diff.state_root, bytes(20), 0, WorkSpec(32, 32, 64, 16, bytes(32), bytes(32)),
+                        Ticket(0, 0, bytes(32)))
         block = Block(header, EMPTY_PROOF, tuple(txs))
-        diff, undo = apply_block(self, block, NET)
         self._write(diff)
         self.height += 1
         self.blocks.append((block, undo))
