@@ -89,9 +89,10 @@ def import_faucet(node: DevNode) -> None:
                     "wallet", "import-dev-faucet"], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
-def start_miner(node: DevNode, root: Path, interval: float) -> subprocess.Popen:
+def start_miner(node: DevNode, root: Path) -> subprocess.Popen:
+    """pouw-miner flat out against ``node``: ASERT (PROTOCOL §5) brings block times to T."""
     args = [sys.executable, "-m", "miner.cli", "--network", NETWORK, "--datadir", str(node.datadir),
-            "--rpc", node.url, "--address", FAUCET_ADDRESS, "--min-interval", str(interval), "--quiet"]
+            "--rpc", node.url, "--address", FAUCET_ADDRESS, "--quiet"]
     with open(root / "miner.log", "ab") as log:
         return subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
@@ -113,6 +114,7 @@ def status(nodes: list[DevNode]) -> str:
         lines.append(f"dev network  height {mining['blocks']}  difficulty {mining['difficulty']:.3g}  "
                      f"network {si(mining['networkmacps'])}MAC/s  mempool {mining['pooledtx']} txs  "
                      f"useful blocks {mining['useful']['useful_block_share']:.0%}")
+        lines.append(f"state root {mining['state_root']}")
     except RpcClientError as exc:
         lines.append(f"node0 unreachable: {exc}")
     lines.append(f"{'node':<6}{'rpc':<24}{'height':>8}  {'tip':<18}{'peers':>6}")
@@ -145,8 +147,6 @@ def main() -> int:
     p.add_argument("--rpc-port", type=int, default=28732, help="first node's RPC port; others add 10 each")
     p.add_argument("--fresh", action="store_true", help="delete the devnet's data first")
     p.add_argument("--no-miner", action="store_true")
-    p.add_argument("--block-interval", type=float, default=5.0,
-                   help="miner pause after each block (the dev target sits at pow_limit; see docs)")
     p.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
     args = p.parse_args()
     root = Path(args.datadir).expanduser().resolve()
@@ -169,7 +169,7 @@ def main() -> int:
             node.wait_ready()
         import_faucet(nodes[0])
         if not args.no_miner:
-            miner = start_miner(nodes[0], root, args.block_interval)
+            miner = start_miner(nodes[0], root)
         print(f"devnet up: {len(nodes)} nodes, faucet wallet in {nodes[0].datadir / NETWORK / 'wallet.json'} "
               f"(password '{WALLET_PASSWORD}'), Ctrl-C to stop", flush=True)
         started = time.monotonic()
