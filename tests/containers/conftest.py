@@ -241,7 +241,7 @@ def testnet(request: pytest.FixtureRequest) -> Iterator[ComposeNet]:
                    "POUW_NODE2_RPC_PORT": str(ports["node2"]),
                    "POUW_NODE3_RPC_PORT": str(ports["node3"]),
                    "POUW_NODE1_P2P_PORT": str(ports["node1-p2p"]),
-                   "POUW_MINER_INTERVAL": "1"}
+                   "POUW_MINER_THREADS": "2"}
     net = ComposeNet(project, compose_env, tools.compose, ports, timings)
     try:
         t = time.monotonic()
