@@ -20,7 +20,7 @@ from .hashing import leaf_hash, root_from_path
 from .lthash import LANE_BYTES, LtHash
 from .params import MAX_JOB_N, MAX_K, MAX_MATRIX_DIM, MAX_TX_SIZE, Network, subsidy
 from .tx import TX_VERSION, FraudProof, JobAccept, JobPost, JobResult, Transfer, Tx, claim_of
-from .work import matrix_commitment, result_commitment
+from .work import ENTRY_MAX, ENTRY_MIN, matrix_commitment, result_commitment
 
 U64_MAX = (1 << 64) - 1
 OPEN, CLAIMED, SETTLED, REFUNDED, LAPSED = 0, 1, 2, 3, 4
@@ -270,12 +270,39 @@ def check_tx_stateless(tx: Tx, network: Network) -> None:
         raise InvalidTx("bad-signature")
 
 
-def _check_job_dims(p: JobPost, network: Network) -> None:
+def job_dims_error(m: int, n: int, k: int, network: Network) -> str | None:
+    """Why (m, n, k) cannot be a job on ``network`` (§3 JOB_POST), or None."""
     k_low = network.k_range(network.r_min)[0]
-    ok = (all(d % 32 == 0 and 32 <= d <= MAX_MATRIX_DIM for d in (p.m, p.n))
-          and p.n <= MAX_JOB_N and p.k % 64 == 0 and k_low <= p.k <= MAX_K)
-    if not ok:
-        raise InvalidTx("bad-job-dims", f"m={p.m} n={p.n} k={p.k}")
+    for name, d in (("m", m), ("n", n)):
+        if d % 32 or not 32 <= d <= MAX_MATRIX_DIM:
+            return f"{name}={d} must be a multiple of 32 from 32 to {MAX_MATRIX_DIM}"
+    if n > MAX_JOB_N:
+        return f"n={n} is over {MAX_JOB_N} (a fraud proof carries a whole row of C)"
+    if k % 64 or not k_low <= k <= MAX_K:
+        return f"k={k} must be a multiple of 64 from {k_low} to {MAX_K}"
+    return None
+
+
+def operand_error(kind: str, array: np.ndarray, network: Network) -> str | None:
+    """Why an int8 matrix cannot be a job's A (m×k) or B (k×n) on ``network`` (§1, §3, §4), or None."""
+    if array.ndim != 2:
+        return f"{kind} must be a 2-D matrix, got {array.ndim} dimensions"
+    if array.dtype != np.int8:
+        return f"{kind} must be int8, got {array.dtype}"
+    rows, cols = array.shape
+    m, n, k = (rows, 32, cols) if kind == "A" else (32, cols, rows)
+    problem = job_dims_error(m, n, k, network)
+    if problem:
+        return f"{kind} is {rows}×{cols}: {problem}"
+    if array.size and (int(array.min()) < ENTRY_MIN or int(array.max()) > ENTRY_MAX):
+        return f"{kind} has entries outside [{ENTRY_MIN}, {ENTRY_MAX}]"
+    return None
+
+
+def _check_job_dims(p: JobPost, network: Network) -> None:
+    problem = job_dims_error(p.m, p.n, p.k, network)
+    if problem:
+        raise InvalidTx("bad-job-dims", problem)
 
 
 def escrow_of(tx: Tx) -> int:

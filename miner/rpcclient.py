@@ -120,10 +120,26 @@ class RpcClient:
         return reply["result"]
 
     def _post(self, body: bytes) -> tuple[int, bytes]:
+        return self._request("POST", self._path, body, self._headers)
+
+    def http(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        """A plain authenticated HTTP request to another route of the node (``/matrix/…``);
+        the body of a 200 answer, else ``BadResponse`` with the node's reason."""
+        headers = {k: v for k, v in self._headers.items() if k == "Authorization"}
+        headers["Content-Type"] = "application/octet-stream"
+        status, data = self._request(method, path, body, headers)
+        if status in (401, 403):
+            raise AuthFailed(self.url, status)
+        if status != 200:
+            reason = data.decode("utf-8", "replace").strip()[:500]
+            raise BadResponse(f"HTTP {status} from {method} {path}: {reason}")
+        return data
+
+    def _request(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
         cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
         conn = cls(self._host, self._port, timeout=self.timeout)
         try:
-            conn.request("POST", self._path, body, self._headers)
+            conn.request(method, path, body, headers)
             response = conn.getresponse()
             return response.status, response.read()
         except TimeoutError:

@@ -44,6 +44,8 @@ class Config:
     log_file: str = ""
     mempool_max_bytes: int = 64 * 1024 * 1024
     min_relay_fee: int = 1
+    matrix_store_mb: int = 4096  # job-market matrices kept under <datadir>/<network>/matrices
+    max_upload_mb: int = 1024  # largest matrix upload accepted over HTTP
     reindex: bool = False
 
     @property
@@ -71,7 +73,8 @@ class Config:
 FIELD_NAMES = frozenset(f.name for f in fields(Config))
 _LISTS = {"connect", "addnode", "seednode"}
 _BOOLS = {"listen", "reindex"}
-_INTS = {"rpc_port", "port", "max_outbound", "max_inbound", "ban_seconds", "mempool_max_bytes", "min_relay_fee"}
+_INTS = {"rpc_port", "port", "max_outbound", "max_inbound", "ban_seconds", "mempool_max_bytes", "min_relay_fee",
+         "matrix_store_mb", "max_upload_mb"}
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -139,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", dest="log_level")
     p.add_argument("--log-format", dest="log_format", choices=["human", "json"])
     p.add_argument("--log-file", dest="log_file")
+    p.add_argument("--matrix-store-mb", dest="matrix_store_mb", type=int,
+                   help="job-market matrices kept (MiB, default 4096)")
+    p.add_argument("--max-upload-mb", dest="max_upload_mb", type=int,
+                   help="largest matrix upload accepted over HTTP (MiB, default 1024)")
     p.add_argument("--reindex", action="store_const", const=True, help="rebuild index and state from stored blocks")
     return p
 

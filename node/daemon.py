@@ -18,6 +18,9 @@ from .chain import FUTURE, INVALID, Chain, ChainEvent, SubmitResult
 from .config import Config, ConfigError, load_config
 from .httpapi import HttpApi
 from .logs import setup_logging
+from .market import JobMarket
+from .marketrpc import MarketMethods
+from .matrices import MatrixStore
 from .mempool import Mempool, MempoolPolicy
 from .metrics import NodeMetrics
 from .peering import PeerChain, PeerMempool
@@ -48,11 +51,16 @@ class Node:
                           lambda: self.network.pow_limit / self.chain.next_target(),
                           lambda: self.mempool.info()["size"], lambda: self.mempool.info()["bytes"],
                           lambda: len(self.p2p.peer_info()))
+        self.market = JobMarket(self.chain, MatrixStore(cfg.network_dir / "matrices", self.network,
+                                                        cfg.matrix_store_mb * 1024 * 1024),
+                                lambda key, first, count: self.p2p.fetch_matrix(key, first, count))
         self.p2p = P2PNode(PeerChain(self), PeerMempool(self), self.network, bind=cfg.bind,
                            port=cfg.effective_port, listen=cfg.listen, connect=cfg.connect, addnode=cfg.addnode,
                            seednode=cfg.seednode, max_outbound=cfg.max_outbound, max_inbound=cfg.max_inbound,
-                           ban_seconds=cfg.ban_seconds, user_agent=USER_AGENT, records=self.chain.store)
+                           ban_seconds=cfg.ban_seconds, user_agent=USER_AGENT, records=self.chain.store,
+                           matrix_source=self.market)
         self._useful: dict[str, int] | None = None  # counted on first use, then kept by chain events
+        self._pruned_at = -1  # tip height of the last matrix-store prune
         self._stop: asyncio.Event | None = None
         self._tip_changed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -60,6 +68,8 @@ class Node:
         self.auth = Auth(cfg.network_dir / ".cookie", cfg.rpc_user, cfg.rpc_password)
         dispatcher = Dispatcher()
         RpcMethods(self).register(dispatcher)
+        self.market_rpc = MarketMethods(self.market, self.network)
+        self.market_rpc.register(dispatcher)
         self.http = HttpApi(self, dispatcher, self.auth)
         self.chain.subscribe(self._on_chain_event)
 
@@ -206,6 +216,9 @@ class Node:
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
             try:
                 self.mempool.expire()
+                if self.chain.tip.height != self._pruned_at:
+                    self._pruned_at = self.chain.tip.height
+                    self.market.prune()
             except Exception:
                 log.exception("housekeeping failed")
 

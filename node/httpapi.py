@@ -1,8 +1,8 @@
 """pouwd's HTTP surface (aiohttp): JSON-RPC 2.0 at ``/``, read-only REST, ``/health``,
-``/metrics`` and the ``/ws`` event stream.
+``/metrics``, the ``/ws`` event stream, and job-market matrices at ``/matrix/…``.
 
-JSON-RPC and ``/ws`` need HTTP Basic auth (cookie or configured user); REST,
-``/health`` and ``/metrics`` are read-only and open, like bitcoind's ``-rest``,
+JSON-RPC, ``/ws`` and ``/matrix`` need HTTP Basic auth (cookie or configured user);
+REST, ``/health`` and ``/metrics`` are read-only and open, like bitcoind's ``-rest``,
 which is why the server binds to 127.0.0.1 unless configured otherwise.
 """
 from __future__ import annotations
@@ -18,8 +18,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from consensus.block import Block
 
 from .jsonview import block_json, header_json
+from .market import MarketError
+from .marketrpc import matrix_json, parse_key
+from .matrices import KINDS
 from .metrics import CONTENT_TYPE
-from .rpcserver import INVALID_REQUEST, PARSE_ERROR, Auth, Dispatcher
+from .rpcserver import INVALID_REQUEST, PARSE_ERROR, Auth, Dispatcher, RpcError
 
 if TYPE_CHECKING:
     from .daemon import Node
@@ -66,6 +69,8 @@ class HttpApi:
         self.app.router.add_get("/rest/chaininfo", self.rest_chaininfo)
         self.app.router.add_get("/rest/block/{hash}", self.rest_block)
         self.app.router.add_get("/rest/headers/{count}/{hash}", self.rest_headers)
+        self.app.router.add_put("/matrix/{kind}", self.put_matrix)
+        self.app.router.add_get("/matrix/{name}", self.get_matrix)
         self.runner: web.AppRunner | None = None
 
     async def start(self, host: str, port: int) -> None:
@@ -216,3 +221,51 @@ class HttpApi:
         if fmt != "json":
             raise web.HTTPBadRequest(text="format must be json or hex\n")
         return web.json_response([header_json(self.node.network, e.header, e.chain_work) for e in headers])
+
+    # --- job-market matrices --------------------------------------------------------------
+    async def put_matrix(self, request: web.Request) -> web.Response:
+        """``PUT /matrix/{A,B,C}[?worker=ADDR&job_id=HEX][&expect=KEY]`` with a .npy body: checked,
+        stored, answered with its key (JSON); a refusal is a 400 with the reason."""
+        if not self.auth.check(request.headers.get("Authorization")):
+            return self._unauthorized()
+        kind = request.match_info["kind"].upper()
+        if kind not in KINDS:
+            raise web.HTTPNotFound(text=f"kind must be one of {', '.join(KINDS)}\n")
+        market = self.node.market
+        limit = self.node.cfg.max_upload_mb * 1024 * 1024
+        upload = market.store.new_upload()
+        try:
+            received = 0
+            with open(upload, "wb") as fh:
+                async for chunk in request.content.iter_chunked(1 << 20):
+                    received += len(chunk)
+                    if received > limit:
+                        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=received)
+                    fh.write(chunk)
+            q = request.query
+            entry = await self.node.market_rpc.store_upload(kind, upload, q.get("worker"), q.get("job_id"),
+                                                            q.get("expect"))
+        except RpcError as exc:
+            raise web.HTTPBadRequest(text=exc.message + "\n") from None
+        except OSError as exc:
+            raise web.HTTPInsufficientStorage(text=f"cannot store the matrix: {exc.strerror or exc}\n") from None
+        finally:
+            upload.unlink(missing_ok=True)
+        return web.json_response(matrix_json(entry))
+
+    async def get_matrix(self, request: web.Request) -> web.StreamResponse:
+        """``GET /matrix/<key>.npy``: the matrix as .npy (fetched from peers first if needed)."""
+        if not self.auth.check(request.headers.get("Authorization")):
+            return self._unauthorized()
+        text, fmt = self._split_format(request.match_info["name"])
+        if fmt not in ("npy", "json"):
+            raise web.HTTPBadRequest(text="format must be npy\n")
+        try:
+            key = parse_key(text, "key")
+            entry = await self.node.market.fetch(key)
+        except RpcError as exc:
+            raise web.HTTPBadRequest(text=exc.message + "\n") from None
+        except MarketError as exc:
+            raise web.HTTPNotFound(text=f"{exc}\n") from None
+        self.node.market.bytes_served += entry.size
+        return web.FileResponse(entry.path, headers={"Content-Type": "application/octet-stream"})

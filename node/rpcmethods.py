@@ -13,7 +13,7 @@ from consensus.tx import Tx
 from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected
 
 from .chain import ACCEPTED, DUPLICATE, FUTURE, ORPHAN
-from .jsonview import block_json, difficulty, header_json, job_json, tx_json
+from .jsonview import block_json, difficulty, header_json, tx_json
 from .mining import new_template, solve_template
 from .stateinfo import state_info, tip_facts
 from .rpcserver import (ALREADY_IN_CHAIN, INVALID_IP, INVALID_PARAMETER, MISC_ERROR, NODE_ALREADY_ADDED,
@@ -75,7 +75,6 @@ class RpcMethods:
         d.add("sendrawtransaction", self.sendrawtransaction, Param("hexstring", str))
         d.add("gettransaction", self.gettransaction, Param("txid", str))
         d.add("getaccount", self.getaccount, Param("address", str))
-        d.add("getjob", self.getjob, Param("job_id", str))
         d.add("getnetworkinfo", self.getnetworkinfo)
         d.add("getpeerinfo", self.getpeerinfo)
         d.add("getconnectioncount", self.getconnectioncount)
@@ -353,14 +352,6 @@ class RpcMethods:
             "immature": immature,
             "immature_total": sum(i["amount"] for i in immature),
         }
-
-    def getjob(self, job_id: str) -> dict[str, Any]:
-        """getjob "job_id": a posted job's state (PROTOCOL §6)."""
-        raw = parse_hash(job_id, "job_id")
-        job = self.chain.job(raw)
-        if job is None:
-            raise RpcError(NOT_FOUND, "No such job")
-        return job_json(self.network, raw, job)
 
     # --- network -----------------------------------------------------------------------------
     def getnetworkinfo(self) -> dict[str, Any]:

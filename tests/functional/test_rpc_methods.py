@@ -26,7 +26,7 @@ COVERED = {
     "getblockheader", "getchaintips", "getdifficulty", "getmininginfo", "getstateinfo", "getblocktemplate",
     "submitblock",
     "generatetoaddress", "generate", "getrawmempool", "getmempoolinfo", "sendrawtransaction",
-    "gettransaction", "getaccount", "getjob", "getnetworkinfo", "getpeerinfo", "getconnectioncount",
+    "gettransaction", "getaccount", "getjob", "listjobs", "submitmatrix", "getmatrix", "getnetworkinfo", "getpeerinfo", "getconnectioncount",
     "addnode", "disconnectnode", "setban", "listbanned", "clearbanned", "invalidateblock", "reconsiderblock",
     "uptime", "stop",
 }
@@ -185,6 +185,30 @@ def test_getstateinfo_balances_and_verifies(node) -> None:
     assert "verified" not in node.getstateinfo()
     assert rpc_error(node, "getstateinfo", "yes")["code"] == -32602
 
+
+def test_matrix_rpcs(node) -> None:
+    """submitmatrix / getmatrix / listjobs (PROTOCOL §6): checked uploads, keys, refusals."""
+    import base64
+
+    import numpy as np
+
+    from client.market import npy_bytes
+    from consensus.work import commit_a
+
+    a = np.random.default_rng(0).integers(-64, 65, size=(32, 64), dtype=np.int8)
+    data = base64.b64encode(npy_bytes(a)).decode()
+    stored = node.submitmatrix("A", data)
+    assert stored["key"] == commit_a(a).hex() and stored["shape"] == [32, 64] and stored["kind"] == "A"
+    fetched = node.getmatrix(stored["key"], True)
+    assert base64.b64decode(fetched["npy_base64"]).endswith(a.tobytes())
+    assert rpc_error(node, "submitmatrix", "D", data)["code"] == -8
+    assert rpc_error(node, "submitmatrix", "A", "not base64!")["code"] == -8
+    assert "worker" in rpc_error(node, "submitmatrix", "C", data)["message"]
+    assert "commitment" in rpc_error(node, "submitmatrix", "A", data, None, None, ZERO_HASH)["message"]
+    assert rpc_error(node, "getmatrix", UNKNOWN_HASH)["code"] == -5
+    assert rpc_error(node, "getmatrix", "xyz")["code"] == -8
+    assert rpc_error(node, "listjobs", "done")["code"] == -8
+    assert isinstance(node.listjobs(), list) and node.listjobs("lapsed") == []
 
 def test_template_commits_to_the_state_after_its_txs(node) -> None:
     nonce = faucet_nonce(node)
@@ -536,3 +560,4 @@ def test_uptime(node) -> None:
 def test_stop(node) -> None:
     assert node.stop() == 0  # NodeProcess.stop calls the stop RPC and waits for the exit code
     wait_until(lambda: not (node.datadir / "regtest" / ".cookie").exists(), 10, what="cookie removal")
+

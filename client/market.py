@@ -1,0 +1,277 @@
+"""The job-market client (PROTOCOL §6): post a product A·B as jobs, fetch each delivered C,
+verify it (H_C against the claim, then Freivalds), and accept it — or prove the fraud.
+
+Everything goes through a node's RPC and ``/matrix`` routes, like the miner does::
+
+    client = MarketClient(RpcClient(url, user, password), network, key)
+    C = client.matmul(A, B, reward=5 * COIN)      # exact A·B (int32) from the network
+
+``matmul`` pads any shape to the protocol's multiples, splits a product that one job
+cannot hold (n > 16384, k > 8192, or simply large) into jobs over tiles of C and
+slices of k, posts them all at once so miners take them in parallel, and assembles
+the verified pieces exactly.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from consensus.fraud import build_fraud_proof, wrong_entries
+from consensus.keys import PrivateKey, decode_address, encode_address
+from consensus.params import MAX_JOB_N, MAX_K, MAX_MATRIX_DIM, Network
+from consensus.state import job_dims_error, operand_error
+from consensus.tx import JobAccept, JobPost, Payload, make_tx
+from miner.rpcclient import RpcClient
+
+from .verify import ROUNDS, claim_matches, mismatched_rows
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FEE = 10_000  # base units per tx, at least
+FEE_PER_BYTE = 2  # above the default relay minimum of 1 unit per byte (fraud proofs are large)
+DEFAULT_EXPIRY = 120  # blocks a job stays open
+POLL_SECONDS = 1.0
+TILE_M = 4096  # rows of C per job when splitting (each job is one miner's matmul)
+TILE_N = 4096
+
+
+class MarketClientError(Exception):
+    """A job that cannot be posted or settled; the message says why."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of checking a delivered C: ``ok``, or the reason and a wrong entry."""
+
+    ok: bool
+    reason: str = ""
+    wrong: tuple[int, int] | None = None
+
+
+@dataclass
+class Piece:
+    """One job of a split product: the block of C it computes and the k-slice it sums."""
+
+    rows: slice
+    cols: slice
+    a: np.ndarray
+    b: np.ndarray
+    job_id: str = ""
+    result: np.ndarray | None = field(default=None, repr=False)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def npy_array(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def verify_result(job: dict[str, Any], a: np.ndarray, b: np.ndarray, c: np.ndarray, network: Network,
+                  rounds: int = ROUNDS) -> Verdict:
+    """H_C against the claim, then Freivalds mod 2^61 − 1; a mismatch names one wrong entry."""
+    m, n = job["m"], job["n"]
+    if c.shape != (m, n) or c.dtype != np.dtype("<i4"):
+        return Verdict(False, f"C is {c.dtype} {c.shape}, the job needs int32 ({m}, {n})")
+    worker = decode_address(job["worker"], network.hrp)
+    if not claim_matches(worker, bytes.fromhex(job["claim"]), c):
+        return Verdict(False, "C does not match the worker's claim")
+    rows = mismatched_rows(a, b, c, rounds)
+    if not rows:
+        return Verdict(True)
+    (i, j), *_ = wrong_entries(a, b, c, rows[:1])
+    return Verdict(False, f"C[{i}, {j}] is wrong", (i, j))
+
+
+def pad_to(array: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    out = np.zeros((rows, cols), dtype=array.dtype)
+    out[:array.shape[0], :array.shape[1]] = array
+    return out
+
+
+def _round_up(x: int, step: int) -> int:
+    return -(-x // step) * step
+
+
+def split_product(a: np.ndarray, b: np.ndarray, network: Network, tile_m: int = TILE_M,
+                  tile_n: int = TILE_N) -> list[Piece]:
+    """Jobs whose results, summed over k-slices and placed by tile, are A·B (zero padding)."""
+    m, k = a.shape
+    n = b.shape[1]
+    k_low = network.k_range(network.r_min)[0]
+    tile_m = min(_round_up(max(tile_m, 32), 32), MAX_MATRIX_DIM)
+    tile_n = min(_round_up(max(tile_n, 32), 32), MAX_JOB_N)
+    k_slices = max(1, -(-k // MAX_K))
+    k_step = max(_round_up(-(-k // k_slices), 64), k_low)
+    pieces = []
+    for r0 in range(0, m, tile_m):
+        rows = slice(r0, min(m, r0 + tile_m))
+        pm = _round_up(rows.stop - rows.start, 32)
+        for c0 in range(0, n, tile_n):
+            cols = slice(c0, min(n, c0 + tile_n))
+            pn = _round_up(cols.stop - cols.start, 32)
+            for k0 in range(0, k, k_step):
+                ks = slice(k0, min(k, k0 + k_step))
+                pa = pad_to(a[rows, ks], pm, k_step)
+                pb = pad_to(b[ks, cols], k_step, pn)
+                pieces.append(Piece(rows, cols, pa, pb))
+    return pieces
+
+
+class MarketClient:
+    """A poster's view of the market through one node; ``key`` signs its transactions."""
+
+    def __init__(self, rpc: RpcClient, network: Network, key: PrivateKey | None = None,
+                 fee: int = DEFAULT_FEE, log: Callable[[str], None] = log.info) -> None:
+        self.rpc = rpc
+        self.network = network
+        self.key = key
+        self.fee = fee
+        self.say = log
+
+    @property
+    def address(self) -> str:
+        if self.key is None:
+            raise MarketClientError("this needs a key to sign with")
+        return encode_address(self.network.hrp, self.key.address)
+
+    # --- matrices ----------------------------------------------------------------------
+    def upload(self, kind: str, array: np.ndarray, **query: str) -> str:
+        """Store a matrix on the node (checked there against the protocol's rules); its key."""
+        q = "&".join(f"{k}={v}" for k, v in query.items())
+        reply = self.rpc.http("PUT", f"/matrix/{kind}" + (f"?{q}" if q else ""), npy_bytes(array))
+        return json.loads(reply)["key"]
+
+    def download(self, key: str) -> np.ndarray:
+        """A matrix by key (the node fetches it from peers if it lacks it)."""
+        return npy_array(self.rpc.http("GET", f"/matrix/{key}.npy"))
+
+    # --- transactions ---------------------------------------------------------------------
+    def send(self, payload: Payload) -> str:
+        if self.key is None:
+            raise MarketClientError("this needs a key to sign with")
+        nonce = self.rpc.call("getaccount", self.address)["pending_nonce"]
+        tx = make_tx(self.key, self.network.chain_id, nonce, self.fee, payload)
+        size_fee = FEE_PER_BYTE * (len(tx.encode()) + 16)  # the larger fee encodes a few bytes longer
+        if size_fee > tx.fee:
+            tx = make_tx(self.key, self.network.chain_id, nonce, size_fee, payload)
+        return self.rpc.call("sendrawtransaction", tx.encode().hex())
+
+    def post(self, a: np.ndarray, b: np.ndarray, reward: int, expiry_blocks: int = DEFAULT_EXPIRY) -> str:
+        """Upload A and B, sign and send a JOB_POST; the job id."""
+        for kind, array in (("A", a), ("B", b)):
+            problem = operand_error(kind, array, self.network)
+            if problem:
+                raise MarketClientError(problem)
+        if a.shape[1] != b.shape[0]:
+            raise MarketClientError(f"A is {a.shape[0]}×{a.shape[1]} but B is {b.shape[0]}×{b.shape[1]}")
+        problem = job_dims_error(a.shape[0], b.shape[1], a.shape[1], self.network)
+        if problem:
+            raise MarketClientError(problem)
+        if reward < 1:
+            raise MarketClientError("the reward must be at least 1 base unit")
+        h_a, h_b = self.upload("A", a), self.upload("B", b)
+        height = self.rpc.call("getblockcount")
+        post = JobPost(a.shape[0], b.shape[1], a.shape[1], bytes.fromhex(h_a), bytes.fromhex(h_b), reward,
+                       height + 1 + expiry_blocks)
+        return self.send(post)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self.rpc.call("getjob", job_id)
+
+    # --- settling -----------------------------------------------------------------------------
+    def check(self, job_id: str, a: np.ndarray | None = None,
+              b: np.ndarray | None = None) -> tuple[dict[str, Any], Verdict, np.ndarray | None]:
+        """Fetch and verify the claimed result of a CLAIMED job: (job, verdict, C)."""
+        job = self.job(job_id)
+        if job["status"] != "claimed":
+            raise MarketClientError(f"job {job_id} is {job['status']}, not claimed")
+        a = self.download(job["H_A"]) if a is None else a
+        b = self.download(job["H_B"]) if b is None else b
+        try:
+            c = self.download(job["claim"])
+        except Exception as exc:  # noqa: BLE001 - not delivered (yet): the claim will lapse
+            return job, Verdict(False, f"C not available: {exc}"), None
+        return job, verify_result(job, a, b, c, self.network), c
+
+    def settle(self, job_id: str, a: np.ndarray | None = None,
+               b: np.ndarray | None = None) -> tuple[Verdict, np.ndarray | None, str | None]:
+        """Verify a claimed result; accept a right one, prove a wrong one (returns the txid sent)."""
+        job, verdict, c = self.check(job_id, a, b)
+        if verdict.ok:
+            txid = self.send(JobAccept(bytes.fromhex(job_id)))
+            self.say(f"job {job_id[:16]}…: result verified (H_C, Freivalds ×{ROUNDS}); accepted in {txid[:16]}…")
+            return verdict, c, txid
+        if verdict.wrong is not None and c is not None:
+            a = self.download(job["H_A"]) if a is None else a
+            b = self.download(job["H_B"]) if b is None else b
+            i, j = verdict.wrong
+            txid = self.send(build_fraud_proof(bytes.fromhex(job_id), a, b, c, i, j))
+            self.say(f"job {job_id[:16]}…: WRONG result ({verdict.reason}); fraud proof sent in {txid[:16]}…")
+            return verdict, None, txid
+        self.say(f"job {job_id[:16]}…: {verdict.reason}")
+        return verdict, None, None
+
+    def wait(self, job_ids: list[str], timeout: float, inputs: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+             poll: float = POLL_SECONDS) -> dict[str, np.ndarray]:
+        """Settle every job as its result arrives until all are accepted; their C by job id."""
+        done: dict[str, np.ndarray] = {}
+        answered: dict[str, str] = {}  # job id → the claim we sent an accept or fraud proof for
+        deadline = time.monotonic() + timeout
+        while len(done) < len(job_ids):
+            for job_id in job_ids:
+                if job_id in done:
+                    continue
+                job = self.job(job_id)
+                status = job["status"]
+                if status == "settled":  # accepted by this key (here or in another process)
+                    c = self.download(job["claim"])
+                    if not claim_matches(decode_address(job["worker"], self.network.hrp),
+                                         bytes.fromhex(job["claim"]), c):
+                        raise MarketClientError(f"the node served a C for job {job_id} that is not the claimed one")
+                    done[job_id] = c
+                elif status in ("refunded", "lapsed"):
+                    raise MarketClientError(f"job {job_id} ended {status} without a result")
+                elif status == "claimed" and answered.get(job_id) != job["claim"]:
+                    a, b = (inputs or {}).get(job_id, (None, None))
+                    _, _, txid = self.settle(job_id, a, b)
+                    if txid is not None:
+                        answered[job_id] = job["claim"]
+            if len(done) < len(job_ids):
+                if time.monotonic() > deadline:
+                    raise MarketClientError(f"timed out: {len(done)} of {len(job_ids)} jobs settled")
+                time.sleep(poll)
+        return done
+
+    def matmul(self, a: np.ndarray, b: np.ndarray, reward: int, *, timeout: float = 3600.0,
+               expiry_blocks: int = DEFAULT_EXPIRY, tile_m: int = TILE_M, tile_n: int = TILE_N) -> np.ndarray:
+        """A·B (int32), computed by the network's miners, every piece verified before it is paid."""
+        a, b = np.asarray(a), np.asarray(b)
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+            raise MarketClientError(f"cannot multiply {a.shape} by {b.shape}")
+        for kind, x in (("A", a), ("B", b)):
+            if x.dtype != np.int8 or (x.size and (int(x.min()) < -64 or int(x.max()) > 64)):
+                raise MarketClientError(f"{kind} must be int8 with entries in [-64, 64]")
+        pieces = split_product(a, b, self.network, tile_m, tile_n)
+        macs = sum(p.a.shape[0] * p.b.shape[1] * p.a.shape[1] for p in pieces)
+        for p in pieces:
+            share = max(1, reward * p.a.shape[0] * p.b.shape[1] * p.a.shape[1] // macs)
+            p.job_id = self.post(p.a, p.b, share, expiry_blocks)
+        self.say(f"posted {len(pieces)} job(s) for a {a.shape[0]}×{a.shape[1]} · {b.shape[0]}×{b.shape[1]} product")
+        results = self.wait([p.job_id for p in pieces], timeout, {p.job_id: (p.a, p.b) for p in pieces})
+        out = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
+        for p in pieces:
+            c = results[p.job_id]
+            out[p.rows, p.cols] += c[:p.rows.stop - p.rows.start, :p.cols.stop - p.cols.start]
+        if out.size and (out.min() < -(2**31) or out.max() >= 2**31):
+            raise MarketClientError("A·B does not fit int32")
+        return out.astype(np.int32)

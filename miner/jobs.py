@@ -1,0 +1,214 @@
+"""Taking jobs (PROTOCOL §6): choose an open job by reward per MAC, fetch its A and B through
+the node and check them against H_A/H_B, mine on them (useful blocks), recover A·B from the
+first template (the 2-for-1 path), hand C to the node and claim the job with JOB_RESULT.
+
+The miner's key signs the JOB_RESULT and pays its bond; the job's reward and the bond
+come back when the poster accepts (or the bond alone if the claim lapses).
+"""
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from consensus.block import WorkSpec
+from consensus.keys import PrivateKey, encode_address
+from consensus.params import Network
+from consensus.tx import JobResult, claim_of, make_tx
+from consensus.work import commit_a, commit_b, commit_result
+
+from .rpcclient import RpcClient, RpcClientError, RpcError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FEE = 10_000
+MIN_BLOCKS_LEFT = 2  # skip jobs expiring sooner: the result would not be mined in time
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """What this miner takes: at most ``max_macs`` per job (m·n·k)."""
+
+    max_macs: int = 1 << 36
+
+
+@dataclass
+class JobStats:
+    taken: int = 0
+    claimed: int = 0
+    paid: int = 0
+    lapsed: int = 0
+    lost: int = 0  # bonds lost to fraud proofs
+    reward: int = 0  # job rewards received (base units)
+    last_problem: str = ""
+
+
+@dataclass
+class JobWork:
+    """A job this miner is working on: its matrices, the work spec a useful block names, and
+    what happened to its result."""
+
+    job_id: bytes
+    job: dict[str, Any]
+    a: np.ndarray
+    b: np.ndarray
+    spec: WorkSpec
+    claim: bytes | None = None
+    result_txid: str | None = None
+    c: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def macs(self) -> int:
+        return self.spec.m * self.spec.n * self.spec.k
+
+
+def rank_for(network: Network, k: int) -> int | None:
+    """The smallest allowed rank r whose block k range holds ``k`` (§1), or None."""
+    r = network.r_min
+    while r <= network.r_max:
+        low, high = network.k_range(r)
+        if low <= k <= high and k % r == 0:
+            return r
+        r *= 2
+    return None
+
+
+def _npy(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+class JobTaker:
+    def __init__(self, client: RpcClient, network: Network, key: PrivateKey, limits: JobLimits = JobLimits(),
+                 fee: int = DEFAULT_FEE, say: Callable[[str], None] = log.info) -> None:
+        self.client = client
+        self.network = network
+        self.key = key
+        self.limits = limits
+        self.fee = fee
+        self.say = say
+        self.stats = JobStats()
+        self.address = encode_address(network.hrp, key.address)
+        self.claimed: dict[bytes, JobWork] = {}  # results sent, not yet final
+        self.skipped: set[bytes] = set()  # jobs this miner cannot or will not do
+
+    # --- choosing ----------------------------------------------------------------------
+    def choose(self) -> JobWork | None:
+        """The open job with the best reward per MAC within the limits, its matrices checked."""
+        height = self.client.call("getblockcount")
+        candidates = []
+        for job in self.client.call("listjobs", "open"):
+            job_id = bytes.fromhex(job["job_id"])
+            macs = job["m"] * job["n"] * job["k"]
+            if (job_id in self.skipped or job_id in self.claimed or macs > self.limits.max_macs
+                    or job["expiry"] - height < MIN_BLOCKS_LEFT or rank_for(self.network, job["k"]) is None):
+                continue
+            candidates.append((-job["reward"] / macs, job["job_id"], job))
+        for _, _, job in sorted(candidates):
+            work = self._prepare(job)
+            if work is not None:
+                return work
+        return None
+
+    def _prepare(self, job: dict[str, Any]) -> JobWork | None:
+        job_id = bytes.fromhex(job["job_id"])
+        try:
+            a = _npy(self.client.http("GET", f"/matrix/{job['H_A']}.npy"))
+            b = _npy(self.client.http("GET", f"/matrix/{job['H_B']}.npy"))
+        except RpcClientError as exc:
+            self._skip(job_id, f"cannot fetch the matrices of job {job['job_id'][:16]}…: {exc}")
+            return None
+        if (a.dtype != np.int8 or b.dtype != np.int8 or a.shape != (job["m"], job["k"])
+                or b.shape != (job["k"], job["n"]) or commit_a(a).hex() != job["H_A"]
+                or commit_b(b).hex() != job["H_B"]):
+            self._skip(job_id, f"the matrices served for job {job['job_id'][:16]}… do not match H_A/H_B")
+            return None
+        r = rank_for(self.network, job["k"])
+        assert r is not None
+        spec = WorkSpec(job["m"], job["n"], job["k"], r, bytes.fromhex(job["H_A"]), bytes.fromhex(job["H_B"]),
+                        job_id)
+        self.stats.taken += 1
+        self.say(f"took job {job['job_id'][:16]}… {job['m']}×{job['n']}×{job['k']} for {job['reward']} units")
+        return JobWork(job_id, job, np.ascontiguousarray(a), np.ascontiguousarray(b), spec)
+
+    def _skip(self, job_id: bytes, why: str) -> None:
+        self.skipped.add(job_id)
+        self.stats.last_problem = why
+        self.say(why)
+
+    # --- delivering ------------------------------------------------------------------------
+    def deliver(self, work: JobWork, c: np.ndarray) -> bool:
+        """Hand C to the node and claim the job; False (with a message) if it cannot be done."""
+        c32 = np.ascontiguousarray(c, dtype="<i4")
+        bond = -(-work.job["reward"] // 10)
+        account = self.client.call("getaccount", self.address)
+        if account["balance"] < bond + self.fee:
+            self._skip(work.job_id, f"balance {account['balance']} of {self.address} cannot cover the bond "
+                                    f"{bond} + fee {self.fee} for job {work.job['job_id'][:16]}…; "
+                                    f"mining on without it")
+            return False
+        try:
+            self.client.http("PUT", f"/matrix/C?worker={self.address}&job_id={work.job_id.hex()}", _npy_bytes(c32))
+            claim = claim_of(self.key.address, commit_result(c32))
+            tx = make_tx(self.key, self.network.chain_id, account["pending_nonce"], self.fee,
+                         JobResult(work.job_id, claim, bond))
+            work.result_txid = self.client.call("sendrawtransaction", tx.encode().hex())
+        except RpcClientError as exc:
+            self._skip(work.job_id, f"could not claim job {work.job['job_id'][:16]}…: {exc}")
+            return False
+        work.claim, work.c = claim, c32
+        self.claimed[work.job_id] = work
+        self.stats.claimed += 1
+        self.say(f"claimed job {work.job['job_id'][:16]}… (bond {bond}) in tx {work.result_txid[:16]}…")
+        return True
+
+    def still_useful(self, work: JobWork) -> bool:
+        """Is the job still OPEN or CLAIMED (so a block naming it is valid, §5)?"""
+        try:
+            return self.client.call("getjob", work.job_id.hex())["status"] in ("open", "claimed")
+        except RpcClientError:
+            return False
+
+    def poll(self) -> None:
+        """Follow claimed jobs to their end: paid on accept, bond back on lapse, bond lost to fraud."""
+        for job_id, work in list(self.claimed.items()):
+            try:
+                job = self.client.call("getjob", job_id.hex())
+                mined = self._result_mined(work)
+            except RpcClientError:
+                continue
+            mine = job.get("claim") == (work.claim or b"").hex()
+            if mined is None:  # the result tx was dropped: nothing was bonded
+                self.say(f"job {job_id.hex()[:16]}…: our result tx was dropped")
+            elif not mined:
+                continue  # still in the mempool
+            elif job["status"] == "settled" and mine:
+                self.stats.paid += 1
+                self.stats.reward += job["reward"]
+                self.say(f"job {job_id.hex()[:16]}… accepted: paid {job['reward']} + bond back")
+            elif job["status"] == "lapsed" and mine:
+                self.stats.lapsed += 1
+                self.say(f"job {job_id.hex()[:16]}… lapsed: bond back, no reward")
+            elif job["status"] == "claimed" and mine:
+                continue
+            else:
+                self.stats.lost += 1
+                self.say(f"job {job_id.hex()[:16]}…: our claim is gone ({job['status']}), bond lost")
+            del self.claimed[job_id]
+
+    def _result_mined(self, work: JobWork) -> bool | None:
+        """True once the JOB_RESULT is in the best chain, False while pooled, None if dropped."""
+        try:
+            return self.client.call("gettransaction", work.result_txid)["confirmations"] > 0
+        except RpcError as exc:
+            if exc.code == -5:
+                return None
+            raise

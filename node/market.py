@@ -1,0 +1,141 @@
+"""The node's side of the job market (PROTOCOL §6, §7): which jobs exist, which matrices the
+node holds and serves, fetching missing ones from peers, and pruning what no live job needs.
+
+C is served (to peers and over RPC) only once its JOB_RESULT is in the best chain: before
+that anyone who saw C could copy H_C, and the claim binds it to the worker only on chain.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable, Iterator
+
+import numpy as np
+
+from consensus.state import CLAIMED, JOB_STATUS_NAMES, LAPSED, OPEN, SETTLED, Job
+
+from .matrices import MatrixError, MatrixStore, StoredMatrix, _write_npy
+
+log = logging.getLogger(__name__)
+
+FetchRows = Callable[[bytes, int, int], Awaitable["list[bytes] | None"]]
+MAX_REPLY_BYTES = 4 * 1024 * 1024  # PROTOCOL §7: a matrix reply carries at most 4 MiB
+UPLOAD_GRACE_SECONDS = 24 * 3600  # an uploaded matrix no job names yet is kept this long
+RESULT_STATUSES = (CLAIMED, SETTLED, LAPSED)  # a job whose claim is on the best chain
+
+
+class MarketError(Exception):
+    """A job-market request that cannot be served (unknown key, peers without the data…)."""
+
+
+class JobMarket:
+    """Jobs from the chain's state, matrices from the store, rows from peers."""
+
+    def __init__(self, chain, store: MatrixStore, fetch_rows: FetchRows | None = None) -> None:
+        self.chain = chain
+        self.store = store
+        self.fetch_rows = fetch_rows
+        self._fetching: dict[bytes, asyncio.Task] = {}
+        self.bytes_served = 0
+
+    # --- jobs --------------------------------------------------------------------------
+    def jobs(self, status: str | None = None) -> Iterator[tuple[bytes, Job]]:
+        """Every job at the tip (a scan of the job records), optionally of one status name."""
+        for job_id, job in self.chain.tip_state_view().jobs():
+            if status is None or JOB_STATUS_NAMES[job.status] == status:
+                yield job_id, job
+
+    def job_naming(self, key: bytes) -> tuple[bytes, Job, str] | None:
+        """A job whose A, B or claim is ``key``: (job_id, job, kind)."""
+        for job_id, job in self.jobs():
+            if job.h_a == key:
+                return job_id, job, "A"
+            if job.h_b == key:
+                return job_id, job, "B"
+            if job.claim == key and job.status in RESULT_STATUSES:
+                return job_id, job, "C"
+        return None
+
+    def servable(self, entry: StoredMatrix) -> bool:
+        """A and B always; C only while its claim is on the best chain."""
+        if entry.kind != "C":
+            return True
+        job = self.chain.job(entry.job_id) if entry.job_id else None
+        return job is not None and job.claim == entry.key and job.status in RESULT_STATUSES
+
+    def held(self, key: bytes) -> StoredMatrix | None:
+        """The stored matrix for ``key`` if this node may serve it."""
+        entry = self.store.get(key)
+        return entry if entry is not None and self.servable(entry) else None
+
+    # --- p2p MatrixSource ------------------------------------------------------------------
+    def rows(self, key: bytes, first: int, count: int, max_bytes: int) -> list[bytes] | None:
+        entry = self.held(key)
+        if entry is None:
+            return None
+        rows = self.store.rows(key, first, count, max_bytes)
+        self.bytes_served += sum(len(r) for r in rows or ())
+        return rows
+
+    # --- fetching from peers ---------------------------------------------------------------
+    async def fetch(self, key: bytes) -> StoredMatrix:
+        """The matrix for ``key``, from the store or else from peers (one fetch per key at a time)."""
+        held = self.held(key)
+        if held is not None:
+            return held
+        if key not in self._fetching:
+            self._fetching[key] = asyncio.ensure_future(self._fetch(key))
+        try:
+            return await asyncio.shield(self._fetching[key])
+        finally:
+            if self._fetching.get(key) is not None and self._fetching[key].done():
+                self._fetching.pop(key, None)
+
+    async def _fetch(self, key: bytes) -> StoredMatrix:
+        named = self.job_naming(key)
+        if named is None:
+            raise MarketError(f"no job names {key.hex()} as its A, B or claimed result")
+        if self.fetch_rows is None:
+            raise MarketError("this node has no peers to fetch matrices from")
+        job_id, job, kind = named
+        count, width, dtype = {"A": (job.m, job.k, np.int8), "B": (job.n, job.k, np.int8),
+                               "C": (job.m, 4 * job.n, np.dtype("<i4"))}[kind]
+        lines: list[bytes] = []
+        while len(lines) < count:
+            want = min(count - len(lines), max(1, MAX_REPLY_BYTES // width))
+            got = await self.fetch_rows(key, len(lines), want)
+            if not got or any(len(r) != width for r in got) or len(got) > want:
+                raise MarketError(f"no peer served lines {len(lines)}… of {kind} {key.hex()}")
+            lines.extend(got)
+        array = np.frombuffer(b"".join(lines), dtype=dtype).reshape(count, -1)
+        matrix = array.T if kind == "B" else array
+        upload = self.store.new_upload()
+        await asyncio.to_thread(_write_npy, upload, matrix)
+        try:
+            entry = await asyncio.to_thread(self.store.put_file, kind, upload,
+                                            worker=job.worker if kind == "C" else None,
+                                            job_id=job_id if kind == "C" else None)
+        except MatrixError as exc:
+            raise MarketError(f"peers served a {kind} that does not match {key.hex()}: {exc}") from None
+        if entry.key != key:
+            self.store.remove(entry.key)
+            raise MarketError(f"peers served a {kind} that does not match {key.hex()}")
+        log.info("fetched %s %s (%d bytes) from peers", kind, key.hex(), entry.size)
+        return entry
+
+    # --- pruning -----------------------------------------------------------------------------
+    def prune(self) -> list[bytes]:
+        """Drop matrices only final jobs name once their window has passed, and uploads no job
+        has named for a day."""
+        tip = self.chain.tip.height
+        window = self.chain.network.challenge_window
+        needed: set[bytes] = set()
+        released: set[bytes] = set()
+        for _, job in self.jobs():
+            keys = {job.h_a, job.h_b, job.claim}
+            done = job.status not in (OPEN, CLAIMED) and tip > max(job.expiry, job.claim_height + window) + window
+            (released if done else needed).update(keys)
+        gone = self.store.prune(needed, released - needed, UPLOAD_GRACE_SECONDS)
+        if gone:
+            log.info("pruned %d matrices no live job needs", len(gone))
+        return gone

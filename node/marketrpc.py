@@ -1,0 +1,148 @@
+"""JSON-RPC methods of the job market (PROTOCOL §6): jobs, and matrices by key.
+
+Small matrices travel inside JSON-RPC as base64 .npy; any size goes over HTTP
+(``PUT /matrix/{A,B,C}``, ``GET /matrix/<key>.npy``, node/httpapi.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from pathlib import Path
+from typing import Any
+
+from consensus.errors import AddressError
+from consensus.keys import decode_address
+from consensus.params import Network
+from consensus.state import JOB_STATUS_NAMES, Job
+
+from .jsonview import job_json
+from .market import JobMarket, MarketError
+from .matrices import KINDS, MatrixError, StoredMatrix
+from .rpcserver import INVALID_PARAMETER, NOT_FOUND, Dispatcher, Param, RpcError
+
+MAX_INLINE_BYTES = 8 * 1024 * 1024  # larger matrices: the HTTP routes
+
+
+def parse_key(text: str, what: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise RpcError(INVALID_PARAMETER, f"{what} must be 32 bytes of hex")
+    return raw
+
+
+def matrix_json(entry: StoredMatrix) -> dict[str, Any]:
+    return {"key": entry.key.hex(), "kind": entry.kind, "shape": list(entry.shape), "bytes": entry.size,
+            "url": f"/matrix/{entry.key.hex()}.npy",
+            **({"job_id": entry.job_id.hex()} if entry.job_id else {})}
+
+
+class MarketMethods:
+    def __init__(self, market: JobMarket, network: Network) -> None:
+        self.market = market
+        self.network = network
+
+    def register(self, d: Dispatcher) -> None:
+        d.add("listjobs", self.listjobs, Param("status", str, None))
+        d.add("getjob", self.getjob, Param("job_id", str))
+        d.add("submitmatrix", self.submitmatrix, Param("kind", str), Param("npy_base64", str),
+              Param("worker", str, None), Param("job_id", str, None), Param("expect", str, None))
+        d.add("getmatrix", self.getmatrix, Param("key", str), Param("include_data", bool, False))
+
+    def _job(self, job_id: bytes, job: Job) -> dict[str, Any]:
+        out = job_json(self.network, job_id, job)
+        keys = {"A": job.h_a, "B": job.h_b, "C": job.claim if job.worker != bytes(20) else None}
+        matrices = {}
+        for kind, key in keys.items():
+            held = self.market.held(key) if key else None
+            matrices[kind] = None if key is None else {"key": key.hex(), "held": held is not None,
+                                                        "url": f"/matrix/{key.hex()}.npy" if held else None}
+        out["matrices"] = matrices
+        return out
+
+    def listjobs(self, status: str | None) -> list[dict[str, Any]]:
+        """listjobs ( "status" ): every job, or those with status open/claimed/settled/refunded/lapsed."""
+        if status is not None and status not in JOB_STATUS_NAMES.values():
+            raise RpcError(INVALID_PARAMETER, f"status must be one of {', '.join(JOB_STATUS_NAMES.values())}")
+        return [self._job(job_id, job) for job_id, job in self.market.jobs(status)]
+
+    def getjob(self, job_id: str) -> dict[str, Any]:
+        """getjob "job_id": a posted job's state and the matrices this node holds for it (PROTOCOL §6)."""
+        raw = parse_key(job_id, "job_id")
+        job = self.market.chain.job(raw)
+        if job is None:
+            raise RpcError(NOT_FOUND, "No such job")
+        return self._job(raw, job)
+
+    async def submitmatrix(self, kind: str, npy_base64: str, worker: str | None, job_id: str | None,
+                           expect: str | None) -> dict[str, Any]:
+        """submitmatrix "A|B|C" "npy_base64" ( "worker" "job_id" "expect" ): store a matrix (int8 A
+        m×k or B k×n; int32 C with its worker and job, stored by claim) after checking it, and
+        that its key is ``expect`` if given; returns its key."""
+        if kind not in KINDS:
+            raise RpcError(INVALID_PARAMETER, f"kind must be one of {', '.join(KINDS)}")
+        try:
+            data = base64.b64decode(npy_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise RpcError(INVALID_PARAMETER, "npy_base64 is not base64") from None
+        upload = self.market.store.new_upload()
+        upload.write_bytes(data)
+        return matrix_json(await self.store_upload(kind, upload, worker, job_id, expect))
+
+    async def store_upload(self, kind: str, upload: Path, worker: str | None, job_id: str | None,
+                           expect: str | None) -> StoredMatrix:
+        """Check and store an uploaded .npy (RPC or HTTP); the upload file is consumed."""
+        try:
+            worker_raw, job_raw = self.c_owner(kind, worker, job_id)
+            expected = parse_key(expect, "expect") if expect is not None else None
+            entry = await asyncio.to_thread(self.market.store.put_file, kind, upload, worker=worker_raw,
+                                            job_id=job_raw)
+        except MatrixError as exc:
+            raise RpcError(INVALID_PARAMETER, f"matrix refused: {exc}") from None
+        finally:
+            upload.unlink(missing_ok=True)
+        problem = self.mismatch(entry, expected)
+        if problem:
+            self.market.store.remove(entry.key)
+            raise RpcError(INVALID_PARAMETER, f"matrix refused: {problem}")
+        return entry
+
+    def mismatch(self, entry: StoredMatrix, expected: bytes | None) -> str | None:
+        """Why a stored upload contradicts what it should be, or None."""
+        if expected is not None and entry.key != expected:
+            return f"it does not match its commitment: its key is {entry.key.hex()}, not {expected.hex()}"
+        if entry.kind == "C" and entry.job_id is not None:
+            job = self.market.chain.job(entry.job_id)
+            if job is not None and job.worker != bytes(20) and job.claim != entry.key:
+                return f"it does not match the claim of job {entry.job_id.hex()} on chain"
+        return None
+
+    def c_owner(self, kind: str, worker: str | None, job_id: str | None) -> tuple[bytes | None, bytes | None]:
+        """(worker address, job id) a C upload names; A and B name none."""
+        if kind != "C":
+            return None, None
+        if worker is None or job_id is None:
+            raise RpcError(INVALID_PARAMETER, "a C upload needs the worker's address and the job id")
+        try:
+            return decode_address(worker, self.network.hrp), parse_key(job_id, "job_id")
+        except AddressError as exc:
+            raise RpcError(NOT_FOUND, f"Invalid address: {exc}") from None
+
+    async def getmatrix(self, key: str, include_data: bool) -> dict[str, Any]:
+        """getmatrix "key" ( include_data ): a matrix by H_A, H_B or claim, fetched from peers if this
+        node lacks it; the .npy inline (base64) if asked and small, else at its url."""
+        raw = parse_key(key, "key")
+        try:
+            entry = await self.market.fetch(raw)
+        except MarketError as exc:
+            raise RpcError(NOT_FOUND, str(exc)) from None
+        out = matrix_json(entry)
+        if include_data:
+            if entry.size > MAX_INLINE_BYTES:
+                raise RpcError(INVALID_PARAMETER, f"{entry.size} bytes is too large inline; GET {out['url']}")
+            out["npy_base64"] = base64.b64encode(entry.path.read_bytes()).decode()
+        return out
+

@@ -1,0 +1,236 @@
+"""The node's matrix store (PROTOCOL §6): A and B by commitment, C by claim, as .npy files
+under ``<datadir>/<network>/matrices/``.
+
+Each matrix is kept in its own shape (A m×k int8, B k×n int8, C m×n int32) with its
+committed *lines* contiguous: A and C row-major, B column-major (a Fortran-order
+.npy), so that ``getmatrix`` serves a line range with one contiguous read and the
+file itself is the download. A file is written to a temporary
+name, fsynced and renamed, so a kill -9 leaves either the whole matrix or a
+temporary file that the next start deletes; a failed write (a full disk) removes
+its temporary file and says so. Nothing enters the store unless it matches its
+commitment. The store is bounded (``max_bytes``); ``prune`` removes what the
+node's job market no longer needs.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from consensus.params import Network
+from consensus.state import operand_error
+from consensus.tx import claim_of
+from consensus.work import commit_a, commit_b, commit_result
+
+KINDS = ("A", "B", "C")
+_PREFIX = {"A": "a", "B": "b", "C": "c"}
+_TMP = "tmp-"
+
+
+class MatrixError(ValueError):
+    """A matrix that cannot be stored: malformed, wrong shape or range, not matching its
+    commitment, too large, or a store that is full or cannot be written."""
+
+
+@dataclass(frozen=True)
+class StoredMatrix:
+    """``key`` is H_A, H_B or a claim; ``shape`` is the matrix's own (B: k×n); C knows its job."""
+
+    key: bytes
+    kind: str
+    shape: tuple[int, int]
+    path: Path
+    size: int
+    job_id: bytes | None = None
+
+    @property
+    def line_bytes(self) -> int:
+        """Bytes of one committed line: a row of A, a column of B, a row of C."""
+        rows, cols = self.shape
+        return {"A": cols, "B": rows, "C": 4 * cols}[self.kind]
+
+    @property
+    def line_count(self) -> int:
+        rows, cols = self.shape
+        return cols if self.kind == "B" else rows
+
+
+def check_operand(kind: str, array: np.ndarray, network: Network) -> np.ndarray:
+    """A (m×k) or B (k×n) as an int8 array a job may use, or MatrixError with the reason."""
+    problem = operand_error(kind, array, network)
+    if problem:
+        raise MatrixError(problem)
+    return array
+
+
+def check_result(array: np.ndarray) -> np.ndarray:
+    if array.ndim != 2 or array.dtype != np.dtype("<i4"):
+        raise MatrixError(f"C must be a 2-D int32 matrix, got {array.ndim}-D {array.dtype}")
+    return array
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """A .npy file as a read-only memory map (no pickles), or MatrixError."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise MatrixError(f"not a valid .npy matrix: {exc}") from None
+
+
+class MatrixStore:
+    def __init__(self, directory: Path, network: Network, max_bytes: int) -> None:
+        self.directory = Path(directory)
+        self.network = network
+        self.max_bytes = max_bytes
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._index: dict[bytes, StoredMatrix] = {}
+        for path in self.directory.iterdir():
+            if path.name.startswith(_TMP):
+                path.unlink(missing_ok=True)  # a write a crash interrupted
+                continue
+            entry = self._parse_name(path)
+            if entry is not None:
+                self._index[entry.key] = entry
+
+    # --- names ---------------------------------------------------------------------
+    def _parse_name(self, path: Path) -> StoredMatrix | None:
+        parts = path.name.removesuffix(".npy").split("-")
+        kinds = {v: k for k, v in _PREFIX.items()}
+        try:
+            kind = kinds[parts[0]]
+            key = bytes.fromhex(parts[1])
+            job_id = bytes.fromhex(parts[2]) if kind == "C" else None
+            shape = read_npy(path).shape
+        except (KeyError, IndexError, ValueError):
+            return None
+        return StoredMatrix(key, kind, (int(shape[0]), int(shape[1])), path, path.stat().st_size, job_id)
+
+    def _path(self, kind: str, key: bytes, job_id: bytes | None) -> Path:
+        suffix = f"-{job_id.hex()}" if job_id is not None else ""
+        return self.directory / f"{_PREFIX[kind]}-{key.hex()}{suffix}.npy"
+
+    # --- reads ---------------------------------------------------------------------
+    def get(self, key: bytes) -> StoredMatrix | None:
+        return self._index.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def entries(self) -> list[StoredMatrix]:
+        return list(self._index.values())
+
+    def usage(self) -> int:
+        return sum(e.size for e in self._index.values())
+
+    def matrix(self, key: bytes) -> np.ndarray | None:
+        """The matrix in its own shape (B is k×n), memory-mapped."""
+        entry = self._index.get(key)
+        return None if entry is None else read_npy(entry.path)
+
+    def lines(self, key: bytes) -> np.ndarray | None:
+        """The committed lines, each contiguous: A rows, B columns (Bᵀ), C rows."""
+        entry = self._index.get(key)
+        matrix = self.matrix(key)
+        if entry is None or matrix is None:
+            return None
+        return matrix.T if entry.kind == "B" else matrix
+
+    def rows(self, key: bytes, first: int, count: int, max_bytes: int) -> list[bytes] | None:
+        """Up to ``count`` lines from ``first``, at most ``max_bytes`` in all (p2p ``getmatrix``)."""
+        entry = self._index.get(key)
+        lines = self.lines(key)
+        if entry is None or lines is None:
+            return None
+        count = min(count, max(0, entry.line_count - first), max_bytes // entry.line_bytes)
+        return [bytes(np.ascontiguousarray(lines[i]).data) for i in range(first, first + count)]
+
+    # --- writes --------------------------------------------------------------------
+    def put(self, kind: str, array: np.ndarray, *, worker: bytes | None = None,
+            job_id: bytes | None = None) -> StoredMatrix:
+        """Check and store a matrix given in its own orientation; C needs its worker and job."""
+        tmp = self.new_upload()
+        try:
+            _write_npy(tmp, np.asarray(array))
+            return self.put_file(kind, tmp, worker=worker, job_id=job_id)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def put_file(self, kind: str, tmp: Path, *, worker: bytes | None = None,
+                 job_id: bytes | None = None) -> StoredMatrix:
+        """Check a .npy file (the matrix in its own orientation) written under this store's
+        directory, and move it into place; the file is gone afterwards either way."""
+        try:
+            if kind not in KINDS:
+                raise MatrixError(f"kind must be one of {', '.join(KINDS)}")
+            array = read_npy(tmp)
+            if kind == "C":
+                if worker is None or job_id is None:
+                    raise MatrixError("C needs the worker's address and the job id (it is stored by claim)")
+                key = claim_of(worker, commit_result(np.asarray(check_result(array))))
+            else:
+                check_operand(kind, array, self.network)
+                key = commit_a(array) if kind == "A" else commit_b(array)
+                job_id = None
+            if key in self._index:
+                return self._index[key]
+            size = tmp.stat().st_size
+            if self.usage() + size > self.max_bytes:
+                raise MatrixError(f"matrix store full ({self.usage()} of {self.max_bytes} bytes used)")
+            if kind == "B" and not array.flags.f_contiguous:  # columns contiguous: Fortran order
+                _write_npy(tmp, np.asfortranarray(array))
+            shape = (int(array.shape[0]), int(array.shape[1]))
+            del array  # the memory map must not outlive the file's move
+            final = self._path(kind, key, job_id)
+            os.replace(tmp, final)
+            _fsync_dir(self.directory)
+        except OSError as exc:
+            raise MatrixError(f"cannot write the matrix store at {self.directory}: {exc.strerror or exc}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        entry = StoredMatrix(key, kind, shape, final, final.stat().st_size, job_id)
+        self._index[key] = entry
+        return entry
+
+    def new_upload(self) -> Path:
+        """A temporary path in the store's directory for a streamed upload (``put_file``)."""
+        fd, tmp = tempfile.mkstemp(prefix=_TMP, suffix=".npy", dir=self.directory)
+        os.close(fd)
+        return Path(tmp)
+
+    def remove(self, key: bytes) -> None:
+        entry = self._index.pop(key, None)
+        if entry is not None:
+            entry.path.unlink(missing_ok=True)
+
+    def prune(self, needed: set[bytes], released: set[bytes], grace_seconds: float) -> list[bytes]:
+        """Remove matrices no live job needs: those only final jobs name (``released``), and
+        those no job names that are older than ``grace_seconds`` (uploads never posted)."""
+        now = time.time()
+        gone = []
+        for key, entry in list(self._index.items()):
+            if key in needed:
+                continue
+            if key in released or now - entry.path.stat().st_mtime > grace_seconds:
+                self.remove(key)
+                gone.append(key)
+        return gone
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    """Write a .npy file durably (flushed and fsynced before it is renamed into place)."""
+    with open(path, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,230 @@
+"""The job market end to end with real pouwd processes and real sockets (PROTOCOL §6, §7): a
+poster's client on one node, workers on another; matrices travel over p2p ``getmatrix``.
+
+An honest worker is paid when the poster's client has verified C and accepted; a wrong C is
+caught and proved, the bond goes to the prover and the job reopens; a worker that never
+serves C lapses (bond back, reward burned, supply balanced); a copied claim earns nothing;
+refused uploads say why; a restarted worker node still serves C."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from client.market import MarketClient, MarketClientError, npy_bytes
+from consensus.params import REGTEST
+from consensus.tx import JobResult, claim_of, make_tx
+from consensus.work import commit_result
+from miner.jobs import JobTaker
+from miner.rpcclient import BadResponse
+
+from .framework import NodeProcess, sync_blocks, sync_mempools, wait_until
+from .p2putil import wait_connected
+from .rpcutil import FAUCET, FAUCET_ADDRESS, address, key, transfer
+
+HONEST, CHEAT, COPIER, MINER = key(50), key(51), key(52), key(53)
+M, K, N = 64, 128, 96
+REWARD = 10**9
+WINDOW = REGTEST.challenge_window
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory) -> Iterator[tuple[NodeProcess, NodeProcess]]:
+    """poster node (0) and worker node (1), connected; the workers funded and matured."""
+    root = Path(tmp_path_factory.mktemp("market"))
+    poster = NodeProcess(0, root, extra_args=["--max-outbound", "0"])
+    worker = NodeProcess(1, root)
+    try:
+        poster.start()
+        worker.extra_args = ["--connect", poster.p2p_address]
+        worker.start()
+        wait_connected(worker, poster.p2p_address)
+        for i, k in enumerate((HONEST, CHEAT, COPIER)):
+            poster.sendrawtransaction(transfer(FAUCET, i, k.address, 100 * 10**8).encode().hex())
+        poster.generatetoaddress(1, address(MINER))
+        sync_blocks([poster, worker])
+        yield poster, worker
+    finally:
+        poster.cleanup()
+        worker.cleanup()
+
+
+def operands(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(-64, 65, size=(M, K), dtype=np.int8), rng.integers(-64, 65, size=(K, N), dtype=np.int8)
+
+
+def client_of(node: NodeProcess) -> MarketClient:
+    return MarketClient(node.rpc, REGTEST, FAUCET, log=lambda text: None)
+
+
+def taker(node: NodeProcess, k) -> JobTaker:
+    return JobTaker(node.rpc, REGTEST, k, say=lambda text: None)
+
+
+def mine(poster: NodeProcess, worker: NodeProcess, blocks: int = 1) -> None:
+    """Mine what both pools hold, paying a bystander so that no tested balance moves by rewards."""
+    sync_mempools([poster, worker])
+    poster.generatetoaddress(blocks, address(MINER))
+    sync_blocks([poster, worker])
+
+
+def balance(node: NodeProcess, k) -> int:
+    return node.getaccount(address(k))["balance"]
+
+
+def take(node: NodeProcess, k, job_id: str):
+    """The worker's JobTaker picks ``job_id`` (the only open job) and fetches A, B through its node."""
+    work = taker(node, k).choose()
+    assert work is not None and work.job_id.hex() == job_id
+    return work
+
+
+def test_honest_worker_is_paid_after_the_poster_verifies(net) -> None:
+    poster, worker = net
+    a, b = operands(1)
+    client = client_of(poster)
+    job_id = client.post(a, b, REWARD)
+    mine(poster, worker)
+    assert worker.getjob(job_id)["matrices"]["A"]["held"] is False  # only the poster's node has A
+    t = taker(worker, HONEST)
+    work = t.choose()  # through the worker's node, which fetched A and B from the poster's over getmatrix
+    assert work is not None and work.job_id.hex() == job_id
+    assert (work.a == a).all() and (work.b == b).all()
+    assert worker.getjob(job_id)["matrices"]["A"]["held"] is True
+    before = balance(worker, HONEST)
+    assert t.deliver(work, a.astype(np.int64) @ b.astype(np.int64))
+    claim = work.claim.hex()
+    assert poster.getjob(job_id)["matrices"]["C"] is None  # no claim on chain yet: nothing to serve
+    mine(poster, worker)
+    assert poster.getjob(job_id)["status"] == "claimed"
+    verdict, c, txid = client.settle(job_id)  # C comes from the worker's node over p2p
+    assert verdict.ok and txid and (c == a.astype(np.int64) @ b.astype(np.int64)).all()
+    mine(poster, worker)
+    job = poster.getjob(job_id)
+    assert job["status"] == "settled" and job["claim"] == claim
+    assert balance(worker, HONEST) == before - 10_000 + REWARD  # fee spent; bond back; reward in
+    assert client.wait([job_id], timeout=30, poll=0.2)[job_id].dtype == np.int32
+    t.poll()
+    assert (t.stats.claimed, t.stats.paid, t.stats.reward) == (1, 1, REWARD)
+    info = poster.getstateinfo(True)
+    assert info["verified"] and info["supply_balanced"] and info["jobs"]["settled"] >= 1
+
+
+def test_wrong_result_is_proved_then_done_honestly(net) -> None:
+    poster, worker = net
+    a, b = operands(2)
+    client = client_of(poster)
+    job_id = client.post(a, b, REWARD)
+    mine(poster, worker)
+    cheat = taker(worker, CHEAT)
+    work = cheat.choose()
+    wrong = a.astype(np.int64) @ b.astype(np.int64)
+    wrong[17, 33] += 5
+    prover_before = balance(poster, FAUCET)
+    assert cheat.deliver(work, wrong)
+    mine(poster, worker)
+    verdict, c, txid = client.settle(job_id)
+    assert not verdict.ok and verdict.wrong == (17, 33) and c is None and txid
+    assert poster.gettransaction(txid)["kind"] == "fraud_proof"
+    mine(poster, worker)
+    job = poster.getjob(job_id)
+    assert job["status"] == "open" and job["worker"] is None
+    bond = -(-REWARD // 10)
+    fees = poster.gettransaction(txid)["fee"]
+    assert balance(poster, FAUCET) - prover_before == bond - fees
+    cheat.poll()
+    assert cheat.stats.lost == 1
+    honest = taker(worker, HONEST)
+    again = honest.choose()
+    assert again is not None and again.job_id.hex() == job_id
+    assert honest.deliver(again, a.astype(np.int64) @ b.astype(np.int64))
+    mine(poster, worker)
+    verdict, c, txid = client.settle(job_id)
+    assert verdict.ok
+    mine(poster, worker)
+    assert poster.getjob(job_id)["status"] == "settled"
+
+
+def test_withheld_result_lapses_and_burns_the_reward(net) -> None:
+    poster, worker = net
+    a, b = operands(3)
+    client = client_of(poster)
+    job_id = client.post(a, b, REWARD)
+    mine(poster, worker)
+    work = take(worker, HONEST, job_id)
+    c = a.astype(np.int64) @ b.astype(np.int64)
+    bond = -(-REWARD // 10)
+    tx = make_tx(HONEST, REGTEST.chain_id, worker.getaccount(address(HONEST))["pending_nonce"], 10_000,
+                 JobResult(work.job_id, claim_of(HONEST.address, commit_result(c)), bond))
+    worker.sendrawtransaction(tx.encode().hex())  # the claim, but C is never handed to any node
+    mine(poster, worker)
+    before = balance(worker, HONEST)
+    burned = poster.getstateinfo()["total_burned"]
+    verdict, _, txid = client.settle(job_id)
+    assert not verdict.ok and txid is None and "not available" in verdict.reason
+    mine(poster, worker, WINDOW)
+    assert poster.getjob(job_id)["status"] == "lapsed"
+    assert balance(worker, HONEST) == before + bond  # bond back, no reward
+    info = poster.getstateinfo(True)
+    assert info["total_burned"] == burned + REWARD and info["supply_balanced"] and info["verified"]
+
+
+def test_copied_claim_earns_nothing(net) -> None:
+    poster, worker = net
+    a, b = operands(4)
+    client = client_of(poster)
+    job_id = client.post(a, b, REWARD)
+    mine(poster, worker)
+    honest = taker(worker, HONEST)
+    work = honest.choose()
+    c = a.astype(np.int64) @ b.astype(np.int64)
+    copied = make_tx(COPIER, REGTEST.chain_id, worker.getaccount(address(COPIER))["pending_nonce"], 10_000,
+                     JobResult(work.job_id, claim_of(HONEST.address, commit_result(c.astype(np.int32))),
+                               -(-REWARD // 10)))
+    poster.sendrawtransaction(copied.encode().hex())  # the copier saw the claim and got in first
+    mine(poster, worker)
+    assert honest.deliver(work, c) is False  # the job is claimed: the honest result tx is refused
+    job = poster.getjob(job_id)
+    assert job["worker"] == address(COPIER)
+    verdict, _, txid = client.settle(job_id)  # the C the claim names is nobody's the copier can prove
+    assert not verdict.ok and txid is None
+    before = balance(worker, COPIER)
+    mine(poster, worker, WINDOW)
+    assert poster.getjob(job_id)["status"] == "lapsed"
+    assert balance(worker, COPIER) == before + -(-REWARD // 10)  # its bond back and nothing more
+
+
+def test_refused_uploads_say_why(net) -> None:
+    poster, _ = net
+    client = client_of(poster)
+    a, b = operands(5)
+    with pytest.raises(BadResponse, match="not a valid .npy"):
+        poster.rpc.http("PUT", "/matrix/A", b"\x93NUMPY\x01\x00garbage")
+    with pytest.raises(BadResponse, match="outside"):
+        poster.rpc.http("PUT", "/matrix/A", npy_bytes(np.full((M, K), 100, np.int8)))
+    with pytest.raises(BadResponse, match="does not match its commitment"):
+        poster.rpc.http("PUT", f"/matrix/B?expect={'00' * 32}", npy_bytes(b))
+    with pytest.raises(MarketClientError, match="multiple of 32"):
+        client.post(a[:40], b, REWARD)
+    key_a = client.upload("A", a)
+    assert poster.getmatrix(key_a)["shape"] == [M, K]
+
+
+def test_restarted_worker_node_still_serves_c(net) -> None:
+    poster, worker = net
+    a, b = operands(6)
+    client = client_of(poster)
+    job_id = client.post(a, b, REWARD)
+    mine(poster, worker)
+    t = taker(worker, HONEST)
+    work = t.choose()
+    assert t.deliver(work, a.astype(np.int64) @ b.astype(np.int64))
+    mine(poster, worker)
+    worker.kill9()
+    worker.start()
+    wait_connected(worker, poster.p2p_address)
+    verdict, c, txid = client.settle(job_id)
+    assert verdict.ok and txid

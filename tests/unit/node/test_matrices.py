@@ -1,0 +1,83 @@
+"""The matrix store (PROTOCOL §6): A, B by commitment and C by claim in real files; bad
+matrices are refused with the reason; a crash leftover is cleaned; the store is bounded."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from consensus.params import REGTEST
+from consensus.tx import claim_of
+from consensus.work import commit_a, commit_b, commit_result
+from node.matrices import MatrixError, MatrixStore
+
+WORKER, JOB = b"\x05" * 20, b"\x06" * 32
+
+
+def operands(m: int = 64, k: int = 128, n: int = 96, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (rng.integers(-64, 65, size=(m, k), dtype=np.int8), rng.integers(-64, 65, size=(k, n), dtype=np.int8))
+
+
+def test_put_get_lines_and_reopen(tmp_path) -> None:
+    store = MatrixStore(tmp_path, REGTEST, 1 << 30)
+    a, b = operands()
+    c = (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
+    ea, eb = store.put("A", a), store.put("B", b)
+    ec = store.put("C", c, worker=WORKER, job_id=JOB)
+    assert (ea.key, eb.key, ec.key) == (commit_a(a), commit_b(b), claim_of(WORKER, commit_result(c)))
+    assert eb.shape == (128, 96) and eb.line_count == 96 and eb.line_bytes == 128
+    assert store.rows(eb.key, 3, 2, 1 << 20) == [b[:, 3].tobytes(), b[:, 4].tobytes()]
+    assert store.rows(ea.key, 60, 10, 1 << 20) == [a[i].tobytes() for i in range(60, 64)]
+    assert len(store.rows(ec.key, 0, 64, 4 * 96 * 5)) == 5  # bounded by bytes
+    assert store.rows(b"\x00" * 32, 0, 1, 100) is None
+    again = MatrixStore(tmp_path, REGTEST, 1 << 30)
+    assert (np.asarray(again.matrix(eb.key)) == b).all() and (np.asarray(again.matrix(ec.key)) == c).all()
+    assert again.get(ec.key).job_id == JOB and again.usage() == store.usage()
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((64, 128), np.int16), "int8"),
+    (np.zeros((60, 128), np.int8), "m=60"),
+    (np.zeros((64, 100), np.int8), "k=100"),
+    (np.full((64, 128), 65, np.int8), "outside"),
+    (np.zeros((2, 64, 128), np.int8), "2-D"),
+])
+def test_bad_operands_are_refused_with_the_reason(tmp_path, array, message) -> None:
+    store = MatrixStore(tmp_path, REGTEST, 1 << 30)
+    with pytest.raises(MatrixError, match=message):
+        store.put("A", array)
+    assert store.entries() == [] and [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_corrupt_upload_and_crash_leftovers(tmp_path) -> None:
+    store = MatrixStore(tmp_path, REGTEST, 1 << 30)
+    upload = store.new_upload()
+    upload.write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(MatrixError, match="not a valid .npy"):
+        store.put_file("A", upload)
+    assert not upload.exists()
+    (tmp_path / "tmp-leftover.npy").write_bytes(b"half a matrix")  # a kill -9 mid-write
+    assert MatrixStore(tmp_path, REGTEST, 1 << 30).entries() == []
+    assert not (tmp_path / "tmp-leftover.npy").exists()
+
+
+def test_bounded_and_pruned(tmp_path) -> None:
+    a, b = operands()
+    store = MatrixStore(tmp_path, REGTEST, 13_000)  # A (8,320 bytes) or B (12,416), not both
+    ea = store.put("A", a)
+    with pytest.raises(MatrixError, match="full"):
+        store.put("B", b)
+    assert store.prune(needed={ea.key}, released=set(), grace_seconds=0) == []
+    assert store.prune(needed=set(), released={ea.key}, grace_seconds=3600) == [ea.key]
+    assert store.entries() == [] and not ea.path.exists()
+    eb = store.put("B", b)
+    assert store.prune(needed=set(), released=set(), grace_seconds=3600) == []  # a fresh upload waits
+    assert store.prune(needed=set(), released=set(), grace_seconds=-1) == [eb.key]
+
+
+def test_c_needs_its_worker(tmp_path) -> None:
+    store = MatrixStore(tmp_path, REGTEST, 1 << 30)
+    with pytest.raises(MatrixError, match="worker"):
+        store.put("C", np.zeros((32, 32), np.int32))
+    with pytest.raises(MatrixError, match="int32"):
+        store.put("C", np.zeros((32, 32), np.int64), worker=WORKER, job_id=JOB)
