@@ -54,6 +54,7 @@ class Node:
         self.market = JobMarket(self.chain, MatrixStore(cfg.network_dir / "matrices", self.network,
                                                         cfg.matrix_store_mb * 1024 * 1024),
                                 lambda key, first, count: self.p2p.fetch_matrix(key, first, count))
+        self.metrics.bind_market(self.market.stats)
         self.p2p = P2PNode(PeerChain(self), PeerMempool(self), self.network, bind=cfg.bind,
                            port=cfg.effective_port, listen=cfg.listen, connect=cfg.connect, addnode=cfg.addnode,
                            seednode=cfg.seednode, max_outbound=cfg.max_outbound, max_inbound=cfg.max_inbound,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 import numpy as np
 
@@ -22,6 +22,7 @@ FetchRows = Callable[[bytes, int, int], Awaitable["list[bytes] | None"]]
 MAX_REPLY_BYTES = 4 * 1024 * 1024  # PROTOCOL §7: a matrix reply carries at most 4 MiB
 UPLOAD_GRACE_SECONDS = 24 * 3600  # an uploaded matrix no job names yet is kept this long
 RESULT_STATUSES = (CLAIMED, SETTLED, LAPSED)  # a job whose claim is on the best chain
+STATS_WINDOW = 1000  # blocks the useful-MAC share is measured over
 
 
 class MarketError(Exception):
@@ -122,6 +123,33 @@ class JobMarket:
             raise MarketError(f"peers served a {kind} that does not match {key.hex()}")
         log.info("fetched %s %s (%d bytes) from peers", kind, key.hex(), entry.size)
         return entry
+
+    # --- figures -------------------------------------------------------------------------------
+    def stats(self, window: int = STATS_WINDOW) -> dict[str, Any]:
+        """Jobs by status, and over the last ``window`` blocks: useful blocks, the MACs of jobs
+        settled (claimed in the window and accepted) against the MACs the chain's work
+        represents (each block at least its own matmul) — the useful-MAC share (§6) — and the
+        bytes of matrices served."""
+        chain = self.chain
+        tip = chain.tip.height
+        first = max(1, tip - window + 1)
+        chain_macs = useful_blocks = 0
+        for height in range(first, tip + 1):
+            header = chain.header(chain.hash_at(height))
+            w = header.work
+            chain_macs += max(header.block_work, w.m * w.n * w.k)  # at least the block's own matmul
+            useful_blocks += header.work.job_id != bytes(32)
+        by_status = {name: 0 for name in JOB_STATUS_NAMES.values()}
+        settled_macs = 0
+        for _, job in self.jobs():
+            by_status[JOB_STATUS_NAMES[job.status]] += 1
+            if job.status == SETTLED and job.claim_height >= first:
+                settled_macs += job.m * job.n * job.k
+        return {"window": tip - first + 1, "jobs": by_status, "useful_blocks": useful_blocks,
+                "settled_macs": settled_macs, "chain_macs": chain_macs,
+                "useful_mac_share": settled_macs / chain_macs if chain_macs else 0.0,
+                "bytes_served": self.bytes_served, "matrices_held": len(self.store.entries()),
+                "matrix_bytes": self.store.usage()}
 
     # --- pruning -----------------------------------------------------------------------------
     def prune(self) -> list[bytes]:

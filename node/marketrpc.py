@@ -47,6 +47,7 @@ class MarketMethods:
 
     def register(self, d: Dispatcher) -> None:
         d.add("listjobs", self.listjobs, Param("status", str, None))
+        d.add("getmarketinfo", self.getmarketinfo, Param("window", int, 1000))
         d.add("getjob", self.getjob, Param("job_id", str))
         d.add("submitmatrix", self.submitmatrix, Param("kind", str), Param("npy_base64", str),
               Param("worker", str, None), Param("job_id", str, None), Param("expect", str, None))
@@ -68,6 +69,13 @@ class MarketMethods:
         if status is not None and status not in JOB_STATUS_NAMES.values():
             raise RpcError(INVALID_PARAMETER, f"status must be one of {', '.join(JOB_STATUS_NAMES.values())}")
         return [self._job(job_id, job) for job_id, job in self.market.jobs(status)]
+
+    def getmarketinfo(self, window: int) -> dict[str, Any]:
+        """getmarketinfo ( window ): jobs by status; over the last window blocks the useful blocks,
+        the MACs of settled jobs against the chain's MACs (the useful-MAC share); bytes served."""
+        if not 1 <= window <= 100_000:
+            raise RpcError(INVALID_PARAMETER, "window must be between 1 and 100000 blocks")
+        return self.market.stats(window)
 
     def getjob(self, job_id: str) -> dict[str, Any]:
         """getjob "job_id": a posted job's state and the matrices this node holds for it (PROTOCOL §6)."""
@@ -98,26 +106,21 @@ class MarketMethods:
         try:
             worker_raw, job_raw = self.c_owner(kind, worker, job_id)
             expected = parse_key(expect, "expect") if expect is not None else None
-            entry = await asyncio.to_thread(self.market.store.put_file, kind, upload, worker=worker_raw,
-                                            job_id=job_raw)
+            return await asyncio.to_thread(self.market.store.put_file, kind, upload, worker=worker_raw,
+                                           job_id=job_raw, vet=lambda key: self.mismatch(key, expected, job_raw))
         except MatrixError as exc:
             raise RpcError(INVALID_PARAMETER, f"matrix refused: {exc}") from None
         finally:
             upload.unlink(missing_ok=True)
-        problem = self.mismatch(entry, expected)
-        if problem:
-            self.market.store.remove(entry.key)
-            raise RpcError(INVALID_PARAMETER, f"matrix refused: {problem}")
-        return entry
 
-    def mismatch(self, entry: StoredMatrix, expected: bytes | None) -> str | None:
-        """Why a stored upload contradicts what it should be, or None."""
-        if expected is not None and entry.key != expected:
-            return f"it does not match its commitment: its key is {entry.key.hex()}, not {expected.hex()}"
-        if entry.kind == "C" and entry.job_id is not None:
-            job = self.market.chain.job(entry.job_id)
-            if job is not None and job.worker != bytes(20) and job.claim != entry.key:
-                return f"it does not match the claim of job {entry.job_id.hex()} on chain"
+    def mismatch(self, key: bytes, expected: bytes | None, job_id: bytes | None) -> str | None:
+        """Why an upload whose key is ``key`` contradicts what it should be, or None."""
+        if expected is not None and key != expected:
+            return f"it does not match its commitment: its key is {key.hex()}, not {expected.hex()}"
+        if job_id is not None:
+            job = self.market.chain.job(job_id)
+            if job is not None and job.worker != bytes(20) and job.claim != key:
+                return f"it does not match the claim of job {job_id.hex()} on chain"
         return None
 
     def c_owner(self, kind: str, worker: str | None, job_id: str | None) -> tuple[bytes | None, bytes | None]:

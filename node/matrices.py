@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -159,10 +160,11 @@ class MatrixStore:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def put_file(self, kind: str, tmp: Path, *, worker: bytes | None = None,
-                 job_id: bytes | None = None) -> StoredMatrix:
+    def put_file(self, kind: str, tmp: Path, *, worker: bytes | None = None, job_id: bytes | None = None,
+                 vet: Callable[[bytes], str | None] = lambda key: None) -> StoredMatrix:
         """Check a .npy file (the matrix in its own orientation) written under this store's
-        directory, and move it into place; the file is gone afterwards either way."""
+        directory, and move it into place; the file is gone afterwards either way. ``vet``
+        sees the key first and may refuse it (a reason string)."""
         try:
             if kind not in KINDS:
                 raise MatrixError(f"kind must be one of {', '.join(KINDS)}")
@@ -175,6 +177,9 @@ class MatrixStore:
                 check_operand(kind, array, self.network)
                 key = commit_a(array) if kind == "A" else commit_b(array)
                 job_id = None
+            problem = vet(key)
+            if problem:
+                raise MatrixError(problem)
             if key in self._index:
                 return self._index[key]
             size = tmp.stat().st_size

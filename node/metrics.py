@@ -24,6 +24,15 @@ class NodeMetrics:
         self.blocks_connected = Counter("pouw_blocks_connected", "Blocks connected to the best chain", registry=r)
         self.blocks_rejected = Counter("pouw_blocks_rejected", "Blocks rejected, by reason", ["reason"], registry=r)
         self.txs_rejected = Counter("pouw_txs_rejected", "Transactions rejected, by reason", ["reason"], registry=r)
+        self.jobs = Gauge("pouw_jobs", "Jobs at the tip, by status", ["status"], registry=r)
+        self.job_macs_settled = Gauge("pouw_job_macs_settled", "MACs of jobs settled in the last 1000 blocks",
+                                      registry=r)
+        self.useful_blocks = Gauge("pouw_useful_blocks", "Blocks naming a job in the last 1000 blocks", registry=r)
+        self.useful_mac_share = Gauge("pouw_useful_mac_share",
+                                      "MACs of settled jobs over the chain's MACs, last 1000 blocks", registry=r)
+        self.matrix_bytes_served = Gauge("pouw_matrix_bytes_served", "Matrix bytes served to peers and clients",
+                                         registry=r)
+        self._on_scrape: list[Callable[[], None]] = []
         self.rpc_latency = Histogram("pouw_rpc_latency_seconds", "JSON-RPC call latency", ["method"], registry=r,
                                      buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
 
@@ -37,5 +46,19 @@ class NodeMetrics:
         self.mempool_bytes.set_function(mempool_bytes)
         self.peers.set_function(peers)
 
+    def bind_market(self, stats: Callable[[], dict]) -> None:
+        """Read the job market's figures (``JobMarket.stats``) once per scrape."""
+        def refresh() -> None:
+            figures = stats()
+            for status, count in figures["jobs"].items():
+                self.jobs.labels(status=status).set(count)
+            self.job_macs_settled.set(figures["settled_macs"])
+            self.useful_blocks.set(figures["useful_blocks"])
+            self.useful_mac_share.set(figures["useful_mac_share"])
+            self.matrix_bytes_served.set(figures["bytes_served"])
+        self._on_scrape.append(refresh)
+
     def render(self) -> bytes:
+        for refresh in self._on_scrape:
+            refresh()
         return generate_latest(self.registry)

@@ -111,6 +111,9 @@ def test_honest_worker_is_paid_after_the_poster_verifies(net) -> None:
     assert (t.stats.claimed, t.stats.paid, t.stats.reward) == (1, 1, REWARD)
     info = poster.getstateinfo(True)
     assert info["verified"] and info["supply_balanced"] and info["jobs"]["settled"] >= 1
+    market = poster.getmarketinfo()
+    assert market["jobs"]["settled"] == 1 and market["settled_macs"] == M * N * K
+    assert 0 < market["useful_mac_share"] and market["bytes_served"] > 0
 
 
 def test_wrong_result_is_proved_then_done_honestly(net) -> None:

@@ -26,7 +26,7 @@ COVERED = {
     "getblockheader", "getchaintips", "getdifficulty", "getmininginfo", "getstateinfo", "getblocktemplate",
     "submitblock",
     "generatetoaddress", "generate", "getrawmempool", "getmempoolinfo", "sendrawtransaction",
-    "gettransaction", "getaccount", "getjob", "listjobs", "submitmatrix", "getmatrix", "getnetworkinfo", "getpeerinfo", "getconnectioncount",
+    "gettransaction", "getaccount", "getjob", "listjobs", "getmarketinfo", "submitmatrix", "getmatrix", "getnetworkinfo", "getpeerinfo", "getconnectioncount",
     "addnode", "disconnectnode", "setban", "listbanned", "clearbanned", "invalidateblock", "reconsiderblock",
     "uptime", "stop",
 }
@@ -209,6 +209,10 @@ def test_matrix_rpcs(node) -> None:
     assert rpc_error(node, "getmatrix", "xyz")["code"] == -8
     assert rpc_error(node, "listjobs", "done")["code"] == -8
     assert isinstance(node.listjobs(), list) and node.listjobs("lapsed") == []
+    info = node.getmarketinfo(10)
+    assert info["window"] == min(10, node.getblockcount()) and info["jobs"]["open"] == 0
+    assert info["chain_macs"] > 0 and info["useful_mac_share"] == 0.0 and info["matrices_held"] >= 1
+    assert rpc_error(node, "getmarketinfo", 0)["code"] == -8
 
 def test_template_commits_to_the_state_after_its_txs(node) -> None:
     nonce = faucet_nonce(node)
