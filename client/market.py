@@ -16,7 +16,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -137,6 +139,8 @@ class MarketClient:
         self.key = key
         self.fee = fee
         self.say = log
+        self.counts: Counter[str] = Counter()  # posted, accepted, fraud_proven, undelivered
+        self._send_lock = threading.Lock()  # one nonce at a time when threads share this client
 
     @property
     def address(self) -> str:
@@ -159,12 +163,13 @@ class MarketClient:
     def send(self, payload: Payload) -> str:
         if self.key is None:
             raise MarketClientError("this needs a key to sign with")
-        nonce = self.rpc.call("getaccount", self.address)["pending_nonce"]
-        tx = make_tx(self.key, self.network.chain_id, nonce, self.fee, payload)
-        size_fee = FEE_PER_BYTE * (len(tx.encode()) + 16)  # the larger fee encodes a few bytes longer
-        if size_fee > tx.fee:
-            tx = make_tx(self.key, self.network.chain_id, nonce, size_fee, payload)
-        return self.rpc.call("sendrawtransaction", tx.encode().hex())
+        with self._send_lock:
+            nonce = self.rpc.call("getaccount", self.address)["pending_nonce"]
+            tx = make_tx(self.key, self.network.chain_id, nonce, self.fee, payload)
+            size_fee = FEE_PER_BYTE * (len(tx.encode()) + 16)  # the larger fee encodes a few bytes longer
+            if size_fee > tx.fee:
+                tx = make_tx(self.key, self.network.chain_id, nonce, size_fee, payload)
+            return self.rpc.call("sendrawtransaction", tx.encode().hex())
 
     def post(self, a: np.ndarray, b: np.ndarray, reward: int, expiry_blocks: int = DEFAULT_EXPIRY) -> str:
         """Upload A and B, sign and send a JOB_POST; the job id."""
@@ -183,7 +188,9 @@ class MarketClient:
         height = self.rpc.call("getblockcount")
         post = JobPost(a.shape[0], b.shape[1], a.shape[1], bytes.fromhex(h_a), bytes.fromhex(h_b), reward,
                        height + 1 + expiry_blocks)
-        return self.send(post)
+        job_id = self.send(post)
+        self.counts["posted"] += 1
+        return job_id
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.rpc.call("getjob", job_id)
@@ -209,6 +216,7 @@ class MarketClient:
         job, verdict, c = self.check(job_id, a, b)
         if verdict.ok:
             txid = self.send(JobAccept(bytes.fromhex(job_id)))
+            self.counts["accepted"] += 1
             self.say(f"job {job_id[:16]}…: result verified (H_C, Freivalds ×{ROUNDS}); accepted in {txid[:16]}…")
             return verdict, c, txid
         if verdict.wrong is not None and c is not None:
@@ -216,8 +224,10 @@ class MarketClient:
             b = self.download(job["H_B"]) if b is None else b
             i, j = verdict.wrong
             txid = self.send(build_fraud_proof(bytes.fromhex(job_id), a, b, c, i, j))
+            self.counts["fraud_proven"] += 1
             self.say(f"job {job_id[:16]}…: WRONG result ({verdict.reason}); fraud proof sent in {txid[:16]}…")
             return verdict, None, txid
+        self.counts["undelivered"] += 1
         self.say(f"job {job_id[:16]}…: {verdict.reason}")
         return verdict, None, None
 
