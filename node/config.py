@@ -45,6 +45,7 @@ class Config:
     mempool_max_bytes: int = 64 * 1024 * 1024
     min_relay_fee: int = 1
     reindex: bool = False
+    address_index: bool = False
 
     @property
     def params(self) -> Network:
@@ -70,7 +71,7 @@ class Config:
 
 FIELD_NAMES = frozenset(f.name for f in fields(Config))
 _LISTS = {"connect", "addnode", "seednode"}
-_BOOLS = {"listen", "reindex"}
+_BOOLS = {"listen", "reindex", "address_index"}
 _INTS = {"rpc_port", "port", "max_outbound", "max_inbound", "ban_seconds", "mempool_max_bytes", "min_relay_fee"}
 
 
@@ -140,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", dest="log_format", choices=["human", "json"])
     p.add_argument("--log-file", dest="log_file")
     p.add_argument("--reindex", action="store_const", const=True, help="rebuild index and state from stored blocks")
+    p.add_argument("--addressindex", dest="address_index", action="store_const", const=True,
+                   help="keep an index of each address's txs and mined blocks (wallet history); "
+                        "an existing datadir builds it with --reindex")
     return p
 
 
