@@ -19,7 +19,7 @@ from consensus.keys import PrivateKey, encode_address
 from consensus.tx import Transfer, make_tx
 
 from . import hdkeys, wallet
-from .cli import CliError, format_amount, parse_address, parse_amount
+from .cliutil import CliError, format_amount, parse_address, parse_amount
 from miner.rpcclient import RpcError
 
 if TYPE_CHECKING:
@@ -252,8 +252,8 @@ class WalletCommands:
         if not able:
             richest = max(accounts, key=lambda a: a["balance"])
             raise CliError(f"insufficient funds: have {format_amount(richest['balance'])}, need "
-                           f"{format_amount(amount + fee_of(richest))} (amount + fee) in one key "
-                           f"(a transfer is paid from one key)")
+                           f"{format_amount(amount + fee_of(richest))} (amount + fee) in one key: "
+                           f"a transfer is paid from a single key")
         payer = min(able, key=lambda a: (a["pending_nonce"] != a["nonce"], a["balance"]))
         fee = fee_of(payer)
         key = self.unlock(keystore).signing_key(payer["address"])
