@@ -18,6 +18,7 @@ from consensus.keys import encode_address
 from consensus.params import Network, subsidy
 from consensus.tx import KIND_NAMES, Transfer, Tx
 
+from .blockindex import IndexEntry
 from .store import DatadirCorrupt, StateReader, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -91,9 +92,9 @@ class History:
         if tip is None:
             raise _inconsistent("no tip")
         self.tip_height = tip.height
-        self._blocks: dict[int, tuple[Block, Any]] = {}
+        self._blocks: dict[int, tuple[Block, IndexEntry]] = {}
 
-    def _block(self, height: int) -> tuple[Block, Any]:
+    def _block(self, height: int) -> tuple[Block, IndexEntry]:
         if height not in self._blocks:
             block_hash = self.reader.best_hash(height)
             entry = self.reader.entry(block_hash or b"")

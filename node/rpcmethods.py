@@ -384,7 +384,8 @@ class RpcMethods:
     def getaddresshistory(self, addresses: list[Any], count: int, skip: int,
                           include_mempool: bool) -> list[dict[str, Any]]:
         """getaddresshistory ["address",...] ( count skip include_mempool ): txs and mined blocks of the
-        addresses, newest first (needs pouwd --addressindex); count and skip are in index entries."""
+        addresses, newest first (needs pouwd --addressindex); count and skip are in index entries, and
+        the first page (skip 0) starts with the pooled txs."""
         raw = self._addresses(addresses)
         if not self.chain.address_index:
             raise RpcError(MISC_ERROR, "address history needs the address index: restart pouwd with "

@@ -38,7 +38,8 @@ TXINDEX = b"X"  # + txid → [block hash, position]
 ADDRESS_HISTORY = b"H"  # + address + u64be height + u32be position → u8 roles (optional address index)
 ADDRESS_INDEX_ON = b"h"  # present while the address index covers the best chain from genesis
 RECORD_PREFIXES = {"peer": b"P", "ban": b"N"}  # opaque records kept for p2p
-DERIVED = (TIP, ENTRY, BEST, ACCOUNT, JOB, DUE, UNDO, TXINDEX, ADDRESS_HISTORY, ADDRESS_INDEX_ON)  # rebuilt by a reindex
+DERIVED = (TIP, ENTRY, BEST, ACCOUNT, JOB, DUE, UNDO, TXINDEX,
+           ADDRESS_HISTORY, ADDRESS_INDEX_ON)  # rebuilt by a reindex
 
 _ENTRY_SCHEMA = Tuple(Bin(max_size=512), U64, Bin(max_size=64), U8, U64, U64)
 _TXLOC_SCHEMA = Tuple(BIN32, U32)

@@ -10,6 +10,7 @@ sufficient balance, unless ``--from`` names one.
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 import time
 from pathlib import Path
@@ -69,7 +70,6 @@ def build_wallet_parser() -> argparse.ArgumentParser:
 def read_phrase() -> str:
     """The backup phrase: a hidden prompt on a terminal, else the first line of stdin."""
     if sys.stdin.isatty():
-        import getpass
         return getpass.getpass("backup phrase: ")
     return sys.stdin.readline()
 

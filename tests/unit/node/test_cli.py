@@ -21,7 +21,7 @@ from consensus.errors import DecodeError
 from consensus.genesis import dev_faucet_key
 from consensus.keys import PrivateKey, decode_address, encode_address
 from consensus.params import COIN, DEV_FAUCET_ALLOC, MAIN, REGTEST
-from consensus.tx import TRANSFER, Tx
+from consensus.tx import TRANSFER, Transfer, Tx, make_tx
 from node import cli, cliutil, hdkeys, wallet, walletcli
 from miner.rpcclient import CookieError, RpcClient, cookie_auth
 from node.wallet import ScryptParams
@@ -99,7 +99,7 @@ def test_argument_parsing():
 def test_transfer_fee_counts_its_own_bytes():
     to = bytes(20)
     fee = walletcli.transfer_fee(300, 5, to, COIN, REGTEST.chain_id)
-    tx = walletcli.make_tx(PrivateKey.generate(), REGTEST.chain_id, 5, fee, walletcli.Transfer(to, COIN))
+    tx = make_tx(PrivateKey.generate(), REGTEST.chain_id, 5, fee, Transfer(to, COIN))
     assert fee == 300 * len(tx.encode())
     assert walletcli.transfer_fee(0, 5, to, COIN, REGTEST.chain_id) == 0
 
