@@ -63,7 +63,11 @@ def cookie_path(datadir: str | Path, network: str) -> Path:
 
 def cookie_auth(datadir: str | Path, network: str) -> tuple[str, str]:
     """``(user, password)`` from the daemon's cookie file, like bitcoin-cli."""
-    path = cookie_path(datadir, network)
+    return read_cookie(cookie_path(datadir, network))
+
+
+def read_cookie(path: Path) -> tuple[str, str]:
+    """``(user, password)`` from a cookie file (``user:password``)."""
     try:
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:

@@ -31,6 +31,7 @@ from consensus.tx import Tx
 from consensus.validation import (check_block, check_header_context, check_header_stateless, expected_target,
                                   median_time_past)
 
+from .addrindex import block_entries, open_address_index
 from .blockindex import FAILED, FAILED_CHILD, FAILED_MASK, HAVE_DATA, VALID, BlockIndex, IndexEntry
 from .orphans import OrphanPool
 from .store import ChainBatch, DatadirCorrupt, StateReader, Store
@@ -82,11 +83,13 @@ class Chain:
     def __init__(self, datadir: str | os.PathLike[str], network: Network | str, *,
                  now: Callable[[], int] | None = None, reindex: bool = False,
                  orphan_count: int = 256, orphan_bytes: int = 64 * 1024 * 1024,
-                 tx_workers: int | None = None, max_header_only: int = MAX_HEADER_ONLY) -> None:
+                 tx_workers: int | None = None, max_header_only: int = MAX_HEADER_ONLY,
+                 address_index: bool = False) -> None:
         if max_header_only < 1:
             raise ValueError("max_header_only must be positive")
         self.network = NETWORKS[network] if isinstance(network, str) else network
         self.max_header_only = max_header_only
+        self.address_index = address_index  # keep node.addrindex entries (docs/storage.md)
         self.now = now or (lambda: int(time.time()))
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
@@ -101,6 +104,7 @@ class Chain:
                 self.reindex()
             else:
                 self._load()
+            open_address_index(self.store, address_index, self.tip.height)
         except BaseException:
             self.close()
             raise
@@ -158,7 +162,7 @@ class Chain:
     def reindex(self) -> None:
         """Rebuild the index and all state from the stored blocks (``--reindex``)."""
         with self._lock:
-            self.store.start_reindex()
+            self.store.start_reindex(self.address_index)
             self._reset()
             self._orphans.pop_all()
             self._write_genesis()
@@ -484,6 +488,8 @@ class Chain:
         batch.put_undo(entry.hash, undo)
         batch.set_best(entry.height, entry.hash)
         batch.index_txs(block, True)
+        if self.address_index:
+            batch.index_addresses(block_entries(block), entry.height, True)
         batch.set_tip(entry.hash)
         events.append(ChainEvent("connected", block, entry.height))
         if entry.valid:
@@ -497,6 +503,8 @@ class Chain:
         batch.delete_undo(entry.hash)
         batch.set_best(entry.height, None)
         batch.index_txs(block, False)
+        if self.address_index:
+            batch.index_addresses(block_entries(block), entry.height, False)
         batch.set_tip(entry.prev)
         self._candidates.add(entry.hash)
         events.append(ChainEvent("disconnected", block, entry.height))

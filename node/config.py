@@ -47,6 +47,7 @@ class Config:
     matrix_store_mb: int = 4096  # job-market matrices kept under <datadir>/<network>/matrices
     max_upload_mb: int = 1024  # largest matrix upload accepted over HTTP
     reindex: bool = False
+    address_index: bool = False
 
     @property
     def params(self) -> Network:
@@ -72,7 +73,7 @@ class Config:
 
 FIELD_NAMES = frozenset(f.name for f in fields(Config))
 _LISTS = {"connect", "addnode", "seednode"}
-_BOOLS = {"listen", "reindex"}
+_BOOLS = {"listen", "reindex", "address_index"}
 _INTS = {"rpc_port", "port", "max_outbound", "max_inbound", "ban_seconds", "mempool_max_bytes", "min_relay_fee",
          "matrix_store_mb", "max_upload_mb"}
 
@@ -147,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", dest="max_upload_mb", type=int,
                    help="largest matrix upload accepted over HTTP (MiB, default 1024)")
     p.add_argument("--reindex", action="store_const", const=True, help="rebuild index and state from stored blocks")
+    p.add_argument("--addressindex", dest="address_index", action="store_const", const=True,
+                   help="keep an index of each address's txs and mined blocks (wallet history); "
+                        "an existing datadir builds it with --reindex")
     return p
 
 

@@ -43,7 +43,7 @@ class Node:
         self.user_agent = USER_AGENT
         self.started_at = time.time()
         cfg.network_dir.mkdir(parents=True, exist_ok=True)
-        self.chain = Chain(cfg.datadir_path, self.network, reindex=cfg.reindex)
+        self.chain = Chain(cfg.datadir_path, self.network, reindex=cfg.reindex, address_index=cfg.address_index)
         self.mempool = Mempool(self.network, self._tip_view,
                                MempoolPolicy(max_bytes=cfg.mempool_max_bytes, min_fee_per_byte=cfg.min_relay_fee))
         self.metrics = NodeMetrics()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -9,9 +11,11 @@ from consensus.block import Block
 from consensus.errors import AddressError, DecodeError, InvalidTx
 from consensus.genesis import dev_faucet_key
 from consensus.keys import decode_address, encode_address
+from consensus.params import NETWORKS
 from consensus.tx import Tx
 from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected
 
+from .addrindex import History, mempool_rows
 from .chain import ACCEPTED, DUPLICATE, FUTURE, ORPHAN
 from .jsonview import block_json, difficulty, header_json, tx_json
 from .mining import new_template, solve_template
@@ -25,6 +29,9 @@ if TYPE_CHECKING:
 
 LONGPOLL_SECONDS = 60.0
 MAX_GENERATE = 10_000
+MAX_ADDRESSES = 1000  # per getaddressbalance / getaddresshistory call
+MAX_HISTORY = 1000  # index entries per getaddresshistory page
+MAX_FEE_BLOCKS = 100
 
 
 def parse_hash(text: str, what: str = "hash") -> bytes:
@@ -75,6 +82,11 @@ class RpcMethods:
         d.add("sendrawtransaction", self.sendrawtransaction, Param("hexstring", str))
         d.add("gettransaction", self.gettransaction, Param("txid", str))
         d.add("getaccount", self.getaccount, Param("address", str))
+        d.add("validateaddress", self.validateaddress, Param("address", str))
+        d.add("getaddressbalance", self.getaddressbalance, Param("addresses", list))
+        d.add("getaddresshistory", self.getaddresshistory, Param("addresses", list), Param("count", int, 100),
+              Param("skip", int, 0), Param("include_mempool", bool, True))
+        d.add("estimatefee", self.estimatefee, Param("nblocks", int, 6))
         d.add("getnetworkinfo", self.getnetworkinfo)
         d.add("getpeerinfo", self.getpeerinfo)
         d.add("getconnectioncount", self.getconnectioncount)
@@ -352,6 +364,63 @@ class RpcMethods:
             "immature": immature,
             "immature_total": sum(i["amount"] for i in immature),
         }
+
+    def validateaddress(self, address: str) -> dict[str, Any]:
+        """validateaddress "address": whether it is an address of this network (never an error)."""
+        try:
+            raw = decode_address(address, self.network.hrp)
+        except AddressError as exc:
+            hrp = address.lower().rpartition("1")[0]
+            other = next((n.name for n in NETWORKS.values() if n.hrp == hrp and n is not self.network), None)
+            error = f"address of network {other}, this node is {self.network.name}" if other else str(exc)
+            return {"isvalid": False, "address": address, "error": error}
+        return {"isvalid": True, "address": encode_address(self.network.hrp, raw), "network": self.network.name}
+
+    def _addresses(self, addresses: list[Any]) -> list[bytes]:
+        if not 1 <= len(addresses) <= MAX_ADDRESSES:
+            raise RpcError(INVALID_PARAMETER, f"give 1 to {MAX_ADDRESSES} addresses")
+        if not all(isinstance(a, str) for a in addresses):
+            raise RpcError(INVALID_PARAMETER, "addresses must be strings")
+        return list(dict.fromkeys(self._address(a) for a in addresses))
+
+    def getaddressbalance(self, addresses: list[Any]) -> dict[str, Any]:
+        """getaddressbalance ["address",...]: getaccount for each address, and the totals (base units)."""
+        accounts = [self.getaccount(encode_address(self.network.hrp, raw)) for raw in self._addresses(addresses)]
+        return {"balance": sum(a["balance"] for a in accounts),
+                "immature": sum(a["immature_total"] for a in accounts),
+                "height": self.chain.tip.height, "addresses": accounts}
+
+    def getaddresshistory(self, addresses: list[Any], count: int, skip: int,
+                          include_mempool: bool) -> list[dict[str, Any]]:
+        """getaddresshistory ["address",...] ( count skip include_mempool ): txs and mined blocks of the
+        addresses, newest first (needs pouwd --addressindex); count and skip are in index entries, and
+        the first page (skip 0) starts with the pooled txs."""
+        raw = self._addresses(addresses)
+        if not self.chain.address_index:
+            raise RpcError(MISC_ERROR, "address history needs the address index: restart pouwd with "
+                                       "--addressindex (add --reindex once on an existing datadir)")
+        if not 0 <= count <= MAX_HISTORY or skip < 0:
+            raise RpcError(INVALID_PARAMETER, f"count must be 0 to {MAX_HISTORY} and skip not negative")
+        rows = []
+        if include_mempool and skip == 0:
+            rows = mempool_rows(self.network, set(raw), filter(None, map(self.mempool.get, self.mempool.txids())))
+        return rows + History(self.chain.tip_state_view(), self.network).page(raw, skip, count)
+
+    def estimatefee(self, nblocks: int) -> dict[str, Any]:
+        """estimatefee ( nblocks ): fee rate (base units per byte) to pay now: the median rate of the txs in
+        the last nblocks best-chain blocks, at least the node's min relay fee rate."""
+        if not 1 <= nblocks <= MAX_FEE_BLOCKS:
+            raise RpcError(INVALID_PARAMETER, f"nblocks must be 1 to {MAX_FEE_BLOCKS}")
+        tip = self.chain.tip.height
+        rates = []
+        for height in range(max(1, tip - nblocks + 1), tip + 1):
+            raw = self.chain.block_bytes(self.chain.hash_at(height) or b"")
+            if raw is not None:
+                rates.extend(tx.fee / len(tx.encode()) for tx in Block.decode(raw).txs)
+        floor = self.mempool.policy.min_fee_per_byte
+        median = math.ceil(statistics.median(rates)) if rates else 0
+        return {"feerate": max(floor, median), "min_relay_feerate": floor, "blocks": min(nblocks, tip),
+                "txs": len(rates)}
 
     # --- network -----------------------------------------------------------------------------
     def getnetworkinfo(self) -> dict[str, Any]:

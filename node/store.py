@@ -37,8 +37,11 @@ LANES = b"L"  # the tip state's LtHash lanes (2048 bytes, §3a)
 DUE = b"D"  # + u64be height + job_id → u32 count (a multiset: see docs/storage.md)
 UNDO = b"U"  # + hash → StateDiff that disconnects the block
 TXINDEX = b"X"  # + txid → [block hash, position]
+ADDRESS_HISTORY = b"H"  # + address + u64be height + u32be position → u8 roles (optional address index)
+ADDRESS_INDEX_ON = b"h"  # present while the address index covers the best chain from genesis
 RECORD_PREFIXES = {"peer": b"P", "ban": b"N"}  # opaque records kept for p2p
-DERIVED = (TIP, ENTRY, BEST, ACCOUNT, JOB, LANES, DUE, UNDO, TXINDEX)  # rebuilt by a reindex
+DERIVED = (TIP, ENTRY, BEST, ACCOUNT, JOB, LANES, DUE, UNDO, TXINDEX,
+           ADDRESS_HISTORY, ADDRESS_INDEX_ON)  # rebuilt by a reindex
 
 _ENTRY_SCHEMA = Tuple(Bin(max_size=512), U64, Bin(max_size=64), U8, U64, U64)
 _TXLOC_SCHEMA = Tuple(BIN32, U32)
@@ -63,6 +66,10 @@ class DatadirCorrupt(StoreError):
 
 def _height_key(prefix: bytes, height: int) -> bytes:
     return prefix + struct.pack(">Q", height)
+
+
+def _history_key(address: bytes, height: int, position: int) -> bytes:
+    return ADDRESS_HISTORY + address + struct.pack(">QI", height, position)
 
 
 def _corrupt(path: str, what: str) -> DatadirCorrupt:
@@ -142,6 +149,21 @@ class StateReader:
         if entry is None:
             raise _corrupt(self._path, f"no best-chain entry at height {height}")
         return entry.header.miner, entry.fees
+
+    def tip_hash(self) -> bytes | None:
+        return self.raw(TIP)
+
+    def block_bytes(self, block_hash: bytes) -> bytes | None:
+        return self.raw(BLOCK + block_hash)
+
+    def address_history(self, address: bytes) -> Iterator[tuple[int, int, int]]:
+        """``(height, position, roles)`` of the address index entries of ``address``, newest first."""
+        prefix = ADDRESS_HISTORY + address
+        for key, value in self._db.iterator(prefix=prefix, reverse=True):
+            if len(key) != len(prefix) + 12 or len(value) != 1:
+                raise _corrupt(self._path, "bad address index record")
+            height, position = struct.unpack(">QI", key[len(prefix):])
+            yield height, position, value[0]
 
     def undo(self, block_hash: bytes) -> StateDiff:
         data = self.raw(UNDO + block_hash)
@@ -256,6 +278,11 @@ class ChainBatch(StateReader):
     def index_txs(self, block: Block, present: bool) -> None:
         for position, tx in enumerate(block.txs):
             self._put(TXINDEX + tx.txid, enc.encode([block.hash, position]) if present else None)
+
+    def index_addresses(self, entries: dict[tuple[bytes, int], int], height: int, present: bool) -> None:
+        """Add or remove one block's address index entries: ``(address, position) → roles``."""
+        for (address, position), roles in entries.items():
+            self._put(_history_key(address, height, position), bytes([roles]) if present else None)
 
     def set_tip(self, block_hash: bytes) -> None:
         self._put(TIP, block_hash)
@@ -388,17 +415,35 @@ class Store:
                 wb.put(key, value)
         self._write(wb.write)
 
-    def start_reindex(self) -> None:
-        """Delete every derived record in one batch and flag the rebuild (blocks are kept)."""
+    def start_reindex(self, address_index: bool = False) -> None:
+        """Delete every derived record in one batch and flag the rebuild (blocks are kept);
+        ``address_index``: the rebuild keeps the address index, so mark it as on."""
         wb = self.db.write_batch(sync=True)
         for prefix in DERIVED:
             for key in self.db.iterator(prefix=prefix, include_value=False):
                 wb.delete(key)
         wb.put(REINDEX, b"")
+        if address_index:
+            wb.put(ADDRESS_INDEX_ON, b"")
         self._write(wb.write)
 
     def finish_reindex(self) -> None:
         self._write(lambda: self.db.delete(REINDEX, sync=True))
+
+    # --- the optional address index ------------------------------------------------------
+    def address_index_on(self) -> bool:
+        return self.db.get(ADDRESS_INDEX_ON) is not None
+
+    def set_address_index(self, on: bool) -> None:
+        """Mark the address index as complete, or drop it with every entry (one batch)."""
+        wb = self.db.write_batch(sync=True)
+        if on:
+            wb.put(ADDRESS_INDEX_ON, b"")
+        else:
+            for key in self.db.iterator(prefix=ADDRESS_HISTORY, include_value=False):
+                wb.delete(key)
+            wb.delete(ADDRESS_INDEX_ON)
+        self._write(wb.write)
 
     # --- opaque records for p2p (peers, bans) ----------------------------------------
     def put_record(self, kind: str, key: bytes, value: bytes) -> None:

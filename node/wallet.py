@@ -1,22 +1,39 @@
-"""The wallet keystore: one Ed25519 seed, encrypted with a password.
+"""The wallet keystore: deterministic keys from one seed, imported keys, labels; the secrets
+encrypted with a password.
 
-File format (JSON, version 1)::
+File format (JSON, version 2)::
 
-    {"version": 1, "network": "dev", "address": "dpw1...",
+    {"version": 2, "network": "dev",
+     "keys": [{"address": "dpw1...", "index": 0, "label": "savings"},
+              {"address": "dpw1...", "index": null, "label": "dev faucet"}],
      "kdf": {"name": "scrypt", "n": 32768, "r": 8, "p": 1, "salt": "<16 bytes hex>"},
      "cipher": {"name": "aes-256-gcm", "nonce": "<12 bytes hex>",
-                "ciphertext": "<seed + tag hex>", "check": "<32 bytes hex>"}}
+                "ciphertext": "<secrets + tag hex>", "check": "<32 bytes hex>"}}
+
+A key with an ``index`` is derived from the seed (``node.hdkeys``: SLIP-0010 Ed25519 on
+``m/44'/8733'/0'/0'/index'`` below the BIP-39 seed); one with ``index`` null was imported.
+The sealed secrets are the JSON ``{"entropy": hex or null, "imported": [seed hex, ...]}``:
+the BIP-39 entropy (the backup phrase) and the Ed25519 seeds of the imported keys, in the
+order they appear in ``keys``. A wallet made by ``import-dev-faucet`` (or a version 1
+file) has no entropy until its first ``new-address``.
 
 The AES key is scrypt(password, salt). ``check = SHA-256("pouw/wallet-check" ||
 key)`` tells a wrong password apart from a damaged file; the clear fields
-(version, network, address, kdf) are the GCM associated data, so editing them is
-detected on unlock. The address is in clear so ``wallet address`` needs no password.
+(version, network, keys, kdf) are the GCM associated data, so editing them is
+detected on unlock. The keys are in clear so ``wallet list``/``balance``/``history``
+need no password. Any change re-seals the file under the same password and salt with
+a fresh nonce, replacing it atomically under a lock file.
+
+Version 1 files (one key: ``"address"`` in clear, its 32-byte Ed25519 seed sealed) are
+read as a wallet with one imported key; the first change writes version 2 and keeps the
+old file as ``wallet.json.v1-backup``.
 
 Each file records its own scrypt cost. Production always writes ``DEFAULT_SCRYPT``;
 tests pass a cheaper ``ScryptParams`` to ``Keystore.seal``/``create`` to stay fast.
 """
 from __future__ import annotations
 
+import fcntl
 import getpass
 import hashlib
 import hmac
@@ -24,23 +41,29 @@ import json
 import os
 import secrets
 import unicodedata
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from consensus.keys import PrivateKey, encode_address
-from consensus.params import Network
+from consensus.errors import AddressError
+from consensus.keys import PrivateKey, decode_address, encode_address
+from consensus.params import NETWORKS, Network
 
-VERSION = 1
+from . import hdkeys
+
+VERSION = 2
 WALLET_NAME = "wallet.json"
 PASSWORD_ENV = "POUW_WALLET_PASSWORD"
 SALT_SIZE = 16
 NONCE_SIZE = 12
 MAX_SCRYPT_N = 2**20  # 1 GiB at r=8: refuse files that would exhaust memory
+MAX_KEYS = 100_000
+MAX_LABEL = 100
 
 
 @dataclass(frozen=True)
@@ -100,46 +123,111 @@ def _check_value(key: bytes) -> bytes:
     return hashlib.sha256(b"pouw/wallet-check" + key).digest()
 
 
+def check_label(label: str) -> str:
+    if len(label) > MAX_LABEL or not label.isprintable():
+        raise WalletError(f"a label is at most {MAX_LABEL} printable characters")
+    return label
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """One key as the file shows it: its address, its derivation index (None: imported), a label."""
+
+    address: str
+    index: int | None
+    label: str = ""
+
+    @property
+    def path(self) -> str | None:
+        return None if self.index is None else hdkeys.format_path(hdkeys.key_path(self.index))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"address": self.address, "index": self.index, "label": self.label}
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What the password protects: the BIP-39 entropy and the imported keys' seeds."""
+
+    entropy: bytes | None
+    imported: tuple[bytes, ...] = ()
+
+    def encode(self) -> bytes:
+        return json.dumps({"entropy": self.entropy.hex() if self.entropy is not None else None,
+                           "imported": [seed.hex() for seed in self.imported]}, sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, data: bytes, version: int) -> "Secrets":
+        if version == 1:
+            return cls(None, (data,))
+        try:
+            doc = json.loads(data)
+            entropy = None if doc["entropy"] is None else bytes.fromhex(doc["entropy"])
+            return cls(entropy, tuple(bytes.fromhex(seed) for seed in doc["imported"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise WalletCorrupt(f"malformed wallet secrets: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Keystore:
-    """The contents of a wallet file: the address in clear, the seed sealed."""
+    """The contents of a wallet file: the keys in clear, the secrets sealed."""
 
     network: str
-    address: str
+    keys: tuple[KeyInfo, ...]
     scrypt: ScryptParams
     salt: bytes
     nonce: bytes
     ciphertext: bytes
     check: bytes
+    version: int = VERSION
+
+    @property
+    def address(self) -> str:
+        """The wallet's first address (its default)."""
+        return self.keys[0].address
+
+    def find(self, address: str) -> KeyInfo:
+        for info in self.keys:
+            if info.address == address.lower():
+                return info
+        raise WalletError(f"{address} is not an address of this wallet")
 
     def _header(self) -> dict[str, Any]:
-        return {"version": VERSION, "network": self.network, "address": self.address,
-                "kdf": {"name": "scrypt", "n": self.scrypt.n, "r": self.scrypt.r,
-                        "p": self.scrypt.p, "salt": self.salt.hex()}}
+        kdf = {"name": "scrypt", "n": self.scrypt.n, "r": self.scrypt.r, "p": self.scrypt.p,
+               "salt": self.salt.hex()}
+        if self.version == 1:
+            return {"version": 1, "network": self.network, "address": self.address, "kdf": kdf}
+        return {"version": self.version, "network": self.network, "keys": [k.to_json() for k in self.keys],
+                "kdf": kdf}
 
     def _aad(self) -> bytes:
         return json.dumps(self._header(), sort_keys=True, separators=(",", ":")).encode()
 
-    @classmethod
-    def seal(cls, key: PrivateKey, network: Network, password: str,
-             scrypt: ScryptParams = DEFAULT_SCRYPT) -> "Keystore":
-        salt, nonce = secrets.token_bytes(SALT_SIZE), secrets.token_bytes(NONCE_SIZE)
-        aes_key = _derive(password, salt, scrypt)
-        unsealed = cls(network.name, encode_address(network.hrp, key.address), scrypt, salt, nonce,
-                       b"", _check_value(aes_key))
-        ciphertext = AESGCM(aes_key).encrypt(nonce, key.seed, unsealed._aad())
-        return replace(unsealed, ciphertext=ciphertext)
+    def _sealed(self, aes_key: bytes, secrets_: Secrets) -> "Keystore":
+        nonce = secrets.token_bytes(NONCE_SIZE)
+        unsealed = replace(self, nonce=nonce, ciphertext=b"", check=_check_value(aes_key))
+        return replace(unsealed, ciphertext=AESGCM(aes_key).encrypt(nonce, secrets_.encode(), unsealed._aad()))
 
-    def unlock(self, password: str) -> PrivateKey:
-        """The signing key; ``WrongPassword`` or ``WalletCorrupt`` otherwise."""
+    @classmethod
+    def seal(cls, secrets_: Secrets, keys: tuple[KeyInfo, ...], network: Network, password: str,
+             scrypt: ScryptParams = DEFAULT_SCRYPT) -> "Keystore":
+        salt = secrets.token_bytes(SALT_SIZE)
+        unsealed = cls(network.name, keys, scrypt, salt, b"", b"", b"")
+        return unsealed._sealed(_derive(password, salt, scrypt), secrets_)
+
+    def unlock(self, password: str) -> "Unlocked":
+        """The wallet opened; ``WrongPassword`` or ``WalletCorrupt`` otherwise."""
         aes_key = _derive(password, self.salt, self.scrypt)
         if not hmac.compare_digest(_check_value(aes_key), self.check):
             raise WrongPassword("wrong wallet password")
         try:
-            seed = AESGCM(aes_key).decrypt(self.nonce, self.ciphertext, self._aad())
+            plain = AESGCM(aes_key).decrypt(self.nonce, self.ciphertext, self._aad())
         except InvalidTag:
             raise WalletCorrupt("wallet file is damaged or was modified (authentication tag mismatch)") from None
-        return PrivateKey(seed)
+        secrets_ = Secrets.decode(plain, self.version)
+        if len(secrets_.imported) != sum(k.index is None for k in self.keys):
+            raise WalletCorrupt("wallet file is damaged: imported keys and secrets disagree")
+        return Unlocked(self, secrets_, aes_key)
 
     def to_json(self) -> str:
         doc = self._header()
@@ -151,28 +239,119 @@ class Keystore:
     def from_json(cls, text: str) -> "Keystore":
         try:
             doc = json.loads(text)
-            if doc["version"] != VERSION:
-                raise WalletCorrupt(f"unsupported wallet version {doc['version']!r}")
+            version = doc["version"]
+            if version not in (1, VERSION):
+                raise WalletCorrupt(f"unsupported wallet version {version!r}")
             kdf, cipher = doc["kdf"], doc["cipher"]
             if kdf["name"] != "scrypt" or cipher["name"] != "aes-256-gcm":
                 raise WalletCorrupt(f"unsupported wallet crypto {kdf['name']}/{cipher['name']}")
             params = ScryptParams(int(kdf["n"]), int(kdf["r"]), int(kdf["p"]))
-            keystore = cls(str(doc["network"]), str(doc["address"]), params,
-                           bytes.fromhex(kdf["salt"]), bytes.fromhex(cipher["nonce"]),
-                           bytes.fromhex(cipher["ciphertext"]), bytes.fromhex(cipher["check"]))
-        except (ValueError, KeyError, TypeError) as exc:
+            if version == 1:
+                keys = (KeyInfo(str(doc["address"]), None),)
+            else:
+                keys = tuple(KeyInfo(str(k["address"]), None if k["index"] is None else int(k["index"]),
+                                     str(k["label"])) for k in doc["keys"][:MAX_KEYS + 1])
+            keystore = cls(str(doc["network"]), keys, params, bytes.fromhex(kdf["salt"]),
+                           bytes.fromhex(cipher["nonce"]), bytes.fromhex(cipher["ciphertext"]),
+                           bytes.fromhex(cipher["check"]), version)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise WalletCorrupt(f"malformed wallet file: {exc}") from None
         params.validate()
         if len(keystore.nonce) != NONCE_SIZE or len(keystore.check) != 32:
             raise WalletCorrupt("malformed wallet file: bad nonce or check size")
+        if not 1 <= len(keys) <= MAX_KEYS:
+            raise WalletCorrupt(f"malformed wallet file: 1 to {MAX_KEYS} keys")
         return keystore
 
 
-def save(path: Path, keystore: Keystore) -> None:
-    """Write atomically with mode 0600; never replaces an existing file.
+@dataclass(frozen=True)
+class Unlocked:
+    """A keystore opened with its password: signing keys, and changes sealed under the same password."""
+
+    keystore: Keystore
+    secrets: Secrets
+    aes_key: bytes
+
+    def signing_key(self, address: str) -> PrivateKey:
+        """The key of one of the wallet's addresses (a derived key is checked against its address)."""
+        info = self.keystore.find(address)
+        if info.index is None:
+            position = [k.address for k in self.keystore.keys if k.index is None].index(info.address)
+            key = PrivateKey(self.secrets.imported[position])
+        else:
+            if self.secrets.entropy is None:
+                raise WalletCorrupt("wallet file is damaged: a derived key without a seed")
+            key = hdkeys.wallet_key(hdkeys.seed_of(self.secrets.entropy), info.index)
+        if encode_address(_hrp(self.keystore), key.address) != info.address:
+            raise WalletCorrupt(f"wallet file is damaged: the key of {info.address} does not match it")
+        return key
+
+    def _changed(self, secrets_: Secrets, keys: tuple[KeyInfo, ...]) -> "Keystore":
+        if len(keys) > MAX_KEYS:
+            raise WalletError(f"a wallet holds at most {MAX_KEYS} keys")
+        return replace(self.keystore, keys=keys, version=VERSION)._sealed(self.aes_key, secrets_)
+
+    def with_new_keys(self, count: int, label: str = "") -> tuple["Keystore", list[KeyInfo], bool]:
+        """``count`` more derived keys; returns (keystore, new keys, whether a seed had to be made first)."""
+        entropy = self.secrets.entropy
+        made_seed = entropy is None
+        if entropy is None:
+            entropy = hdkeys.new_entropy(12)
+        seed = hdkeys.seed_of(entropy)
+        start = 1 + max((k.index for k in self.keystore.keys if k.index is not None), default=-1)
+        hrp = _hrp(self.keystore)
+        new = [KeyInfo(encode_address(hrp, hdkeys.wallet_key(seed, i).address), i, check_label(label))
+               for i in range(start, start + count)]
+        return self._changed(replace(self.secrets, entropy=entropy), self.keystore.keys + tuple(new)), new, made_seed
+
+    def with_label(self, address: str, label: str) -> "Keystore":
+        info = self.keystore.find(address)
+        keys = tuple(replace(k, label=check_label(label)) if k == info else k for k in self.keystore.keys)
+        return self._changed(self.secrets, keys)
+
+    def with_import(self, key: PrivateKey, label: str = "") -> "Keystore":
+        address = encode_address(_hrp(self.keystore), key.address)
+        if any(k.address == address for k in self.keystore.keys):
+            raise WalletExists(f"{address} is already in this wallet")
+        return self._changed(replace(self.secrets, imported=self.secrets.imported + (key.seed,)),
+                             self.keystore.keys + (KeyInfo(address, None, check_label(label)),))
+
+
+def _hrp(keystore: Keystore) -> str:
+    return NETWORKS[keystore.network].hrp
+
+
+def new_keystore(network: Network, password: str, entropy: bytes, count: int = 1,
+                 scrypt: ScryptParams = DEFAULT_SCRYPT) -> Keystore:
+    """A wallet with the first ``count`` keys of the seed of ``entropy``."""
+    seed = hdkeys.seed_of(entropy)
+    keys = tuple(KeyInfo(encode_address(network.hrp, hdkeys.wallet_key(seed, i).address), i)
+                 for i in range(max(1, count)))
+    return Keystore.seal(Secrets(entropy), keys, network, password, scrypt)
+
+
+def imported_keystore(network: Network, password: str, key: PrivateKey, label: str = "",
+                      scrypt: ScryptParams = DEFAULT_SCRYPT) -> Keystore:
+    """A wallet of one imported key and no seed yet (``import-dev-faucet``)."""
+    return Keystore.seal(Secrets(None, (key.seed,)), (KeyInfo(encode_address(network.hrp, key.address), None,
+                                                              check_label(label)),), network, password, scrypt)
+
+
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save(path: Path, keystore: Keystore, overwrite: bool = False) -> None:
+    """Write atomically with mode 0600; without ``overwrite`` never replaces an existing file.
 
     The temp file is fsynced, then hard-linked into place (a rename that fails
-    instead of overwriting), then the directory is fsynced.
+    instead of overwriting) or, with ``overwrite``, renamed over the old file; then
+    the directory is fsynced. Overwriting a version 1 file first keeps it as
+    ``<name>.v1-backup``.
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -182,17 +361,32 @@ def save(path: Path, keystore: Keystore) -> None:
             f.write(keystore.to_json())
             f.flush()
             os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise WalletExists(f"a wallet already exists at {path}; refusing to overwrite it") from None
+        if overwrite:
+            if Keystore.from_json(path.read_text(encoding="utf-8")).version == 1:
+                backup = path.with_name(path.name + ".v1-backup")
+                if not backup.exists():
+                    os.link(path, backup)
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise WalletExists(f"a wallet already exists at {path}; refusing to overwrite it") from None
     finally:
         tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold ``.<name>.lock`` beside the wallet: one read-modify-write at a time."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_WRONLY | os.O_CREAT, 0o600)
     try:
-        os.fsync(dir_fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 def load(path: Path, network: Network) -> Keystore:
@@ -204,15 +398,18 @@ def load(path: Path, network: Network) -> Keystore:
     keystore = Keystore.from_json(text)
     if keystore.network != network.name:
         raise WalletError(f"wallet {path} is for network {keystore.network}, not {network.name}")
+    for info in keystore.keys:
+        try:
+            decode_address(info.address, network.hrp)
+        except AddressError as exc:
+            raise WalletCorrupt(f"malformed wallet file: {info.address!r}: {exc}") from None
     return keystore
 
 
-def create(path: Path, key: PrivateKey, network: Network, password: str,
-           scrypt: ScryptParams = DEFAULT_SCRYPT) -> Keystore:
-    """Seal ``key`` under ``password`` and write it to ``path`` (refusing to overwrite)."""
+def create(path: Path, keystore: Keystore) -> Keystore:
+    """Write a new wallet to ``path`` (refusing to overwrite)."""
     if path.exists():
         raise WalletExists(f"a wallet already exists at {path}; refusing to overwrite it")
-    keystore = Keystore.seal(key, network, password, scrypt)
     save(path, keystore)
     return keystore
 

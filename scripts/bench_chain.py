@@ -133,16 +133,17 @@ def main() -> int:
     rows: list = []
     tmp = tempfile.mkdtemp(prefix="bench_chain_")
     try:
-        def fresh(workers: int | None) -> Callable[[], Chain]:
+        def fresh(workers: int | None, address_index: bool = False) -> Callable[[], Chain]:
             def make() -> Chain:
                 path = tempfile.mkdtemp(dir=tmp)
-                return Chain(path, "regtest", now=lambda: NOW, tx_workers=workers)
+                return Chain(path, "regtest", now=lambda: NOW, tx_workers=workers, address_index=address_index)
             return make
 
         sample = raws[:args.sample]
         run(f"per-block commits, inline sigs ({len(sample)})", sample, args.txs, fresh(0), True, rows).close()
         run(f"per-block commits, sig pool ({len(sample)})", sample, args.txs, fresh(None), True, rows).close()
         run(f"group commits, inline sigs ({len(sample)})", sample, args.txs, fresh(0), False, rows).close()
+        run(f"  same, with --addressindex ({len(sample)})", sample, args.txs, fresh(0, True), False, rows).close()
         chain = run(f"group commits, sig pool ({args.blocks}) [sync path]", raws, args.txs, fresh(None), False, rows)
 
         TIMERS.clear()

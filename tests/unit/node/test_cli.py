@@ -21,8 +21,8 @@ from consensus.errors import DecodeError
 from consensus.genesis import dev_faucet_key
 from consensus.keys import PrivateKey, decode_address, encode_address
 from consensus.params import COIN, DEV_FAUCET_ALLOC, MAIN, REGTEST
-from consensus.tx import TRANSFER, Tx
-from node import cli, wallet
+from consensus.tx import TRANSFER, Transfer, Tx, make_tx
+from node import cli, cliutil, hdkeys, wallet, walletcli
 from miner.rpcclient import CookieError, RpcClient, cookie_auth
 from node.wallet import ScryptParams
 
@@ -50,7 +50,7 @@ def test_parse_param(text, value):
     ("184467440737.09551615", 2**64 - 1),
 ])
 def test_parse_amount_exact(text, units):
-    assert cli.parse_amount(text) == units
+    assert cliutil.parse_amount(text) == units
 
 
 @pytest.mark.parametrize("text, why", [
@@ -60,23 +60,23 @@ def test_parse_amount_exact(text, units):
     ("١", "decimal number"), ("184467440737.09551616", "too large"),
 ])
 def test_parse_amount_rejects(text, why):
-    with pytest.raises(cli.CliError, match=why):
-        cli.parse_amount(text)
+    with pytest.raises(cliutil.CliError, match=why):
+        cliutil.parse_amount(text)
 
 
 def test_format_amount():
-    assert cli.format_amount(150_000_000) == "1.50000000"
-    assert cli.format_amount(1) == "0.00000001"
-    assert cli.format_amount(0) == "0.00000000"
+    assert cliutil.format_amount(150_000_000) == "1.50000000"
+    assert cliutil.format_amount(1) == "0.00000001"
+    assert cliutil.format_amount(0) == "0.00000000"
 
 
 def test_parse_address_names_the_other_network():
     raw = bytes(range(20))
-    assert cli.parse_address(encode_address(REGTEST.hrp, raw), REGTEST) == raw
-    with pytest.raises(cli.CliError, match="is a main address; this is regtest"):
-        cli.parse_address(encode_address(MAIN.hrp, raw), REGTEST)
-    with pytest.raises(cli.CliError, match="invalid address"):
-        cli.parse_address("rpw1notanaddress", REGTEST)
+    assert cliutil.parse_address(encode_address(REGTEST.hrp, raw), REGTEST) == raw
+    with pytest.raises(cliutil.CliError, match="is a main address; this is regtest"):
+        cliutil.parse_address(encode_address(MAIN.hrp, raw), REGTEST)
+    with pytest.raises(cliutil.CliError, match="invalid address"):
+        cliutil.parse_address("rpw1notanaddress", REGTEST)
 
 
 def test_argument_parsing():
@@ -84,10 +84,24 @@ def test_argument_parsing():
         ["--network", "dev", "--rpcport", "1234", "--json", "getblock", "abcd", "1", "--verbose"])
     assert (opts.network, opts.rpcport, opts.json, opts.command) == ("dev", 1234, True, "getblock")
     assert opts.args == ["abcd", "1", "--verbose"]  # everything after the method is its arguments
-    w = cli.build_wallet_parser().parse_args(["send", "rpw1x", "1.5", "--fee", "0.01", "--wait", "2"])
+    opts = cli.build_parser().parse_args(["--rpc", "http://h:1/", "--cookie", "/n/.cookie", "getblockcount"])
+    assert (opts.rpcurl, opts.cookie) == ("http://h:1/", Path("/n/.cookie"))
+    w = walletcli.build_wallet_parser().parse_args(["send", "rpw1x", "1.5", "--fee", "0.01", "--wait", "2"])
     assert (w.action, w.address, w.amount, w.fee, w.wait, w.timeout) == ("send", "rpw1x", "1.5", "0.01", 2, 300.0)
+    w = walletcli.build_wallet_parser().parse_args(["send", "rpw1x", "1", "--from", "rpw1y"])
+    assert (w.fee, w.sender) == (None, "rpw1y")
+    w = walletcli.build_wallet_parser().parse_args(["new-address", "--label", "rent"])
+    assert (w.action, w.label) == ("new-address", "rent")
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["--rpcurl", "http://x/", "--rpcport", "1", "getblockcount"])
+
+
+def test_transfer_fee_counts_its_own_bytes():
+    to = bytes(20)
+    fee = walletcli.transfer_fee(300, 5, to, COIN, REGTEST.chain_id)
+    tx = make_tx(PrivateKey.generate(), REGTEST.chain_id, 5, fee, Transfer(to, COIN))
+    assert fee == 300 * len(tx.encode())
+    assert walletcli.transfer_fee(0, 5, to, COIN, REGTEST.chain_id) == 0
 
 
 def test_default_datadir(monkeypatch, tmp_path):
@@ -127,7 +141,10 @@ class FakeNode:
 
     port: int = 0
     mining: bool = True
+    feerate: int = 10
+    address_index: bool = True
     accounts: dict[bytes, list[int]] = field(default_factory=dict)  # address → [balance, nonce]
+    immature: dict[bytes, list[dict[str, int]]] = field(default_factory=dict)
     txs: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, list[Any]]] = field(default_factory=list)
 
@@ -149,8 +166,25 @@ class FakeNode:
         except ValueError as exc:
             raise RpcFault(-5, f"invalid address: {exc}") from None
         balance, nonce = self.account(raw)
+        immature = self.immature.get(raw, [])
         return {"address": address, "balance": balance, "nonce": nonce, "pending_nonce": nonce,
-                "immature": [{"height": 3, "amount": 50 * COIN}, {"height": 4, "amount": 25 * COIN}]}
+                "immature": immature, "immature_total": sum(i["amount"] for i in immature)}
+
+    def rpc_getaddressbalance(self, addresses: list[str]) -> dict[str, Any]:
+        accounts = [self.rpc_getaccount(a) for a in addresses]
+        return {"balance": sum(a["balance"] for a in accounts), "immature": sum(a["immature_total"] for a in accounts),
+                "height": 7, "addresses": accounts}
+
+    def rpc_estimatefee(self) -> dict[str, Any]:
+        return {"feerate": self.feerate, "min_relay_feerate": 1, "blocks": 6, "txs": 0}
+
+    def rpc_getaddresshistory(self, addresses: list[str], count: int, skip: int) -> list[dict[str, Any]]:
+        if not self.address_index:
+            raise RpcFault(-1, "address history needs the address index: restart pouwd with --addressindex")
+        rows = [{"address": a, "category": "receive", "amount": 5, "txid": "ef" * 32, "confirmations": 2,
+                 "blockheight": 6, "blockhash": "cd" * 32} for a in addresses if self.account(
+                     decode_address(a, REGTEST.hrp))[0]]
+        return rows[skip:skip + count]
 
     def rpc_sendrawtransaction(self, hex_tx: str) -> str:
         try:
@@ -211,6 +245,7 @@ def node():
     """A FakeNode served over HTTP on 127.0.0.1 from a background thread's event loop."""
     fake = FakeNode()
     fake.account(dev_faucet_key().address)[0] = DEV_FAUCET_ALLOC
+    fake.immature[dev_faucet_key().address] = [{"height": 3, "amount": 50 * COIN}, {"height": 4, "amount": 25 * COIN}]
     loop = asyncio.new_event_loop()
     app = web.Application()
     app.router.add_post("/", fake.handle)
@@ -240,7 +275,7 @@ class Result:
 
 
 def pouw_cli(datadir: Path, *args: str, port: int | None = None, auth: bool = True,
-             env: dict[str, str] | None = None, network: str = "regtest") -> Result:
+             env: dict[str, str] | None = None, network: str = "regtest", stdin: str | None = None) -> Result:
     """Run ``python -m node.cli --network N --datadir D [--rpcport P --rpcuser U --rpcpassword P] ARGS``."""
     argv = [sys.executable, "-m", "node.cli", "--network", network, "--datadir", str(datadir)]
     if port is not None:
@@ -249,7 +284,7 @@ def pouw_cli(datadir: Path, *args: str, port: int | None = None, auth: bool = Tr
         argv += ["--rpcuser", USER, "--rpcpassword", PASSWORD]
     base = {k: v for k, v in os.environ.items() if k not in (wallet.PASSWORD_ENV, "POUW_DATADIR")}
     proc = subprocess.run(argv + list(args), capture_output=True, text=True, cwd=ROOT, timeout=60,
-                          env={**base, "PYTHONPATH": str(ROOT), **(env or {})}, stdin=subprocess.DEVNULL)
+                          env={**base, "PYTHONPATH": str(ROOT), **(env or {})}, input=stdin or "")
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -264,7 +299,7 @@ def assert_one_line_error(result: Result, *fragments: str) -> None:
 def faucet_wallet(datadir: Path) -> str:
     """The dev faucet key in a cheap-scrypt wallet (password "pw") under ``datadir``."""
     path = wallet.wallet_path(datadir, REGTEST)
-    return wallet.create(path, dev_faucet_key(), REGTEST, "pw", FAST).address
+    return wallet.create(path, wallet.imported_keystore(REGTEST, "pw", dev_faucet_key(), "", FAST)).address
 
 
 def test_rpc_method_with_typed_args(node, tmp_path):
@@ -317,7 +352,7 @@ def test_wallet_create_address_and_no_overwrite(tmp_path):
     decode_address(address, REGTEST.hrp)
     path = tmp_path / "regtest" / "wallet.json"
     assert str(path) in r.err
-    assert wallet.load(path, REGTEST).unlock("pw").address == decode_address(address, REGTEST.hrp)
+    assert wallet.load(path, REGTEST).unlock("pw").signing_key(address).address == decode_address(address, REGTEST.hrp)
     r = pouw_cli(tmp_path, "wallet", "address")  # no password needed
     assert (r.code, r.out.strip()) == (0, address)
     assert_one_line_error(pouw_cli(tmp_path, "wallet", "create", env=PASSWORD_ENV), "already exists")
@@ -340,10 +375,10 @@ def test_wallet_balance(node, tmp_path):
     address = faucet_wallet(tmp_path)
     r = pouw_cli(tmp_path, "wallet", "balance", port=node.port)
     assert r.code == 0, r.err
-    assert f"address   {address}" in r.out
     assert f"balance   10000000.00000000 coins ({DEV_FAUCET_ALLOC} units)" in r.out
     assert "immature  75.00000000 coins (7500000000 units) in 2 reward(s)" in r.out
-    assert "nonce     0 (next 0)" in r.out
+    line = next(line for line in r.out.splitlines() if address in line)
+    assert line.split() == [address, "10000000.00000000", "immature", "75.00000000", "nonce", "0"]
 
 
 def test_send_end_to_end(node, tmp_path):
@@ -358,11 +393,14 @@ def test_send_end_to_end(node, tmp_path):
     assert (tx.chain_id, tx.nonce, tx.fee) == (REGTEST.chain_id, 0, 1000)
     assert (tx.payload.to, tx.payload.amount) == (to_key.address, 150_000_000)
     assert node.account(to_key.address)[0] == 150_000_000
-    # the second send takes the next nonce from getaccount; --json reports it, --wait polls
+    # the second send takes the next nonce from the node; --json reports it, --wait polls; without --fee the
+    # fee is the node's estimatefee rate times the tx's size
     r = pouw_cli(tmp_path, "--json", "wallet", "send", to, "2", "--wait", "2", port=node.port, env=PASSWORD_ENV)
     assert r.code == 0, r.err
     report = json.loads(r.out)
-    assert report["nonce"] == 1 and report["amount"] == 2 * COIN and report["fee"] == 10_000
+    sent = node.txs[report["txid"]]["tx"]
+    assert report["nonce"] == 1 and report["amount"] == 2 * COIN and report["fee"] == sent.fee
+    assert sent.fee == node.feerate * len(sent.encode())
     assert report["confirmations"] == 2 and report["blockhash"] == "cd" * 32
     assert node.account(to_key.address)[0] == 350_000_000
     assert [m for m, _ in node.calls].count("gettransaction") == 2
@@ -382,7 +420,7 @@ def test_send_insufficient_funds_checked_first(node, tmp_path):
     faucet_wallet(tmp_path)
     node.account(dev_faucet_key().address)[0] = 5 * COIN
     to = encode_address(REGTEST.hrp, bytes(20))
-    r = pouw_cli(tmp_path, "wallet", "send", to, "5", port=node.port, env=PASSWORD_ENV)
+    r = pouw_cli(tmp_path, "wallet", "send", to, "5", "--fee", "0.0001", port=node.port, env=PASSWORD_ENV)
     assert_one_line_error(r, "insufficient funds: have 5.00000000, need 5.00010000")
     assert "sendrawtransaction" not in [m for m, _ in node.calls]
 
@@ -418,3 +456,120 @@ def test_send_bad_amount(node, tmp_path, amount, why):
                  port=node.port, env=PASSWORD_ENV)
     assert_one_line_error(r, why)
     assert node.calls == []
+
+
+# --- several keys ---------------------------------------------------------------------
+
+PHRASE = hdkeys.phrase_of(bytes(range(16)))
+
+
+def restored_wallet(datadir: Path, count: int) -> list[str]:
+    """A cheap-scrypt wallet of ``count`` keys from PHRASE, plus the dev faucet key; its addresses."""
+    keystore = wallet.new_keystore(REGTEST, "pw", bytes(range(16)), count, FAST)
+    keystore = keystore.unlock("pw").with_import(dev_faucet_key(), "faucet")
+    wallet.create(wallet.wallet_path(datadir, REGTEST), keystore)
+    return [k.address for k in keystore.keys]
+
+
+def test_new_address_label_list(tmp_path):
+    first = pouw_cli(tmp_path, "wallet", "create", env=PASSWORD_ENV).out.strip()
+    r = pouw_cli(tmp_path, "wallet", "new-address", "--label", "rent", env=PASSWORD_ENV)
+    assert r.code == 0, r.err
+    second = r.out.strip()
+    r = pouw_cli(tmp_path, "--json", "wallet", "new-address", env=PASSWORD_ENV)
+    third = json.loads(r.out)
+    assert third["index"] == 2 and third["path"] == "m/44'/8733'/0'/0'/2'"
+    assert pouw_cli(tmp_path, "wallet", "label", first, "savings", env=PASSWORD_ENV).code == 0
+    listed = json.loads(pouw_cli(tmp_path, "--json", "wallet", "list").out)  # no password needed
+    assert [(k["address"], k["index"], k["label"]) for k in listed] == \
+        [(first, 0, "savings"), (second, 1, "rent"), (third["address"], 2, "")]
+    text = pouw_cli(tmp_path, "wallet", "list").out.splitlines()
+    assert text[1].split() == [second, "m/44'/8733'/0'/0'/1'", "rent"]
+    assert_one_line_error(pouw_cli(tmp_path, "wallet", "label", encode_address(REGTEST.hrp, bytes(20)), "x",
+                                   env=PASSWORD_ENV), "not an address of this wallet")
+    assert_one_line_error(pouw_cli(tmp_path, "wallet", "new-address", env={wallet.PASSWORD_ENV: "no"}),
+                          "wrong wallet password")
+    assert len(json.loads(pouw_cli(tmp_path, "--json", "wallet", "list").out)) == 3
+
+
+def test_backup_and_restore(tmp_path, node):
+    made = pouw_cli(tmp_path / "a", "wallet", "create", env=PASSWORD_ENV).out.strip()
+    pouw_cli(tmp_path / "a", "wallet", "new-address", env=PASSWORD_ENV)
+    r = pouw_cli(tmp_path / "a", "wallet", "backup", env=PASSWORD_ENV)
+    phrase = r.out.strip()
+    assert r.code == 0 and len(phrase.split()) == 12
+    assert_one_line_error(pouw_cli(tmp_path / "a", "wallet", "backup", env={wallet.PASSWORD_ENV: "no"}),
+                          "wrong wallet password")
+    r = pouw_cli(tmp_path / "b", "wallet", "restore", "--count", "2", env=PASSWORD_ENV, stdin=phrase + "\n")
+    assert (r.code, r.out.strip()) == (0, made), r.err
+    assert [k["address"] for k in json.loads(pouw_cli(tmp_path / "b", "--json", "wallet", "list").out)] == \
+        [k["address"] for k in json.loads(pouw_cli(tmp_path / "a", "--json", "wallet", "list").out)]
+    assert_one_line_error(pouw_cli(tmp_path / "c", "wallet", "restore", env=PASSWORD_ENV,
+                                   stdin="abandon " * 12), "not a valid backup phrase")
+    assert not (tmp_path / "c" / "regtest" / "wallet.json").exists()
+    # --scan asks the node: key 4 got coins, so keys 0..4 come back
+    seed = hdkeys.seed_of(bytes(range(16)))
+    node.account(hdkeys.wallet_key(seed, 4).address)[0] = 7
+    r = pouw_cli(tmp_path / "d", "--json", "wallet", "restore", "--scan", port=node.port, env=PASSWORD_ENV,
+                 stdin=PHRASE)
+    assert r.code == 0, r.err
+    listed = json.loads(pouw_cli(tmp_path / "d", "--json", "wallet", "list").out)
+    assert [k["index"] for k in listed] == [0, 1, 2, 3, 4]
+    assert [m for m, _ in node.calls] == ["getaddressbalance"] * 2  # keys 0-19 (key 4 used), then 20-39
+
+
+def test_send_picks_a_key_that_can_pay(node, tmp_path):
+    addresses = restored_wallet(tmp_path, 3)
+    small = decode_address(addresses[1], REGTEST.hrp)
+    node.account(small)[0] = 3 * COIN
+    to = encode_address(REGTEST.hrp, bytes(20))
+    r = pouw_cli(tmp_path, "--json", "wallet", "send", to, "2", port=node.port, env=PASSWORD_ENV)
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["from"] == addresses[1]  # the smallest balance that covers it, not the faucet
+    assert node.txs[json.loads(r.out)["txid"]]["tx"].sender_address == small
+    r = pouw_cli(tmp_path, "--json", "wallet", "send", to, "2", port=node.port, env=PASSWORD_ENV)
+    assert json.loads(r.out)["from"] == addresses[3]  # key 1 has < 2 coins left: the faucet pays
+    r = pouw_cli(tmp_path, "wallet", "send", to, "1", "--from", addresses[0], port=node.port, env=PASSWORD_ENV)
+    assert_one_line_error(r, "insufficient funds: have 0.00000000", "one key")
+    r = pouw_cli(tmp_path, "wallet", "send", to, "20000000", port=node.port, env=PASSWORD_ENV)
+    assert_one_line_error(r, "insufficient funds: have 9999997.9999", "need 20000000.0000")
+
+
+def test_balance_across_keys(node, tmp_path):
+    addresses = restored_wallet(tmp_path, 2)
+    node.account(decode_address(addresses[0], REGTEST.hrp))[0] = COIN
+    found = json.loads(pouw_cli(tmp_path, "--json", "wallet", "balance", port=node.port).out)
+    assert found["balance"] == DEV_FAUCET_ALLOC + COIN and found["immature"] == 75 * COIN
+    assert [(a["address"], a["label"]) for a in found["addresses"]] == \
+        [(addresses[0], ""), (addresses[1], ""), (addresses[2], "faucet")]
+    assert node.calls[-1] == ("getaddressbalance", [addresses])
+
+
+def test_history(node, tmp_path):
+    addresses = restored_wallet(tmp_path, 2)
+    r = pouw_cli(tmp_path, "--json", "wallet", "history", "--count", "5", port=node.port)
+    assert r.code == 0, r.err
+    rows = json.loads(r.out)
+    assert [(row["address"], row["label"]) for row in rows] == [(addresses[2], "faucet")]
+    assert node.calls[-1] == ("getaddresshistory", [addresses, 5, 0])
+    text = pouw_cli(tmp_path, "wallet", "history", port=node.port).out
+    assert text.split() == ["6", "receive", "0.00000005", addresses[2], "ef" * 32, "faucet"]
+    node.address_index = False
+    assert_one_line_error(pouw_cli(tmp_path, "wallet", "history", port=node.port), "--addressindex")
+
+
+def test_cookie_option_and_discovery(node, tmp_path):
+    node_dir = tmp_path / "node"
+    (node_dir / "regtest").mkdir(parents=True)
+    (node_dir / "regtest" / ".cookie").write_text(f"{USER}:{PASSWORD}")
+    wallet_dir = tmp_path / "wallet"
+    for cookie in (node_dir / "regtest" / ".cookie", node_dir):  # the file, or the node's datadir
+        r = pouw_cli(wallet_dir, "--cookie", str(cookie), "getblockcount", port=node.port, auth=False)
+        assert (r.code, r.out) == (0, "7\n"), r.err
+    r = pouw_cli(wallet_dir, "--rpc", f"http://127.0.0.1:{node.port}/", "getblockcount", auth=False,
+                 env={"POUW_DATADIR": str(node_dir)})  # found in the default datadir
+    assert (r.code, r.out) == (0, "7\n"), r.err
+    r = pouw_cli(wallet_dir, "--cookie", str(tmp_path / "nothing"), "getblockcount", port=node.port, auth=False)
+    assert_one_line_error(r, "no cookie file at", str(tmp_path / "nothing"))
+    r = pouw_cli(wallet_dir, "--cookie", str(node_dir), "getblockcount", port=node.port)
+    assert_one_line_error(r, "--cookie or --rpcuser/--rpcpassword, not both")

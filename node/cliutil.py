@@ -1,0 +1,50 @@
+"""What pouw-cli's RPC and wallet commands share: the user-facing error, amounts, addresses."""
+from __future__ import annotations
+
+import re
+from decimal import Decimal, localcontext
+
+from consensus.errors import AddressError
+from consensus.keys import decode_address
+from consensus.params import COIN, NETWORKS, Network
+
+U64_MAX = 2**64 - 1
+_AMOUNT = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit code 1."""
+
+
+def parse_amount(text: str, what: str = "amount") -> int:
+    """Decimal coins → base units, exactly; at most 8 decimals, never negative."""
+    if not _AMOUNT.fullmatch(text):
+        raise CliError(f"invalid {what} {text!r}: use a decimal number of coins like 1.5")
+    with localcontext() as ctx:
+        ctx.prec = len(text) + 10  # room for every digit: the product is exact
+        units = Decimal(text) * COIN
+    if units != units.to_integral_value():
+        raise CliError(f"invalid {what} {text!r}: at most 8 decimal places")
+    if units > U64_MAX:
+        raise CliError(f"invalid {what} {text!r}: too large")
+    return int(units)
+
+
+def format_amount(units: int) -> str:
+    """Base units → coins with 8 decimals."""
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), COIN)
+    return f"{sign}{whole}.{frac:08d}"
+
+
+def parse_address(text: str, network: Network) -> bytes:
+    """A recipient address for ``network``, naming the right network when it is another's."""
+    try:
+        return decode_address(text, network.hrp)
+    except AddressError as exc:
+        hrp = text.lower().rpartition("1")[0]
+        other = next((n.name for n in NETWORKS.values() if n.hrp == hrp and n is not network), None)
+        if other:
+            raise CliError(f"{text} is a {other} address; this is {network.name} "
+                           f"(addresses here start with '{network.hrp}1')") from None
+        raise CliError(f"invalid address {text!r}: {exc}") from None
