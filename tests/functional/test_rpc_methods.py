@@ -28,7 +28,7 @@ COVERED = {
     "generatetoaddress", "generate", "getrawmempool", "getmempoolinfo", "sendrawtransaction",
     "gettransaction", "getaccount", "getjob", "listjobs", "getmarketinfo", "submitmatrix", "getmatrix", "getnetworkinfo", "getpeerinfo", "getconnectioncount",
     "addnode", "disconnectnode", "setban", "listbanned", "clearbanned", "invalidateblock", "reconsiderblock",
-    "uptime", "stop",
+    "uptime", "stop", "validateaddress", "getaddressbalance", "getaddresshistory", "estimatefee",
 }
 ZERO_HASH = "00" * 32
 UNKNOWN_HASH = "ab" * 32
