@@ -3,6 +3,10 @@
 A background thread long-polls ``getblocktemplate`` with the current tip as
 ``longpollid``; when the tip moves it flags the work in hand as stale, so the loop
 drops it between two matmuls and never submits a block for an old tip.
+
+The loop never spins against the node: it builds no header whose timestamp the node
+would hold (it waits for the clock when median time past runs ahead, §5), and after a
+rejected block it says why and backs off, 1 s doubling to 60 s, until a block is accepted.
 """
 from __future__ import annotations
 
@@ -22,6 +26,9 @@ from .synthetic import synthetic_matrices
 from .template import Template
 
 TEMPLATE_REFRESH_SECONDS = 30.0  # pick up new mempool txs even without a new tip
+BACKOFF_FIRST = 1.0  # seconds after the first rejected block in a row
+BACKOFF_MAX = 60.0
+TIME_TOO_NEW = "time-too-new"  # submitblock's answer for a block held for its timestamp
 
 
 @dataclass
@@ -34,6 +41,7 @@ class MinerStats:
     accepted: int = 0
     rejected: int = 0
     stale: int = 0
+    clock_waits: int = 0  # times the loop waited for the clock instead of building a held block
     last_reject: str = ""
     win_probability: float = 0.0  # per tile, under the current target
 
@@ -84,6 +92,21 @@ class TipWatcher(threading.Thread):
             return tpl
 
 
+class Backoff:
+    """The pause after a rejected block: doubles from ``first`` up to ``cap``; ``reset`` on acceptance."""
+
+    def __init__(self, first: float = BACKOFF_FIRST, cap: float = BACKOFF_MAX) -> None:
+        self.first, self.cap = first, cap
+        self._next = first
+
+    def next(self) -> float:
+        delay, self._next = self._next, min(self.cap, self._next * 2)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.first
+
+
 def win_probability(target: int, k: int) -> float:
     return min(1.0, win_threshold(target, k) / 2**256)
 
@@ -93,7 +116,8 @@ class Miner:
 
     def __init__(self, client: RpcClient, watcher_client: RpcClient, address: bytes,
                  shape: tuple[int, int, int, int], threads: int | None = None,
-                 log: Callable[[str], None] = print, min_interval: float = 0.0) -> None:
+                 log: Callable[[str], None] = print, min_interval: float = 0.0,
+                 backoff: Backoff | None = None) -> None:
         self.client = client
         self.watcher_client = watcher_client
         self.address = address
@@ -101,6 +125,7 @@ class Miner:
         self.threads = threads
         self.log = log
         self.min_interval = min_interval
+        self.backoff = backoff or Backoff()
         self.stats = MinerStats()
         self.stop_event = threading.Event()
         self.a, self.b = synthetic_matrices(hashlib.sha256(address + os.urandom(16)).digest(), self.m, self.n, self.k)
@@ -120,6 +145,13 @@ class Miner:
                 if fresh is not None or time.monotonic() - fetched > TEMPLATE_REFRESH_SECONDS:
                     template = Template.from_json(fresh or self.client.call("getblocktemplate"))
                     fetched = time.monotonic()
+                wait = template.clock_wait(int(time.time()))
+                if wait:
+                    self.stats.clock_waits += 1
+                    self.log(f"the chain's median time past is ahead of the clock: the next block may be "
+                             f"stamped no earlier than {template.mintime}; waiting {wait}s for the clock")
+                    self.stop_event.wait(wait)
+                    continue
                 self.stats.win_probability = win_probability(template.target, self.k)
                 header = template.header_for(self.address, nonce, self.spec, int(time.time()))
                 nonce += 1
@@ -133,22 +165,29 @@ class Miner:
                 if watcher.changed.is_set() or self.client.call("getbestblockhash") != template.prev_hash.hex():
                     self.stats.stale += 1  # the tip moved while we computed: never submit for an old tip
                     continue
-                self._submit(assemble_block(header, self.a, self.b, winners[0], template.txs))
-                self.stop_event.wait(self.min_interval)
+                self.stop_event.wait(self._submit(assemble_block(header, self.a, self.b, winners[0], template.txs)))
                 template = Template.from_json(self.client.call("getblocktemplate"))
                 fetched = time.monotonic()
         finally:
             watcher.stop_event.set()
 
-    def _submit(self, block) -> None:
+    def _submit(self, block) -> float:
+        """Submit a found block; returns how long to pause before mining again."""
         reason = self.client.call("submitblock", block.encode().hex())
         if reason is None:
             self.stats.accepted += 1
+            self.backoff.reset()
             self.log(f"block {block.hash.hex()} at height {block.header.height} accepted")
-        else:
-            self.stats.rejected += 1
-            self.stats.last_reject = str(reason)
-            self.log(f"block {block.hash.hex()} rejected: {reason}")
+            return self.min_interval
+        self.stats.rejected += 1
+        self.stats.last_reject = str(reason)
+        delay = self.backoff.next()
+        if reason == TIME_TOO_NEW:  # we never stamp beyond our clock's limit: the node's clock is behind
+            self.log(f"block {block.hash.hex()} held by the node: {reason} (the node's clock is behind this "
+                     f"machine's); waiting {delay:g}s for its clock")
+            return delay
+        self.log(f"block {block.hash.hex()} rejected: {reason}; backing off {delay:g}s")
+        return delay
 
 
 def status_line(stats: MinerStats) -> str:
