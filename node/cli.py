@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rpcpassword", help="RPC password")
     parser.add_argument("--rpcclienttimeout", type=float, default=900.0, metavar="SECONDS")
     parser.add_argument("--json", action="store_true", help="always print JSON")
-    parser.add_argument("command", help="an RPC method name, or 'wallet'")
+    parser.add_argument("command", nargs="?", help="an RPC method name ('help' lists them), or 'wallet'")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="method arguments")
     return parser
 
@@ -257,7 +257,13 @@ class Cli:
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts = build_parser().parse_args(argv)
+    parser = build_parser()
+    opts = parser.parse_args(argv)
+    if opts.command is None:
+        parser.print_usage(sys.stderr)
+        print("pouw-cli: give an RPC method ('pouw-cli help' lists them) or 'wallet' "
+              "('pouw-cli wallet --help')", file=sys.stderr)
+        return 2
     try:
         Cli(opts).run()
     except (CliError, RpcClientError, wallet.WalletError) as exc:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from consensus.params import NETWORKS, Network
+from p2p.addrbook import parse_addr
 
 DEFAULT_DATADIR = "~/.pouw"
 CONFIG_FILE = "pouw.toml"
@@ -116,6 +117,12 @@ def _validate(cfg: Config) -> Config:
     for name in ("rpc_port", "port"):
         if getattr(cfg, name) > 65535:
             raise ConfigError(f"{name} must be a TCP port")
+    for name in sorted(_LISTS):
+        for addr in getattr(cfg, name):
+            try:
+                parse_addr(addr, cfg.params.p2p_port)
+            except ValueError:
+                raise ConfigError(f"{name}: bad address {addr!r} (expected host, host:port or [ipv6]:port)") from None
     return cfg
 
 

@@ -13,6 +13,7 @@ from consensus.block import Block
 from consensus.errors import InvalidTx
 from consensus.tx import Tx
 from p2p import P2PNode
+from p2p.addrbook import parse_addr
 
 from .chain import FUTURE, INVALID, Chain, ChainEvent, SubmitResult
 from .config import Config, ConfigError, load_config
@@ -29,6 +30,7 @@ log = logging.getLogger("pouw.node")
 USER_AGENT = "/pouw:0.1.0/"
 HOUSEKEEPING_SECONDS = 5.0
 RATE_WINDOW = 30  # blocks used to estimate the network's MAC rate
+RESOLVE_TIMEOUT = 10.0
 
 
 class Node:
@@ -209,6 +211,19 @@ class Node:
             except Exception:
                 log.exception("housekeeping failed")
 
+    async def _check_peer_addresses(self) -> None:
+        """Say at start-up which --connect/--addnode/--seednode hosts do not resolve (p2p keeps retrying)."""
+        loop = asyncio.get_running_loop()
+        for flag, addrs in (("--connect", self.cfg.connect), ("--addnode", self.cfg.addnode),
+                            ("--seednode", self.cfg.seednode)):
+            for addr in addrs:
+                host, port = parse_addr(addr, self.network.p2p_port)
+                try:
+                    await asyncio.wait_for(loop.getaddrinfo(host, port), RESOLVE_TIMEOUT)
+                except (OSError, asyncio.TimeoutError) as exc:
+                    log.warning("%s %s: cannot resolve host %r (%s); will keep trying", flag, addr, host,
+                                str(exc) or "timed out")
+
     async def run(self) -> None:
         self._stop = asyncio.Event()
         self._tip_changed = asyncio.Event()
@@ -221,6 +236,7 @@ class Node:
             self.auth.write_cookie()
             await self.p2p.start()
             housekeeping = asyncio.create_task(self._housekeeping())
+            checking = asyncio.create_task(self._check_peer_addresses())
             tip = self.chain.tip
             log.info("pouwd ready: network %s, height %d, tip %s, rpc %s:%d, datadir %s", self.network.name,
                      tip.height, tip.hash.hex(), self.cfg.rpc_bind, port, self.cfg.network_dir)
@@ -228,6 +244,7 @@ class Node:
             log.info("shutting down")
             self._tip_changed.set()  # release long-polling getblocktemplate calls
             housekeeping.cancel()
+            checking.cancel()
         finally:
             await self.p2p.stop()
             await self.http.stop()
