@@ -11,28 +11,36 @@ rejected block it says why and backs off, 1 s doubling to 60 s, until a block is
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from consensus.block import WorkSpec
-from consensus.work import assemble_block, commit_a, commit_b, win_threshold
+from consensus.work import assemble_block, commit_a, commit_b
 
 from . import kernel
+from .odds import expected_macs
 from .rpcclient import RpcClient, RpcClientError
 from .synthetic import synthetic_matrices
 from .template import Template
+from .units import duration, si
 
 TEMPLATE_REFRESH_SECONDS = 30.0  # pick up new mempool txs even without a new tip
 BACKOFF_FIRST = 1.0  # seconds after the first rejected block in a row
 BACKOFF_MAX = 60.0
+RATE_WINDOW_SECONDS = 60.0
 TIME_TOO_NEW = "time-too-new"  # submitblock's answer for a block held for its timestamp
 
 
 @dataclass
 class MinerStats:
+    """Counts since start; rates over the last ``RATE_WINDOW_SECONDS`` of wall time, pauses
+    included, so they compare with the node's network rate (``pouw_network_macs_per_second``)."""
+
     started: float = field(default_factory=time.monotonic)
     macs: int = 0
     tiles: int = 0
@@ -43,19 +51,36 @@ class MinerStats:
     stale: int = 0
     clock_waits: int = 0  # times the loop waited for the clock instead of building a held block
     last_reject: str = ""
-    win_probability: float = 0.0  # per tile, under the current target
+    block_macs: float = math.inf  # expected MACs per block at the current target and shape
+    _marks: deque = field(default_factory=deque)  # (time, macs, tiles) about once a second
 
-    def gmacs(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.macs / elapsed / 1e9 if elapsed > 0 else 0.0
+    def __post_init__(self) -> None:
+        self._marks.append((self.started, 0, 0))
 
-    def tiles_per_second(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.tiles / elapsed if elapsed > 0 else 0.0
+    def add_matmul(self, macs: int, tiles: int) -> None:
+        self.macs += macs
+        self.tiles += tiles
+        self.matmuls += 1
+        now = time.monotonic()
+        if now - self._marks[-1][0] >= 1.0:
+            self._marks.append((now, self.macs, self.tiles))
+        while len(self._marks) > 1 and now - self._marks[1][0] >= RATE_WINDOW_SECONDS:
+            self._marks.popleft()
 
-    def expected_seconds_to_block(self) -> float | None:
-        rate = self.tiles_per_second() * self.win_probability
-        return 1.0 / rate if rate > 0 else None
+    def _rate(self, index: int) -> float:
+        since, *counts = self._marks[0]
+        elapsed = time.monotonic() - since
+        return ((self.macs, self.tiles)[index] - counts[index]) / elapsed if elapsed > 0 else 0.0
+
+    def mac_rate(self) -> float:
+        return self._rate(0)
+
+    def tickets_per_second(self) -> float:
+        return self._rate(1)
+
+    def expected_seconds_to_block(self) -> float:
+        rate = self.mac_rate()
+        return self.block_macs / rate if rate > 0 else math.inf
 
 
 class TipWatcher(threading.Thread):
@@ -107,10 +132,6 @@ class Backoff:
         self._next = self.first
 
 
-def win_probability(target: int, k: int) -> float:
-    return min(1.0, win_threshold(target, k) / 2**256)
-
-
 class Miner:
     """Mines synthetic matrices of one shape against a node until stopped."""
 
@@ -152,13 +173,11 @@ class Miner:
                              f"stamped no earlier than {template.mintime}; waiting {wait}s for the clock")
                     self.stop_event.wait(wait)
                     continue
-                self.stats.win_probability = win_probability(template.target, self.k)
+                self.stats.block_macs = expected_macs(template.target, self.m, self.n, self.k)
                 header = template.header_for(self.address, nonce, self.spec, int(time.time()))
                 nonce += 1
                 winners = kernel.mine(header, self.a, self.b, self.threads)
-                self.stats.macs += self.m * self.n * self.k
-                self.stats.tiles += (self.m // 32) * (self.n // 32)
-                self.stats.matmuls += 1
+                self.stats.add_matmul(self.m * self.n * self.k, (self.m // 32) * (self.n // 32))
                 if not winners:
                     continue
                 self.stats.found += 1
@@ -191,9 +210,7 @@ class Miner:
 
 
 def status_line(stats: MinerStats) -> str:
-    eta = stats.expected_seconds_to_block()
-    eta_text = "—" if eta is None else (f"{eta:.1f}s" if eta < 600 else f"{eta / 3600:.1f}h")
-    return (f"{stats.gmacs():7.2f} GMAC/s  {stats.tiles_per_second():9.0f} tickets/s  "
-            f"expected block in {eta_text}  found {stats.found}  accepted {stats.accepted}  "
-            f"rejected {stats.rejected}  stale {stats.stale}")
-
+    rejected = f" (last: {stats.last_reject})" if stats.rejected else ""
+    return (f"{si(stats.mac_rate(), 'MAC/s')}  {si(stats.tickets_per_second(), 'tickets/s')}  "
+            f"next block expected in {duration(stats.expected_seconds_to_block())}  found {stats.found}  "
+            f"accepted {stats.accepted}  rejected {stats.rejected}{rejected}  stale {stats.stale}")

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 from consensus.block import Block
 from consensus.errors import InvalidTx
 from consensus.tx import Tx
+from miner.odds import expected_block_macs
 from p2p import P2PNode
 from p2p.addrbook import parse_addr
 
@@ -49,7 +50,7 @@ class Node:
         self.metrics.bind(lambda: self.chain.tip.height, lambda: float(self.chain.tip.chain_work),
                           lambda: self.network.pow_limit / self.chain.next_target(),
                           lambda: self.mempool.info()["size"], lambda: self.mempool.info()["bytes"],
-                          lambda: len(self.p2p.peer_info()))
+                          lambda: len(self.p2p.peer_info()), self.network_mac_rate)
         self.p2p = P2PNode(PeerChain(self), PeerMempool(self), self.network, bind=cfg.bind,
                            port=cfg.effective_port, listen=cfg.listen, connect=cfg.connect, addnode=cfg.addnode,
                            seednode=cfg.seednode, max_outbound=cfg.max_outbound, max_inbound=cfg.max_inbound,
@@ -170,10 +171,12 @@ class Node:
                 "useful_mac_share": u["useful_macs"] / u["macs"] if u["macs"] else 0.0}
 
     def network_mac_rate(self) -> float:
-        """MACs per second over the last blocks: each block counts its expected work
-        ``2^256 / target``, but at least the one winning tile's 1024·k (§4)."""
+        """MACs per second over the last blocks (after genesis): each block counts the MACs
+        expected of a miner of its shape at its target (``miner.odds``; at least its one matmul, §4)."""
         tip = self.chain.tip
-        first = max(0, tip.height - RATE_WINDOW)
+        first = max(1, tip.height - RATE_WINDOW)  # genesis is stamped at a fixed date long before
+        if tip.height <= first:
+            return 0.0
         start = self.chain.header(self.chain.hash_at(first) or b"")
         if start is None or tip.header.timestamp <= start.timestamp:
             return 0.0
@@ -181,7 +184,7 @@ class Node:
         for height in range(first + 1, tip.height + 1):
             header = self.chain.header(self.chain.hash_at(height) or b"")
             if header is not None:
-                macs += max(header.block_work, 1024 * header.work.k)
+                macs += expected_block_macs(header)
         return macs / (tip.header.timestamp - start.timestamp)
 
     async def wait_for_tip_change(self, timeout: float) -> None:

@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 from consensus.genesis import dev_faucet_key  # noqa: E402
 from consensus.keys import encode_address  # noqa: E402
 from miner.rpcclient import RpcClient, RpcClientError, cookie_auth  # noqa: E402
+from miner.units import duration, si  # noqa: E402
 
 NETWORK = "dev"
 WALLET_PASSWORD = "devnet"
@@ -148,12 +149,9 @@ def start_miner(node: DevNode, root: Path, interval: float) -> subprocess.Popen:
     return spawn(args, root / "miner.log")
 
 
-def si(value: float) -> str:
-    """1234567 -> '1.23 M' (for MAC rates that span kilo to tera)."""
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if value >= scale:
-            return f"{value / scale:.2f} {prefix}"
-    return f"{value:.0f} "
+def block_age(seconds: float) -> str:
+    """How long ago a block was stamped; a timestamp ahead of this clock says so."""
+    return f"{duration(seconds)} ago" if seconds >= 0 else f"{duration(-seconds)} ahead of this clock"
 
 
 def status(nodes: list[DevNode]) -> str:
@@ -161,18 +159,19 @@ def status(nodes: list[DevNode]) -> str:
     first = nodes[0]
     try:
         mining = first.call("getmininginfo")
-        lines.append(f"dev network  height {mining['blocks']}  difficulty {mining['difficulty']:.3g}  "
-                     f"network {si(mining['networkmacps'])}MAC/s  mempool {mining['pooledtx']} txs  "
+        lines.append(f"dev network  height {mining['blocks']}  tip difficulty {mining['difficulty']:.3g}  "
+                     f"network {si(mining['networkmacps'], 'MAC/s')}  mempool {mining['pooledtx']} txs  "
                      f"useful blocks {mining['useful']['useful_block_share']:.0%}")
     except RpcClientError as exc:
         lines.append(f"node0 unreachable: {exc}")
-    lines.append(f"{'node':<6}{'rpc':<24}{'height':>8}  {'tip':<18}{'peers':>6}")
+    lines.append(f"{'node':<6}{'rpc':<24}{'height':>8}  {'tip':<18}{'peers (in/out)':>15}")
     for node in nodes:
         try:
             info = node.call("getblockchaininfo")
-            peers = node.call("getconnectioncount")
+            net = node.call("getnetworkinfo")
+            peers = f"{net['connections']} ({net['connections_in']}/{net['connections_out']})"
             lines.append(f"node{node.index:<2}{node.url:<24}{info['blocks']:>8}  {info['bestblockhash'][:16]:<18}"
-                         f"{peers:>6}")
+                         f"{peers:>15}")
         except RpcClientError as exc:
             lines.append(f"node{node.index:<2}{node.url:<24}  unreachable ({exc})")
     lines.append("recent blocks:")
@@ -182,8 +181,8 @@ def status(nodes: list[DevNode]) -> str:
         for height in range(tip, max(0, tip - RECENT_BLOCKS), -1):
             block = first.call("getblock", first.call("getblockhash", height), 1)
             useful = "useful" if block["useful"] else "synthetic"
-            lines.append(f"  {height:>7}  {block['hash'][:16]}  {block['ntx']:>3} txs  {block['macs'] / 1e6:8.1f} MMAC "
-                         f"{useful:<9}  {now - block['time']:6.0f}s ago")
+            lines.append(f"  {height:>7}  {block['hash'][:16]}  {block['ntx']:>3} txs  {si(block['macs'], 'MAC'):>11}  "
+                         f"{useful:<9}  {block_age(now - block['time'])}")
     except RpcClientError:
         pass
     return "\n".join(lines)

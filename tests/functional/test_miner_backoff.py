@@ -8,33 +8,18 @@ import threading
 import time
 from dataclasses import replace
 
-from consensus.block import WorkSpec
 from consensus.keys import encode_address
 from consensus.params import REGTEST
-from consensus.work import assemble_block, commit_a, commit_b
-from miner import kernel, worker
+from consensus.work import commit_a
+from miner import worker
 from miner.rpcclient import RpcClient, cookie_auth
-from miner.synthetic import synthetic_matrices
 from miner.template import Template
 
 from .framework import REPO, wait_until
+from .stamped import SHAPE, submit_stamped
 
 MINER = b"\x42" * 20
 ADDRESS = encode_address("rpw", MINER)
-SHAPE = (64, 64, 64, 16)
-
-
-def submit_stamped(node, template: Template, timestamp: int) -> None:
-    """Mine one block on ``template`` stamped ``timestamp`` and have the node connect it."""
-    a, b = synthetic_matrices(bytes(32), *SHAPE[:3])
-    spec = WorkSpec(*SHAPE, commit_a(a), commit_b(b))
-    for nonce in range(1000):
-        header = template.header_for(MINER, nonce, spec, timestamp)
-        winners = kernel.mine(header, a, b)
-        if winners:
-            assert node.submitblock(assemble_block(header, a, b, winners[0], template.txs).encode().hex()) is None
-            return
-    raise AssertionError("no winning tile in 1000 tries on regtest")
 
 
 def test_miner_waits_for_the_clock_instead_of_building_held_blocks(start_nodes) -> None:
@@ -44,7 +29,7 @@ def test_miner_waits_for_the_clock_instead_of_building_held_blocks(start_nodes) 
     pushed = 0
     template = Template.from_json(node.getblocktemplate())
     while template.clock_wait(int(time.time())) == 0 and pushed < 20:
-        submit_stamped(node, template, int(time.time()) + REGTEST.future_time_limit)
+        submit_stamped(node, MINER, int(time.time()) + REGTEST.future_time_limit, template)
         pushed += 1
         template = Template.from_json(node.getblocktemplate())
     assert template.clock_wait(int(time.time())) > 0
