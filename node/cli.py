@@ -1,7 +1,7 @@
 """``pouw-cli``: call any pouwd RPC method, and a small wallet.
 
-    pouw-cli [--network N] [--datadir D] [--rpcurl URL | --rpcport P]
-             [--rpcuser U --rpcpassword P] [--json] <method> [args...]
+    pouw-cli [--network N] [--datadir D] [--rpc-url URL | --rpc-port P]
+             [--rpc-user U --rpc-password P] [--json] <method> [args...]
     pouw-cli ... wallet create | address | balance | import-dev-faucet
     pouw-cli ... wallet send <address> <amount> [--fee F] [--wait N] [--timeout S]
 
@@ -10,8 +10,11 @@ null, objects) and passed as strings otherwise, as bitcoin-cli does; quote a
 string that looks like JSON (``'"123"'``). Amounts on the wallet commands are
 decimal coins (``1.5``), converted to base units exactly.
 
+The RPC flags are spelled as pouwd's and pouw-miner's (``--rpc-port``); bitcoin-cli's
+spellings (``--rpcport``, ``--rpcuser``, ...) are accepted too.
+
 Environment: ``POUW_DATADIR`` (default ``~/.pouw``), ``POUW_WALLET_PASSWORD``
-(else the password is prompted for). Without ``--rpcuser`` the node's cookie
+(else the password is prompted for). Without ``--rpc-user`` the node's cookie
 ``<datadir>/<network>/.cookie`` is used.
 """
 from __future__ import annotations
@@ -99,11 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--datadir", type=Path, default=None,
                         help="data directory (default $POUW_DATADIR or ~/.pouw)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--rpcurl", help="node URL (default http://127.0.0.1:<network rpc port>/)")
-    where.add_argument("--rpcport", type=int, help="node RPC port on 127.0.0.1")
-    parser.add_argument("--rpcuser", help="RPC user (default: the node's cookie file)")
-    parser.add_argument("--rpcpassword", help="RPC password")
-    parser.add_argument("--rpcclienttimeout", type=float, default=900.0, metavar="SECONDS")
+    where.add_argument("--rpc-url", "--rpcurl", dest="rpcurl", metavar="URL",
+                       help="node URL (default http://127.0.0.1:<network rpc port>/)")
+    where.add_argument("--rpc-port", "--rpcport", dest="rpcport", type=int, metavar="PORT",
+                       help="node RPC port on 127.0.0.1")
+    parser.add_argument("--rpc-user", "--rpcuser", dest="rpcuser", metavar="USER",
+                        help="RPC user (default: the node's cookie file)")
+    parser.add_argument("--rpc-password", "--rpcpassword", dest="rpcpassword", metavar="PASSWORD",
+                        help="RPC password")
+    parser.add_argument("--rpc-client-timeout", "--rpcclienttimeout", dest="rpcclienttimeout", type=float,
+                        default=900.0, metavar="SECONDS", help="give up on a call after this long (default 900)")
     parser.add_argument("--json", action="store_true", help="always print JSON")
     parser.add_argument("command", nargs="?", help="an RPC method name ('help' lists them), or 'wallet'")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="method arguments")
@@ -142,7 +150,7 @@ class Cli:
             o = self.opts
             url = o.rpcurl or f"http://127.0.0.1:{o.rpcport or self.network.rpc_port}/"
             if (o.rpcuser is None) != (o.rpcpassword is None):
-                raise CliError("--rpcuser and --rpcpassword go together")
+                raise CliError("--rpc-user and --rpc-password go together")
             user, password = ((o.rpcuser, o.rpcpassword) if o.rpcuser is not None
                               else cookie_auth(self.datadir, self.network.name))
             try:

@@ -51,7 +51,7 @@ class Node:
                           lambda: self.network.pow_limit / self.chain.next_target(),
                           lambda: self.mempool.info()["size"], lambda: self.mempool.info()["bytes"],
                           lambda: len(self.p2p.peer_info()), self.network_mac_rate)
-        self.p2p = P2PNode(PeerChain(self), PeerMempool(self), self.network, bind=cfg.bind,
+        self.p2p = P2PNode(PeerChain(self), PeerMempool(self), self.network, bind=cfg.effective_bind,
                            port=cfg.effective_port, listen=cfg.listen, connect=cfg.connect, addnode=cfg.addnode,
                            seednode=cfg.seednode, max_outbound=cfg.max_outbound, max_inbound=cfg.max_inbound,
                            ban_seconds=cfg.ban_seconds, user_agent=USER_AGENT, records=self.chain.store)

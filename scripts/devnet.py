@@ -145,7 +145,7 @@ def import_faucet(node: DevNode) -> None:
 
 def start_miner(node: DevNode, root: Path, interval: float) -> subprocess.Popen:
     args = [sys.executable, "-m", "miner.cli", "--network", NETWORK, "--datadir", str(node.datadir),
-            "--rpc", node.url, "--address", FAUCET_ADDRESS, "--min-interval", str(interval), "--quiet"]
+            "--rpc-url", node.url, "--address", FAUCET_ADDRESS, "--min-interval", str(interval), "--quiet"]
     return spawn(args, root / "miner.log")
 
 
