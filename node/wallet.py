@@ -222,10 +222,6 @@ def read_password(confirm: bool = False) -> str:
     password = os.environ.get(PASSWORD_ENV)
     if password is None:
         try:
-            open("/dev/tty").close()  # getpass would fall back to an echoing read of stdin
-        except OSError:
-            raise WalletError(f"no terminal to ask for the wallet password: set {PASSWORD_ENV}") from None
-        try:
             password = getpass.getpass("wallet password: ")
             if confirm and getpass.getpass("repeat password: ") != password:
                 raise WalletError("passwords do not match")
