@@ -23,6 +23,7 @@ from .logs import setup_logging
 from .mempool import Mempool, MempoolPolicy
 from .metrics import NodeMetrics
 from .peering import PeerChain, PeerMempool
+from .progress import Progress
 from .rpcmethods import RpcMethods
 from .rpcserver import Auth, Dispatcher
 from .store import DatadirCorrupt, DatadirLocked, StoreError
@@ -43,7 +44,9 @@ class Node:
         self.user_agent = USER_AGENT
         self.started_at = time.time()
         cfg.network_dir.mkdir(parents=True, exist_ok=True)
-        self.chain = Chain(cfg.datadir_path, self.network, reindex=cfg.reindex)
+        self.chain = Chain(cfg.datadir_path, self.network, reindex=cfg.reindex,
+                           reindex_progress=Progress("reindex", log).update)
+        self.sync_progress = Progress("initial sync", log)
         self.mempool = Mempool(self.network, self._tip_view,
                                MempoolPolicy(max_bytes=cfg.mempool_max_bytes, min_fee_per_byte=cfg.min_relay_fee))
         self.metrics = NodeMetrics()
@@ -125,24 +128,31 @@ class Node:
 
     def submit_block(self, block: Block | bytes, raw: bytes | None = None) -> SubmitResult:
         """The one path for new blocks (RPC, in-process mining, p2p): validate, connect, count."""
-        return self._count(self.chain.submit_block(block, raw))
+        return self._counted([self.chain.submit_block(block, raw)])[0]
 
     def submit_blocks(self, blocks: Iterable[Block | bytes]) -> list[SubmitResult]:
         """Several blocks in height order (p2p sync): tip moves commit per group."""
-        return [self._count(r) for r in self.chain.submit_blocks(blocks)]
+        return self._counted(self.chain.submit_blocks(blocks))
 
     def retry_future(self) -> list[SubmitResult]:
         """Blocks held for a timestamp too far ahead, tried again (p2p maintenance calls this)."""
-        return [self._count(r) for r in self.chain.retry_future()]
+        return self._counted(self.chain.retry_future())
 
-    def _count(self, result: SubmitResult) -> SubmitResult:
-        if result.status == INVALID:
-            self.metrics.blocks_rejected.labels(reason=result.reason or "invalid").inc()
-            log.info("rejected block %s: %s", result.hash.hex(), result.reason)
-        elif result.status != FUTURE and result.tip_changed:
+    def _counted(self, results: list[SubmitResult]) -> list[SubmitResult]:
+        """Count rejections; report a moved tip once per call (a group moves it once)."""
+        for result in results:
+            if result.status == INVALID:
+                self.metrics.blocks_rejected.labels(reason=result.reason or "invalid").inc()
+                log.info("rejected block %s: %s", result.hash.hex(), result.reason)
+        if any(r.status != FUTURE and r.tip_changed for r in results):
             tip = self.chain.tip
-            log.info("new tip %s height %d", tip.hash.hex(), tip.height)
-        return result
+            best = self.chain.best_header_height()
+            if best > tip.height:  # downloading a chain whose headers we have: progress, not every block
+                self.sync_progress.update(tip.height, best)
+            else:
+                self.sync_progress.finish(tip.height)
+                log.info("new tip %s height %d", tip.hash.hex(), tip.height)
+        return results
 
     def add_tx(self, tx: Tx, announce: bool = True) -> list[Tx]:
         """Admit a tx to the mempool (raises InvalidTx); announce what became ready to peers
