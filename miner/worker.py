@@ -41,7 +41,7 @@ class MinerStats:
     """Counts since start; rates over the last ``RATE_WINDOW_SECONDS`` of wall time, pauses
     included, so they compare with the node's network rate (``pouw_network_macs_per_second``)."""
 
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=lambda: time.monotonic())
     macs: int = 0
     tiles: int = 0
     matmuls: int = 0
