@@ -154,7 +154,7 @@ class Sync:
         peer.send("getheaders", locator, ZERO32)
 
     def peer_has(self, peer: Peer, block_hash: bytes) -> None:
-        """The peer showed it has ``block_hash`` (asked for the block, or leads its locator with it)."""
+        """The peer showed it has ``block_hash`` (sent or asked for the block, or leads its locator with it)."""
         st = self._peers.get(peer.id)
         entry = self.chain.entry(block_hash)
         if st is not None and entry is not None:
@@ -451,7 +451,7 @@ class Sync:
             elif res.status == ORPHAN:
                 self.request_headers(peer)
             elif res.status in (ACCEPTED, DUPLICATE) and st is not None:
-                st.synced_blocks = max(st.synced_blocks, block.header.height)
+                self.peer_has(peer, block.hash)
             elif res.status == FUTURE:
                 log.info("block %s is too far in the future; held by the chain", block.hash.hex())
 
