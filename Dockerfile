@@ -80,4 +80,4 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["/opt/pouw/bin/python", "/usr/local/lib/pouw-healthcheck.py"]
 ENTRYPOINT ["/usr/local/bin/pouw-entrypoint"]
 # Env POUW_* beats flags (node/config.py), so flags here stay overridable by env.
-CMD ["pouwd", "--network", "dev", "--rpc-bind", "0.0.0.0"]
+CMD ["pouwd", "--network", "dev", "--rpc-bind", "0.0.0.0", "--bind", "0.0.0.0"]

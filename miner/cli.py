@@ -1,6 +1,6 @@
 """pouw-miner: mine against any pouwd over JSON-RPC.
 
-    pouw-miner --network regtest --address rpw1… [--rpc URL] [--threads N] [--shape m,n,k --rank r]
+    pouw-miner --network regtest --address rpw1… [--rpc-url URL | --rpc-port P] [--threads N] [--shape m,n,k --rank r]
 """
 from __future__ import annotations
 
@@ -26,11 +26,16 @@ STATUS_SECONDS = 1.0
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pouw-miner", description="Mine pouw blocks against a node over JSON-RPC.")
     p.add_argument("--network", choices=sorted(NETWORKS), default="main")
-    p.add_argument("--rpc", help="node RPC URL (default http://127.0.0.1:<network rpc port>/)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--rpc-url", "--rpcurl", "--rpc", dest="rpc", metavar="URL",
+                       help="node RPC URL (default http://127.0.0.1:<network rpc port>/)")
+    where.add_argument("--rpc-port", "--rpcport", dest="rpc_port", type=int, metavar="PORT",
+                       help="node RPC port on 127.0.0.1")
     p.add_argument("--datadir", default=os.environ.get("POUW_DATADIR", "~/.pouw"),
                    help="where to find the node's .cookie (default ~/.pouw)")
-    p.add_argument("--rpc-user")
-    p.add_argument("--rpc-password")
+    p.add_argument("--rpc-user", "--rpcuser", dest="rpc_user", metavar="USER",
+                   help="RPC user (default: the node's cookie file)")
+    p.add_argument("--rpc-password", "--rpcpassword", dest="rpc_password", metavar="PASSWORD")
     p.add_argument("--address", required=True, help="bech32m address that receives the block rewards")
     p.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
     p.add_argument("--shape", help="m,n,k of the matmul (default 256,256,smallest k)")
@@ -63,7 +68,7 @@ def _shape(args: argparse.Namespace) -> tuple[int, int, int, int]:
 
 def _clients(args: argparse.Namespace) -> tuple[RpcClient, RpcClient]:
     network = NETWORKS[args.network]
-    url = args.rpc or f"http://127.0.0.1:{network.rpc_port}/"
+    url = args.rpc or f"http://127.0.0.1:{args.rpc_port or network.rpc_port}/"
     if args.rpc_user and args.rpc_password:
         user, password = args.rpc_user, args.rpc_password
     else:

@@ -37,7 +37,7 @@ class AuthFailed(RpcClientError):
         self.url = url
         self.status = status
         super().__init__(f"authentication failed at {url} (HTTP {status}): "
-                         "check --rpcuser/--rpcpassword or the node's cookie file")
+                         "check --rpc-user/--rpc-password or the node's cookie file")
 
 
 class BadResponse(RpcClientError):
@@ -72,7 +72,7 @@ def read_cookie(path: Path) -> tuple[str, str]:
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
         raise CookieError(f"no cookie file at {path}: is pouwd running with this --datadir and "
-                          "--network? (or pass --rpcuser and --rpcpassword)") from None
+                          "--network? (or pass --rpc-user and --rpc-password)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CookieError(f"cannot read cookie file {path}: {exc}") from None
     user, sep, password = text.partition(":")

@@ -26,6 +26,12 @@ class Template:
     state_root: bytes
     longpollid: str
 
+    def clock_wait(self, now: int) -> int:
+        """Seconds until a block on this template is within the future limit (§5): a fast
+        burst pushes median time past, hence ``mintime``, ahead of the clock; a block
+        stamped beyond ``now + future_time_limit`` would be held by the node, not connected."""
+        return max(0, self.mintime - (now + self.network.future_time_limit))
+
     def header_for(self, miner: bytes, nonce: int, spec: WorkSpec, timestamp: int | None = None) -> Header:
         ts = max(self.mintime, self.timestamp if timestamp is None else timestamp)
         return Header(HEADER_VERSION, self.network.chain_id, self.height, self.prev_hash, ts, self.target,

@@ -84,7 +84,8 @@ class Chain:
                  now: Callable[[], int] | None = None, reindex: bool = False,
                  orphan_count: int = 256, orphan_bytes: int = 64 * 1024 * 1024,
                  tx_workers: int | None = None, max_header_only: int = MAX_HEADER_ONLY,
-                 address_index: bool = False) -> None:
+                 address_index: bool = False,
+                 reindex_progress: Callable[[int, int], None] | None = None) -> None:
         if max_header_only < 1:
             raise ValueError("max_header_only must be positive")
         self.network = NETWORKS[network] if isinstance(network, str) else network
@@ -101,7 +102,7 @@ class Chain:
         self.store = Store(datadir, self.network.name, repair=reindex)
         try:
             if reindex or self.store.reindexing():
-                self.reindex()
+                self.reindex(reindex_progress)
             else:
                 self._load()
             open_address_index(self.store, address_index, self.tip.height)
@@ -159,8 +160,9 @@ class Chain:
         self._rebuild_candidates()
         self._activate(self._batch())
 
-    def reindex(self) -> None:
-        """Rebuild the index and all state from the stored blocks (``--reindex``)."""
+    def reindex(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Rebuild the index and all state from the stored blocks (``--reindex``);
+        ``progress(done, total)`` after each group of blocks."""
         with self._lock:
             self.store.start_reindex(self.address_index)
             self._reset()
@@ -181,6 +183,8 @@ class Chain:
             for i in range(0, len(order), GROUP_BLOCKS):
                 chunk = order[i:i + GROUP_BLOCKS]
                 self._submit([(self.store.block_bytes(h) or b"", None) for _, h in chunk])
+                if progress is not None:
+                    progress(i + len(chunk), len(order))
             self.store.finish_reindex()
 
     # --- submitting ------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """``pouw-cli``: call any pouwd RPC method, and a wallet (``node.walletcli``).
 
-    pouw-cli [--network N] [--datadir D] [--rpc URL | --rpcport P]
-             [--cookie PATH | --rpcuser U --rpcpassword P] [--json] <method> [args...]
+    pouw-cli [--network N] [--datadir D] [--rpc-url URL | --rpc-port P]
+             [--cookie PATH | --rpc-user U --rpc-password P] [--json] <method> [args...]
     pouw-cli ... wallet <command> [args...]     (pouw-cli wallet --help lists them)
 
 Method arguments are parsed as JSON where they parse (numbers, true/false,
@@ -9,8 +9,11 @@ null, objects) and passed as strings otherwise, as bitcoin-cli does; quote a
 string that looks like JSON (``'"123"'``). Amounts on the wallet commands are
 decimal coins (``1.5``), converted to base units exactly.
 
+The RPC flags are spelled as pouwd's and pouw-miner's (``--rpc-port``); bitcoin-cli's
+spellings (``--rpcport``, ``--rpcuser``, ...) are accepted too.
+
 Environment: ``POUW_DATADIR`` (default ``~/.pouw``), ``POUW_WALLET_PASSWORD``
-(else the password is prompted for). Without ``--rpcuser`` the node's cookie is
+(else the password is prompted for). Without ``--rpc-user`` the node's cookie is
 read from ``--cookie`` (the file, or the node's datadir), else from
 ``<datadir>/<network>/.cookie``, else from the default datadir's: a wallet kept in
 its own datadir finds a node running in the default one.
@@ -51,16 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--datadir", type=Path, default=None,
                         help="data directory (default $POUW_DATADIR or ~/.pouw)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--rpcurl", "--rpc", dest="rpcurl",
+    where.add_argument("--rpc-url", "--rpcurl", "--rpc", dest="rpcurl", metavar="URL",
                        help="node URL (default http://127.0.0.1:<network rpc port>/)")
-    where.add_argument("--rpcport", type=int, help="node RPC port on 127.0.0.1")
+    where.add_argument("--rpc-port", "--rpcport", dest="rpcport", type=int, metavar="PORT",
+                       help="node RPC port on 127.0.0.1")
     parser.add_argument("--cookie", type=Path, metavar="PATH",
                         help="the node's cookie file, or the node's datadir (default: see below)")
-    parser.add_argument("--rpcuser", help="RPC user (default: the node's cookie file)")
-    parser.add_argument("--rpcpassword", help="RPC password")
-    parser.add_argument("--rpcclienttimeout", type=float, default=900.0, metavar="SECONDS")
+    parser.add_argument("--rpc-user", "--rpcuser", dest="rpcuser", metavar="USER",
+                        help="RPC user (default: the node's cookie file)")
+    parser.add_argument("--rpc-password", "--rpcpassword", dest="rpcpassword", metavar="PASSWORD",
+                        help="RPC password")
+    parser.add_argument("--rpc-client-timeout", "--rpcclienttimeout", dest="rpcclienttimeout", type=float,
+                        default=900.0, metavar="SECONDS", help="give up on a call after this long (default 900)")
     parser.add_argument("--json", action="store_true", help="always print JSON")
-    parser.add_argument("command", help="an RPC method name, or 'wallet'")
+    parser.add_argument("command", nargs="?", help="an RPC method name ('help' lists them), or 'wallet'")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="method arguments")
     return parser
 
@@ -90,7 +97,7 @@ class Cli:
         """``--rpcuser``/``--rpcpassword``, else the cookie (``--cookie``, else the datadirs)."""
         o = self.opts
         if (o.rpcuser is None) != (o.rpcpassword is None):
-            raise CliError("--rpcuser and --rpcpassword go together")
+            raise CliError("--rpc-user and --rpc-password go together")
         if o.rpcuser is not None:
             if o.cookie is not None:
                 raise CliError("--cookie or --rpcuser/--rpcpassword, not both")
@@ -106,7 +113,7 @@ class Cli:
             if path.exists():
                 return read_cookie(path)
         raise CliError(f"no cookie file at {' or '.join(map(str, tried))}: is pouwd running with this --datadir "
-                       f"and --network? (or pass --cookie PATH, or --rpcuser and --rpcpassword)")
+                       f"and --network? (or pass --cookie PATH, or --rpc-user and --rpc-password)")
 
     def show(self, value: Any) -> None:
         if isinstance(value, str) and not self.opts.json:
@@ -127,7 +134,13 @@ class Cli:
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts = build_parser().parse_args(argv)
+    parser = build_parser()
+    opts = parser.parse_args(argv)
+    if opts.command is None:
+        parser.print_usage(sys.stderr)
+        print("pouw-cli: give an RPC method ('pouw-cli help' lists them) or 'wallet' "
+              "('pouw-cli wallet --help')", file=sys.stderr)
+        return 2
     try:
         Cli(opts).run()
     except (CliError, RpcClientError, wallet.WalletError) as exc:

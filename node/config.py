@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from consensus.params import NETWORKS, Network
+from p2p.addrbook import parse_addr
 
 DEFAULT_DATADIR = "~/.pouw"
 CONFIG_FILE = "pouw.toml"
@@ -30,7 +31,7 @@ class Config:
     rpc_port: int = 0  # 0: the network's default
     rpc_user: str = ""
     rpc_password: str = ""
-    bind: str = "0.0.0.0"
+    bind: str = ""  # "": loopback on dev/regtest, every interface on main/test
     port: int = 0  # 0: the network's default
     listen: bool = True
     connect: list[str] = field(default_factory=list)
@@ -69,6 +70,11 @@ class Config:
     @property
     def effective_port(self) -> int:
         return self.port or self.params.p2p_port
+
+    @property
+    def effective_bind(self) -> str:
+        """The p2p listen address: dev and regtest nodes stay on loopback unless told otherwise."""
+        return self.bind or ("127.0.0.1" if self.params.faucet else "0.0.0.0")
 
 
 FIELD_NAMES = frozenset(f.name for f in fields(Config))
@@ -120,37 +126,70 @@ def _validate(cfg: Config) -> Config:
     for name in ("rpc_port", "port"):
         if getattr(cfg, name) > 65535:
             raise ConfigError(f"{name} must be a TCP port")
+    for name in sorted(_LISTS):
+        for addr in getattr(cfg, name):
+            try:
+                parse_addr(addr, cfg.params.p2p_port)
+            except ValueError:
+                raise ConfigError(f"{name}: bad address {addr!r} (expected host, host:port or [ipv6]:port)") from None
     return cfg
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pouwd", description="pouw full node daemon")
-    p.add_argument("--network", choices=sorted(NETWORKS))
-    p.add_argument("--datadir")
+    d = Config()
+    p = argparse.ArgumentParser(
+        prog="pouwd", description="pouw full node daemon.",
+        epilog=f"Settings come from <datadir>/{CONFIG_FILE} (keys as the flags, with _), then these flags, "
+               "then POUW_* environment variables (POUW_RPC_PORT=...), each overriding the one before. "
+               "Per network: RPC port 8732/18732/28732/38732, p2p port 8733/18733/28733/38733 "
+               "(main/test/dev/regtest).")
+    p.add_argument("--network", choices=sorted(NETWORKS), help=f"which chain (default {d.network})")
+    p.add_argument("--datadir", help=f"data directory; the chain lives in <datadir>/<network>/ (default {d.datadir})")
     p.add_argument("--conf", help=f"config file (default <datadir>/{CONFIG_FILE})")
-    p.add_argument("--rpc-bind", dest="rpc_bind")
-    p.add_argument("--rpc-port", dest="rpc_port", type=int)
-    p.add_argument("--rpc-user", dest="rpc_user")
-    p.add_argument("--rpc-password", dest="rpc_password")
-    p.add_argument("--bind")
-    p.add_argument("--port", type=int)
-    p.add_argument("--nolisten", dest="listen", action="store_const", const=False)
-    p.add_argument("--connect", action="append", help="connect only to this peer (host:port); repeatable")
-    p.add_argument("--addnode", action="append", help="also connect to this peer; repeatable")
-    p.add_argument("--seednode", action="append", help="ask this peer for addresses; repeatable")
-    p.add_argument("--max-outbound", dest="max_outbound", type=int)
-    p.add_argument("--max-inbound", dest="max_inbound", type=int)
-    p.add_argument("--log-level", dest="log_level")
-    p.add_argument("--log-format", dest="log_format", choices=["human", "json"])
-    p.add_argument("--log-file", dest="log_file")
-    p.add_argument("--matrix-store-mb", dest="matrix_store_mb", type=int,
-                   help="job-market matrices kept (MiB, default 4096)")
-    p.add_argument("--max-upload-mb", dest="max_upload_mb", type=int,
-                   help="largest matrix upload accepted over HTTP (MiB, default 1024)")
-    p.add_argument("--reindex", action="store_const", const=True, help="rebuild index and state from stored blocks")
+    rpc = p.add_argument_group("JSON-RPC, REST, /health, /metrics, /ws")
+    rpc.add_argument("--rpc-bind", "--rpcbind", dest="rpc_bind", metavar="ADDR",
+                     help=f"address the API listens on (default {d.rpc_bind})")
+    rpc.add_argument("--rpc-port", "--rpcport", dest="rpc_port", type=int, metavar="PORT",
+                     help="API port (default: the network's RPC port)")
+    rpc.add_argument("--rpc-user", "--rpcuser", dest="rpc_user", metavar="USER",
+                     help="HTTP Basic user, with --rpc-password (default: only the cookie file "
+                          "<datadir>/<network>/.cookie)")
+    rpc.add_argument("--rpc-password", "--rpcpassword", dest="rpc_password", metavar="PASSWORD",
+                     help="HTTP Basic password for --rpc-user")
+    net = p.add_argument_group("peer-to-peer")
+    net.add_argument("--bind", metavar="ADDR",
+                     help="address to listen on for peers (default 127.0.0.1 on dev and regtest, 0.0.0.0 on "
+                          "main and test)")
+    net.add_argument("--port", type=int, help="p2p port (default: the network's p2p port)")
+    net.add_argument("--nolisten", dest="listen", action="store_const", const=False,
+                     help="accept no inbound connections")
+    net.add_argument("--connect", action="append", metavar="HOST[:PORT]",
+                     help="connect only to this peer; repeatable")
+    net.add_argument("--addnode", action="append", metavar="HOST[:PORT]",
+                     help="also keep this peer connected; repeatable")
+    net.add_argument("--seednode", action="append", metavar="HOST[:PORT]",
+                     help="ask this peer for addresses, then disconnect; repeatable")
+    net.add_argument("--max-outbound", dest="max_outbound", type=int, metavar="N",
+                     help=f"outbound connections from the address book (default {d.max_outbound})")
+    net.add_argument("--max-inbound", dest="max_inbound", type=int, metavar="N",
+                     help=f"inbound connections (default {d.max_inbound})")
+    logs = p.add_argument_group("logging")
+    logs.add_argument("--log-level", dest="log_level", type=str.lower, choices=["debug", "info", "warning", "error"],
+                      help=f"(default {d.log_level})")
+    logs.add_argument("--log-format", dest="log_format", choices=["human", "json"],
+                      help=f"(default {d.log_format})")
+    logs.add_argument("--log-file", dest="log_file", metavar="PATH", help="also log to this file (default: none)")
+    market = p.add_argument_group("job market")
+    market.add_argument("--matrix-store-mb", dest="matrix_store_mb", type=int, metavar="MIB",
+                        help=f"job-market matrices kept under <datadir>/<network>/matrices (default {d.matrix_store_mb})")
+    market.add_argument("--max-upload-mb", dest="max_upload_mb", type=int, metavar="MIB",
+                        help=f"largest matrix upload accepted over HTTP (default {d.max_upload_mb})")
     p.add_argument("--addressindex", dest="address_index", action="store_const", const=True,
                    help="keep an index of each address's txs and mined blocks (wallet history); "
                         "an existing datadir builds it with --reindex")
+    p.add_argument("--reindex", action="store_const", const=True,
+                   help="rebuild the block index and all state from the stored blocks (repairs a damaged "
+                        "database), with progress on the console")
     return p
 
 

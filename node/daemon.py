@@ -12,7 +12,9 @@ from typing import Any, Iterable
 from consensus.block import Block
 from consensus.errors import InvalidTx
 from consensus.tx import Tx
+from miner.odds import expected_block_macs
 from p2p import P2PNode
+from p2p.addrbook import parse_addr
 
 from .chain import FUTURE, INVALID, Chain, ChainEvent, SubmitResult
 from .config import Config, ConfigError, load_config
@@ -24,6 +26,7 @@ from .matrices import MatrixStore
 from .mempool import Mempool, MempoolPolicy
 from .metrics import NodeMetrics
 from .peering import PeerChain, PeerMempool
+from .progress import Progress
 from .rpcmethods import RpcMethods
 from .rpcserver import Auth, Dispatcher
 from .store import DatadirCorrupt, DatadirLocked, StoreError
@@ -32,6 +35,7 @@ log = logging.getLogger("pouw.node")
 USER_AGENT = "/pouw:0.1.0/"
 HOUSEKEEPING_SECONDS = 5.0
 RATE_WINDOW = 30  # blocks used to estimate the network's MAC rate
+RESOLVE_TIMEOUT = 10.0
 
 
 class Node:
@@ -43,19 +47,21 @@ class Node:
         self.user_agent = USER_AGENT
         self.started_at = time.time()
         cfg.network_dir.mkdir(parents=True, exist_ok=True)
-        self.chain = Chain(cfg.datadir_path, self.network, reindex=cfg.reindex, address_index=cfg.address_index)
+        self.chain = Chain(cfg.datadir_path, self.network, reindex=cfg.reindex, address_index=cfg.address_index,
+                           reindex_progress=Progress("reindex", log).update)
+        self.sync_progress = Progress("initial sync", log)
         self.mempool = Mempool(self.network, self._tip_view,
                                MempoolPolicy(max_bytes=cfg.mempool_max_bytes, min_fee_per_byte=cfg.min_relay_fee))
         self.metrics = NodeMetrics()
         self.metrics.bind(lambda: self.chain.tip.height, lambda: float(self.chain.tip.chain_work),
                           lambda: self.network.pow_limit / self.chain.next_target(),
                           lambda: self.mempool.info()["size"], lambda: self.mempool.info()["bytes"],
-                          lambda: len(self.p2p.peer_info()))
+                          lambda: len(self.p2p.peer_info()), self.network_mac_rate)
         self.market = JobMarket(self.chain, MatrixStore(cfg.network_dir / "matrices", self.network,
                                                         cfg.matrix_store_mb * 1024 * 1024),
                                 lambda key, first, count: self.p2p.fetch_matrix(key, first, count))
         self.metrics.bind_market(self.market.stats)
-        self.p2p = P2PNode(PeerChain(self), PeerMempool(self), self.network, bind=cfg.bind,
+        self.p2p = P2PNode(PeerChain(self), PeerMempool(self), self.network, bind=cfg.effective_bind,
                            port=cfg.effective_port, listen=cfg.listen, connect=cfg.connect, addnode=cfg.addnode,
                            seednode=cfg.seednode, max_outbound=cfg.max_outbound, max_inbound=cfg.max_inbound,
                            ban_seconds=cfg.ban_seconds, user_agent=USER_AGENT, records=self.chain.store,
@@ -133,24 +139,31 @@ class Node:
 
     def submit_block(self, block: Block | bytes, raw: bytes | None = None) -> SubmitResult:
         """The one path for new blocks (RPC, in-process mining, p2p): validate, connect, count."""
-        return self._count(self.chain.submit_block(block, raw))
+        return self._counted([self.chain.submit_block(block, raw)])[0]
 
     def submit_blocks(self, blocks: Iterable[Block | bytes]) -> list[SubmitResult]:
         """Several blocks in height order (p2p sync): tip moves commit per group."""
-        return [self._count(r) for r in self.chain.submit_blocks(blocks)]
+        return self._counted(self.chain.submit_blocks(blocks))
 
     def retry_future(self) -> list[SubmitResult]:
         """Blocks held for a timestamp too far ahead, tried again (p2p maintenance calls this)."""
-        return [self._count(r) for r in self.chain.retry_future()]
+        return self._counted(self.chain.retry_future())
 
-    def _count(self, result: SubmitResult) -> SubmitResult:
-        if result.status == INVALID:
-            self.metrics.blocks_rejected.labels(reason=result.reason or "invalid").inc()
-            log.info("rejected block %s: %s", result.hash.hex(), result.reason)
-        elif result.status != FUTURE and result.tip_changed:
+    def _counted(self, results: list[SubmitResult]) -> list[SubmitResult]:
+        """Count rejections; report a moved tip once per call (a group moves it once)."""
+        for result in results:
+            if result.status == INVALID:
+                self.metrics.blocks_rejected.labels(reason=result.reason or "invalid").inc()
+                log.info("rejected block %s: %s", result.hash.hex(), result.reason)
+        if any(r.status != FUTURE and r.tip_changed for r in results):
             tip = self.chain.tip
-            log.info("new tip %s height %d", tip.hash.hex(), tip.height)
-        return result
+            best = self.chain.best_header_height()
+            if best > tip.height:  # downloading a chain whose headers we have: progress, not every block
+                self.sync_progress.update(tip.height, best)
+            else:
+                self.sync_progress.finish(tip.height)
+                log.info("new tip %s height %d", tip.hash.hex(), tip.height)
+        return results
 
     def add_tx(self, tx: Tx, announce: bool = True) -> list[Tx]:
         """Admit a tx to the mempool (raises InvalidTx); announce what became ready to peers
@@ -179,10 +192,12 @@ class Node:
                 "useful_mac_share": u["useful_macs"] / u["macs"] if u["macs"] else 0.0}
 
     def network_mac_rate(self) -> float:
-        """MACs per second over the last blocks: each block counts its expected work
-        ``2^256 / target``, but at least the one winning tile's 1024·k (§4)."""
+        """MACs per second over the last blocks (after genesis): each block counts the MACs
+        expected of a miner of its shape at its target (``miner.odds``; at least its one matmul, §4)."""
         tip = self.chain.tip
-        first = max(0, tip.height - RATE_WINDOW)
+        first = max(1, tip.height - RATE_WINDOW)  # genesis is stamped at a fixed date long before
+        if tip.height <= first:
+            return 0.0
         start = self.chain.header(self.chain.hash_at(first) or b"")
         if start is None or tip.header.timestamp <= start.timestamp:
             return 0.0
@@ -190,7 +205,7 @@ class Node:
         for height in range(first + 1, tip.height + 1):
             header = self.chain.header(self.chain.hash_at(height) or b"")
             if header is not None:
-                macs += max(header.block_work, 1024 * header.work.k)
+                macs += expected_block_macs(header)
         return macs / (tip.header.timestamp - start.timestamp)
 
     async def wait_for_tip_change(self, timeout: float) -> None:
@@ -223,6 +238,19 @@ class Node:
             except Exception:
                 log.exception("housekeeping failed")
 
+    async def _check_peer_addresses(self) -> None:
+        """Say at start-up which --connect/--addnode/--seednode hosts do not resolve (p2p keeps retrying)."""
+        loop = asyncio.get_running_loop()
+        for flag, addrs in (("--connect", self.cfg.connect), ("--addnode", self.cfg.addnode),
+                            ("--seednode", self.cfg.seednode)):
+            for addr in addrs:
+                host, port = parse_addr(addr, self.network.p2p_port)
+                try:
+                    await asyncio.wait_for(loop.getaddrinfo(host, port), RESOLVE_TIMEOUT)
+                except (OSError, asyncio.TimeoutError) as exc:
+                    log.warning("%s %s: cannot resolve host %r (%s); will keep trying", flag, addr, host,
+                                str(exc) or "timed out")
+
     async def run(self) -> None:
         self._stop = asyncio.Event()
         self._tip_changed = asyncio.Event()
@@ -235,6 +263,7 @@ class Node:
             self.auth.write_cookie()
             await self.p2p.start()
             housekeeping = asyncio.create_task(self._housekeeping())
+            checking = asyncio.create_task(self._check_peer_addresses())
             tip = self.chain.tip
             log.info("pouwd ready: network %s, height %d, tip %s, rpc %s:%d, datadir %s", self.network.name,
                      tip.height, tip.hash.hex(), self.cfg.rpc_bind, port, self.cfg.network_dir)
@@ -242,6 +271,7 @@ class Node:
             log.info("shutting down")
             self._tip_changed.set()  # release long-polling getblocktemplate calls
             housekeeping.cancel()
+            checking.cancel()
         finally:
             await self.p2p.stop()
             await self.http.stop()

@@ -21,6 +21,8 @@ class NodeMetrics:
         self.mempool_txs = Gauge("pouw_mempool_transactions", "Transactions in the mempool", registry=r)
         self.mempool_bytes = Gauge("pouw_mempool_bytes", "Encoded bytes of mempool transactions", registry=r)
         self.peers = Gauge("pouw_peers", "Connected peers", registry=r)
+        self.network_macs = Gauge("pouw_network_macs_per_second",
+                                  "Network MAC rate over the last blocks (expected MACs per block / time)", registry=r)
         self.blocks_connected = Counter("pouw_blocks_connected", "Blocks connected to the best chain", registry=r)
         self.blocks_rejected = Counter("pouw_blocks_rejected", "Blocks rejected, by reason", ["reason"], registry=r)
         self.txs_rejected = Counter("pouw_txs_rejected", "Transactions rejected, by reason", ["reason"], registry=r)
@@ -37,7 +39,8 @@ class NodeMetrics:
                                      buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
 
     def bind(self, height: Callable[[], float], chain_work: Callable[[], float], difficulty: Callable[[], float],
-             mempool_txs: Callable[[], float], mempool_bytes: Callable[[], float], peers: Callable[[], float]) -> None:
+             mempool_txs: Callable[[], float], mempool_bytes: Callable[[], float], peers: Callable[[], float],
+             network_macs: Callable[[], float]) -> None:
         """Read the live figures from the node at scrape time."""
         self.height.set_function(height)
         self.chain_work.set_function(chain_work)
@@ -45,6 +48,7 @@ class NodeMetrics:
         self.mempool_txs.set_function(mempool_txs)
         self.mempool_bytes.set_function(mempool_bytes)
         self.peers.set_function(peers)
+        self.network_macs.set_function(network_macs)
 
     def bind_market(self, stats: Callable[[], dict]) -> None:
         """Read the job market's figures (``JobMarket.stats``) once per scrape."""

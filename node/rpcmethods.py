@@ -272,8 +272,8 @@ class RpcMethods:
             template = new_template(self.chain, self.mempool, int(time.time()))
             # A fast burst pushes median time past ahead of the clock (about 1 s per 6 blocks);
             # wait rather than produce blocks beyond the future limit (§5).
-            ahead = template.mintime - (int(time.time()) + self.network.future_time_limit)
-            if ahead > 0:
+            ahead = template.clock_wait(int(time.time()))
+            if ahead:
                 await asyncio.sleep(ahead)
                 if self.node.stopping():
                     break

@@ -418,9 +418,12 @@ def read_password(confirm: bool = False) -> str:
     """The password from ``$POUW_WALLET_PASSWORD``, else a prompt (twice with ``confirm``)."""
     password = os.environ.get(PASSWORD_ENV)
     if password is None:
-        password = getpass.getpass("wallet password: ")
-        if confirm and getpass.getpass("repeat password: ") != password:
-            raise WalletError("passwords do not match")
+        try:
+            password = getpass.getpass("wallet password: ")
+            if confirm and getpass.getpass("repeat password: ") != password:
+                raise WalletError("passwords do not match")
+        except EOFError:  # Ctrl-D at the prompt, or no terminal and nothing on stdin
+            raise WalletError(f"no wallet password: type it at the prompt or set {PASSWORD_ENV}") from None
     if not password:
         raise WalletError("empty wallet password")
     return password

@@ -13,6 +13,10 @@
   Bitcoin: 0.1 addresses/s, burst 1000) and from the listen port inbound peers
   announce in ``version``; ``getaddr`` is answered once per inbound connection.
   Small ``addr`` messages are forwarded to two other peers.
+* One connection per pair of nodes: an address is not dialled while the node
+  listening there is connected to us inbound, and when two nodes dialled each
+  other at once both drop the same one of the two connections (the one whose
+  pair of version nonces sorts first).
 """
 from __future__ import annotations
 
@@ -116,7 +120,33 @@ class PeerManager:
         return inbound, len(self.peers) - inbound
 
     def _connected_addrs(self) -> set[str]:
-        return {p.addr for p in self.peers.values() if not p.inbound} | self._dialing
+        return {a for p in self.peers.values() if (a := self._listen_addr(p))} | self._dialing
+
+    @staticmethod
+    def _listen_addr(peer: Peer) -> str | None:
+        """Where the node behind a connection listens: the address we dialled, or the
+        port an inbound peer announced in ``version``."""
+        if not peer.inbound:
+            return peer.addr
+        if peer.version is not None and peer.version.listen_port:
+            return format_addr(str(parse_ip(peer.ip)), peer.version.listen_port)
+        return None
+
+    def _drop_duplicate(self, peer: Peer) -> bool:
+        """Close one of two connections to the same node, the same one on both ends; True if
+        it was ``peer``."""
+        addr = self._listen_addr(peer)
+        other = next((p for p in self.peers.values() if p is not peer and p.ready and not p.closed
+                      and addr is not None and self._listen_addr(p) == addr), None)
+        if other is None:
+            return False
+
+        def pair(p: Peer) -> tuple[int, int]:
+            return tuple(sorted((p.local_nonce or 0, p.version.nonce if p.version else 0)))
+        drop = min(peer, other, key=pair)
+        log.debug("two connections to %s; closing %r", addr, drop)
+        drop.close("duplicate connection")
+        return drop is peer
 
     # --- inbound -----------------------------------------------------------------------
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -225,6 +255,8 @@ class PeerManager:
 
     # --- peer events ---------------------------------------------------------------------
     def on_ready(self, peer: Peer) -> None:
+        if self._drop_duplicate(peer):
+            return
         self._addr_buckets[peer.id] = TokenBucket(0.1, 1000.0)
         self._retry.pop(peer.addr, None)
         if peer.inbound:

@@ -128,6 +128,7 @@ class Relay:
                     missing.append([kind, h])
                     continue
                 peer.known.add(h)
+                self.sync.peer_has(peer, h)
                 peer.send_payload(wire.block_payload(raw))
                 await peer.drain()
             elif kind == wire.INV_TX:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from consensus.block import ZERO32, Block, Header
 
 from . import wire
-from .interfaces import ACCEPTED, DUPLICATE, FUTURE, INVALID, ORPHAN, ChainView
+from .interfaces import ACCEPTED, DUPLICATE, FUTURE, INVALID, ORPHAN, ChainView, Entry
 from .peer import BAN_SCORE, Peer
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ class PeerSync:
     headers_sent_at: float | None = None  # an outstanding getheaders
     headers_again: bool = False  # ask once more when the outstanding reply arrives
     resume_from: bytes | None = None  # full batch seen, continuation waits for the header lead
+    asked_from: bytes | None = None  # the first locator entry of the outstanding getheaders
     unconnecting: int = 0
 
 
@@ -149,9 +150,19 @@ class Sync:
         if start is not None:
             locator = [start, *locator[:wire.MAX_LOCATOR - 1]]
         st.headers_sent_at = self._clock()
+        st.asked_from = locator[0] if locator else None
         peer.send("getheaders", locator, ZERO32)
 
+    def peer_has(self, peer: Peer, block_hash: bytes) -> None:
+        """The peer showed it has ``block_hash`` (sent or asked for the block, or leads its locator with it)."""
+        st = self._peers.get(peer.id)
+        entry = self.chain.entry(block_hash)
+        if st is not None and entry is not None:
+            self._note_entry(st, block_hash, entry)
+
     def on_getheaders(self, peer: Peer, locator: list[bytes], stop: bytes) -> None:
+        if locator:
+            self.peer_has(peer, locator[0])
         headers = self.chain.headers_after(locator, stop, wire.MAX_HEADERS)
         peer.send("headers", [h.to_list() for h in headers])
 
@@ -169,6 +180,12 @@ class Sync:
 
     def _process_headers(self, peer: Peer, st: PeerSync, headers: list[Header], solicited: bool) -> None:
         if not headers:
+            # Nothing after our locator: the peer's tip is one of its entries. Its tip is
+            # the first one when it was at least that high on connecting (getpeerinfo's
+            # synced_* then show our common tip instead of -1).
+            entry = self.chain.entry(st.asked_from) if solicited and st.asked_from else None
+            if entry is not None and peer.version is not None and peer.version.best_height >= entry.height:
+                self._note_entry(st, st.asked_from, entry)
             return
         for prev, h in itertools.pairwise(headers):
             if h.prev_hash != prev.hash:
@@ -218,10 +235,16 @@ class Sync:
             self._resume_headers(st)
 
     def _note_best(self, st: PeerSync, header: Header) -> None:
-        if header.height > st.best_height and self.chain.entry(header.hash) is not None:
-            st.best, st.best_height = header.hash, header.height
         entry = self.chain.entry(header.hash)
-        if entry is not None and entry.have_data:
+        if entry is not None:
+            self._note_entry(st, header.hash, entry)
+
+    @staticmethod
+    def _note_entry(st: PeerSync, block_hash: bytes, entry: Entry) -> None:
+        """The peer has the header (and, if we have its block, presumably the block) ``block_hash``."""
+        if entry.height > st.best_height:
+            st.best, st.best_height = block_hash, entry.height
+        if entry.have_data:
             st.synced_blocks = max(st.synced_blocks, entry.height)
 
     def _prune_added(self, st: PeerSync) -> None:
@@ -275,7 +298,7 @@ class Sync:
             if entry is None:
                 unknown.append(h)
             elif entry.have_data:
-                st.synced_blocks = max(st.synced_blocks, entry.height)
+                self._note_entry(st, h, entry)
             elif entry.chain_work > self.chain.tip.chain_work:
                 self._want_chain(st, h)
         if unknown:
@@ -428,7 +451,7 @@ class Sync:
             elif res.status == ORPHAN:
                 self.request_headers(peer)
             elif res.status in (ACCEPTED, DUPLICATE) and st is not None:
-                st.synced_blocks = max(st.synced_blocks, block.header.height)
+                self.peer_has(peer, block.hash)
             elif res.status == FUTURE:
                 log.info("block %s is too far in the future; held by the chain", block.hash.hex())
 

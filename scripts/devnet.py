@@ -4,10 +4,16 @@ other over loopback), one pouw-miner, the dev faucet imported into a wallet, and
 live status view until Ctrl-C, which stops everything cleanly.
 
     bash scripts/devnet.sh [--datadir .devnet] [--nodes 3] [--fresh] [--duration SECONDS]
+
+Whatever ends the devnet — Ctrl-C, SIGTERM, SIGHUP, a closed output pipe, an error
+here, even SIGKILL — its nodes and miner stop with it: the first four lead to the
+orderly shutdown below, and every child asks the kernel for SIGTERM when this
+process dies (Linux ``PR_SET_PDEATHSIG``).
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import shutil
 import signal
@@ -15,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -22,11 +29,57 @@ sys.path.insert(0, str(REPO))
 from consensus.genesis import dev_faucet_key  # noqa: E402
 from consensus.keys import encode_address  # noqa: E402
 from miner.rpcclient import RpcClient, RpcClientError, cookie_auth  # noqa: E402
+from miner.units import duration, si  # noqa: E402
 
 NETWORK = "dev"
 WALLET_PASSWORD = "devnet"
 FAUCET_ADDRESS = encode_address("dpw", dev_faucet_key().address)
 RECENT_BLOCKS = 6
+PR_SET_PDEATHSIG = 1
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def die_with_parent():
+    """A ``preexec_fn``: the child gets SIGTERM when this process dies, however it dies."""
+    parent = os.getpid()
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+
+    def preexec() -> None:
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+    return preexec
+
+
+def spawn(args: list[str], log_path: Path) -> subprocess.Popen:
+    """A child in a session of its own (a terminal's Ctrl-C reaches only us; we stop it in order)
+    that still dies with this process."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=die_with_parent())
+
+
+class Console:
+    """stdout that may vanish (``devnet.sh | tee log`` and the tee is gone): the first failed
+    write asks the devnet to stop, and later output is dropped instead of raising."""
+
+    def __init__(self, on_lost: Callable[[], None]) -> None:
+        self.on_lost = on_lost
+        self.lost = False
+
+    def say(self, text: str) -> None:
+        if self.lost:
+            return
+        try:
+            print(text, flush=True)
+        except (BrokenPipeError, OSError):
+            self.lost = True
+            try:  # no further writes, not even Python's own flush at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except OSError:
+                pass
+            self.on_lost()
 
 
 class DevNode:
@@ -46,13 +99,11 @@ class DevNode:
                 "--rpc-port", str(self.rpc_port), "--bind", "127.0.0.1", "--port", str(self.p2p_port)]
         for peer in peers:
             args += ["--addnode", peer]
-        with open(self.datadir / "pouwd.log", "ab") as log:
-            self.process = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = spawn(args, self.datadir / "pouwd.log")
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, stopping: Callable[[], bool], timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stopping():
             if self.process is not None and self.process.poll() is not None:
                 raise SystemExit(f"node{self.index} exited; see {self.datadir / 'pouwd.log'}")
             try:
@@ -62,10 +113,13 @@ class DevNode:
                 return
             except RpcClientError:
                 time.sleep(0.2)
+        if stopping():
+            raise SystemExit("interrupted while starting the devnet")
         raise SystemExit(f"node{self.index} did not answer on {self.url}; see {self.datadir / 'pouwd.log'}")
 
     def call(self, method: str, *params):
-        assert self.client is not None
+        if self.client is None:
+            raise RpcClientError(f"node{self.index} has not answered yet")
         return self.client.call(method, *params)
 
     def stop(self) -> None:
@@ -92,18 +146,13 @@ def import_faucet(node: DevNode) -> None:
 def start_miner(node: DevNode, root: Path) -> subprocess.Popen:
     """pouw-miner flat out against ``node``: ASERT (PROTOCOL §5) brings block times to T."""
     args = [sys.executable, "-m", "miner.cli", "--network", NETWORK, "--datadir", str(node.datadir),
-            "--rpc", node.url, "--address", FAUCET_ADDRESS, "--quiet"]
-    with open(root / "miner.log", "ab") as log:
-        return subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+            "--rpc-url", node.url, "--address", FAUCET_ADDRESS, "--quiet"]
+    return spawn(args, root / "miner.log")
 
 
-def si(value: float) -> str:
-    """1234567 -> '1.23 M' (for MAC rates that span kilo to tera)."""
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if value >= scale:
-            return f"{value / scale:.2f} {prefix}"
-    return f"{value:.0f} "
+def block_age(seconds: float) -> str:
+    """How long ago a block was stamped; a timestamp ahead of this clock says so."""
+    return f"{duration(seconds)} ago" if seconds >= 0 else f"{duration(-seconds)} ahead of this clock"
 
 
 def status(nodes: list[DevNode]) -> str:
@@ -111,19 +160,20 @@ def status(nodes: list[DevNode]) -> str:
     first = nodes[0]
     try:
         mining = first.call("getmininginfo")
-        lines.append(f"dev network  height {mining['blocks']}  difficulty {mining['difficulty']:.3g}  "
-                     f"network {si(mining['networkmacps'])}MAC/s  mempool {mining['pooledtx']} txs  "
+        lines.append(f"dev network  height {mining['blocks']}  tip difficulty {mining['difficulty']:.3g}  "
+                     f"network {si(mining['networkmacps'], 'MAC/s')}  mempool {mining['pooledtx']} txs  "
                      f"useful blocks {mining['useful']['useful_block_share']:.0%}")
         lines.append(f"state root {mining['state_root']}")
     except RpcClientError as exc:
         lines.append(f"node0 unreachable: {exc}")
-    lines.append(f"{'node':<6}{'rpc':<24}{'height':>8}  {'tip':<18}{'peers':>6}")
+    lines.append(f"{'node':<6}{'rpc':<24}{'height':>8}  {'tip':<18}{'peers (in/out)':>15}")
     for node in nodes:
         try:
             info = node.call("getblockchaininfo")
-            peers = node.call("getconnectioncount")
+            net = node.call("getnetworkinfo")
+            peers = f"{net['connections']} ({net['connections_in']}/{net['connections_out']})"
             lines.append(f"node{node.index:<2}{node.url:<24}{info['blocks']:>8}  {info['bestblockhash'][:16]:<18}"
-                         f"{peers:>6}")
+                         f"{peers:>15}")
         except RpcClientError as exc:
             lines.append(f"node{node.index:<2}{node.url:<24}  unreachable ({exc})")
     lines.append("recent blocks:")
@@ -133,8 +183,8 @@ def status(nodes: list[DevNode]) -> str:
         for height in range(tip, max(0, tip - RECENT_BLOCKS), -1):
             block = first.call("getblock", first.call("getblockhash", height), 1)
             useful = "useful" if block["useful"] else "synthetic"
-            lines.append(f"  {height:>7}  {block['hash'][:16]}  {block['ntx']:>3} txs  {block['macs'] / 1e6:8.1f} MMAC "
-                         f"{useful:<9}  {now - block['time']:6.0f}s ago")
+            lines.append(f"  {height:>7}  {block['hash'][:16]}  {block['ntx']:>3} txs  {si(block['macs'], 'MAC'):>11}  "
+                         f"{useful:<9}  {block_age(now - block['time'])}")
     except RpcClientError:
         pass
     return "\n".join(lines)
@@ -148,6 +198,8 @@ def main() -> int:
     p.add_argument("--fresh", action="store_true", help="delete the devnet's data first")
     p.add_argument("--no-miner", action="store_true")
     p.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
+    p.add_argument("--status-interval", type=float, default=10.0, metavar="SECONDS",
+                   help="how often the status is printed when stdout is not a terminal")
     args = p.parse_args()
     root = Path(args.datadir).expanduser().resolve()
     if args.fresh and root.exists():
@@ -156,22 +208,23 @@ def main() -> int:
     nodes = [DevNode(i, root, args.rpc_port + 10 * i, args.rpc_port + 10 * i + 1) for i in range(args.nodes)]
     stop = {"now": False}
 
-    def on_signal(signum, frame) -> None:
+    def request_stop(*_: object) -> None:
         stop["now"] = True
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, request_stop)
+    console = Console(request_stop)
     miner: subprocess.Popen | None = None
     try:
         for node in nodes:
             node.start([f"127.0.0.1:{other.p2p_port}" for other in nodes if other is not node])
         for node in nodes:
-            node.wait_ready()
+            node.wait_ready(lambda: stop["now"])
         import_faucet(nodes[0])
         if not args.no_miner:
             miner = start_miner(nodes[0], root)
-        print(f"devnet up: {len(nodes)} nodes, faucet wallet in {nodes[0].datadir / NETWORK / 'wallet.json'} "
-              f"(password '{WALLET_PASSWORD}'), Ctrl-C to stop", flush=True)
+        console.say(f"devnet up: {len(nodes)} nodes, faucet wallet in {nodes[0].datadir / NETWORK / 'wallet.json'} "
+                    f"(password '{WALLET_PASSWORD}'), Ctrl-C to stop")
         started = time.monotonic()
         tty = sys.stdout.isatty()
         last_print = 0.0
@@ -179,16 +232,18 @@ def main() -> int:
             if args.duration is not None and time.monotonic() - started > args.duration:
                 break
             if miner is not None and miner.poll() is not None:
-                print(f"the miner exited ({miner.returncode}); see {root / 'miner.log'}", flush=True)
+                console.say(f"the miner exited ({miner.returncode}); see {root / 'miner.log'}")
                 miner = None
             if tty:
-                print("\033[2J\033[H" + status(nodes), flush=True)
-            elif time.monotonic() - last_print >= 10:
-                print(status(nodes), flush=True)
+                console.say("\033[2J\033[H" + status(nodes))
+            elif time.monotonic() - last_print >= args.status_interval:
+                console.say(status(nodes))
                 last_print = time.monotonic()
             time.sleep(1.0)
     finally:
-        print("stopping the devnet ...", flush=True)
+        for sig in STOP_SIGNALS:  # a second Ctrl-C must not cut the shutdown short
+            signal.signal(sig, signal.SIG_IGN)
+        console.say("stopping the devnet ...")
         if miner is not None and miner.poll() is None:
             miner.send_signal(signal.SIGINT)
             try:
@@ -197,10 +252,9 @@ def main() -> int:
                 miner.kill()
         for node in nodes:
             node.stop()
-        print(f"devnet stopped. Data and logs are in {root} (nodeN/pouwd.log, miner.log); "
-              f"run again to resume, or with --fresh to start over.", flush=True)
+        console.say(f"devnet stopped. Data and logs are in {root} (nodeN/pouwd.log, miner.log); "
+                    f"run again to resume, or with --fresh to start over.")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,37 @@
+"""The odds of the work lottery (PROTOCOL §4): a tile wins with probability
+``min(1, target·1024·k / 2^256)``; a matmul of T = (m/32)·(n/32) tiles wins when any
+of its tiles does. What a block is expected to cost follows from that, in MACs:
+``m·n·k / P(matmul wins)`` — the consensus chain work ``2^256 / target`` when wins are
+rare, but never less than the one matmul every block needs (at the pow limit every
+tile wins, and ``2^256 / target`` would count 1 MAC for a 4 MMAC block).
+"""
+from __future__ import annotations
+
+import math
+
+from consensus.block import Header
+from consensus.work import TILE, win_threshold
+
+
+def tile_win_probability(target: int, k: int) -> float:
+    return min(1.0, win_threshold(target, k) / 2**256)
+
+
+def matmul_win_probability(target: int, m: int, n: int, k: int) -> float:
+    """``1 − (1 − p)^T``, accurate for tiny p."""
+    p = tile_win_probability(target, k)
+    if p >= 1.0:
+        return 1.0
+    return -math.expm1((m // TILE) * (n // TILE) * math.log1p(-p))
+
+
+def expected_macs(target: int, m: int, n: int, k: int) -> float:
+    """MACs a miner of this shape is expected to spend per block at ``target``."""
+    probability = matmul_win_probability(target, m, n, k)
+    return m * n * k / probability if probability > 0 else math.inf
+
+
+def expected_block_macs(header: Header) -> float:
+    """``expected_macs`` of the shape and target a block was mined with."""
+    w = header.work
+    return expected_macs(header.target, w.m, w.n, w.k)
