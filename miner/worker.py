@@ -7,6 +7,11 @@ drops it between two matmuls and never submits a block for an old tip.
 The loop never spins against the node: it builds no header whose timestamp the node
 would hold (it waits for the clock when median time past runs ahead, §5), and after a
 rejected block it says why and backs off, 1 s doubling to 60 s, until a block is accepted.
+
+With a ``JobTaker`` the loop mines on jobs (§6): it takes an open job, mines useful blocks
+on its A and B, recovers A·B from its first template (``kernel.matmul``, the 2-for-1
+path), claims the job with it, and goes on mining on the job while it is OPEN or
+CLAIMED; without one, or between jobs, it mines synthetic matrices.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from consensus.block import WorkSpec
 from consensus.work import assemble_block, commit_a, commit_b
 
 from . import kernel
+from .jobs import JobTaker, JobWork
 from .odds import expected_macs
 from .rpcclient import RpcClient, RpcClientError
 from .synthetic import synthetic_matrices
@@ -34,6 +40,7 @@ BACKOFF_FIRST = 1.0  # seconds after the first rejected block in a row
 BACKOFF_MAX = 60.0
 RATE_WINDOW_SECONDS = 60.0
 TIME_TOO_NEW = "time-too-new"  # submitblock's answer for a block held for its timestamp
+JOB_CHECK_SECONDS = 5.0  # how often the loop looks for a job, or checks that its job is still open
 
 
 @dataclass
@@ -43,6 +50,7 @@ class MinerStats:
 
     started: float = field(default_factory=lambda: time.monotonic())
     macs: int = 0
+    useful_macs: int = 0  # MACs on jobs' matrices
     tiles: int = 0
     matmuls: int = 0
     found: int = 0
@@ -57,8 +65,9 @@ class MinerStats:
     def __post_init__(self) -> None:
         self._marks.append((self.started, 0, 0))
 
-    def add_matmul(self, macs: int, tiles: int) -> None:
+    def add_matmul(self, macs: int, tiles: int, useful: bool = False) -> None:
         self.macs += macs
+        self.useful_macs += macs if useful else 0
         self.tiles += tiles
         self.matmuls += 1
         now = time.monotonic()
@@ -133,12 +142,13 @@ class Backoff:
 
 
 class Miner:
-    """Mines synthetic matrices of one shape against a node until stopped."""
+    """Mines against a node until stopped: on jobs when it has a ``JobTaker``, else (and between
+    jobs) on synthetic matrices of one shape."""
 
     def __init__(self, client: RpcClient, watcher_client: RpcClient, address: bytes,
                  shape: tuple[int, int, int, int], threads: int | None = None,
                  log: Callable[[str], None] = print, min_interval: float = 0.0,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None, jobs: JobTaker | None = None) -> None:
         self.client = client
         self.watcher_client = watcher_client
         self.address = address
@@ -149,8 +159,33 @@ class Miner:
         self.backoff = backoff or Backoff()
         self.stats = MinerStats()
         self.stop_event = threading.Event()
-        self.a, self.b = synthetic_matrices(hashlib.sha256(address + os.urandom(16)).digest(), self.m, self.n, self.k)
-        self.spec = WorkSpec(self.m, self.n, self.k, self.r, commit_a(self.a), commit_b(self.b))
+        self.synthetic = synthetic_matrices(hashlib.sha256(address + os.urandom(16)).digest(), self.m, self.n, self.k)
+        self.synthetic_spec = WorkSpec(self.m, self.n, self.k, self.r, commit_a(self.synthetic[0]),
+                                       commit_b(self.synthetic[1]))
+        self.jobs = jobs
+        self.job: JobWork | None = None
+        self._job_checked = -math.inf
+
+    def _work(self) -> tuple[object, object, WorkSpec]:
+        """(A, B, work spec) to mine now: the current job's, else the synthetic ones."""
+        if self.job is not None:
+            return self.job.a, self.job.b, self.job.spec
+        return (*self.synthetic, self.synthetic_spec)
+
+    def _follow_jobs(self) -> None:
+        """Every few seconds: settle what was claimed, drop a job that ended, take a new one."""
+        if self.jobs is None or time.monotonic() - self._job_checked < JOB_CHECK_SECONDS:
+            return
+        self._job_checked = time.monotonic()
+        try:
+            self.jobs.poll()
+            if self.job is not None and not self.jobs.still_useful(self.job):
+                self.job = None
+            if self.job is None:
+                self.job = self.jobs.choose()
+        except RpcClientError as exc:
+            self.log(f"job market: {exc}")
+            self.job = None
 
     def run(self, max_blocks: int | None = None) -> None:
         template = Template.from_json(self.client.call("getblocktemplate"))
@@ -173,18 +208,27 @@ class Miner:
                              f"stamped no earlier than {template.mintime}; waiting {wait}s for the clock")
                     self.stop_event.wait(wait)
                     continue
-                self.stats.block_macs = expected_macs(template.target, self.m, self.n, self.k)
-                header = template.header_for(self.address, nonce, self.spec, int(time.time()))
+                self._follow_jobs()
+                a, b, spec = self._work()
+                self.stats.block_macs = expected_macs(template.target, spec.m, spec.n, spec.k)
+                header = template.header_for(self.address, nonce, spec, int(time.time()))
                 nonce += 1
-                winners = kernel.mine(header, self.a, self.b, self.threads)
-                self.stats.add_matmul(self.m * self.n * self.k, (self.m // 32) * (self.n // 32))
+                job = self.job
+                if job is not None and job.claim is None and job.result_txid is None:
+                    product, winners = kernel.matmul(a, b, header, self.threads)  # the 2-for-1 path
+                    if not self.jobs.deliver(job, product):  # type: ignore[union-attr]
+                        self.job = None
+                else:
+                    winners = kernel.mine(header, a, b, self.threads)
+                self.stats.add_matmul(spec.m * spec.n * spec.k, (spec.m // 32) * (spec.n // 32),
+                                      useful=job is not None)
                 if not winners:
                     continue
                 self.stats.found += 1
                 if watcher.changed.is_set() or self.client.call("getbestblockhash") != template.prev_hash.hex():
                     self.stats.stale += 1  # the tip moved while we computed: never submit for an old tip
                     continue
-                self.stop_event.wait(self._submit(assemble_block(header, self.a, self.b, winners[0], template.txs)))
+                self.stop_event.wait(self._submit(assemble_block(header, a, b, winners[0], template.txs)))
                 template = Template.from_json(self.client.call("getblocktemplate"))
                 fetched = time.monotonic()
         finally:
@@ -209,8 +253,14 @@ class Miner:
         return delay
 
 
-def status_line(stats: MinerStats) -> str:
+def status_line(stats: MinerStats, jobs: JobTaker | None = None) -> str:
     rejected = f" (last: {stats.last_reject})" if stats.rejected else ""
-    return (f"{si(stats.mac_rate(), 'MAC/s')}  {si(stats.tickets_per_second(), 'tickets/s')}  "
+    line = (f"{si(stats.mac_rate(), 'MAC/s')}  {si(stats.tickets_per_second(), 'tickets/s')}  "
             f"next block expected in {duration(stats.expected_seconds_to_block())}  found {stats.found}  "
             f"accepted {stats.accepted}  rejected {stats.rejected}{rejected}  stale {stats.stale}")
+    if jobs is not None:
+        j = jobs.stats
+        share = stats.useful_macs / stats.macs if stats.macs else 0.0
+        line += (f"  jobs taken {j.taken} claimed {j.claimed} paid {j.paid} (+{j.reward / 1e8:g} coins)"
+                 f"  useful {share:.0%}")
+    return line

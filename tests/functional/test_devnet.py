@@ -60,7 +60,7 @@ def alive(pid: int) -> bool:
 def test_every_child_stops_with_the_devnet(tmp_path, ending) -> None:
     devnet = subprocess.Popen([sys.executable, "scripts/devnet.py", "--datadir", str(tmp_path / "devnet"),
                                "--nodes", str(NODES), "--rpc-port", str(free_port_block()),
-                               "--block-interval", "1", "--status-interval", "1"],
+                               "--status-interval", "1"],
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     children: set[int] = set()
     try:
