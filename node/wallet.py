@@ -163,9 +163,13 @@ class Secrets:
         try:
             doc = json.loads(data)
             entropy = None if doc["entropy"] is None else bytes.fromhex(doc["entropy"])
-            return cls(entropy, tuple(bytes.fromhex(seed) for seed in doc["imported"]))
+            imported = tuple(bytes.fromhex(seed) for seed in doc["imported"])
         except (ValueError, KeyError, TypeError) as exc:
             raise WalletCorrupt(f"malformed wallet secrets: {exc}") from None
+        if (entropy is not None and len(entropy) not in hdkeys.WORD_COUNTS.values()) or any(
+                len(seed) != 32 for seed in imported):
+            raise WalletCorrupt("malformed wallet secrets: bad entropy or key size")
+        return cls(entropy, imported)
 
 
 @dataclass(frozen=True)

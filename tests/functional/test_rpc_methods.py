@@ -3,6 +3,7 @@ envelope (batches, notifications, parse errors). One regtest node serves the mod
 each test builds the state it checks on top of whatever tip it finds."""
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
@@ -520,6 +521,47 @@ def test_getaccount_rewards_mature(node) -> None:
         assert err["code"] == -5 and "Invalid address" in err["message"], bad
     # the address comes back normalised
     assert decode_address(node.getaccount(address(miner).upper())["address"], REGTEST.hrp) == miner.address
+
+
+def test_wallet_address_methods(node) -> None:
+    """validateaddress, getaddressbalance, estimatefee; getaddresshistory without the index (the index
+    itself: tests/functional/test_wallet_cli.py)."""
+    ok = address(key(910))
+    assert node.validateaddress(ok.upper()) == {"isvalid": True, "address": ok, "network": "regtest"}
+    for bad, why in [("rpw1qqqq", "malformed"), (ok[:-1] + ("q" if ok[-1] != "q" else "p"), "checksum"),
+                     (encode_address(DEV.hrp, key(910).address), "address of network dev, this node is regtest"),
+                     ("", "malformed")]:
+        found = node.validateaddress(bad)
+        assert found["isvalid"] is False and why in found["error"], (bad, found)
+
+    miner = key(911)
+    node.generatetoaddress(1, address(miner))
+    both = node.getaddressbalance([FAUCET_ADDRESS, address(miner), FAUCET_ADDRESS])  # duplicates count once
+    assert [a["address"] for a in both["addresses"]] == [FAUCET_ADDRESS, address(miner)]
+    assert both["addresses"][0] == node.getaccount(FAUCET_ADDRESS)
+    assert both["balance"] == both["addresses"][0]["balance"] and both["immature"] == 50 * 10**8
+    assert both["height"] == node.getblockcount()
+    for params, fragment in [([[]], "1 to 1000"), ([[5]], "strings"), ([["rpw1qqqq"]], "Invalid address"),
+                             ([[ok] * 1001], "1 to 1000")]:
+        err = rpc_error(node, "getaddressbalance", *params)
+        assert err["code"] in (-8, -5) and fragment in err["message"], (params, err)
+    assert rpc_error(node, "getaddressbalance", ok)["code"] == -32602  # a list, not a string
+
+    err = rpc_error(node, "getaddresshistory", [ok])
+    assert err["code"] == -1 and "--addressindex" in err["message"]
+
+    # estimatefee: the median fee rate of the last blocks' txs, at least the relay minimum
+    assert rpc_error(node, "estimatefee", 0)["code"] == -8 and rpc_error(node, "estimatefee", 101)["code"] == -8
+    nonce = faucet_nonce(node)
+    txs = [transfer(FAUCET, nonce + i, key(912).address, 1, fee=fee) for i, fee in enumerate((500, 2000, 20_000))]
+    for tx in txs:
+        node.sendrawtransaction(tx.encode().hex())
+    node.generatetoaddress(1, address(miner))
+    median = sorted(txs, key=lambda tx: tx.fee / len(tx.encode()))[1]
+    assert node.estimatefee(1) == {"feerate": math.ceil(median.fee / len(median.encode())), "min_relay_feerate": 1,
+                                   "blocks": 1, "txs": 3}
+    node.generatetoaddress(1, address(miner))
+    assert node.estimatefee(1)["txs"] == 0 and node.estimatefee(1)["feerate"] == 1  # an empty block: the minimum
 
 
 def test_getjob_not_found(node) -> None:

@@ -138,3 +138,12 @@ def test_negative_flags_are_refused(tmp_path, flag) -> None:
     name = flag[2:].replace("-", "_")
     with pytest.raises(ConfigError, match=f"{name} must not be negative"):
         load(tmp_path, flag, "-5")
+
+
+def test_address_index_flag_file_env(tmp_path) -> None:
+    assert load(tmp_path).address_index is False  # off by default
+    assert load(tmp_path, "--addressindex").address_index is True
+    assert load(tmp_path, POUW_ADDRESS_INDEX="true").address_index is True
+    write_conf(tmp_path, "address-index = true\n")
+    assert load(tmp_path).address_index is True
+    assert load(tmp_path, POUW_ADDRESS_INDEX="0").address_index is False

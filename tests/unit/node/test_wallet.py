@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import stat
+from dataclasses import replace
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -174,6 +175,17 @@ def test_tampered_clear_keys_detected(path, edit):
     path.write_text(json.dumps(doc))
     with pytest.raises(wallet.WalletCorrupt):
         wallet.load(path, REGTEST).unlock("pw")
+
+
+@pytest.mark.parametrize("secrets_", [Secrets(b"\x01" * 5), Secrets(ENTROPY, (b"\x02" * 31,))])
+def test_malformed_secrets_refused(secrets_):
+    """Secrets sealed under the right password but of the wrong sizes (a hand-made file)."""
+    unlocked = fresh().unlock("pw")
+    keys = unlocked.keystore.keys + ((KeyInfo(encode_address(REGTEST.hrp, bytes(20)), None),) if secrets_.imported
+                                     else ())
+    crafted = replace(unlocked.keystore, keys=keys)._sealed(unlocked.aes_key, secrets_)
+    with pytest.raises(wallet.WalletCorrupt, match="bad entropy or key size"):
+        crafted.unlock("pw")
 
 
 def test_tampered_ciphertext_detected(path):
