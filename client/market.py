@@ -29,7 +29,7 @@ from consensus.keys import PrivateKey, decode_address, encode_address
 from consensus.params import MAX_JOB_N, MAX_K, MAX_MATRIX_DIM, Network
 from consensus.state import job_dims_error, operand_error
 from consensus.tx import JobAccept, JobPost, Payload, make_tx
-from miner.rpcclient import RpcClient
+from .rpc import RpcClient
 
 from .verify import ROUNDS, claim_matches, mismatched_rows
 

@@ -16,7 +16,7 @@ from consensus.keys import decode_address
 from consensus.params import NETWORKS
 
 from . import kernel
-from .rpcclient import RpcClient, RpcClientError, cookie_auth
+from client.rpc import RpcClient, RpcClientError, cookie_auth
 from .template import default_shape
 from .worker import Miner, status_line
 

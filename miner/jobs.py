@@ -20,7 +20,7 @@ from consensus.params import Network
 from consensus.tx import JobResult, claim_of, make_tx
 from consensus.work import commit_a, commit_b, commit_result
 
-from .rpcclient import RpcClient, RpcClientError, RpcError
+from client.rpc import RpcClient, RpcClientError, RpcError
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from consensus.params import MAX_K, MAX_MATRIX_DIM, NETWORKS, Network
 from consensus.work import TILE, assemble_block, commit_a, commit_b
 
 from . import kernel
-from .rpcclient import RpcClient, cookie_auth
+from client.rpc import RpcClient, cookie_auth
 from .template import Template
 
 INT8_MIN, INT8_MAX = -128, 127

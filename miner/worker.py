@@ -30,7 +30,7 @@ from consensus.work import assemble_block, commit_a, commit_b
 from . import kernel
 from .jobs import JobTaker, JobWork
 from .odds import expected_macs
-from .rpcclient import RpcClient, RpcClientError
+from client.rpc import RpcClient, RpcClientError
 from .synthetic import synthetic_matrices
 from .template import Template
 from .units import duration, si

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from consensus.genesis import dev_faucet_key  # noqa: E402
 from consensus.keys import encode_address  # noqa: E402
-from miner.rpcclient import RpcClient, RpcClientError, cookie_auth  # noqa: E402
+from client.rpc import RpcClient, RpcClientError, cookie_auth  # noqa: E402
 from miner.units import duration, si  # noqa: E402
 
 NETWORK = "dev"
@@ -139,7 +139,7 @@ def import_faucet(node: DevNode) -> None:
     if (node.datadir / NETWORK / "wallet.json").exists():
         return
     env = {**os.environ, "POUW_WALLET_PASSWORD": os.environ.get("POUW_WALLET_PASSWORD", WALLET_PASSWORD)}
-    subprocess.run([sys.executable, "-m", "node.cli", "--network", NETWORK, "--datadir", str(node.datadir),
+    subprocess.run([sys.executable, "-m", "client.cli", "--network", NETWORK, "--datadir", str(node.datadir),
                     "wallet", "import-dev-faucet"], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
 
 

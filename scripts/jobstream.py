@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from client.market import MarketClient, MarketClientError  # noqa: E402
 from consensus.genesis import dev_faucet_key  # noqa: E402
 from consensus.params import COIN, NETWORKS  # noqa: E402
-from miner.rpcclient import RpcClient, RpcClientError, cookie_auth  # noqa: E402
+from client.rpc import RpcClient, RpcClientError, cookie_auth  # noqa: E402
 
 BATCH = 96  # test rows per inference job (padded to 96 = 3·32)
 ACT_MAX = 64  # int8 activations in [0, 64]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from miner.rpcclient import RpcClient
+from client.rpc import RpcClient
 
 REPO = Path(__file__).resolve().parents[2]
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")

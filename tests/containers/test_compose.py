@@ -57,7 +57,7 @@ def health(net: ComposeNet, node: str) -> dict[str, Any]:
 
 def cli(net: ComposeNet, datadir: Path, *args: str, node: str | None = None, timeout: float = 120) -> str:
     """pouw-cli on the host (this checkout's), optionally against a node's published RPC port."""
-    cmd = [sys.executable, "-m", "node.cli", "--network", "dev", "--datadir", str(datadir)]
+    cmd = [sys.executable, "-m", "client.cli", "--network", "dev", "--datadir", str(datadir)]
     if node is not None:
         cmd += ["--rpcport", str(net.ports[node]), "--rpcuser", net.rpc_user, "--rpcpassword", net.rpc_password]
     env = {**os.environ, "POUW_WALLET_PASSWORD": WALLET_PASSWORD}

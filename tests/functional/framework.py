@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from miner.rpcclient import RpcClient, RpcClientError, cookie_auth
+from client.rpc import RpcClient, RpcClientError, cookie_auth
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0

@@ -21,7 +21,7 @@ PASSWORD = "devnet"
 
 
 def cli_args(node, *args: str) -> list[str]:
-    return [sys.executable, "-m", "node.cli", "--network", "regtest", "--datadir", str(node.datadir),
+    return [sys.executable, "-m", "client.cli", "--network", "regtest", "--datadir", str(node.datadir),
             "--rpcport", str(node.rpc_port), *args]
 
 
@@ -65,7 +65,7 @@ def test_ctrl_d_at_the_password_prompt_is_a_clear_error(tmp_path) -> None:
     pid, fd = pty.fork()
     if pid == 0:  # the child: pouw-cli with the pty as its terminal
         os.chdir(REPO)
-        os.execve(sys.executable, [sys.executable, "-m", "node.cli", "--network", "regtest", "--datadir",
+        os.execve(sys.executable, [sys.executable, "-m", "client.cli", "--network", "regtest", "--datadir",
                                    str(tmp_path), "wallet", "create"], env_without_password())
     try:
         seen = b""
@@ -89,7 +89,7 @@ def test_ctrl_d_at_the_password_prompt_is_a_clear_error(tmp_path) -> None:
 
 
 def test_pouw_cli_without_a_method_says_what_to_give() -> None:
-    out = subprocess.run([sys.executable, "-m", "node.cli"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "client.cli"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "pouw-cli help" in out.stderr and "required" not in out.stderr, out.stderr
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from miner.rpcclient import RpcError
+from client.rpc import RpcError
 
 from .framework import NodeProcess
 

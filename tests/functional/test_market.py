@@ -18,7 +18,7 @@ from consensus.params import REGTEST
 from consensus.tx import JobResult, claim_of, make_tx
 from consensus.work import commit_result
 from miner.jobs import JobTaker
-from miner.rpcclient import BadResponse
+from client.rpc import BadResponse
 
 from .framework import NodeProcess, sync_blocks, sync_mempools, wait_until
 from .p2putil import wait_connected

@@ -7,7 +7,7 @@ import sys
 from consensus.genesis import dev_faucet_key
 from consensus.keys import encode_address
 from miner import kernel, worker
-from miner.rpcclient import RpcClient, cookie_auth
+from client.rpc import RpcClient, cookie_auth
 
 from .framework import REPO
 

@@ -12,7 +12,7 @@ from consensus.keys import encode_address
 from consensus.params import REGTEST
 from consensus.work import commit_a
 from miner import worker
-from miner.rpcclient import RpcClient, cookie_auth
+from client.rpc import RpcClient, cookie_auth
 from miner.template import Template
 
 from .framework import REPO, wait_until

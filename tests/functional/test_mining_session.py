@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from consensus.keys import encode_address
-from miner.rpcclient import cookie_auth
+from client.rpc import cookie_auth
 from miner.session import MiningSession
 
 ADDRESS = encode_address("rpw", b"\x37" * 20)

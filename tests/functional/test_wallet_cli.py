@@ -24,7 +24,7 @@ CLI_FEE = 10**4  # the fee these sends pass, 0.0001 coins
 
 def cli(node: NodeProcess, *args: str, datadir: Path | None = None, password: str = PASSWORD,
         user: bool = False, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "node.cli", "--network", "regtest", "--datadir", str(datadir or node.datadir),
+    cmd = [sys.executable, "-m", "client.cli", "--network", "regtest", "--datadir", str(datadir or node.datadir),
            "--rpcport", str(node.rpc_port)]
     if user:
         cmd += ["--rpcuser", USER, "--rpcpassword", RPCPASS]
@@ -36,7 +36,7 @@ def cli(node: NodeProcess, *args: str, datadir: Path | None = None, password: st
 
 
 def spawn_cli(node: NodeProcess, *args: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "node.cli", "--network", "regtest", "--datadir", str(node.datadir),
+    cmd = [sys.executable, "-m", "client.cli", "--network", "regtest", "--datadir", str(node.datadir),
            "--rpcport", str(node.rpc_port), *args]
     env = {**os.environ, "PYTHONPATH": str(REPO), "POUW_WALLET_PASSWORD": PASSWORD}
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -100,7 +100,7 @@ def test_wallet_send_and_balances(start_nodes, tmp_path) -> None:
 
     # bob pays back 1 coin: his nonce 0, exact change
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "--network", "regtest", "--datadir", str(other_dir), "--rpcport",
+        [sys.executable, "-m", "client.cli", "--network", "regtest", "--datadir", str(other_dir), "--rpcport",
          str(node.rpc_port), "--rpcuser", USER, "--rpcpassword", RPCPASS, "wallet", "send", FAUCET_ADDRESS, "1",
          "--fee", "0.0001", "--wait", "1"],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "POUW_WALLET_PASSWORD": PASSWORD},
@@ -165,7 +165,7 @@ def test_cli_rpc_methods(start_nodes) -> None:
 def own_wallet(node: NodeProcess, wallet_dir: Path, *args: str, check: bool = True,
                stdin: str = "") -> subprocess.CompletedProcess:
     """pouw-cli on a wallet in its own datadir, reaching the node by --rpc URL with --cookie <node datadir>."""
-    cmd = [sys.executable, "-m", "node.cli", "--network", "regtest", "--datadir", str(wallet_dir),
+    cmd = [sys.executable, "-m", "client.cli", "--network", "regtest", "--datadir", str(wallet_dir),
            "--rpc", node.url, "--cookie", str(node.datadir), *args]
     env = {**os.environ, "PYTHONPATH": str(REPO), "POUW_WALLET_PASSWORD": PASSWORD}
     env.pop("POUW_DATADIR", None)
@@ -177,7 +177,7 @@ def own_wallet(node: NodeProcess, wallet_dir: Path, *args: str, check: bool = Tr
 
 def send_and_mine(node: NodeProcess, wallet_dir: Path, *args: str) -> dict:
     """``wallet send ... --wait 1`` in the background while blocks are mined; its JSON report."""
-    cmd = [sys.executable, "-m", "node.cli", "--network", "regtest", "--datadir", str(wallet_dir),
+    cmd = [sys.executable, "-m", "client.cli", "--network", "regtest", "--datadir", str(wallet_dir),
            "--rpc", node.url, "--cookie", str(node.datadir), "--json", "wallet", "send", *args, "--wait", "1"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "POUW_WALLET_PASSWORD": PASSWORD}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

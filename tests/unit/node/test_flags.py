@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from miner import cli as miner_cli
-from node import cli
+from client import cli
 from node.config import build_parser, load_config
 
 RPC_FLAGS = {"--rpc-port": "1234", "--rpc-user": "u", "--rpc-password": "p"}

@@ -1,4 +1,4 @@
-"""``pouw-cli``: call any pouwd RPC method, and a wallet (``node.walletcli``).
+"""``pouw-cli``: call any pouwd RPC method, and a wallet (``client.walletcli``).
 
     pouw-cli [--network N] [--datadir D] [--rpc-url URL | --rpc-port P]
              [--cookie PATH | --rpc-user U --rpc-password P] [--json] <method> [args...]
@@ -31,7 +31,7 @@ from consensus.params import NETWORKS
 
 from . import wallet
 from .cliutil import CliError
-from miner.rpcclient import COOKIE_NAME, RpcClient, RpcClientError, cookie_path, read_cookie
+from client.rpc import COOKIE_NAME, RpcClient, RpcClientError, cookie_path, read_cookie
 
 
 def default_datadir() -> Path:

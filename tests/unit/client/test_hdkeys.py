@@ -6,7 +6,7 @@ import hashlib
 import pytest
 
 from consensus.keys import PrivateKey
-from node import hdkeys
+from client import hdkeys
 
 H = hdkeys.HARDENED
 

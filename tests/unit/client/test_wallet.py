@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from consensus.genesis import dev_faucet_key
 from consensus.keys import PrivateKey, decode_address, encode_address
 from consensus.params import DEV, MAIN, REGTEST, TEST
-from node import hdkeys, wallet
-from node.wallet import KeyInfo, Keystore, ScryptParams, Secrets
+from client import hdkeys, wallet
+from client.wallet import KeyInfo, Keystore, ScryptParams, Secrets
 
 FAST = ScryptParams(n=2**4, r=8, p=1)
 ENTROPY = bytes(range(16))

@@ -10,7 +10,7 @@ File format (JSON, version 2)::
      "cipher": {"name": "aes-256-gcm", "nonce": "<12 bytes hex>",
                 "ciphertext": "<secrets + tag hex>", "check": "<32 bytes hex>"}}
 
-A key with an ``index`` is derived from the seed (``node.hdkeys``: SLIP-0010 Ed25519 on
+A key with an ``index`` is derived from the seed (``client.hdkeys``: SLIP-0010 Ed25519 on
 ``m/44'/8733'/0'/0'/index'`` below the BIP-39 seed); one with ``index`` null was imported.
 The sealed secrets are the JSON ``{"entropy": hex or null, "imported": [seed hex, ...]}``:
 the BIP-39 entropy (the backup phrase) and the Ed25519 seeds of the imported keys, in the

@@ -1,4 +1,4 @@
-"""pouw-cli: argument handling in-process, and ``python -m node.cli`` as a subprocess
+"""pouw-cli: argument handling in-process, and ``python -m client.cli`` as a subprocess
 against a small real aiohttp JSON-RPC server that checks the signed txs it gets."""
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from consensus.genesis import dev_faucet_key
 from consensus.keys import PrivateKey, decode_address, encode_address
 from consensus.params import COIN, DEV_FAUCET_ALLOC, MAIN, REGTEST
 from consensus.tx import TRANSFER, Transfer, Tx, make_tx
-from node import cli, cliutil, hdkeys, wallet, walletcli
-from miner.rpcclient import CookieError, RpcClient, cookie_auth
-from node.wallet import ScryptParams
+from client import cli, cliutil, hdkeys, wallet, walletcli
+from client.rpc import CookieError, RpcClient, cookie_auth
+from client.wallet import ScryptParams
 
 ROOT = Path(__file__).resolve().parents[3]
 USER, PASSWORD = "alice", "s3cret"
@@ -276,8 +276,8 @@ class Result:
 
 def pouw_cli(datadir: Path, *args: str, port: int | None = None, auth: bool = True,
              env: dict[str, str] | None = None, network: str = "regtest", stdin: str | None = None) -> Result:
-    """Run ``python -m node.cli --network N --datadir D [--rpcport P --rpcuser U --rpcpassword P] ARGS``."""
-    argv = [sys.executable, "-m", "node.cli", "--network", network, "--datadir", str(datadir)]
+    """Run ``python -m client.cli --network N --datadir D [--rpcport P --rpcuser U --rpcpassword P] ARGS``."""
+    argv = [sys.executable, "-m", "client.cli", "--network", network, "--datadir", str(datadir)]
     if port is not None:
         argv += ["--rpcport", str(port)]
     if auth:

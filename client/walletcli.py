@@ -1,4 +1,4 @@
-"""``pouw-cli wallet ...``: the keystore (``node.wallet``) driven over a node's RPC.
+"""``pouw-cli wallet ...``: the keystore (``client.wallet``) driven over a node's RPC.
 
 The wallet holds keys only; balances, history and fee rates come from the node
 (``getaddressbalance``, ``getaddresshistory`` with ``pouwd --addressindex``,
@@ -21,7 +21,7 @@ from consensus.tx import Transfer, make_tx
 
 from . import hdkeys, wallet
 from .cliutil import CliError, format_amount, parse_address, parse_amount
-from miner.rpcclient import RpcError
+from client.rpc import RpcError
 
 if TYPE_CHECKING:
     from .cli import Cli
