@@ -2,8 +2,9 @@
 
 Handshake: the connecting side sends ``version``; the other answers ``version``
 then ``verack``; the connecting side answers ``verack``.  Before that only
-``version``/``verack`` (and unknown commands, which are ignored) are accepted;
-anything else disconnects.  A wrong chain id, a protocol below 1 or our own nonce
+``version``/``verack`` (and small unknown commands, which are ignored) are
+accepted, in frames of at most 4 KiB; anything else disconnects.  Unknown
+commands are never decoded; a large one scores (``wire.unknown_score``).  A wrong chain id, a protocol below 1 or our own nonce
 (a connection to ourselves) disconnects too.  A malformed frame bans.
 
 Every exception raised while handling this peer's input ends this peer's
@@ -24,6 +25,13 @@ from .wire import Message, WireError
 
 log = logging.getLogger(__name__)
 BAN_SCORE = 100
+UNKNOWN_FREE_BYTES = 4096  # unknown commands up to this size cost the sender no score
+
+
+def unknown_score(size: int) -> int:
+    """Misbehaviour points for an unknown command of ``size`` payload bytes: none when small,
+    a ban near the frame limit (ignored, §7, but not for free)."""
+    return 0 if size <= UNKNOWN_FREE_BYTES else 1 + size * BAN_SCORE // wire.MAX_PAYLOAD
 
 
 @dataclass(frozen=True)
@@ -200,10 +208,16 @@ class Peer:
                 pass
 
     async def _read(self) -> Message | None:
-        data = await wire.read_frame(self.reader, self.host.magic)
+        limit = wire.MAX_PAYLOAD if self.ready else wire.MAX_HANDSHAKE_PAYLOAD
+        data = await wire.read_frame(self.reader, self.host.magic, limit)
         self.bytes_recv += wire.FRAME_HEADER + len(data)
         self._last_recv = time.monotonic()
-        return wire.decode(data)
+        msg = wire.decode(data)
+        if msg is None and (score := unknown_score(len(data))):
+            self.misbehave(score, f"unknown command of {len(data)} bytes")
+            if self.closed:
+                raise Disconnect(self.close_reason)
+        return msg
 
     async def _handshake(self) -> None:
         while self.version is None:

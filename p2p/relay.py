@@ -1,5 +1,5 @@
 """Inventory relay: inv / getdata / notfound for txs and blocks, tx admission and
-matrix transfer (PROTOCOL §6, §7).
+matrix transfer by key: H_A, H_B or a claim (PROTOCOL §6, §7).
 
 * A new tip is announced as ``inv [[2, hash]]`` and a newly ready mempool tx as
   ``inv [[1, txid]]``, each only to peers whose known-inventory filter lacks it.
@@ -169,40 +169,40 @@ class Relay:
                 del self._tx_requests[txid]
 
     # --- matrices (§6) ----------------------------------------------------------------
-    def on_getmatrix(self, peer: Peer, commitment: bytes, first: int, count: int) -> None:
+    def on_getmatrix(self, peer: Peer, key: bytes, first: int, count: int) -> None:
         rows: list[bytes] = []
         if self.matrix_source is not None and count:
-            rows = self.matrix_source.rows(commitment, first, count, wire.MAX_MATRIX_BYTES) or []
+            rows = self.matrix_source.rows(key, first, count, wire.MAX_MATRIX_BYTES) or []
         st = self._state.get(peer.id)
         if st is None or not st.matrix.take(max(1, sum(len(r) for r in rows))):
             log.debug("dropping getmatrix from peer %d: rate limit", peer.id)
             return
-        peer.send("matrix", commitment, first, rows)
+        peer.send("matrix", key, first, rows)
 
-    def on_matrix(self, peer: Peer, commitment: bytes, first: int, rows: list[bytes]) -> None:
-        fut = self._matrix_waiters.pop((peer.id, commitment, first), None)
+    def on_matrix(self, peer: Peer, key: bytes, first: int, rows: list[bytes]) -> None:
+        fut = self._matrix_waiters.pop((peer.id, key, first), None)
         if fut is not None and not fut.done():
             fut.set_result(rows)
 
-    async def fetch_matrix(self, commitment: bytes, first: int, count: int,
+    async def fetch_matrix(self, key: bytes, first: int, count: int,
                            timeout: float = 10.0) -> list[bytes] | None:
         """Ask peers in turn for rows ``first…`` of a committed matrix; the first non-empty reply.
 
-        The caller checks the rows against the commitment (§6).
+        The key is H_A, H_B or a claim (§7); the caller checks the rows against it (§6).
         """
         for peer in list(self._peers()):
-            key = (peer.id, commitment, first)
-            if key in self._matrix_waiters:
+            waiter = (peer.id, key, first)
+            if waiter in self._matrix_waiters:
                 continue
             fut: asyncio.Future = asyncio.get_running_loop().create_future()
-            self._matrix_waiters[key] = fut
-            peer.send("getmatrix", commitment, first, count)
+            self._matrix_waiters[waiter] = fut
+            peer.send("getmatrix", key, first, count)
             try:
                 rows = await asyncio.wait_for(fut, timeout)
             except TimeoutError:
                 rows = None
             finally:
-                self._matrix_waiters.pop(key, None)
+                self._matrix_waiters.pop(waiter, None)
             if rows:
                 return rows
         return None

@@ -180,10 +180,10 @@ class P2PNode:
         """Announce a tx the node accepted into its mempool (e.g. by RPC)."""
         self.relay.announce_tx(tx)
 
-    async def fetch_matrix(self, commitment: bytes, first: int, count: int,
+    async def fetch_matrix(self, key: bytes, first: int, count: int,
                            timeout: float = 10.0) -> list[bytes] | None:
-        """Rows of a committed matrix from the first peer that has them (unchecked; §6)."""
-        return await self.relay.fetch_matrix(commitment, first, count, timeout)
+        """Rows under ``key`` (H_A, H_B or a claim, §7) from the first peer that has them (unchecked; §6)."""
+        return await self.relay.fetch_matrix(key, first, count, timeout)
 
     # --- RPC-facing views and controls -------------------------------------------------
     def peer_info(self) -> list[dict]:

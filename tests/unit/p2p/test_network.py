@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from consensus.block import Block
-from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected
+from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected, wire
 from tests.unit.node.helpers import FAUCET, bogus_headers, build_chain, genesis_header, key, make_block, transfer
 from tests.unit.p2p.helpers import FAST_SYNC, NOW, RawPeer, connect, make_node, run, running, wait_until
 
@@ -345,7 +345,7 @@ def test_operator_controls_and_limits(tmp_path) -> None:
             extra = await RawPeer.open(a, "127.0.0.2")  # a's single inbound slot is taken
             assert await extra.closed()
             net = b.p2p.network_info()
-            assert (net["connections"], net["connections_out"], net["protocolversion"]) == (1, 1, 1)
+            assert (net["connections"], net["connections_out"], net["protocolversion"]) == (1, 1, wire.PROTOCOL_VERSION)
             with pytest.raises(NodeNotConnected):
                 await b.p2p.disconnect_node(999)
             await b.p2p.add_node(a.addr, "remove")
