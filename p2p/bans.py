@@ -19,6 +19,7 @@ from .interfaces import Records
 
 log = logging.getLogger(__name__)
 _SCHEMA = Tuple(U64, U64, Str(256))
+MAX_BAN_SECONDS = 100 * 365 * 86400  # longer bans are clamped to this (a century)
 Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -66,10 +67,11 @@ class BanList:
         self.sweep()
 
     def ban(self, subnet: Subnet, seconds: int, reason: str) -> None:
+        """Ban for ``seconds`` (clamped to 0…``MAX_BAN_SECONDS``): on disk first, then in memory."""
         now = int(self._clock())
-        entry = Ban(now, now + max(0, seconds), reason[:256])
-        self._bans[subnet] = entry
+        entry = Ban(now, now + min(max(0, seconds), MAX_BAN_SECONDS), reason[:256])
         self._records.put_record("ban", str(subnet).encode(), enc.encode([entry.created, entry.until, entry.reason]))
+        self._bans[subnet] = entry
 
     def unban(self, subnet: Subnet) -> bool:
         if self._bans.pop(subnet, None) is None:

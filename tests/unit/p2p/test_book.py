@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from p2p.addrbook import AddressBook, format_addr, parse_addr
-from p2p.bans import BanList, parse_subnet
+from p2p.bans import MAX_BAN_SECONDS, BanList, parse_subnet
 from p2p.interfaces import MemoryRecords
 
 
@@ -84,3 +84,13 @@ def test_bans_expire_match_subnets_and_persist() -> None:
 def test_parse_subnet_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_subnet(text)
+
+
+def test_ban_time_is_clamped_and_disk_matches_memory() -> None:
+    records = MemoryRecords()
+    bans = BanList(records, clock=lambda: 1000.0)
+    bans.ban(parse_subnet("10.0.0.1"), 2**64 - 1, "forever")  # raised OverflowError after the memory update
+    loaded = BanList(records, clock=lambda: 1000.0)
+    loaded.load()
+    assert loaded.listing() == bans.listing()
+    assert bans.listing()[0]["banned_until"] == 1000 + MAX_BAN_SECONDS
