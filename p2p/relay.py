@@ -5,9 +5,12 @@ matrix transfer by key: H_A, H_B or a claim (PROTOCOL §6, §7).
   ``inv [[1, txid]]``, each only to peers whose known-inventory filter lacks it.
 * ``getdata`` is answered from ``chain.block_bytes`` / ``mempool.get`` (missing
   items in one ``notfound``); serving pauses while the peer's send buffer is full.
-* Announced txs we lack are requested once at a time (60 s timeout); txs the
-  mempool refused are remembered (bounded, cleared on each new tip) and not
-  fetched again.  Mempool refusals are policy as much as consensus: no score.
+* Announced txs we lack are requested through ``TxRequests``: one source at a
+  time per tx, at most 100 requests in flight and 5000 announcements tracked
+  per peer, 60 s timeout, then the next source — so one peer's flood never
+  delays another peer's txs.  Txs the mempool refused are remembered (bounded,
+  cleared on each new tip) and not fetched again.  Mempool refusals are policy
+  as much as consensus: no score.
 * ``inv`` entries and ``getmatrix`` reply bytes are rate limited per peer; the
   excess is dropped.  ``getmatrix`` is served from a ``MatrixSource`` when one is
   set, else answered with an empty ``matrix`` reply.
@@ -28,6 +31,7 @@ from .interfaces import ChainView, MatrixSource, MempoolView
 from .peer import KnownFilter, Peer
 from .ratelimit import TokenBucket
 from .sync import Sync
+from .txrequest import TxRequests
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,8 @@ class RelayLimits:
     matrix_rate: float = 8.0 * 1024 * 1024  # getmatrix reply bytes per second per peer
     matrix_burst: float = 4.0 * wire.MAX_MATRIX_BYTES
     tx_timeout: float = 60.0
-    max_tx_requests: int = 50000  # tx requests in flight, all peers together
+    max_peer_tx_in_flight: int = 100  # tx requests in flight per peer
+    max_peer_tx_announced: int = 5000  # announced txs tracked per peer (the rest of a flood is ignored)
     recent_rejects: int = 50000
 
 
@@ -62,20 +67,20 @@ class Relay:
         self._peers = peers
         self._clock = clock
         self._state: dict[int, _PeerRelay] = {}
-        self._tx_requests: dict[bytes, tuple[int, float]] = {}  # txid → (peer id, asked at)
         self._rejects = KnownFilter(limits.recent_rejects)
+        self.tx_requests = TxRequests(self._wants_tx, limits.max_peer_tx_in_flight, limits.max_peer_tx_announced,
+                                      limits.tx_timeout, clock)
         self._matrix_waiters: dict[tuple[int, bytes, int], asyncio.Future] = {}
 
     def add_peer(self, peer: Peer) -> None:
         lim = self.limits
         self._state[peer.id] = _PeerRelay(TokenBucket(lim.inv_rate, lim.inv_burst, self._clock),
                                           TokenBucket(lim.matrix_rate, lim.matrix_burst, self._clock))
+        self.tx_requests.add_peer(peer.id)
 
     def remove_peer(self, peer: Peer) -> None:
         self._state.pop(peer.id, None)
-        for txid, (pid, _) in list(self._tx_requests.items()):
-            if pid == peer.id:
-                del self._tx_requests[txid]
+        self._send_tx_requests(self.tx_requests.remove_peer(peer.id))
         for key, fut in list(self._matrix_waiters.items()):
             if key[0] == peer.id and not fut.done():
                 fut.set_result(None)
@@ -103,19 +108,21 @@ class Relay:
         blocks = [h for kind, h in items if kind == wire.INV_BLOCK]
         if blocks:
             self.sync.on_block_inv(peer, blocks)
-        wanted = []
-        now = self._clock()
-        for kind, h in items:
-            if kind != wire.INV_TX:
-                continue  # blocks handled above; unknown kinds are ignored
+        txids = [h for kind, h in items if kind == wire.INV_TX]  # unknown kinds are ignored
+        for h in txids:
             peer.known.add(h)
-            if h in self.mempool or h in self._rejects or h in self._tx_requests \
-                    or len(self._tx_requests) >= self.limits.max_tx_requests:
-                continue
-            self._tx_requests[h] = (peer.id, now)
-            wanted.append([wire.INV_TX, h])
-        if wanted:
-            peer.send("getdata", wanted)
+        self._send_tx_requests(self.tx_requests.announced(peer.id, txids))
+
+    def _wants_tx(self, txid: bytes) -> bool:
+        return txid not in self.mempool and txid not in self._rejects
+
+    def _send_tx_requests(self, requests: dict[int, list[bytes]]) -> None:
+        if not requests:
+            return
+        peers = {p.id: p for p in self._peers()}
+        for peer_id, txids in requests.items():
+            if peer_id in peers:
+                peers[peer_id].send("getdata", [[wire.INV_TX, h] for h in txids])
 
     async def on_getdata(self, peer: Peer, items: list[list]) -> None:
         missing = []
@@ -142,31 +149,27 @@ class Relay:
 
     def on_notfound(self, peer: Peer, items: list[list]) -> None:
         self.sync.on_notfound(peer, [h for kind, h in items if kind == wire.INV_BLOCK])
-        for kind, h in items:
-            if kind == wire.INV_TX and self._tx_requests.get(h, (None,))[0] == peer.id:
-                del self._tx_requests[h]
+        self._send_tx_requests(self.tx_requests.not_found(peer.id, [h for kind, h in items if kind == wire.INV_TX]))
 
     def on_tx(self, peer: Peer, tx: Tx) -> None:
         txid = tx.txid
         peer.known.add(txid)
-        self._tx_requests.pop(txid, None)
         if txid in self.mempool or txid in self._rejects:
+            self._send_tx_requests(self.tx_requests.received(txid))
             return
         try:
             ready = self.mempool.add(tx)
         except InvalidTx as exc:
             log.debug("tx %s from peer %d refused: %s", txid.hex(), peer.id, exc.reason)
             self._rejects.add(txid)
-            return
+            ready = []
+        self._send_tx_requests(self.tx_requests.received(txid))
         for t in ready:  # the sender knows txid already
             self.announce_tx(t)
 
     def expire(self) -> None:
-        """Forget tx requests that were never answered."""
-        cutoff = self._clock() - self.limits.tx_timeout
-        for txid, (_, at) in list(self._tx_requests.items()):
-            if at < cutoff:
-                del self._tx_requests[txid]
+        """Fail tx requests that were never answered (the next source is asked)."""
+        self._send_tx_requests(self.tx_requests.expire())
 
     # --- matrices (§6) ----------------------------------------------------------------
     def on_getmatrix(self, peer: Peer, key: bytes, first: int, count: int) -> None:

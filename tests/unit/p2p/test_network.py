@@ -382,3 +382,26 @@ def test_getmatrix(tmp_path) -> None:
             assert await b.p2p.fetch_matrix(b"\x00" * 32, 0, 8) is None
             assert await a.p2p.fetch_matrix(commitment, 0, 1) is None  # b has no source: empty reply
     run(body())
+
+
+def test_one_peers_tx_flood_does_not_delay_another_peers_tx(tmp_path) -> None:
+    """An inv of 50,000 txs that are never sent made the node ask the flooder for all of them
+    and ignore everyone else's announcements for 60 s; now each peer has its own request slots."""
+    node = make_node(tmp_path, max_outbound=0)
+    honest_tx = transfer(FAUCET, 0, key(5).address, 10**8, fee=10_000)
+
+    async def body() -> None:
+        async with running(node):
+            flooder = await RawPeer.open(node, "127.0.0.30")
+            await flooder.handshake()
+            flooder.send("inv", [[wire.INV_TX, i.to_bytes(32, "big")] for i in range(1, wire.MAX_INV + 1)])
+            asked = await flooder.expect("getdata")
+            assert 0 < len(asked.args[0]) <= node.p2p.relay.limits.max_peer_tx_in_flight
+            honest = await RawPeer.open(node, "127.0.0.31")
+            await honest.handshake()
+            honest.send("inv", [[wire.INV_TX, honest_tx.txid]])
+            assert (await honest.expect("getdata")).args[0] == [[wire.INV_TX, honest_tx.txid]]
+            honest.send("tx", honest_tx.to_list())
+            await wait_until(lambda: honest_tx.txid in node.mempool, 5, "the honest tx in the mempool")
+            assert node.p2p.relay.tx_requests.in_flight(1) <= node.p2p.relay.limits.max_peer_tx_in_flight
+    run(body())
