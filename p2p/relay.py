@@ -4,7 +4,9 @@ matrix transfer by key: H_A, H_B or a claim (PROTOCOL §6, §7).
 * A new tip is announced as ``inv [[2, hash]]`` and a newly ready mempool tx as
   ``inv [[1, txid]]``, each only to peers whose known-inventory filter lacks it.
 * ``getdata`` is answered from ``chain.block_bytes`` / ``mempool.get`` (missing
-  items in one ``notfound``); serving pauses while the peer's send buffer is full.
+  items in one ``notfound``); serving pauses while the peer's send buffer is full
+  or its upload budget (16 MiB/s, burst 32 MiB) is spent, and one block is served
+  to one peer at most twice per 10 minutes (more asks score 10 per getdata).
 * Announced txs we lack are requested through ``TxRequests``: one source at a
   time per tx, at most 100 requests in flight and 5000 announcements tracked
   per peer, 60 s timeout, then the next source — so one peer's flood never
@@ -20,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from consensus.errors import InvalidTx
 from consensus.tx import Tx
@@ -46,12 +49,19 @@ class RelayLimits:
     max_peer_tx_in_flight: int = 100  # tx requests in flight per peer
     max_peer_tx_announced: int = 5000  # announced txs tracked per peer (the rest of a flood is ignored)
     recent_rejects: int = 50000
+    upload_rate: float = 16.0 * 1024 * 1024  # block and tx bytes served per second per peer
+    upload_burst: float = 32.0 * 1024 * 1024
+    block_repeats: int = 2  # times one block is served to one peer per repeat_interval
+    repeat_interval: float = 600.0
+    served_blocks: int = 4096  # recently served blocks remembered per peer
 
 
 @dataclass
 class _PeerRelay:
     inv: TokenBucket
     matrix: TokenBucket
+    upload: TokenBucket
+    served: OrderedDict[bytes, tuple[int, float]] = field(default_factory=OrderedDict)  # block → (times, first at)
 
 
 class Relay:
@@ -75,7 +85,8 @@ class Relay:
     def add_peer(self, peer: Peer) -> None:
         lim = self.limits
         self._state[peer.id] = _PeerRelay(TokenBucket(lim.inv_rate, lim.inv_burst, self._clock),
-                                          TokenBucket(lim.matrix_rate, lim.matrix_burst, self._clock))
+                                          TokenBucket(lim.matrix_rate, lim.matrix_burst, self._clock),
+                                          TokenBucket(lim.upload_rate, lim.upload_burst, self._clock))
         self.tx_requests.add_peer(peer.id)
 
     def remove_peer(self, peer: Peer) -> None:
@@ -125,27 +136,55 @@ class Relay:
                 peers[peer_id].send("getdata", [[wire.INV_TX, h] for h in txids])
 
     async def on_getdata(self, peer: Peer, items: list[list]) -> None:
-        missing = []
+        """Serve blocks and txs, within the peer's upload budget; a block asked for more than
+        ``block_repeats`` times per ``repeat_interval`` is not served again (and scores)."""
+        st = self._state.get(peer.id)
+        if st is None:
+            return
+        missing, repeats = [], 0
         for kind, h in items:
             if peer.closed:
                 return
             if kind == wire.INV_BLOCK:
+                if not self._may_serve_block(st, h):
+                    repeats += 1
+                    continue
                 raw = self.chain.block_bytes(h)
                 if raw is None:
                     missing.append([kind, h])
                     continue
-                peer.known.add(h)
-                peer.send_payload(wire.block_payload(raw))
-                await peer.drain()
+                data = wire.block_payload(raw)
             elif kind == wire.INV_TX:
                 tx = self.mempool.get(h)
                 if tx is None:
                     missing.append([kind, h])
                     continue
-                peer.known.add(h)
-                peer.send_payload(wire.tx_payload(tx))
-        if missing:
+                data = wire.tx_payload(tx)
+            else:
+                continue
+            peer.known.add(h)
+            peer.send_payload(data)
+            wait = st.upload.debt(len(data))
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await peer.drain()
+        if missing and not peer.closed:
             peer.send("notfound", missing)
+        if repeats:
+            peer.misbehave(10, f"asked for the same block again ({repeats} times in one getdata)")
+
+    def _may_serve_block(self, st: _PeerRelay, h: bytes) -> bool:
+        now = self._clock()
+        times, first = st.served.get(h, (0, now))
+        if now - first >= self.limits.repeat_interval:
+            times, first = 0, now
+        if times >= self.limits.block_repeats:
+            return False
+        st.served[h] = (times + 1, first)
+        st.served.move_to_end(h)
+        if len(st.served) > self.limits.served_blocks:
+            st.served.popitem(last=False)
+        return True
 
     def on_notfound(self, peer: Peer, items: list[list]) -> None:
         self.sync.on_notfound(peer, [h for kind, h in items if kind == wire.INV_BLOCK])

@@ -405,3 +405,31 @@ def test_one_peers_tx_flood_does_not_delay_another_peers_tx(tmp_path) -> None:
             await wait_until(lambda: honest_tx.txid in node.mempool, 5, "the honest tx in the mempool")
             assert node.p2p.relay.tx_requests.in_flight(1) <= node.p2p.relay.limits.max_peer_tx_in_flight
     run(body())
+
+
+def test_getdata_for_the_same_block_again_and_again_is_not_amplified(tmp_path) -> None:
+    """50,000 asks for the tip block in one getdata made the node send it 50,000 times."""
+    node = make_node(tmp_path, max_outbound=0)
+    node.chain.submit_blocks(CHAIN[:3])
+    tip = CHAIN[2].hash
+
+    async def body() -> None:
+        async with running(node):
+            raw = await RawPeer.open(node, "127.0.0.32")
+            await raw.handshake()
+
+            async def blocks_for(getdata: list, marker: int) -> int:
+                raw.send("getdata", getdata)
+                raw.send("ping", marker)  # answered after the getdata: everything before it is in
+                count = 0
+                while (msg := await raw.recv()).command != "pong":
+                    count += msg.command == "block"
+                return count
+
+            assert await blocks_for([[wire.INV_BLOCK, tip]] * 1000, 1) == node.p2p.relay.limits.block_repeats
+            peer = next(iter(node.p2p.manager.peers.values()))
+            assert peer.score == 10
+            assert await blocks_for([[wire.INV_BLOCK, tip]], 2) == 0  # still within the interval
+            assert await blocks_for([[wire.INV_BLOCK, CHAIN[1].hash]], 3) == 1  # other blocks are served
+            assert peer.score == 20
+    run(body())

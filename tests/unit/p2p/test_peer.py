@@ -199,3 +199,15 @@ def test_large_frame_before_handshake_bans(tmp_path) -> None:
             assert await raw.closed()
             assert [b["address"] for b in node.p2p.list_banned()] == ["127.0.0.9/32"]
     run(body())
+
+
+def test_token_bucket_debt() -> None:
+    """Upload budgets overdraw instead of refusing: the sender waits the debt off."""
+    now = [0.0]
+    bucket = TokenBucket(100.0, 200.0, clock=lambda: now[0])
+    assert bucket.debt(150) == 0.0
+    assert bucket.debt(250) == 2.0  # 200 tokens short at 100/s
+    now[0] += 2.0
+    assert bucket.debt(0) == 0.0 and not bucket.take(1)
+    now[0] += 1.0
+    assert bucket.take(100)
