@@ -38,7 +38,9 @@ class Config:
     seednode: list[str] = field(default_factory=list)
     max_outbound: int = 8
     max_inbound: int = 64
+    max_inbound_per_ip: int = 8
     ban_seconds: int = 24 * 3600
+    ban_v6_prefix: int = 64
     log_level: str = "info"
     log_format: str = "human"
     log_file: str = ""
@@ -71,7 +73,8 @@ class Config:
 FIELD_NAMES = frozenset(f.name for f in fields(Config))
 _LISTS = {"connect", "addnode", "seednode"}
 _BOOLS = {"listen", "reindex"}
-_INTS = {"rpc_port", "port", "max_outbound", "max_inbound", "ban_seconds", "mempool_max_bytes", "min_relay_fee"}
+_INTS = {"rpc_port", "port", "max_outbound", "max_inbound", "max_inbound_per_ip", "ban_seconds", "ban_v6_prefix",
+         "mempool_max_bytes", "min_relay_fee"}
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -116,6 +119,8 @@ def _validate(cfg: Config) -> Config:
     for name in ("rpc_port", "port"):
         if getattr(cfg, name) > 65535:
             raise ConfigError(f"{name} must be a TCP port")
+    if not 1 <= cfg.ban_v6_prefix <= 128:
+        raise ConfigError("ban_v6_prefix must be between 1 and 128")
     return cfg
 
 
@@ -136,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seednode", action="append", help="ask this peer for addresses; repeatable")
     p.add_argument("--max-outbound", dest="max_outbound", type=int)
     p.add_argument("--max-inbound", dest="max_inbound", type=int)
+    p.add_argument("--max-inbound-per-ip", dest="max_inbound_per_ip", type=int)
+    p.add_argument("--ban-v6-prefix", dest="ban_v6_prefix", type=int, help="IPv6 prefix an automatic ban covers (64)")
     p.add_argument("--log-level", dest="log_level")
     p.add_argument("--log-format", dest="log_format", choices=["human", "json"])
     p.add_argument("--log-file", dest="log_file")

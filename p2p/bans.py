@@ -39,6 +39,25 @@ def parse_subnet(text: str) -> Subnet:
     return ipaddress.ip_network(text, strict=False)
 
 
+def ban_subnet(host: str, v6_prefix: int = 64) -> Subnet:
+    """The subnet an automatic ban of ``host`` covers: the IPv4 address, or its IPv6 /``v6_prefix``
+    (one IPv6 host usually holds a whole /64)."""
+    ip = parse_ip(host)
+    prefix = ip.max_prefixlen if ip.version == 4 else v6_prefix
+    return ipaddress.ip_network(f"{ip}/{prefix}", strict=False)
+
+
+def netgroup(host: str) -> str:
+    """Peers likely run by one operator: the IPv4 /16 or IPv6 /32 (all loopback addresses are one)."""
+    try:
+        ip = parse_ip(host)
+    except ValueError:
+        return host
+    if ip.is_loopback:
+        return "loopback"
+    return str(ipaddress.ip_network(f"{ip}/{16 if ip.version == 4 else 32}", strict=False))
+
+
 @dataclass(frozen=True)
 class Ban:
     created: int

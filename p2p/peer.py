@@ -123,6 +123,8 @@ class Peer:
         self.conntime = int(time.time())
         self.bytes_sent = self.bytes_recv = 0
         self.ping_time: float | None = None
+        self.last_block_at = 0.0  # monotonic time of the last new block it delivered (eviction protects it)
+        self.last_tx_at = 0.0  # … of the last tx it delivered that the mempool took
         self._ping: tuple[int, float] | None = None  # outstanding (nonce, sent at)
         self._last_recv = time.monotonic()
         self._tasks: list[asyncio.Task] = []

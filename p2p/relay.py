@@ -202,6 +202,8 @@ class Relay:
             log.debug("tx %s from peer %d refused: %s", txid.hex(), peer.id, exc.reason)
             self._rejects.add(txid)
             ready = []
+        else:
+            peer.last_tx_at = time.monotonic()
         self._send_tx_requests(self.tx_requests.received(txid))
         for t in ready:  # the sender knows txid already
             self.announce_tx(t)

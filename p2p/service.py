@@ -40,7 +40,8 @@ class P2PNode:
     def __init__(self, chain: ChainView, mempool: MempoolView, network: Network | str, *,
                  bind: str = "0.0.0.0", port: int = 0, listen: bool = True, connect: Sequence[str] = (),
                  addnode: Sequence[str] = (), seednode: Sequence[str] = (), max_outbound: int = 8,
-                 max_inbound: int = 64, ban_seconds: int = 86400, user_agent: str = "/pouw:0.1/",
+                 max_inbound: int = 64, max_inbound_per_ip: int = 8, ban_seconds: int = 86400,
+                 ban_v6_prefix: int = 64, user_agent: str = "/pouw:0.1/",
                  records: Records | None = None, matrix_source: MatrixSource | None = None,
                  peer_limits: PeerLimits = PeerLimits(), sync_limits: SyncLimits = SyncLimits(),
                  relay_limits: RelayLimits = RelayLimits(), dial_interval: float = 1.0,
@@ -53,7 +54,9 @@ class P2PNode:
         for addr in (*connect, *addnode, *seednode):
             self._check_addr(addr)
         config = ManagerConfig(bind, port, listen, tuple(connect), tuple(addnode), tuple(seednode),
-                               max_outbound, max_inbound, ban_seconds, dial_interval, retry_base)
+                               max_outbound=max_outbound, max_inbound=max_inbound, ban_seconds=ban_seconds,
+                               max_inbound_per_ip=max_inbound_per_ip, ban_v6_prefix=ban_v6_prefix,
+                               dial_interval=dial_interval, retry_base=retry_base)
         self.manager = PeerManager(self, self.network.p2p_port, config, records or MemoryRecords(), peer_limits)
         self.sync = Sync(chain, sync_limits)
         self.relay = Relay(chain, mempool, self.sync, self.manager.ready_peers, relay_limits, matrix_source)

@@ -429,6 +429,8 @@ class Sync:
                 self.request_headers(peer)
             elif res.status in (ACCEPTED, DUPLICATE) and st is not None:
                 st.synced_blocks = max(st.synced_blocks, block.header.height)
+                if res.status == ACCEPTED:
+                    peer.last_block_at = time.monotonic()
             elif res.status == FUTURE:
                 log.info("block %s is too far in the future; held by the chain", block.hash.hex())
 

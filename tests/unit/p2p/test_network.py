@@ -11,7 +11,7 @@ import pytest
 from consensus.block import Block
 from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected, wire
 from tests.unit.node.helpers import FAUCET, bogus_headers, build_chain, genesis_header, key, make_block, transfer
-from tests.unit.p2p.helpers import FAST_SYNC, NOW, RawPeer, connect, make_node, run, running, wait_until
+from tests.unit.p2p.helpers import FAST_PEER, FAST_SYNC, NOW, RawPeer, connect, make_node, run, running, wait_until
 
 CHAIN = build_chain(genesis_header(), 200)
 BLOCK_BYTES = len(CHAIN[0].encode())
@@ -432,4 +432,45 @@ def test_getdata_for_the_same_block_again_and_again_is_not_amplified(tmp_path) -
             assert await blocks_for([[wire.INV_BLOCK, tip]], 2) == 0  # still within the interval
             assert await blocks_for([[wire.INV_BLOCK, CHAIN[1].hash]], 3) == 1  # other blocks are served
             assert peer.score == 20
+    run(body())
+
+
+def test_one_ip_cannot_take_every_inbound_slot(tmp_path) -> None:
+    """200 connections from one IP used to fill all 64 slots and lock honest peers out."""
+    node = make_node(tmp_path, max_outbound=0, max_inbound=6, max_inbound_per_ip=3)
+
+    async def body() -> None:
+        async with running(node):
+            hogs = [await RawPeer.open(node, "127.0.0.40") for _ in range(5)]  # silent, like slowloris
+            closed = [await hog.closed(0.5) for hog in hogs]
+            assert closed.count(False) == 3  # the per-IP cap
+            honest = await RawPeer.open(node, "127.0.0.41")
+            await honest.handshake()
+            assert (await honest.expect("getheaders")).command == "getheaders"
+    run(body())
+
+
+def test_full_inbound_evicts_the_least_useful_peer(tmp_path) -> None:
+    """When every slot is taken a newcomer evicts the youngest unprotected peer; one that
+    delivered a tx recently is protected."""
+    no_pings = replace(FAST_PEER, ping_interval=600.0)  # a measured ping would protect the idle peers too
+    node = make_node(tmp_path, max_outbound=0, max_inbound=3, peer_limits=no_pings)
+    tx = transfer(FAUCET, 0, key(5).address, 10**8, fee=10_000)
+
+    async def body() -> None:
+        async with running(node):
+            useful = await RawPeer.open(node, "127.0.0.50")
+            await useful.handshake()
+            useful.send("tx", tx.to_list())
+            await wait_until(lambda: tx.txid in node.mempool, 5, "the useful peer's tx accepted")
+            idle = [await RawPeer.open(node, f"127.0.0.{51 + i}") for i in range(2)]
+            for raw in idle:
+                await raw.handshake()
+            await wait_until(lambda: sum(p.ready for p in node.p2p.manager.peers.values()) == 3, 5, "3 ready")
+            newcomer = await RawPeer.open(node, "127.0.0.60")
+            await newcomer.handshake()  # before, a full node closed it at once
+            assert await idle[1].closed()  # the youngest idle peer made room
+            assert not await useful.closed(0.3) and not await idle[0].closed(0.3)
+            addrs = {p.ip for p in node.p2p.manager.peers.values()}
+            assert addrs == {"127.0.0.50", "127.0.0.51", "127.0.0.60"}
     run(body())
