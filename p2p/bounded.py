@@ -66,7 +66,7 @@ def _leaf_limits(schema: Schema) -> tuple[int, int]:
 
 def _reader(schema: Schema) -> Reader:
     if isinstance(schema, UInt):
-        return _uint_reader(schema.bits)
+        return _uint_reader(schema)
     if isinstance(schema, Bin):
         return _bin_reader(schema)
     if isinstance(schema, Str):
@@ -78,13 +78,13 @@ def _reader(schema: Schema) -> Reader:
     return _generic_reader(schema)
 
 
-def _uint_reader(bits: int) -> Reader:
-    limit = 1 << bits
+def _uint_reader(schema: UInt) -> Reader:
+    limit = 1 << schema.bits
 
     def read(u: msgpack.Unpacker) -> int:
         v = u.unpack()
         if type(v) is not int or not 0 <= v < limit:
-            raise DecodeError(f"expected u{bits}")
+            schema.check(v, "value")  # raises with the schema's own message
         return v
     return read
 
@@ -96,7 +96,7 @@ def _bin_reader(schema: Bin) -> Reader:
         v = u.unpack()
         if type(v) is not bytes or (size is not None and len(v) != size) \
                 or (max_size is not None and len(v) > max_size):
-            raise DecodeError("bad bin")
+            schema.check(v, "value")  # raises with the schema's own message
         return v
     return read
 

@@ -12,6 +12,10 @@
   stored at all.  When a peer goes, the headers it added that no other peer is a
   source for are forgotten.  So headers without blocks behind them stay bounded
   per connected peer.
+* Spot checks: after a batch that added headers, one of them is picked at
+  random and its block requested from that peer at once; no more headers are
+  taken from it until the block passed the chain's checks (its proof is the
+  work the headers only claim).  A forged block or a ``notfound`` for it bans.
 * Blocks on a header chain with more work than our tip are *wanted*, with the
   peers that showed us those headers as sources.  Each peer has at most
   ``max_in_flight`` block requests; the lowest heights within
@@ -28,6 +32,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -76,6 +81,8 @@ class PeerSync:
     headers_again: bool = False  # ask once more when the outstanding reply arrives
     resume_from: bytes | None = None  # full batch seen, continuation waits for the header lead
     unconnecting: int = 0
+    spot_check: bytes | None = None  # a block of its last headers batch, asked for to verify the work
+    refetch: bool = False  # a headers reply was dropped during the spot check: ask again after it
 
 
 class Sync:
@@ -94,6 +101,8 @@ class Sync:
         self._held: dict[bytes, list[tuple[Block, bytes, Peer]]] = {}  # parent hash → blocks
         self._held_bytes = 0
         self._flush_scheduled = False
+        self._checking: dict[bytes, int] = {}  # spot-check block → peer id
+        self._random = random.Random()
 
     # --- peers -----------------------------------------------------------------------
     def add_peer(self, peer: Peer) -> None:
@@ -104,6 +113,8 @@ class Sync:
         st = self._peers.pop(peer.id, None)
         if st is None:
             return
+        if st.spot_check is not None:
+            self._checking.pop(st.spot_check, None)
         orphaned = False
         for h in st.in_flight:
             if self._in_flight.get(h) == peer.id:
@@ -174,6 +185,12 @@ class Sync:
             if h.prev_hash != prev.hash:
                 peer.misbehave(BAN_SCORE, "non-continuous headers")
                 return
+        if st.spot_check is not None:  # the previous batch's work is not verified yet: no more from it
+            if solicited:
+                st.refetch = True  # ask again once the check passed
+            else:
+                peer.misbehave(20, "unsolicited headers before its last batch was checked")
+            return
         parent = self.chain.entry(headers[0].prev_hash)
         if parent is None:
             st.unconnecting += 1
@@ -181,8 +198,7 @@ class Sync:
                 peer.misbehave(20, "too many unconnecting headers")
             self.request_headers(peer)
             return
-        for h in headers:
-            peer.known.add(h.hash)
+        peer.known.add(headers[-1].hash)  # it knows the rest too; only tips are ever announced
         full = len(headers) == wire.MAX_HEADERS
         claimed = parent.chain_work + sum(h.block_work for h in headers)
         tip = self.chain.tip
@@ -198,6 +214,7 @@ class Sync:
         # "duplicate-invalid"); blocks in flight keep their headers if the chain evicts
         results = self.chain.add_headers(headers, keep=self._in_flight)
         last: Header | None = None
+        fresh: list[bytes] = []
         for h, res in zip(headers, results):
             if res.status == INVALID:
                 peer.misbehave(_invalid_score(res.reason), f"invalid header: {res.reason}")
@@ -206,6 +223,7 @@ class Sync:
                 break
             if res.status == ACCEPTED:
                 st.added.append(h.hash)
+                fresh.append(h.hash)
             last = h
         if last is None:
             return
@@ -213,9 +231,34 @@ class Sync:
         entry = self.chain.entry(last.hash)
         if entry is not None and entry.chain_work > tip.chain_work:
             self._want_chain(st, last.hash)
+        if fresh:
+            self._spot_check(st, self._random.choice(fresh))
         if full and last is headers[-1]:
             st.resume_from = last.hash
             self._resume_headers(st)
+
+    def _spot_check(self, st: PeerSync, block_hash: bytes) -> None:
+        """Ask the peer for one random block of the batch it just sent, before taking more
+        headers from it: headers carry no checkable work, the block's proof does (a peer
+        that forged a batch cannot deliver it, and is banned)."""
+        st.spot_check = block_hash
+        self._checking[block_hash] = st.peer.id
+        owner = self._in_flight.get(block_hash)
+        if owner is not None and owner in self._peers:  # take it over from whoever was asked
+            self._peers[owner].in_flight.pop(block_hash, None)
+        self._request(st, [block_hash])
+
+    def _spot_checked(self, block_hash: bytes, passed: bool) -> None:
+        peer_id = self._checking.pop(block_hash, None)
+        st = self._peers.get(peer_id) if peer_id is not None else None
+        if st is None or st.spot_check != block_hash:
+            return
+        st.spot_check = None
+        if passed:
+            self._resume_headers(st)
+            if st.refetch:
+                st.refetch = False
+                self.request_headers(st.peer)
 
     def _note_best(self, st: PeerSync, header: Header) -> None:
         if header.height > st.best_height and self.chain.entry(header.hash) is not None:
@@ -233,7 +276,7 @@ class Sync:
 
     def _resume_headers(self, st: PeerSync) -> None:
         """Continue after a full batch once the peer's header lead has room for another."""
-        if st.resume_from is None:
+        if st.resume_from is None or st.spot_check is not None:
             return
         self._prune_added(st)
         if len(st.added) + wire.MAX_HEADERS <= self.limits.header_lead:
@@ -245,8 +288,14 @@ class Sync:
         h = tip_hash
         while True:
             entry = self.chain.entry(h)
-            if entry is None or entry.have_data or entry.failed:
+            if entry is None or entry.failed:
                 return
+            if entry.have_data:  # stop at the chain with data; walk past a spot-checked block
+                parent = self.chain.entry(entry.prev)
+                if parent is None or parent.have_data:
+                    return
+                h = entry.prev
+                continue
             wanted = self._wanted.get(h)
             if wanted is None:
                 self._wanted[h] = (entry.height, {st.peer.id})
@@ -337,6 +386,9 @@ class Sync:
         for h in hashes:
             if st.in_flight.pop(h, None) is None:
                 continue
+            if h == st.spot_check:
+                self._spot_checked(h, False)
+                peer.misbehave(BAN_SCORE, "could not serve a block of the headers it sent")
             if self._in_flight.get(h) == peer.id:
                 del self._in_flight[h]
             wanted = self._wanted.get(h)
@@ -388,7 +440,8 @@ class Sync:
             block = item[0]
             parent = self.chain.entry(block.header.prev_hash)
             if (parent is not None and parent.have_data) or block.header.prev_hash in have \
-                    or self.chain.entry(block.hash) is None:  # unknown header: the chain orphans it
+                    or self.chain.entry(block.hash) is None \
+                    or block.hash in self._checking:  # unknown header: orphaned; spot check: stored out of order
                 ready.append(item)
                 have.add(block.hash)
                 self._release(block.hash, ready, have)
@@ -422,6 +475,8 @@ class Sync:
     def _submit(self, items: list[tuple[Block, bytes, Peer]]) -> None:
         results = self.chain.submit_blocks([block for block, _, _ in items])
         for (block, _, peer), res in zip(items, results):
+            if block.hash in self._checking:
+                self._spot_checked(block.hash, res.status in (ACCEPTED, DUPLICATE))
             st = self._peers.get(peer.id)
             if res.status == INVALID:
                 peer.misbehave(_invalid_score(res.reason), f"invalid block {block.hash.hex()[:16]}: {res.reason}")

@@ -9,11 +9,13 @@ from dataclasses import replace
 import pytest
 
 from consensus.block import Block
+from consensus.params import REGTEST
 from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected, wire
 from tests.unit.node.helpers import FAUCET, bogus_headers, build_chain, genesis_header, key, make_block, transfer
 from tests.unit.p2p.helpers import FAST_PEER, FAST_SYNC, NOW, RawPeer, connect, make_node, run, running, wait_until
 
 CHAIN = build_chain(genesis_header(), 200)
+BY_HASH = {blk.hash: blk for blk in CHAIN}
 BLOCK_BYTES = len(CHAIN[0].encode())
 
 
@@ -190,7 +192,7 @@ def test_headers_of_departed_peers_are_forgotten(tmp_path) -> None:
                     spam.send("headers", [h.to_list() for h in bogus_headers(genesis, 4000, 20 + i)[2000 * k:][:2000]])
                 spam.send("ping", i)
                 await spam.expect("pong")
-                assert len(a.chain.index.loose) == 4000
+                assert len(a.chain.index.loose) == 2000  # the second batch waits for the first one's spot check
                 spam.close()
                 await wait_until(lambda: not a.p2p.manager.peers, 10, "the spammer gone")
                 assert len(a.chain.index) == before and not a.chain.index.loose
@@ -239,8 +241,10 @@ def test_stalling_peer_is_dropped_and_blocks_reassigned(tmp_path) -> None:
             await staller.handshake(height=100)
             await staller.expect("getheaders")
             staller.send("headers", [blk.header.to_list() for blk in CHAIN[:100]])
-            asked = await staller.expect("getdata")
-            assert len(asked.args[0]) == 16  # the per-peer in-flight limit
+            asked: list = []
+            while len(asked) < 16:  # the spot check of the batch, then the lowest heights
+                asked += (await staller.expect("getdata")).args[0]
+            assert len(asked) == 16  # the per-peer in-flight limit
             await connect(c, a)
             await wait_until(lambda: c.height == 100, 20, "c synced around the staller")
             assert await staller.closed()
@@ -259,6 +263,8 @@ def test_notfound_moves_the_request(tmp_path) -> None:
             await liar.handshake(height=50)
             await liar.expect("getheaders")
             liar.send("headers", [blk.header.to_list() for blk in CHAIN[:50]])
+            (check,) = (await liar.expect("getdata")).args[0]  # the spot check: a block of the batch
+            liar.send_raw(wire.frame(REGTEST.magic, wire.block_payload(BY_HASH[check[1]].encode())))
             asked = await liar.expect("getdata")
             await connect(c, a)
             liar.send("notfound", asked.args[0])
@@ -473,4 +479,58 @@ def test_full_inbound_evicts_the_least_useful_peer(tmp_path) -> None:
             assert not await useful.closed(0.3) and not await idle[0].closed(0.3)
             addrs = {p.ip for p in node.p2p.manager.peers.values()}
             assert addrs == {"127.0.0.50", "127.0.0.51", "127.0.0.60"}
+    run(body())
+
+
+@pytest.mark.parametrize("answer", ["notfound", "forged-block"])
+def test_forged_header_batch_is_spot_checked_and_the_forger_banned(tmp_path, answer) -> None:
+    """Headers carry no checkable work: a random block of each batch is fetched before more
+    headers are taken from that peer, and a forger cannot deliver it (Pearl's header presync)."""
+    node = make_node(tmp_path, max_outbound=0, sync_limits=replace(FAST_SYNC, stall_timeout=60.0))
+    node.chain.submit_blocks(CHAIN[:20])
+    forged = bogus_headers(CHAIN[19].header, wire.MAX_HEADERS, salt=70)
+    by_hash = {h.hash: h for h in forged}
+
+    async def body() -> None:
+        async with running(node):
+            forger = await RawPeer.open(node, "127.0.0.70")
+            await forger.handshake(height=20 + wire.MAX_HEADERS)
+            await forger.expect("getheaders")
+            forger.send("headers", [h.to_list() for h in forged])
+            asked = (await forger.expect("getdata")).args[0]
+            assert len(asked) == 1 and asked[0][1] in by_hash  # one block of the batch, before any other
+            assert len(node.chain.index.loose) == wire.MAX_HEADERS
+            # the forged headers have more claimed work, but the node does not think it is syncing
+            assert node.chain.best_header_height() == node.height == 20
+            forger.send("headers", [h.to_list() for h in bogus_headers(forged[-1], 10, salt=71)])  # more: refused
+            if answer == "notfound":
+                forger.send("notfound", asked)
+            else:
+                fake = Block(by_hash[asked[0][1]], CHAIN[0].proof, ())
+                forger.send_raw(wire.frame(REGTEST.magic, wire.block_payload(fake.encode())))
+            assert await forger.closed()
+            assert [b["address"] for b in node.p2p.list_banned()] == ["127.0.0.70/32"]
+            await wait_until(lambda: not node.chain.index.loose, 5, "the forged headers forgotten")
+            assert node.chain.best_header_height() == 20
+    run(body())
+
+
+def test_honest_sync_reports_progress_from_spot_checked_blocks(tmp_path) -> None:
+    """During an honest download, the spot-checked blocks ahead of the tip are the verified
+    work that says the node is still syncing."""
+    node = make_node(tmp_path, max_outbound=0, sync_limits=replace(FAST_SYNC, stall_timeout=60.0))
+    by_hash = {blk.hash: blk for blk in CHAIN}
+
+    async def body() -> None:
+        async with running(node):
+            peer = await RawPeer.open(node, "127.0.0.72")
+            await peer.handshake(height=len(CHAIN))
+            await peer.expect("getheaders")
+            peer.send("headers", [blk.header.to_list() for blk in CHAIN])
+            (check,) = (await peer.expect("getdata")).args[0]
+            peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(by_hash[check[1]].encode())))
+            height = by_hash[check[1]].header.height
+            await wait_until(lambda: node.chain.best_header_height() == height, 5, "the checked block stored")
+            assert node.height < height or height == 1  # stored ahead of its missing parents
+            assert not await peer.closed(0.2) and node.p2p.list_banned() == []
     run(body())
