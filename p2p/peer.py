@@ -26,6 +26,7 @@ from .wire import Message, WireError
 log = logging.getLogger(__name__)
 BAN_SCORE = 100
 UNKNOWN_FREE_BYTES = 4096  # unknown commands up to this size cost the sender no score
+THREAD_DECODE_BYTES = 64 * 1024  # payloads from this size on are decoded off the event loop
 
 
 def unknown_score(size: int) -> int:
@@ -214,7 +215,9 @@ class Peer:
         data = await wire.read_frame(self.reader, self.host.magic, limit)
         self.bytes_recv += wire.FRAME_HEADER + len(data)
         self._last_recv = time.monotonic()
-        msg = wire.decode(data)
+        # a large payload is decoded on a worker thread: the GIL is handed back every few ms,
+        # so the event loop keeps serving RPC and other peers meanwhile
+        msg = wire.decode(data) if len(data) < THREAD_DECODE_BYTES else await asyncio.to_thread(wire.decode, data)
         if msg is None and (score := unknown_score(len(data))):
             self.misbehave(score, f"unknown command of {len(data)} bytes")
             if self.closed:

@@ -3,8 +3,8 @@
 * Every peer gets ``getheaders(locator)`` after the handshake, and again when it
   announces a block whose header we lack.  A full reply (2000 headers) is
   followed by another ``getheaders`` from its last header.
-* Headers are added with ``chain.add_headers`` (one call per reply; the chain keeps
-  them in memory only and caps them globally).  They must be contiguous and
+* Headers are added with ``chain.add_headers`` (in chunks of 100, yielding to the
+  event loop in between; the chain keeps them in memory only and caps them globally).  They must be contiguous and
   connect to a known header; an invalid header bans.  A peer may be at most
   ``header_lead`` accepted headers ahead of the blocks we have for them
   (continuations wait until blocks catch up; unsolicited excess is ignored and
@@ -63,6 +63,7 @@ class SyncLimits:
     headers_timeout: float = 60.0  # a getheaders unanswered for this long disconnects
     unconnecting_limit: int = 10  # unconnecting headers replies per score increment
     reorder_bytes: int = 64 * 1024 * 1024  # blocks held for their parent
+    headers_chunk: int = 100  # headers added per event-loop turn
     submit_batch: int = 256
 
 
@@ -166,31 +167,33 @@ class Sync:
         headers = self.chain.headers_after(locator, stop, wire.MAX_HEADERS)
         peer.send("headers", [h.to_list() for h in headers])
 
-    def on_headers(self, peer: Peer, headers: list[Header]) -> None:
+    async def on_headers(self, peer: Peer, headers: list[Header]) -> None:
         st = self._peers.get(peer.id)
         if st is None:
             return
         solicited = st.headers_sent_at is not None
         st.headers_sent_at = None
-        self._process_headers(peer, st, headers, solicited)
+        await self._process_headers(peer, st, headers, solicited)
+        if self._peers.get(peer.id) is not st:
+            return
         if st.headers_sent_at is None and st.headers_again and not peer.closed:
             st.headers_again = False
             self.request_headers(peer)
         self.schedule()
 
-    def _process_headers(self, peer: Peer, st: PeerSync, headers: list[Header], solicited: bool) -> None:
+    async def _process_headers(self, peer: Peer, st: PeerSync, headers: list[Header], solicited: bool) -> None:
         if not headers:
             return
-        for prev, h in itertools.pairwise(headers):
-            if h.prev_hash != prev.hash:
-                peer.misbehave(BAN_SCORE, "non-continuous headers")
-                return
         if st.spot_check is not None:  # the previous batch's work is not verified yet: no more from it
             if solicited:
                 st.refetch = True  # ask again once the check passed
             else:
                 peer.misbehave(20, "unsolicited headers before its last batch was checked")
             return
+        for prev, h in itertools.pairwise(headers):
+            if h.prev_hash != prev.hash:
+                peer.misbehave(BAN_SCORE, "non-continuous headers")
+                return
         parent = self.chain.entry(headers[0].prev_hash)
         if parent is None:
             st.unconnecting += 1
@@ -210,9 +213,9 @@ class Sync:
         if new and len(st.added) + new > self.limits.header_lead:
             peer.misbehave(0 if solicited else 20, "headers beyond the allowed lead")
             return
-        # one call for the whole batch (a known header marked invalid comes back as
-        # "duplicate-invalid"); blocks in flight keep their headers if the chain evicts
-        results = self.chain.add_headers(headers, keep=self._in_flight)
+        results = await self._add_headers(peer, headers)
+        if results is None:  # the peer went meanwhile
+            return
         last: Header | None = None
         fresh: list[bytes] = []
         for h, res in zip(headers, results):
@@ -228,25 +231,46 @@ class Sync:
         if last is None:
             return
         self._note_best(st, last)
-        entry = self.chain.entry(last.hash)
-        if entry is not None and entry.chain_work > tip.chain_work:
-            self._want_chain(st, last.hash)
-        if fresh:
+        if fresh:  # its blocks are wanted once the check passed (a forged batch never is)
             self._spot_check(st, self._random.choice(fresh))
+        else:
+            self._want_best(st)
         if full and last is headers[-1]:
             st.resume_from = last.hash
             self._resume_headers(st)
 
+    async def _add_headers(self, peer: Peer, headers: list[Header]) -> list | None:
+        """``chain.add_headers`` in chunks, letting the event loop serve others in between (a
+        2000-header batch costs ~150 ms); None if the peer went meanwhile.  A known header marked
+        invalid comes back as "duplicate-invalid"; blocks in flight keep their headers if the chain
+        evicts."""
+        results: list = []
+        step = self.limits.headers_chunk
+        for i in range(0, len(headers), step):
+            if i:
+                await asyncio.sleep(0)
+                if peer.closed or peer.id not in self._peers:
+                    return None
+            chunk = headers[i:i + step]
+            done = self.chain.add_headers(chunk, keep=self._in_flight)
+            results += done
+            if len(done) < len(chunk) or done[-1].status not in (ACCEPTED, DUPLICATE):
+                break
+        return results
+
+    def _want_best(self, st: PeerSync) -> None:
+        entry = self.chain.entry(st.best) if st.best is not None else None
+        if entry is not None and entry.chain_work > self.chain.tip.chain_work:
+            self._want_chain(st, st.best)
+
     def _spot_check(self, st: PeerSync, block_hash: bytes) -> None:
-        """Ask the peer for one random block of the batch it just sent, before taking more
-        headers from it: headers carry no checkable work, the block's proof does (a peer
-        that forged a batch cannot deliver it, and is banned)."""
+        """Fetch one random block of the batch the peer just sent, before taking more headers
+        or any other block of it from that peer: headers carry no checkable work, the block's
+        proof does (a peer that forged the batch cannot deliver it, and is banned)."""
         st.spot_check = block_hash
         self._checking[block_hash] = st.peer.id
-        owner = self._in_flight.get(block_hash)
-        if owner is not None and owner in self._peers:  # take it over from whoever was asked
-            self._peers[owner].in_flight.pop(block_hash, None)
-        self._request(st, [block_hash])
+        if block_hash not in self._in_flight:  # else it is on its way already (a fresh tip)
+            self._request(st, [block_hash])
 
     def _spot_checked(self, block_hash: bytes, passed: bool) -> None:
         peer_id = self._checking.pop(block_hash, None)
@@ -255,6 +279,7 @@ class Sync:
             return
         st.spot_check = None
         if passed:
+            self._want_best(st)
             self._resume_headers(st)
             if st.refetch:
                 st.refetch = False
@@ -404,6 +429,8 @@ class Sync:
         """
         now = self._clock()
         for st in list(self._peers.values()):
+            if st.spot_check is not None and st.spot_check not in self._in_flight:  # its fetcher went
+                self._request(st, [st.spot_check])
             if st.in_flight and now - st.progress_at > self.limits.stall_timeout:
                 st.peer.close("block download stalled")
             elif st.headers_sent_at is not None and now - st.headers_sent_at > self.limits.headers_timeout:

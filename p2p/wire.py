@@ -72,11 +72,16 @@ class WireError(Exception):
 
 @dataclass(frozen=True)
 class Message:
-    """One decoded message; ``raw`` is the whole payload (a block's bytes are a slice of it)."""
+    """One decoded message; ``raw`` is the whole payload (a block's bytes are a slice of it).
+
+    ``objects`` holds what a ``tx`` (``Tx``), ``block`` (``(Block, bytes)``) or ``headers``
+    (``list[Header]``) message carries, built during the decode (off the event loop for
+    large payloads)."""
 
     command: str
     args: list[Any]
     raw: bytes = b""
+    objects: Any = None  # the typed value of tx / block / headers, built with the decode
 
 
 def checksum(payload: bytes) -> bytes:
@@ -191,7 +196,9 @@ def decode(data: bytes) -> Message | None:
     args = value[1:]
     if command == "matrix" and sum(len(r) for r in args[2]) > MAX_MATRIX_BYTES:
         raise WireError("bad-message", "matrix reply over 4 MiB")
-    return Message(command, args, data)
+    msg = Message(command, args, data)
+    build = _OBJECTS.get(command)
+    return msg if build is None else Message(command, args, data, build(msg))
 
 
 def block_from_message(msg: Message) -> tuple[Block, bytes]:
@@ -202,4 +209,14 @@ def block_from_message(msg: Message) -> tuple[Block, bytes]:
 
 
 def headers_from_message(msg: Message) -> list[Header]:
-    return [Header.from_list(h) for h in msg.args[0]]
+    headers = [Header.from_list(h) for h in msg.args[0]]
+    for h in headers:
+        h.hash  # computed (and cached) here, off the event loop when the decode is
+    return headers
+
+
+_OBJECTS = {
+    "tx": lambda msg: Tx.from_list(msg.args[0]),
+    "block": block_from_message,
+    "headers": headers_from_message,
+}

@@ -241,10 +241,10 @@ def test_stalling_peer_is_dropped_and_blocks_reassigned(tmp_path) -> None:
             await staller.handshake(height=100)
             await staller.expect("getheaders")
             staller.send("headers", [blk.header.to_list() for blk in CHAIN[:100]])
-            asked: list = []
-            while len(asked) < 16:  # the spot check of the batch, then the lowest heights
-                asked += (await staller.expect("getdata")).args[0]
-            assert len(asked) == 16  # the per-peer in-flight limit
+            (check,) = (await staller.expect("getdata")).args[0]  # the spot check of the batch
+            staller.send_raw(wire.frame(REGTEST.magic, wire.block_payload(BY_HASH[check[1]].encode())))
+            asked = await staller.expect("getdata")  # then the lowest heights
+            assert len(asked.args[0]) == 16  # the per-peer in-flight limit
             await connect(c, a)
             await wait_until(lambda: c.height == 100, 20, "c synced around the staller")
             assert await staller.closed()
