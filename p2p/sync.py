@@ -269,6 +269,7 @@ class Sync:
         proof does (a peer that forged the batch cannot deliver it, and is banned)."""
         st.spot_check = block_hash
         self._checking[block_hash] = st.peer.id
+        log.debug("spot check of peer %d: block %s", st.peer.id, block_hash.hex()[:16])
         if block_hash not in self._in_flight:  # else it is on its way already (a fresh tip)
             self._request(st, [block_hash])
 
@@ -277,6 +278,7 @@ class Sync:
         st = self._peers.get(peer_id) if peer_id is not None else None
         if st is None or st.spot_check != block_hash:
             return
+        log.debug("spot check of peer %d %s", st.peer.id, "passed" if passed else "failed")
         st.spot_check = None
         if passed:
             self._want_best(st)
@@ -315,9 +317,8 @@ class Sync:
             entry = self.chain.entry(h)
             if entry is None or entry.failed:
                 return
-            if entry.have_data:  # stop at the chain with data; walk past a spot-checked block
-                parent = self.chain.entry(entry.prev)
-                if parent is None or parent.have_data:
+            if entry.have_data:  # stop at our best chain; walk past blocks stored ahead (spot checks)
+                if self.chain.hash_at(entry.height) == h:
                     return
                 h = entry.prev
                 continue
@@ -502,8 +503,8 @@ class Sync:
     def _submit(self, items: list[tuple[Block, bytes, Peer]]) -> None:
         results = self.chain.submit_blocks([block for block, _, _ in items])
         for (block, _, peer), res in zip(items, results):
-            if block.hash in self._checking:
-                self._spot_checked(block.hash, res.status in (ACCEPTED, DUPLICATE))
+            if block.hash in self._checking:  # an invalid one bans its sender below
+                self._spot_checked(block.hash, res.status != INVALID)
             st = self._peers.get(peer.id)
             if res.status == INVALID:
                 peer.misbehave(_invalid_score(res.reason), f"invalid block {block.hash.hex()[:16]}: {res.reason}")

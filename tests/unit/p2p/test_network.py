@@ -534,3 +534,33 @@ def test_honest_sync_reports_progress_from_spot_checked_blocks(tmp_path) -> None
             assert node.height < height or height == 1  # stored ahead of its missing parents
             assert not await peer.closed(0.2) and node.p2p.list_banned() == []
     run(body())
+
+
+def test_blocks_below_ones_stored_ahead_are_still_fetched(tmp_path) -> None:
+    """A spot-checked block and a child released after it are stored ahead of their missing
+    parents; the blocks below them must still be wanted (the walk stopped at the first two
+    blocks with data, and the download stalled)."""
+    node = make_node(tmp_path, max_outbound=0, sync_limits=replace(FAST_SYNC, stall_timeout=60.0))
+    node.chain.submit_blocks(CHAIN[:15])
+
+    async def body() -> None:
+        async with running(node):
+            peer = await RawPeer.open(node, "127.0.0.73")
+            await peer.handshake(height=40)
+            await peer.expect("getheaders")
+            peer.send("headers", [blk.header.to_list() for blk in CHAIN[15:40]])
+            (check,) = (await peer.expect("getdata")).args[0]
+            checked = BY_HASH[check[1]]
+            child = CHAIN[checked.header.height] if checked.header.height < 40 else None
+            for blk in ([child] if child else []) + [checked]:  # the child first: held, then released
+                peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(blk.encode())))
+
+            async def serve() -> None:
+                while True:
+                    for kind, h in (await peer.expect("getdata", 30)).args[0]:
+                        peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(BY_HASH[h].encode())))
+            serving = asyncio.create_task(serve())
+            await wait_until(lambda: node.height == 40, 15, "the node synced past the blocks stored ahead")
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
+    run(body())
