@@ -25,6 +25,7 @@ from consensus.errors import DecodeError
 
 Reader = Callable[[msgpack.Unpacker], Any]
 GENERIC_BUDGET = 1024  # elements of one value read for a schema class known only by its check()
+UNBOUNDED = 2**32 - 1  # no limit of its own: the payload's size bounds it
 
 
 class Plan:
@@ -51,7 +52,8 @@ class Plan:
 def _leaf_limits(schema: Schema) -> tuple[int, int]:
     """(largest bin, largest str) the schema admits; generic schemas get the payload's size."""
     if isinstance(schema, Bin):
-        return (schema.size if schema.size is not None else schema.max_size or 0), 0
+        bound = schema.size if schema.size is not None else schema.max_size
+        return (UNBOUNDED if bound is None else bound), 0
     if isinstance(schema, Str):
         return 0, schema.max_bytes
     if isinstance(schema, UInt):
@@ -61,7 +63,7 @@ def _leaf_limits(schema: Schema) -> tuple[int, int]:
     if isinstance(schema, Tuple):
         limits = [_leaf_limits(s) for s in schema.items] or [(0, 0)]
         return max(b for b, _ in limits), max(s for _, s in limits)
-    return 2**32 - 1, 2**32 - 1  # unknown shape: bounded by the payload size only
+    return UNBOUNDED, UNBOUNDED  # unknown shape: bounded by the payload size only
 
 
 def _reader(schema: Schema) -> Reader:
