@@ -73,6 +73,7 @@ class PeerHost(Protocol):
     def version_payload(self, peer: Peer) -> bytes: ...
     def is_own_nonce(self, nonce: int) -> bool: ...
     async def peer_ready(self, peer: Peer) -> None: ...
+    def admits(self, peer: Peer, command: str) -> bool: ...  # False: dropped before decoding (the host scores)
     async def handle(self, peer: Peer, msg: Message) -> None: ...
     def peer_closed(self, peer: Peer) -> None: ...
 
@@ -215,6 +216,10 @@ class Peer:
         data = await wire.read_frame(self.reader, self.host.magic, limit)
         self.bytes_recv += wire.FRAME_HEADER + len(data)
         self._last_recv = time.monotonic()
+        if self.ready and not self.host.admits(self, wire.command_of(data)[0]):
+            if self.closed:
+                raise Disconnect(self.close_reason)
+            return None
         # a large payload is decoded on a worker thread: the GIL is handed back every few ms,
         # so the event loop keeps serving RPC and other peers meanwhile
         msg = wire.decode(data) if len(data) < THREAD_DECODE_BYTES else await asyncio.to_thread(wire.decode, data)

@@ -147,6 +147,11 @@ class P2PNode:
         self.relay.add_peer(peer)
         self.sync.add_peer(peer)
 
+    def admits(self, peer: Peer, command: str) -> bool:
+        """Whether a message is wanted at all, judged before it is decoded: headers from a peer
+        whose last batch awaits its spot check are not (sync scores or re-asks)."""
+        return not (command == "headers" and self.sync.refuse_headers(peer))
+
     async def handle(self, peer: Peer, msg: Message) -> None:
         result = self._handlers[msg.command](peer, msg)
         if asyncio.iscoroutine(result):

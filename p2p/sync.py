@@ -167,9 +167,23 @@ class Sync:
         headers = self.chain.headers_after(locator, stop, wire.MAX_HEADERS)
         peer.send("headers", [h.to_list() for h in headers])
 
+    def refuse_headers(self, peer: Peer) -> bool:
+        """True if headers from this peer are not taken now — its last batch's work is not
+        verified yet — and the reply is settled: a solicited one is asked for again once the
+        spot check passed, an unsolicited one scores.  Called before the message is decoded."""
+        st = self._peers.get(peer.id)
+        if st is None or st.spot_check is None:
+            return False
+        if st.headers_sent_at is not None:
+            st.headers_sent_at = None
+            st.refetch = True
+        else:
+            peer.misbehave(20, "unsolicited headers before its last batch was checked")
+        return True
+
     async def on_headers(self, peer: Peer, headers: list[Header]) -> None:
         st = self._peers.get(peer.id)
-        if st is None:
+        if st is None or self.refuse_headers(peer):
             return
         solicited = st.headers_sent_at is not None
         st.headers_sent_at = None
@@ -183,12 +197,6 @@ class Sync:
 
     async def _process_headers(self, peer: Peer, st: PeerSync, headers: list[Header], solicited: bool) -> None:
         if not headers:
-            return
-        if st.spot_check is not None:  # the previous batch's work is not verified yet: no more from it
-            if solicited:
-                st.refetch = True  # ask again once the check passed
-            else:
-                peer.misbehave(20, "unsolicited headers before its last batch was checked")
             return
         for prev, h in itertools.pairwise(headers):
             if h.prev_hash != prev.hash:
