@@ -37,6 +37,7 @@ from .sync import Sync
 from .txrequest import TxRequests
 
 log = logging.getLogger(__name__)
+GETDATA_TURN = 1000  # getdata items handled per event-loop turn
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,9 @@ class Relay:
         if st is None:
             return
         missing, repeats = [], 0
-        for kind, h in items:
+        for i, (kind, h) in enumerate(items):
+            if i % GETDATA_TURN == GETDATA_TURN - 1:
+                await asyncio.sleep(0)  # 50,000 items are a long loop: let others be served meanwhile
             if peer.closed:
                 return
             if kind == wire.INV_BLOCK:
