@@ -23,7 +23,7 @@ FAILED_CHILD = 8  # a descendant of an invalid block
 FAILED_MASK = FAILED | FAILED_CHILD
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IndexEntry:
     header: Header
     height: int
@@ -70,6 +70,7 @@ class BlockIndex:
         self.linked: set[bytes] = set()  # data for the block and all its ancestors
         self.loose: dict[bytes, int] = {}  # loose header-only entries → arrival number
         self._arrivals = 0
+        self._best_data_height: int | None = 0  # highest entry with data not failed; None: recount
 
     def __contains__(self, block_hash: bytes) -> bool:
         return block_hash in self.entries
@@ -91,6 +92,10 @@ class BlockIndex:
         if new and entry.height > 0:
             self.children.setdefault(entry.prev, {})[h] = None
         self.entries[h] = entry
+        if entry.failed and entry.height == self._best_data_height:
+            self._best_data_height = None
+        elif entry.have_data and not entry.failed and self._best_data_height is not None:
+            self._best_data_height = max(self._best_data_height, entry.height)
         if not entry.have_data:
             if new:
                 self._arrivals += 1
@@ -156,6 +161,14 @@ class BlockIndex:
                 break
             out.append(parent.header.timestamp)
         return out[::-1]
+
+    def best_verified_height(self) -> int:
+        """Height of the highest entry whose work was verified: one with its block's data (the
+        proof travels with the block), not failed.  Header-only entries above it prove nothing."""
+        if self._best_data_height is None:
+            self._best_data_height = max((e.height for e in self.entries.values() if e.have_data and not e.failed),
+                                         default=0)
+        return self._best_data_height
 
     def tips(self) -> list[IndexEntry]:
         """Entries without children."""

@@ -675,8 +675,11 @@ class Chain:
         return sorted(out, key=lambda t: (-t["height"], t["hash"]))
 
     def best_header_height(self) -> int:
-        """Height of the highest known header not marked invalid (headers-first progress)."""
-        return max((e.height for e in self.index.tips() if not e.failed), default=self.tip.height)
+        """Height of the highest header with verified work (headers-first progress, and whether
+        the node is still in its initial download).  Headers carry no checkable work, so only
+        blocks whose data arrived count — sync fetches a random block of every headers batch
+        early for this (docs/p2p.md) — never header-only entries a peer may have forged."""
+        return max(self.index.best_verified_height(), self.tip.height)
 
     def orphan_roots(self) -> list[bytes]:
         """Parents that held orphans wait for."""

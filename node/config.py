@@ -39,7 +39,9 @@ class Config:
     seednode: list[str] = field(default_factory=list)
     max_outbound: int = 8
     max_inbound: int = 64
+    max_inbound_per_ip: int = 8
     ban_seconds: int = 24 * 3600
+    ban_v6_prefix: int = 64
     log_level: str = "info"
     log_format: str = "human"
     log_file: str = ""
@@ -80,8 +82,8 @@ class Config:
 FIELD_NAMES = frozenset(f.name for f in fields(Config))
 _LISTS = {"connect", "addnode", "seednode"}
 _BOOLS = {"listen", "reindex", "address_index"}
-_INTS = {"rpc_port", "port", "max_outbound", "max_inbound", "ban_seconds", "mempool_max_bytes", "min_relay_fee",
-         "matrix_store_mb", "max_upload_mb"}
+_INTS = {"rpc_port", "port", "max_outbound", "max_inbound", "max_inbound_per_ip", "ban_seconds", "ban_v6_prefix",
+         "mempool_max_bytes", "min_relay_fee", "matrix_store_mb", "max_upload_mb"}
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -132,6 +134,8 @@ def _validate(cfg: Config) -> Config:
                 parse_addr(addr, cfg.params.p2p_port)
             except ValueError:
                 raise ConfigError(f"{name}: bad address {addr!r} (expected host, host:port or [ipv6]:port)") from None
+    if not 1 <= cfg.ban_v6_prefix <= 128:
+        raise ConfigError("ban_v6_prefix must be between 1 and 128")
     return cfg
 
 
@@ -173,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"outbound connections from the address book (default {d.max_outbound})")
     net.add_argument("--max-inbound", dest="max_inbound", type=int, metavar="N",
                      help=f"inbound connections (default {d.max_inbound})")
+    net.add_argument("--max-inbound-per-ip", dest="max_inbound_per_ip", type=int, metavar="N",
+                     help=f"inbound connections from one IP (default {d.max_inbound_per_ip})")
+    net.add_argument("--ban-v6-prefix", dest="ban_v6_prefix", type=int, metavar="BITS",
+                     help=f"IPv6 prefix an automatic ban covers (default {d.ban_v6_prefix})")
     logs = p.add_argument_group("logging")
     logs.add_argument("--log-level", dest="log_level", type=str.lower, choices=["debug", "info", "warning", "error"],
                       help=f"(default {d.log_level})")

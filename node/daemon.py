@@ -64,6 +64,7 @@ class Node:
         self.p2p = P2PNode(PeerChain(self), PeerMempool(self), self.network, bind=cfg.effective_bind,
                            port=cfg.effective_port, listen=cfg.listen, connect=cfg.connect, addnode=cfg.addnode,
                            seednode=cfg.seednode, max_outbound=cfg.max_outbound, max_inbound=cfg.max_inbound,
+                           max_inbound_per_ip=cfg.max_inbound_per_ip, ban_v6_prefix=cfg.ban_v6_prefix,
                            ban_seconds=cfg.ban_seconds, user_agent=USER_AGENT, records=self.chain.store,
                            matrix_source=self.market)
         self._useful: dict[str, int] | None = None  # counted on first use, then kept by chain events

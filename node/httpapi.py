@@ -94,7 +94,7 @@ class HttpApi:
             return self._unauthorized()
         try:
             payload = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             return web.json_response(_error(PARSE_ERROR, "Parse error"), status=400)
         except web.HTTPRequestEntityTooLarge:
             return web.json_response(_error(INVALID_REQUEST, "request too large"), status=413)

@@ -14,6 +14,7 @@ from consensus.keys import decode_address, encode_address
 from consensus.params import NETWORKS
 from consensus.tx import Tx
 from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected
+from p2p.bans import MAX_BAN_SECONDS
 
 from .addrindex import History, mempool_rows
 from .chain import ACCEPTED, DUPLICATE, FUTURE, ORPHAN
@@ -461,8 +462,8 @@ class RpcMethods:
         """setban "ip[/mask]" "add|remove" ( bantime ): ban or unban an address or subnet."""
         if command not in ("add", "remove"):
             raise RpcError(INVALID_PARAMETER, "command must be add or remove")
-        if bantime < 0:
-            raise RpcError(INVALID_PARAMETER, "bantime must not be negative")
+        if not 0 <= bantime <= MAX_BAN_SECONDS:
+            raise RpcError(INVALID_PARAMETER, f"bantime must be between 0 and {MAX_BAN_SECONDS} seconds")
         try:
             self.node.p2p.set_ban(subnet, command, bantime)
         except InvalidAddress as exc:

@@ -4,11 +4,21 @@
 decides where it runs.  Signature verification dominates block validation and the
 GIL serialises it in threads, so blocks with many txs are split across a process
 pool while the caller goes on decoding and applying other blocks.
+
+The workers come from a ``forkserver`` (a fresh interpreter, not a fork of the
+node): they hold none of the node's sockets or files, start with default signal
+handlers, and each watches the node's pid and exits the moment the node is
+gone (the fork server then exits too, its last client gone).  So a ``kill -9``
+of the node leaves no worker holding its ports or the datadir.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import select
+import signal
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -20,6 +30,30 @@ from consensus.state import check_tx_stateless
 from consensus.tx import Tx
 
 Failure = tuple[int, str]  # (tx index, "reason: detail")
+
+
+def _worker_init(node_pid: int) -> None:
+    """In each worker: default SIGTERM, ignore the terminal's SIGINT, exit when the node does."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ctrl-C goes to the node, which shuts the pool down
+    threading.Thread(target=_exit_with, args=(node_pid,), name="exit-with-node", daemon=True).start()
+
+
+def _exit_with(pid: int) -> None:
+    """Return never: ``_exit`` as soon as process ``pid`` is gone (a pidfd where Linux has one)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # no pidfd here: poll
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+    select.select([fd], [], [])
+    os._exit(1)
 
 
 def _check_txs(network_name: str, raw_txs: list[bytes], first: int) -> Failure | None:
@@ -52,8 +86,11 @@ class TxChecker:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if ctx.get_start_method() == "forkserver":
+                ctx.set_forkserver_preload([__name__])
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
+                                             initargs=(os.getpid(),))
         return self._pool
 
     def start(self, block: Block) -> Pending:

@@ -19,6 +19,7 @@ from .interfaces import Records
 
 log = logging.getLogger(__name__)
 _SCHEMA = Tuple(U64, U64, Str(256))
+MAX_BAN_SECONDS = 100 * 365 * 86400  # longer bans are clamped to this (a century)
 Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -36,6 +37,25 @@ def parse_subnet(text: str) -> Subnet:
         ip = parse_ip(text)
         return ipaddress.ip_network(f"{ip}/{ip.max_prefixlen}")
     return ipaddress.ip_network(text, strict=False)
+
+
+def ban_subnet(host: str, v6_prefix: int = 64) -> Subnet:
+    """The subnet an automatic ban of ``host`` covers: the IPv4 address, or its IPv6 /``v6_prefix``
+    (one IPv6 host usually holds a whole /64)."""
+    ip = parse_ip(host)
+    prefix = ip.max_prefixlen if ip.version == 4 else v6_prefix
+    return ipaddress.ip_network(f"{ip}/{prefix}", strict=False)
+
+
+def netgroup(host: str) -> str:
+    """Peers likely run by one operator: the IPv4 /16 or IPv6 /32 (all loopback addresses are one)."""
+    try:
+        ip = parse_ip(host)
+    except ValueError:
+        return host
+    if ip.is_loopback:
+        return "loopback"
+    return str(ipaddress.ip_network(f"{ip}/{16 if ip.version == 4 else 32}", strict=False))
 
 
 @dataclass(frozen=True)
@@ -66,10 +86,11 @@ class BanList:
         self.sweep()
 
     def ban(self, subnet: Subnet, seconds: int, reason: str) -> None:
+        """Ban for ``seconds`` (clamped to 0…``MAX_BAN_SECONDS``): on disk first, then in memory."""
         now = int(self._clock())
-        entry = Ban(now, now + max(0, seconds), reason[:256])
-        self._bans[subnet] = entry
+        entry = Ban(now, now + min(max(0, seconds), MAX_BAN_SECONDS), reason[:256])
         self._records.put_record("ban", str(subnet).encode(), enc.encode([entry.created, entry.until, entry.reason]))
+        self._bans[subnet] = entry
 
     def unban(self, subnet: Subnet) -> bool:
         if self._bans.pop(subnet, None) is None:

@@ -70,9 +70,11 @@ class MempoolView(Protocol):
 
 
 class MatrixSource(Protocol):
-    """Rows of A / columns of B / rows of C by commitment (filled by the job market later)."""
+    """What ``getmatrix`` serves, by key (PROTOCOL §7): H_A → rows of A, H_B → columns of B
+    (rows of Bᵀ), a claim → rows of C (once its result is in a block).  Filled by the job
+    market's matrix store later."""
 
-    def rows(self, commitment: bytes, first: int, count: int, max_bytes: int) -> list[bytes] | None:
+    def rows(self, key: bytes, first: int, count: int, max_bytes: int) -> list[bytes] | None:
         """Up to ``count`` rows from ``first`` (at most ``max_bytes`` in all), or None if unknown."""
         ...
 

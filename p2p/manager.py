@@ -5,10 +5,16 @@
   more come from the address book.  ``seednode`` addresses are dialled once,
   asked for addresses and dropped, while the book has nothing to offer.
   Manual peers (connect / addnode) do not count against ``max_outbound``.
-* Inbound connections beyond ``max_inbound`` or from a banned subnet are closed
-  at once; banned addresses are never dialled.  A peer banned for misbehaving is
-  disconnected and its IP banned for ``ban_seconds``; ``set_ban`` also
-  disconnects every peer in the subnet.
+* Inbound connections from a banned subnet, or beyond ``max_inbound_per_ip``
+  from one IP, are closed at once.  When all ``max_inbound`` slots are taken, the
+  least useful inbound peer is evicted for the newcomer (after Bitcoin Core's
+  AttemptToEvictConnection): peers that recently delivered blocks or txs, the
+  fastest pingers and the longest connected half are protected, and the
+  youngest connection of the netgroup with the most connections goes; if all
+  are protected the newcomer is refused.  Banned addresses are never dialled.
+  A peer banned for misbehaving is disconnected and its IP (IPv6: its
+  /``ban_v6_prefix``) banned for ``ban_seconds``; ``set_ban`` also disconnects
+  every peer in the subnet.
 * The address book learns from ``addr`` messages (rate limited per peer, like
   Bitcoin: 0.1 addresses/s, burst 1000) and from the listen port inbound peers
   announce in ``version``; ``getaddr`` is answered once per inbound connection.
@@ -30,7 +36,7 @@ from dataclasses import dataclass
 
 from . import wire
 from .addrbook import AddressBook, format_addr, parse_addr
-from .bans import BanList, parse_ip, parse_subnet
+from .bans import BanList, ban_subnet, netgroup, parse_ip, parse_subnet
 from .interfaces import Records
 from .peer import Peer, PeerHost, PeerLimits
 from .ratelimit import TokenBucket
@@ -39,6 +45,7 @@ log = logging.getLogger(__name__)
 ADDR_RELAY_MAX = 10  # addr messages up to this size are forwarded
 ADDR_FRESH = 600  # seconds: only recently seen addresses are forwarded
 MAX_RETRY = 60.0
+PROTECT = 4  # inbound peers protected from eviction by each usefulness criterion
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ class ManagerConfig:
     max_outbound: int = 8
     max_inbound: int = 64
     ban_seconds: int = 86400
+    max_inbound_per_ip: int = 8
+    ban_v6_prefix: int = 64
     dial_interval: float = 1.0  # seconds between connection maintenance rounds
     retry_base: float = 1.0  # first retry delay of a failed dial (doubles up to 60 s)
     connect_timeout: float = 5.0
@@ -119,6 +128,9 @@ class PeerManager:
         inbound = sum(1 for p in self.peers.values() if p.inbound)
         return inbound, len(self.peers) - inbound
 
+    def _inbound(self) -> list[Peer]:
+        return [p for p in self.peers.values() if p.inbound and not p.closed]
+
     def _connected_addrs(self) -> set[str]:
         return {a for p in self.peers.values() if (a := self._listen_addr(p))} | self._dialing
 
@@ -152,8 +164,10 @@ class PeerManager:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername") or ("?", 0)
         ip, port = peername[0], peername[1]
-        inbound, _ = self.counts()
-        if self._stopping or self.bans.is_banned(ip) or inbound >= self.config.max_inbound:
+        inbound = self._inbound()
+        same_ip = sum(1 for p in inbound if p.ip == ip)
+        if self._stopping or self.bans.is_banned(ip) or same_ip >= self.config.max_inbound_per_ip \
+                or (len(inbound) >= self.config.max_inbound and not self._evict(inbound)):
             log.debug("refusing inbound %s:%s", ip, port)
             writer.close()
             return
@@ -167,6 +181,29 @@ class PeerManager:
             pass
         finally:
             self._tasks.discard(task)
+
+    def _evict(self, inbound: list[Peer]) -> bool:
+        """Close the least useful inbound peer to make room; False if every one is protected."""
+        candidates = [p for p in inbound if not p.manual]
+        protected: set[Peer] = set()
+        for useful, rank in ((lambda p: p.last_block_at > 0, lambda p: -p.last_block_at),
+                             (lambda p: p.last_tx_at > 0, lambda p: -p.last_tx_at),
+                             (lambda p: p.ping_time is not None, lambda p: p.ping_time)):
+            protected.update(sorted(filter(useful, candidates), key=rank)[:PROTECT])
+        candidates = [p for p in candidates if p not in protected]
+        ready = sorted((p for p in candidates if p.ready), key=lambda p: p.id)
+        oldest = set(ready[:len(ready) // 2])  # the longest connected half of the ready ones
+        candidates = [p for p in candidates if p not in oldest]
+        if not candidates:
+            return False
+        groups: dict[str, list[Peer]] = {}
+        for p in candidates:
+            groups.setdefault(netgroup(p.ip), []).append(p)
+        largest = max(groups.values(), key=lambda g: (len(g), max(p.id for p in g)))
+        victim = max(largest, key=lambda p: p.id)
+        log.info("evicting inbound peer %d (%s) for a new connection", victim.id, victim.addr)
+        victim.close("evicted for a new inbound connection")
+        return True
 
     def _new_peer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, addr: str, ip: str, *,
                   inbound: bool, manual: bool = False, oneshot: bool = False) -> Peer:
@@ -274,7 +311,7 @@ class PeerManager:
         self._addr_buckets.pop(peer.id, None)
         self._getaddr_answered.discard(peer.id)
         if peer.ban_reason and not self._stopping:
-            subnet = parse_subnet(peer.ip)
+            subnet = ban_subnet(peer.ip, self.config.ban_v6_prefix)
             log.warning("banning %s for %ds: %s", subnet, self.config.ban_seconds, peer.ban_reason)
             self.bans.ban(subnet, self.config.ban_seconds, peer.ban_reason)
         if not peer.inbound and not peer.ready and not peer.manual:

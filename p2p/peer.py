@@ -2,8 +2,9 @@
 
 Handshake: the connecting side sends ``version``; the other answers ``version``
 then ``verack``; the connecting side answers ``verack``.  Before that only
-``version``/``verack`` (and unknown commands, which are ignored) are accepted;
-anything else disconnects.  A wrong chain id, a protocol below 1 or our own nonce
+``version``/``verack`` (and small unknown commands, which are ignored) are
+accepted, in frames of at most 4 KiB; anything else disconnects.  Unknown
+commands are never decoded; a large one scores (``wire.unknown_score``).  A wrong chain id, a protocol below 1 or our own nonce
 (a connection to ourselves) disconnects too.  A malformed frame bans.
 
 Every exception raised while handling this peer's input ends this peer's
@@ -24,6 +25,14 @@ from .wire import Message, WireError
 
 log = logging.getLogger(__name__)
 BAN_SCORE = 100
+UNKNOWN_FREE_BYTES = 4096  # unknown commands up to this size cost the sender no score
+THREAD_DECODE_BYTES = 64 * 1024  # payloads from this size on are decoded off the event loop
+
+
+def unknown_score(size: int) -> int:
+    """Misbehaviour points for an unknown command of ``size`` payload bytes: none when small,
+    a ban near the frame limit (ignored, §7, but not for free)."""
+    return 0 if size <= UNKNOWN_FREE_BYTES else 1 + size * BAN_SCORE // wire.MAX_PAYLOAD
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class PeerHost(Protocol):
     def version_payload(self, peer: Peer) -> bytes: ...
     def is_own_nonce(self, nonce: int) -> bool: ...
     async def peer_ready(self, peer: Peer) -> None: ...
+    def admits(self, peer: Peer, command: str) -> bool: ...  # False: dropped before decoding (the host scores)
     async def handle(self, peer: Peer, msg: Message) -> None: ...
     def peer_closed(self, peer: Peer) -> None: ...
 
@@ -115,6 +125,8 @@ class Peer:
         self.conntime = int(time.time())
         self.bytes_sent = self.bytes_recv = 0
         self.ping_time: float | None = None
+        self.last_block_at = 0.0  # monotonic time of the last new block it delivered (eviction protects it)
+        self.last_tx_at = 0.0  # … of the last tx it delivered that the mempool took
         self._ping: tuple[int, float] | None = None  # outstanding (nonce, sent at)
         self._last_recv = time.monotonic()
         self._tasks: list[asyncio.Task] = []
@@ -200,10 +212,22 @@ class Peer:
                 pass
 
     async def _read(self) -> Message | None:
-        data = await wire.read_frame(self.reader, self.host.magic)
+        limit = wire.MAX_PAYLOAD if self.ready else wire.MAX_HANDSHAKE_PAYLOAD
+        data = await wire.read_frame(self.reader, self.host.magic, limit)
         self.bytes_recv += wire.FRAME_HEADER + len(data)
         self._last_recv = time.monotonic()
-        return wire.decode(data)
+        if self.ready and not self.host.admits(self, wire.command_of(data)[0]):
+            if self.closed:
+                raise Disconnect(self.close_reason)
+            return None
+        # a large payload is decoded on a worker thread: the GIL is handed back every few ms,
+        # so the event loop keeps serving RPC and other peers meanwhile
+        msg = wire.decode(data) if len(data) < THREAD_DECODE_BYTES else await asyncio.to_thread(wire.decode, data)
+        if msg is None and (score := unknown_score(len(data))):
+            self.misbehave(score, f"unknown command of {len(data)} bytes")
+            if self.closed:
+                raise Disconnect(self.close_reason)
+        return msg
 
     async def _handshake(self) -> None:
         while self.version is None:

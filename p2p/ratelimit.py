@@ -1,4 +1,4 @@
-"""A token bucket for per-peer rate limits (inv entries, addr entries, getmatrix bytes)."""
+"""A token bucket for per-peer rate limits (inv entries, addr entries, getmatrix and upload bytes)."""
 from __future__ import annotations
 
 import time
@@ -23,3 +23,9 @@ class TokenBucket:
             return False
         self.tokens -= n
         return True
+
+    def debt(self, n: float) -> float:
+        """Spend ``n`` tokens even if that overdraws the bucket; the seconds until it is even again."""
+        self.take(0)
+        self.tokens -= n
+        return max(0.0, -self.tokens / self.rate)

@@ -1,13 +1,18 @@
 """Inventory relay: inv / getdata / notfound for txs and blocks, tx admission and
-matrix transfer (PROTOCOL §6, §7).
+matrix transfer by key: H_A, H_B or a claim (PROTOCOL §6, §7).
 
 * A new tip is announced as ``inv [[2, hash]]`` and a newly ready mempool tx as
   ``inv [[1, txid]]``, each only to peers whose known-inventory filter lacks it.
 * ``getdata`` is answered from ``chain.block_bytes`` / ``mempool.get`` (missing
-  items in one ``notfound``); serving pauses while the peer's send buffer is full.
-* Announced txs we lack are requested once at a time (60 s timeout); txs the
-  mempool refused are remembered (bounded, cleared on each new tip) and not
-  fetched again.  Mempool refusals are policy as much as consensus: no score.
+  items in one ``notfound``); serving pauses while the peer's send buffer is full
+  or its upload budget (16 MiB/s, burst 32 MiB) is spent, and one block is served
+  to one peer at most twice per 10 minutes (more asks score 10 per getdata).
+* Announced txs we lack are requested through ``TxRequests``: one source at a
+  time per tx, at most 100 requests in flight and 5000 announcements tracked
+  per peer, 60 s timeout, then the next source — so one peer's flood never
+  delays another peer's txs.  Txs the mempool refused are remembered (bounded,
+  cleared on each new tip) and not fetched again.  Mempool refusals are policy
+  as much as consensus: no score.
 * ``inv`` entries and ``getmatrix`` reply bytes are rate limited per peer; the
   excess is dropped.  ``getmatrix`` is served from a ``MatrixSource`` when one is
   set, else answered with an empty ``matrix`` reply.
@@ -17,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from consensus.errors import InvalidTx
 from consensus.tx import Tx
@@ -28,8 +34,10 @@ from .interfaces import ChainView, MatrixSource, MempoolView
 from .peer import KnownFilter, Peer
 from .ratelimit import TokenBucket
 from .sync import Sync
+from .txrequest import TxRequests
 
 log = logging.getLogger(__name__)
+GETDATA_TURN = 1000  # getdata items handled per event-loop turn
 
 
 @dataclass(frozen=True)
@@ -39,14 +47,22 @@ class RelayLimits:
     matrix_rate: float = 8.0 * 1024 * 1024  # getmatrix reply bytes per second per peer
     matrix_burst: float = 4.0 * wire.MAX_MATRIX_BYTES
     tx_timeout: float = 60.0
-    max_tx_requests: int = 50000  # tx requests in flight, all peers together
+    max_peer_tx_in_flight: int = 100  # tx requests in flight per peer
+    max_peer_tx_announced: int = 5000  # announced txs tracked per peer (the rest of a flood is ignored)
     recent_rejects: int = 50000
+    upload_rate: float = 16.0 * 1024 * 1024  # block and tx bytes served per second per peer
+    upload_burst: float = 32.0 * 1024 * 1024
+    block_repeats: int = 2  # times one block is served to one peer per repeat_interval
+    repeat_interval: float = 600.0
+    served_blocks: int = 4096  # recently served blocks remembered per peer
 
 
 @dataclass
 class _PeerRelay:
     inv: TokenBucket
     matrix: TokenBucket
+    upload: TokenBucket
+    served: OrderedDict[bytes, tuple[int, float]] = field(default_factory=OrderedDict)  # block → (times, first at)
 
 
 class Relay:
@@ -62,20 +78,21 @@ class Relay:
         self._peers = peers
         self._clock = clock
         self._state: dict[int, _PeerRelay] = {}
-        self._tx_requests: dict[bytes, tuple[int, float]] = {}  # txid → (peer id, asked at)
         self._rejects = KnownFilter(limits.recent_rejects)
+        self.tx_requests = TxRequests(self._wants_tx, limits.max_peer_tx_in_flight, limits.max_peer_tx_announced,
+                                      limits.tx_timeout, clock)
         self._matrix_waiters: dict[tuple[int, bytes, int], asyncio.Future] = {}
 
     def add_peer(self, peer: Peer) -> None:
         lim = self.limits
         self._state[peer.id] = _PeerRelay(TokenBucket(lim.inv_rate, lim.inv_burst, self._clock),
-                                          TokenBucket(lim.matrix_rate, lim.matrix_burst, self._clock))
+                                          TokenBucket(lim.matrix_rate, lim.matrix_burst, self._clock),
+                                          TokenBucket(lim.upload_rate, lim.upload_burst, self._clock))
+        self.tx_requests.add_peer(peer.id)
 
     def remove_peer(self, peer: Peer) -> None:
         self._state.pop(peer.id, None)
-        for txid, (pid, _) in list(self._tx_requests.items()):
-            if pid == peer.id:
-                del self._tx_requests[txid]
+        self._send_tx_requests(self.tx_requests.remove_peer(peer.id))
         for key, fut in list(self._matrix_waiters.items()):
             if key[0] == peer.id and not fut.done():
                 fut.set_result(None)
@@ -103,107 +120,137 @@ class Relay:
         blocks = [h for kind, h in items if kind == wire.INV_BLOCK]
         if blocks:
             self.sync.on_block_inv(peer, blocks)
-        wanted = []
-        now = self._clock()
-        for kind, h in items:
-            if kind != wire.INV_TX:
-                continue  # blocks handled above; unknown kinds are ignored
+        txids = [h for kind, h in items if kind == wire.INV_TX]  # unknown kinds are ignored
+        for h in txids:
             peer.known.add(h)
-            if h in self.mempool or h in self._rejects or h in self._tx_requests \
-                    or len(self._tx_requests) >= self.limits.max_tx_requests:
-                continue
-            self._tx_requests[h] = (peer.id, now)
-            wanted.append([wire.INV_TX, h])
-        if wanted:
-            peer.send("getdata", wanted)
+        self._send_tx_requests(self.tx_requests.announced(peer.id, txids))
+
+    def _wants_tx(self, txid: bytes) -> bool:
+        return txid not in self.mempool and txid not in self._rejects
+
+    def _send_tx_requests(self, requests: dict[int, list[bytes]]) -> None:
+        if not requests:
+            return
+        peers = {p.id: p for p in self._peers()}
+        for peer_id, txids in requests.items():
+            if peer_id in peers:
+                peers[peer_id].send("getdata", [[wire.INV_TX, h] for h in txids])
 
     async def on_getdata(self, peer: Peer, items: list[list]) -> None:
-        missing = []
-        for kind, h in items:
+        """Serve blocks and txs, within the peer's upload budget; a block asked for more than
+        ``block_repeats`` times per ``repeat_interval`` is not served again (and scores)."""
+        st = self._state.get(peer.id)
+        if st is None:
+            return
+        missing, repeats = [], 0
+        for i, (kind, h) in enumerate(items):
+            if i % GETDATA_TURN == GETDATA_TURN - 1:
+                await asyncio.sleep(0)  # 50,000 items are a long loop: let others be served meanwhile
             if peer.closed:
                 return
             if kind == wire.INV_BLOCK:
+                if not self._may_serve_block(st, h):
+                    repeats += 1
+                    continue
                 raw = self.chain.block_bytes(h)
                 if raw is None:
                     missing.append([kind, h])
                     continue
-                peer.known.add(h)
                 self.sync.peer_has(peer, h)
-                peer.send_payload(wire.block_payload(raw))
-                await peer.drain()
+                data = wire.block_payload(raw)
             elif kind == wire.INV_TX:
                 tx = self.mempool.get(h)
                 if tx is None:
                     missing.append([kind, h])
                     continue
-                peer.known.add(h)
-                peer.send_payload(wire.tx_payload(tx))
-        if missing:
+                data = wire.tx_payload(tx)
+            else:
+                continue
+            peer.known.add(h)
+            peer.send_payload(data)
+            wait = st.upload.debt(len(data))
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await peer.drain()
+        if missing and not peer.closed:
             peer.send("notfound", missing)
+        if repeats:
+            peer.misbehave(10, f"asked for the same block again ({repeats} times in one getdata)")
+
+    def _may_serve_block(self, st: _PeerRelay, h: bytes) -> bool:
+        now = self._clock()
+        times, first = st.served.get(h, (0, now))
+        if now - first >= self.limits.repeat_interval:
+            times, first = 0, now
+        if times >= self.limits.block_repeats:
+            return False
+        st.served[h] = (times + 1, first)
+        st.served.move_to_end(h)
+        if len(st.served) > self.limits.served_blocks:
+            st.served.popitem(last=False)
+        return True
 
     def on_notfound(self, peer: Peer, items: list[list]) -> None:
         self.sync.on_notfound(peer, [h for kind, h in items if kind == wire.INV_BLOCK])
-        for kind, h in items:
-            if kind == wire.INV_TX and self._tx_requests.get(h, (None,))[0] == peer.id:
-                del self._tx_requests[h]
+        self._send_tx_requests(self.tx_requests.not_found(peer.id, [h for kind, h in items if kind == wire.INV_TX]))
 
     def on_tx(self, peer: Peer, tx: Tx) -> None:
         txid = tx.txid
         peer.known.add(txid)
-        self._tx_requests.pop(txid, None)
         if txid in self.mempool or txid in self._rejects:
+            self._send_tx_requests(self.tx_requests.received(txid))
             return
         try:
             ready = self.mempool.add(tx)
         except InvalidTx as exc:
             log.debug("tx %s from peer %d refused: %s", txid.hex(), peer.id, exc.reason)
             self._rejects.add(txid)
-            return
+            ready = []
+        else:
+            peer.last_tx_at = time.monotonic()
+        self._send_tx_requests(self.tx_requests.received(txid))
         for t in ready:  # the sender knows txid already
             self.announce_tx(t)
 
     def expire(self) -> None:
-        """Forget tx requests that were never answered."""
-        cutoff = self._clock() - self.limits.tx_timeout
-        for txid, (_, at) in list(self._tx_requests.items()):
-            if at < cutoff:
-                del self._tx_requests[txid]
+        """Fail tx requests that were never answered (the next source is asked)."""
+        self._send_tx_requests(self.tx_requests.expire())
 
     # --- matrices (§6) ----------------------------------------------------------------
-    def on_getmatrix(self, peer: Peer, commitment: bytes, first: int, count: int) -> None:
+    def on_getmatrix(self, peer: Peer, key: bytes, first: int, count: int) -> None:
         rows: list[bytes] = []
         if self.matrix_source is not None and count:
-            rows = self.matrix_source.rows(commitment, first, count, wire.MAX_MATRIX_BYTES) or []
+            rows = self.matrix_source.rows(key, first, count, wire.MAX_MATRIX_BYTES) or []
         st = self._state.get(peer.id)
         if st is None or not st.matrix.take(max(1, sum(len(r) for r in rows))):
             log.debug("dropping getmatrix from peer %d: rate limit", peer.id)
             return
-        peer.send("matrix", commitment, first, rows)
+        peer.send("matrix", key, first, rows)
 
-    def on_matrix(self, peer: Peer, commitment: bytes, first: int, rows: list[bytes]) -> None:
-        fut = self._matrix_waiters.pop((peer.id, commitment, first), None)
+    def on_matrix(self, peer: Peer, key: bytes, first: int, rows: list[bytes]) -> None:
+        fut = self._matrix_waiters.pop((peer.id, key, first), None)
         if fut is not None and not fut.done():
             fut.set_result(rows)
 
-    async def fetch_matrix(self, commitment: bytes, first: int, count: int,
+    async def fetch_matrix(self, key: bytes, first: int, count: int,
                            timeout: float = 10.0) -> list[bytes] | None:
         """Ask peers in turn for rows ``first…`` of a committed matrix; the first non-empty reply.
 
-        The caller checks the rows against the commitment (§6).
+        The key is H_A, H_B or a claim (§7); the caller checks the rows against it (§6).
         """
         for peer in list(self._peers()):
-            key = (peer.id, commitment, first)
-            if key in self._matrix_waiters:
+            waiter = (peer.id, key, first)
+            if waiter in self._matrix_waiters:
                 continue
             fut: asyncio.Future = asyncio.get_running_loop().create_future()
-            self._matrix_waiters[key] = fut
-            peer.send("getmatrix", commitment, first, count)
+            self._matrix_waiters[waiter] = fut
+            peer.send("getmatrix", key, first, count)
             try:
                 rows = await asyncio.wait_for(fut, timeout)
             except TimeoutError:
                 rows = None
             finally:
-                self._matrix_waiters.pop(key, None)
+                self._matrix_waiters.pop(waiter, None)
             if rows:
                 return rows
         return None

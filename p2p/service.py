@@ -40,7 +40,8 @@ class P2PNode:
     def __init__(self, chain: ChainView, mempool: MempoolView, network: Network | str, *,
                  bind: str = "0.0.0.0", port: int = 0, listen: bool = True, connect: Sequence[str] = (),
                  addnode: Sequence[str] = (), seednode: Sequence[str] = (), max_outbound: int = 8,
-                 max_inbound: int = 64, ban_seconds: int = 86400, user_agent: str = "/pouw:0.1/",
+                 max_inbound: int = 64, max_inbound_per_ip: int = 8, ban_seconds: int = 86400,
+                 ban_v6_prefix: int = 64, user_agent: str = "/pouw:0.1/",
                  records: Records | None = None, matrix_source: MatrixSource | None = None,
                  peer_limits: PeerLimits = PeerLimits(), sync_limits: SyncLimits = SyncLimits(),
                  relay_limits: RelayLimits = RelayLimits(), dial_interval: float = 1.0,
@@ -53,7 +54,9 @@ class P2PNode:
         for addr in (*connect, *addnode, *seednode):
             self._check_addr(addr)
         config = ManagerConfig(bind, port, listen, tuple(connect), tuple(addnode), tuple(seednode),
-                               max_outbound, max_inbound, ban_seconds, dial_interval, retry_base)
+                               max_outbound=max_outbound, max_inbound=max_inbound, ban_seconds=ban_seconds,
+                               max_inbound_per_ip=max_inbound_per_ip, ban_v6_prefix=ban_v6_prefix,
+                               dial_interval=dial_interval, retry_base=retry_base)
         self.manager = PeerManager(self, self.network.p2p_port, config, records or MemoryRecords(), peer_limits)
         self.sync = Sync(chain, sync_limits)
         self.relay = Relay(chain, mempool, self.sync, self.manager.ready_peers, relay_limits, matrix_source)
@@ -62,10 +65,10 @@ class P2PNode:
             "inv": lambda p, m: self.relay.on_inv(p, m.args[0]),
             "getdata": lambda p, m: self.relay.on_getdata(p, m.args[0]),
             "notfound": lambda p, m: self.relay.on_notfound(p, m.args[0]),
-            "tx": lambda p, m: self.relay.on_tx(p, Tx.from_list(m.args[0])),
-            "block": lambda p, m: self.sync.on_block(p, *wire.block_from_message(m)),
+            "tx": lambda p, m: self.relay.on_tx(p, m.objects),
+            "block": lambda p, m: self.sync.on_block(p, *m.objects),
             "getheaders": lambda p, m: self.sync.on_getheaders(p, m.args[0], m.args[1]),
-            "headers": lambda p, m: self.sync.on_headers(p, wire.headers_from_message(m)),
+            "headers": lambda p, m: self.sync.on_headers(p, m.objects),
             "getaddr": lambda p, m: self.manager.on_getaddr(p),
             "addr": lambda p, m: self.manager.on_addr(p, m.args[0]),
             "getmatrix": lambda p, m: self.relay.on_getmatrix(p, *m.args),
@@ -144,6 +147,11 @@ class P2PNode:
         self.relay.add_peer(peer)
         self.sync.add_peer(peer)
 
+    def admits(self, peer: Peer, command: str) -> bool:
+        """Whether a message is wanted at all, judged before it is decoded: headers from a peer
+        whose last batch awaits its spot check are not (sync scores or re-asks)."""
+        return not (command == "headers" and self.sync.refuse_headers(peer))
+
     async def handle(self, peer: Peer, msg: Message) -> None:
         result = self._handlers[msg.command](peer, msg)
         if asyncio.iscoroutine(result):
@@ -180,10 +188,10 @@ class P2PNode:
         """Announce a tx the node accepted into its mempool (e.g. by RPC)."""
         self.relay.announce_tx(tx)
 
-    async def fetch_matrix(self, commitment: bytes, first: int, count: int,
+    async def fetch_matrix(self, key: bytes, first: int, count: int,
                            timeout: float = 10.0) -> list[bytes] | None:
-        """Rows of a committed matrix from the first peer that has them (unchecked; §6)."""
-        return await self.relay.fetch_matrix(commitment, first, count, timeout)
+        """Rows under ``key`` (H_A, H_B or a claim, §7) from the first peer that has them (unchecked; §6)."""
+        return await self.relay.fetch_matrix(key, first, count, timeout)
 
     # --- RPC-facing views and controls -------------------------------------------------
     def peer_info(self) -> list[dict]:

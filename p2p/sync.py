@@ -3,8 +3,8 @@
 * Every peer gets ``getheaders(locator)`` after the handshake, and again when it
   announces a block whose header we lack.  A full reply (2000 headers) is
   followed by another ``getheaders`` from its last header.
-* Headers are added with ``chain.add_headers`` (one call per reply; the chain keeps
-  them in memory only and caps them globally).  They must be contiguous and
+* Headers are added with ``chain.add_headers`` (in chunks of 100, yielding to the
+  event loop in between; the chain keeps them in memory only and caps them globally).  They must be contiguous and
   connect to a known header; an invalid header bans.  A peer may be at most
   ``header_lead`` accepted headers ahead of the blocks we have for them
   (continuations wait until blocks catch up; unsolicited excess is ignored and
@@ -12,6 +12,10 @@
   stored at all.  When a peer goes, the headers it added that no other peer is a
   source for are forgotten.  So headers without blocks behind them stay bounded
   per connected peer.
+* Spot checks: after a batch that added headers, one of them is picked at
+  random and its block requested from that peer at once; no more headers are
+  taken from it until the block passed the chain's checks (its proof is the
+  work the headers only claim).  A forged block or a ``notfound`` for it bans.
 * Blocks on a header chain with more work than our tip are *wanted*, with the
   peers that showed us those headers as sources.  Each peer has at most
   ``max_in_flight`` block requests; the lowest heights within
@@ -28,6 +32,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -58,6 +63,7 @@ class SyncLimits:
     headers_timeout: float = 60.0  # a getheaders unanswered for this long disconnects
     unconnecting_limit: int = 10  # unconnecting headers replies per score increment
     reorder_bytes: int = 64 * 1024 * 1024  # blocks held for their parent
+    headers_chunk: int = 100  # headers added per event-loop turn
     submit_batch: int = 256
 
 
@@ -77,6 +83,8 @@ class PeerSync:
     resume_from: bytes | None = None  # full batch seen, continuation waits for the header lead
     asked_from: bytes | None = None  # the first locator entry of the outstanding getheaders
     unconnecting: int = 0
+    spot_check: bytes | None = None  # a block of its last headers batch, asked for to verify the work
+    refetch: bool = False  # a headers reply was dropped during the spot check: ask again after it
 
 
 class Sync:
@@ -95,6 +103,8 @@ class Sync:
         self._held: dict[bytes, list[tuple[Block, bytes, Peer]]] = {}  # parent hash → blocks
         self._held_bytes = 0
         self._flush_scheduled = False
+        self._checking: dict[bytes, int] = {}  # spot-check block → peer id
+        self._random = random.Random()
 
     # --- peers -----------------------------------------------------------------------
     def add_peer(self, peer: Peer) -> None:
@@ -105,6 +115,8 @@ class Sync:
         st = self._peers.pop(peer.id, None)
         if st is None:
             return
+        if st.spot_check is not None:
+            self._checking.pop(st.spot_check, None)
         orphaned = False
         for h in st.in_flight:
             if self._in_flight.get(h) == peer.id:
@@ -166,19 +178,35 @@ class Sync:
         headers = self.chain.headers_after(locator, stop, wire.MAX_HEADERS)
         peer.send("headers", [h.to_list() for h in headers])
 
-    def on_headers(self, peer: Peer, headers: list[Header]) -> None:
+    def refuse_headers(self, peer: Peer) -> bool:
+        """True if headers from this peer are not taken now — its last batch's work is not
+        verified yet — and the reply is settled: a solicited one is asked for again once the
+        spot check passed, an unsolicited one scores.  Called before the message is decoded."""
         st = self._peers.get(peer.id)
-        if st is None:
+        if st is None or st.spot_check is None:
+            return False
+        if st.headers_sent_at is not None:
+            st.headers_sent_at = None
+            st.refetch = True
+        else:
+            peer.misbehave(20, "unsolicited headers before its last batch was checked")
+        return True
+
+    async def on_headers(self, peer: Peer, headers: list[Header]) -> None:
+        st = self._peers.get(peer.id)
+        if st is None or self.refuse_headers(peer):
             return
         solicited = st.headers_sent_at is not None
         st.headers_sent_at = None
-        self._process_headers(peer, st, headers, solicited)
+        await self._process_headers(peer, st, headers, solicited)
+        if self._peers.get(peer.id) is not st:
+            return
         if st.headers_sent_at is None and st.headers_again and not peer.closed:
             st.headers_again = False
             self.request_headers(peer)
         self.schedule()
 
-    def _process_headers(self, peer: Peer, st: PeerSync, headers: list[Header], solicited: bool) -> None:
+    async def _process_headers(self, peer: Peer, st: PeerSync, headers: list[Header], solicited: bool) -> None:
         if not headers:
             # Nothing after our locator: the peer's tip is one of its entries. Its tip is
             # the first one when it was at least that high on connecting (getpeerinfo's
@@ -198,8 +226,7 @@ class Sync:
                 peer.misbehave(20, "too many unconnecting headers")
             self.request_headers(peer)
             return
-        for h in headers:
-            peer.known.add(h.hash)
+        peer.known.add(headers[-1].hash)  # it knows the rest too; only tips are ever announced
         full = len(headers) == wire.MAX_HEADERS
         claimed = parent.chain_work + sum(h.block_work for h in headers)
         tip = self.chain.tip
@@ -211,10 +238,11 @@ class Sync:
         if new and len(st.added) + new > self.limits.header_lead:
             peer.misbehave(0 if solicited else 20, "headers beyond the allowed lead")
             return
-        # one call for the whole batch (a known header marked invalid comes back as
-        # "duplicate-invalid"); blocks in flight keep their headers if the chain evicts
-        results = self.chain.add_headers(headers, keep=self._in_flight)
+        results = await self._add_headers(peer, headers)
+        if results is None:  # the peer went meanwhile
+            return
         last: Header | None = None
+        fresh: list[bytes] = []
         for h, res in zip(headers, results):
             if res.status == INVALID:
                 peer.misbehave(_invalid_score(res.reason), f"invalid header: {res.reason}")
@@ -223,16 +251,66 @@ class Sync:
                 break
             if res.status == ACCEPTED:
                 st.added.append(h.hash)
+                fresh.append(h.hash)
             last = h
         if last is None:
             return
         self._note_best(st, last)
-        entry = self.chain.entry(last.hash)
-        if entry is not None and entry.chain_work > tip.chain_work:
-            self._want_chain(st, last.hash)
+        if fresh:  # its blocks are wanted once the check passed (a forged batch never is)
+            self._spot_check(st, self._random.choice(fresh))
+        else:
+            self._want_best(st)
         if full and last is headers[-1]:
             st.resume_from = last.hash
             self._resume_headers(st)
+
+    async def _add_headers(self, peer: Peer, headers: list[Header]) -> list | None:
+        """``chain.add_headers`` in chunks, letting the event loop serve others in between (a
+        2000-header batch costs ~150 ms); None if the peer went meanwhile.  A known header marked
+        invalid comes back as "duplicate-invalid"; blocks in flight keep their headers if the chain
+        evicts."""
+        results: list = []
+        step = self.limits.headers_chunk
+        for i in range(0, len(headers), step):
+            if i:
+                await asyncio.sleep(0)
+                if peer.closed or peer.id not in self._peers:
+                    return None
+            chunk = headers[i:i + step]
+            done = self.chain.add_headers(chunk, keep=self._in_flight)
+            results += done
+            if len(done) < len(chunk) or done[-1].status not in (ACCEPTED, DUPLICATE):
+                break
+        return results
+
+    def _want_best(self, st: PeerSync) -> None:
+        entry = self.chain.entry(st.best) if st.best is not None else None
+        if entry is not None and entry.chain_work > self.chain.tip.chain_work:
+            self._want_chain(st, st.best)
+
+    def _spot_check(self, st: PeerSync, block_hash: bytes) -> None:
+        """Fetch one random block of the batch the peer just sent, before taking more headers
+        or any other block of it from that peer: headers carry no checkable work, the block's
+        proof does (a peer that forged the batch cannot deliver it, and is banned)."""
+        st.spot_check = block_hash
+        self._checking[block_hash] = st.peer.id
+        log.debug("spot check of peer %d: block %s", st.peer.id, block_hash.hex()[:16])
+        if block_hash not in self._in_flight:  # else it is on its way already (a fresh tip)
+            self._request(st, [block_hash])
+
+    def _spot_checked(self, block_hash: bytes, passed: bool) -> None:
+        peer_id = self._checking.pop(block_hash, None)
+        st = self._peers.get(peer_id) if peer_id is not None else None
+        if st is None or st.spot_check != block_hash:
+            return
+        log.debug("spot check of peer %d %s", st.peer.id, "passed" if passed else "failed")
+        st.spot_check = None
+        if passed:
+            self._want_best(st)
+            self._resume_headers(st)
+            if st.refetch:
+                st.refetch = False
+                self.request_headers(st.peer)
 
     def _note_best(self, st: PeerSync, header: Header) -> None:
         entry = self.chain.entry(header.hash)
@@ -256,7 +334,7 @@ class Sync:
 
     def _resume_headers(self, st: PeerSync) -> None:
         """Continue after a full batch once the peer's header lead has room for another."""
-        if st.resume_from is None:
+        if st.resume_from is None or st.spot_check is not None:
             return
         self._prune_added(st)
         if len(st.added) + wire.MAX_HEADERS <= self.limits.header_lead:
@@ -268,8 +346,13 @@ class Sync:
         h = tip_hash
         while True:
             entry = self.chain.entry(h)
-            if entry is None or entry.have_data or entry.failed:
+            if entry is None or entry.failed:
                 return
+            if entry.have_data:  # stop at our best chain; walk past blocks stored ahead (spot checks)
+                if self.chain.hash_at(entry.height) == h:
+                    return
+                h = entry.prev
+                continue
             wanted = self._wanted.get(h)
             if wanted is None:
                 self._wanted[h] = (entry.height, {st.peer.id})
@@ -360,6 +443,9 @@ class Sync:
         for h in hashes:
             if st.in_flight.pop(h, None) is None:
                 continue
+            if h == st.spot_check:
+                self._spot_checked(h, False)
+                peer.misbehave(BAN_SCORE, "could not serve a block of the headers it sent")
             if self._in_flight.get(h) == peer.id:
                 del self._in_flight[h]
             wanted = self._wanted.get(h)
@@ -375,6 +461,8 @@ class Sync:
         """
         now = self._clock()
         for st in list(self._peers.values()):
+            if st.spot_check is not None and st.spot_check not in self._in_flight:  # its fetcher went
+                self._request(st, [st.spot_check])
             if st.in_flight and now - st.progress_at > self.limits.stall_timeout:
                 st.peer.close("block download stalled")
             elif st.headers_sent_at is not None and now - st.headers_sent_at > self.limits.headers_timeout:
@@ -411,7 +499,8 @@ class Sync:
             block = item[0]
             parent = self.chain.entry(block.header.prev_hash)
             if (parent is not None and parent.have_data) or block.header.prev_hash in have \
-                    or self.chain.entry(block.hash) is None:  # unknown header: the chain orphans it
+                    or self.chain.entry(block.hash) is None \
+                    or block.hash in self._checking:  # unknown header: orphaned; spot check: stored out of order
                 ready.append(item)
                 have.add(block.hash)
                 self._release(block.hash, ready, have)
@@ -445,6 +534,8 @@ class Sync:
     def _submit(self, items: list[tuple[Block, bytes, Peer]]) -> None:
         results = self.chain.submit_blocks([block for block, _, _ in items])
         for (block, _, peer), res in zip(items, results):
+            if block.hash in self._checking:  # an invalid one bans its sender below
+                self._spot_checked(block.hash, res.status != INVALID)
             st = self._peers.get(peer.id)
             if res.status == INVALID:
                 peer.misbehave(_invalid_score(res.reason), f"invalid block {block.hash.hex()[:16]}: {res.reason}")
@@ -452,6 +543,8 @@ class Sync:
                 self.request_headers(peer)
             elif res.status in (ACCEPTED, DUPLICATE) and st is not None:
                 self.peer_has(peer, block.hash)
+                if res.status == ACCEPTED:
+                    peer.last_block_at = time.monotonic()
             elif res.status == FUTURE:
                 log.info("block %s is too far in the future; held by the chain", block.hash.hex())
 

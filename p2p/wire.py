@@ -2,10 +2,11 @@
 
 A frame is ``magic (4) || u32le(len) || SHA-256(payload)[0:4] || payload`` and the
 payload the canonical MessagePack array ``[command str, args…]``.  Every known
-command's arguments are checked against a strict schema built from
-``consensus.encoding``; a frame that breaks any rule raises ``WireError``, which
-means: disconnect and ban the sender.  Unknown commands decode to ``None`` (§7:
-ignored).
+command's arguments are decoded under a strict schema built from
+``consensus.encoding``, bounded as they are read (``bounded``); a frame that
+breaks any rule raises ``WireError``, which means: disconnect and ban the
+sender.  Unknown commands decode to ``None`` without their arguments being
+read (§7: ignored; the peer scores a large one).
 """
 from __future__ import annotations
 
@@ -17,12 +18,16 @@ from typing import Any
 
 from consensus import encoding as enc
 from consensus.block import BLOCK_SCHEMA, HEADER_SCHEMA, Block, Header, Proof
-from consensus.encoding import BIN32, U8, U16, U32, U64, Bin, ListOf, Schema, Str, Tuple
+from consensus.encoding import BIN32, U8, U16, U32, U64, Bin, ListOf, Str, Tuple
 from consensus.errors import DecodeError
 from consensus.params import MAX_MATRIX_DIM
 from consensus.tx import TX_SCHEMA, Tx
 
+from .bounded import Plan
+
 MAX_PAYLOAD = 8 * 1024 * 1024
+MAX_HANDSHAKE_PAYLOAD = 4096  # before verack only version/verack (and small unknown commands) fit
+THREAD_HASH_BYTES = 256 * 1024
 FRAME_HEADER = 12
 MAX_ADDR = 1000
 MAX_INV = 50000
@@ -33,10 +38,10 @@ MAX_USER_AGENT = 256
 MAX_HOST = 255
 MAX_COMMAND = 32
 INV_TX, INV_BLOCK = 1, 2
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 INV_SCHEMA = Tuple(ListOf(Tuple(U8, BIN32), MAX_INV))
-SCHEMAS: dict[str, Schema] = {
+SCHEMAS: dict[str, Tuple] = {
     "version": Tuple(U32, U32, U64, U64, U64, Str(MAX_USER_AGENT), U64, U16),
     "verack": Tuple(),
     "ping": Tuple(U64),
@@ -54,6 +59,7 @@ SCHEMAS: dict[str, Schema] = {
     "matrix": Tuple(BIN32, U32, ListOf(Bin(max_size=MAX_MATRIX_BYTES), MAX_MATRIX_DIM)),
 }
 HANDSHAKE = ("version", "verack")
+_PLANS = {command: Plan(schema) for command, schema in SCHEMAS.items()}
 
 
 class WireError(Exception):
@@ -66,11 +72,16 @@ class WireError(Exception):
 
 @dataclass(frozen=True)
 class Message:
-    """One decoded message; ``raw`` is the whole payload (a block's bytes are a slice of it)."""
+    """One decoded message; ``raw`` is the whole payload (a block's bytes are a slice of it).
+
+    ``objects`` holds what a ``tx`` (``Tx``), ``block`` (``(Block, bytes)``) or ``headers``
+    (``list[Header]``) message carries, built during the decode (off the event loop for
+    large payloads)."""
 
     command: str
     args: list[Any]
     raw: bytes = b""
+    objects: Any = None  # the typed value of tx / block / headers, built with the decode
 
 
 def checksum(payload: bytes) -> bytes:
@@ -101,47 +112,93 @@ _BLOCK_PREFIX = b"\x92" + enc.encode("block")  # fixarray(2), "block"
 _TX_PREFIX = b"\x92" + enc.encode("tx")
 
 
-def parse_frame_header(magic: bytes, head: bytes) -> tuple[int, bytes]:
+def parse_frame_header(magic: bytes, head: bytes, max_payload: int = MAX_PAYLOAD) -> tuple[int, bytes]:
     """(payload length, checksum) of a 12-byte frame header, or ``WireError``."""
     if head[:4] != magic:
         raise WireError("bad-magic", head[:4].hex())
     (length,) = struct.unpack_from("<I", head, 4)
-    if length > MAX_PAYLOAD:
+    if length > max_payload:
         raise WireError("oversized", f"{length} bytes")
     return length, head[8:12]
 
 
-async def read_frame(reader: asyncio.StreamReader, magic: bytes) -> bytes:
-    """Read one frame and return its checked payload (EOF raises ``IncompleteReadError``)."""
-    length, check = parse_frame_header(magic, await reader.readexactly(FRAME_HEADER))
+async def read_frame(reader: asyncio.StreamReader, magic: bytes, max_payload: int = MAX_PAYLOAD) -> bytes:
+    """Read one frame and return its checked payload (EOF raises ``IncompleteReadError``).
+
+    A large payload is hashed on a worker thread (hashlib releases the GIL), so
+    the event loop keeps serving others meanwhile.
+    """
+    length, check = parse_frame_header(magic, await reader.readexactly(FRAME_HEADER), max_payload)
     data = await reader.readexactly(length)
-    if checksum(data) != check:
+    digest = checksum(data) if length < THREAD_HASH_BYTES else await asyncio.to_thread(checksum, data)
+    if digest != check:
         raise WireError("bad-checksum")
     return data
 
 
-def decode(data: bytes) -> Message | None:
-    """Strict decode of a payload: a ``Message``, ``None`` for an unknown command, or ``WireError``."""
-    try:
-        value = enc.unpack(data, MAX_PAYLOAD)
-    except DecodeError as exc:
-        raise WireError("non-canonical", exc.detail) from None
-    if type(value) is not list or not value or type(value[0]) is not str:
+def command_of(data: bytes) -> tuple[str, int]:
+    """The command of a payload and its argument count, read from the first bytes only.
+
+    Nothing else of the payload is looked at, so an unknown command's arguments
+    cost nothing (§7: ignored).
+    """
+    if not data:
+        raise WireError("bad-message", "empty payload")
+    head = data[0]
+    if 0x91 <= head <= 0x9F:
+        count, pos = head & 0x0F, 1
+    elif head == 0xDC and len(data) >= 3:
+        count, pos = int.from_bytes(data[1:3], "big"), 3
+    elif head == 0xDD and len(data) >= 5:
+        count, pos = int.from_bytes(data[1:5], "big"), 5
+    else:
         raise WireError("bad-message", "payload is not [command str, args…]")
-    command = value[0]
-    if len(command.encode()) > MAX_COMMAND:
+    tag = data[pos] if pos < len(data) else None
+    if tag is not None and 0xA0 <= tag <= 0xBF:
+        size, pos = tag & 0x1F, pos + 1
+    elif tag == 0xD9 and pos + 1 < len(data):
+        size, pos = data[pos + 1], pos + 2
+    elif tag in (0xDA, 0xDB):
         raise WireError("bad-message", "command too long")
-    schema = SCHEMAS.get(command)
-    if schema is None:
-        return None
-    args = value[1:]
+    else:
+        raise WireError("bad-message", "payload is not [command str, args…]")
+    if size > MAX_COMMAND:
+        raise WireError("bad-message", "command too long")
     try:
-        schema.check(args, command)
+        command = data[pos:pos + size].decode()
+    except UnicodeDecodeError:
+        raise WireError("bad-message", "command is not UTF-8") from None
+    if len(command.encode()) != size:
+        raise WireError("bad-message", "truncated command")
+    return command, count - 1
+
+
+def decode(data: bytes) -> Message | None:
+    """Strict, bounded decode of a payload: a ``Message``, ``None`` for an unknown command, or ``WireError``.
+
+    The command's schema drives the decoder (``bounded``): nothing larger than
+    the schema admits is built, whatever the payload holds.
+    """
+    command, _ = command_of(data)
+    plan = _PLANS.get(command)
+    if plan is None:
+        return None
+    try:
+        value = plan.read(data, MAX_COMMAND)
     except DecodeError as exc:
         raise WireError("bad-message", exc.detail) from None
+    except ValueError as exc:  # msgpack: a type or size the schema does not allow at this place
+        raise WireError("bad-message", f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # msgpack: truncated or malformed
+        raise WireError("non-canonical", f"{type(exc).__name__}: {exc}") from None
+    if enc.encode(value) != data:
+        raise WireError("non-canonical", "re-encoding differs")
+    args = value[1:]
     if command == "matrix" and sum(len(r) for r in args[2]) > MAX_MATRIX_BYTES:
         raise WireError("bad-message", "matrix reply over 4 MiB")
-    return Message(command, args, data)
+    msg = Message(command, args, data)
+    build = _OBJECTS.get(command)
+    return msg if build is None else Message(command, args, data, build(msg))
 
 
 def block_from_message(msg: Message) -> tuple[Block, bytes]:
@@ -152,4 +209,14 @@ def block_from_message(msg: Message) -> tuple[Block, bytes]:
 
 
 def headers_from_message(msg: Message) -> list[Header]:
-    return [Header.from_list(h) for h in msg.args[0]]
+    headers = [Header.from_list(h) for h in msg.args[0]]
+    for h in headers:
+        h.hash  # computed (and cached) here, off the event loop when the decode is
+    return headers
+
+
+_OBJECTS = {
+    "tx": lambda msg: Tx.from_list(msg.args[0]),
+    "block": block_from_message,
+    "headers": headers_from_message,
+}

@@ -53,7 +53,7 @@ def edges(count: int, topology: str, rng: random.Random) -> list[tuple[int, int]
 
 async def propagation(count: int, rounds: int, topology: str, root: Path) -> tuple[list[float], int]:
     base = build_chain(genesis_header(), 20)
-    nodes: list[Node] = [make_node(root / f"n{i}", max_outbound=0) for i in range(count)]
+    nodes: list[Node] = [make_node(root / f"n{i}", max_outbound=0, max_inbound_per_ip=count) for i in range(count)]  # all on 127.0.0.1
     seen: dict[tuple[int, bytes], float] = {}
     for i, node in enumerate(nodes):
         node.chain.submit_blocks(base)

@@ -2,6 +2,7 @@
 the datadir lock against a second daemon, and a main-network node from an empty datadir."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from consensus.keys import encode_address
 from consensus.params import MAIN, REGTEST
 
-from .framework import REPO, NodeProcess, free_port
+from .framework import REPO, NodeProcess, free_port, wait_until
 from .rpcutil import FAUCET, FAUCET_ADDRESS, FEE, address, key, rpc_error, transfer
 
 
@@ -48,13 +49,45 @@ def test_signal_gives_clean_shutdown(start_nodes, sig) -> None:
     assert node.getbestblockhash() == tip
 
 
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (children, their children, …), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        children = [p for p, pp in parents.items() if pp == parent]
+        found.update(children)
+        todo.extend(children)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of ``pids`` that still run (not exited, not a zombie)."""
+    def running(pid: int) -> bool:
+        try:
+            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+    return {p for p in pids if running(p)}
+
+
 def test_kill9_keeps_chain_and_balances(start_nodes) -> None:
     (node,) = start_nodes(1)
-    miner, alice, bob = key(31), key(32), key(33)
+    miner, alice, bob, carol = key(31), key(32), key(33), key(34)
     node.generatetoaddress(REGTEST.coinbase_maturity + 2, address(miner))
-    for nonce, (to, amount) in enumerate([(alice, 7 * 10**8), (bob, 3 * 10**8), (alice, 1)]):
+    sends = [(alice, 7 * 10**8), (bob, 3 * 10**8), (alice, 1)] + [(carol, 1)] * 7
+    for nonce, (to, amount) in enumerate(sends):
         node.sendrawtransaction(transfer(FAUCET, nonce, to.address, amount).encode().hex())
-    node.generatetoaddress(1, address(miner))
+    node.generatetoaddress(1, address(miner))  # 10 txs: their signatures are checked in worker processes
+    workers = descendants(node.process.pid)
+    assert workers, "the block's txs were not checked in worker processes: nothing was tested"
     pending = transfer(alice, 0, bob.address, 10**8)  # still in the mempool when the node dies
     node.sendrawtransaction(pending.encode().hex())
 
@@ -63,12 +96,14 @@ def test_kill9_keeps_chain_and_balances(start_nodes) -> None:
     tip, height = node.getbestblockhash(), node.getblockcount()
     assert before[address(alice)]["balance"] == 7 * 10**8 + 1
     assert before[address(miner)]["balance"] == 3 * 50 * 10**8  # blocks 1..3 matured at 11..13
-    assert before[FAUCET_ADDRESS]["balance"] == 10**15 - 10 * 10**8 - 1 - 3 * FEE
-    assert before[FAUCET_ADDRESS]["nonce"] == 3
+    assert before[FAUCET_ADDRESS]["balance"] == 10**15 - 10 * 10**8 - 1 - 7 - 10 * FEE
+    assert before[FAUCET_ADDRESS]["nonce"] == 10
 
     node.kill9()
     assert cookie_path(node).exists()  # a crash leaves the stale cookie behind
-    node.start()
+    # the tx-check workers die with the node: none keeps its RPC or p2p port
+    wait_until(lambda: not alive(workers), 10, what=f"worker processes {sorted(alive(workers))} to exit")
+    node.start()  # on the same ports
     assert node.getbestblockhash() == tip and node.getblockcount() == height
     for addr, acct in before.items():
         now = node.getaccount(addr)

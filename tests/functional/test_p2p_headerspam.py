@@ -1,8 +1,8 @@
 """Header spam against a real pouwd: headers carry no proof here (it travels with the
 block), so a header costs its sender nothing. docs/p2p.md bounds what one connected
-peer can make the node keep (at most ``header_lead``, 8000, accepted headers without
-their blocks; excess and unconnecting batches are dropped and scored), a departed
-peer's headers are forgotten, and header-only entries live in memory only under a
+peer can make the node keep (one batch, until a random block of it arrived and
+passed its checks — the spot check; more batches before that, and unconnecting
+ones, are dropped and scored), a departed peer's headers are forgotten, and header-only entries live in memory only under a
 global cap (docs/storage.md). These tests check that from the outside: stored
 headers (getchaintips), RSS from /proc/<pid>/status, a restart, and that the node
 keeps working."""
@@ -26,7 +26,6 @@ from .p2putil import (
 )
 
 CHAIN = build_chain(genesis_header(), 20)
-HEADER_LEAD = 4 * wire.MAX_HEADERS  # p2p.sync.SyncLimits.header_lead, the documented default
 
 
 def rss_mib(node: NodeProcess) -> float:
@@ -75,19 +74,17 @@ def test_header_flood_from_one_peer_is_bounded(node, start_nodes) -> None:
     with RawPeer.to(node) as peer:
         peer.handshake()
         rss_start = rss_mib(node)
-        assert spam(peer, messages[:4]) == 4  # fills the lead
-        wait_until(lambda: headers_only(node) == HEADER_LEAD, 30, 0.1, "the first 8000 headers")
-        rss_lead = rss_mib(node)
-        sent = spam(peer, messages[4:])
-        assert sent == len(messages) - 4, "the node hung up during the flood (it should just drop it)"
-        peer.send("ping", 4242)  # answered in order: once the pong is back, the flood was processed
-        assert peer.expect("pong", 60).args == [4242]
-        assert headers_only(node) == HEADER_LEAD
-        rss_end = rss_mib(node)
-        print(f"rss {rss_start:.0f} → {rss_lead:.0f} MiB after 8000 headers → {rss_end:.0f} MiB after "
-              f"{(4 + sent) * wire.MAX_HEADERS} sent")
-        assert rss_end - rss_lead < 16, "memory grew with headers beyond the lead"
-        assert rss_end - rss_start < 64
+        assert spam(peer, messages[:1]) == 1
+        (check,) = peer.expect("getdata", 30).args[0]  # the spot check: one block of the batch
+        assert check[0] == wire.INV_BLOCK and headers_only(node) == wire.MAX_HEADERS
+        info = node.getblockchaininfo()
+        assert info["initialblockdownload"] is False and info["headers"] == 20  # forged work counts for nothing
+        spam(peer, messages[1:])  # more before the check passed: scored, then banned
+        assert peer.closed(30), "still connected after flooding unsolicited headers"
+    wait_until(lambda: f"{peer.source_ip}/32" in banned(node), 10, 0.1, "the ban")
+    wait_until(lambda: headers_only(node) == 0, 10, 0.1, "the flooder's headers forgotten")
+    print(f"rss {rss_start:.0f} → {rss_mib(node):.0f} MiB after a flood of {len(messages) * wire.MAX_HEADERS}")
+    assert rss_mib(node) - rss_start < 64
     # the node kept working: tip, RPC, its honest peer, and new blocks relay
     assert node.getblockcount() == 20
     (tip,) = node.generate(1)
@@ -119,7 +116,7 @@ def test_departed_peers_headers_are_forgotten(node) -> None:
             spam(peer, batches(genesis_header(), 4, salt=10 + i))
             peer.send("ping", i)
             peer.expect("pong", 30)
-            assert headers_only(node) == HEADER_LEAD  # while it is connected
+            assert headers_only(node) == wire.MAX_HEADERS  # while it is connected: one batch until its spot check
         wait_until(lambda: not node.getpeerinfo(), 10, 0.1, "the peer to be gone")
         assert headers_only(node) == 0, "a departed peer's headers were kept"
     print(f"rss +{rss_mib(node) - rss_start:.0f} MiB after two peers' 8000 headers each")

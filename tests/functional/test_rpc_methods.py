@@ -17,6 +17,7 @@ from consensus.params import DEV, REGTEST
 from consensus.tx import Tx
 from miner.template import Template
 from node.mining import solve_template
+from p2p.bans import MAX_BAN_SECONDS
 
 from .framework import NodeProcess, wait_until
 from .rpcutil import FAUCET, FAUCET_ADDRESS, FEE, address, key, post, rpc_error, transfer
@@ -103,6 +104,12 @@ def test_parse_error_and_invalid_requests(node) -> None:
     assert status == 400 and reply["error"]["code"] == -32700 and reply["id"] is None
     status, reply = post(node, b"\xff\xfe")
     assert reply["error"]["code"] == -32700
+    for depth in (1000, 100_000):  # too deep for the JSON parser: a parse error, not a 500
+        status, reply = post(node, b"[" * depth + b"]" * depth)
+        assert status == 400 and reply["error"]["code"] == -32700, (depth, status, reply)
+    nested = b"[" * 900 + b"]" * 900  # parses, then meets the dispatcher
+    status, reply = post(node, b'{"jsonrpc": "2.0", "id": 9, "method": "getblockhash", "params": [' + nested + b"]}")
+    assert status == 200 and reply["error"]["code"] == -32602, reply
     for bad in ({"jsonrpc": "2.0", "id": 1}, {"jsonrpc": "2.0", "id": 1, "method": 7}, 5, "getblockcount"):
         status, reply = post(node, bad)
         assert status == 200 and reply["error"]["code"] == -32600, (bad, reply)
@@ -580,6 +587,8 @@ def test_network_methods(node) -> None:
     assert rpc_error(node, "addnode", "127.0.0.1:1", "bogus")["code"] == -8
     assert rpc_error(node, "setban", "127.0.0.1", "bogus")["code"] == -8
     assert rpc_error(node, "setban", "127.0.0.1", "add", -5)["code"] == -8
+    assert rpc_error(node, "setban", "10.0.0.9", "add", 2**64 - 1)["code"] == -8  # was -32603, ban kept in memory only
+    assert node.listbanned() == []
     assert rpc_error(node, "disconnectnode")["code"] == -8
     assert info["networkactive"]
     # bans round-trip and unknown peers are reported as such
@@ -607,3 +616,15 @@ def test_stop(node) -> None:
     assert node.stop() == 0  # NodeProcess.stop calls the stop RPC and waits for the exit code
     wait_until(lambda: not (node.datadir / "regtest" / ".cookie").exists(), 10, what="cookie removal")
 
+
+def test_setban_memory_and_disk_agree(start_nodes) -> None:
+    """An out-of-range bantime is refused before anything changes; the longest allowed ban survives a restart."""
+    (node,) = start_nodes(1)
+    assert rpc_error(node, "setban", "10.0.0.7", "add", 2**64 - 1)["code"] == -8
+    assert rpc_error(node, "setban", "10.0.0.7", "add", MAX_BAN_SECONDS + 1)["code"] == -8
+    node.setban("10.0.0.8", "add", MAX_BAN_SECONDS)
+    before = node.listbanned()
+    assert [b["address"] for b in before] == ["10.0.0.8/32"] and before[0]["ban_duration"] == MAX_BAN_SECONDS
+    node.restart()
+    after = node.listbanned()
+    assert [(b["address"], b["banned_until"]) for b in after] == [(b["address"], b["banned_until"]) for b in before]

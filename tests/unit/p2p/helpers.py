@@ -130,7 +130,7 @@ class RawPeer:
         self.send_raw(wire.frame(REGTEST.magic, wire.payload(command, *args)))
 
     def send_version(self, *, chain_id: int = REGTEST.chain_id, nonce: int = 12345, height: int = 0,
-                     protocol: int = 1) -> None:
+                     protocol: int = wire.PROTOCOL_VERSION) -> None:
         self.send("version", protocol, chain_id, 1, NOW, nonce, "/raw/", height, 0)
 
     async def recv(self, timeout: float = 5.0) -> wire.Message:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from p2p.addrbook import AddressBook, format_addr, parse_addr
-from p2p.bans import BanList, parse_subnet
+from p2p.bans import MAX_BAN_SECONDS, BanList, ban_subnet, netgroup, parse_subnet
 from p2p.interfaces import MemoryRecords
 
 
@@ -84,3 +84,27 @@ def test_bans_expire_match_subnets_and_persist() -> None:
 def test_parse_subnet_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_subnet(text)
+
+
+def test_ban_time_is_clamped_and_disk_matches_memory() -> None:
+    records = MemoryRecords()
+    bans = BanList(records, clock=lambda: 1000.0)
+    bans.ban(parse_subnet("10.0.0.1"), 2**64 - 1, "forever")  # raised OverflowError after the memory update
+    loaded = BanList(records, clock=lambda: 1000.0)
+    loaded.load()
+    assert loaded.listing() == bans.listing()
+    assert bans.listing()[0]["banned_until"] == 1000 + MAX_BAN_SECONDS
+
+
+def test_automatic_bans_cover_an_ipv6_64() -> None:
+    bans = BanList(MemoryRecords())
+    bans.ban(ban_subnet("2001:db8:1:2::5"), 60, "misbehaving")
+    assert bans.is_banned("2001:db8:1:2:ffff::1") and not bans.is_banned("2001:db8:1:3::5")
+    assert str(ban_subnet("2001:db8:1:2::5", v6_prefix=128)) == "2001:db8:1:2::5/128"
+    assert str(ban_subnet("::ffff:10.0.0.1")) == "10.0.0.1/32"
+
+
+def test_netgroups() -> None:
+    assert netgroup("10.1.2.3") == netgroup("10.1.200.1") != netgroup("10.2.0.1")
+    assert netgroup("2001:db8:1::1") == netgroup("2001:db8:2::1") != netgroup("2001:db9::1")
+    assert netgroup("127.0.0.1") == netgroup("127.0.0.2") == netgroup("::1")

@@ -9,11 +9,13 @@ from dataclasses import replace
 import pytest
 
 from consensus.block import Block
-from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected
+from consensus.params import REGTEST
+from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected, wire
 from tests.unit.node.helpers import FAUCET, bogus_headers, build_chain, genesis_header, key, make_block, transfer
-from tests.unit.p2p.helpers import FAST_SYNC, NOW, RawPeer, connect, make_node, run, running, wait_until
+from tests.unit.p2p.helpers import FAST_PEER, FAST_SYNC, NOW, RawPeer, connect, make_node, run, running, wait_until
 
 CHAIN = build_chain(genesis_header(), 200)
+BY_HASH = {blk.hash: blk for blk in CHAIN}
 BLOCK_BYTES = len(CHAIN[0].encode())
 
 
@@ -190,7 +192,7 @@ def test_headers_of_departed_peers_are_forgotten(tmp_path) -> None:
                     spam.send("headers", [h.to_list() for h in bogus_headers(genesis, 4000, 20 + i)[2000 * k:][:2000]])
                 spam.send("ping", i)
                 await spam.expect("pong")
-                assert len(a.chain.index.loose) == 4000
+                assert len(a.chain.index.loose) == 2000  # the second batch waits for the first one's spot check
                 spam.close()
                 await wait_until(lambda: not a.p2p.manager.peers, 10, "the spammer gone")
                 assert len(a.chain.index) == before and not a.chain.index.loose
@@ -239,7 +241,9 @@ def test_stalling_peer_is_dropped_and_blocks_reassigned(tmp_path) -> None:
             await staller.handshake(height=100)
             await staller.expect("getheaders")
             staller.send("headers", [blk.header.to_list() for blk in CHAIN[:100]])
-            asked = await staller.expect("getdata")
+            (check,) = (await staller.expect("getdata")).args[0]  # the spot check of the batch
+            staller.send_raw(wire.frame(REGTEST.magic, wire.block_payload(BY_HASH[check[1]].encode())))
+            asked = await staller.expect("getdata")  # then the lowest heights
             assert len(asked.args[0]) == 16  # the per-peer in-flight limit
             await connect(c, a)
             await wait_until(lambda: c.height == 100, 20, "c synced around the staller")
@@ -259,6 +263,8 @@ def test_notfound_moves_the_request(tmp_path) -> None:
             await liar.handshake(height=50)
             await liar.expect("getheaders")
             liar.send("headers", [blk.header.to_list() for blk in CHAIN[:50]])
+            (check,) = (await liar.expect("getdata")).args[0]  # the spot check: a block of the batch
+            liar.send_raw(wire.frame(REGTEST.magic, wire.block_payload(BY_HASH[check[1]].encode())))
             asked = await liar.expect("getdata")
             await connect(c, a)
             liar.send("notfound", asked.args[0])
@@ -345,7 +351,7 @@ def test_operator_controls_and_limits(tmp_path) -> None:
             extra = await RawPeer.open(a, "127.0.0.2")  # a's single inbound slot is taken
             assert await extra.closed()
             net = b.p2p.network_info()
-            assert (net["connections"], net["connections_out"], net["protocolversion"]) == (1, 1, 1)
+            assert (net["connections"], net["connections_out"], net["protocolversion"]) == (1, 1, wire.PROTOCOL_VERSION)
             with pytest.raises(NodeNotConnected):
                 await b.p2p.disconnect_node(999)
             await b.p2p.add_node(a.addr, "remove")
@@ -381,4 +387,180 @@ def test_getmatrix(tmp_path) -> None:
             assert await b.p2p.fetch_matrix(commitment, 4, 8) == rows[4:12]
             assert await b.p2p.fetch_matrix(b"\x00" * 32, 0, 8) is None
             assert await a.p2p.fetch_matrix(commitment, 0, 1) is None  # b has no source: empty reply
+    run(body())
+
+
+def test_one_peers_tx_flood_does_not_delay_another_peers_tx(tmp_path) -> None:
+    """An inv of 50,000 txs that are never sent made the node ask the flooder for all of them
+    and ignore everyone else's announcements for 60 s; now each peer has its own request slots."""
+    node = make_node(tmp_path, max_outbound=0)
+    honest_tx = transfer(FAUCET, 0, key(5).address, 10**8, fee=10_000)
+
+    async def body() -> None:
+        async with running(node):
+            flooder = await RawPeer.open(node, "127.0.0.30")
+            await flooder.handshake()
+            flooder.send("inv", [[wire.INV_TX, i.to_bytes(32, "big")] for i in range(1, wire.MAX_INV + 1)])
+            asked = await flooder.expect("getdata")
+            assert 0 < len(asked.args[0]) <= node.p2p.relay.limits.max_peer_tx_in_flight
+            honest = await RawPeer.open(node, "127.0.0.31")
+            await honest.handshake()
+            honest.send("inv", [[wire.INV_TX, honest_tx.txid]])
+            assert (await honest.expect("getdata")).args[0] == [[wire.INV_TX, honest_tx.txid]]
+            honest.send("tx", honest_tx.to_list())
+            await wait_until(lambda: honest_tx.txid in node.mempool, 5, "the honest tx in the mempool")
+            assert node.p2p.relay.tx_requests.in_flight(1) <= node.p2p.relay.limits.max_peer_tx_in_flight
+    run(body())
+
+
+def test_getdata_for_the_same_block_again_and_again_is_not_amplified(tmp_path) -> None:
+    """50,000 asks for the tip block in one getdata made the node send it 50,000 times."""
+    node = make_node(tmp_path, max_outbound=0)
+    node.chain.submit_blocks(CHAIN[:3])
+    tip = CHAIN[2].hash
+
+    async def body() -> None:
+        async with running(node):
+            raw = await RawPeer.open(node, "127.0.0.32")
+            await raw.handshake()
+
+            async def blocks_for(getdata: list, marker: int) -> int:
+                raw.send("getdata", getdata)
+                raw.send("ping", marker)  # answered after the getdata: everything before it is in
+                count = 0
+                while (msg := await raw.recv()).command != "pong":
+                    count += msg.command == "block"
+                return count
+
+            assert await blocks_for([[wire.INV_BLOCK, tip]] * 1000, 1) == node.p2p.relay.limits.block_repeats
+            peer = next(iter(node.p2p.manager.peers.values()))
+            assert peer.score == 10
+            assert await blocks_for([[wire.INV_BLOCK, tip]], 2) == 0  # still within the interval
+            assert await blocks_for([[wire.INV_BLOCK, CHAIN[1].hash]], 3) == 1  # other blocks are served
+            assert peer.score == 20
+    run(body())
+
+
+def test_one_ip_cannot_take_every_inbound_slot(tmp_path) -> None:
+    """200 connections from one IP used to fill all 64 slots and lock honest peers out."""
+    node = make_node(tmp_path, max_outbound=0, max_inbound=6, max_inbound_per_ip=3)
+
+    async def body() -> None:
+        async with running(node):
+            hogs = [await RawPeer.open(node, "127.0.0.40") for _ in range(5)]  # silent, like slowloris
+            closed = [await hog.closed(0.5) for hog in hogs]
+            assert closed.count(False) == 3  # the per-IP cap
+            honest = await RawPeer.open(node, "127.0.0.41")
+            await honest.handshake()
+            assert (await honest.expect("getheaders")).command == "getheaders"
+    run(body())
+
+
+def test_full_inbound_evicts_the_least_useful_peer(tmp_path) -> None:
+    """When every slot is taken a newcomer evicts the youngest unprotected peer; one that
+    delivered a tx recently is protected."""
+    no_pings = replace(FAST_PEER, ping_interval=600.0)  # a measured ping would protect the idle peers too
+    node = make_node(tmp_path, max_outbound=0, max_inbound=3, peer_limits=no_pings)
+    tx = transfer(FAUCET, 0, key(5).address, 10**8, fee=10_000)
+
+    async def body() -> None:
+        async with running(node):
+            useful = await RawPeer.open(node, "127.0.0.50")
+            await useful.handshake()
+            useful.send("tx", tx.to_list())
+            await wait_until(lambda: tx.txid in node.mempool, 5, "the useful peer's tx accepted")
+            idle = [await RawPeer.open(node, f"127.0.0.{51 + i}") for i in range(2)]
+            for raw in idle:
+                await raw.handshake()
+            await wait_until(lambda: sum(p.ready for p in node.p2p.manager.peers.values()) == 3, 5, "3 ready")
+            newcomer = await RawPeer.open(node, "127.0.0.60")
+            await newcomer.handshake()  # before, a full node closed it at once
+            assert await idle[1].closed()  # the youngest idle peer made room
+            assert not await useful.closed(0.3) and not await idle[0].closed(0.3)
+            addrs = {p.ip for p in node.p2p.manager.peers.values()}
+            assert addrs == {"127.0.0.50", "127.0.0.51", "127.0.0.60"}
+    run(body())
+
+
+@pytest.mark.parametrize("answer", ["notfound", "forged-block"])
+def test_forged_header_batch_is_spot_checked_and_the_forger_banned(tmp_path, answer) -> None:
+    """Headers carry no checkable work: a random block of each batch is fetched before more
+    headers are taken from that peer, and a forger cannot deliver it (Pearl's header presync)."""
+    node = make_node(tmp_path, max_outbound=0, sync_limits=replace(FAST_SYNC, stall_timeout=60.0))
+    node.chain.submit_blocks(CHAIN[:20])
+    forged = bogus_headers(CHAIN[19].header, wire.MAX_HEADERS, salt=70)
+    by_hash = {h.hash: h for h in forged}
+
+    async def body() -> None:
+        async with running(node):
+            forger = await RawPeer.open(node, "127.0.0.70")
+            await forger.handshake(height=20 + wire.MAX_HEADERS)
+            await forger.expect("getheaders")
+            forger.send("headers", [h.to_list() for h in forged])
+            asked = (await forger.expect("getdata")).args[0]
+            assert len(asked) == 1 and asked[0][1] in by_hash  # one block of the batch, before any other
+            assert len(node.chain.index.loose) == wire.MAX_HEADERS
+            # the forged headers have more claimed work, but the node does not think it is syncing
+            assert node.chain.best_header_height() == node.height == 20
+            forger.send("headers", [h.to_list() for h in bogus_headers(forged[-1], 10, salt=71)])  # more: refused
+            if answer == "notfound":
+                forger.send("notfound", asked)
+            else:
+                fake = Block(by_hash[asked[0][1]], CHAIN[0].proof, ())
+                forger.send_raw(wire.frame(REGTEST.magic, wire.block_payload(fake.encode())))
+            assert await forger.closed()
+            assert [b["address"] for b in node.p2p.list_banned()] == ["127.0.0.70/32"]
+            await wait_until(lambda: not node.chain.index.loose, 5, "the forged headers forgotten")
+            assert node.chain.best_header_height() == 20
+    run(body())
+
+
+def test_honest_sync_reports_progress_from_spot_checked_blocks(tmp_path) -> None:
+    """During an honest download, the spot-checked blocks ahead of the tip are the verified
+    work that says the node is still syncing."""
+    node = make_node(tmp_path, max_outbound=0, sync_limits=replace(FAST_SYNC, stall_timeout=60.0))
+    by_hash = {blk.hash: blk for blk in CHAIN}
+
+    async def body() -> None:
+        async with running(node):
+            peer = await RawPeer.open(node, "127.0.0.72")
+            await peer.handshake(height=len(CHAIN))
+            await peer.expect("getheaders")
+            peer.send("headers", [blk.header.to_list() for blk in CHAIN])
+            (check,) = (await peer.expect("getdata")).args[0]
+            peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(by_hash[check[1]].encode())))
+            height = by_hash[check[1]].header.height
+            await wait_until(lambda: node.chain.best_header_height() == height, 5, "the checked block stored")
+            assert node.height < height or height == 1  # stored ahead of its missing parents
+            assert not await peer.closed(0.2) and node.p2p.list_banned() == []
+    run(body())
+
+
+def test_blocks_below_ones_stored_ahead_are_still_fetched(tmp_path) -> None:
+    """A spot-checked block and a child released after it are stored ahead of their missing
+    parents; the blocks below them must still be wanted (the walk stopped at the first two
+    blocks with data, and the download stalled)."""
+    node = make_node(tmp_path, max_outbound=0, sync_limits=replace(FAST_SYNC, stall_timeout=60.0))
+    node.chain.submit_blocks(CHAIN[:15])
+
+    async def body() -> None:
+        async with running(node):
+            peer = await RawPeer.open(node, "127.0.0.73")
+            await peer.handshake(height=40)
+            await peer.expect("getheaders")
+            peer.send("headers", [blk.header.to_list() for blk in CHAIN[15:40]])
+            (check,) = (await peer.expect("getdata")).args[0]
+            checked = BY_HASH[check[1]]
+            child = CHAIN[checked.header.height] if checked.header.height < 40 else None
+            for blk in ([child] if child else []) + [checked]:  # the child first: held, then released
+                peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(blk.encode())))
+
+            async def serve() -> None:
+                while True:
+                    for kind, h in (await peer.expect("getdata", 30)).args[0]:
+                        peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(BY_HASH[h].encode())))
+            serving = asyncio.create_task(serve())
+            await wait_until(lambda: node.height == 40, 15, "the node synced past the blocks stored ahead")
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
     run(body())

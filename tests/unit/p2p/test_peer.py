@@ -28,7 +28,7 @@ def test_handshake_and_ping(tmp_path) -> None:
             raw.send("ping", 77)
             assert (await raw.expect("pong")).args == [77]
             info = node.p2p.peer_info()[0]
-            assert info["inbound"] and info["subver"] == "/raw/" and info["version"] == 1
+            assert info["inbound"] and info["subver"] == "/raw/" and info["version"] == wire.PROTOCOL_VERSION
             assert node.p2p.network_info()["connections_in"] == 1
             raw.close()
             await wait_until(lambda: not peers(node), 5, "disconnect seen")
@@ -44,7 +44,7 @@ def test_wrong_chain_disconnects_without_ban(tmp_path) -> None:
             raw.send_version(chain_id=REGTEST.chain_id + 1)
             assert await raw.closed()
             raw = await RawPeer.open(node)
-            raw.send_version(protocol=0)
+            raw.send_version(protocol=wire.PROTOCOL_VERSION - 1)
             assert await raw.closed()
             assert node.p2p.list_banned() == []
     run(body())
@@ -167,3 +167,47 @@ def test_token_bucket() -> None:
     assert bucket.take(5) and not bucket.take(1)
     now[0] += 100
     assert bucket.take(20) and not bucket.take(1)
+
+
+def test_large_unknown_commands_score_and_ban(tmp_path) -> None:
+    """Unknown commands are ignored, but one near the frame limit is not free: it bans (§7)."""
+    node = make_node(tmp_path)
+
+    async def body() -> None:
+        async with running(node):
+            raw = await RawPeer.open(node, "127.0.0.8")
+            await raw.handshake()
+            raw.send("ufo", b"x" * 1000)  # small: ignored without a score
+            raw.send("ping", 3)
+            assert (await raw.expect("pong")).args == [3]
+            assert peers(node)[0].score == 0
+            raw.send("zzz", [[]] * (wire.MAX_PAYLOAD - 64))
+            assert await raw.closed(10)
+            assert [b["address"] for b in node.p2p.list_banned()] == ["127.0.0.8/32"]
+            assert "unknown command" in node.p2p.list_banned()[0]["reason"]
+    run(body())
+
+
+def test_large_frame_before_handshake_bans(tmp_path) -> None:
+    """Before verack only small frames fit: eight unhandshaken sources cannot make the node buffer 8 MiB each."""
+    node = make_node(tmp_path)
+
+    async def body() -> None:
+        async with running(node):
+            raw = await RawPeer.open(node, "127.0.0.9")
+            raw.send("ufo", b"x" * wire.MAX_HANDSHAKE_PAYLOAD)
+            assert await raw.closed()
+            assert [b["address"] for b in node.p2p.list_banned()] == ["127.0.0.9/32"]
+    run(body())
+
+
+def test_token_bucket_debt() -> None:
+    """Upload budgets overdraw instead of refusing: the sender waits the debt off."""
+    now = [0.0]
+    bucket = TokenBucket(100.0, 200.0, clock=lambda: now[0])
+    assert bucket.debt(150) == 0.0
+    assert bucket.debt(250) == 2.0  # 200 tokens short at 100/s
+    now[0] += 2.0
+    assert bucket.debt(0) == 0.0 and not bucket.take(1)
+    now[0] += 1.0
+    assert bucket.take(100)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import tracemalloc
 
 import msgpack
 import pytest
@@ -161,3 +162,81 @@ def test_unknown_command_is_ignored() -> None:
 def test_unknown_inv_kind_decodes() -> None:
     """Kinds other than 1 and 2 are valid u8s; relay ignores them."""
     assert wire.decode(wire.payload("inv", [[9, H]])).args == [[[9, H]]]
+
+
+def _empties_under(command: bytes, count: int) -> bytes:
+    """``[command, [[], [], …]]``: ``count`` empty arrays as the argument (the decode-amplification frame)."""
+    return b"\x92" + msgpack.packb(command.decode()) + b"\xdd" + count.to_bytes(4, "big") + b"\x90" * count
+
+
+def _peak_bytes(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_unknown_command_arguments_are_never_decoded() -> None:
+    """8 MiB of empty arrays under an unknown command built ~650 MB of lists before (§7)."""
+    data = _empties_under(b"zzz", wire.MAX_PAYLOAD - 16)
+    assert wire.command_of(data) == ("zzz", 1)
+    peak = _peak_bytes(lambda: wire.decode(data))
+    assert peak < 64 * 1024, f"decoding an unknown command allocated {peak} bytes"
+
+
+@pytest.mark.parametrize("command", [b"inv", b"getdata", b"headers", b"addr", b"block", b"matrix"])
+def test_known_command_is_bounded_by_its_schema(command: bytes) -> None:
+    """The same flood under a known command is refused before the lists are built."""
+    data = _empties_under(command, wire.MAX_PAYLOAD - 16)
+
+    def decode() -> None:
+        with pytest.raises(WireError):
+            wire.decode(data)
+    peak = _peak_bytes(decode)
+    assert peak < 16 * 1024 * 1024, f"refusing {command!r} allocated {peak} bytes"
+
+
+def test_nested_flood_inside_a_schema_item_is_refused() -> None:
+    """Arrays where the schema wants scalars are refused at the first one, however many follow."""
+    entry = b"\xdc\x00\xa0" + b"\x90" * 160  # an inv entry of 160 empty arrays instead of [kind, hash]
+    data = b"\x92\xa3inv\xdc" + (50000).to_bytes(2, "big") + entry * 50000
+    with pytest.raises(WireError) as err:
+        wire.decode(data)
+    assert err.value.reason == "bad-message"
+    peak = _peak_bytes(lambda: pytest.raises(WireError, wire.decode, data))
+    assert peak < 16 * 1024 * 1024
+
+
+def test_generic_schema_values_are_bounded() -> None:
+    """A tx (a schema known only by its check) stuffed with nested arrays is refused too."""
+    tx = BLOCK.txs[0].to_list()
+    tx[6] = [[[[]] * 1000] * 1000]
+    with pytest.raises(WireError):
+        wire.decode(wire.payload("tx", tx))
+    tx[6] = [[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]  # deeper than canonical values may nest
+    with pytest.raises(WireError):
+        wire.decode(wire.payload("tx", tx))
+
+
+@pytest.mark.parametrize("payload", [
+    b"", b"\x91", b"\x92", b"\x92\xd9", b"\x92\xa5ab", b"\x92\xa2\xff\xfe", b"\x92\xda\x00\x01a",
+])
+def test_command_header_errors(payload: bytes) -> None:
+    with pytest.raises(WireError) as err:
+        wire.decode(payload)
+    assert err.value.reason == "bad-message"
+
+
+def test_oversized_for_the_handshake() -> None:
+    data = wire.frame(MAGIC, wire.payload("ufo", b"x" * wire.MAX_HANDSHAKE_PAYLOAD))
+
+    async def go() -> bytes:
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        return await wire.read_frame(reader, MAGIC, wire.MAX_HANDSHAKE_PAYLOAD)
+    with pytest.raises(WireError) as err:
+        asyncio.run(go())
+    assert err.value.reason == "oversized"
