@@ -1,6 +1,11 @@
-"""pouw-miner: mine against any pouwd over JSON-RPC.
+"""pouw-miner: mine against any pouwd over JSON-RPC, taking jobs from the market (PROTOCOL §6).
 
     pouw-miner --network regtest --address rpw1… [--rpc-url URL | --rpc-port P] [--threads N] [--shape m,n,k --rank r]
+               [--no-jobs | --wallet DATADIR] [--max-job-macs N]
+
+To take jobs the miner signs JOB_RESULTs (and pays their bonds) with the key of
+``--address`` from the pouw-cli wallet in ``--wallet`` (default ``--datadir``), unlocked
+with ``$POUW_WALLET_PASSWORD``; without one it says why and mines synthetic matrices.
 """
 from __future__ import annotations
 
@@ -15,8 +20,13 @@ from consensus.errors import AddressError
 from consensus.keys import decode_address
 from consensus.params import NETWORKS
 
-from . import kernel
+from client import wallet
 from client.rpc import RpcClient, RpcClientError, cookie_auth
+from consensus.keys import PrivateKey
+from consensus.params import Network
+
+from . import kernel
+from .jobs import JobLimits, JobTaker
 from .template import default_shape
 from .worker import Miner, status_line
 
@@ -43,8 +53,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blocks", type=int, default=None, help="stop after this many accepted blocks")
     p.add_argument("--min-interval", type=float, default=0.0, metavar="SECONDS",
                    help="pause this long after each found block (paces a devnet whose target is at pow_limit)")
+    p.add_argument("--no-jobs", action="store_true", help="mine synthetic matrices only, take no jobs")
+    p.add_argument("--wallet", metavar="DATADIR",
+                   help="datadir of the pouw-cli wallet holding --address's key, which signs job results "
+                        "(default --datadir; password from $POUW_WALLET_PASSWORD)")
+    p.add_argument("--max-job-macs", type=int, default=JobLimits().max_macs, metavar="N",
+                   help=f"take jobs of at most N multiply-adds (m·n·k; default {JobLimits().max_macs})")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     return p
+
+
+def job_key(args: argparse.Namespace, network: Network) -> PrivateKey:
+    """The key of ``--address`` from the wallet, or WalletError saying why there is none."""
+    path = wallet.wallet_path(Path(args.wallet or args.datadir).expanduser(), network)
+    if not path.exists():
+        raise wallet.WalletError(f"no wallet at {path} to sign job results with")
+    keystore = wallet.load(path, network)
+    keystore.find(args.address)
+    if wallet.PASSWORD_ENV not in os.environ and not sys.stdin.isatty():
+        raise wallet.WalletError(f"set {wallet.PASSWORD_ENV} to unlock the wallet at {path}")
+    return keystore.unlock(wallet.read_password()).signing_key(args.address)
 
 
 def _shape(args: argparse.Namespace) -> tuple[int, int, int, int]:
@@ -95,9 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pouw-miner: the node is on {info['chain']}, not {network.name}", file=sys.stderr)
         return 1
     tty = sys.stderr.isatty() and not args.quiet
-    miner = Miner(client, watcher_client, address, shape, args.threads,
-                  log=lambda text: print(("\r\033[K" if tty else "") + text, file=sys.stderr, flush=True),
-                  min_interval=args.min_interval)
+    say = lambda text: print(("\r\033[K" if tty else "") + text, file=sys.stderr, flush=True)  # noqa: E731
+    jobs = None
+    if not args.no_jobs:
+        try:
+            jobs = JobTaker(client, network, job_key(args, network), JobLimits(args.max_job_macs), say=say)
+        except wallet.WalletError as exc:
+            say(f"pouw-miner: taking no jobs: {exc} (--no-jobs says you meant that)")
+    miner = Miner(client, watcher_client, address, shape, args.threads, log=say, min_interval=args.min_interval,
+                  jobs=jobs)
     print(f"pouw-miner: {network.name} height {info['blocks']}, shape {shape[0]}x{shape[1]}x{shape[2]} r={shape[3]}, "
           f"kernel {kernel.active_path}, threads {args.threads or kernel.default_threads()}", file=sys.stderr)
     status = threading.Thread(target=_status_loop, args=(miner, tty, args.quiet), daemon=True)
@@ -111,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         miner.stop_event.set()
-    print(("\n" if tty else "") + "pouw-miner: stopped; " + status_line(miner.stats), file=sys.stderr)
+    print(("\n" if tty else "") + "pouw-miner: stopped; " + status_line(miner.stats, jobs), file=sys.stderr)
     return 0
 
 
@@ -121,10 +155,10 @@ def _status_loop(miner: Miner, tty: bool, quiet: bool) -> None:
         if quiet:
             continue
         if tty:
-            print("\r\033[K" + status_line(miner.stats), end="", file=sys.stderr, flush=True)
+            print("\r\033[K" + status_line(miner.stats, miner.jobs), end="", file=sys.stderr, flush=True)
         elif time.monotonic() - last >= 10:
             last = time.monotonic()
-            print(status_line(miner.stats), file=sys.stderr, flush=True)
+            print(status_line(miner.stats, miner.jobs), file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -681,6 +681,11 @@ class Chain:
         early for this (docs/p2p.md) — never header-only entries a peer may have forged."""
         return max(self.index.best_verified_height(), self.tip.height)
 
+    def header_tip_height(self) -> int:
+        """Height of the highest header known, verified or not: the target of progress displays
+        only (never a decision, see ``best_header_height``)."""
+        return max((e.height for e in self.index.tips() if not e.failed), default=self.tip.height)
+
     def orphan_roots(self) -> list[bytes]:
         """Parents that held orphans wait for."""
         return self._orphans.roots()

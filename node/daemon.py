@@ -158,7 +158,7 @@ class Node:
                 log.info("rejected block %s: %s", result.hash.hex(), result.reason)
         if any(r.status != FUTURE and r.tip_changed for r in results):
             tip = self.chain.tip
-            best = self.chain.best_header_height()
+            best = self.chain.header_tip_height()
             if best > tip.height:  # downloading a chain whose headers we have: progress, not every block
                 self.sync_progress.update(tip.height, best)
             else:
