@@ -3,6 +3,7 @@
     pouw-cli [--network N] [--datadir D] [--rpc-url URL | --rpc-port P]
              [--cookie PATH | --rpc-user U --rpc-password P] [--json] <method> [args...]
     pouw-cli ... wallet <command> [args...]     (pouw-cli wallet --help lists them)
+    pouw-cli ... job <command> [args...]        (post, status, list, result, watch: pouw-cli job --help)
 
 Method arguments are parsed as JSON where they parse (numbers, true/false,
 null, objects) and passed as strings otherwise, as bitcoin-cli does; quote a
@@ -31,6 +32,7 @@ from consensus.params import NETWORKS
 
 from . import wallet
 from .cliutil import CliError
+from .market import MarketClientError
 from client.rpc import COOKIE_NAME, RpcClient, RpcClientError, cookie_path, read_cookie
 
 
@@ -67,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rpc-client-timeout", "--rpcclienttimeout", dest="rpcclienttimeout", type=float,
                         default=900.0, metavar="SECONDS", help="give up on a call after this long (default 900)")
     parser.add_argument("--json", action="store_true", help="always print JSON")
-    parser.add_argument("command", nargs="?", help="an RPC method name ('help' lists them), or 'wallet'")
+    parser.add_argument("command", nargs="?", help="an RPC method name ('help' lists them), 'wallet' or 'job'")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="method arguments")
     return parser
 
@@ -129,6 +131,9 @@ class Cli:
         if self.opts.command == "wallet":
             from .walletcli import WalletCommands  # walletcli builds on this module's helpers
             WalletCommands(self).run(self.opts.args)
+        elif self.opts.command == "job":
+            from .jobcli import JobCommands
+            JobCommands(self).run(self.opts.args)
         else:
             self.show(self.client.call(self.opts.command, *map(parse_param, self.opts.args)))
 
@@ -138,12 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     if opts.command is None:
         parser.print_usage(sys.stderr)
-        print("pouw-cli: give an RPC method ('pouw-cli help' lists them) or 'wallet' "
-              "('pouw-cli wallet --help')", file=sys.stderr)
+        print("pouw-cli: give an RPC method ('pouw-cli help' lists them), 'wallet' ('pouw-cli wallet --help') "
+              "or 'job' ('pouw-cli job --help')", file=sys.stderr)
         return 2
     try:
         Cli(opts).run()
-    except (CliError, RpcClientError, wallet.WalletError) as exc:
+    except (CliError, RpcClientError, wallet.WalletError, MarketClientError) as exc:
         print(exc, file=sys.stderr)
         return 1
     except KeyboardInterrupt:

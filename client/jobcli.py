@@ -1,0 +1,171 @@
+"""``pouw-cli job ...``: the job market from the command line (PROTOCOL §6).
+
+    pouw-cli job post A.npy B.npy --reward 5 [--expiry BLOCKS] [--from ADDRESS]
+    pouw-cli job status JOB_ID
+    pouw-cli job list [--mine] [--status open|claimed|settled|refunded|lapsed]
+    pouw-cli job result JOB_ID -o C.npy [--wait] [--timeout SECONDS]
+    pouw-cli job watch [--once] [--interval SECONDS]
+
+``post`` checks A (int8 m×k) and B (int8 k×n) against the protocol's rules, stores
+them on the node and signs the JOB_POST with a wallet key. ``result`` fetches the
+claimed C, verifies it (H_C against the claim, then Freivalds modulo 2^61 − 1, two
+rounds), saves it and sends JOB_ACCEPT — or, when C is wrong, finds a wrong entry,
+sends a FRAUD_PROOF instead, says so and exits 1. ``watch`` does the same for every
+claimed job the wallet posted, so no good result is left to lapse.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from consensus.keys import PrivateKey
+
+from . import wallet
+from .cliutil import CliError, parse_amount
+from .market import DEFAULT_EXPIRY, MarketClient, MarketClientError
+
+if TYPE_CHECKING:
+    from .cli import Cli
+
+STATUSES = ("open", "claimed", "settled", "refunded", "lapsed")
+
+
+def build_job_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pouw-cli job", description="Post int8 products as jobs; get verified results.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    post = sub.add_parser("post", help="store A and B on the node and post A·B as a job")
+    post.add_argument("a", type=Path, help="A: an int8 .npy, m×k")
+    post.add_argument("b", type=Path, help="B: an int8 .npy, k×n")
+    post.add_argument("--reward", required=True, help="coins paid for a verified result, e.g. 5")
+    post.add_argument("--expiry", type=int, default=DEFAULT_EXPIRY, metavar="BLOCKS",
+                      help=f"blocks the job stays open (default {DEFAULT_EXPIRY})")
+    post.add_argument("--from", dest="sender", metavar="ADDRESS", help="the wallet key that posts and pays")
+    status = sub.add_parser("status", help="a job's state and the matrices the node holds for it")
+    status.add_argument("job_id")
+    listing = sub.add_parser("list", help="jobs on the chain")
+    listing.add_argument("--mine", action="store_true", help="only jobs posted by this wallet's keys")
+    listing.add_argument("--status", choices=STATUSES)
+    result = sub.add_parser("result", help="fetch, verify and accept a job's result (or prove it wrong)")
+    result.add_argument("job_id")
+    result.add_argument("-o", "--output", type=Path, required=True, help="where to save C (.npy, int32)")
+    result.add_argument("--wait", action="store_true", help="wait for a result to be claimed")
+    result.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS")
+    watch = sub.add_parser("watch", help="settle every claimed job of this wallet as results arrive")
+    watch.add_argument("--once", action="store_true", help="one pass, then exit")
+    watch.add_argument("--interval", type=float, default=5.0, metavar="SECONDS")
+    return parser
+
+
+def load_npy(path: Path, what: str) -> np.ndarray:
+    """A matrix from a .npy file, or a one-line error naming the file."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise CliError(f"{what}: no such file {path}") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise CliError(f"{what}: {path} is not a .npy matrix ({exc})") from None
+
+
+class JobCommands:
+    """One ``job`` invocation, on the options and RPC client of a ``Cli``."""
+
+    def __init__(self, cli: "Cli") -> None:
+        self.cli = cli
+        self.network = cli.network
+        self.path = wallet.wallet_path(cli.datadir, cli.network)
+
+    def run(self, args: list[str]) -> None:
+        j = build_job_parser().parse_args(args)
+        getattr(self, f"do_{j.action}")(j)
+
+    def keystore(self) -> wallet.Keystore:
+        return wallet.load(self.path, self.network)
+
+    def signer(self, address: str | None = None) -> PrivateKey:
+        keystore = self.keystore()
+        return keystore.unlock(wallet.read_password()).signing_key(address or keystore.address)
+
+    def market(self, key: PrivateKey | None = None) -> MarketClient:
+        return MarketClient(self.cli.client, self.network, key, log=self.cli.note)
+
+    def do_post(self, j: argparse.Namespace) -> None:
+        a, b = load_npy(j.a, "A"), load_npy(j.b, "B")
+        reward = parse_amount(j.reward, "reward")
+        if j.expiry < 1:
+            raise CliError("--expiry must be at least 1 block")
+        client = self.market(self.signer(j.sender))
+        try:
+            job_id = client.post(a, b, reward, j.expiry)
+        except MarketClientError as exc:
+            raise CliError(str(exc)) from None
+        self.cli.show({"job_id": job_id, "poster": client.address} if self.cli.opts.json else job_id)
+
+    def do_status(self, j: argparse.Namespace) -> None:
+        self.cli.show(self.cli.client.call("getjob", j.job_id))
+
+    def do_list(self, j: argparse.Namespace) -> None:
+        jobs = self.cli.client.call("listjobs", j.status)
+        if j.mine:
+            mine = {k.address for k in self.keystore().keys}
+            jobs = [job for job in jobs if job["poster"] in mine]
+        if self.cli.opts.json:
+            self.cli.show(jobs)
+            return
+        for job in jobs:
+            print(f"{job['job_id']}  {job['status']:<8}  {job['m']}×{job['k']}·{job['k']}×{job['n']}  "
+                  f"reward {job['reward'] / 1e8:g}  expiry {job['expiry']}")
+
+    def do_result(self, j: argparse.Namespace) -> None:
+        client = self.market(self.signer(self._poster(j.job_id)))
+        deadline = time.monotonic() + j.timeout
+        while True:
+            job = self.cli.client.call("getjob", j.job_id)
+            if job["status"] == "settled":
+                self._save(j.output, client.download(job["claim"]))
+                return
+            if job["status"] == "claimed":
+                verdict, c, txid = client.settle(j.job_id)
+                if verdict.ok and c is not None:
+                    self._save(j.output, c)
+                    return
+                if verdict.wrong is not None:
+                    raise CliError(f"the claimed result is wrong ({verdict.reason}); fraud proof sent in {txid}")
+                if not j.wait:
+                    raise CliError(f"job {j.job_id}: {verdict.reason}")
+            elif job["status"] in ("refunded", "lapsed"):
+                raise CliError(f"job {j.job_id} is {job['status']}: there is no result to get")
+            elif not j.wait:
+                raise CliError(f"job {j.job_id} is {job['status']}: no result yet (--wait to wait for one)")
+            if time.monotonic() > deadline:
+                raise CliError(f"timed out after {j.timeout:g} s; job {j.job_id} is {job['status']}")
+            time.sleep(2.0)
+
+    def do_watch(self, j: argparse.Namespace) -> None:
+        mine = {k.address for k in self.keystore().keys}
+        unlocked = self.keystore().unlock(wallet.read_password())
+        answered: set[str] = set()
+        while True:
+            for job in self.cli.client.call("listjobs", "claimed"):
+                if job["poster"] in mine and job["claim"] not in answered:
+                    client = self.market(unlocked.signing_key(job["poster"]))
+                    client.settle(job["job_id"])
+                    answered.add(job["claim"])
+            if j.once:
+                return
+            time.sleep(j.interval)
+
+    def _poster(self, job_id: str) -> str:
+        poster = self.cli.client.call("getjob", job_id)["poster"]
+        if poster not in {k.address for k in self.keystore().keys}:
+            raise CliError(f"job {job_id} was posted by {poster}, which is not a key of this wallet")
+        return poster
+
+    def _save(self, path: Path, c: np.ndarray) -> None:
+        np.save(path, np.ascontiguousarray(c, dtype=np.int32), allow_pickle=False)
+        self.cli.note(f"verified result saved to {path}")
+        self.cli.show(str(path) if not self.cli.opts.json else {"output": str(path), "shape": list(c.shape)})
+

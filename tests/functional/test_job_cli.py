@@ -1,0 +1,106 @@
+"""pouw-cli job (PROTOCOL §6) against a real pouwd: post with clear errors for bad matrices,
+status and list, result that verifies and accepts (or proves fraud and says so), and watch."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from consensus.params import REGTEST
+from miner.jobs import JobTaker
+
+from .framework import REPO
+from .rpcutil import FAUCET, address, key, transfer
+
+PASSWORD = "job-cli"
+WORKER = key(60)
+
+
+def cli(node, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "POUW_WALLET_PASSWORD": PASSWORD}
+    out = subprocess.run([sys.executable, "-m", "client.cli", "--network", "regtest", "--datadir", str(node.datadir),
+                          "--rpc-url", node.url, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def save(path: Path, array: np.ndarray) -> str:
+    np.save(path, array, allow_pickle=False)
+    return str(path)
+
+
+@pytest.fixture
+def poster(start_nodes):
+    (node,) = start_nodes(1)
+    cli(node, "wallet", "import-dev-faucet")
+    node.sendrawtransaction(transfer(FAUCET, 0, WORKER.address, 10**10).encode().hex())
+    node.generatetoaddress(1, address(key(61)))
+    return node
+
+
+def operands(tmp_path: Path, seed: int) -> tuple[np.ndarray, np.ndarray, str, str]:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-64, 65, size=(64, 64), dtype=np.int8)
+    b = rng.integers(-64, 65, size=(64, 32), dtype=np.int8)
+    return a, b, save(tmp_path / f"a{seed}.npy", a), save(tmp_path / f"b{seed}.npy", b)
+
+
+def claim(node, job_id: str, c: np.ndarray) -> None:
+    taker = JobTaker(node.rpc, REGTEST, WORKER, say=lambda text: None)
+    work = taker.choose()
+    assert work is not None and work.job_id.hex() == job_id
+    assert taker.deliver(work, c)
+    node.generatetoaddress(1, address(key(61)))
+
+
+def test_post_refuses_bad_matrices_with_the_reason(poster, tmp_path) -> None:
+    _, b, _, b_path = operands(tmp_path, 1)
+    cases = [
+        (save(tmp_path / "wide.npy", np.zeros((64, 64), np.int16)), "int8"),
+        (save(tmp_path / "rows.npy", np.zeros((60, 64), np.int8)), "m=60"),
+        (save(tmp_path / "range.npy", np.full((64, 64), 100, np.int8)), "outside"),
+        (str(tmp_path / "missing.npy"), "no such file"),
+    ]
+    (tmp_path / "junk.npy").write_bytes(b"not a matrix")
+    cases.append((str(tmp_path / "junk.npy"), "not a .npy"))
+    for a_path, why in cases:
+        out = cli(poster, "job", "post", a_path, b_path, "--reward", "1", check=False)
+        assert out.returncode == 1 and why in out.stderr and "Traceback" not in out.stderr, (why, out.stderr)
+    assert poster.listjobs() == []
+
+
+def test_post_status_list_result_and_watch(poster, tmp_path) -> None:
+    a, b, a_path, b_path = operands(tmp_path, 2)
+    job_id = cli(poster, "job", "post", a_path, b_path, "--reward", "2.5").stdout.strip()
+    poster.generatetoaddress(1, address(key(61)))
+    assert '"status": "open"' in cli(poster, "job", "status", job_id).stdout
+    assert job_id in cli(poster, "job", "list", "--mine").stdout
+    out = cli(poster, "job", "result", job_id, "-o", str(tmp_path / "c.npy"), check=False)
+    assert out.returncode == 1 and "no result yet" in out.stderr
+    product = a.astype(np.int64) @ b.astype(np.int64)
+    claim(poster, job_id, product)
+    cli(poster, "job", "result", job_id, "-o", str(tmp_path / "c.npy"))
+    assert (np.load(tmp_path / "c.npy") == product).all()
+    poster.generatetoaddress(1, address(key(61)))
+    assert poster.getjob(job_id)["status"] == "settled"
+
+    a2, b2, a2_path, b2_path = operands(tmp_path, 3)
+    wrong_id = cli(poster, "job", "post", a2_path, b2_path, "--reward", "1").stdout.strip()
+    poster.generatetoaddress(1, address(key(61)))
+    wrong = a2.astype(np.int64) @ b2.astype(np.int64)
+    wrong[7, 9] += 1
+    claim(poster, wrong_id, wrong)
+    out = cli(poster, "job", "result", wrong_id, "-o", str(tmp_path / "c2.npy"), check=False)
+    assert out.returncode == 1 and "C[7, 9] is wrong" in out.stderr and "fraud proof sent" in out.stderr
+    poster.generatetoaddress(1, address(key(61)))
+    assert poster.getjob(wrong_id)["status"] == "open"
+
+    claim(poster, wrong_id, a2.astype(np.int64) @ b2.astype(np.int64))
+    cli(poster, "job", "watch", "--once")
+    poster.generatetoaddress(1, address(key(61)))
+    assert poster.getjob(wrong_id)["status"] == "settled"
