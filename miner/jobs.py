@@ -150,10 +150,10 @@ class JobTaker:
         c32 = np.ascontiguousarray(c, dtype="<i4")
         bond = -(-work.job["reward"] // 10)
         account = self.client.call("getaccount", self.address)
-        if account["balance"] < bond + self.fee:
-            self._skip(work.job_id, f"balance {account['balance']} of {self.address} cannot cover the bond "
-                                    f"{bond} + fee {self.fee} for job {work.job['job_id'][:16]}…; "
-                                    f"mining on without it")
+        if account["balance"] < bond + self.fee:  # not skipped for good: the balance may grow
+            self.stats.last_problem = (f"balance {account['balance']} of {self.address} cannot cover the bond "
+                                       f"{bond} + fee {self.fee} for job {work.job['job_id'][:16]}…")
+            self.say(self.stats.last_problem + "; mining on without claiming it")
             return False
         try:
             self.client.http("PUT", f"/matrix/C?worker={self.address}&job_id={work.job_id.hex()}", _npy_bytes(c32))

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """A local dev network on this machine: N pouwd nodes (dev network, connected to each
-other over loopback), one pouw-miner, the dev faucet imported into a wallet, and a
-live status view until Ctrl-C, which stops everything cleanly.
+other over loopback), one pouw-miner that takes jobs, a job stream (an int8 MLP's
+inference on scikit-learn's digits, plus filler products, posted as jobs and verified,
+scripts/jobstream.py), the dev faucet imported into a wallet, and a live status view
+until Ctrl-C, which stops everything cleanly.
 
-    bash scripts/devnet.sh [--datadir .devnet] [--nodes 3] [--fresh] [--duration SECONDS]
+    bash scripts/devnet.sh [--datadir .devnet] [--nodes 3] [--fresh] [--duration SECONDS] [--no-jobs]
 
 Whatever ends the devnet — Ctrl-C, SIGTERM, SIGHUP, a closed output pipe, an error
-here, even SIGKILL — its nodes and miner stop with it: the first four lead to the
+here, even SIGKILL — its nodes, miner and job stream stop with it: the first four lead to the
 orderly shutdown below, and every child asks the kernel for SIGTERM when this
 process dies (Linux ``PR_SET_PDEATHSIG``).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -35,6 +38,8 @@ NETWORK = "dev"
 WALLET_PASSWORD = "devnet"
 FAUCET_ADDRESS = encode_address("dpw", dev_faucet_key().address)
 RECENT_BLOCKS = 6
+JOBSTREAM_STATUS = "jobstream.json"
+DEVNET_SHAPE = "512,512,1024"  # synthetic work large enough for the kernel to run at speed (r = 16)
 PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -52,12 +57,12 @@ def die_with_parent():
     return preexec
 
 
-def spawn(args: list[str], log_path: Path) -> subprocess.Popen:
+def spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """A child in a session of its own (a terminal's Ctrl-C reaches only us; we stop it in order)
     that still dies with this process."""
     with open(log_path, "ab") as log:
         return subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=die_with_parent())
+                                start_new_session=True, preexec_fn=die_with_parent(), env=env)
 
 
 class Console:
@@ -143,11 +148,63 @@ def import_faucet(node: DevNode) -> None:
                     "wallet", "import-dev-faucet"], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
-def start_miner(node: DevNode, root: Path) -> subprocess.Popen:
-    """pouw-miner flat out against ``node``: ASERT (PROTOCOL §5) brings block times to T."""
+def wallet_cli(node: DevNode, *args: str) -> str:
+    env = {**os.environ, "POUW_WALLET_PASSWORD": os.environ.get("POUW_WALLET_PASSWORD", WALLET_PASSWORD)}
+    out = subprocess.run([sys.executable, "-m", "client.cli", "--network", NETWORK, "--datadir", str(node.datadir),
+                          "--rpc-url", node.url, "wallet", *args], cwd=REPO, env=env, check=True,
+                         capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def miner_key(node: DevNode, root: Path) -> str:
+    """The miner's own address in node0's wallet (it signs job results and pays their bonds),
+    made and funded from the faucet on the devnet's first start."""
+    saved = root / "miner-address"
+    if saved.exists():
+        return saved.read_text().strip()
+    address = wallet_cli(node, "new-address", "--label", "miner").splitlines()[-1]
+    wallet_cli(node, "send", address, "1000", "--from", FAUCET_ADDRESS)
+    saved.write_text(address)
+    return address
+
+
+def start_miner(node: DevNode, root: Path, address: str = FAUCET_ADDRESS, jobs: bool = True) -> subprocess.Popen:
+    """pouw-miner flat out against ``node`` (ASERT, PROTOCOL §5, brings block times to T), taking jobs
+    with ``address``'s key from the node's wallet."""
     args = [sys.executable, "-m", "miner.cli", "--network", NETWORK, "--datadir", str(node.datadir),
-            "--rpc-url", node.url, "--address", FAUCET_ADDRESS, "--quiet"]
-    return spawn(args, root / "miner.log")
+            "--rpc-url", node.url, "--address", address, "--shape", DEVNET_SHAPE, "--quiet",
+            *([] if jobs else ["--no-jobs"])]
+    env = {**os.environ, "POUW_WALLET_PASSWORD": os.environ.get("POUW_WALLET_PASSWORD", WALLET_PASSWORD)}
+    return spawn(args, root / "miner.log", env)
+
+
+def start_jobstream(node: DevNode, root: Path) -> subprocess.Popen:
+    """The job stream (scripts/jobstream.py): MLP inference and filler products posted through ``node``."""
+    args = [sys.executable, str(REPO / "scripts" / "jobstream.py"), "--network", NETWORK, "--rpc-url", node.url,
+            "--datadir", str(node.datadir), "--status", str(root / JOBSTREAM_STATUS)]
+    return spawn(args, root / "jobstream.log")
+
+
+def jobs_line(root: Path) -> list[str]:
+    """The job stream's figures, from its status file."""
+    try:
+        s = json.loads((root / JOBSTREAM_STATUS).read_text())
+    except (OSError, ValueError):
+        return ["jobs: the job stream is starting (training its model)"]
+    jobs = s.get("jobs") or {}
+    share = s.get("useful_mac_share")
+    lines = [f"jobs  posted {s['posted']}  claimed {jobs.get('claimed', 0)}  settled {jobs.get('settled', 0)}  "
+             f"lapsed {jobs.get('lapsed', 0)}  refunded {jobs.get('refunded', 0)}  fraud proven {s['fraud_proven']}"
+             f"  useful-MAC share {'—' if share is None else f'{share:.1%}'} (last 1000 blocks)"]
+    if s.get("rows"):
+        lines.append(f"digits MLP: {s['rows']} test rows through the network, int8 accuracy "
+                     f"{s['int8_accuracy']:.1%} (same model locally {s['int8_local_accuracy']:.1%}; float model "
+                     f"{s['float_accuracy']:.1%}); {s['filler_products']} filler products")
+    else:
+        lines.append(f"digits MLP: float model {s['float_accuracy']:.1%}; first batch on its way")
+    if s.get("last_error"):
+        lines.append(f"job stream: {s['last_error'][:160]}")
+    return lines
 
 
 def block_age(seconds: float) -> str:
@@ -155,7 +212,7 @@ def block_age(seconds: float) -> str:
     return f"{duration(seconds)} ago" if seconds >= 0 else f"{duration(-seconds)} ahead of this clock"
 
 
-def status(nodes: list[DevNode]) -> str:
+def status(nodes: list[DevNode], root: Path | None = None) -> str:
     lines = []
     first = nodes[0]
     try:
@@ -166,6 +223,8 @@ def status(nodes: list[DevNode]) -> str:
         lines.append(f"state root {mining['state_root']}")
     except RpcClientError as exc:
         lines.append(f"node0 unreachable: {exc}")
+    if root is not None:
+        lines.extend(jobs_line(root))
     lines.append(f"{'node':<6}{'rpc':<24}{'height':>8}  {'tip':<18}{'peers (in/out)':>15}")
     for node in nodes:
         try:
@@ -197,6 +256,7 @@ def main() -> int:
     p.add_argument("--rpc-port", type=int, default=28732, help="first node's RPC port; others add 10 each")
     p.add_argument("--fresh", action="store_true", help="delete the devnet's data first")
     p.add_argument("--no-miner", action="store_true")
+    p.add_argument("--no-jobs", action="store_true", help="no job stream, and a miner that takes no jobs")
     p.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
     p.add_argument("--status-interval", type=float, default=10.0, metavar="SECONDS",
                    help="how often the status is printed when stdout is not a terminal")
@@ -215,6 +275,7 @@ def main() -> int:
         signal.signal(sig, request_stop)
     console = Console(request_stop)
     miner: subprocess.Popen | None = None
+    jobstream: subprocess.Popen | None = None
     try:
         for node in nodes:
             node.start([f"127.0.0.1:{other.p2p_port}" for other in nodes if other is not node])
@@ -222,7 +283,10 @@ def main() -> int:
             node.wait_ready(lambda: stop["now"])
         import_faucet(nodes[0])
         if not args.no_miner:
-            miner = start_miner(nodes[0], root)
+            address = FAUCET_ADDRESS if args.no_jobs else miner_key(nodes[0], root)
+            miner = start_miner(nodes[0], root, address, jobs=not args.no_jobs)
+        if not args.no_jobs:
+            jobstream = start_jobstream(nodes[-1], root)  # posted on another node: A and B travel over p2p
         console.say(f"devnet up: {len(nodes)} nodes, faucet wallet in {nodes[0].datadir / NETWORK / 'wallet.json'} "
                     f"(password '{WALLET_PASSWORD}'), Ctrl-C to stop")
         started = time.monotonic()
@@ -235,15 +299,21 @@ def main() -> int:
                 console.say(f"the miner exited ({miner.returncode}); see {root / 'miner.log'}")
                 miner = None
             if tty:
-                console.say("\033[2J\033[H" + status(nodes))
+                console.say("\033[2J\033[H" + status(nodes, None if args.no_jobs else root))
             elif time.monotonic() - last_print >= args.status_interval:
-                console.say(status(nodes))
+                console.say(status(nodes, None if args.no_jobs else root))
                 last_print = time.monotonic()
             time.sleep(1.0)
     finally:
         for sig in STOP_SIGNALS:  # a second Ctrl-C must not cut the shutdown short
             signal.signal(sig, signal.SIG_IGN)
         console.say("stopping the devnet ...")
+        if jobstream is not None and jobstream.poll() is None:
+            jobstream.send_signal(signal.SIGINT)
+            try:
+                jobstream.wait(15)
+            except subprocess.TimeoutExpired:
+                jobstream.kill()
         if miner is not None and miner.poll() is None:
             miner.send_signal(signal.SIGINT)
             try:
@@ -252,7 +322,7 @@ def main() -> int:
                 miner.kill()
         for node in nodes:
             node.stop()
-        console.say(f"devnet stopped. Data and logs are in {root} (nodeN/pouwd.log, miner.log); "
+        console.say(f"devnet stopped. Data and logs are in {root} (nodeN/pouwd.log, miner.log, jobstream.log); "
                     f"run again to resume, or with --fresh to start over.")
     return 0
 

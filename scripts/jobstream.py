@@ -27,59 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from client.market import MarketClient, MarketClientError  # noqa: E402
+from client.mlp import Int8MLP, local_matmul, train  # noqa: E402
 from consensus.genesis import dev_faucet_key  # noqa: E402
 from consensus.params import COIN, NETWORKS  # noqa: E402
 from client.rpc import RpcClient, RpcClientError, cookie_auth  # noqa: E402
 
 BATCH = 96  # test rows per inference job (padded to 96 = 3·32)
-ACT_MAX = 64  # int8 activations in [0, 64]
-
-
-@dataclass
-class Int8MLP:
-    """A trained 64-64-10 ReLU MLP with both weight matrices and the activations in [−64, 64]."""
-
-    w1: np.ndarray
-    s1: float
-    b1: np.ndarray
-    w2: np.ndarray
-    s2: float
-    b2: np.ndarray
-    h_scale: float  # hidden activations: h ≈ h_q · h_scale
-
-    X_SCALE = 4  # digits pixels 0..16 → 0..64 exactly
-
-    @classmethod
-    def from_float(cls, coefs: list[np.ndarray], intercepts: list[np.ndarray], calibration: np.ndarray) -> "Int8MLP":
-        w1, w2 = coefs
-        s1, s2 = np.abs(w1).max() / 64, np.abs(w2).max() / 64
-        hidden = np.maximum(calibration / 16 @ w1 + intercepts[0], 0)
-        return cls(np.round(w1 / s1).astype(np.int8), s1, intercepts[0], np.round(w2 / s2).astype(np.int8), s2,
-                   intercepts[1], hidden.max() / ACT_MAX)
-
-    def predict(self, x: np.ndarray, matmul) -> np.ndarray:
-        """Class predictions for raw digits rows; ``matmul(A, B)`` is the int8 product (the network)."""
-        xq = (x * self.X_SCALE).astype(np.int8)
-        pre = matmul(xq, self.w1).astype(np.float64) * (self.s1 / (16 * self.X_SCALE)) + self.b1
-        hq = np.clip(np.round(np.maximum(pre, 0) / self.h_scale), 0, ACT_MAX).astype(np.int8)
-        logits = matmul(hq, self.w2).astype(np.float64) * (self.h_scale * self.s2) + self.b2
-        return logits.argmax(axis=1)
-
-
-def train() -> tuple[Int8MLP, float, np.ndarray, np.ndarray]:
-    """(int8 model, float accuracy, test rows, test labels) on the bundled digits data set."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    from sklearn.neural_network import MLPClassifier
-
-    x, y = load_digits(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0)
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # it converges well enough for a demo in 300 iterations
-        model = MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, random_state=0).fit(x_train / 16, y_train)
-    return (Int8MLP.from_float(model.coefs_, model.intercepts_, x_train), model.score(x_test / 16, y_test),
-            x_test, y_test)
 
 
 @dataclass
@@ -103,10 +56,6 @@ class Progress:
                     "posted": client.counts["posted"], "accepted": client.counts["accepted"],
                     "fraud_proven": client.counts["fraud_proven"], "undelivered": client.counts["undelivered"],
                     "last_error": self.errors[-1] if self.errors else None, "time": time.time()}
-
-
-def local_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
 
 
 def inference(client: MarketClient, model: Int8MLP, x: np.ndarray, y: np.ndarray, progress: Progress,
