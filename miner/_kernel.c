@@ -53,6 +53,8 @@ typedef struct {
     long next;                                /* shared work counter */
 } job_t;
 
+#include "_peak.h"
+
 typedef void (*tile_fn)(const job_t *, int, int, int32_t *, uint32_t *);
 
 /* --- noise factors and pairs (PROTOCOL §4) ---------------------------------------------------
@@ -735,6 +737,19 @@ static PyObject *py_paths(PyObject *self, PyObject *unused) {
 
 static PyObject *py_sha_ni(PyObject *self, PyObject *unused) { return PyBool_FromLong(have_shani()); }
 
+static PyObject *py_peak(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"path", NULL};
+    const char *path = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|z", kwlist, &path)) return NULL;
+    const int p = resolve_path(path);
+    if (p < 0) return NULL;
+    double macs_per_cycle, ghz;
+    Py_BEGIN_ALLOW_THREADS
+    peak_core(p, &macs_per_cycle, &ghz);
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("dd", macs_per_cycle, ghz);
+}
+
 static PyMethodDef methods[] = {
     {"mine", (PyCFunction)(void (*)(void))py_mine, METH_VARARGS | METH_KEYWORDS,
      "mine(a, b, s_a, s_b, threshold, lanes, digests, wins, c, m, n, k, r, path=None, threads=1)\n"
@@ -745,6 +760,9 @@ static PyMethodDef methods[] = {
      "same packing and tile loop, k blocked by `block`."},
     {"paths", py_paths, METH_NOARGS, "Kernel paths this CPU supports, fastest first."},
     {"sha_ni", py_sha_ni, METH_NOARGS, "Whether the ticket hash uses SHA-NI on the SIMD paths."},
+    {"peak", (PyCFunction)(void (*)(void))py_peak, METH_VARARGS | METH_KEYWORDS,
+     "peak(path=None) -> (int8 MACs per cycle of one core, clock in GHz), measured by a throughput loop "
+     "of the path's multiply instruction; (0, 0) on the portable path."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "miner._kernel", "PoUW work kernel (PROTOCOL §4).",

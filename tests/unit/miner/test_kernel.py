@@ -120,3 +120,15 @@ def test_selftest_and_paths() -> None:
     assert kernel.available_paths()[-1] == "numpy"
     assert kernel.active_path in kernel.available_paths()
     assert kernel.selftest()
+
+
+@pytest.mark.parametrize("path", C_PATHS)
+def test_peak_is_physical(path: str) -> None:
+    macs_per_cycle, ghz = kernel.peak(path)
+    if path == "portable":
+        assert (macs_per_cycle, ghz) == (0, 0)
+        return
+    # no x86 core issues more than four 512-bit (64 MAC) or 256-bit (32 MAC) multiplies a cycle;
+    # a loop the compiler had folded away would read as far more
+    assert 0 < macs_per_cycle <= 4 * (64 if path == "avx512" else 32)
+    assert 0.1 < ghz < 10
