@@ -4,16 +4,19 @@
  *   1. pack (parallel over tile-rows and tile-columns): A' = A + E_L·E_R and B' = B + F_L·F_R
  *      are formed on the fly from the noise factors, which the pack threads expand from the seeds
  *      (SHAKE-128, four streams at once on the SIMD paths; entries of A, B range-checked), into
- *      the same panel layout for both operands:
- *        Ap[tile-row][k/4][32 rows][4]       (a row's 4 consecutive k-values are broadcast)
- *        Bp[tile-col][k/4][32 cols][4]       (a vector holds 8 or 16 columns × 4 k-values)
- *   2. compute (parallel over tiles): each 32×32 int32 accumulator lives in L1; per rank-r
- *      chunk every 4×16 (AVX2) or 8×32 (AVX-512) register block is loaded, updated over the
- *      chunk, XOR-reduced into the chunk's fold word and stored back. After the last chunk
- *      the 16 lanes are hashed into the ticket digest and compared with the threshold, and
- *      the accumulator is optionally written out as C' = A'·B'.
- * Paths: portable C, AVX2 (vpmaddubsw + vpmaddwd) and AVX-512 VNNI (vpdpbusd), chosen at
- * runtime; the ticket hash uses SHA-NI when the CPU has it (not on the portable path).
+ *        Ap[8-row group][k/4][8 rows][4]      (a row's 4 consecutive k-values are broadcast)
+ *        Bp[16-column group][k/4][16 cols][4] (the VNNI K4 layout: one zmm or two ymm a quad)
+ *      with, on the VNNI paths (u8 · s8), A' + 128 stored as u8 and 128·Σ B' per segment and
+ *      column to subtract again.
+ *   2. compute (parallel over units of MC × NC outputs, taken from a shared counter): K-blocks of
+ *      about KC_TARGET (whole chunks) so that a strip's B block stays in L1 while the unit's rows
+ *      stream past; the micro-kernels (_micro.h) keep up to 24 accumulators in registers, and at
+ *      every chunk boundary XOR them into the tiles' per-chunk partials.  After the last block
+ *      each tile's partials are reduced, folded into the 16 lanes, hashed into the ticket digest
+ *      and compared with the threshold; C' = A'·B' is written from the registers if asked for.
+ * Paths: portable C, AVX2 (vpmaddubsw + vpmaddwd), AVX-VNNI (vpdpbusd ymm) and AVX-512 VNNI
+ * (vpdpbusd zmm), chosen at runtime; the ticket hash uses SHA-NI when the CPU has it (not on the
+ * portable path).  Threads persist across calls (_pool.h).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -28,11 +31,36 @@
 #if defined(__x86_64__) || defined(__i386__)
 #define POUW_X86 1
 #include <cpuid.h>
+#include <immintrin.h>
 #endif
 
 enum { TILE = 32, LANES = 16, MAX_THREADS = 256 };
-enum { PATH_AUTO = 0, PATH_PORTABLE = 1, PATH_AVX2 = 2, PATH_AVX512 = 3 };
-static const char *PATH_NAMES[] = {"auto", "portable", "avx2", "avx512"};
+enum { PATH_AUTO = 0, PATH_PORTABLE = 1, PATH_AVX2 = 2, PATH_AVXVNNI = 3, PATH_AVX512 = 4, PATH_LAST = PATH_AVX512 };
+static const char *PATH_NAMES[] = {"auto", "portable", "avx2", "avxvnni", "avx512"};
+
+/* Units of MC × NC outputs (multiples of the tile and of every strip width); K-blocks of about
+ * KC_TARGET k-values, whole chunks: a 48-column strip of B is then 24 KiB, half of L1. */
+enum { MC = 256, NC = 96, KC_TARGET = 512 };
+
+#include "_micro.h"
+#include "_peak.h"
+#include "_pool.h"
+
+/* Per path: rows and columns a micro-kernel step covers, the strip's vectors, and whether A' is
+ * stored as the u8 A' + 128 (vpdpbusd multiplies u8 by s8) with column sums to subtract. */
+typedef struct {
+    strip_fn fn;
+    int mr, w, nv, offset;
+} geometry_t;
+
+static const geometry_t GEOMETRY[] = {
+    [PATH_PORTABLE] = {strip_portable, 8, 16, 3, 0},
+#ifdef POUW_X86
+    [PATH_AVX2] = {strip_avx2, 4, 8, 2, 0},
+    [PATH_AVXVNNI] = {strip_avxvnni, 4, 8, 3, 1},
+    [PATH_AVX512] = {strip_avx512, 8, 16, 3, 1},
+#endif
+};
 
 typedef struct {
     const int8_t *a, *b;                     /* A (m×k), B (k×n) */
@@ -42,20 +70,20 @@ typedef struct {
     uint32_t *lanes;                          /* T×16, NULL: no fold/tickets (plain GEMM) */
     uint8_t *digests, *wins;                  /* T×32, T */
     int32_t *c;                               /* m×n or NULL */
+    int path, use_shani, threads, bad_entry;
+    int kc, seg;                              /* k-values per K-block; quads per correction segment */
     /* workspace (run_job) */
     int8_t *ap, *bp;                          /* packed operands */
     uint8_t *xof;                             /* per tile-row, then tile-column: its 32r XOF bytes */
     uint8_t *pairs_xof;                       /* X(s_A, "ER", 4k) ‖ X(s_B, "FL", 4k) */
     int8_t *factors;                          /* the same panels' r×32 noise factors */
     uint16_t *ep, *eq, *fp, *fq;              /* E_R and F_L pairs (k each) */
-    int32_t *colsum;                          /* AVX-512 only: 128·Σ B' per tile-col, chunk, column */
-    int path, use_shani, threads, bad_entry;
+    int32_t *colsum;                          /* offset paths: 128·Σ B' per column group, segment, column */
+    uint8_t *units;                           /* per thread: accumulators, tile partials, chunk XORs */
+    size_t unit_len;
     long next;                                /* shared work counter */
+    int slot;                                 /* hands out the per-thread unit buffers */
 } job_t;
-
-#include "_peak.h"
-
-typedef void (*tile_fn)(const job_t *, int, int, int32_t *, uint32_t *);
 
 /* --- noise factors and pairs (PROTOCOL §4) ---------------------------------------------------
  *
@@ -120,10 +148,9 @@ static void pairs_from_xof(const uint8_t *xof, int k, int r, uint16_t *p, uint16
     }
 }
 
-/* --- packing: Ap[tile-row][k/4][32 rows][4], Bp[tile-col][k/4][32 cols][4] ------------------
- * A k-quad of a line is 4 consecutive k-values; the kernels broadcast a row's quad of A and
- * multiply it with a vector of B quads.  A rank-r chunk ℓ is quads ℓr/4 … (ℓ+1)r/4 − 1, i.e.
- * the 32·r bytes at offset ℓ·32·r of the panel. */
+/* --- packing: Ap[8-row group][k/4][8][4], Bp[16-column group][k/4][16][4] -------------------
+ * Both are packed a 32-line panel (a tile-row of A, a tile-column of B) at a time; the panel's
+ * groups follow each other, each k/4 quads long.  A quad of a line is 4 consecutive k-values. */
 
 typedef struct {
     const int8_t *data;          /* element (line, j) at data[line·line_step + j·k_step] */
@@ -131,9 +158,15 @@ typedef struct {
     const int8_t *T;             /* r×32 noise factor, NULL: no noise */
     const uint16_t *p, *q;       /* the panel's pairs (k each) */
     int8_t flip;                 /* XORed into every packed byte (0x80: u8 operand for vpdpbusd) */
-    int limit;
+    int limit, group;            /* lines per group: 8 (A) or 16 (B) */
+    size_t k;
     int8_t *out;                 /* 32·k bytes */
 } panel_t;
+
+/* Offset of (line, quad jq) in a packed panel. */
+static inline size_t packed_at(const panel_t *P, int line, int jq) {
+    return (size_t)(line / P->group) * P->group * P->k + (size_t)jq * 4 * P->group + 4 * (line % P->group);
+}
 
 /* Quads jq0 … jq1 − 1 of a panel, one byte at a time; returns nonzero on an entry out of range. */
 static int pack_scalar(const panel_t *P, int jq0, int jq1) {
@@ -147,7 +180,7 @@ static int pack_scalar(const panel_t *P, int jq0, int jq1) {
                 const int8_t x = P->data[line * P->line_step + (size_t)j * P->k_step];
                 bad |= x < -P->limit || x > P->limit;
                 const int e = tp ? tp[line] - tq[line] : 0;
-                P->out[(size_t)jq * 4 * TILE + 4 * line + t] = (int8_t)(x + e) ^ P->flip;
+                P->out[packed_at(P, line, jq) + t] = (int8_t)(x + e) ^ P->flip;
             }
         }
     return bad;
@@ -203,33 +236,32 @@ __attribute__((target("avx2"))) static int over_limit(__m256i mx, int limit) {
     return _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(mx, lim), lim)) != -1;
 }
 
-/* A k-major panel (a tile-column of B: the 32 lines of one k-index are contiguous). */
-__attribute__((target("avx2"))) static int pack_kmajor_avx2(const panel_t *P, int k) {
+/* A k-major panel (a tile-column of B: the 32 lines of one k-index are contiguous); 16-line groups. */
+__attribute__((target("avx2"))) static int pack_kmajor_avx2(const panel_t *P) {
     const __m256i flip = _mm256_set1_epi8(P->flip);
     __m256i mx = _mm256_setzero_si256();
-    for (int j = 0; j < k; j += 4) {
+    for (size_t j = 0; j < P->k; j += 4) {
         __m256i v[4], o[4];
         for (int t = 0; t < 4; t++) {
-            v[t] = _mm256_loadu_si256((const __m256i *)(P->data + (size_t)(j + t) * P->k_step));
+            v[t] = _mm256_loadu_si256((const __m256i *)(P->data + (j + t) * P->k_step));
             mx = track_abs(mx, v[t]);
-            if (P->T) v[t] = _mm256_add_epi8(v[t], noise_vec(P, j + t));
+            if (P->T) v[t] = _mm256_add_epi8(v[t], noise_vec(P, (int)j + t));
         }
         interleave4(v, o);
         for (int x = 0; x < 4; x++)
-            _mm256_store_si256((__m256i *)(P->out + (size_t)j * TILE + 32 * x), _mm256_xor_si256(o[x], flip));
+            _mm256_store_si256((__m256i *)(P->out + packed_at(P, 8 * x, (int)(j / 4))), _mm256_xor_si256(o[x], flip));
     }
     return over_limit(mx, P->limit);
 }
 
-/* A line-major panel (a tile-row of A: each row's k-values are contiguous).  Blocks of 8 rows
- * × 32 k-values are transposed as dwords, so every quad lands as 8 rows × 4 bytes; the noise
- * quads are added afterwards.  A tail of k mod 32 values goes through pack_scalar. */
-__attribute__((target("avx2"))) static int pack_linemajor_avx2(const panel_t *P, int k) {
+/* A line-major panel (a tile-row of A: each row's k-values are contiguous); 8-line groups.  Blocks
+ * of 8 rows × 32 k-values are transposed as dwords, so every quad lands as 8 rows × 4 bytes; the
+ * noise quads are added afterwards.  A tail of k mod 32 values goes through pack_scalar. */
+__attribute__((target("avx2"))) static int pack_linemajor_avx2(const panel_t *P) {
     const __m256i flip = _mm256_set1_epi8(P->flip);
-    const int body = k / 32 * 32;
+    const int body = (int)P->k / 32 * 32;
     __m256i mx = _mm256_setzero_si256();
     for (int j0 = 0; j0 < body; j0 += 32) {
-        int8_t *out = P->out + (size_t)j0 * TILE;
         for (int g = 0; g < 4; g++) {
             __m256i rows[8], quads[8];
             for (int y = 0; y < 8; y++) {
@@ -237,19 +269,43 @@ __attribute__((target("avx2"))) static int pack_linemajor_avx2(const panel_t *P,
                 mx = track_abs(mx, rows[y]);
             }
             transpose8x8_epi32(rows, quads);
-            for (int x = 0; x < 8; x++) _mm256_store_si256((__m256i *)(out + 4 * TILE * x + 32 * g), quads[x]);
+            for (int x = 0; x < 8; x++)
+                _mm256_store_si256((__m256i *)(P->out + packed_at(P, 8 * g, j0 / 4 + x)), quads[x]);
         }
         for (int x = 0; x < 8; x++) {
-            __m256i *q = (__m256i *)(out + 4 * TILE * x), e[4] = {0}, n[4];
+            __m256i e[4] = {0}, n[4];
             if (P->T) {
                 for (int t = 0; t < 4; t++) n[t] = noise_vec(P, j0 + 4 * x + t);
                 interleave4(n, e);
             }
-            for (int g = 0; g < 4; g++)
-                _mm256_store_si256(q + g, _mm256_xor_si256(_mm256_add_epi8(_mm256_load_si256(q + g), e[g]), flip));
+            for (int g = 0; g < 4; g++) {
+                __m256i *q = (__m256i *)(P->out + packed_at(P, 8 * g, j0 / 4 + x));
+                _mm256_store_si256(q, _mm256_xor_si256(_mm256_add_epi8(_mm256_load_si256(q), e[g]), flip));
+            }
         }
     }
-    return over_limit(mx, P->limit) | pack_scalar(P, body / 4, k / 4);
+    return over_limit(mx, P->limit) | pack_scalar(P, body / 4, (int)P->k / 4);
+}
+
+/* 128·Σ B' over each segment of `seg` quads, per column, for the 16-column groups g0, g0 + 1
+ * (from Bp, where a byte is B'; maddubs with ones sums byte pairs, madd with ones the pairs). */
+__attribute__((target("avx2"))) static void column_sums_avx2(const job_t *J, int g0) {
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    const int quads = J->k / 4, segments = (quads + J->seg - 1) / J->seg;
+    for (int g = g0; g < g0 + 2; g++) {
+        const int8_t *bp = J->bp + (size_t)g * 16 * J->k;
+        int32_t *cs = J->colsum + (size_t)g * segments * 16;
+        for (int s = 0; s < segments; s++) {
+            __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+            for (int q = s * J->seg; q < (s + 1) * J->seg && q < quads; q++) {
+                const __m256i *v = (const __m256i *)(bp + (size_t)q * B_QUAD);
+                lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, _mm256_load_si256(v)), ones16));
+                hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, _mm256_load_si256(v + 1)), ones16));
+            }
+            _mm256_storeu_si256((__m256i *)(cs + 16 * s), _mm256_slli_epi32(lo, 7));
+            _mm256_storeu_si256((__m256i *)(cs + 16 * s + 8), _mm256_slli_epi32(hi, 7));
+        }
+    }
 }
 #endif
 
@@ -257,7 +313,7 @@ __attribute__((target("avx2"))) static int pack_linemajor_avx2(const panel_t *P,
 static int pack_panel(const job_t *J, const panel_t *P) {
 #ifdef POUW_X86
     if (J->path != PATH_PORTABLE) /* every SIMD path has AVX2 */
-        return P->k_step == 1 ? pack_linemajor_avx2(P, J->k) : pack_kmajor_avx2(P, J->k);
+        return P->k_step == 1 ? pack_linemajor_avx2(P) : pack_kmajor_avx2(P);
 #endif
     return pack_scalar(P, 0, J->k / 4);
 }
@@ -271,23 +327,10 @@ static void pack_a(job_t *J, int ta, int count) {
         int8_t *T = J->s_b ? J->factors + i * panel_xof : NULL;
         if (T) noise_factor(J->xof + i * panel_xof, J->r, T);
         const panel_t P = {J->a + (size_t)i * TILE * J->k, (size_t)J->k, 1, T, J->ep, J->eq,
-                           J->path == PATH_AVX512 ? (int8_t)0x80 : 0, /* u8 operand a+128 for vpdpbusd */
-                           J->limit, J->ap + (size_t)i * TILE * J->k};
+                           GEOMETRY[J->path].offset ? (int8_t)0x80 : 0, J->limit, 8, (size_t)J->k,
+                           J->ap + (size_t)i * TILE * J->k};
         if (pack_panel(J, &P)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
     }
-}
-
-/* AVX-512: 128·Σ_{j in chunk} B'[j, c] per chunk and column of tile-column tb (from Bp). */
-static void column_sums(job_t *J, int tb) {
-    const int r = J->r, chunks = J->k / r;
-    const int8_t *bp = J->bp + (size_t)tb * TILE * J->k;
-    int32_t *cs = J->colsum + (size_t)tb * chunks * TILE;
-    for (int l = 0; l < chunks; l++)
-        for (int c = 0; c < TILE; c++) {
-            int32_t sum = 0;
-            for (int j = l * r; j < (l + 1) * r; j++) sum += bp[(size_t)(j / 4) * 4 * TILE + 4 * c + j % 4];
-            cs[l * TILE + c] = 128 * sum;
-        }
 }
 
 /* Tile-columns tb … tb+count−1 of B (count ≤ 4: one XOF call). */
@@ -298,131 +341,14 @@ static void pack_b(job_t *J, int tb, int count) {
         const size_t panel = J->m / TILE + i;
         int8_t *T = J->s_b ? J->factors + panel * panel_xof : NULL;
         if (T) noise_factor(J->xof + panel * panel_xof, J->r, T);
-        const panel_t P = {J->b + (size_t)i * TILE, 1, (size_t)J->n, T, J->fp, J->fq, 0, J->limit,
+        const panel_t P = {J->b + (size_t)i * TILE, 1, (size_t)J->n, T, J->fp, J->fq, 0, J->limit, 16, (size_t)J->k,
                            J->bp + (size_t)i * TILE * J->k};
         if (pack_panel(J, &P)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
-        if (J->colsum) column_sums(J, i);
-    }
-}
-
-/* --- tile kernels: fill acc (32×32) and xors (one word per chunk, or NULL) --------------- */
-
-static void tile_portable(const job_t *J, int ta, int tb, int32_t *acc, uint32_t *xors) {
-    const int k = J->k, r = J->r, chunks = k / r;
-    const int8_t *A = J->ap + (size_t)ta * TILE * k, *B = J->bp + (size_t)tb * TILE * k;
-    memset(acc, 0, TILE * TILE * sizeof *acc);
-    for (int l = 0; l < chunks; l++) {
-        const int8_t *Al = A + (size_t)l * TILE * r, *Bl = B + (size_t)l * TILE * r;
-        for (int i = 0; i < TILE; i++) {
-            int32_t *row = acc + i * TILE;
-            for (int j = 0; j < r; j += 4) {
-                const int8_t *a = Al + (size_t)j * TILE + 4 * i, *bb = Bl + (size_t)j * TILE;
-                for (int c = 0; c < TILE; c++)
-                    row[c] += a[0] * bb[4 * c] + a[1] * bb[4 * c + 1] + a[2] * bb[4 * c + 2] +
-                              a[3] * bb[4 * c + 3];
-            }
-        }
-        if (xors) {
-            uint32_t x = 0;
-            for (int e = 0; e < TILE * TILE; e++) x ^= (uint32_t)acc[e];
-            xors[l] = x;
-        }
-    }
-}
-
 #ifdef POUW_X86
-/* vpmaddubsw needs an unsigned operand: |a| · (b with a's sign) is exact for entries in
- * [-127, 127] (a pair sums to at most 2·127² < 2^15); vpmaddwd then widens to int32. */
-__attribute__((target("avx2")))
-static void tile_avx2(const job_t *J, int ta, int tb, int32_t *acc, uint32_t *xors) {
-    const int k = J->k, r = J->r, chunks = k / r;
-    const int8_t *A = J->ap + (size_t)ta * TILE * k, *B = J->bp + (size_t)tb * TILE * k;
-    const __m256i ones = _mm256_set1_epi16(1);
-    memset(acc, 0, TILE * TILE * sizeof *acc);
-    for (int l = 0; l < chunks; l++) {
-        const int8_t *Al = A + (size_t)l * TILE * r, *Bl = B + (size_t)l * TILE * r;
-        __m256i x = _mm256_setzero_si256();
-        for (int rg = 0; rg < TILE; rg += 4) {
-            for (int cg = 0; cg < TILE; cg += 16) {
-                __m256i s[4][2];
-                int32_t *c0 = acc + rg * TILE + cg;
-                for (int i = 0; i < 4; i++)
-                    for (int h = 0; h < 2; h++) s[i][h] = _mm256_load_si256((const __m256i *)(c0 + i * TILE + 8 * h));
-                const int8_t *a0 = Al + 4 * rg, *bb = Bl + 4 * cg;
-                for (int j = 0; j < r; j += 4, a0 += 4 * TILE, bb += 4 * TILE) {
-                    const __m256i b0 = _mm256_load_si256((const __m256i *)bb);
-                    const __m256i b1 = _mm256_load_si256((const __m256i *)(bb + 32));
-                    for (int i = 0; i < 4; i++) {
-                        int32_t quad;
-                        memcpy(&quad, a0 + 4 * i, sizeof quad);
-                        const __m256i av = _mm256_set1_epi32(quad), aa = _mm256_abs_epi8(av);
-                        const __m256i p0 = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(b0, av));
-                        const __m256i p1 = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(b1, av));
-                        s[i][0] = _mm256_add_epi32(s[i][0], _mm256_madd_epi16(p0, ones));
-                        s[i][1] = _mm256_add_epi32(s[i][1], _mm256_madd_epi16(p1, ones));
-                    }
-                }
-                for (int i = 0; i < 4; i++)
-                    for (int h = 0; h < 2; h++) {
-                        _mm256_store_si256((__m256i *)(c0 + i * TILE + 8 * h), s[i][h]);
-                        x = _mm256_xor_si256(x, s[i][h]);
-                    }
-            }
-        }
-        if (xors) {
-            __m128i h = _mm_xor_si128(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
-            h = _mm_xor_si128(h, _mm_shuffle_epi32(h, 0x4E));
-            h = _mm_xor_si128(h, _mm_shuffle_epi32(h, 0xB1));
-            xors[l] = (uint32_t)_mm_cvtsi128_si32(h);
-        }
-    }
-}
-
-/* vpdpbusd on (a+128) as u8 and b as s8 sums 4 products exactly in int32; starting each
- * chunk from acc − 128·Σ_chunk b makes the accumulator exact again after the chunk. */
-__attribute__((target("avx512f,avx512bw,avx512vnni")))
-static void tile_avx512(const job_t *J, int ta, int tb, int32_t *acc, uint32_t *xors) {
-    const int k = J->k, r = J->r, chunks = k / r;
-    const int8_t *A = J->ap + (size_t)ta * TILE * k, *B = J->bp + (size_t)tb * TILE * k;
-    const int32_t *colsum = J->colsum + (size_t)tb * chunks * TILE;
-    memset(acc, 0, TILE * TILE * sizeof *acc);
-    for (int l = 0; l < chunks; l++) {
-        const int8_t *Al = A + (size_t)l * TILE * r, *Bl = B + (size_t)l * TILE * r;
-        const __m512i corr[2] = {_mm512_loadu_si512(colsum + l * TILE), _mm512_loadu_si512(colsum + l * TILE + 16)};
-        __m512i x = _mm512_setzero_si512();
-        for (int rg = 0; rg < TILE; rg += 8) {
-            __m512i s[8][2];
-            int32_t *c0 = acc + rg * TILE;
-            for (int i = 0; i < 8; i++)
-                for (int h = 0; h < 2; h++)
-                    s[i][h] = _mm512_sub_epi32(_mm512_load_si512(c0 + i * TILE + 16 * h), corr[h]);
-            const int8_t *a0 = Al + 4 * rg, *bb = Bl;
-            for (int j = 0; j < r; j += 4, a0 += 4 * TILE, bb += 4 * TILE) {
-                const __m512i b0 = _mm512_load_si512(bb), b1 = _mm512_load_si512(bb + 64);
-                for (int i = 0; i < 8; i++) {
-                    int32_t quad;
-                    memcpy(&quad, a0 + 4 * i, sizeof quad);
-                    const __m512i av = _mm512_set1_epi32(quad);
-                    s[i][0] = _mm512_dpbusd_epi32(s[i][0], av, b0);
-                    s[i][1] = _mm512_dpbusd_epi32(s[i][1], av, b1);
-                }
-            }
-            for (int i = 0; i < 8; i++)
-                for (int h = 0; h < 2; h++) {
-                    _mm512_store_si512(c0 + i * TILE + 16 * h, s[i][h]);
-                    x = _mm512_xor_si512(x, s[i][h]);
-                }
-        }
-        if (xors) {
-            __m256i y = _mm256_xor_si256(_mm512_castsi512_si256(x), _mm512_extracti64x4_epi64(x, 1));
-            __m128i h = _mm_xor_si128(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
-            h = _mm_xor_si128(h, _mm_shuffle_epi32(h, 0x4E));
-            h = _mm_xor_si128(h, _mm_shuffle_epi32(h, 0xB1));
-            xors[l] = (uint32_t)_mm_cvtsi128_si32(h);
-        }
-    }
-}
+        if (J->colsum) column_sums_avx2(J, 2 * i); /* offset paths have AVX2 */
 #endif
+    }
+}
 
 /* --- fold and ticket (PROTOCOL §4) ----------------------------------------------------- */
 
@@ -446,15 +372,55 @@ static void ticket(const job_t *J, int ta, int tb, const uint32_t *xors) {
     J->wins[t] = !J->threshold || memcmp(d, J->threshold, 32) < 0;
 }
 
-/* --- threads ----------------------------------------------------------------------------- */
+/* --- compute: units of MC × NC outputs ------------------------------------------------------ */
 
-static tile_fn tile_for(int path) {
-#ifdef POUW_X86
-    if (path == PATH_AVX512) return tile_avx512;
-    if (path == PATH_AVX2) return tile_avx2;
-#endif
-    return tile_portable;
+/* A unit's buffer: accumulators (MC × NC int32), then per tile of the unit and chunk a 16-lane
+ * partial XOR, then one chunk's XOR words. */
+static size_t unit_buffer_len(const job_t *J) {
+    const size_t chunks = J->lanes ? (size_t)(J->k / J->r) : 0;
+    return (size_t)MC * NC * sizeof(int32_t) + (size_t)(MC / TILE) * (NC / TILE) * chunks * 64 + chunks * 4 + 64;
 }
+
+/* Rows row0 … row0+rows−1 × columns col0 … col0+cols−1, all of k. */
+static void run_unit(const job_t *J, uint8_t *buf, int row0, int col0, int rows, int cols) {
+    const geometry_t *G = &GEOMETRY[J->path];
+    const int quads = J->k / 4, kcq = J->kc / 4, chunks = J->lanes ? J->k / J->r : 0;
+    const int tiles_across = cols / TILE, segments = (quads + J->seg - 1) / J->seg;
+    int32_t *acc = (int32_t *)buf;
+    uint32_t *xt = (uint32_t *)(buf + (size_t)MC * NC * sizeof(int32_t));
+    uint32_t *xors = xt + (size_t)(MC / TILE) * (NC / TILE) * chunks * 16;
+    if (chunks) memset(xt, 0, (size_t)(rows / TILE) * tiles_across * chunks * 64);
+    for (int q0 = 0; q0 < quads; q0 += kcq) {
+        const int len = quads - q0 < kcq ? quads - q0 : kcq, last = q0 + len == quads;
+        for (int c = 0; c < cols;) {
+            const int nv = (cols - c) / G->w < G->nv ? (cols - c) / G->w : G->nv;
+            strip_t S = {J->ap + (size_t)row0 * J->k + (size_t)q0 * A_QUAD, (size_t)J->k, rows, nv, q0, len, J->seg};
+            for (int v = 0; v < nv; v++) {
+                const int col = col0 + c + v * G->w;
+                S.b[v] = J->bp + (size_t)(col / 16) * 16 * J->k + (size_t)q0 * B_QUAD + 4 * (col % 16);
+                S.corr[v] = J->colsum ? J->colsum + (size_t)(col / 16) * segments * 16 + col % 16 : NULL;
+                S.xt[v] = chunks ? xt + (size_t)((c + v * G->w) / TILE) * chunks * 16 : NULL;
+            }
+            S.xt_row = (size_t)tiles_across * chunks * 16;
+            S.acc = acc + c, S.ldacc = NC, S.first = q0 == 0;
+            if (!last) S.out = S.acc, S.ldo = NC;
+            else if (J->c) S.out = J->c + (size_t)row0 * J->n + col0 + c, S.ldo = (size_t)J->n;
+            G->fn(&S);
+            c += nv * G->w;
+        }
+    }
+    for (int t = 0; chunks && t < (rows / TILE) * tiles_across; t++) {
+        const uint32_t *part = xt + (size_t)t * chunks * 16;
+        for (int l = 0; l < chunks; l++) {
+            uint32_t x = 0;
+            for (int lane = 0; lane < 16; lane++) x ^= part[16 * l + lane];
+            xors[l] = x;
+        }
+        ticket(J, row0 / TILE + t / tiles_across, col0 / TILE + t % tiles_across, xors);
+    }
+}
+
+/* --- threads ----------------------------------------------------------------------------- */
 
 /* Pack tasks are groups of PANEL_GROUP tile-rows or tile-columns: one 4-stream XOF each. */
 enum { PANEL_GROUP = 4 };
@@ -472,50 +438,27 @@ static void *pack_worker(void *arg) {
     return NULL;
 }
 
-static void *tile_worker(void *arg) {
+/* Units in row-major order, so that consecutive units share their rows of A (in L2). */
+static void *unit_worker(void *arg) {
     job_t *J = arg;
-    const int nb = J->n / TILE;
-    const long total = (long)(J->m / TILE) * nb;
-    const tile_fn fn = tile_for(J->path);
-    int32_t *acc = aligned_alloc(64, TILE * TILE * sizeof(int32_t));
-    uint32_t *xors = J->lanes ? malloc((size_t)(J->k / J->r) * sizeof(uint32_t)) : NULL;
-    if (!acc || (J->lanes && !xors)) {
-        free(acc);
-        free(xors);
-        return (void *)1;
-    }
+    uint8_t *buf = J->units + (size_t)__atomic_fetch_add(&J->slot, 1, __ATOMIC_RELAXED) * J->unit_len;
+    const int across = (J->n + NC - 1) / NC;
+    const long total = (long)((J->m + MC - 1) / MC) * across;
     for (long t; (t = __atomic_fetch_add(&J->next, 1, __ATOMIC_RELAXED)) < total;) {
-        const int ta = (int)(t / nb), tb = (int)(t % nb);
-        fn(J, ta, tb, acc, xors);
-        if (xors) ticket(J, ta, tb, xors);
-        if (J->c)
-            for (int i = 0; i < TILE; i++)
-                memcpy(J->c + ((size_t)ta * TILE + i) * J->n + (size_t)tb * TILE, acc + i * TILE,
-                       TILE * sizeof(int32_t));
+        const int row0 = (int)(t / across) * MC, col0 = (int)(t % across) * NC;
+        run_unit(J, buf, row0, col0, J->m - row0 < MC ? J->m - row0 : MC, J->n - col0 < NC ? J->n - col0 : NC);
     }
-    free(acc);
-    free(xors);
     return NULL;
 }
 
-/* Run fn on J->threads threads (the caller is one of them); nonzero if any failed. */
-static int parallel(job_t *J, void *(*fn)(void *)) {
-    pthread_t tid[MAX_THREADS];
-    int started = 0, failed = 0;
-    J->next = 0;
-    for (; started < J->threads - 1; started++)
-        if (pthread_create(&tid[started], NULL, fn, J)) break;
-    failed |= fn(J) != NULL;
-    for (int i = 0; i < started; i++) {
-        void *ret;
-        pthread_join(tid[i], &ret);
-        failed |= ret != NULL;
-    }
-    return failed;
+static int parallel(job_t *J, pool_fn fn) {
+    J->next = 0, J->slot = 0;
+    return pool_run(fn, J, J->threads);
 }
 
 /* --- workspace --------------------------------------------------------------------------
- * One buffer holds the packed operands, the noise factors and pairs.  The last one is kept for
+ * One buffer holds the packed operands, the noise factors and pairs, the column sums and each
+ * thread's unit buffer.  The last one is kept for
  * the next call (a miner calls with the same shape again and again): a fresh allocation of this
  * size is mmapped, and the kernel then faults in and zeroes every page on each call.  A second
  * caller running concurrently gets a private buffer. */
@@ -547,9 +490,11 @@ static void workspace_put(void *ws, int kept) {
 /* Carves J's buffers out of ws (or only measures them when ws is NULL); returns the size. */
 static size_t workspace_layout(job_t *J, uint8_t *ws) {
     const size_t k = J->k, noisy = J->s_b != NULL, panels = (size_t)(J->m + J->n) / TILE;
+    const size_t segments = (k / 4 + J->seg - 1) / J->seg;
     const size_t lens[] = {(size_t)J->m * k, k * J->n, noisy * panels * TILE * J->r, noisy * panels * TILE * J->r,
                            noisy * 2 * 4 * k, noisy * 4 * k * sizeof(uint16_t),
-                           J->path == PATH_AVX512 ? (size_t)J->n * (k / J->r) * sizeof(int32_t) : 0};
+                           GEOMETRY[J->path].offset ? (size_t)J->n * segments * sizeof(int32_t) : 0,
+                           (size_t)J->threads * round64(unit_buffer_len(J))};
     enum { PARTS = sizeof lens / sizeof lens[0] };
     size_t off[PARTS], total = 0;
     for (int i = 0; i < PARTS; i++) off[i] = total, total += round64(lens[i]);
@@ -559,7 +504,8 @@ static size_t workspace_layout(job_t *J, uint8_t *ws) {
         J->pairs_xof = ws + off[4];
         uint16_t *pairs = (uint16_t *)(ws + off[5]);
         J->ep = pairs, J->eq = pairs + k, J->fp = pairs + 2 * k, J->fq = pairs + 3 * k;
-        J->colsum = J->path == PATH_AVX512 ? (int32_t *)(ws + off[6]) : NULL;
+        J->colsum = GEOMETRY[J->path].offset ? (int32_t *)(ws + off[6]) : NULL;
+        J->units = ws + off[7], J->unit_len = round64(unit_buffer_len(J));
     }
     return total;
 }
@@ -577,12 +523,14 @@ static void noise_pairs(job_t *J) {
 /* 0 on success, 1 out of memory, 2 an entry outside [-limit, limit]. */
 static int run_job(job_t *J) {
     int kept, status = 1;
+    J->kc = KC_TARGET > J->r ? KC_TARGET / J->r * J->r : J->r;
+    J->seg = J->lanes ? J->r / 4 : J->kc / 4; /* plain GEMM: one correction per K-block */
     uint8_t *ws = workspace_get(workspace_layout(J, NULL), &kept);
     if (!ws) return 1;
     workspace_layout(J, ws);
     if (J->s_b) noise_pairs(J);
     else J->ep = J->eq = J->fp = J->fq = NULL;
-    if (!parallel(J, pack_worker)) status = J->bad_entry ? 2 : parallel(J, tile_worker);
+    if (!parallel(J, pack_worker)) status = J->bad_entry ? 2 : parallel(J, unit_worker);
     workspace_put(ws, kept);
     return status;
 }
@@ -594,7 +542,8 @@ static int path_supported(int path) {
     __builtin_cpu_init();
     if (path == PATH_AVX512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vnni");
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    if (path == PATH_AVXVNNI) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
     if (path == PATH_AVX2) return __builtin_cpu_supports("avx2");
 #endif
     return path == PATH_PORTABLE;

@@ -44,6 +44,13 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"), noinline)) static void pea
 #undef OP512
 }
 
+__attribute__((target("avx2,avxvnni"), noinline)) static void peak_loop_avxvnni(long iters) {
+    const __m256i u = _mm256_set1_epi8(3), s = _mm256_set1_epi8(-5);
+#define OPVNNI(x) _mm256_dpbusd_avx_epi32(x, u, s)
+    PEAK_LOOP(__m256i, _mm256_setzero_si256(), OPVNNI);
+#undef OPVNNI
+}
+
 __attribute__((target("avx2"), noinline)) static void peak_loop_avx2(long iters) {
     const __m256i s = _mm256_set1_epi8(-5);
 #define OPMADD(x) _mm256_maddubs_epi16(x, s)
@@ -57,7 +64,7 @@ __attribute__((target("avx2"), noinline)) static void peak_loop_avx2(long iters)
 static void peak_core(int path, double *macs_per_cycle, double *ghz) {
     *macs_per_cycle = *ghz = 0;
 #ifdef POUW_X86
-    void (*loop)(long) = path == PATH_AVX512 ? peak_loop_avx512
+    void (*loop)(long) = path == PATH_AVX512 ? peak_loop_avx512 : path == PATH_AVXVNNI ? peak_loop_avxvnni
                        : path == PATH_AVX2 ? peak_loop_avx2 : NULL;
     if (!loop) return;
     const double macs_per_op = path == PATH_AVX512 ? 64 : 32;

@@ -1,8 +1,8 @@
 """One mining API over the C kernel and the numpy reference (PROTOCOL §4).
 
 ``active_path`` is the fastest path this machine supports, or the one named by the
-environment variable ``POUW_KERNEL_PATH`` (``avx512``, ``avx2``, ``portable``, ``numpy``);
-every call also takes ``path=`` to force one.  All paths give identical results.
+environment variable ``POUW_KERNEL_PATH`` (``avx512``, ``avxvnni``, ``avx2``, ``portable``,
+``numpy``); every call also takes ``path=`` to force one.  All paths give identical results.
 """
 from __future__ import annotations
 
