@@ -79,6 +79,13 @@ typedef struct {
     int8_t *factors;                          /* the same panels' r×32 noise factors */
     uint16_t *ep, *eq, *fp, *fq;              /* E_R and F_L pairs (k each) */
     int32_t *colsum;                          /* offset paths: 128·Σ B' per column group, segment, column */
+    /* recovery (kernel.matmul, noisy only): C = A'·B' − L·R = A·B, see recovery_worker */
+    int recover, rpad, pairs, split_x, split_y; /* rpad: r rounded up to 16 */
+    int8_t *flp;                              /* F_L packed like B (k × rpad) */
+    int32_t *fl_colsum;                       /* offset paths: 128·Σ_j F_L[j, c] */
+    int32_t *xl;                              /* X = A'·F_L (m × rpad) */
+    int32_t *y0;                              /* Y = E_R·B, per 16-column group [r][16] */
+    int8_t *lp, *rp;                          /* L (m × 2·pairs int16) and R (2·pairs × n) packed */
     uint8_t *units;                           /* per thread: accumulators, tile partials, chunk XORs */
     size_t unit_len;
     long next;                                /* shared work counter */
@@ -372,6 +379,108 @@ static void ticket(const job_t *J, int ta, int tb, const uint32_t *xors) {
     J->wins[t] = !J->threshold || memcmp(d, J->threshold, 32) < 0;
 }
 
+/* --- recovery of A·B (kernel.matmul) ---------------------------------------------------------
+ * C' − A·B = A'·B' − (A' − E)(B' − F) = A'·F + E·B = (A'·F_L)·F_R + E_L·(E_R·B) = L·R with
+ *   L = [X | E_L] (m × 2r),  R = [F_R ; Y] (2r × n),  X = A'·F_L,  Y = E_R·B,
+ * a rank-2r product the micro-kernels subtract in int16 pairs after the last chunk (L is
+ * stored negated).  |X| ≤ 127·S and |Y| ≤ 64·T, where S, T are the most k-indices that touch
+ * one column of F_L or row of E_R; where that bound exceeds int16, the block is split into
+ * bytes: X·F_R = lo(X)·F_R + hi(X)·(256·F_R) (and E_L·Y likewise), the rank growing to 3r or 4r.
+ * X is a GEMM of the packed A' with F_L packed like B (its r columns padded to 16), on the same
+ * micro-kernels; Y adds rows of B. All sums wrap mod 2^32, which is exact since A·B fits int32. */
+
+enum { I16_MAX = 32767 };
+
+static int32_t split_lo(int32_t v) { return (int8_t)(v & 0xFF); }
+static int32_t split_hi(int32_t v) { return (v - split_lo(v)) / 256; }
+
+/* One row of L or column of R in rank order: the big block (X or Y), possibly split, and the
+ * small one (E_L or F_R), scaled by 256 for the split's second half. */
+static void rank_line(const job_t *J, const int32_t *big, size_t big_step, const int8_t *small, int big_first,
+                      int split_big, int split_small, int32_t *out) {
+    const int r = J->r;
+    int32_t *b = out + (big_first ? 0 : r * (1 + split_small)), *s = out + (big_first ? r * (1 + split_big) : 0);
+    for (int x = 0; x < r; x++) {
+        const int32_t v = big[x * big_step];
+        if (split_big) b[x] = split_lo(v), b[r + x] = split_hi(v);
+        else b[x] = v;
+        s[x] = small[x * TILE];
+        if (split_small) s[r + x] = 256 * small[x * TILE];
+    }
+}
+
+/* Tasks: 32-row panels (X, then their rows of L) and 16-column groups (Y, then their R). */
+static void *recovery_worker(void *arg) {
+    job_t *J = arg;
+    const geometry_t *G = &GEOMETRY[J->path];
+    const int panels = J->m / TILE, groups = J->n / 16, r = J->r, rank = 2 * J->pairs;
+    int32_t *line = malloc((size_t)rank * sizeof *line);
+    if (!line) return (void *)1;
+    for (long t; (t = __atomic_fetch_add(&J->next, 1, __ATOMIC_RELAXED)) < panels + groups;) {
+        if (t < panels) {
+            const int row0 = (int)t * TILE;
+            for (int c = 0; c < J->rpad;) {
+                const int nv = (J->rpad - c) / G->w < G->nv ? (J->rpad - c) / G->w : G->nv;
+                strip_t S = {J->ap + (size_t)row0 * J->k, (size_t)J->k, TILE, nv, 0, J->k / 4, J->k / 4};
+                for (int v = 0; v < nv; v++) {
+                    const int col = c + v * G->w;
+                    S.b[v] = J->flp + (size_t)(col / 16) * 16 * J->k + 4 * (col % 16);
+                    S.corr[v] = J->fl_colsum ? J->fl_colsum + col : NULL;
+                }
+                S.first = 1, S.out = J->xl + (size_t)row0 * J->rpad + c, S.ldo = (size_t)J->rpad;
+                G->fn(&S);
+                c += nv * G->w;
+            }
+            const int8_t *T = J->factors + (size_t)t * TILE * r; /* E_L of this tile-row, transposed */
+            for (int i = row0; i < row0 + TILE; i++) {
+                rank_line(J, J->xl + (size_t)i * J->rpad, 1, T + i % TILE, 1, J->split_x, J->split_y, line);
+                int16_t *at = (int16_t *)(J->lp + (size_t)(i / 8) * 8 * 4 * J->pairs) + (i % 8) * 2;
+                for (int x = 0; x < rank; x++) at[(x / 2) * 16 + x % 2] = (int16_t)-line[x];
+            }
+        } else {
+            const int g = (int)(t - panels);
+            int32_t *y = J->y0 + (size_t)g * 16 * r; /* this group's Y, [r][16 columns] */
+            memset(y, 0, (size_t)16 * r * sizeof *y);
+            for (int j = 0; j < J->k; j++) {
+                const int8_t *row = J->b + (size_t)j * J->n + 16 * g;
+                int32_t *yp = y + 16 * J->ep[j], *yq = y + 16 * J->eq[j];
+                for (int c = 0; c < 16; c++) yp[c] += row[c];
+                for (int c = 0; c < 16; c++) yq[c] -= row[c];
+            }
+            const int8_t *T = J->factors + (size_t)(panels + g / 2) * TILE * r; /* F_R of the tile-column */
+            for (int c = 0; c < 16; c++) {
+                rank_line(J, y + c, 16, T + 16 * (g % 2) + c, 0, J->split_y, J->split_x, line);
+                int16_t *at = (int16_t *)(J->rp + (size_t)g * 16 * 4 * J->pairs) + c * 2;
+                for (int x = 0; x < rank; x++) at[(x / 2) * 32 + x % 2] = (int16_t)line[x];
+            }
+        }
+    }
+    free(line);
+    return NULL;
+}
+
+/* F_L packed like B, its column sums, and the split decision (from the pair counts). */
+static void recovery_setup(job_t *J) {
+    const int r = J->r;
+    int *touch = calloc((size_t)2 * r, sizeof *touch), s_max = 0, t_max = 0;
+    memset(J->flp, 0, (size_t)J->k * J->rpad);
+    if (J->fl_colsum) memset(J->fl_colsum, 0, (size_t)J->rpad * sizeof *J->fl_colsum);
+    for (int j = 0; j < J->k; j++) {
+        const int p = J->fp[j], q = J->fq[j];
+        J->flp[(size_t)(p / 16) * 16 * J->k + (size_t)(j / 4) * B_QUAD + 4 * (p % 16) + j % 4] = 1;
+        J->flp[(size_t)(q / 16) * 16 * J->k + (size_t)(j / 4) * B_QUAD + 4 * (q % 16) + j % 4] = -1;
+        if (J->fl_colsum) J->fl_colsum[p] += 128, J->fl_colsum[q] -= 128;
+        if (touch) touch[p]++, touch[q]++, touch[r + J->ep[j]]++, touch[r + J->eq[j]]++;
+    }
+    for (int c = 0; c < r; c++) {
+        const int s = touch ? touch[c] : J->k, t = touch ? touch[r + c] : J->k;
+        s_max = s > s_max ? s : s_max, t_max = t > t_max ? t : t_max;
+    }
+    free(touch);
+    J->split_x = 127 * s_max > I16_MAX;
+    J->split_y = 64 * t_max > I16_MAX;
+}
+
 /* --- compute: units of MC × NC outputs ------------------------------------------------------ */
 
 /* A unit's buffer: accumulators (MC × NC int32), then per tile of the unit and chunk a 16-lane
@@ -405,6 +514,13 @@ static void run_unit(const job_t *J, uint8_t *buf, int row0, int col0, int rows,
             S.acc = acc + c, S.ldacc = NC, S.first = q0 == 0;
             if (!last) S.out = S.acc, S.ldo = NC;
             else if (J->c) S.out = J->c + (size_t)row0 * J->n + col0 + c, S.ldo = (size_t)J->n;
+            if (last && J->recover) {
+                S.l = J->lp + (size_t)row0 * 4 * J->pairs, S.pairs = J->pairs;
+                for (int v = 0; v < nv; v++) {
+                    const int col = col0 + c + v * G->w;
+                    S.r[v] = J->rp + (size_t)(col / 16) * 16 * 4 * J->pairs + 4 * (col % 16);
+                }
+            }
             G->fn(&S);
             c += nv * G->w;
         }
@@ -494,7 +610,10 @@ static size_t workspace_layout(job_t *J, uint8_t *ws) {
     const size_t lens[] = {(size_t)J->m * k, k * J->n, noisy * panels * TILE * J->r, noisy * panels * TILE * J->r,
                            noisy * 2 * 4 * k, noisy * 4 * k * sizeof(uint16_t),
                            GEOMETRY[J->path].offset ? (size_t)J->n * segments * sizeof(int32_t) : 0,
-                           (size_t)J->threads * round64(unit_buffer_len(J))};
+                           (size_t)J->threads * round64(unit_buffer_len(J)),
+                           J->recover * k * J->rpad, J->recover * J->rpad * sizeof(int32_t),
+                           J->recover * (size_t)J->m * J->rpad * sizeof(int32_t), J->recover * (size_t)J->r * J->n * sizeof(int32_t),
+                           J->recover * (size_t)J->m * 4 * J->pairs, J->recover * (size_t)J->n * 4 * J->pairs};
     enum { PARTS = sizeof lens / sizeof lens[0] };
     size_t off[PARTS], total = 0;
     for (int i = 0; i < PARTS; i++) off[i] = total, total += round64(lens[i]);
@@ -506,6 +625,9 @@ static size_t workspace_layout(job_t *J, uint8_t *ws) {
         J->ep = pairs, J->eq = pairs + k, J->fp = pairs + 2 * k, J->fq = pairs + 3 * k;
         J->colsum = GEOMETRY[J->path].offset ? (int32_t *)(ws + off[6]) : NULL;
         J->units = ws + off[7], J->unit_len = round64(unit_buffer_len(J));
+        J->flp = (int8_t *)(ws + off[8]), J->fl_colsum = GEOMETRY[J->path].offset ? (int32_t *)(ws + off[9]) : NULL;
+        J->xl = (int32_t *)(ws + off[10]), J->y0 = (int32_t *)(ws + off[11]);
+        J->lp = (int8_t *)(ws + off[12]), J->rp = (int8_t *)(ws + off[13]);
     }
     return total;
 }
@@ -525,12 +647,19 @@ static int run_job(job_t *J) {
     int kept, status = 1;
     J->kc = KC_TARGET > J->r ? KC_TARGET / J->r * J->r : J->r;
     J->seg = J->lanes ? J->r / 4 : J->kc / 4; /* plain GEMM: one correction per K-block */
+    J->rpad = (J->r + 15) / 16 * 16, J->pairs = J->recover ? 2 * J->r : 0; /* sized for the split */
     uint8_t *ws = workspace_get(workspace_layout(J, NULL), &kept);
     if (!ws) return 1;
     workspace_layout(J, ws);
     if (J->s_b) noise_pairs(J);
     else J->ep = J->eq = J->fp = J->fq = NULL;
-    if (!parallel(J, pack_worker)) status = J->bad_entry ? 2 : parallel(J, unit_worker);
+    if (J->recover) {
+        recovery_setup(J);
+        J->pairs = J->r * (2 + J->split_x + J->split_y) / 2;
+    }
+    if (!parallel(J, pack_worker) && !J->bad_entry && (!J->recover || !parallel(J, recovery_worker)))
+        status = parallel(J, unit_worker);
+    else status = J->bad_entry ? 2 : 1;
     workspace_put(ws, kept);
     return status;
 }
@@ -613,7 +742,7 @@ static PyObject *finish(job_t *J, Py_buffer *bufs, int nbufs) {
 
 static PyObject *py_mine(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"a", "b", "s_a", "s_b", "threshold", "lanes", "digests", "wins", "c",
-                             "m", "n", "k", "r", "path", "threads", NULL};
+                             "m", "n", "k", "r", "path", "threads", "recover", NULL};
     enum { NB = 9 };
     Py_buffer v[NB];
     PyObject *thr_obj, *c_obj;
@@ -621,9 +750,9 @@ static PyObject *py_mine(PyObject *self, PyObject *args, PyObject *kw) {
     job_t J = {0};
     J.threads = 1;
     memset(v, 0, sizeof v);
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*y*y*Ow*w*w*Oiiii|zi", kwlist, &v[0], &v[1], &v[2],
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*y*y*Ow*w*w*Oiiii|zip", kwlist, &v[0], &v[1], &v[2],
                                      &v[3], &thr_obj, &v[4], &v[5], &v[6], &c_obj, &J.m, &J.n, &J.k, &J.r,
-                                     &path, &J.threads))
+                                     &path, &J.threads, &J.recover))
         return NULL;
     const size_t m = J.m, n = J.n, k = J.k, T = (m / TILE) * (n / TILE);
     if (check_dims(J.m, J.n, J.k, J.r, J.threads) || check_len(&v[0], m * k, "a") ||
@@ -639,6 +768,9 @@ static PyObject *py_mine(PyObject *self, PyObject *args, PyObject *kw) {
         if (PyObject_GetBuffer(c_obj, &v[8], PyBUF_WRITABLE) || check_len(&v[8], 4 * m * n, "c"))
             goto fail;
         J.c = v[8].buf;
+    } else if (J.recover) {
+        PyErr_SetString(PyExc_ValueError, "recover needs c");
+        goto fail;
     }
     J.a = v[0].buf, J.b = v[1].buf, J.s_a = v[2].buf, J.s_b = v[3].buf;
     J.lanes = v[4].buf, J.digests = v[5].buf, J.wins = v[6].buf;
@@ -701,9 +833,9 @@ static PyObject *py_peak(PyObject *self, PyObject *args, PyObject *kw) {
 
 static PyMethodDef methods[] = {
     {"mine", (PyCFunction)(void (*)(void))py_mine, METH_VARARGS | METH_KEYWORDS,
-     "mine(a, b, s_a, s_b, threshold, lanes, digests, wins, c, m, n, k, r, path=None, threads=1)\n"
+     "mine(a, b, s_a, s_b, threshold, lanes, digests, wins, c, m, n, k, r, path=None, threads=1, recover=False)\n"
      "Noisy GEMM + fold + tickets into the given output buffers (PROTOCOL §4); the noise is expanded "
-     "from the seeds s_A, s_B here."},
+     "from the seeds s_A, s_B here.  c receives C' = A'·B', or A·B when recover is true."},
     {"gemm", (PyCFunction)(void (*)(void))py_gemm, METH_VARARGS | METH_KEYWORDS,
      "gemm(a, b, c, m, n, k, block, path=None, threads=1)\nPlain C = A·B (int8 in, int32 out) with the "
      "same packing and tile loop, k blocked by `block`."},

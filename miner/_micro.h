@@ -8,6 +8,8 @@
  * every segment (a rank-r chunk when mining) it subtracts the u8 offset's column sums (paths
  * that multiply A' + 128 as u8) and, when folding, XORs the MR rows of each vector and
  * XORs that into the vector's tile partial for the chunk: the accumulators are exact there.
+ * For kernel.matmul a tail after the last block adds L·R (int16 pairs: vpdpwssd / vpmaddwd),
+ * turning C' = A'·B' into A·B in the registers (see the recovery section of _kernel.c).
  *
  *   portable, AVX-512 VNNI: MR = 8, W = 16;  AVX-VNNI, AVX2: MR = 4, W = 8. */
 
@@ -28,6 +30,10 @@ typedef struct {
     int first;                         /* start from zero instead of acc */
     int32_t *out;                      /* where the block's result goes (acc, C or NULL) */
     size_t ldo;
+    /* the recovery tail, after the last block: acc += L·R over `pairs` int16 pairs (L packed like A,
+     * 4 bytes a row and pair, R like B, 64 bytes a 16-column group and pair); pairs 0: none */
+    const int8_t *l, *r[STRIP_VECTORS];
+    int pairs;
 } strip_t;
 
 typedef void (*strip_fn)(const strip_t *);
@@ -35,6 +41,11 @@ typedef void (*strip_fn)(const strip_t *);
 /* Rows rb … of the unit: their A quads (rb is a multiple of 4). */
 static inline const int8_t *strip_a(const strip_t *S, int rb) {
     return S->a + (size_t)(rb & ~7) * S->k + 4 * (rb & 7);
+}
+
+/* Rows rb … of the unit: their L pairs. */
+static inline const int8_t *strip_l(const strip_t *S, int rb) {
+    return S->l + (size_t)(rb & ~7) * 4 * S->pairs + 4 * (rb & 7);
 }
 
 /* The segment that ends just before quad q of the block (q > 0). */
@@ -71,6 +82,16 @@ static void strip_portable(const strip_t *S) {
                 }
             }
         }
+        for (int p = 0; p < S->pairs; p++)
+            for (int i = 0; i < MR; i++) {
+                const int16_t *lp = (const int16_t *)(strip_l(S, rb) + (size_t)p * A_QUAD + 4 * i);
+                for (int v = 0; v < nv; v++) {
+                    const int16_t *rp = (const int16_t *)(S->r[v] + (size_t)p * B_QUAD);
+                    for (int x = 0; x < W; x++)
+                        c[i][v * W + x] = (int32_t)((uint32_t)c[i][v * W + x] + (uint32_t)(lp[0] * rp[2 * x]) +
+                                                    (uint32_t)(lp[1] * rp[2 * x + 1]));
+                }
+            }
         if (S->out)
             for (int i = 0; i < MR; i++)
                 memcpy(S->out + (size_t)(rb + i) * S->ldo, c[i], (size_t)nv * W * sizeof(int32_t));
@@ -119,6 +140,17 @@ AVX512 void strip_avx512_nv(const strip_t *S, const int NV) {
                     x = _mm512_ternarylogic_epi32(x, c[7][v], _mm512_load_si512(xt), 0x96);
                     _mm512_store_si512(xt, x);
                 }
+            }
+        }
+        for (int p = 0; p < S->pairs; p++) {
+            const int8_t *lp = strip_l(S, rb) + (size_t)p * A_QUAD;
+            __m512i rv[3];
+            for (int v = 0; v < NV; v++) rv[v] = _mm512_load_si512(S->r[v] + (size_t)p * B_QUAD);
+            for (int i = 0; i < MR; i++) {
+                int32_t pair;
+                memcpy(&pair, lp + 4 * i, sizeof pair);
+                const __m512i lv = _mm512_set1_epi32(pair);
+                for (int v = 0; v < NV; v++) c[i][v] = _mm512_dpwssd_epi32(c[i][v], lv, rv[v]);
             }
         }
         if (S->out)
@@ -171,6 +203,17 @@ AVXVNNI void strip_avxvnni_nv(const strip_t *S, const int NV) {
                     const __m256i x = _mm256_xor_si256(_mm256_xor_si256(c[0][v], c[1][v]),
                                                        _mm256_xor_si256(c[2][v], c[3][v]));
                     _mm256_store_si256(xt, _mm256_xor_si256(_mm256_load_si256(xt), x));
+                }
+            }
+        }
+        for (int p = 0; p < S->pairs; p++) {
+            const int8_t *lp = strip_l(S, rb) + (size_t)p * A_QUAD;
+            for (int v = 0; v < NV; v++) {
+                const __m256i rv = _mm256_load_si256((const __m256i *)(S->r[v] + (size_t)p * B_QUAD));
+                for (int i = 0; i < MR; i++) {
+                    int32_t pair;
+                    memcpy(&pair, lp + 4 * i, sizeof pair);
+                    c[i][v] = _mm256_dpwssd_avx_epi32(c[i][v], _mm256_set1_epi32(pair), rv);
                 }
             }
         }
@@ -227,6 +270,17 @@ AVX2 void strip_avx2_nv(const strip_t *S, const int NV) {
                                                        _mm256_xor_si256(c[2][v], c[3][v]));
                     _mm256_store_si256(xt, _mm256_xor_si256(_mm256_load_si256(xt), x));
                 }
+        }
+        for (int p = 0; p < S->pairs; p++) {
+            const int8_t *lp = strip_l(S, rb) + (size_t)p * A_QUAD;
+            for (int v = 0; v < NV; v++) {
+                const __m256i rv = _mm256_load_si256((const __m256i *)(S->r[v] + (size_t)p * B_QUAD));
+                for (int i = 0; i < MR; i++) {
+                    int32_t pair;
+                    memcpy(&pair, lp + 4 * i, sizeof pair);
+                    c[i][v] = _mm256_add_epi32(c[i][v], _mm256_madd_epi16(_mm256_set1_epi32(pair), rv));
+                }
+            }
         }
         if (S->out)
             for (int i = 0; i < MR; i++)

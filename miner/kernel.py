@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
@@ -61,8 +62,9 @@ def _int8(x: np.ndarray) -> np.ndarray:
 
 
 def run(header: Header, a: np.ndarray, b: np.ndarray, *, want_product: bool = False,
-        threads: int | None = None, path: str | None = None) -> WorkResult:
-    """Every tile's lanes, digest and win flag (row-major tile order), and C' = A'·B' if asked.
+        threads: int | None = None, path: str | None = None, recover: bool = False) -> WorkResult:
+    """Every tile's lanes, digest and win flag (row-major tile order), and C' = A'·B' if asked
+    (A·B itself with ``recover``: the kernel removes the noise's rank-2r part in C).
 
     ``header`` is a template: version … nonce and ``work`` (m, n, k, r, H_A, H_B, job_id)
     are used, the ticket is ignored.  The C paths reject entries outside [−64, 64].
@@ -72,16 +74,17 @@ def run(header: Header, a: np.ndarray, b: np.ndarray, *, want_product: bool = Fa
     if a.shape != (w.m, w.k) or b.shape != (w.k, w.n):
         raise ValueError(f"A is {a.shape}, B is {b.shape}; the header says {w.m}x{w.k} · {w.k}x{w.n}")
     if path == "numpy":
-        return reference.work(header, a, b, want_product)
+        result = reference.work(header, a, b, want_product or recover)
+        return replace(result, product=_recover(a, b, result.product, header)) if recover else result
     s = seeds(header)
     tiles = (w.m // TILE) * (w.n // TILE)
     threshold = win_threshold(header.target, w.k)
     out = WorkResult(np.empty((tiles, 16), np.uint32), np.empty((tiles, 32), np.uint8),
-                     np.empty(tiles, np.bool_), np.empty((w.m, w.n), np.int32) if want_product else None)
+                     np.empty(tiles, np.bool_), np.empty((w.m, w.n), np.int32) if want_product or recover else None)
     _kernel.mine(_int8(a), _int8(b), s.s_a, s.s_b,
                  threshold.to_bytes(32, "big") if threshold < 1 << 256 else None,
                  out.lanes, out.digests, out.wins.view(np.uint8), out.product,
-                 w.m, w.n, w.k, w.r, path=path, threads=threads or default_threads())
+                 w.m, w.n, w.k, w.r, path=path, threads=threads or default_threads(), recover=recover)
     return out
 
 
@@ -105,8 +108,9 @@ def mine(header: Header, a: np.ndarray, b: np.ndarray, threads: int | None = Non
     return _tiles(header, result, np.flatnonzero(result.wins))
 
 
-def recover(a: np.ndarray, b: np.ndarray, c_noisy: np.ndarray, header: Header) -> np.ndarray:
-    """``A·B = C' − (A·F_L)·F_R − E_L·(E_R·B')`` with ``E_R·B' = E_R·B + (E_R·F_L)·F_R``.
+def _recover(a: np.ndarray, b: np.ndarray, c_noisy: np.ndarray, header: Header) -> np.ndarray:
+    """The numpy path's recovery: ``A·B = C' − (A·F_L)·F_R − E_L·(E_R·B')`` with
+    ``E_R·B' = E_R·B + (E_R·F_L)·F_R``.
 
     The ±1 factors are applied as dense float32 products (exact: every sum is below
     64·k ≤ 2^19 in magnitude); the rank-2r correction is a float64 product (exact below 2^53).
@@ -132,8 +136,8 @@ def matmul(a: np.ndarray, b: np.ndarray, header: Header, threads: int | None = N
     """The 2-for-1 call: exact A·B (int32) and the winning tiles of ``header`` for A, B."""
     if min(a.min(), b.min()) < -ENTRY_LIMIT or max(a.max(), b.max()) > ENTRY_LIMIT:
         raise ValueError(f"entries must lie in [-{ENTRY_LIMIT}, {ENTRY_LIMIT}]")
-    result = run(header, a, b, want_product=True, threads=threads, path=path)
-    return recover(a, b, result.product, header), _tiles(header, result, np.flatnonzero(result.wins))
+    result = run(header, a, b, threads=threads, path=path, recover=True)
+    return result.product, _tiles(header, result, np.flatnonzero(result.wins))
 
 
 def gemm(a: np.ndarray, b: np.ndarray, block: int = 64, threads: int | None = None,
