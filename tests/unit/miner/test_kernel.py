@@ -132,3 +132,23 @@ def test_peak_is_physical(path: str) -> None:
     # a loop the compiler had folded away would read as far more
     assert 0 < macs_per_cycle <= 4 * (64 if path == "avx512" else 32)
     assert 0.1 < ghz < 10
+
+
+# (m, n, k, r) past the hypothesis cases: up to 256 chunks (lane rotation; the recovery's int16
+# bound exceeded, so L·R is split into bytes: X at k/r = 128, Y too at 256), a K-block cut short
+# (r = 48: blocks of 480), more rows than one 256-row unit and strips of 48 + 16 columns (n = 160)
+DEEP = [(64, 96, 2048, 16), (288, 160, 624, 48), (32, 32, 1024, 4)]
+
+
+@pytest.mark.parametrize("path", C_PATHS)
+@pytest.mark.parametrize("shape", DEEP)
+def test_deep_cases_match_consensus(path: str, shape: tuple) -> None:
+    m, n, k, r = shape
+    a, b = operands(sum(shape), m, n, k)
+    a[0], b[:, 0] = 64, -64  # extremes of the range along a whole line
+    header = template(a, b, r)
+    want = consensus_tiles(header, a, b)
+    assert kernel.all_tiles(header, a, b, threads=3, path=path) == want
+    product, winners = kernel.matmul(a, b, header, threads=2, path=path)
+    assert np.array_equal(product, a.astype(np.int64) @ b.astype(np.int64))
+    assert winners == [t for t in want if t.wins]
