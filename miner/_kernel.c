@@ -244,10 +244,10 @@ __attribute__((target("avx2"))) static int over_limit(__m256i mx, int limit) {
 }
 
 /* A k-major panel (a tile-column of B: the 32 lines of one k-index are contiguous); 16-line groups. */
-__attribute__((target("avx2"))) static int pack_kmajor_avx2(const panel_t *P) {
+__attribute__((target("avx2"))) static int pack_kmajor_avx2(const panel_t *P, size_t j0, size_t j1) {
     const __m256i flip = _mm256_set1_epi8(P->flip);
     __m256i mx = _mm256_setzero_si256();
-    for (size_t j = 0; j < P->k; j += 4) {
+    for (size_t j = j0; j < j1; j += 4) {
         __m256i v[4], o[4];
         for (int t = 0; t < 4; t++) {
             v[t] = _mm256_loadu_si256((const __m256i *)(P->data + (j + t) * P->k_step));
@@ -316,14 +316,18 @@ __attribute__((target("avx2"))) static void column_sums_avx2(const job_t *J, int
 }
 #endif
 
-/* Packs one panel; nonzero if an entry is out of range.  A's panels are line-major (k_step 1). */
-static int pack_panel(const job_t *J, const panel_t *P) {
+/* Packs k-values j0 … j1 − 1 (multiples of 4; all of k for A) of one panel; nonzero if an entry
+ * is out of range.  A's panels are line-major (k_step 1). */
+static int pack_panel(const job_t *J, const panel_t *P, int j0, int j1) {
 #ifdef POUW_X86
     if (J->path != PATH_PORTABLE) /* every SIMD path has AVX2 */
-        return P->k_step == 1 ? pack_linemajor_avx2(P) : pack_kmajor_avx2(P);
+        return P->k_step == 1 ? pack_linemajor_avx2(P) : pack_kmajor_avx2(P, (size_t)j0, (size_t)j1);
 #endif
-    return pack_scalar(P, 0, J->k / 4);
+    return pack_scalar(P, j0 / 4, j1 / 4);
 }
+
+/* Pack tasks are groups of PANEL_GROUP tile-rows or tile-columns: one 4-stream XOF each. */
+enum { PANEL_GROUP = 4 };
 
 /* Tile-rows ta … ta+count−1 of A (count ≤ 4: one XOF call).  Noise factors are panel-indexed:
  * tile-rows first, then tile-columns. */
@@ -336,25 +340,32 @@ static void pack_a(job_t *J, int ta, int count) {
         const panel_t P = {J->a + (size_t)i * TILE * J->k, (size_t)J->k, 1, T, J->ep, J->eq,
                            GEOMETRY[J->path].offset ? (int8_t)0x80 : 0, J->limit, 8, (size_t)J->k,
                            J->ap + (size_t)i * TILE * J->k};
-        if (pack_panel(J, &P)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
+        if (pack_panel(J, &P, 0, J->k)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
     }
 }
 
-/* Tile-columns tb … tb+count−1 of B (count ≤ 4: one XOF call). */
+/* Tile-columns tb … tb+count−1 of B (count ≤ 4: one XOF call), B_ROWS rows of B at a time for
+ * all of them: a row's 32·count bytes are then read together (B is k×n row-major). */
+enum { B_ROWS = 64 };
+
 static void pack_b(job_t *J, int tb, int count) {
     const size_t panel_xof = (size_t)TILE * J->r, first = J->m / TILE + tb;
     if (J->s_b) panel_xofs(J, J->s_b, 'F', tb, count, J->xof + first * panel_xof);
-    for (int i = tb; i < tb + count; i++) {
-        const size_t panel = J->m / TILE + i;
+    panel_t P[PANEL_GROUP];
+    for (int i = 0; i < count; i++) {
+        const size_t panel = first + i;
         int8_t *T = J->s_b ? J->factors + panel * panel_xof : NULL;
         if (T) noise_factor(J->xof + panel * panel_xof, J->r, T);
-        const panel_t P = {J->b + (size_t)i * TILE, 1, (size_t)J->n, T, J->fp, J->fq, 0, J->limit, 16, (size_t)J->k,
-                           J->bp + (size_t)i * TILE * J->k};
-        if (pack_panel(J, &P)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
-#ifdef POUW_X86
-        if (J->colsum) column_sums_avx2(J, 2 * i); /* offset paths have AVX2 */
-#endif
+        P[i] = (panel_t){J->b + (size_t)(tb + i) * TILE, 1, (size_t)J->n, T, J->fp, J->fq, 0, J->limit, 16,
+                         (size_t)J->k, J->bp + (size_t)(tb + i) * TILE * J->k};
     }
+    int bad = 0;
+    for (int j = 0; j < J->k; j += B_ROWS)
+        for (int i = 0; i < count; i++) bad |= pack_panel(J, &P[i], j, j + B_ROWS < J->k ? j + B_ROWS : J->k);
+    if (bad) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
+#ifdef POUW_X86
+    for (int i = tb; J->colsum && i < tb + count; i++) column_sums_avx2(J, 2 * i); /* offset paths have AVX2 */
+#endif
 }
 
 /* --- fold and ticket (PROTOCOL §4) ----------------------------------------------------- */
@@ -528,9 +539,10 @@ static void run_unit(const job_t *J, uint8_t *buf, int row0, int col0, int rows,
     for (int t = 0; chunks && t < (rows / TILE) * tiles_across; t++) {
         const uint32_t *part = xt + (size_t)t * chunks * 16;
         for (int l = 0; l < chunks; l++) {
-            uint32_t x = 0;
-            for (int lane = 0; lane < 16; lane++) x ^= part[16 * l + lane];
-            xors[l] = x;
+            uint64_t w[8];
+            memcpy(w, part + 16 * l, sizeof w);
+            const uint64_t x = w[0] ^ w[1] ^ w[2] ^ w[3] ^ w[4] ^ w[5] ^ w[6] ^ w[7];
+            xors[l] = (uint32_t)(x ^ (x >> 32));
         }
         ticket(J, row0 / TILE + t / tiles_across, col0 / TILE + t % tiles_across, xors);
     }
@@ -538,8 +550,6 @@ static void run_unit(const job_t *J, uint8_t *buf, int row0, int col0, int rows,
 
 /* --- threads ----------------------------------------------------------------------------- */
 
-/* Pack tasks are groups of PANEL_GROUP tile-rows or tile-columns: one 4-stream XOF each. */
-enum { PANEL_GROUP = 4 };
 
 static void *pack_worker(void *arg) {
     job_t *J = arg;

@@ -19,7 +19,8 @@ typedef struct {
     const int8_t *a;                   /* packed A at the unit's first row, the block's first quad */
     size_t k;                          /* bytes from one 8-row group of A to the next, over 8 */
     int rows, nv;                      /* unit rows (a multiple of 32), vectors in the strip */
-    int q0, quads, seg;                /* the block's first quad and its length; quads per segment */
+    int q0, quads, seg;                /* the block's first quad (a segment boundary) and its length;
+                                          quads per segment */
     const int8_t *b[STRIP_VECTORS];    /* each vector's B stream at the block's first quad */
     const int32_t *corr[STRIP_VECTORS];/* each vector's 128·Σ B' of segment 0; next +16; NULL: none */
     uint32_t *xt[STRIP_VECTORS];       /* each vector's tile partial (16 lanes) of chunk 0, next +16,
@@ -48,18 +49,17 @@ static inline const int8_t *strip_l(const strip_t *S, int rb) {
     return S->l + (size_t)(rb & ~7) * 4 * S->pairs + 4 * (rb & 7);
 }
 
-/* The segment that ends just before quad q of the block (q > 0). */
-static inline int strip_segment(const strip_t *S, int q) { return (S->q0 + q - 1) / S->seg; }
 
 static void strip_portable(const strip_t *S) {
     enum { MR = 8, W = 16 };
     const int nv = S->nv;
+    const int s0 = S->q0 / S->seg; /* blocks start at a segment boundary */
     for (int rb = 0; rb < S->rows; rb += MR) {
         const int8_t *a = strip_a(S, rb);
         int32_t c[MR][STRIP_VECTORS * W];
         for (int i = 0; i < MR; i++)
             for (int x = 0; x < nv * W; x++) c[i][x] = S->first ? 0 : S->acc[(size_t)(rb + i) * S->ldacc + x];
-        for (int q = 0; q < S->quads;) {
+        for (int q = 0, s = s0; q < S->quads; s++) {
             for (const int end = q + S->seg < S->quads ? q + S->seg : S->quads; q < end; q++)
                 for (int i = 0; i < MR; i++) {
                     const int8_t *aq = a + (size_t)q * A_QUAD + 4 * i;
@@ -70,7 +70,6 @@ static void strip_portable(const strip_t *S) {
                                                aq[3] * bq[4 * x + 3];
                     }
                 }
-            const int s = strip_segment(S, q);
             for (int v = 0; v < nv; v++) {
                 if (S->corr[v])
                     for (int i = 0; i < MR; i++)
@@ -104,6 +103,7 @@ static void strip_portable(const strip_t *S) {
 /* MR = 8 rows × NV zmm: 24 accumulators at NV = 3. */
 AVX512 void strip_avx512_nv(const strip_t *S, const int NV) {
     enum { MR = 8 };
+    const int s0 = S->q0 / S->seg; /* blocks start at a segment boundary */
     for (int rb = 0; rb < S->rows; rb += MR) {
         const int8_t *a = strip_a(S, rb);
         const int8_t *b0 = S->b[0], *b1 = S->b[NV > 1], *b2 = S->b[NV > 2 ? 2 : 0];
@@ -112,7 +112,7 @@ AVX512 void strip_avx512_nv(const strip_t *S, const int NV) {
             for (int v = 0; v < NV; v++)
                 c[i][v] = S->first ? _mm512_setzero_si512()
                                    : _mm512_loadu_si512(S->acc + (size_t)(rb + i) * S->ldacc + 16 * v);
-        for (int q = 0; q < S->quads;) {
+        for (int q = 0, s = s0; q < S->quads; s++) {
             for (const int end = q + S->seg < S->quads ? q + S->seg : S->quads; q < end; q++) {
                 const int8_t *aq = a + (size_t)q * A_QUAD;
                 const __m512i bv[3] = {_mm512_load_si512(b0 + (size_t)q * B_QUAD),
@@ -126,7 +126,6 @@ AVX512 void strip_avx512_nv(const strip_t *S, const int NV) {
                     for (int v = 0; v < NV; v++) c[i][v] = _mm512_dpbusd_epi32(c[i][v], av, bv[v]);
                 }
             }
-            const int s = strip_segment(S, q);
             for (int v = 0; v < NV; v++) {
                 if (S->corr[v]) {
                     const __m512i corr = _mm512_loadu_si512(S->corr[v] + 16 * s);
@@ -171,6 +170,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void stri
 /* MR = 4 rows × NV ymm: 12 accumulators at NV = 3 (16 ymm registers in all). */
 AVXVNNI void strip_avxvnni_nv(const strip_t *S, const int NV) {
     enum { MR = 4 };
+    const int s0 = S->q0 / S->seg; /* blocks start at a segment boundary */
     for (int rb = 0; rb < S->rows; rb += MR) {
         const int8_t *a = strip_a(S, rb);
         const int8_t *b0 = S->b[0], *b1 = S->b[NV > 1], *b2 = S->b[NV > 2 ? 2 : 0];
@@ -179,7 +179,7 @@ AVXVNNI void strip_avxvnni_nv(const strip_t *S, const int NV) {
             for (int v = 0; v < NV; v++)
                 c[i][v] = S->first ? _mm256_setzero_si256()
                                    : _mm256_loadu_si256((const __m256i *)(S->acc + (size_t)(rb + i) * S->ldacc + 8 * v));
-        for (int q = 0; q < S->quads;) {
+        for (int q = 0, s = s0; q < S->quads; s++) {
             for (const int end = q + S->seg < S->quads ? q + S->seg : S->quads; q < end; q++) {
                 const int8_t *aq = a + (size_t)q * A_QUAD;
                 const __m256i bv[3] = {_mm256_load_si256((const __m256i *)(b0 + (size_t)q * B_QUAD)),
@@ -192,7 +192,6 @@ AVXVNNI void strip_avxvnni_nv(const strip_t *S, const int NV) {
                     for (int v = 0; v < NV; v++) c[i][v] = _mm256_dpbusd_avx_epi32(c[i][v], av, bv[v]);
                 }
             }
-            const int s = strip_segment(S, q);
             for (int v = 0; v < NV; v++) {
                 if (S->corr[v]) {
                     const __m256i corr = _mm256_loadu_si256((const __m256i *)(S->corr[v] + 16 * s));
@@ -239,6 +238,7 @@ __attribute__((target("avx2,avxvnni"))) static void strip_avxvnni(const strip_t 
 AVX2 void strip_avx2_nv(const strip_t *S, const int NV) {
     enum { MR = 4 };
     const __m256i ones = _mm256_set1_epi16(1);
+    const int s0 = S->q0 / S->seg; /* blocks start at a segment boundary */
     for (int rb = 0; rb < S->rows; rb += MR) {
         const int8_t *a = strip_a(S, rb);
         const int8_t *b0 = S->b[0], *b1 = S->b[NV > 1];
@@ -247,7 +247,7 @@ AVX2 void strip_avx2_nv(const strip_t *S, const int NV) {
             for (int v = 0; v < NV; v++)
                 c[i][v] = S->first ? _mm256_setzero_si256()
                                    : _mm256_loadu_si256((const __m256i *)(S->acc + (size_t)(rb + i) * S->ldacc + 8 * v));
-        for (int q = 0; q < S->quads;) {
+        for (int q = 0, s = s0; q < S->quads; s++) {
             for (const int end = q + S->seg < S->quads ? q + S->seg : S->quads; q < end; q++) {
                 const int8_t *aq = a + (size_t)q * A_QUAD;
                 const __m256i bv[2] = {_mm256_load_si256((const __m256i *)(b0 + (size_t)q * B_QUAD)),
@@ -262,7 +262,6 @@ AVX2 void strip_avx2_nv(const strip_t *S, const int NV) {
                     }
                 }
             }
-            const int s = strip_segment(S, q);
             for (int v = 0; v < NV; v++)
                 if (S->xt[v]) {
                     __m256i *xt = (__m256i *)(S->xt[v] + (size_t)(rb / 32) * S->xt_row + 16 * (size_t)s);
