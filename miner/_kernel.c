@@ -402,6 +402,7 @@ static void ticket(const job_t *J, int ta, int tb, const uint32_t *xors) {
 
 enum { I16_MAX = 32767 };
 
+
 static int32_t split_lo(int32_t v) { return (int8_t)(v & 0xFF); }
 static int32_t split_hi(int32_t v) { return (v - split_lo(v)) / 256; }
 
@@ -420,14 +421,57 @@ static void rank_line(const job_t *J, const int32_t *big, size_t big_step, const
     }
 }
 
-/* Tasks: 32-row panels (X, then their rows of L) and 16-column groups (Y, then their R). */
+/* Y = E_R·B for the 16-column groups g0 … g0+count−1 (count ≤ Y_GROUPS: a row's bytes for them
+ * are one cache line): y[g][x][c] (r × 16 each), from zero. */
+enum { Y_GROUPS = 4 };
+
+static void groups_y_scalar(const job_t *J, int g0, int count, int32_t *y) {
+    for (int j = 0; j < J->k; j++)
+        for (int g = 0; g < count; g++) {
+            const int8_t *row = J->b + (size_t)j * J->n + 16 * (g0 + g);
+            int32_t *yp = y + (size_t)g * 16 * J->r + 16 * J->ep[j], *yq = y + (size_t)g * 16 * J->r + 16 * J->eq[j];
+            for (int c = 0; c < 16; c++) yp[c] += row[c], yq[c] -= row[c];
+        }
+}
+
+#ifdef POUW_X86
+__attribute__((target("avx2"))) static void groups_y_avx2(const job_t *J, int g0, int count, int32_t *y) {
+    for (int j = 0; j < J->k; j++)
+        for (int g = 0; g < count; g++) {
+            const int8_t *row = J->b + (size_t)j * J->n + 16 * (g0 + g);
+            const __m256i lo = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)row));
+            const __m256i hi = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + 8)));
+            __m256i *yp = (__m256i *)(y + (size_t)g * 16 * J->r + 16 * J->ep[j]);
+            __m256i *yq = (__m256i *)(y + (size_t)g * 16 * J->r + 16 * J->eq[j]);
+            _mm256_storeu_si256(yp, _mm256_add_epi32(_mm256_loadu_si256(yp), lo));
+            _mm256_storeu_si256(yp + 1, _mm256_add_epi32(_mm256_loadu_si256(yp + 1), hi));
+            _mm256_storeu_si256(yq, _mm256_sub_epi32(_mm256_loadu_si256(yq), lo));
+            _mm256_storeu_si256(yq + 1, _mm256_sub_epi32(_mm256_loadu_si256(yq + 1), hi));
+        }
+}
+#endif
+
+static void groups_y(const job_t *J, int g0, int count, int32_t *y) {
+    memset(y, 0, (size_t)count * 16 * J->r * sizeof *y);
+#ifdef POUW_X86
+    if (J->path != PATH_PORTABLE) {
+        groups_y_avx2(J, g0, count, y);
+        return;
+    }
+#endif
+    groups_y_scalar(J, g0, count, y);
+}
+
+/* Tasks: 32-row panels (X, then their rows of L) and runs of Y_GROUPS 16-column groups (Y, then
+ * their R). */
 static void *recovery_worker(void *arg) {
     job_t *J = arg;
     const geometry_t *G = &GEOMETRY[J->path];
-    const int panels = J->m / TILE, groups = J->n / 16, r = J->r, rank = 2 * J->pairs;
+    const int panels = J->m / TILE, groups = J->n / 16, runs = (groups + Y_GROUPS - 1) / Y_GROUPS;
+    const int r = J->r, rank = 2 * J->pairs;
     int32_t *line = malloc((size_t)rank * sizeof *line);
     if (!line) return (void *)1;
-    for (long t; (t = __atomic_fetch_add(&J->next, 1, __ATOMIC_RELAXED)) < panels + groups;) {
+    for (long t; (t = __atomic_fetch_add(&J->next, 1, __ATOMIC_RELAXED)) < panels + runs;) {
         if (t < panels) {
             const int row0 = (int)t * TILE;
             for (int c = 0; c < J->rpad;) {
@@ -449,20 +493,16 @@ static void *recovery_worker(void *arg) {
                 for (int x = 0; x < rank; x++) at[(x / 2) * 16 + x % 2] = (int16_t)-line[x];
             }
         } else {
-            const int g = (int)(t - panels);
-            int32_t *y = J->y0 + (size_t)g * 16 * r; /* this group's Y, [r][16 columns] */
-            memset(y, 0, (size_t)16 * r * sizeof *y);
-            for (int j = 0; j < J->k; j++) {
-                const int8_t *row = J->b + (size_t)j * J->n + 16 * g;
-                int32_t *yp = y + 16 * J->ep[j], *yq = y + 16 * J->eq[j];
-                for (int c = 0; c < 16; c++) yp[c] += row[c];
-                for (int c = 0; c < 16; c++) yq[c] -= row[c];
-            }
-            const int8_t *T = J->factors + (size_t)(panels + g / 2) * TILE * r; /* F_R of the tile-column */
-            for (int c = 0; c < 16; c++) {
-                rank_line(J, y + c, 16, T + 16 * (g % 2) + c, 0, J->split_y, J->split_x, line);
-                int16_t *at = (int16_t *)(J->rp + (size_t)g * 16 * 4 * J->pairs) + c * 2;
-                for (int x = 0; x < rank; x++) at[(x / 2) * 32 + x % 2] = (int16_t)line[x];
+            const int g0 = (int)(t - panels) * Y_GROUPS, count = groups - g0 < Y_GROUPS ? groups - g0 : Y_GROUPS;
+            int32_t *y = J->y0 + (size_t)g0 * 16 * r; /* these groups' Y, [group][r][16 columns] */
+            groups_y(J, g0, count, y);
+            for (int g = g0; g < g0 + count; g++) {
+                const int8_t *T = J->factors + (size_t)(panels + g / 2) * TILE * r; /* F_R of the tile-column */
+                for (int c = 0; c < 16; c++) {
+                    rank_line(J, y + (size_t)(g - g0) * 16 * r + c, 16, T + 16 * (g % 2) + c, 0, J->split_y, J->split_x, line);
+                    int16_t *at = (int16_t *)(J->rp + (size_t)g * 16 * 4 * J->pairs) + c * 2;
+                    for (int x = 0; x < rank; x++) at[(x / 2) * 32 + x % 2] = (int16_t)line[x];
+                }
             }
         }
     }
