@@ -4,7 +4,7 @@
  * returns nonzero if any returned non-NULL.  The work inside fn is taken from a shared counter,
  * so the threads split it evenly whatever their speed.  One run at a time: a second caller waits.
  * Workers are started on first use (more when a call asks for more) and sleep between runs; a
- * forked child starts with none (they do not survive fork). */
+ * forked child starts with none (they do not survive fork).  On Linux they are named pouw-kernel. */
 #include <pthread.h>
 
 typedef void *(*pool_fn)(void *);
@@ -21,6 +21,9 @@ static struct {
 
 static void *pool_main(void *index_ptr) {
     const int index = (int)(intptr_t)index_ptr;
+#ifdef __linux__
+    pthread_setname_np(pthread_self(), "pouw-kernel");
+#endif
     pthread_mutex_lock(&pool.lock);
     /* started by pool_run for the run it is about to announce: that run is ours to join */
     unsigned long seen = pool.generation - 1;

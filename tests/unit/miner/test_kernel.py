@@ -1,6 +1,8 @@
 """The C kernel and the numpy reference against consensus.work (PROTOCOL §4)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -152,3 +154,20 @@ def test_deep_cases_match_consensus(path: str, shape: tuple) -> None:
     product, winners = kernel.matmul(a, b, header, threads=2, path=path)
     assert np.array_equal(product, a.astype(np.int64) @ b.astype(np.int64))
     assert winners == [t for t in want if t.wins]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from /proc")
+@pytest.mark.parametrize("path", C_PATHS)
+def test_worker_threads_persist_across_calls(path: str) -> None:
+    a, b = operands(6, 64, 64, 128)
+    header = template(a, b, 32)
+
+    def helpers_after(count: int) -> set[str]:
+        kernel.matmul(a, b, header, threads=count, path=path)
+        return {task.name for task in Path("/proc/self/task").iterdir()
+                if (task / "comm").read_text().strip() == "pouw-kernel"}
+
+    first = helpers_after(3)
+    assert len(first) >= 2  # the helpers of a 3-thread call outlive it
+    assert helpers_after(2) == first  # fewer wanted: the spare one sleeps
+    assert helpers_after(3) == first  # woken again, none spawned
