@@ -35,7 +35,7 @@
 #endif
 
 enum { TILE = 32, LANES = 16, MAX_THREADS = 256 };
-enum { PATH_AUTO = 0, PATH_PORTABLE = 1, PATH_AVX2 = 2, PATH_AVXVNNI = 3, PATH_AVX512 = 4, PATH_LAST = PATH_AVX512 };
+enum { PATH_AUTO = 0, PATH_PORTABLE = 1, PATH_AVX2 = 2, PATH_AVXVNNI = 3, PATH_AVX512 = 4 };
 static const char *PATH_NAMES[] = {"auto", "portable", "avx2", "avxvnni", "avx512"};
 
 /* Units of MC × NC outputs (multiples of the tile and of every strip width); K-blocks of about
@@ -46,19 +46,19 @@ enum { MC = 256, NC = 96, KC_TARGET = 512 };
 #include "_peak.h"
 #include "_pool.h"
 
-/* Per path: rows and columns a micro-kernel step covers, the strip's vectors, and whether A' is
+/* Per path: its micro-kernel, the columns of one vector, a strip's vectors, and whether A' is
  * stored as the u8 A' + 128 (vpdpbusd multiplies u8 by s8) with column sums to subtract. */
 typedef struct {
     strip_fn fn;
-    int mr, w, nv, offset;
+    int w, nv, offset;
 } geometry_t;
 
 static const geometry_t GEOMETRY[] = {
-    [PATH_PORTABLE] = {strip_portable, 8, 16, 3, 0},
+    [PATH_PORTABLE] = {strip_portable, 16, 3, 0},
 #ifdef POUW_X86
-    [PATH_AVX2] = {strip_avx2, 4, 8, 2, 0},
-    [PATH_AVXVNNI] = {strip_avxvnni, 4, 8, 3, 1},
-    [PATH_AVX512] = {strip_avx512, 8, 16, 3, 1},
+    [PATH_AVX2] = {strip_avx2, 8, 2, 0},
+    [PATH_AVXVNNI] = {strip_avxvnni, 8, 3, 1},
+    [PATH_AVX512] = {strip_avx512, 16, 3, 1},
 #endif
 };
 
@@ -262,13 +262,20 @@ __attribute__((target("avx2"))) static int pack_kmajor_avx2(const panel_t *P, si
 }
 
 /* A line-major panel (a tile-row of A: each row's k-values are contiguous); 8-line groups.  Blocks
- * of 8 rows × 32 k-values are transposed as dwords, so every quad lands as 8 rows × 4 bytes; the
- * noise quads are added afterwards.  A tail of k mod 32 values goes through pack_scalar. */
+ * of 8 rows × 32 k-values are transposed as dwords, so every quad lands as 8 rows × 4 bytes, and
+ * get the noise quads added before they are stored.  A tail of k mod 32 values goes through
+ * pack_scalar. */
 __attribute__((target("avx2"))) static int pack_linemajor_avx2(const panel_t *P) {
     const __m256i flip = _mm256_set1_epi8(P->flip);
     const int body = (int)P->k / 32 * 32;
     __m256i mx = _mm256_setzero_si256();
     for (int j0 = 0; j0 < body; j0 += 32) {
+        __m256i e[8][4]; /* noise of quad x for row group g */
+        for (int x = 0; x < 8; x++) {
+            __m256i n[4];
+            for (int t = 0; t < 4; t++) n[t] = P->T ? noise_vec(P, j0 + 4 * x + t) : _mm256_setzero_si256();
+            interleave4(n, e[x]);
+        }
         for (int g = 0; g < 4; g++) {
             __m256i rows[8], quads[8];
             for (int y = 0; y < 8; y++) {
@@ -277,18 +284,8 @@ __attribute__((target("avx2"))) static int pack_linemajor_avx2(const panel_t *P)
             }
             transpose8x8_epi32(rows, quads);
             for (int x = 0; x < 8; x++)
-                _mm256_store_si256((__m256i *)(P->out + packed_at(P, 8 * g, j0 / 4 + x)), quads[x]);
-        }
-        for (int x = 0; x < 8; x++) {
-            __m256i e[4] = {0}, n[4];
-            if (P->T) {
-                for (int t = 0; t < 4; t++) n[t] = noise_vec(P, j0 + 4 * x + t);
-                interleave4(n, e);
-            }
-            for (int g = 0; g < 4; g++) {
-                __m256i *q = (__m256i *)(P->out + packed_at(P, 8 * g, j0 / 4 + x));
-                _mm256_store_si256(q, _mm256_xor_si256(_mm256_add_epi8(_mm256_load_si256(q), e[g]), flip));
-            }
+                _mm256_store_si256((__m256i *)(P->out + packed_at(P, 8 * g, j0 / 4 + x)),
+                                   _mm256_xor_si256(_mm256_add_epi8(quads[x], e[x][g]), flip));
         }
     }
     return over_limit(mx, P->limit) | pack_scalar(P, body / 4, (int)P->k / 4);

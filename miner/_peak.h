@@ -1,19 +1,30 @@
 /* The physical int8 limit of one core, measured: a throughput loop of the path's multiply
  * instruction (vpdpbusd zmm / ymm, or vpmaddubsw ymm on AVX2) timed against the core clock,
  * which a chain of dependent imul (3 cycles each on every x86 core since 2006) measures.
- * peak_core() returns int8 MACs per cycle and the clock in GHz, each the best of a few
- * short trials (a shared machine only ever makes a trial slower). */
+ * peak_core() returns int8 MACs per cycle and the clock in GHz, the medians of a few short
+ * trials, each timed in the thread's own CPU time (time spent preempted on a shared machine
+ * does not count) with both loops back to back. */
 #include <time.h>
 
-static double now_s(void) {
+#ifdef POUW_X86
+static double thread_s(void) {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-enum { PEAK_CHAINS = 12, PEAK_TRIALS = 5 };
+enum { PEAK_CHAINS = 12, PEAK_TRIALS = 7 };
 
-#ifdef POUW_X86
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int count) {
+    qsort(v, (size_t)count, sizeof *v, cmp_double);
+    return v[count / 2];
+}
+
 /* 8 imul per iteration, 3 cycles each. */
 __attribute__((noinline)) static uint64_t imul_chain(long iters) {
     uint64_t v = 3;
@@ -69,19 +80,17 @@ static void peak_core(int path, double *macs_per_cycle, double *ghz) {
     if (!loop) return;
     const double macs_per_op = path == PATH_AVX512 ? 64 : 32;
     const long clock_iters = 1 << 20, loop_iters = 1 << 19;
-    double best_clock = 0, best_ops = 0;
+    double per_cycle[PEAK_TRIALS], hz[PEAK_TRIALS];
     for (int trial = 0; trial < PEAK_TRIALS; trial++) {
-        double t = now_s();
+        double t = thread_s();
         imul_chain(clock_iters);
-        const double hz = 24.0 * clock_iters / (now_s() - t);
-        t = now_s();
+        hz[trial] = 24.0 * clock_iters / (thread_s() - t);
+        t = thread_s();
         loop(loop_iters);
-        const double ops = (double)PEAK_CHAINS * loop_iters / (now_s() - t);
-        best_clock = hz > best_clock ? hz : best_clock;
-        best_ops = ops > best_ops ? ops : best_ops;
+        per_cycle[trial] = macs_per_op * PEAK_CHAINS * loop_iters / (thread_s() - t) / hz[trial];
     }
-    *macs_per_cycle = macs_per_op * best_ops / best_clock;
-    *ghz = best_clock / 1e9;
+    *macs_per_cycle = median(per_cycle, PEAK_TRIALS);
+    *ghz = median(hz, PEAK_TRIALS) / 1e9;
 #else
     (void)path;
 #endif

@@ -13,8 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from consensus.block import Header
-from consensus.work import (TILE, TileResult, er_pairs, fl_pairs, noise_el, noise_fr, seeds,
-                            win_threshold)
+from consensus.work import TILE, TileResult, noisy_operands, recover_product, seeds, win_threshold
 
 from . import reference
 from .reference import WorkResult
@@ -75,7 +74,11 @@ def run(header: Header, a: np.ndarray, b: np.ndarray, *, want_product: bool = Fa
         raise ValueError(f"A is {a.shape}, B is {b.shape}; the header says {w.m}x{w.k} · {w.k}x{w.n}")
     if path == "numpy":
         result = reference.work(header, a, b, want_product or recover)
-        return replace(result, product=_recover(a, b, result.product, header)) if recover else result
+        if not recover:
+            return result
+        s = seeds(header)
+        b_noisy = noisy_operands(a, b, s, w.r)[1]
+        return replace(result, product=recover_product(a, b_noisy, result.product, s, w.r).astype(np.int32))
     s = seeds(header)
     tiles = (w.m // TILE) * (w.n // TILE)
     threshold = win_threshold(header.target, w.k)
@@ -106,29 +109,6 @@ def mine(header: Header, a: np.ndarray, b: np.ndarray, threads: int | None = Non
     """The winning tiles of this template, in row-major tile order."""
     result = run(header, a, b, threads=threads, path=path)
     return _tiles(header, result, np.flatnonzero(result.wins))
-
-
-def _recover(a: np.ndarray, b: np.ndarray, c_noisy: np.ndarray, header: Header) -> np.ndarray:
-    """The numpy path's recovery: ``A·B = C' − (A·F_L)·F_R − E_L·(E_R·B')`` with
-    ``E_R·B' = E_R·B + (E_R·F_L)·F_R``.
-
-    The ±1 factors are applied as dense float32 products (exact: every sum is below
-    64·k ≤ 2^19 in magnitude); the rank-2r correction is a float64 product (exact below 2^53).
-    """
-    w = header.work
-    s = seeds(header)
-    rows = np.arange(w.k)
-    fl = np.zeros((w.k, w.r), np.float32)
-    fp, fq = fl_pairs(s, w.k, w.r)
-    fl[rows, fp], fl[rows, fq] = 1, -1
-    er = np.zeros((w.r, w.k), np.float32)
-    ep, eq = er_pairs(s, w.k, w.r)
-    er[ep, rows], er[eq, rows] = 1, -1
-    fr = noise_fr(s.s_b, w.n, w.r).astype(np.float64)
-    er_b = (er @ b.astype(np.float32)).astype(np.float64) + (er @ fl).astype(np.float64) @ fr
-    left = np.hstack([a.astype(np.float32) @ fl, noise_el(s.s_a, w.m, w.r)]).astype(np.float64)
-    correction = left @ np.vstack([fr, er_b])
-    return (c_noisy.astype(np.int64) - correction.astype(np.int64)).astype(np.int32)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, header: Header, threads: int | None = None,
