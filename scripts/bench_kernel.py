@@ -2,19 +2,21 @@
 
 Contenders, all on one thread count:
 
-* ours, timed round-robin in this process (a noisy machine's load hits each alike; the first
-  round is a warm-up): ``mine`` (tickets only), ``mine_c`` (also writes C' = A'·B'),
-  ``matmul`` (``kernel.matmul``: exact A·B recovered from C', plus the winning tiles) and
+* ours, in this process: ``mine`` (tickets only), ``mine_c`` (also writes C' = A'·B'),
+  ``matmul`` (``kernel.matmul``: exact A·B recovered in the kernel, plus the winning tiles) and
   ``plain`` (the same kernel as a plain int8 GEMM: no noise, fold or tickets);
-* anchors, each in a fresh subprocess exactly as a user would run it (3 warm-ups, then the
-  median of ``--repeat`` runs): ``onednn_int8`` = ``torch._int_mm`` (oneDNN's s8·s8→s32
-  GEMM; skipped when torch is not installed) and ``numpy_f32`` (float32 matmul, with
-  OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its environment, since they slow it);
+* anchors, each in a fresh subprocess of its own as a user would run it (3 warm-ups there):
+  ``onednn_int8`` = ``torch._int_mm`` (oneDNN's s8·s8→s32 GEMM; skipped when torch is not
+  installed) and ``numpy_f32`` (float32 matmul, with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
+  removed from its environment, since they slow it);
 * ``reference``: the numpy reference miner, one run (sizes up to 2048 only);
 * ``peak``: the physical limit, int8 MACs per cycle of one core (a throughput loop of the
   kernel path's multiply instruction in the C extension) × threads × the measured clock.
 
-The PoUW overhead is mine/plain time − 1, the median over rounds (both ran in each round).
+All of these are timed round-robin (the first round a warm-up), so that a shared machine's load
+hits every contender alike; a turn is two calls back to back, the second timed, as in a loop;
+figures are medians of ``--repeat`` rounds.  An anchor times its own calls in its process, and
+gets SETTLE_S afterwards for its library's threads to stop spinning.  The PoUW overhead is mine/plain time − 1, the median over rounds.
 
     python scripts/bench_kernel.py [--json] [--shapes 1024 2048 4096] [--r 64] [--threads N] [--repeat 9]
 """
@@ -37,6 +39,7 @@ from miner import kernel
 CONTENDERS = ("mine", "mine_c", "matmul", "plain", "onednn_int8", "numpy_f32", "reference")
 ANCHORS = ("onednn_int8", "numpy_f32")
 ANCHOR_WARMUPS = 3
+SETTLE_S = 0.25
 REFERENCE_MAX = 2048
 SLOW_BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -46,7 +49,7 @@ def operands(size: int) -> tuple[np.ndarray, np.ndarray]:
     return (rng.integers(-64, 65, (size, size), dtype=np.int8), rng.integers(-64, 65, (size, size), dtype=np.int8))
 
 
-# --- anchors: one fresh process each ---------------------------------------------------------
+# --- anchors: one fresh process each, driven round by round ----------------------------------
 
 def anchor_call(name: str, a: np.ndarray, b: np.ndarray, threads: int) -> tuple[Callable[[], object], str]:
     """The anchor's call on A, B and a description of what runs it (raises ImportError)."""
@@ -65,47 +68,72 @@ def anchor_call(name: str, a: np.ndarray, b: np.ndarray, threads: int) -> tuple[
     return (lambda: af @ bf), blas
 
 
-def anchor_child(name: str, size: int, threads: int, repeat: int) -> None:
-    """Subprocess side: prints {"times": [...], "runs_on": ...} or {"times": null, "why": ...}."""
+def anchor_child(name: str, size: int, threads: int) -> None:
+    """Subprocess side: warms up, prints {"runs_on": ...} (or {"why": ...} and exits), then for
+    every "run" line on stdin makes two calls and prints the seconds of the second."""
     a, b = operands(size)
     try:
         call, runs_on = anchor_call(name, a, b, threads)
     except ImportError as exc:
-        print(json.dumps({"times": None, "why": str(exc)}))
+        print(json.dumps({"why": str(exc)}), flush=True)
         return
     for _ in range(ANCHOR_WARMUPS):
         call()
-    times = []
-    for _ in range(repeat):
+    print(json.dumps({"runs_on": runs_on}), flush=True)
+    for _ in sys.stdin:
+        call()  # back to back with the timed call, as in a loop: the library's threads awake
         start = time.perf_counter()
         call()
-        times.append(time.perf_counter() - start)
-    print(json.dumps({"times": times, "runs_on": runs_on}))
+        print(time.perf_counter() - start, flush=True)
 
 
-def anchor(name: str, size: int, threads: int, repeat: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
-    if name == "numpy_f32":
-        for key in SLOW_BLAS_ENV:
-            env.pop(key, None)
-    proc = subprocess.run([sys.executable, __file__, "--anchor", name, "--shapes", str(size), "--threads",
-                           str(threads), "--repeat", str(repeat)], env=env, capture_output=True, text=True)
-    if proc.returncode:
-        return {"times": None, "why": proc.stderr.strip().splitlines()[-1:]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+class Anchor:
+    """An anchor in a fresh process of its own (none of our threads or libraries in it), with the
+    same thread count; each call() runs it once there and returns the seconds it took."""
+
+    def __init__(self, name: str, size: int, threads: int) -> None:
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+        if name == "numpy_f32":
+            for key in SLOW_BLAS_ENV:
+                env.pop(key, None)
+        self.proc = subprocess.Popen([sys.executable, __file__, "--anchor", name, "--shapes", str(size),
+                                      "--threads", str(threads)], env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = self.proc.stdout.readline()
+        hello = json.loads(line) if line else {"why": self.proc.stderr.read().strip().splitlines()[-1:]}
+        self.runs_on = hello.get("runs_on") or hello.get("why")
+        self.available = "runs_on" in hello
+
+    def __call__(self) -> float:
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        seconds = float(self.proc.stdout.readline())
+        time.sleep(SETTLE_S)  # its library threads spin for a while after a call
+        return seconds
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
-# --- ours: round-robin in this process ---------------------------------------------------------
+# --- the round-robin ----------------------------------------------------------------------------
 
 def round_robin(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
-    """Seconds per run of each of ``fns``, round-robin; the first round is a warm-up."""
+    """Seconds per run of each of ``fns``, round-robin so that a noisy machine's load hits every
+    contender alike; the first round is a warm-up.  Each turn is two calls back to back of which
+    the second is timed (an Anchor does the same in its process and reports the seconds)."""
     times: dict[str, list[float]] = {key: [] for key in fns}
     for rep in range(repeat + 1):
         for key, fn in fns.items():
-            start = time.perf_counter()
-            fn()
+            if isinstance(fn, Anchor):
+                got = fn()
+            else:
+                fn()
+                start = time.perf_counter()
+                fn()
+                got = time.perf_counter() - start
             if rep:
-                times[key].append(time.perf_counter() - start)
+                times[key].append(got)
     return times
 
 
@@ -122,18 +150,18 @@ def bench(size: int, r: int, threads: int, repeat: int) -> dict:
                     WorkSpec(size, size, size, r, bytes(32), bytes(32)), Ticket(0, 0, bytes(32)))
     out: dict = {"shape": [size, size, size], "r": r, "threads": threads, "path": kernel.active_path,
                  "load_avg": round(os.getloadavg()[0], 2)}
-    times: dict[str, list[float] | None] = {}
-    for name in ANCHORS:
-        got = anchor(name, size, threads, repeat)
-        times[name] = got["times"]
-        out[f"{name}_runs_on"] = got.get("runs_on") or got.get("why")
+    anchors = {name: Anchor(name, size, threads) for name in ANCHORS}
+    for name, anchor in anchors.items():
+        out[f"{name}_runs_on"] = anchor.runs_on
     out |= peak(threads)
-    times |= round_robin({
+    times = round_robin({
         "mine": lambda: kernel.mine(header, a, b, threads=threads),
         "mine_c": lambda: kernel.run(header, a, b, want_product=True, threads=threads),
         "matmul": lambda: kernel.matmul(a, b, header, threads=threads),
         "plain": lambda: kernel.gemm(a, b, block=r, threads=threads),
-    }, repeat)
+    } | {name: anchor for name, anchor in anchors.items() if anchor.available}, repeat)
+    for anchor in anchors.values():
+        anchor.close()
     if size <= REFERENCE_MAX:
         times |= round_robin({"reference": lambda: kernel.mine(header, a, b, path="numpy")}, 1)
     gmacs = size ** 3 / 1e9
@@ -181,7 +209,7 @@ def main() -> None:
     parser.add_argument("--anchor", choices=ANCHORS, help=argparse.SUPPRESS)  # the subprocess side
     args = parser.parse_args()
     if args.anchor:
-        anchor_child(args.anchor, args.shapes[0], args.threads, args.repeat)
+        anchor_child(args.anchor, args.shapes[0], args.threads)
         return
     for size in args.shapes:
         row = bench(size, args.r, args.threads, args.repeat)
