@@ -1,9 +1,10 @@
 /* The physical int8 limit of one core, measured: a throughput loop of the path's multiply
  * instruction (vpdpbusd zmm / ymm, or vpmaddubsw ymm on AVX2) timed against the core clock,
  * which a chain of dependent imul (3 cycles each on every x86 core since 2006) measures.
- * peak_core() returns int8 MACs per cycle and the clock in GHz, the medians of a few short
- * trials, each timed in the thread's own CPU time (time spent preempted on a shared machine
- * does not count) with both loops back to back. */
+ * peak_core() returns int8 MACs per cycle and the clock in GHz from the fastest of a few short
+ * trials of each loop, timed in the thread's own CPU time: time spent preempted on a shared
+ * machine does not count, and what still slows a trial (a virtual CPU's stolen time) is taken
+ * out by keeping the fastest. */
 #include <time.h>
 
 #ifdef POUW_X86
@@ -13,17 +14,7 @@ static double thread_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-enum { PEAK_CHAINS = 12, PEAK_TRIALS = 7 };
-
-static int cmp_double(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int count) {
-    qsort(v, (size_t)count, sizeof *v, cmp_double);
-    return v[count / 2];
-}
+enum { PEAK_CHAINS = 12, PEAK_TRIALS = 15 };
 
 /* 8 imul per iteration, 3 cycles each. */
 __attribute__((noinline)) static uint64_t imul_chain(long iters) {
@@ -80,17 +71,18 @@ static void peak_core(int path, double *macs_per_cycle, double *ghz) {
     if (!loop) return;
     const double macs_per_op = path == PATH_AVX512 ? 64 : 32;
     const long clock_iters = 1 << 20, loop_iters = 1 << 19;
-    double per_cycle[PEAK_TRIALS], hz[PEAK_TRIALS];
+    double hz = 0, ops = 0;
     for (int trial = 0; trial < PEAK_TRIALS; trial++) {
         double t = thread_s();
         imul_chain(clock_iters);
-        hz[trial] = 24.0 * clock_iters / (thread_s() - t);
+        const double trial_hz = 24.0 * clock_iters / (thread_s() - t);
         t = thread_s();
         loop(loop_iters);
-        per_cycle[trial] = macs_per_op * PEAK_CHAINS * loop_iters / (thread_s() - t) / hz[trial];
+        const double trial_ops = (double)PEAK_CHAINS * loop_iters / (thread_s() - t);
+        hz = trial_hz > hz ? trial_hz : hz, ops = trial_ops > ops ? trial_ops : ops;
     }
-    *macs_per_cycle = median(per_cycle, PEAK_TRIALS);
-    *ghz = median(hz, PEAK_TRIALS) / 1e9;
+    *macs_per_cycle = macs_per_op * ops / hz;
+    *ghz = hz / 1e9;
 #else
     (void)path;
 #endif
