@@ -4,16 +4,19 @@
  *   1. pack (parallel over tile-rows and tile-columns): A' = A + E_L·E_R and B' = B + F_L·F_R
  *      are formed on the fly from the noise factors, which the pack threads expand from the seeds
  *      (SHAKE-128, four streams at once on the SIMD paths; entries of A, B range-checked), into
- *      the same panel layout for both operands:
- *        Ap[tile-row][k/4][32 rows][4]       (a row's 4 consecutive k-values are broadcast)
- *        Bp[tile-col][k/4][32 cols][4]       (a vector holds 8 or 16 columns × 4 k-values)
- *   2. compute (parallel over tiles): each 32×32 int32 accumulator lives in L1; per rank-r
- *      chunk every 4×16 (AVX2) or 8×32 (AVX-512) register block is loaded, updated over the
- *      chunk, XOR-reduced into the chunk's fold word and stored back. After the last chunk
- *      the 16 lanes are hashed into the ticket digest and compared with the threshold, and
- *      the accumulator is optionally written out as C' = A'·B'.
- * Paths: portable C, AVX2 (vpmaddubsw + vpmaddwd) and AVX-512 VNNI (vpdpbusd), chosen at
- * runtime; the ticket hash uses SHA-NI when the CPU has it (not on the portable path).
+ *        Ap[8-row group][k/4][8 rows][4]      (a row's 4 consecutive k-values are broadcast)
+ *        Bp[16-column group][k/4][16 cols][4] (the VNNI K4 layout: one zmm or two ymm a quad)
+ *      with, on the VNNI paths (u8 · s8), A' + 128 stored as u8 and 128·Σ B' per segment and
+ *      column to subtract again.
+ *   2. compute (parallel over units of MC × NC outputs, taken from a shared counter): K-blocks of
+ *      about KC_TARGET (whole chunks) so that a strip's B block stays in L1 while the unit's rows
+ *      stream past; the micro-kernels (_micro.h) keep up to 24 accumulators in registers, and at
+ *      every chunk boundary XOR them into the tiles' per-chunk partials.  After the last block
+ *      each tile's partials are reduced, folded into the 16 lanes, hashed into the ticket digest
+ *      and compared with the threshold; C' = A'·B' is written from the registers if asked for.
+ * Paths: portable C, AVX2 (vpmaddubsw + vpmaddwd), AVX-VNNI (vpdpbusd ymm) and AVX-512 VNNI
+ * (vpdpbusd zmm), chosen at runtime; the ticket hash uses SHA-NI when the CPU has it (not on the
+ * portable path).  Threads persist across calls (_pool.h).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -28,11 +31,36 @@
 #if defined(__x86_64__) || defined(__i386__)
 #define POUW_X86 1
 #include <cpuid.h>
+#include <immintrin.h>
 #endif
 
 enum { TILE = 32, LANES = 16, MAX_THREADS = 256 };
-enum { PATH_AUTO = 0, PATH_PORTABLE = 1, PATH_AVX2 = 2, PATH_AVX512 = 3 };
-static const char *PATH_NAMES[] = {"auto", "portable", "avx2", "avx512"};
+enum { PATH_AUTO = 0, PATH_PORTABLE = 1, PATH_AVX2 = 2, PATH_AVXVNNI = 3, PATH_AVX512 = 4 };
+static const char *PATH_NAMES[] = {"auto", "portable", "avx2", "avxvnni", "avx512"};
+
+/* Units of MC × NC outputs (multiples of the tile and of every strip width); K-blocks of about
+ * KC_TARGET k-values, whole chunks: a 48-column strip of B is then 24 KiB, half of L1. */
+enum { MC = 256, NC = 96, KC_TARGET = 512 };
+
+#include "_micro.h"
+#include "_peak.h"
+#include "_pool.h"
+
+/* Per path: its micro-kernel, the columns of one vector, a strip's vectors, and whether A' is
+ * stored as the u8 A' + 128 (vpdpbusd multiplies u8 by s8) with column sums to subtract. */
+typedef struct {
+    strip_fn fn;
+    int w, nv, offset;
+} geometry_t;
+
+static const geometry_t GEOMETRY[] = {
+    [PATH_PORTABLE] = {strip_portable, 16, 3, 0},
+#ifdef POUW_X86
+    [PATH_AVX2] = {strip_avx2, 8, 2, 0},
+    [PATH_AVXVNNI] = {strip_avxvnni, 8, 3, 1},
+    [PATH_AVX512] = {strip_avx512, 16, 3, 1},
+#endif
+};
 
 typedef struct {
     const int8_t *a, *b;                     /* A (m×k), B (k×n) */
@@ -42,18 +70,27 @@ typedef struct {
     uint32_t *lanes;                          /* T×16, NULL: no fold/tickets (plain GEMM) */
     uint8_t *digests, *wins;                  /* T×32, T */
     int32_t *c;                               /* m×n or NULL */
+    int path, use_shani, threads, bad_entry;
+    int kc, seg;                              /* k-values per K-block; quads per correction segment */
     /* workspace (run_job) */
     int8_t *ap, *bp;                          /* packed operands */
     uint8_t *xof;                             /* per tile-row, then tile-column: its 32r XOF bytes */
     uint8_t *pairs_xof;                       /* X(s_A, "ER", 4k) ‖ X(s_B, "FL", 4k) */
     int8_t *factors;                          /* the same panels' r×32 noise factors */
     uint16_t *ep, *eq, *fp, *fq;              /* E_R and F_L pairs (k each) */
-    int32_t *colsum;                          /* AVX-512 only: 128·Σ B' per tile-col, chunk, column */
-    int path, use_shani, threads, bad_entry;
+    int32_t *colsum;                          /* offset paths: 128·Σ B' per column group, segment, column */
+    /* recovery (kernel.matmul, noisy only): C = A'·B' − L·R = A·B, see recovery_worker */
+    int recover, rpad, pairs, split_x, split_y; /* rpad: r rounded up to 16 */
+    int8_t *flp;                              /* F_L packed like B (k × rpad) */
+    int32_t *fl_colsum;                       /* offset paths: 128·Σ_j F_L[j, c] */
+    int32_t *xl;                              /* X = A'·F_L (m × rpad) */
+    int32_t *y0;                              /* Y = E_R·B, per 16-column group [r][16] */
+    int8_t *lp, *rp;                          /* L (m × 2·pairs int16) and R (2·pairs × n) packed */
+    uint8_t *units;                           /* per thread: accumulators, tile partials, chunk XORs */
+    size_t unit_len;
     long next;                                /* shared work counter */
+    int slot;                                 /* hands out the per-thread unit buffers */
 } job_t;
-
-typedef void (*tile_fn)(const job_t *, int, int, int32_t *, uint32_t *);
 
 /* --- noise factors and pairs (PROTOCOL §4) ---------------------------------------------------
  *
@@ -118,10 +155,9 @@ static void pairs_from_xof(const uint8_t *xof, int k, int r, uint16_t *p, uint16
     }
 }
 
-/* --- packing: Ap[tile-row][k/4][32 rows][4], Bp[tile-col][k/4][32 cols][4] ------------------
- * A k-quad of a line is 4 consecutive k-values; the kernels broadcast a row's quad of A and
- * multiply it with a vector of B quads.  A rank-r chunk ℓ is quads ℓr/4 … (ℓ+1)r/4 − 1, i.e.
- * the 32·r bytes at offset ℓ·32·r of the panel. */
+/* --- packing: Ap[8-row group][k/4][8][4], Bp[16-column group][k/4][16][4] -------------------
+ * Both are packed a 32-line panel (a tile-row of A, a tile-column of B) at a time; the panel's
+ * groups follow each other, each k/4 quads long.  A quad of a line is 4 consecutive k-values. */
 
 typedef struct {
     const int8_t *data;          /* element (line, j) at data[line·line_step + j·k_step] */
@@ -129,9 +165,15 @@ typedef struct {
     const int8_t *T;             /* r×32 noise factor, NULL: no noise */
     const uint16_t *p, *q;       /* the panel's pairs (k each) */
     int8_t flip;                 /* XORed into every packed byte (0x80: u8 operand for vpdpbusd) */
-    int limit;
+    int limit, group;            /* lines per group: 8 (A) or 16 (B) */
+    size_t k;
     int8_t *out;                 /* 32·k bytes */
 } panel_t;
+
+/* Offset of (line, quad jq) in a packed panel. */
+static inline size_t packed_at(const panel_t *P, int line, int jq) {
+    return (size_t)(line / P->group) * P->group * P->k + (size_t)jq * 4 * P->group + 4 * (line % P->group);
+}
 
 /* Quads jq0 … jq1 − 1 of a panel, one byte at a time; returns nonzero on an entry out of range. */
 static int pack_scalar(const panel_t *P, int jq0, int jq1) {
@@ -145,7 +187,7 @@ static int pack_scalar(const panel_t *P, int jq0, int jq1) {
                 const int8_t x = P->data[line * P->line_step + (size_t)j * P->k_step];
                 bad |= x < -P->limit || x > P->limit;
                 const int e = tp ? tp[line] - tq[line] : 0;
-                P->out[(size_t)jq * 4 * TILE + 4 * line + t] = (int8_t)(x + e) ^ P->flip;
+                P->out[packed_at(P, line, jq) + t] = (int8_t)(x + e) ^ P->flip;
             }
         }
     return bad;
@@ -201,33 +243,39 @@ __attribute__((target("avx2"))) static int over_limit(__m256i mx, int limit) {
     return _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(mx, lim), lim)) != -1;
 }
 
-/* A k-major panel (a tile-column of B: the 32 lines of one k-index are contiguous). */
-__attribute__((target("avx2"))) static int pack_kmajor_avx2(const panel_t *P, int k) {
+/* A k-major panel (a tile-column of B: the 32 lines of one k-index are contiguous); 16-line groups. */
+__attribute__((target("avx2"))) static int pack_kmajor_avx2(const panel_t *P, size_t j0, size_t j1) {
     const __m256i flip = _mm256_set1_epi8(P->flip);
     __m256i mx = _mm256_setzero_si256();
-    for (int j = 0; j < k; j += 4) {
+    for (size_t j = j0; j < j1; j += 4) {
         __m256i v[4], o[4];
         for (int t = 0; t < 4; t++) {
-            v[t] = _mm256_loadu_si256((const __m256i *)(P->data + (size_t)(j + t) * P->k_step));
+            v[t] = _mm256_loadu_si256((const __m256i *)(P->data + (j + t) * P->k_step));
             mx = track_abs(mx, v[t]);
-            if (P->T) v[t] = _mm256_add_epi8(v[t], noise_vec(P, j + t));
+            if (P->T) v[t] = _mm256_add_epi8(v[t], noise_vec(P, (int)j + t));
         }
         interleave4(v, o);
         for (int x = 0; x < 4; x++)
-            _mm256_store_si256((__m256i *)(P->out + (size_t)j * TILE + 32 * x), _mm256_xor_si256(o[x], flip));
+            _mm256_store_si256((__m256i *)(P->out + packed_at(P, 8 * x, (int)(j / 4))), _mm256_xor_si256(o[x], flip));
     }
     return over_limit(mx, P->limit);
 }
 
-/* A line-major panel (a tile-row of A: each row's k-values are contiguous).  Blocks of 8 rows
- * × 32 k-values are transposed as dwords, so every quad lands as 8 rows × 4 bytes; the noise
- * quads are added afterwards.  A tail of k mod 32 values goes through pack_scalar. */
-__attribute__((target("avx2"))) static int pack_linemajor_avx2(const panel_t *P, int k) {
+/* A line-major panel (a tile-row of A: each row's k-values are contiguous); 8-line groups.  Blocks
+ * of 8 rows × 32 k-values are transposed as dwords, so every quad lands as 8 rows × 4 bytes, and
+ * get the noise quads added before they are stored.  A tail of k mod 32 values goes through
+ * pack_scalar. */
+__attribute__((target("avx2"))) static int pack_linemajor_avx2(const panel_t *P) {
     const __m256i flip = _mm256_set1_epi8(P->flip);
-    const int body = k / 32 * 32;
+    const int body = (int)P->k / 32 * 32;
     __m256i mx = _mm256_setzero_si256();
     for (int j0 = 0; j0 < body; j0 += 32) {
-        int8_t *out = P->out + (size_t)j0 * TILE;
+        __m256i e[8][4]; /* noise of quad x for row group g */
+        for (int x = 0; x < 8; x++) {
+            __m256i n[4];
+            for (int t = 0; t < 4; t++) n[t] = P->T ? noise_vec(P, j0 + 4 * x + t) : _mm256_setzero_si256();
+            interleave4(n, e[x]);
+        }
         for (int g = 0; g < 4; g++) {
             __m256i rows[8], quads[8];
             for (int y = 0; y < 8; y++) {
@@ -235,30 +283,48 @@ __attribute__((target("avx2"))) static int pack_linemajor_avx2(const panel_t *P,
                 mx = track_abs(mx, rows[y]);
             }
             transpose8x8_epi32(rows, quads);
-            for (int x = 0; x < 8; x++) _mm256_store_si256((__m256i *)(out + 4 * TILE * x + 32 * g), quads[x]);
-        }
-        for (int x = 0; x < 8; x++) {
-            __m256i *q = (__m256i *)(out + 4 * TILE * x), e[4] = {0}, n[4];
-            if (P->T) {
-                for (int t = 0; t < 4; t++) n[t] = noise_vec(P, j0 + 4 * x + t);
-                interleave4(n, e);
-            }
-            for (int g = 0; g < 4; g++)
-                _mm256_store_si256(q + g, _mm256_xor_si256(_mm256_add_epi8(_mm256_load_si256(q + g), e[g]), flip));
+            for (int x = 0; x < 8; x++)
+                _mm256_store_si256((__m256i *)(P->out + packed_at(P, 8 * g, j0 / 4 + x)),
+                                   _mm256_xor_si256(_mm256_add_epi8(quads[x], e[x][g]), flip));
         }
     }
-    return over_limit(mx, P->limit) | pack_scalar(P, body / 4, k / 4);
+    return over_limit(mx, P->limit) | pack_scalar(P, body / 4, (int)P->k / 4);
+}
+
+/* 128·Σ B' over each segment of `seg` quads, per column, for the 16-column groups g0, g0 + 1
+ * (from Bp, where a byte is B'; maddubs with ones sums byte pairs, madd with ones the pairs). */
+__attribute__((target("avx2"))) static void column_sums_avx2(const job_t *J, int g0) {
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    const int quads = J->k / 4, segments = (quads + J->seg - 1) / J->seg;
+    for (int g = g0; g < g0 + 2; g++) {
+        const int8_t *bp = J->bp + (size_t)g * 16 * J->k;
+        int32_t *cs = J->colsum + (size_t)g * segments * 16;
+        for (int s = 0; s < segments; s++) {
+            __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+            for (int q = s * J->seg; q < (s + 1) * J->seg && q < quads; q++) {
+                const __m256i *v = (const __m256i *)(bp + (size_t)q * B_QUAD);
+                lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, _mm256_load_si256(v)), ones16));
+                hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, _mm256_load_si256(v + 1)), ones16));
+            }
+            _mm256_storeu_si256((__m256i *)(cs + 16 * s), _mm256_slli_epi32(lo, 7));
+            _mm256_storeu_si256((__m256i *)(cs + 16 * s + 8), _mm256_slli_epi32(hi, 7));
+        }
+    }
 }
 #endif
 
-/* Packs one panel; nonzero if an entry is out of range.  A's panels are line-major (k_step 1). */
-static int pack_panel(const job_t *J, const panel_t *P) {
+/* Packs k-values j0 … j1 − 1 (multiples of 4; all of k for A) of one panel; nonzero if an entry
+ * is out of range.  A's panels are line-major (k_step 1). */
+static int pack_panel(const job_t *J, const panel_t *P, int j0, int j1) {
 #ifdef POUW_X86
     if (J->path != PATH_PORTABLE) /* every SIMD path has AVX2 */
-        return P->k_step == 1 ? pack_linemajor_avx2(P, J->k) : pack_kmajor_avx2(P, J->k);
+        return P->k_step == 1 ? pack_linemajor_avx2(P) : pack_kmajor_avx2(P, (size_t)j0, (size_t)j1);
 #endif
-    return pack_scalar(P, 0, J->k / 4);
+    return pack_scalar(P, j0 / 4, j1 / 4);
 }
+
+/* Pack tasks are groups of PANEL_GROUP tile-rows or tile-columns: one 4-stream XOF each. */
+enum { PANEL_GROUP = 4 };
 
 /* Tile-rows ta … ta+count−1 of A (count ≤ 4: one XOF call).  Noise factors are panel-indexed:
  * tile-rows first, then tile-columns. */
@@ -269,158 +335,35 @@ static void pack_a(job_t *J, int ta, int count) {
         int8_t *T = J->s_b ? J->factors + i * panel_xof : NULL;
         if (T) noise_factor(J->xof + i * panel_xof, J->r, T);
         const panel_t P = {J->a + (size_t)i * TILE * J->k, (size_t)J->k, 1, T, J->ep, J->eq,
-                           J->path == PATH_AVX512 ? (int8_t)0x80 : 0, /* u8 operand a+128 for vpdpbusd */
-                           J->limit, J->ap + (size_t)i * TILE * J->k};
-        if (pack_panel(J, &P)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
+                           GEOMETRY[J->path].offset ? (int8_t)0x80 : 0, J->limit, 8, (size_t)J->k,
+                           J->ap + (size_t)i * TILE * J->k};
+        if (pack_panel(J, &P, 0, J->k)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
     }
 }
 
-/* AVX-512: 128·Σ_{j in chunk} B'[j, c] per chunk and column of tile-column tb (from Bp). */
-static void column_sums(job_t *J, int tb) {
-    const int r = J->r, chunks = J->k / r;
-    const int8_t *bp = J->bp + (size_t)tb * TILE * J->k;
-    int32_t *cs = J->colsum + (size_t)tb * chunks * TILE;
-    for (int l = 0; l < chunks; l++)
-        for (int c = 0; c < TILE; c++) {
-            int32_t sum = 0;
-            for (int j = l * r; j < (l + 1) * r; j++) sum += bp[(size_t)(j / 4) * 4 * TILE + 4 * c + j % 4];
-            cs[l * TILE + c] = 128 * sum;
-        }
-}
+/* Tile-columns tb … tb+count−1 of B (count ≤ 4: one XOF call), B_ROWS rows of B at a time for
+ * all of them: a row's 32·count bytes are then read together (B is k×n row-major). */
+enum { B_ROWS = 64 };
 
-/* Tile-columns tb … tb+count−1 of B (count ≤ 4: one XOF call). */
 static void pack_b(job_t *J, int tb, int count) {
     const size_t panel_xof = (size_t)TILE * J->r, first = J->m / TILE + tb;
     if (J->s_b) panel_xofs(J, J->s_b, 'F', tb, count, J->xof + first * panel_xof);
-    for (int i = tb; i < tb + count; i++) {
-        const size_t panel = J->m / TILE + i;
+    panel_t P[PANEL_GROUP];
+    for (int i = 0; i < count; i++) {
+        const size_t panel = first + i;
         int8_t *T = J->s_b ? J->factors + panel * panel_xof : NULL;
         if (T) noise_factor(J->xof + panel * panel_xof, J->r, T);
-        const panel_t P = {J->b + (size_t)i * TILE, 1, (size_t)J->n, T, J->fp, J->fq, 0, J->limit,
-                           J->bp + (size_t)i * TILE * J->k};
-        if (pack_panel(J, &P)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
-        if (J->colsum) column_sums(J, i);
+        P[i] = (panel_t){J->b + (size_t)(tb + i) * TILE, 1, (size_t)J->n, T, J->fp, J->fq, 0, J->limit, 16,
+                         (size_t)J->k, J->bp + (size_t)(tb + i) * TILE * J->k};
     }
-}
-
-/* --- tile kernels: fill acc (32×32) and xors (one word per chunk, or NULL) --------------- */
-
-static void tile_portable(const job_t *J, int ta, int tb, int32_t *acc, uint32_t *xors) {
-    const int k = J->k, r = J->r, chunks = k / r;
-    const int8_t *A = J->ap + (size_t)ta * TILE * k, *B = J->bp + (size_t)tb * TILE * k;
-    memset(acc, 0, TILE * TILE * sizeof *acc);
-    for (int l = 0; l < chunks; l++) {
-        const int8_t *Al = A + (size_t)l * TILE * r, *Bl = B + (size_t)l * TILE * r;
-        for (int i = 0; i < TILE; i++) {
-            int32_t *row = acc + i * TILE;
-            for (int j = 0; j < r; j += 4) {
-                const int8_t *a = Al + (size_t)j * TILE + 4 * i, *bb = Bl + (size_t)j * TILE;
-                for (int c = 0; c < TILE; c++)
-                    row[c] += a[0] * bb[4 * c] + a[1] * bb[4 * c + 1] + a[2] * bb[4 * c + 2] +
-                              a[3] * bb[4 * c + 3];
-            }
-        }
-        if (xors) {
-            uint32_t x = 0;
-            for (int e = 0; e < TILE * TILE; e++) x ^= (uint32_t)acc[e];
-            xors[l] = x;
-        }
-    }
-}
-
+    int bad = 0;
+    for (int j = 0; j < J->k; j += B_ROWS)
+        for (int i = 0; i < count; i++) bad |= pack_panel(J, &P[i], j, j + B_ROWS < J->k ? j + B_ROWS : J->k);
+    if (bad) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
 #ifdef POUW_X86
-/* vpmaddubsw needs an unsigned operand: |a| · (b with a's sign) is exact for entries in
- * [-127, 127] (a pair sums to at most 2·127² < 2^15); vpmaddwd then widens to int32. */
-__attribute__((target("avx2")))
-static void tile_avx2(const job_t *J, int ta, int tb, int32_t *acc, uint32_t *xors) {
-    const int k = J->k, r = J->r, chunks = k / r;
-    const int8_t *A = J->ap + (size_t)ta * TILE * k, *B = J->bp + (size_t)tb * TILE * k;
-    const __m256i ones = _mm256_set1_epi16(1);
-    memset(acc, 0, TILE * TILE * sizeof *acc);
-    for (int l = 0; l < chunks; l++) {
-        const int8_t *Al = A + (size_t)l * TILE * r, *Bl = B + (size_t)l * TILE * r;
-        __m256i x = _mm256_setzero_si256();
-        for (int rg = 0; rg < TILE; rg += 4) {
-            for (int cg = 0; cg < TILE; cg += 16) {
-                __m256i s[4][2];
-                int32_t *c0 = acc + rg * TILE + cg;
-                for (int i = 0; i < 4; i++)
-                    for (int h = 0; h < 2; h++) s[i][h] = _mm256_load_si256((const __m256i *)(c0 + i * TILE + 8 * h));
-                const int8_t *a0 = Al + 4 * rg, *bb = Bl + 4 * cg;
-                for (int j = 0; j < r; j += 4, a0 += 4 * TILE, bb += 4 * TILE) {
-                    const __m256i b0 = _mm256_load_si256((const __m256i *)bb);
-                    const __m256i b1 = _mm256_load_si256((const __m256i *)(bb + 32));
-                    for (int i = 0; i < 4; i++) {
-                        int32_t quad;
-                        memcpy(&quad, a0 + 4 * i, sizeof quad);
-                        const __m256i av = _mm256_set1_epi32(quad), aa = _mm256_abs_epi8(av);
-                        const __m256i p0 = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(b0, av));
-                        const __m256i p1 = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(b1, av));
-                        s[i][0] = _mm256_add_epi32(s[i][0], _mm256_madd_epi16(p0, ones));
-                        s[i][1] = _mm256_add_epi32(s[i][1], _mm256_madd_epi16(p1, ones));
-                    }
-                }
-                for (int i = 0; i < 4; i++)
-                    for (int h = 0; h < 2; h++) {
-                        _mm256_store_si256((__m256i *)(c0 + i * TILE + 8 * h), s[i][h]);
-                        x = _mm256_xor_si256(x, s[i][h]);
-                    }
-            }
-        }
-        if (xors) {
-            __m128i h = _mm_xor_si128(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
-            h = _mm_xor_si128(h, _mm_shuffle_epi32(h, 0x4E));
-            h = _mm_xor_si128(h, _mm_shuffle_epi32(h, 0xB1));
-            xors[l] = (uint32_t)_mm_cvtsi128_si32(h);
-        }
-    }
-}
-
-/* vpdpbusd on (a+128) as u8 and b as s8 sums 4 products exactly in int32; starting each
- * chunk from acc − 128·Σ_chunk b makes the accumulator exact again after the chunk. */
-__attribute__((target("avx512f,avx512bw,avx512vnni")))
-static void tile_avx512(const job_t *J, int ta, int tb, int32_t *acc, uint32_t *xors) {
-    const int k = J->k, r = J->r, chunks = k / r;
-    const int8_t *A = J->ap + (size_t)ta * TILE * k, *B = J->bp + (size_t)tb * TILE * k;
-    const int32_t *colsum = J->colsum + (size_t)tb * chunks * TILE;
-    memset(acc, 0, TILE * TILE * sizeof *acc);
-    for (int l = 0; l < chunks; l++) {
-        const int8_t *Al = A + (size_t)l * TILE * r, *Bl = B + (size_t)l * TILE * r;
-        const __m512i corr[2] = {_mm512_loadu_si512(colsum + l * TILE), _mm512_loadu_si512(colsum + l * TILE + 16)};
-        __m512i x = _mm512_setzero_si512();
-        for (int rg = 0; rg < TILE; rg += 8) {
-            __m512i s[8][2];
-            int32_t *c0 = acc + rg * TILE;
-            for (int i = 0; i < 8; i++)
-                for (int h = 0; h < 2; h++)
-                    s[i][h] = _mm512_sub_epi32(_mm512_load_si512(c0 + i * TILE + 16 * h), corr[h]);
-            const int8_t *a0 = Al + 4 * rg, *bb = Bl;
-            for (int j = 0; j < r; j += 4, a0 += 4 * TILE, bb += 4 * TILE) {
-                const __m512i b0 = _mm512_load_si512(bb), b1 = _mm512_load_si512(bb + 64);
-                for (int i = 0; i < 8; i++) {
-                    int32_t quad;
-                    memcpy(&quad, a0 + 4 * i, sizeof quad);
-                    const __m512i av = _mm512_set1_epi32(quad);
-                    s[i][0] = _mm512_dpbusd_epi32(s[i][0], av, b0);
-                    s[i][1] = _mm512_dpbusd_epi32(s[i][1], av, b1);
-                }
-            }
-            for (int i = 0; i < 8; i++)
-                for (int h = 0; h < 2; h++) {
-                    _mm512_store_si512(c0 + i * TILE + 16 * h, s[i][h]);
-                    x = _mm512_xor_si512(x, s[i][h]);
-                }
-        }
-        if (xors) {
-            __m256i y = _mm256_xor_si256(_mm512_castsi512_si256(x), _mm512_extracti64x4_epi64(x, 1));
-            __m128i h = _mm_xor_si128(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
-            h = _mm_xor_si128(h, _mm_shuffle_epi32(h, 0x4E));
-            h = _mm_xor_si128(h, _mm_shuffle_epi32(h, 0xB1));
-            xors[l] = (uint32_t)_mm_cvtsi128_si32(h);
-        }
-    }
-}
+    for (int i = tb; J->colsum && i < tb + count; i++) column_sums_avx2(J, 2 * i); /* offset paths have AVX2 */
 #endif
+}
 
 /* --- fold and ticket (PROTOCOL §4) ----------------------------------------------------- */
 
@@ -444,18 +387,206 @@ static void ticket(const job_t *J, int ta, int tb, const uint32_t *xors) {
     J->wins[t] = !J->threshold || memcmp(d, J->threshold, 32) < 0;
 }
 
-/* --- threads ----------------------------------------------------------------------------- */
+/* --- recovery of A·B (kernel.matmul) ---------------------------------------------------------
+ * C' − A·B = A'·B' − (A' − E)(B' − F) = A'·F + E·B = (A'·F_L)·F_R + E_L·(E_R·B) = L·R with
+ *   L = [X | E_L] (m × 2r),  R = [F_R ; Y] (2r × n),  X = A'·F_L,  Y = E_R·B,
+ * a rank-2r product the micro-kernels subtract in int16 pairs after the last chunk (L is
+ * stored negated).  |X| ≤ 127·S and |Y| ≤ 64·T, where S, T are the most k-indices that touch
+ * one column of F_L or row of E_R; where that bound exceeds int16, the block is split into
+ * bytes: X·F_R = lo(X)·F_R + hi(X)·(256·F_R) (and E_L·Y likewise), the rank growing to 3r or 4r.
+ * X is a GEMM of the packed A' with F_L packed like B (its r columns padded to 16), on the same
+ * micro-kernels; Y adds rows of B. All sums wrap mod 2^32, which is exact since A·B fits int32. */
 
-static tile_fn tile_for(int path) {
-#ifdef POUW_X86
-    if (path == PATH_AVX512) return tile_avx512;
-    if (path == PATH_AVX2) return tile_avx2;
-#endif
-    return tile_portable;
+enum { I16_MAX = 32767 };
+
+
+static int32_t split_lo(int32_t v) { return (int8_t)(v & 0xFF); }
+static int32_t split_hi(int32_t v) { return (v - split_lo(v)) / 256; }
+
+/* One row of L or column of R in rank order: the big block (X or Y), possibly split, and the
+ * small one (E_L or F_R), scaled by 256 for the split's second half. */
+static void rank_line(const job_t *J, const int32_t *big, size_t big_step, const int8_t *small, int big_first,
+                      int split_big, int split_small, int32_t *out) {
+    const int r = J->r;
+    int32_t *b = out + (big_first ? 0 : r * (1 + split_small)), *s = out + (big_first ? r * (1 + split_big) : 0);
+    for (int x = 0; x < r; x++) {
+        const int32_t v = big[x * big_step];
+        if (split_big) b[x] = split_lo(v), b[r + x] = split_hi(v);
+        else b[x] = v;
+        s[x] = small[x * TILE];
+        if (split_small) s[r + x] = 256 * small[x * TILE];
+    }
 }
 
-/* Pack tasks are groups of PANEL_GROUP tile-rows or tile-columns: one 4-stream XOF each. */
-enum { PANEL_GROUP = 4 };
+/* Y = E_R·B for the 16-column groups g0 … g0+count−1 (count ≤ Y_GROUPS: a row's bytes for them
+ * are one cache line): y[g][x][c] (r × 16 each), from zero. */
+enum { Y_GROUPS = 4 };
+
+static void groups_y_scalar(const job_t *J, int g0, int count, int32_t *y) {
+    for (int j = 0; j < J->k; j++)
+        for (int g = 0; g < count; g++) {
+            const int8_t *row = J->b + (size_t)j * J->n + 16 * (g0 + g);
+            int32_t *yp = y + (size_t)g * 16 * J->r + 16 * J->ep[j], *yq = y + (size_t)g * 16 * J->r + 16 * J->eq[j];
+            for (int c = 0; c < 16; c++) yp[c] += row[c], yq[c] -= row[c];
+        }
+}
+
+#ifdef POUW_X86
+__attribute__((target("avx2"))) static void groups_y_avx2(const job_t *J, int g0, int count, int32_t *y) {
+    for (int j = 0; j < J->k; j++)
+        for (int g = 0; g < count; g++) {
+            const int8_t *row = J->b + (size_t)j * J->n + 16 * (g0 + g);
+            const __m256i lo = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)row));
+            const __m256i hi = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + 8)));
+            __m256i *yp = (__m256i *)(y + (size_t)g * 16 * J->r + 16 * J->ep[j]);
+            __m256i *yq = (__m256i *)(y + (size_t)g * 16 * J->r + 16 * J->eq[j]);
+            _mm256_storeu_si256(yp, _mm256_add_epi32(_mm256_loadu_si256(yp), lo));
+            _mm256_storeu_si256(yp + 1, _mm256_add_epi32(_mm256_loadu_si256(yp + 1), hi));
+            _mm256_storeu_si256(yq, _mm256_sub_epi32(_mm256_loadu_si256(yq), lo));
+            _mm256_storeu_si256(yq + 1, _mm256_sub_epi32(_mm256_loadu_si256(yq + 1), hi));
+        }
+}
+#endif
+
+static void groups_y(const job_t *J, int g0, int count, int32_t *y) {
+    memset(y, 0, (size_t)count * 16 * J->r * sizeof *y);
+#ifdef POUW_X86
+    if (J->path != PATH_PORTABLE) {
+        groups_y_avx2(J, g0, count, y);
+        return;
+    }
+#endif
+    groups_y_scalar(J, g0, count, y);
+}
+
+/* Tasks: 32-row panels (X, then their rows of L) and runs of Y_GROUPS 16-column groups (Y, then
+ * their R). */
+static void *recovery_worker(void *arg) {
+    job_t *J = arg;
+    const geometry_t *G = &GEOMETRY[J->path];
+    const int panels = J->m / TILE, groups = J->n / 16, runs = (groups + Y_GROUPS - 1) / Y_GROUPS;
+    const int r = J->r, rank = 2 * J->pairs;
+    int32_t *line = malloc((size_t)rank * sizeof *line);
+    if (!line) return (void *)1;
+    for (long t; (t = __atomic_fetch_add(&J->next, 1, __ATOMIC_RELAXED)) < panels + runs;) {
+        if (t < panels) {
+            const int row0 = (int)t * TILE;
+            for (int c = 0; c < J->rpad;) {
+                const int nv = (J->rpad - c) / G->w < G->nv ? (J->rpad - c) / G->w : G->nv;
+                strip_t S = {J->ap + (size_t)row0 * J->k, (size_t)J->k, TILE, nv, 0, J->k / 4, J->k / 4};
+                for (int v = 0; v < nv; v++) {
+                    const int col = c + v * G->w;
+                    S.b[v] = J->flp + (size_t)(col / 16) * 16 * J->k + 4 * (col % 16);
+                    S.corr[v] = J->fl_colsum ? J->fl_colsum + col : NULL;
+                }
+                S.first = 1, S.out = J->xl + (size_t)row0 * J->rpad + c, S.ldo = (size_t)J->rpad;
+                G->fn(&S);
+                c += nv * G->w;
+            }
+            const int8_t *T = J->factors + (size_t)t * TILE * r; /* E_L of this tile-row, transposed */
+            for (int i = row0; i < row0 + TILE; i++) {
+                rank_line(J, J->xl + (size_t)i * J->rpad, 1, T + i % TILE, 1, J->split_x, J->split_y, line);
+                int16_t *at = (int16_t *)(J->lp + (size_t)(i / 8) * 8 * 4 * J->pairs) + (i % 8) * 2;
+                for (int x = 0; x < rank; x++) at[(x / 2) * 16 + x % 2] = (int16_t)-line[x];
+            }
+        } else {
+            const int g0 = (int)(t - panels) * Y_GROUPS, count = groups - g0 < Y_GROUPS ? groups - g0 : Y_GROUPS;
+            int32_t *y = J->y0 + (size_t)g0 * 16 * r; /* these groups' Y, [group][r][16 columns] */
+            groups_y(J, g0, count, y);
+            for (int g = g0; g < g0 + count; g++) {
+                const int8_t *T = J->factors + (size_t)(panels + g / 2) * TILE * r; /* F_R of the tile-column */
+                for (int c = 0; c < 16; c++) {
+                    rank_line(J, y + (size_t)(g - g0) * 16 * r + c, 16, T + 16 * (g % 2) + c, 0, J->split_y, J->split_x, line);
+                    int16_t *at = (int16_t *)(J->rp + (size_t)g * 16 * 4 * J->pairs) + c * 2;
+                    for (int x = 0; x < rank; x++) at[(x / 2) * 32 + x % 2] = (int16_t)line[x];
+                }
+            }
+        }
+    }
+    free(line);
+    return NULL;
+}
+
+/* F_L packed like B, its column sums, and the split decision (from the pair counts). */
+static void recovery_setup(job_t *J) {
+    const int r = J->r;
+    int *touch = calloc((size_t)2 * r, sizeof *touch), s_max = 0, t_max = 0;
+    memset(J->flp, 0, (size_t)J->k * J->rpad);
+    if (J->fl_colsum) memset(J->fl_colsum, 0, (size_t)J->rpad * sizeof *J->fl_colsum);
+    for (int j = 0; j < J->k; j++) {
+        const int p = J->fp[j], q = J->fq[j];
+        J->flp[(size_t)(p / 16) * 16 * J->k + (size_t)(j / 4) * B_QUAD + 4 * (p % 16) + j % 4] = 1;
+        J->flp[(size_t)(q / 16) * 16 * J->k + (size_t)(j / 4) * B_QUAD + 4 * (q % 16) + j % 4] = -1;
+        if (J->fl_colsum) J->fl_colsum[p] += 128, J->fl_colsum[q] -= 128;
+        if (touch) touch[p]++, touch[q]++, touch[r + J->ep[j]]++, touch[r + J->eq[j]]++;
+    }
+    for (int c = 0; c < r; c++) {
+        const int s = touch ? touch[c] : J->k, t = touch ? touch[r + c] : J->k;
+        s_max = s > s_max ? s : s_max, t_max = t > t_max ? t : t_max;
+    }
+    free(touch);
+    J->split_x = 127 * s_max > I16_MAX;
+    J->split_y = 64 * t_max > I16_MAX;
+}
+
+/* --- compute: units of MC × NC outputs ------------------------------------------------------ */
+
+/* A unit's buffer: accumulators (MC × NC int32), then per tile of the unit and chunk a 16-lane
+ * partial XOR, then one chunk's XOR words. */
+static size_t unit_buffer_len(const job_t *J) {
+    const size_t chunks = J->lanes ? (size_t)(J->k / J->r) : 0;
+    return (size_t)MC * NC * sizeof(int32_t) + (size_t)(MC / TILE) * (NC / TILE) * chunks * 64 + chunks * 4 + 64;
+}
+
+/* Rows row0 … row0+rows−1 × columns col0 … col0+cols−1, all of k. */
+static void run_unit(const job_t *J, uint8_t *buf, int row0, int col0, int rows, int cols) {
+    const geometry_t *G = &GEOMETRY[J->path];
+    const int quads = J->k / 4, kcq = J->kc / 4, chunks = J->lanes ? J->k / J->r : 0;
+    const int tiles_across = cols / TILE, segments = (quads + J->seg - 1) / J->seg;
+    int32_t *acc = (int32_t *)buf;
+    uint32_t *xt = (uint32_t *)(buf + (size_t)MC * NC * sizeof(int32_t));
+    uint32_t *xors = xt + (size_t)(MC / TILE) * (NC / TILE) * chunks * 16;
+    if (chunks) memset(xt, 0, (size_t)(rows / TILE) * tiles_across * chunks * 64);
+    for (int q0 = 0; q0 < quads; q0 += kcq) {
+        const int len = quads - q0 < kcq ? quads - q0 : kcq, last = q0 + len == quads;
+        for (int c = 0; c < cols;) {
+            const int nv = (cols - c) / G->w < G->nv ? (cols - c) / G->w : G->nv;
+            strip_t S = {J->ap + (size_t)row0 * J->k + (size_t)q0 * A_QUAD, (size_t)J->k, rows, nv, q0, len, J->seg};
+            for (int v = 0; v < nv; v++) {
+                const int col = col0 + c + v * G->w;
+                S.b[v] = J->bp + (size_t)(col / 16) * 16 * J->k + (size_t)q0 * B_QUAD + 4 * (col % 16);
+                S.corr[v] = J->colsum ? J->colsum + (size_t)(col / 16) * segments * 16 + col % 16 : NULL;
+                S.xt[v] = chunks ? xt + (size_t)((c + v * G->w) / TILE) * chunks * 16 : NULL;
+            }
+            S.xt_row = (size_t)tiles_across * chunks * 16;
+            S.acc = acc + c, S.ldacc = NC, S.first = q0 == 0;
+            if (!last) S.out = S.acc, S.ldo = NC;
+            else if (J->c) S.out = J->c + (size_t)row0 * J->n + col0 + c, S.ldo = (size_t)J->n;
+            if (last && J->recover) {
+                S.l = J->lp + (size_t)row0 * 4 * J->pairs, S.pairs = J->pairs;
+                for (int v = 0; v < nv; v++) {
+                    const int col = col0 + c + v * G->w;
+                    S.r[v] = J->rp + (size_t)(col / 16) * 16 * 4 * J->pairs + 4 * (col % 16);
+                }
+            }
+            G->fn(&S);
+            c += nv * G->w;
+        }
+    }
+    for (int t = 0; chunks && t < (rows / TILE) * tiles_across; t++) {
+        const uint32_t *part = xt + (size_t)t * chunks * 16;
+        for (int l = 0; l < chunks; l++) {
+            uint64_t w[8];
+            memcpy(w, part + 16 * l, sizeof w);
+            const uint64_t x = w[0] ^ w[1] ^ w[2] ^ w[3] ^ w[4] ^ w[5] ^ w[6] ^ w[7];
+            xors[l] = (uint32_t)(x ^ (x >> 32));
+        }
+        ticket(J, row0 / TILE + t / tiles_across, col0 / TILE + t % tiles_across, xors);
+    }
+}
+
+/* --- threads ----------------------------------------------------------------------------- */
+
 
 static void *pack_worker(void *arg) {
     job_t *J = arg;
@@ -470,50 +601,27 @@ static void *pack_worker(void *arg) {
     return NULL;
 }
 
-static void *tile_worker(void *arg) {
+/* Units in row-major order, so that consecutive units share their rows of A (in L2). */
+static void *unit_worker(void *arg) {
     job_t *J = arg;
-    const int nb = J->n / TILE;
-    const long total = (long)(J->m / TILE) * nb;
-    const tile_fn fn = tile_for(J->path);
-    int32_t *acc = aligned_alloc(64, TILE * TILE * sizeof(int32_t));
-    uint32_t *xors = J->lanes ? malloc((size_t)(J->k / J->r) * sizeof(uint32_t)) : NULL;
-    if (!acc || (J->lanes && !xors)) {
-        free(acc);
-        free(xors);
-        return (void *)1;
-    }
+    uint8_t *buf = J->units + (size_t)__atomic_fetch_add(&J->slot, 1, __ATOMIC_RELAXED) * J->unit_len;
+    const int across = (J->n + NC - 1) / NC;
+    const long total = (long)((J->m + MC - 1) / MC) * across;
     for (long t; (t = __atomic_fetch_add(&J->next, 1, __ATOMIC_RELAXED)) < total;) {
-        const int ta = (int)(t / nb), tb = (int)(t % nb);
-        fn(J, ta, tb, acc, xors);
-        if (xors) ticket(J, ta, tb, xors);
-        if (J->c)
-            for (int i = 0; i < TILE; i++)
-                memcpy(J->c + ((size_t)ta * TILE + i) * J->n + (size_t)tb * TILE, acc + i * TILE,
-                       TILE * sizeof(int32_t));
+        const int row0 = (int)(t / across) * MC, col0 = (int)(t % across) * NC;
+        run_unit(J, buf, row0, col0, J->m - row0 < MC ? J->m - row0 : MC, J->n - col0 < NC ? J->n - col0 : NC);
     }
-    free(acc);
-    free(xors);
     return NULL;
 }
 
-/* Run fn on J->threads threads (the caller is one of them); nonzero if any failed. */
-static int parallel(job_t *J, void *(*fn)(void *)) {
-    pthread_t tid[MAX_THREADS];
-    int started = 0, failed = 0;
-    J->next = 0;
-    for (; started < J->threads - 1; started++)
-        if (pthread_create(&tid[started], NULL, fn, J)) break;
-    failed |= fn(J) != NULL;
-    for (int i = 0; i < started; i++) {
-        void *ret;
-        pthread_join(tid[i], &ret);
-        failed |= ret != NULL;
-    }
-    return failed;
+static int parallel(job_t *J, pool_fn fn) {
+    J->next = 0, J->slot = 0;
+    return pool_run(fn, J, J->threads);
 }
 
 /* --- workspace --------------------------------------------------------------------------
- * One buffer holds the packed operands, the noise factors and pairs.  The last one is kept for
+ * One buffer holds the packed operands, the noise factors and pairs, the column sums and each
+ * thread's unit buffer.  The last one is kept for
  * the next call (a miner calls with the same shape again and again): a fresh allocation of this
  * size is mmapped, and the kernel then faults in and zeroes every page on each call.  A second
  * caller running concurrently gets a private buffer. */
@@ -545,9 +653,14 @@ static void workspace_put(void *ws, int kept) {
 /* Carves J's buffers out of ws (or only measures them when ws is NULL); returns the size. */
 static size_t workspace_layout(job_t *J, uint8_t *ws) {
     const size_t k = J->k, noisy = J->s_b != NULL, panels = (size_t)(J->m + J->n) / TILE;
+    const size_t segments = (k / 4 + J->seg - 1) / J->seg;
     const size_t lens[] = {(size_t)J->m * k, k * J->n, noisy * panels * TILE * J->r, noisy * panels * TILE * J->r,
                            noisy * 2 * 4 * k, noisy * 4 * k * sizeof(uint16_t),
-                           J->path == PATH_AVX512 ? (size_t)J->n * (k / J->r) * sizeof(int32_t) : 0};
+                           GEOMETRY[J->path].offset ? (size_t)J->n * segments * sizeof(int32_t) : 0,
+                           (size_t)J->threads * round64(unit_buffer_len(J)),
+                           J->recover * k * J->rpad, J->recover * J->rpad * sizeof(int32_t),
+                           J->recover * (size_t)J->m * J->rpad * sizeof(int32_t), J->recover * (size_t)J->r * J->n * sizeof(int32_t),
+                           J->recover * (size_t)J->m * 4 * J->pairs, J->recover * (size_t)J->n * 4 * J->pairs};
     enum { PARTS = sizeof lens / sizeof lens[0] };
     size_t off[PARTS], total = 0;
     for (int i = 0; i < PARTS; i++) off[i] = total, total += round64(lens[i]);
@@ -557,7 +670,11 @@ static size_t workspace_layout(job_t *J, uint8_t *ws) {
         J->pairs_xof = ws + off[4];
         uint16_t *pairs = (uint16_t *)(ws + off[5]);
         J->ep = pairs, J->eq = pairs + k, J->fp = pairs + 2 * k, J->fq = pairs + 3 * k;
-        J->colsum = J->path == PATH_AVX512 ? (int32_t *)(ws + off[6]) : NULL;
+        J->colsum = GEOMETRY[J->path].offset ? (int32_t *)(ws + off[6]) : NULL;
+        J->units = ws + off[7], J->unit_len = round64(unit_buffer_len(J));
+        J->flp = (int8_t *)(ws + off[8]), J->fl_colsum = GEOMETRY[J->path].offset ? (int32_t *)(ws + off[9]) : NULL;
+        J->xl = (int32_t *)(ws + off[10]), J->y0 = (int32_t *)(ws + off[11]);
+        J->lp = (int8_t *)(ws + off[12]), J->rp = (int8_t *)(ws + off[13]);
     }
     return total;
 }
@@ -575,12 +692,21 @@ static void noise_pairs(job_t *J) {
 /* 0 on success, 1 out of memory, 2 an entry outside [-limit, limit]. */
 static int run_job(job_t *J) {
     int kept, status = 1;
+    J->kc = KC_TARGET > J->r ? KC_TARGET / J->r * J->r : J->r;
+    J->seg = J->lanes ? J->r / 4 : J->kc / 4; /* plain GEMM: one correction per K-block */
+    J->rpad = (J->r + 15) / 16 * 16, J->pairs = J->recover ? 2 * J->r : 0; /* sized for the split */
     uint8_t *ws = workspace_get(workspace_layout(J, NULL), &kept);
     if (!ws) return 1;
     workspace_layout(J, ws);
     if (J->s_b) noise_pairs(J);
     else J->ep = J->eq = J->fp = J->fq = NULL;
-    if (!parallel(J, pack_worker)) status = J->bad_entry ? 2 : parallel(J, tile_worker);
+    if (J->recover) {
+        recovery_setup(J);
+        J->pairs = J->r * (2 + J->split_x + J->split_y) / 2;
+    }
+    if (!parallel(J, pack_worker) && !J->bad_entry && (!J->recover || !parallel(J, recovery_worker)))
+        status = parallel(J, unit_worker);
+    else status = J->bad_entry ? 2 : 1;
     workspace_put(ws, kept);
     return status;
 }
@@ -592,7 +718,8 @@ static int path_supported(int path) {
     __builtin_cpu_init();
     if (path == PATH_AVX512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vnni");
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    if (path == PATH_AVXVNNI) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
     if (path == PATH_AVX2) return __builtin_cpu_supports("avx2");
 #endif
     return path == PATH_PORTABLE;
@@ -662,7 +789,7 @@ static PyObject *finish(job_t *J, Py_buffer *bufs, int nbufs) {
 
 static PyObject *py_mine(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"a", "b", "s_a", "s_b", "threshold", "lanes", "digests", "wins", "c",
-                             "m", "n", "k", "r", "path", "threads", NULL};
+                             "m", "n", "k", "r", "path", "threads", "recover", NULL};
     enum { NB = 9 };
     Py_buffer v[NB];
     PyObject *thr_obj, *c_obj;
@@ -670,9 +797,9 @@ static PyObject *py_mine(PyObject *self, PyObject *args, PyObject *kw) {
     job_t J = {0};
     J.threads = 1;
     memset(v, 0, sizeof v);
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*y*y*Ow*w*w*Oiiii|zi", kwlist, &v[0], &v[1], &v[2],
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*y*y*Ow*w*w*Oiiii|zip", kwlist, &v[0], &v[1], &v[2],
                                      &v[3], &thr_obj, &v[4], &v[5], &v[6], &c_obj, &J.m, &J.n, &J.k, &J.r,
-                                     &path, &J.threads))
+                                     &path, &J.threads, &J.recover))
         return NULL;
     const size_t m = J.m, n = J.n, k = J.k, T = (m / TILE) * (n / TILE);
     if (check_dims(J.m, J.n, J.k, J.r, J.threads) || check_len(&v[0], m * k, "a") ||
@@ -688,6 +815,9 @@ static PyObject *py_mine(PyObject *self, PyObject *args, PyObject *kw) {
         if (PyObject_GetBuffer(c_obj, &v[8], PyBUF_WRITABLE) || check_len(&v[8], 4 * m * n, "c"))
             goto fail;
         J.c = v[8].buf;
+    } else if (J.recover) {
+        PyErr_SetString(PyExc_ValueError, "recover needs c");
+        goto fail;
     }
     J.a = v[0].buf, J.b = v[1].buf, J.s_a = v[2].buf, J.s_b = v[3].buf;
     J.lanes = v[4].buf, J.digests = v[5].buf, J.wins = v[6].buf;
@@ -735,16 +865,32 @@ static PyObject *py_paths(PyObject *self, PyObject *unused) {
 
 static PyObject *py_sha_ni(PyObject *self, PyObject *unused) { return PyBool_FromLong(have_shani()); }
 
+static PyObject *py_peak(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"path", NULL};
+    const char *path = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|z", kwlist, &path)) return NULL;
+    const int p = resolve_path(path);
+    if (p < 0) return NULL;
+    double macs_per_cycle, ghz;
+    Py_BEGIN_ALLOW_THREADS
+    peak_core(p, &macs_per_cycle, &ghz);
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("dd", macs_per_cycle, ghz);
+}
+
 static PyMethodDef methods[] = {
     {"mine", (PyCFunction)(void (*)(void))py_mine, METH_VARARGS | METH_KEYWORDS,
-     "mine(a, b, s_a, s_b, threshold, lanes, digests, wins, c, m, n, k, r, path=None, threads=1)\n"
+     "mine(a, b, s_a, s_b, threshold, lanes, digests, wins, c, m, n, k, r, path=None, threads=1, recover=False)\n"
      "Noisy GEMM + fold + tickets into the given output buffers (PROTOCOL §4); the noise is expanded "
-     "from the seeds s_A, s_B here."},
+     "from the seeds s_A, s_B here.  c receives C' = A'·B', or A·B when recover is true."},
     {"gemm", (PyCFunction)(void (*)(void))py_gemm, METH_VARARGS | METH_KEYWORDS,
      "gemm(a, b, c, m, n, k, block, path=None, threads=1)\nPlain C = A·B (int8 in, int32 out) with the "
      "same packing and tile loop, k blocked by `block`."},
     {"paths", py_paths, METH_NOARGS, "Kernel paths this CPU supports, fastest first."},
     {"sha_ni", py_sha_ni, METH_NOARGS, "Whether the ticket hash uses SHA-NI on the SIMD paths."},
+    {"peak", (PyCFunction)(void (*)(void))py_peak, METH_VARARGS | METH_KEYWORDS,
+     "peak(path=None) -> (int8 MACs per cycle of one core, clock in GHz), measured by a throughput loop "
+     "of the path's multiply instruction; (0, 0) on the portable path."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "miner._kernel", "PoUW work kernel (PROTOCOL §4).",

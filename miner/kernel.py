@@ -1,19 +1,19 @@
 """One mining API over the C kernel and the numpy reference (PROTOCOL §4).
 
 ``active_path`` is the fastest path this machine supports, or the one named by the
-environment variable ``POUW_KERNEL_PATH`` (``avx512``, ``avx2``, ``portable``, ``numpy``);
-every call also takes ``path=`` to force one.  All paths give identical results.
+environment variable ``POUW_KERNEL_PATH`` (``avx512``, ``avxvnni``, ``avx2``, ``portable``,
+``numpy``); every call also takes ``path=`` to force one.  All paths give identical results.
 """
 from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
 from consensus.block import Header
-from consensus.work import (TILE, TileResult, er_pairs, fl_pairs, noise_el, noise_fr, seeds,
-                            win_threshold)
+from consensus.work import TILE, TileResult, noisy_operands, recover_product, seeds, win_threshold
 
 from . import reference
 from .reference import WorkResult
@@ -49,13 +49,21 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def peak(path: str | None = None) -> tuple[float, float]:
+    """(int8 MACs per cycle of one core, clock in GHz) on ``path``, measured by a short throughput
+    loop of its multiply instruction; (0, 0) where there is nothing to measure (portable, numpy)."""
+    path = path or active_path
+    return (0.0, 0.0) if path == "numpy" else _kernel.peak(path=path)
+
+
 def _int8(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.int8)
 
 
 def run(header: Header, a: np.ndarray, b: np.ndarray, *, want_product: bool = False,
-        threads: int | None = None, path: str | None = None) -> WorkResult:
-    """Every tile's lanes, digest and win flag (row-major tile order), and C' = A'·B' if asked.
+        threads: int | None = None, path: str | None = None, recover: bool = False) -> WorkResult:
+    """Every tile's lanes, digest and win flag (row-major tile order), and C' = A'·B' if asked
+    (A·B itself with ``recover``: the kernel removes the noise's rank-2r part in C).
 
     ``header`` is a template: version … nonce and ``work`` (m, n, k, r, H_A, H_B, job_id)
     are used, the ticket is ignored.  The C paths reject entries outside [−64, 64].
@@ -65,16 +73,21 @@ def run(header: Header, a: np.ndarray, b: np.ndarray, *, want_product: bool = Fa
     if a.shape != (w.m, w.k) or b.shape != (w.k, w.n):
         raise ValueError(f"A is {a.shape}, B is {b.shape}; the header says {w.m}x{w.k} · {w.k}x{w.n}")
     if path == "numpy":
-        return reference.work(header, a, b, want_product)
+        result = reference.work(header, a, b, want_product or recover)
+        if not recover:
+            return result
+        s = seeds(header)
+        b_noisy = noisy_operands(a, b, s, w.r)[1]
+        return replace(result, product=recover_product(a, b_noisy, result.product, s, w.r).astype(np.int32))
     s = seeds(header)
     tiles = (w.m // TILE) * (w.n // TILE)
     threshold = win_threshold(header.target, w.k)
     out = WorkResult(np.empty((tiles, 16), np.uint32), np.empty((tiles, 32), np.uint8),
-                     np.empty(tiles, np.bool_), np.empty((w.m, w.n), np.int32) if want_product else None)
+                     np.empty(tiles, np.bool_), np.empty((w.m, w.n), np.int32) if want_product or recover else None)
     _kernel.mine(_int8(a), _int8(b), s.s_a, s.s_b,
                  threshold.to_bytes(32, "big") if threshold < 1 << 256 else None,
                  out.lanes, out.digests, out.wins.view(np.uint8), out.product,
-                 w.m, w.n, w.k, w.r, path=path, threads=threads or default_threads())
+                 w.m, w.n, w.k, w.r, path=path, threads=threads or default_threads(), recover=recover)
     return out
 
 
@@ -98,35 +111,15 @@ def mine(header: Header, a: np.ndarray, b: np.ndarray, threads: int | None = Non
     return _tiles(header, result, np.flatnonzero(result.wins))
 
 
-def recover(a: np.ndarray, b: np.ndarray, c_noisy: np.ndarray, header: Header) -> np.ndarray:
-    """``A·B = C' − (A·F_L)·F_R − E_L·(E_R·B')`` with ``E_R·B' = E_R·B + (E_R·F_L)·F_R``.
-
-    The ±1 factors are applied as dense float32 products (exact: every sum is below
-    64·k ≤ 2^19 in magnitude); the rank-2r correction is a float64 product (exact below 2^53).
-    """
-    w = header.work
-    s = seeds(header)
-    rows = np.arange(w.k)
-    fl = np.zeros((w.k, w.r), np.float32)
-    fp, fq = fl_pairs(s, w.k, w.r)
-    fl[rows, fp], fl[rows, fq] = 1, -1
-    er = np.zeros((w.r, w.k), np.float32)
-    ep, eq = er_pairs(s, w.k, w.r)
-    er[ep, rows], er[eq, rows] = 1, -1
-    fr = noise_fr(s.s_b, w.n, w.r).astype(np.float64)
-    er_b = (er @ b.astype(np.float32)).astype(np.float64) + (er @ fl).astype(np.float64) @ fr
-    left = np.hstack([a.astype(np.float32) @ fl, noise_el(s.s_a, w.m, w.r)]).astype(np.float64)
-    correction = left @ np.vstack([fr, er_b])
-    return (c_noisy.astype(np.int64) - correction.astype(np.int64)).astype(np.int32)
-
-
 def matmul(a: np.ndarray, b: np.ndarray, header: Header, threads: int | None = None,
            path: str | None = None) -> tuple[np.ndarray, list[TileResult]]:
-    """The 2-for-1 call: exact A·B (int32) and the winning tiles of ``header`` for A, B."""
-    if min(a.min(), b.min()) < -ENTRY_LIMIT or max(a.max(), b.max()) > ENTRY_LIMIT:
+    """The 2-for-1 call: exact A·B (int32) and the winning tiles of ``header`` for A, B.
+    Entries must lie in [−64, 64] (the C paths check them while packing)."""
+    if (path or active_path) == "numpy" and (min(a.min(), b.min()) < -ENTRY_LIMIT
+                                             or max(a.max(), b.max()) > ENTRY_LIMIT):
         raise ValueError(f"entries must lie in [-{ENTRY_LIMIT}, {ENTRY_LIMIT}]")
-    result = run(header, a, b, want_product=True, threads=threads, path=path)
-    return recover(a, b, result.product, header), _tiles(header, result, np.flatnonzero(result.wins))
+    result = run(header, a, b, threads=threads, path=path, recover=True)
+    return result.product, _tiles(header, result, np.flatnonzero(result.wins))
 
 
 def gemm(a: np.ndarray, b: np.ndarray, block: int = 64, threads: int | None = None,

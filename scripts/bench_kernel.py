@@ -1,21 +1,33 @@
-"""Mining throughput side by side (PROTOCOL §4): the C kernel mining, the same kernel as a
-plain int8 GEMM, numpy float32 matmul, the numpy reference miner and torch._int_mm (if
-importable).  One thread count for all.
+"""Mining throughput against the machine's limit and the libraries users run (PROTOCOL §4).
 
-The PoUW overhead compares ``mine`` with ``plain`` (the same kernel, packing, tile loop and
-threads, without noise, fold or tickets).  Those two are timed round-robin in a group of
-their own, before any third-party library runs: OpenBLAS and OpenMP worker threads keep
-spinning for a while after a call, and whichever contender ran next used to lose a core to
-them.  ``mine_c`` is mining that also writes C' = A'·B' (what ``kernel.matmul`` runs), the
-strict like-for-like partner of ``plain``, which writes C as well.
+Contenders, all on one thread count:
 
-    python scripts/bench_kernel.py [--json] [--shapes 1024 2048] [--r 64] [--threads N] [--repeat 9]
+* ours, in this process: ``mine`` (tickets only), ``mine_c`` (also writes C' = A'·B'),
+  ``matmul`` (``kernel.matmul``: exact A·B recovered in the kernel, plus the winning tiles) and
+  ``plain`` (the same kernel as a plain int8 GEMM: no noise, fold or tickets);
+* anchors, each in a fresh subprocess of its own as a user would run it (3 warm-ups there):
+  ``onednn_int8`` = ``torch._int_mm`` (oneDNN's s8·s8→s32 GEMM; skipped when torch is not
+  installed) and ``numpy_f32`` (float32 matmul, with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
+  removed from its environment, since they slow it);
+* ``reference``: the numpy reference miner, one run (sizes up to 2048 only);
+* ``peak``: the physical limit, int8 MACs per cycle of one core (a throughput loop of the
+  kernel path's multiply instruction in the C extension) × threads × the measured clock.
+
+All of these are timed round-robin (the first round a warm-up), so that a shared machine's load
+hits every contender alike; a turn is two calls back to back, the second timed, as in a loop;
+figures are medians of ``--repeat`` rounds.  An anchor times its own calls in its process, and
+gets SETTLE_S afterwards for its library's threads to stop spinning.  The PoUW overhead is mine/plain time − 1, the median over rounds.
+
+    python scripts/bench_kernel.py [--json] [--shapes 1024 2048 4096] [--r 64] [--threads N] [--repeat 9]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from typing import Callable
 
@@ -24,87 +36,187 @@ import numpy as np
 from consensus.block import Header, Ticket, WorkSpec
 from miner import kernel
 
-SETTLE_S = 0.5  # lets other libraries' spinning worker threads go to sleep before timing
+CONTENDERS = ("mine", "mine_c", "matmul", "plain", "onednn_int8", "numpy_f32", "reference")
+ANCHORS = ("onednn_int8", "numpy_f32")
+ANCHOR_WARMUPS = 3
+SETTLE_S = 0.25
+REFERENCE_MAX = 2048
+SLOW_BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def timings(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
-    """Seconds per run of each of ``fns``, round-robin so that a noisy machine's load hits
-    every contender alike; the first round is a warm-up and is dropped."""
-    time.sleep(SETTLE_S)
+def operands(size: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(size)
+    return (rng.integers(-64, 65, (size, size), dtype=np.int8), rng.integers(-64, 65, (size, size), dtype=np.int8))
+
+
+# --- anchors: one fresh process each, driven round by round ----------------------------------
+
+def anchor_call(name: str, a: np.ndarray, b: np.ndarray, threads: int) -> tuple[Callable[[], object], str]:
+    """The anchor's call on A, B and a description of what runs it (raises ImportError)."""
+    if name == "onednn_int8":
+        import torch
+        torch.set_num_threads(threads)
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        return (lambda: torch._int_mm(ta, tb)), f"torch {torch.__version__} {torch.backends.cpu.get_cpu_capability()}"
+    af, bf = a.astype(np.float32), b.astype(np.float32)
+    try:
+        from threadpoolctl import threadpool_info
+        blas = "; ".join(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')} "
+                         f"threads={i.get('num_threads')}" for i in threadpool_info() if i.get("user_api") == "blas")
+    except ImportError:
+        blas = "BLAS kernel unknown (threadpoolctl not installed)"
+    return (lambda: af @ bf), blas
+
+
+def anchor_child(name: str, size: int, threads: int) -> None:
+    """Subprocess side: warms up, prints {"runs_on": ...} (or {"why": ...} and exits), then for
+    every "run" line on stdin makes two calls and prints the seconds of the second."""
+    a, b = operands(size)
+    try:
+        call, runs_on = anchor_call(name, a, b, threads)
+    except ImportError as exc:
+        print(json.dumps({"why": str(exc)}), flush=True)
+        return
+    for _ in range(ANCHOR_WARMUPS):
+        call()
+    print(json.dumps({"runs_on": runs_on}), flush=True)
+    for _ in sys.stdin:
+        call()  # back to back with the timed call, as in a loop: the library's threads awake
+        start = time.perf_counter()
+        call()
+        print(time.perf_counter() - start, flush=True)
+
+
+class Anchor:
+    """An anchor in a fresh process of its own (none of our threads or libraries in it), with the
+    same thread count; each call() runs it once there and returns the seconds it took."""
+
+    def __init__(self, name: str, size: int, threads: int) -> None:
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+        if name == "numpy_f32":
+            for key in SLOW_BLAS_ENV:
+                env.pop(key, None)
+        self.proc = subprocess.Popen([sys.executable, __file__, "--anchor", name, "--shapes", str(size),
+                                      "--threads", str(threads)], env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = self.proc.stdout.readline()
+        hello = json.loads(line) if line else {"why": self.proc.stderr.read().strip().splitlines()[-1:]}
+        self.runs_on = hello.get("runs_on") or hello.get("why")
+        self.available = "runs_on" in hello
+
+    def __call__(self) -> float:
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        seconds = float(self.proc.stdout.readline())
+        time.sleep(SETTLE_S)  # its library threads spin for a while after a call
+        return seconds
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+# --- the round-robin ----------------------------------------------------------------------------
+
+def round_robin(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
+    """Seconds per run of each of ``fns``, round-robin so that a noisy machine's load hits every
+    contender alike; the first round is a warm-up.  Each turn is two calls back to back of which
+    the second is timed (an Anchor does the same in its process and reports the seconds)."""
     times: dict[str, list[float]] = {key: [] for key in fns}
     for rep in range(repeat + 1):
         for key, fn in fns.items():
-            start = time.perf_counter()
-            fn()
+            if isinstance(fn, Anchor):
+                got = fn()
+            else:
+                fn()
+                start = time.perf_counter()
+                fn()
+                got = time.perf_counter() - start
             if rep:
-                times[key].append(time.perf_counter() - start)
+                times[key].append(got)
     return times
 
 
-def torch_int8(a: np.ndarray, b: np.ndarray, threads: int) -> Callable[[], object] | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(threads)
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    return lambda: torch._int_mm(ta, tb)
+def peak(threads: int) -> dict:
+    macs_per_cycle, ghz = kernel.peak()
+    return {"peak_gmacs": round(macs_per_cycle * ghz * threads, 1), "peak_macs_per_cycle": round(macs_per_cycle, 1),
+            "clock_ghz": round(ghz, 2)}
 
 
 def bench(size: int, r: int, threads: int, repeat: int) -> dict:
-    rng = np.random.default_rng(size)
-    a = rng.integers(-64, 65, (size, size), dtype=np.int8)
-    b = rng.integers(-64, 65, (size, size), dtype=np.int8)
+    a, b = operands(size)
     # commitments are per job, not per template: placeholders keep the setup cheap
     header = Header(2, 4, 1, bytes(32), 0, 1 << 200, bytes(32), bytes(32), bytes(20), 0,
                     WorkSpec(size, size, size, r, bytes(32), bytes(32)), Ticket(0, 0, bytes(32)))
-    af, bf = a.astype(np.float32), b.astype(np.float32)
-    gmacs = size ** 3 / 1e9
-    ours = {
+    out: dict = {"shape": [size, size, size], "r": r, "threads": threads, "path": kernel.active_path,
+                 "load_avg": round(os.getloadavg()[0], 2)}
+    anchors = {name: Anchor(name, size, threads) for name in ANCHORS}
+    for name, anchor in anchors.items():
+        out[f"{name}_runs_on"] = anchor.runs_on
+    out |= peak(threads)
+    times = round_robin({
         "mine": lambda: kernel.mine(header, a, b, threads=threads),
         "mine_c": lambda: kernel.run(header, a, b, want_product=True, threads=threads),
+        "matmul": lambda: kernel.matmul(a, b, header, threads=threads),
         "plain": lambda: kernel.gemm(a, b, block=r, threads=threads),
-    }
-    others = {key: fn for key, fn in {
-        "numpy_f32": lambda: af @ bf,
-        "torch_int8": torch_int8(a, b, threads),
-    }.items() if fn is not None}
-    times = timings(ours, repeat)
-    times |= timings(others, min(repeat, 3))  # slow and only for orientation
-    times |= timings({"reference": lambda: kernel.mine(header, a, b, path="numpy")}, 1)
-    out: dict = {"shape": [size, size, size], "r": r, "threads": threads, "path": kernel.active_path}
-    for key in ("mine", "mine_c", "plain", "numpy_f32", "reference", "torch_int8"):
+    } | {name: anchor for name, anchor in anchors.items() if anchor.available}, repeat)
+    for anchor in anchors.values():
+        anchor.close()
+    if size <= REFERENCE_MAX:
+        times |= round_robin({"reference": lambda: kernel.mine(header, a, b, path="numpy")}, 1)
+    gmacs = size ** 3 / 1e9
+    for key in CONTENDERS:
         t = times.get(key)
         out[f"{key}_gmacs"] = round(gmacs / statistics.median(t), 2) if t else None
         out[f"{key}_gmacs_range"] = [round(gmacs / max(t), 2), round(gmacs / min(t), 2)] if t else None
-    # per-round ratios: both contenders of a round saw the same machine load
+    out["torch_int8_gmacs"] = out["onednn_int8_gmacs"]  # the key's earlier name
     ratios = [m / p - 1 for m, p in zip(times["mine"], times["plain"])]
     out["overhead"] = round(statistics.median(ratios), 4)
     out["overhead_range"] = [round(min(ratios), 4), round(max(ratios), 4)]
     return out
 
 
+def print_table(row: dict) -> None:
+    size, peak_gmacs = row["shape"][0], row["peak_gmacs"]
+    print(f"{size}^3 r={row['r']} threads={row['threads']} path={row['path']} load={row['load_avg']}  "
+          f"peak {peak_gmacs} GMAC/s = {row['peak_macs_per_cycle']} MAC/cycle x {row['threads']} x "
+          f"{row['clock_ghz']} GHz")
+    print(f"  {'GMAC/s':24} {'median':>8} {'[min-max]':>18} {'of peak':>8}")
+    for key in CONTENDERS:
+        value, span = row[f"{key}_gmacs"], row[f"{key}_gmacs_range"]
+        if value is None:
+            print(f"  {key:24} {'-':>8}")
+            continue
+        share = f"{value / peak_gmacs:8.2f}" if peak_gmacs else ""
+        print(f"  {key:24} {value:8.1f} {f'[{span[0]:.0f}-{span[1]:.0f}]':>18} {share}")
+    low, high = row["overhead_range"]
+    line = f"  PoUW overhead (mine/plain - 1): {row['overhead']:+.1%} [{low:+.1%} .. {high:+.1%}]"
+    if row["onednn_int8_gmacs"]:
+        line += (f"; mine/oneDNN {row['mine_gmacs'] / row['onednn_int8_gmacs']:.2f}, "
+                 f"matmul/oneDNN {row['matmul_gmacs'] / row['onednn_int8_gmacs']:.2f}")
+    print(line)
+    for name in ANCHORS:
+        print(f"  {name} ran on: {row[f'{name}_runs_on']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="one JSON object per shape")
-    parser.add_argument("--shapes", type=int, nargs="+", default=[1024, 2048], help="m = n = k")
+    parser.add_argument("--shapes", type=int, nargs="+", default=[1024, 2048, 4096], help="m = n = k")
     parser.add_argument("--r", type=int, default=64)
     parser.add_argument("--threads", type=int, default=kernel.default_threads())
-    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--repeat", type=int, default=9, help="timed runs per contender (median reported)")
+    parser.add_argument("--anchor", choices=ANCHORS, help=argparse.SUPPRESS)  # the subprocess side
     args = parser.parse_args()
+    if args.anchor:
+        anchor_child(args.anchor, args.shapes[0], args.threads)
+        return
     for size in args.shapes:
         row = bench(size, args.r, args.threads, args.repeat)
         if args.json:
-            print(json.dumps(row))
-            continue
-        print(f"{size}^3 r={args.r} threads={args.threads} path={row['path']} (GMAC/s: median [min–max])")
-        for key in ("mine", "mine_c", "plain", "numpy_f32", "reference", "torch_int8"):
-            rng_ = row[f"{key}_gmacs_range"]
-            span = f"  [{rng_[0]}–{rng_[1]}]" if rng_ else ""
-            print(f"  {key + '_gmacs':18} {row[key + '_gmacs']}{span}")
-        low, high = row["overhead_range"]
-        print(f"  PoUW overhead (mine/plain time - 1, median of rounds): {row['overhead']:+.1%} "
-              f"[{low:+.1%}–{high:+.1%}]; mine / numpy f32: {row['mine_gmacs'] / row['numpy_f32_gmacs']:.2f}x")
+            print(json.dumps(row), flush=True)
+        else:
+            print_table(row)
 
 
 if __name__ == "__main__":

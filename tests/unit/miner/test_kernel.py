@@ -1,6 +1,8 @@
 """The C kernel and the numpy reference against consensus.work (PROTOCOL §4)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -120,3 +122,52 @@ def test_selftest_and_paths() -> None:
     assert kernel.available_paths()[-1] == "numpy"
     assert kernel.active_path in kernel.available_paths()
     assert kernel.selftest()
+
+
+@pytest.mark.parametrize("path", C_PATHS)
+def test_peak_is_physical(path: str) -> None:
+    macs_per_cycle, ghz = kernel.peak(path)
+    if path == "portable":
+        assert (macs_per_cycle, ghz) == (0, 0)
+        return
+    # no x86 core issues more than four 512-bit (64 MAC) or 256-bit (32 MAC) multiplies a cycle;
+    # a loop the compiler had folded away would read as far more
+    assert 0 < macs_per_cycle <= 4 * (64 if path == "avx512" else 32)
+    assert 0.1 < ghz < 10
+
+
+# (m, n, k, r) past the hypothesis cases: up to 256 chunks (lane rotation; the recovery's int16
+# bound exceeded, so L·R is split into bytes: X at k/r = 128, Y too at 256), a K-block cut short
+# (r = 48: blocks of 480), more rows than one 256-row unit and strips of 48 + 16 columns (n = 160)
+DEEP = [(64, 96, 2048, 16), (288, 160, 624, 48), (32, 32, 1024, 4)]
+
+
+@pytest.mark.parametrize("path", C_PATHS)
+@pytest.mark.parametrize("shape", DEEP)
+def test_deep_cases_match_consensus(path: str, shape: tuple) -> None:
+    m, n, k, r = shape
+    a, b = operands(sum(shape), m, n, k)
+    a[0], b[:, 0] = 64, -64  # extremes of the range along a whole line
+    header = template(a, b, r)
+    want = consensus_tiles(header, a, b)
+    assert kernel.all_tiles(header, a, b, threads=3, path=path) == want
+    product, winners = kernel.matmul(a, b, header, threads=2, path=path)
+    assert np.array_equal(product, a.astype(np.int64) @ b.astype(np.int64))
+    assert winners == [t for t in want if t.wins]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from /proc")
+@pytest.mark.parametrize("path", C_PATHS)
+def test_worker_threads_persist_across_calls(path: str) -> None:
+    a, b = operands(6, 64, 64, 128)
+    header = template(a, b, 32)
+
+    def helpers_after(count: int) -> set[str]:
+        kernel.matmul(a, b, header, threads=count, path=path)
+        return {task.name for task in Path("/proc/self/task").iterdir()
+                if (task / "comm").read_text().strip() == "pouw-kernel"}
+
+    first = helpers_after(3)
+    assert len(first) >= 2  # the helpers of a 3-thread call outlive it
+    assert helpers_after(2) == first  # fewer wanted: the spare one sleeps
+    assert helpers_after(3) == first  # woken again, none spawned
