@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from consensus.params import NETWORKS  # noqa: E402
-from miner.rpcclient import RpcClient, RpcClientError, cookie_auth  # noqa: E402
+from client.rpc import RpcClient, RpcClientError, cookie_auth  # noqa: E402
 from p2p import wire  # noqa: E402
 from tests.functional.framework import NodeProcess, wait_until  # noqa: E402
 from tests.functional.p2putil import RawPeer, banned, headers_message  # noqa: E402

@@ -11,7 +11,7 @@ Blocks are built before timing.  Every node has its own regtest Chain on LevelDB
 in a temporary directory.  All nodes share one Python thread, so each hop's
 validation is serialised with every other node's work: a conservative setup.
 
-    PYTHONPATH=. python scripts/bench_p2p.py [--blocks 5000] [--nodes 8] [--rounds 30] [--topology line]
+    python scripts/bench_p2p.py [--blocks 5000] [--nodes 8] [--rounds 30] [--topology line]
 """
 from __future__ import annotations
 
@@ -20,12 +20,15 @@ import asyncio
 import random
 import statistics
 import tempfile
+import sys
 import time
 from pathlib import Path
 
-from consensus.block import Block
-from tests.unit.node.helpers import build_chain, genesis_header, make_block
-from tests.unit.p2p.helpers import Node, make_node, running, wait_until
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs as python scripts/bench_p2p.py
+
+from consensus.block import Block  # noqa: E402
+from tests.unit.node.helpers import build_chain, genesis_header, make_block  # noqa: E402
+from tests.unit.p2p.helpers import Node, make_node, running, wait_until  # noqa: E402
 
 
 async def initial_download(blocks: list[Block], root: Path) -> float:
