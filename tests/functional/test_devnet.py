@@ -1,4 +1,4 @@
-"""scripts/devnet.py takes its nodes and miner with it however it ends: Ctrl-C (SIGINT),
+"""scripts/devnet.py takes its nodes, miner and job stream with it however it ends: Ctrl-C (SIGINT),
 SIGTERM, SIGHUP, a closed output pipe (``devnet.sh | tee`` and the tee dies) or SIGKILL."""
 from __future__ import annotations
 
@@ -70,8 +70,8 @@ def test_every_child_stops_with_the_devnet(tmp_path, ending) -> None:
                 break
         else:
             raise AssertionError(f"the devnet did not come up (exit {devnet.wait(30)})")
-        children = wait_until(lambda: (c := children_of(devnet.pid)) and len(c) == NODES + 1 and c, 30, 0.1,
-                              "the nodes and the miner")
+        children = wait_until(lambda: (c := children_of(devnet.pid)) and len(c) == NODES + 2 and c, 60, 0.1,
+                              "the nodes, the miner and the job stream")
         if ending == "broken-pipe":
             devnet.stdout.close()  # the reader is gone: the next status line hits a broken pipe
         else:
