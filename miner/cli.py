@@ -27,7 +27,7 @@ from consensus.params import Network
 
 from . import kernel
 from .jobs import JobLimits, JobTaker
-from .template import default_shape
+from .template import mining_shape
 from .worker import Miner, status_line
 
 STATUS_SECONDS = 1.0
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rpc-password", "--rpcpassword", dest="rpc_password", metavar="PASSWORD")
     p.add_argument("--address", required=True, help="bech32m address that receives the block rewards")
     p.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
-    p.add_argument("--shape", help="m,n,k of the matmul (default 256,256,smallest k)")
+    p.add_argument("--shape", help="m,n,k of the matmul (default 512,512 and k up to 1024)")
     p.add_argument("--rank", type=int, help="noise rank r (default the network's smallest)")
     p.add_argument("--blocks", type=int, default=None, help="stop after this many accepted blocks")
     p.add_argument("--min-interval", type=float, default=0.0, metavar="SECONDS",
@@ -77,7 +77,7 @@ def job_key(args: argparse.Namespace, network: Network) -> PrivateKey:
 
 def _shape(args: argparse.Namespace) -> tuple[int, int, int, int]:
     network = NETWORKS[args.network]
-    m, n, k, r = default_shape(network)
+    m, n, k, r = mining_shape(network)
     if args.rank:
         r = args.rank
         k = network.k_range(r)[0]

@@ -62,6 +62,15 @@ class Template:
 
 
 def default_shape(network: Network) -> tuple[int, int, int, int]:
-    """(m, n, k, r): the smallest allowed rank and k, 256×256 output."""
+    """(m, n, k, r): the smallest allowed rank and k, 256×256 output (the cheapest block, for
+    in-process mining on dev/regtest)."""
     r = network.r_min
     return 256, 256, network.k_range(r)[0], r
+
+
+def mining_shape(network: Network) -> tuple[int, int, int, int]:
+    """(m, n, k, r) pouw-miner mines by default: the smallest rank, 512×512 output and k up to 1024,
+    large enough for the kernel to run near its speed (small matmuls are overhead-bound)."""
+    r = network.r_min
+    low, high = network.k_range(r)
+    return 512, 512, max(low, min(1024, high)), r

@@ -30,14 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from client.market import MarketClient, verify_result  # noqa: E402
-from client.rpc import RpcClient, cookie_auth  # noqa: E402
+from client.rpc import RpcClient, RpcError, cookie_auth  # noqa: E402
 from consensus.genesis import dev_faucet_key  # noqa: E402
 from consensus.keys import PrivateKey, encode_address  # noqa: E402
 from consensus.params import COIN, DEV  # noqa: E402
 from consensus.tx import Transfer, make_tx  # noqa: E402
 from miner.jobs import JobTaker, rank_for  # noqa: E402
 from miner.worker import Miner  # noqa: E402
-from tests.functional.framework import NodeProcess, sync_blocks, wait_until  # noqa: E402
+from tests.functional.framework import NodeProcess, sync_blocks  # noqa: E402
 
 WORKER = PrivateKey(b"\x42" * 32)
 
@@ -72,11 +72,14 @@ def keep_jobs_open(client: MarketClient, n: int, stop: threading.Event, done: li
             a, b = operands(n, rng)
             pending[client.post(a, b, COIN)] = (a, b)
         for job_id in list(pending):
-            status = client.job(job_id)["status"]
-            if status == "claimed" and client.job(job_id)["claim"] not in done:
-                verdict, _, _ = client.settle(job_id, *pending[job_id])
-                done.append(client.job(job_id)["claim"])
-            elif status in ("settled", "lapsed", "refunded"):
+            try:
+                job = client.job(job_id)
+            except RpcError:  # the post is not in a block yet
+                continue
+            if job["status"] == "claimed" and job["claim"] not in done:
+                client.settle(job_id, *pending[job_id])
+                done.append(job["claim"])
+            elif job["status"] in ("settled", "lapsed", "refunded"):
                 pending.pop(job_id)
         stop.wait(0.5)
 
@@ -115,7 +118,8 @@ def main() -> int:
         stop, settled = threading.Event(), []
         feeder = threading.Thread(target=keep_jobs_open, args=(poster_client, n, stop, settled), daemon=True)
         feeder.start()
-        wait_until(lambda: client_of(mnode).call("listjobs", "open"), 120, 0.5, "open jobs on the miner's node")
+        while not client_of(mnode).call("listjobs", "open"):  # mine the posts into a block first
+            run_miner(mnode, (256, 256, 64, 16), args.threads, 5.0, None)
         height0 = poster.getblockcount()
         taker = JobTaker(client_of(mnode), DEV, WORKER, say=lambda text: None)
         on_jobs = run_miner(mnode, shape, args.threads, args.seconds, taker)

@@ -39,7 +39,6 @@ WALLET_PASSWORD = "devnet"
 FAUCET_ADDRESS = encode_address("dpw", dev_faucet_key().address)
 RECENT_BLOCKS = 6
 JOBSTREAM_STATUS = "jobstream.json"
-DEVNET_SHAPE = "512,512,1024"  # synthetic work large enough for the kernel to run at speed (r = 16)
 PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -172,7 +171,7 @@ def start_miner(node: DevNode, root: Path, address: str = FAUCET_ADDRESS, jobs: 
     """pouw-miner flat out against ``node`` (ASERT, PROTOCOL §5, brings block times to T), taking jobs
     with ``address``'s key from the node's wallet."""
     args = [sys.executable, "-m", "miner.cli", "--network", NETWORK, "--datadir", str(node.datadir),
-            "--rpc-url", node.url, "--address", address, "--shape", DEVNET_SHAPE, "--quiet",
+            "--rpc-url", node.url, "--address", address, "--quiet",
             *([] if jobs else ["--no-jobs"])]
     env = {**os.environ, "POUW_WALLET_PASSWORD": os.environ.get("POUW_WALLET_PASSWORD", WALLET_PASSWORD)}
     return spawn(args, root / "miner.log", env)
