@@ -39,6 +39,7 @@ COPY consensus ./consensus
 COPY miner ./miner
 COPY node ./node
 COPY p2p ./p2p
+COPY client ./client
 COPY docker/check_wheel.py ./docker/
 # An empty PIP_CERT must not reach pip as "--cert ''"; a set one also covers the
 # isolated build environment's own pip through the environment.
