@@ -7,7 +7,6 @@ come back when the poster accepts (or the bond alone if the claim lapses).
 """
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -20,6 +19,7 @@ from consensus.params import Network
 from consensus.tx import JobResult, claim_of, make_tx
 from consensus.work import commit_a, commit_b, commit_result
 
+from client.market import npy_array, npy_bytes
 from client.rpc import RpcClient, RpcClientError, RpcError
 
 log = logging.getLogger(__name__)
@@ -76,16 +76,6 @@ def rank_for(network: Network, k: int) -> int | None:
     return None
 
 
-def _npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
 class JobTaker:
     def __init__(self, client: RpcClient, network: Network, key: PrivateKey, limits: JobLimits = JobLimits(),
                  fee: int = DEFAULT_FEE, say: Callable[[str], None] = log.info) -> None:
@@ -121,8 +111,8 @@ class JobTaker:
     def _prepare(self, job: dict[str, Any]) -> JobWork | None:
         job_id = bytes.fromhex(job["job_id"])
         try:
-            a = _npy(self.client.http("GET", f"/matrix/{job['H_A']}.npy"))
-            b = _npy(self.client.http("GET", f"/matrix/{job['H_B']}.npy"))
+            a = npy_array(self.client.http("GET", f"/matrix/{job['H_A']}.npy"))
+            b = npy_array(self.client.http("GET", f"/matrix/{job['H_B']}.npy"))
         except RpcClientError as exc:
             self._skip(job_id, f"cannot fetch the matrices of job {job['job_id'][:16]}…: {exc}")
             return None
@@ -156,7 +146,7 @@ class JobTaker:
             self.say(self.stats.last_problem + "; mining on without claiming it")
             return False
         try:
-            self.client.http("PUT", f"/matrix/C?worker={self.address}&job_id={work.job_id.hex()}", _npy_bytes(c32))
+            self.client.http("PUT", f"/matrix/C?worker={self.address}&job_id={work.job_id.hex()}", npy_bytes(c32))
             claim = claim_of(self.key.address, commit_result(c32))
             tx = make_tx(self.key, self.network.chain_id, account["pending_nonce"], self.fee,
                          JobResult(work.job_id, claim, bond))

@@ -19,10 +19,10 @@ from consensus.block import Block
 
 from .jsonview import block_json, header_json
 from .market import MarketError
-from .marketrpc import matrix_json, parse_key
+from .marketrpc import matrix_json
 from .matrices import KINDS
 from .metrics import CONTENT_TYPE
-from .rpcserver import INVALID_REQUEST, PARSE_ERROR, Auth, Dispatcher, RpcError
+from .rpcserver import INVALID_REQUEST, PARSE_ERROR, Auth, Dispatcher, RpcError, parse_hash
 
 if TYPE_CHECKING:
     from .daemon import Node
@@ -261,7 +261,7 @@ class HttpApi:
         if fmt not in ("npy", "json"):
             raise web.HTTPBadRequest(text="format must be npy\n")
         try:
-            key = parse_key(text, "key")
+            key = parse_hash(text, "key")
             entry = await self.node.market.fetch(key)
         except RpcError as exc:
             raise web.HTTPBadRequest(text=exc.message + "\n") from None

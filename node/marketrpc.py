@@ -19,19 +19,9 @@ from consensus.state import JOB_STATUS_NAMES, Job
 from .jsonview import job_json
 from .market import JobMarket, MarketError
 from .matrices import KINDS, MatrixError, StoredMatrix
-from .rpcserver import INVALID_PARAMETER, NOT_FOUND, Dispatcher, Param, RpcError
+from .rpcserver import INVALID_PARAMETER, NOT_FOUND, Dispatcher, Param, RpcError, parse_hash
 
 MAX_INLINE_BYTES = 8 * 1024 * 1024  # larger matrices: the HTTP routes
-
-
-def parse_key(text: str, what: str) -> bytes:
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
-        raise RpcError(INVALID_PARAMETER, f"{what} must be 32 bytes of hex")
-    return raw
 
 
 def matrix_json(entry: StoredMatrix) -> dict[str, Any]:
@@ -79,7 +69,7 @@ class MarketMethods:
 
     def getjob(self, job_id: str) -> dict[str, Any]:
         """getjob "job_id": a posted job's state and the matrices this node holds for it (PROTOCOL §6)."""
-        raw = parse_key(job_id, "job_id")
+        raw = parse_hash(job_id, "job_id")
         job = self.market.chain.job(raw)
         if job is None:
             raise RpcError(NOT_FOUND, "No such job")
@@ -105,7 +95,7 @@ class MarketMethods:
         """Check and store an uploaded .npy (RPC or HTTP); the upload file is consumed."""
         try:
             worker_raw, job_raw = self.c_owner(kind, worker, job_id)
-            expected = parse_key(expect, "expect") if expect is not None else None
+            expected = parse_hash(expect, "expect") if expect is not None else None
             return await asyncio.to_thread(self.market.store.put_file, kind, upload, worker=worker_raw,
                                            job_id=job_raw, vet=lambda key: self.mismatch(key, expected, job_raw))
         except MatrixError as exc:
@@ -130,14 +120,14 @@ class MarketMethods:
         if worker is None or job_id is None:
             raise RpcError(INVALID_PARAMETER, "a C upload needs the worker's address and the job id")
         try:
-            return decode_address(worker, self.network.hrp), parse_key(job_id, "job_id")
+            return decode_address(worker, self.network.hrp), parse_hash(job_id, "job_id")
         except AddressError as exc:
             raise RpcError(NOT_FOUND, f"Invalid address: {exc}") from None
 
     async def getmatrix(self, key: str, include_data: bool) -> dict[str, Any]:
         """getmatrix "key" ( include_data ): a matrix by H_A, H_B or claim, fetched from peers if this
         node lacks it; the .npy inline (base64) if asked and small, else at its url."""
-        raw = parse_key(key, "key")
+        raw = parse_hash(key, "key")
         try:
             entry = await self.market.fetch(raw)
         except MarketError as exc:

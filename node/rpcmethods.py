@@ -23,7 +23,7 @@ from .mining import new_template, solve_template
 from .stateinfo import state_info, tip_facts
 from .rpcserver import (ALREADY_IN_CHAIN, INVALID_IP, INVALID_PARAMETER, MISC_ERROR, NODE_ALREADY_ADDED,
                         NODE_NOT_ADDED, NODE_NOT_CONNECTED, NOT_ALLOWED_ON_NETWORK, NOT_FOUND, VERIFY_ERROR,
-                        VERIFY_REJECTED, Dispatcher, Param, RpcError)
+                        VERIFY_REJECTED, Dispatcher, Param, RpcError, parse_hash)
 
 if TYPE_CHECKING:
     from .daemon import Node
@@ -34,15 +34,6 @@ MAX_ADDRESSES = 1000  # per getaddressbalance / getaddresshistory call
 MAX_HISTORY = 1000  # index entries per getaddresshistory page
 MAX_FEE_BLOCKS = 100
 
-
-def parse_hash(text: str, what: str = "hash") -> bytes:
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
-        raise RpcError(INVALID_PARAMETER, f"{what} must be 64 hex characters")
-    return raw
 
 
 def parse_hex(text: str, what: str) -> bytes:

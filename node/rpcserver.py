@@ -35,6 +35,17 @@ class RpcError(Exception):
         self.message = message
 
 
+def parse_hash(text: str, what: str = "hash") -> bytes:
+    """32 bytes given as 64 hex characters (a block hash, txid, job id, matrix key), or -8."""
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise RpcError(INVALID_PARAMETER, f"{what} must be 64 hex characters")
+    return raw
+
+
 @dataclass(frozen=True)
 class Param:
     """One declared parameter: name, accepted Python type(s), and a default (``REQUIRED`` if none)."""
