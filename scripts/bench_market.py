@@ -36,6 +36,7 @@ from consensus.keys import PrivateKey, encode_address  # noqa: E402
 from consensus.params import COIN, DEV  # noqa: E402
 from consensus.tx import Transfer, make_tx  # noqa: E402
 from miner.jobs import JobTaker, rank_for  # noqa: E402
+from miner.template import mining_shape  # noqa: E402
 from miner.worker import Miner  # noqa: E402
 from tests.functional.framework import NodeProcess, sync_blocks  # noqa: E402
 
@@ -107,9 +108,9 @@ def main() -> int:
         shape = (n, n, n, rank_for(DEV, n))
         print(f"dev network, {args.threads} threads, jobs of {n}³ to saturate, {args.seconds:.0f} s per rate; "
               f"funding the worker ...", flush=True)
-        run_miner(mnode, (256, 256, 64, 16), args.threads, 1.0, None)  # warm up
+        run_miner(mnode, mining_shape(DEV), args.threads, 1.0, None)  # warm up
         while poster.getaccount(encode_address(DEV.hrp, WORKER.address))["balance"] == 0:
-            run_miner(mnode, (256, 256, 64, 16), args.threads, 5.0, None)
+            run_miner(mnode, mining_shape(DEV), args.threads, 5.0, None)
             sync_blocks([poster, mnode])
         synthetic = run_miner(mnode, shape, args.threads, args.seconds, None)
         syn_rate = synthetic.stats.macs / args.seconds
@@ -119,7 +120,7 @@ def main() -> int:
         feeder = threading.Thread(target=keep_jobs_open, args=(poster_client, n, stop, settled), daemon=True)
         feeder.start()
         while not client_of(mnode).call("listjobs", "open"):  # mine the posts into a block first
-            run_miner(mnode, (256, 256, 64, 16), args.threads, 5.0, None)
+            run_miner(mnode, mining_shape(DEV), args.threads, 5.0, None)
         height0 = poster.getblockcount()
         taker = JobTaker(client_of(mnode), DEV, WORKER, say=lambda text: None)
         on_jobs = run_miner(mnode, shape, args.threads, args.seconds, taker)
