@@ -173,7 +173,9 @@ class Miner:
         return (*self.synthetic, self.synthetic_spec)
 
     def _follow_jobs(self) -> None:
-        """Every few seconds: settle what was claimed, drop a job that ended, take a new one."""
+        """Every few seconds: follow what was claimed, drop a job that ended, take a new one. A
+        job already claimed is mined on (useful blocks) only until another open job comes: its
+        product exists, so a new job's matmul is the more useful one."""
         if self.jobs is None or time.monotonic() - self._job_checked < JOB_CHECK_SECONDS:
             return
         self._job_checked = time.monotonic()
@@ -181,8 +183,8 @@ class Miner:
             self.jobs.poll()
             if self.job is not None and not self.jobs.still_useful(self.job):
                 self.job = None
-            if self.job is None:
-                self.job = self.jobs.choose()
+            if self.job is None or self.job.claim is not None:
+                self.job = self.jobs.choose() or self.job
         except RpcClientError as exc:
             self.log(f"job market: {exc}")
             self.job = None
@@ -218,6 +220,7 @@ class Miner:
                     product, winners = kernel.matmul(a, b, header, self.threads)  # the 2-for-1 path
                     if not self.jobs.deliver(job, product):  # type: ignore[union-attr]
                         self.job = None
+                    self._job_checked = -math.inf  # delivered: look for the next job at once
                 else:
                     winners = kernel.mine(header, a, b, self.threads)
                 self.stats.add_matmul(spec.m * spec.n * spec.k, (spec.m // 32) * (spec.n // 32),

@@ -5,7 +5,7 @@ in this process, and a job client that keeps it saturated.
 
 Measured side by side in one run:
 1. the miner's MAC rate on synthetic matrices, then on jobs of the same shape while a
-   client keeps two jobs open (target: jobs ≥ 0.95× synthetic);
+   client keeps four jobs open (target: jobs ≥ 0.95× synthetic);
 2. the useful-MAC share meanwhile: the miner's MACs on jobs over all its MACs, and the
    chain's figure from getmarketinfo (target ≥ 90 %);
 3. end-to-end latency from post to verified result (the client's ``wait``) for
@@ -65,11 +65,11 @@ def operands(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 
 def keep_jobs_open(client: MarketClient, n: int, stop: threading.Event, done: list[float]) -> None:
-    """Post n×n×n jobs so that two are always waiting; settle each as its result arrives."""
+    """Post n×n×n jobs so that four are always waiting; settle each as its result arrives."""
     rng = np.random.default_rng(1)
     pending: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     while not stop.is_set():
-        while len(pending) < 2:
+        while len(pending) < 4:
             a, b = operands(n, rng)
             pending[client.post(a, b, COIN)] = (a, b)
         for job_id in list(pending):
@@ -78,8 +78,9 @@ def keep_jobs_open(client: MarketClient, n: int, stop: threading.Event, done: li
             except RpcError:  # the post is not in a block yet
                 continue
             if job["status"] == "claimed" and job["claim"] not in done:
-                client.settle(job_id, *pending[job_id])
-                done.append(job["claim"])
+                _, _, txid = client.settle(job_id, *pending[job_id])
+                if txid is not None:  # accepted or proved; else C is not there yet: try again
+                    done.append(job["claim"])
             elif job["status"] in ("settled", "lapsed", "refunded"):
                 pending.pop(job_id)
         stop.wait(0.5)
@@ -88,7 +89,7 @@ def keep_jobs_open(client: MarketClient, n: int, stop: threading.Event, done: li
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="1024,4096", help="n of the n×n×n jobs timed end to end")
-    p.add_argument("--saturate", type=int, default=1024, help="n of the jobs that keep the miner busy")
+    p.add_argument("--saturate", type=int, default=2048, help="n of the jobs that keep the miner busy")
     p.add_argument("--seconds", type=float, default=40.0, help="length of each rate measurement")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
