@@ -147,6 +147,17 @@ def import_faucet(node: DevNode) -> None:
                     "wallet", "import-dev-faucet"], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
+def interrupt(child: subprocess.Popen | None) -> None:
+    """Stop a child as Ctrl-C would (SIGINT), killing it if it has not gone within 15 s."""
+    if child is None or child.poll() is not None:
+        return
+    child.send_signal(signal.SIGINT)
+    try:
+        child.wait(15)
+    except subprocess.TimeoutExpired:
+        child.kill()
+
+
 def wallet_cli(node: DevNode, *args: str) -> str:
     env = {**os.environ, "POUW_WALLET_PASSWORD": os.environ.get("POUW_WALLET_PASSWORD", WALLET_PASSWORD)}
     out = subprocess.run([sys.executable, "-m", "client.cli", "--network", NETWORK, "--datadir", str(node.datadir),
@@ -307,18 +318,8 @@ def main() -> int:
         for sig in STOP_SIGNALS:  # a second Ctrl-C must not cut the shutdown short
             signal.signal(sig, signal.SIG_IGN)
         console.say("stopping the devnet ...")
-        if jobstream is not None and jobstream.poll() is None:
-            jobstream.send_signal(signal.SIGINT)
-            try:
-                jobstream.wait(15)
-            except subprocess.TimeoutExpired:
-                jobstream.kill()
-        if miner is not None and miner.poll() is None:
-            miner.send_signal(signal.SIGINT)
-            try:
-                miner.wait(15)
-            except subprocess.TimeoutExpired:
-                miner.kill()
+        for child in (jobstream, miner):
+            interrupt(child)
         for node in nodes:
             node.stop()
         console.say(f"devnet stopped. Data and logs are in {root} (nodeN/pouwd.log, miner.log, jobstream.log); "
