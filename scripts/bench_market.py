@@ -43,6 +43,11 @@ from tests.functional.framework import NodeProcess, sync_blocks  # noqa: E402
 WORKER = PrivateKey(b"\x42" * 32)
 
 
+def say(text: str) -> None:
+    """The miner's and the job taker's messages, on stderr (the table goes to stdout)."""
+    print(f"  [{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
 def client_of(node: NodeProcess) -> RpcClient:
     user, password = cookie_auth(node.datadir, DEV.name)
     return RpcClient(node.url, user, password, timeout=600)
@@ -135,9 +140,9 @@ def main() -> int:
         rng = np.random.default_rng(7)
         for size in sizes:
             a, b = operands(size, rng)
-            taker = JobTaker(client_of(mnode), DEV, WORKER, say=lambda text: None)
+            taker = JobTaker(client_of(mnode), DEV, WORKER, say=say)
             miner = Miner(client_of(mnode), client_of(mnode), WORKER.address, shape, args.threads,
-                          log=lambda text: None, jobs=taker)
+                          log=say, jobs=taker)
             thread = threading.Thread(target=miner.run, daemon=True)
             thread.start()
             start = time.perf_counter()
