@@ -56,6 +56,19 @@ def operands(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(-64, 65, size=(M, K), dtype=np.int8), rng.integers(-64, 65, size=(K, N), dtype=np.int8)
 
 
+def product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a.astype(np.int64) @ b.astype(np.int64)
+
+
+def post_job(poster: NodeProcess, worker: NodeProcess, seed: int) -> tuple[MarketClient, np.ndarray, np.ndarray, str]:
+    """The poster's client posts A·B (operands of ``seed``) and the post is mined: (client, A, B, job id)."""
+    a, b = operands(seed)
+    client = client_of(poster)
+    job_id = client.post(a, b, REWARD)
+    mine(poster, worker)
+    return client, a, b, job_id
+
+
 def client_of(node: NodeProcess) -> MarketClient:
     return MarketClient(node.rpc, REGTEST, FAUCET, log=lambda text: None)
 
@@ -84,10 +97,7 @@ def take(node: NodeProcess, k, job_id: str):
 
 def test_honest_worker_is_paid_after_the_poster_verifies(net) -> None:
     poster, worker = net
-    a, b = operands(1)
-    client = client_of(poster)
-    job_id = client.post(a, b, REWARD)
-    mine(poster, worker)
+    client, a, b, job_id = post_job(poster, worker, 1)
     assert worker.getjob(job_id)["matrices"]["A"]["held"] is False  # only the poster's node has A
     t = taker(worker, HONEST)
     work = t.choose()  # through the worker's node, which fetched A and B from the poster's over getmatrix
@@ -95,13 +105,13 @@ def test_honest_worker_is_paid_after_the_poster_verifies(net) -> None:
     assert (work.a == a).all() and (work.b == b).all()
     assert worker.getjob(job_id)["matrices"]["A"]["held"] is True
     before = balance(worker, HONEST)
-    assert t.deliver(work, a.astype(np.int64) @ b.astype(np.int64))
+    assert t.deliver(work, product(a, b))
     claim = work.claim.hex()
     assert poster.getjob(job_id)["matrices"]["C"] is None  # no claim on chain yet: nothing to serve
     mine(poster, worker)
     assert poster.getjob(job_id)["status"] == "claimed"
     verdict, c, txid = client.settle(job_id)  # C comes from the worker's node over p2p
-    assert verdict.ok and txid and (c == a.astype(np.int64) @ b.astype(np.int64)).all()
+    assert verdict.ok and txid and (c == product(a, b)).all()
     mine(poster, worker)
     job = poster.getjob(job_id)
     assert job["status"] == "settled" and job["claim"] == claim
@@ -118,13 +128,10 @@ def test_honest_worker_is_paid_after_the_poster_verifies(net) -> None:
 
 def test_wrong_result_is_proved_then_done_honestly(net) -> None:
     poster, worker = net
-    a, b = operands(2)
-    client = client_of(poster)
-    job_id = client.post(a, b, REWARD)
-    mine(poster, worker)
+    client, a, b, job_id = post_job(poster, worker, 2)
     cheat = taker(worker, CHEAT)
     work = cheat.choose()
-    wrong = a.astype(np.int64) @ b.astype(np.int64)
+    wrong = product(a, b)
     wrong[17, 33] += 5
     prover_before = balance(poster, FAUCET)
     assert cheat.deliver(work, wrong)
@@ -143,7 +150,7 @@ def test_wrong_result_is_proved_then_done_honestly(net) -> None:
     honest = taker(worker, HONEST)
     again = honest.choose()
     assert again is not None and again.job_id.hex() == job_id
-    assert honest.deliver(again, a.astype(np.int64) @ b.astype(np.int64))
+    assert honest.deliver(again, product(a, b))
     mine(poster, worker)
     verdict, c, txid = client.settle(job_id)
     assert verdict.ok
@@ -153,12 +160,9 @@ def test_wrong_result_is_proved_then_done_honestly(net) -> None:
 
 def test_withheld_result_lapses_and_burns_the_reward(net) -> None:
     poster, worker = net
-    a, b = operands(3)
-    client = client_of(poster)
-    job_id = client.post(a, b, REWARD)
-    mine(poster, worker)
+    client, a, b, job_id = post_job(poster, worker, 3)
     work = take(worker, HONEST, job_id)
-    c = a.astype(np.int64) @ b.astype(np.int64)
+    c = product(a, b)
     bond = -(-REWARD // 10)
     tx = make_tx(HONEST, REGTEST.chain_id, worker.getaccount(address(HONEST))["pending_nonce"], 10_000,
                  JobResult(work.job_id, claim_of(HONEST.address, commit_result(c)), bond))
@@ -177,13 +181,10 @@ def test_withheld_result_lapses_and_burns_the_reward(net) -> None:
 
 def test_copied_claim_earns_nothing(net) -> None:
     poster, worker = net
-    a, b = operands(4)
-    client = client_of(poster)
-    job_id = client.post(a, b, REWARD)
-    mine(poster, worker)
+    client, a, b, job_id = post_job(poster, worker, 4)
     honest = taker(worker, HONEST)
     work = honest.choose()
-    c = a.astype(np.int64) @ b.astype(np.int64)
+    c = product(a, b)
     copied = make_tx(COPIER, REGTEST.chain_id, worker.getaccount(address(COPIER))["pending_nonce"], 10_000,
                      JobResult(work.job_id, claim_of(HONEST.address, commit_result(c.astype(np.int32))),
                                -(-REWARD // 10)))
@@ -218,13 +219,10 @@ def test_refused_uploads_say_why(net) -> None:
 
 def test_restarted_worker_node_still_serves_c(net) -> None:
     poster, worker = net
-    a, b = operands(6)
-    client = client_of(poster)
-    job_id = client.post(a, b, REWARD)
-    mine(poster, worker)
+    client, a, b, job_id = post_job(poster, worker, 6)
     t = taker(worker, HONEST)
     work = t.choose()
-    assert t.deliver(work, a.astype(np.int64) @ b.astype(np.int64))
+    assert t.deliver(work, product(a, b))
     mine(poster, worker)
     worker.kill9()
     worker.start()
