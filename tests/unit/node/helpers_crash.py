@@ -47,8 +47,9 @@ def build_tree() -> list[Block]:
     return a[:8] + b + a[8:12] + [bad] + a[12:14] + [a[15], a[14]]
 
 
-def child_main(datadir: str, raws: list[bytes], mode: str, kill_at: int, seed: int, report: int) -> None:
-    """Submit every block, writing each finished index to fd ``report``; die around commit ``kill_at``."""
+def child_main(datadir: str, raws: list[bytes], mode: str, kill_at: int, seed: int, report_path: str) -> None:
+    """Submit every block, appending each finished index to ``report_path``; die around commit ``kill_at``."""
+    report = os.open(report_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     from node.chain import Chain
 
     rng = random.Random(seed)

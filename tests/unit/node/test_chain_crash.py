@@ -6,25 +6,29 @@ import multiprocessing
 import os
 import random
 import shutil
+from pathlib import Path
 
 from node.chain import Chain
 
 from .helpers_crash import KILL_MODES, build_tree, child_main, replay, stored_state
 
 KILLS = 60
+CTX = multiprocessing.get_context("forkserver")
+CTX.set_forkserver_preload(["tests.unit.node.helpers_crash"])  # children start without re-importing
 
 
 def _run_child(datadir: str, raws: list[bytes], mode: str, kill_at: int, seed: int) -> tuple[bool, int]:
-    """(was killed, last index reported as done)."""
-    read_fd, write_fd = os.pipe()
-    ctx = multiprocessing.get_context("fork")  # a fresh process without re-importing numpy et al.
-    proc = ctx.Process(target=child_main, args=(datadir, raws, mode, kill_at, seed, write_fd))
+    """(was killed, last index reported as done).
+
+    The child comes from a forkserver, not a fork of this process: a fork taken while another
+    thread (the kernel's pool, a tx-check pool) holds a lock leaves the child deadlocked."""
+    report = Path(datadir).parent / f"report-{seed}"
+    report.unlink(missing_ok=True)
+    proc = CTX.Process(target=child_main, args=(datadir, raws, mode, kill_at, seed, str(report)))
     proc.start()
-    os.close(write_fd)
-    with os.fdopen(read_fd) as fh:
-        lines = fh.read().split()
     proc.join()
     assert proc.exitcode in (0, -9), f"child failed with exit code {proc.exitcode}"
+    lines = report.read_text().split() if report.exists() else []
     return proc.exitcode == -9, int(lines[-1]) if lines else -1
 
 
