@@ -3,7 +3,8 @@ and keeps the store's tip on the valid chain with the most work (PROTOCOL §4, �
 
 Every tip move — one block, a group of blocks during sync, or a whole reorg — is
 one ``Store.commit``; listeners hear ``connected``/``disconnected`` only after it
-returned.  Methods are serialised by a lock; callbacks run inside it.
+returned, then ``rejected`` for each invalid block and ``tip`` once per submission
+(``node.events``).  Methods are serialised by a lock; callbacks run inside it.
 
 Header-only entries that no stored block descends from ("loose", see
 ``node.blockindex``) are kept in memory only, at most ``max_header_only`` of
@@ -19,27 +20,29 @@ import os
 import threading
 import time
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Callable, Collection, Iterable, Sequence
 
 from consensus.block import Block, Header
 from consensus.errors import ConsensusError, DecodeError, FutureBlock, InvalidBlock
 from consensus.genesis import genesis_block, genesis_state
 from consensus.params import MEDIAN_TIME_SPAN, NETWORKS, Network, subsidy
-from consensus.state import (EMPTY_ACCOUNT, Account, Job, StateView, apply_block, apply_effects, block_fees,
+from consensus.state import (EMPTY_ACCOUNT, Account, Job, apply_block, apply_effects, block_fees,
                              matured_payout)
 from consensus.tx import Tx
 from consensus.validation import (check_block, check_header_context, check_header_stateless, expected_target,
                                   median_time_past)
+from p2p.interfaces import ACCEPTED, DUPLICATE, FUTURE, INVALID, ORPHAN, BlockStatus
 
 from .addrindex import block_entries, open_address_index
 from .blockindex import FAILED, FAILED_CHILD, FAILED_MASK, HAVE_DATA, VALID, BlockIndex, IndexEntry
+from .events import BLOCK_MOVES, BlockRejected, ChainEvent, Listener, Listeners, TipChanged
 from .orphans import OrphanPool
 from .store import ChainBatch, DatadirCorrupt, StateReader, Store
 from .txcheck import Pending, TxChecker
 
 log = logging.getLogger(__name__)
 
-ACCEPTED, DUPLICATE, ORPHAN, INVALID, FUTURE = "accepted", "duplicate", "orphan", "invalid", "future"
 GROUP_BLOCKS = 256  # blocks per commit when extending the tip by many blocks (sync, reindex)
 GROUP_BYTES = 32 * 1024 * 1024
 LOOKAHEAD = 64  # blocks whose tx checks run ahead of the one being connected
@@ -49,7 +52,7 @@ MAX_HEADER_ONLY = 100_000  # loose header-only entries kept in memory
 
 @dataclass(frozen=True)
 class SubmitResult:
-    status: str  # accepted / duplicate / orphan / invalid / future
+    status: BlockStatus
     hash: bytes
     reason: str = ""  # consensus reason token when invalid
     tip_changed: bool = False
@@ -67,14 +70,14 @@ class Tip:
     chain_work: int
 
 
-@dataclass(frozen=True)
-class ChainEvent:
-    kind: str  # "connected" or "disconnected"
-    block: Block
-    height: int
+class BranchStatus(StrEnum):
+    """A branch tip's state in ``getchaintips`` (Bitcoin's labels)."""
 
-
-Listener = Callable[[ChainEvent], None]
+    ACTIVE = "active"  # the best chain's tip
+    INVALID = "invalid"  # a block on it failed validation
+    HEADERS_ONLY = "headers-only"  # some of its blocks' data is missing
+    VALID_FORK = "valid-fork"  # fully validated once, not the best chain
+    VALID_HEADERS = "valid-headers"  # all data there, not validated yet
 
 
 class Chain:
@@ -93,7 +96,7 @@ class Chain:
         self.address_index = address_index  # keep node.addrindex entries (docs/storage.md)
         self.now = now or (lambda: int(time.time()))
         self._lock = threading.RLock()
-        self._listeners: list[Listener] = []
+        self._events = Listeners()
         self._orphans = OrphanPool(orphan_count, orphan_bytes)
         self._future = OrphanPool(orphan_count, orphan_bytes)
         self._checker = TxChecker(self.network, tx_workers)
@@ -307,6 +310,11 @@ class Chain:
             if res.status == ACCEPTED and entry is not None and entry.failed:
                 res = replace(res, status=INVALID, reason=failures.get(res.hash, "bad-prevblk"))
             out.append(replace(res, tip_changed=changed))
+            if res.status == INVALID:
+                self._events.publish(BlockRejected(res.hash, res.reason))
+        if changed:
+            tip = self._tip_entry()
+            self._events.publish(TipChanged(tip.hash, tip.height, self.header_tip_height()))
         return out
 
     def _accept(self, batch: ChainBatch, block: Block | bytes, raw: bytes | None) -> SubmitResult:
@@ -529,11 +537,7 @@ class Chain:
             else:
                 self._active.pop()
         for event in events:
-            for listener in list(self._listeners):
-                try:
-                    listener(event)
-                except Exception:  # a listener must not break the chain
-                    log.exception("chain listener failed on %s", event.kind)
+            self._events.publish(event)
 
     # --- invalidate / reconsider ---------------------------------------------------
     def invalidate_block(self, block_hash: bytes) -> None:
@@ -663,13 +667,13 @@ class Chain:
             while not self._on_active(fork):
                 fork = self.index.entries[fork.prev]
             if self._on_active(entry):
-                status = "active"
+                status = BranchStatus.ACTIVE
             elif entry.failed:
-                status = "invalid"
+                status = BranchStatus.INVALID
             elif entry.hash not in self.index.linked:
-                status = "headers-only"
+                status = BranchStatus.HEADERS_ONLY
             else:
-                status = "valid-fork" if entry.valid else "valid-headers"
+                status = BranchStatus.VALID_FORK if entry.valid else BranchStatus.VALID_HEADERS
             out.append({"height": entry.height, "hash": entry.hash.hex(),
                         "branchlen": entry.height - fork.height, "status": status})
         return sorted(out, key=lambda t: (-t["height"], t["hash"]))
@@ -691,10 +695,15 @@ class Chain:
         return self._orphans.roots()
 
     # --- listeners and lifecycle -------------------------------------------------------
-    def subscribe(self, callback: Listener) -> Callable[[], None]:
-        """Call ``callback(ChainEvent)`` after each committed connect/disconnect; returns an unsubscribe."""
-        self._listeners.append(callback)
-        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+    @property
+    def write_error(self) -> str | None:
+        """Why the database cannot be written any more (the node is read-only), or None."""
+        return self.store.write_error
+
+    def subscribe(self, callback: Listener, kinds: Collection[str] = BLOCK_MOVES) -> Callable[[], None]:
+        """Call ``callback(event)`` for the ``node.events`` of ``kinds`` (by default each committed
+        connect/disconnect); returns an unsubscribe."""
+        return self._events.subscribe(callback, kinds)
 
     def close(self) -> None:
         self._checker.close()

@@ -11,21 +11,22 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from consensus.block import Block
 
+from .chain import Chain
+from .chainstats import ChainStats
+from .control import NodeControl
 from .jsonview import block_json, header_json
-from .market import MarketError
-from .marketrpc import matrix_json
+from .market import JobMarket, MarketError
+from .marketrpc import MarketMethods, matrix_json
 from .matrices import KINDS
-from .metrics import CONTENT_TYPE
+from .metrics import CONTENT_TYPE, NodeMetrics
+from .rpcmethods import PeerControl
 from .rpcserver import INVALID_REQUEST, PARSE_ERROR, Auth, Dispatcher, RpcError, parse_hash
-
-if TYPE_CHECKING:
-    from .daemon import Node
 
 log = logging.getLogger("pouw.http")
 MAX_BODY = 16 * 1024 * 1024
@@ -56,10 +57,20 @@ class EventHub:
 
 
 class HttpApi:
-    def __init__(self, node: "Node", dispatcher: Dispatcher, auth: Auth) -> None:
-        self.node = node
+    def __init__(self, dispatcher: Dispatcher, auth: Auth, *, chain: Chain, stats: ChainStats, peers: PeerControl,
+                 control: NodeControl, metrics: NodeMetrics, market: JobMarket, market_rpc: MarketMethods,
+                 max_upload_bytes: int) -> None:
         self.dispatcher = dispatcher
         self.auth = auth
+        self.chain = chain
+        self.network = chain.network
+        self.stats = stats
+        self.peers = peers
+        self.control = control
+        self.node_metrics = metrics
+        self.market = market
+        self.market_rpc = market_rpc
+        self.max_upload_bytes = max_upload_bytes
         self.events = EventHub()
         self.app = web.Application(client_max_size=MAX_BODY)
         self.app.router.add_post("/", self.jsonrpc)
@@ -102,7 +113,7 @@ class HttpApi:
         answer = await self.dispatcher.handle(payload)
         name = payload.get("method") if isinstance(payload, dict) else "batch"
         if isinstance(name, str) and name in self.dispatcher.methods or name == "batch":
-            self.node.metrics.rpc_latency.labels(method=name).observe(time.perf_counter() - started)
+            self.node_metrics.rpc_latency.labels(method=name).observe(time.perf_counter() - started)
         if answer is None:
             return web.Response(status=204)
         return web.json_response(answer)
@@ -131,7 +142,7 @@ class HttpApi:
         finally:
             self.events.queues.discard(queue)
             reader.cancel()
-            await ws.close(code=WSCloseCode.GOING_AWAY if self.node.stopping() else WSCloseCode.OK)
+            await ws.close(code=WSCloseCode.GOING_AWAY if self.control.stopping() else WSCloseCode.OK)
         return ws
 
     @staticmethod
@@ -143,22 +154,22 @@ class HttpApi:
 
     async def health(self, request: web.Request) -> web.Response:
         """200 with ``ready``/``syncing``; 503 ``read-only`` once the database cannot be written."""
-        tip = self.node.chain.tip
-        write_error = self.node.chain.store.write_error
-        status = "read-only" if write_error else ("syncing" if self.node.syncing() else "ready")
+        tip = self.chain.tip
+        write_error = self.chain.write_error
+        status = "read-only" if write_error else ("syncing" if self.stats.syncing() else "ready")
         body = {
             "status": status,
-            "network": self.node.network.name,
+            "network": self.network.name,
             "height": tip.height,
             "tip_age": max(0, int(time.time()) - tip.header.timestamp),
-            "peers": len(self.node.p2p.peer_info()),
+            "peers": len(self.peers.peer_info()),
         }
         if write_error:
             body["error"] = write_error
         return web.json_response(body, status=503 if write_error else 200)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.node.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+        return web.Response(body=self.node_metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     # --- REST ------------------------------------------------------------------------------
     @staticmethod
@@ -176,15 +187,15 @@ class HttpApi:
         return raw
 
     async def rest_chaininfo(self, request: web.Request) -> web.Response:
-        tip = self.node.chain.tip
-        return web.json_response({"chain": self.node.network.name, "blocks": tip.height,
+        tip = self.chain.tip
+        return web.json_response({"chain": self.network.name, "blocks": tip.height,
                                   "bestblockhash": tip.hash.hex(), "chainwork": f"{tip.chain_work:064x}",
-                                  "mediantime": self.node.chain.median_time_past()})
+                                  "mediantime": self.chain.median_time_past()})
 
     async def rest_block(self, request: web.Request) -> web.Response:
         text, fmt = self._split_format(request.match_info["hash"])
         block_hash = self._hash(text)
-        raw = self.node.chain.block_bytes(block_hash)
+        raw = self.chain.block_bytes(block_hash)
         if raw is None:
             raise web.HTTPNotFound(text=f"{text} not found\n")
         if fmt == "bin":
@@ -193,12 +204,12 @@ class HttpApi:
             return web.Response(text=raw.hex() + "\n")
         if fmt != "json":
             raise web.HTTPBadRequest(text="format must be json, hex or bin\n")
-        entry = self.node.chain.entry(block_hash)
+        entry = self.chain.entry(block_hash)
         assert entry is not None
-        on_best = self.node.chain.hash_at(entry.height) == entry.hash
-        confirmations = self.node.chain.tip.height - entry.height + 1 if on_best else -1
-        next_hash = self.node.chain.hash_at(entry.height + 1) if on_best else None
-        return web.json_response(block_json(self.node.network, Block.decode(raw), 1, entry.chain_work,
+        on_best = self.chain.hash_at(entry.height) == entry.hash
+        confirmations = self.chain.tip.height - entry.height + 1 if on_best else -1
+        next_hash = self.chain.hash_at(entry.height + 1) if on_best else None
+        return web.json_response(block_json(self.network, Block.decode(raw), 1, entry.chain_work,
                                             confirmations, next_hash, len(raw)))
 
     async def rest_headers(self, request: web.Request) -> web.Response:
@@ -209,7 +220,7 @@ class HttpApi:
             raise web.HTTPBadRequest(text="count must be an integer\n") from None
         if not 1 <= count <= MAX_REST_HEADERS:
             raise web.HTTPBadRequest(text=f"count must be between 1 and {MAX_REST_HEADERS}\n")
-        chain = self.node.chain
+        chain = self.chain
         entry = chain.entry(self._hash(text))
         headers = []
         while entry is not None and len(headers) < count and chain.hash_at(entry.height) == entry.hash:
@@ -220,7 +231,7 @@ class HttpApi:
             return web.Response(text="".join(e.header.encode().hex() for e in headers) + "\n")
         if fmt != "json":
             raise web.HTTPBadRequest(text="format must be json or hex\n")
-        return web.json_response([header_json(self.node.network, e.header, e.chain_work) for e in headers])
+        return web.json_response([header_json(self.network, e.header, e.chain_work) for e in headers])
 
     # --- job-market matrices --------------------------------------------------------------
     async def put_matrix(self, request: web.Request) -> web.Response:
@@ -231,8 +242,8 @@ class HttpApi:
         kind = request.match_info["kind"].upper()
         if kind not in KINDS:
             raise web.HTTPNotFound(text=f"kind must be one of {', '.join(KINDS)}\n")
-        market = self.node.market
-        limit = self.node.cfg.max_upload_mb * 1024 * 1024
+        market = self.market
+        limit = self.max_upload_bytes
         upload = market.store.new_upload()
         try:
             received = 0
@@ -243,7 +254,7 @@ class HttpApi:
                         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=received)
                     fh.write(chunk)
             q = request.query
-            entry = await self.node.market_rpc.store_upload(kind, upload, q.get("worker"), q.get("job_id"),
+            entry = await self.market_rpc.store_upload(kind, upload, q.get("worker"), q.get("job_id"),
                                                             q.get("expect"))
         except RpcError as exc:
             raise web.HTTPBadRequest(text=exc.message + "\n") from None
@@ -262,10 +273,10 @@ class HttpApi:
             raise web.HTTPBadRequest(text="format must be npy\n")
         try:
             key = parse_hash(text, "key")
-            entry = await self.node.market.fetch(key)
+            entry = await self.market.fetch(key)
         except RpcError as exc:
             raise web.HTTPBadRequest(text=exc.message + "\n") from None
         except MarketError as exc:
             raise web.HTTPNotFound(text=f"{exc}\n") from None
-        self.node.market.bytes_served += entry.size
+        self.market.bytes_served += entry.size
         return web.FileResponse(entry.path, headers={"Content-Type": "application/octet-stream"})

@@ -24,6 +24,9 @@ here is relay *policy*, not consensus.
 * **Reorgs.** The chain calls ``on_block_connected`` / ``on_block_disconnected``
   after each tip change, with ``view_provider`` already showing the new tip.
 
+``add`` publishes ``tx-accepted`` for each tx it made ready and ``tx-rejected``
+for a refusal (``node.events``).
+
 Rejections raise ``InvalidTx`` with the consensus reasons, plus the policy
 reasons duplicate, fee-too-low, nonce-too-old (nonce already used on chain: a
 double spend or a confirmed tx), nonce-gap-too-large, future-queue-full,
@@ -43,6 +46,8 @@ from consensus.errors import InvalidTx
 from consensus.params import Network
 from consensus.state import EMPTY_ACCOUNT, Overlay, StateView, apply_tx, check_tx_stateless
 from consensus.tx import TRANSFER, Tx
+
+from .events import TX_ACCEPTED, Listener, Listeners, TxAccepted, TxRejected
 
 ViewProvider = Callable[[], tuple[StateView, int]]
 
@@ -117,6 +122,12 @@ class Mempool:
         self._bytes = 0
         self._future_count = 0
         self._seq = itertools.count()
+        self._events = Listeners()
+
+    def subscribe(self, callback: Listener, kinds: Iterable[str] = (TX_ACCEPTED,)) -> Callable[[], None]:
+        """Call ``callback(event)`` for the ``node.events`` of ``kinds`` (by default each tx made
+        ready by ``add``); returns an unsubscribe."""
+        return self._events.subscribe(callback, tuple(kinds))
 
     # --- admission -----------------------------------------------------------------
 
@@ -125,6 +136,16 @@ class Mempool:
 
         An empty list means ``tx`` is held as future until the nonce gap fills.
         """
+        try:
+            ready = self._admit(tx)
+        except InvalidTx as exc:
+            self._events.publish(TxRejected(tx.txid, exc.reason))
+            raise
+        for t in ready:
+            self._events.publish(TxAccepted(t))
+        return ready
+
+    def _admit(self, tx: Tx) -> list[Tx]:
         txid = tx.txid
         if txid in self._by_txid:
             raise InvalidTx("duplicate", txid.hex())

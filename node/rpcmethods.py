@@ -5,7 +5,7 @@ import asyncio
 import math
 import statistics
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from consensus.block import Block
 from consensus.errors import AddressError, DecodeError, InvalidTx
@@ -17,16 +17,16 @@ from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNo
 from p2p.bans import MAX_BAN_SECONDS
 
 from .addrindex import History, mempool_rows
-from .chain import ACCEPTED, DUPLICATE, FUTURE, ORPHAN
+from .chain import ACCEPTED, DUPLICATE, FUTURE, ORPHAN, Chain
+from .chainstats import ChainStats
+from .control import NodeControl
 from .jsonview import block_json, difficulty, header_json, tx_json
+from .mempool import Mempool
 from .mining import new_template, solve_template
 from .stateinfo import state_info, tip_facts
 from .rpcserver import (ALREADY_IN_CHAIN, INVALID_IP, INVALID_PARAMETER, MISC_ERROR, NODE_ALREADY_ADDED,
                         NODE_NOT_ADDED, NODE_NOT_CONNECTED, NOT_ALLOWED_ON_NETWORK, NOT_FOUND, VERIFY_ERROR,
                         VERIFY_REJECTED, Dispatcher, Param, RpcError, parse_hash)
-
-if TYPE_CHECKING:
-    from .daemon import Node
 
 LONGPOLL_SECONDS = 60.0
 MAX_GENERATE = 10_000
@@ -43,14 +43,29 @@ def parse_hex(text: str, what: str) -> bytes:
         raise RpcError(INVALID_PARAMETER, f"{what} must be hex") from None
 
 
-class RpcMethods:
-    """Binds every method to a running ``Node``."""
+class PeerControl(Protocol):
+    """The peer-to-peer controls behind the network methods (``p2p.P2PNode`` provides them)."""
 
-    def __init__(self, node: "Node") -> None:
-        self.node = node
-        self.chain = node.chain
-        self.mempool = node.mempool
-        self.network = node.network
+    def peer_info(self) -> list[dict]: ...
+    def network_info(self) -> dict: ...
+    async def add_node(self, addr: str, command: str) -> None: ...
+    async def disconnect_node(self, target: str | int) -> None: ...
+    def set_ban(self, subnet: str, command: str, bantime: int = 0) -> None: ...
+    def list_banned(self) -> list[dict]: ...
+    def clear_banned(self) -> None: ...
+
+
+class RpcMethods:
+    """The methods, bound to the parts of the node they use."""
+
+    def __init__(self, chain: Chain, mempool: Mempool, peers: PeerControl, stats: ChainStats,
+                 control: NodeControl) -> None:
+        self.chain = chain
+        self.mempool = mempool
+        self.peers = peers
+        self.stats = stats
+        self.control = control
+        self.network = chain.network
 
     def register(self, d: Dispatcher) -> None:
         d.add("help", self.help, Param("command", str, None))
@@ -135,7 +150,7 @@ class RpcMethods:
             "initialblockdownload": best_header > tip.height,
             "verificationprogress": 1.0 if not best_header else min(1.0, tip.height / max(best_header, 1)),
             "next_target": f"{self.chain.next_target():064x}",
-            "useful_blocks": self.node.useful_stats(),
+            "useful_blocks": self.stats.useful_stats(),
         }
 
     def getblockcount(self) -> int:
@@ -209,10 +224,10 @@ class RpcMethods:
             "blocks": tip.height,
             "difficulty": difficulty(self.network, tip.header.target),
             "next_target": f"{self.chain.next_target():064x}",
-            "networkmacps": self.node.network_mac_rate(),
+            "networkmacps": self.stats.network_mac_rate(),
             "state_root": tip.header.state_root.hex(),
             "pooledtx": self.mempool.info()["size"],
-            "useful": self.node.useful_stats(),
+            "useful": self.stats.useful_stats(),
         }
 
     async def getstateinfo(self, verify: bool) -> dict[str, Any]:
@@ -230,7 +245,7 @@ class RpcMethods:
             if not isinstance(longpollid, str):
                 raise RpcError(INVALID_PARAMETER, "longpollid must be a string")
             if longpollid == self.chain.tip.hash.hex():
-                await self.node.wait_for_tip_change(LONGPOLL_SECONDS)
+                await self.control.wait_for_tip_change(LONGPOLL_SECONDS)
         return new_template(self.chain, self.mempool, int(time.time())).to_json()
 
     def submitblock(self, hexdata: str) -> str | None:
@@ -240,7 +255,7 @@ class RpcMethods:
             block = Block.decode(raw)
         except DecodeError as exc:
             raise RpcError(-22, f"Block decode failed: {exc.detail}") from None
-        result = self.node.submit_block(block, raw)
+        result = self.chain.submit_block(block, raw)
         if result.status == ACCEPTED:
             return None
         if result.status == DUPLICATE:
@@ -267,12 +282,12 @@ class RpcMethods:
             ahead = template.clock_wait(int(time.time()))
             if ahead:
                 await asyncio.sleep(ahead)
-                if self.node.stopping():
+                if self.control.stopping():
                     break
-            block = await asyncio.to_thread(solve_template, template, miner, maxtries, self.node.stopping)
+            block = await asyncio.to_thread(solve_template, template, miner, maxtries, self.control.stopping)
             if block is None:
                 break
-            result = self.node.submit_block(block)
+            result = self.chain.submit_block(block)
             if result.status != ACCEPTED:
                 raise RpcError(MISC_ERROR, f"generated block rejected: {result.reason or result.status}")
             hashes.append(block.hash.hex())
@@ -309,7 +324,7 @@ class RpcMethods:
         if self.chain.tx_location(tx.txid) is not None:
             raise RpcError(ALREADY_IN_CHAIN, "transaction already in block chain")
         try:
-            self.node.add_tx(tx)
+            self.mempool.add(tx)  # its event relays the tx
         except InvalidTx as exc:
             code = VERIFY_ERROR if exc.reason in ("bad-signature", "bad-chain-id", "bad-version") else VERIFY_REJECTED
             raise RpcError(code, f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason) from None
@@ -417,22 +432,22 @@ class RpcMethods:
     # --- network -----------------------------------------------------------------------------
     def getnetworkinfo(self) -> dict[str, Any]:
         """getnetworkinfo: protocol, user agent and connection counts."""
-        return {"version": 1, "networkactive": True, **self.node.p2p.network_info()}
+        return {"version": 1, "networkactive": True, **self.peers.network_info()}
 
     def getpeerinfo(self) -> list[dict[str, Any]]:
         """getpeerinfo: one object per connected peer."""
-        return self.node.p2p.peer_info()
+        return self.peers.peer_info()
 
     def getconnectioncount(self) -> int:
         """getconnectioncount: number of connected peers."""
-        return len(self.node.p2p.peer_info())
+        return len(self.peers.peer_info())
 
     async def addnode(self, node: str, command: str) -> None:
         """addnode "host:port" "add|remove|onetry"."""
         if command not in ("add", "remove", "onetry"):
             raise RpcError(INVALID_PARAMETER, "command must be add, remove or onetry")
         try:
-            await self.node.p2p.add_node(node, command)
+            await self.peers.add_node(node, command)
         except NodeAlreadyAdded as exc:
             raise RpcError(NODE_ALREADY_ADDED, f"Error: Node already added ({exc})") from None
         except NodeNotAdded as exc:
@@ -445,7 +460,7 @@ class RpcMethods:
         if bool(address) == (nodeid is not None):
             raise RpcError(INVALID_PARAMETER, "give either an address or a nodeid")
         try:
-            await self.node.p2p.disconnect_node(address or nodeid)
+            await self.peers.disconnect_node(address or nodeid)
         except NodeNotConnected:
             raise RpcError(NODE_NOT_CONNECTED, "Node not found in connected nodes") from None
 
@@ -456,7 +471,7 @@ class RpcMethods:
         if not 0 <= bantime <= MAX_BAN_SECONDS:
             raise RpcError(INVALID_PARAMETER, f"bantime must be between 0 and {MAX_BAN_SECONDS} seconds")
         try:
-            self.node.p2p.set_ban(subnet, command, bantime)
+            self.peers.set_ban(subnet, command, bantime)
         except InvalidAddress as exc:
             raise RpcError(INVALID_IP, f"Error: Invalid IP/Subnet ({exc})") from None
         except BanError as exc:
@@ -464,18 +479,18 @@ class RpcMethods:
 
     def listbanned(self) -> list[dict[str, Any]]:
         """listbanned: banned addresses with times and reasons."""
-        return self.node.p2p.list_banned()
+        return self.peers.list_banned()
 
     def clearbanned(self) -> None:
         """clearbanned: lift every ban."""
-        self.node.p2p.clear_banned()
+        self.peers.clear_banned()
 
     # --- control -----------------------------------------------------------------------------
     def uptime(self) -> int:
         """uptime: seconds since the node started."""
-        return int(time.time() - self.node.started_at)
+        return self.control.uptime()
 
     def stop(self) -> str:
         """stop: shut the node down cleanly."""
-        self.node.request_stop()
+        self.control.request_stop()
         return "pouwd stopping"

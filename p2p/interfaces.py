@@ -2,22 +2,34 @@
 
 ``node.chain.Chain`` and ``node.mempool.Mempool`` satisfy these protocols; the
 job market can provide a ``MatrixSource`` to serve ``getmatrix`` (PROTOCOL §6, §7).
-Submit statuses are the strings of ``node.chain.SubmitResult.status``.
+``BlockStatus`` is the one set of labels for what became of a submitted block or
+header; ``node.chain`` reports with it.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
+from enum import StrEnum
 from typing import Any, Protocol
 
 from consensus.block import Block, Header
 from consensus.params import Network
 from consensus.tx import Tx
 
-ACCEPTED, DUPLICATE, ORPHAN, INVALID, FUTURE = "accepted", "duplicate", "orphan", "invalid", "future"
+class BlockStatus(StrEnum):
+    """What became of a submitted block or header (PROTOCOL §5, §7)."""
+
+    ACCEPTED = "accepted"  # stored (and connected if it leads to the most work)
+    DUPLICATE = "duplicate"  # known already
+    ORPHAN = "orphan"  # parent unknown: held until it arrives
+    INVALID = "invalid"  # breaks a rule (the result's reason says which)
+    FUTURE = "future"  # timestamp too far ahead of the clock: held, retried later
+
+
+ACCEPTED, DUPLICATE, ORPHAN, INVALID, FUTURE = BlockStatus
 
 
 class Result(Protocol):
-    status: str
+    status: BlockStatus
     hash: bytes
     reason: str
 
@@ -60,13 +72,19 @@ class ChainView(Protocol):
     def submit_block(self, block: Block | bytes, raw: bytes | None = None) -> Result: ...
     def submit_blocks(self, blocks: Iterable[Block | bytes]) -> Sequence[Result]: ...
     def retry_future(self) -> Sequence[Result]: ...
-    def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]: ...
+    def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]:
+        """``callback(event)`` after each committed block move: ``event.kind`` is "connected"
+        or "disconnected"."""
+        ...
 
 
 class MempoolView(Protocol):
     def add(self, tx: Tx) -> list[Tx]: ...  # raises consensus.errors.InvalidTx
     def get(self, txid: bytes) -> Tx | None: ...
     def __contains__(self, txid: object) -> bool: ...
+    def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]:
+        """``callback(event)`` for each tx ``add`` made ready (by whoever added it): ``event.tx``."""
+        ...
 
 
 class MatrixSource(Protocol):

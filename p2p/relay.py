@@ -201,16 +201,13 @@ class Relay:
             self._send_tx_requests(self.tx_requests.received(txid))
             return
         try:
-            ready = self.mempool.add(tx)
+            self.mempool.add(tx)  # what became ready is announced on the mempool's event (P2PNode)
         except InvalidTx as exc:
             log.debug("tx %s from peer %d refused: %s", txid.hex(), peer.id, exc.reason)
             self._rejects.add(txid)
-            ready = []
         else:
             peer.last_tx_at = time.monotonic()
         self._send_tx_requests(self.tx_requests.received(txid))
-        for t in ready:  # the sender knows txid already
-            self.announce_tx(t)
 
     def expire(self) -> None:
         """Fail tx requests that were never answered (the next source is asked)."""

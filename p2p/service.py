@@ -2,8 +2,9 @@
 
 It owns the peer set (``manager``), headers-first download (``sync``) and
 inventory relay (``relay``), dispatches each peer's messages to them, and
-announces new tips it hears of through ``chain.subscribe``.  Chain listeners may
-run on any thread; announcements are moved onto the event loop.
+announces new tips and ready txs it hears of through ``chain.subscribe`` and
+``mempool.subscribe``.  Chain listeners may run on any thread; announcements are
+moved onto the event loop.
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ class P2PNode:
         self.magic = self.network.magic
         self.chain_id = self.network.chain_id
         self.chain = chain
+        self.mempool = mempool
         self.user_agent = user_agent
         for addr in (*connect, *addnode, *seednode):
             self._check_addr(addr)
@@ -75,7 +77,7 @@ class P2PNode:
             "matrix": lambda p, m: self.relay.on_matrix(p, *m.args),
         }
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._unsubscribe: Callable[[], None] | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
         self._tip_pending = False
         self._announced: bytes | None = None
         self._maintenance: asyncio.Task | None = None
@@ -92,15 +94,16 @@ class P2PNode:
         """Listen (if asked), start dialing, and subscribe to the chain's tip changes."""
         self._loop = asyncio.get_running_loop()
         self._announced = self.chain.tip.hash
-        self._unsubscribe = self.chain.subscribe(self._on_chain_event)
+        self._unsubscribe = [self.chain.subscribe(self._on_chain_event),
+                             self.mempool.subscribe(lambda event: self.announce_tx(event.tx))]
         await self.manager.start()
         self._maintenance = asyncio.create_task(self._maintain())
 
     async def stop(self) -> None:
         """Disconnect everyone and stop listening; bans and addresses are already persisted."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
         if self._maintenance is not None:
             self._maintenance.cancel()
             await asyncio.gather(self._maintenance, return_exceptions=True)
@@ -185,7 +188,8 @@ class P2PNode:
         self.sync.schedule()
 
     def announce_tx(self, tx: Tx) -> None:
-        """Announce a tx the node accepted into its mempool (e.g. by RPC)."""
+        """Announce a tx to the peers that do not know it yet (a tx the mempool made ready, or
+        one a reorg returned to it)."""
         self.relay.announce_tx(tx)
 
     async def fetch_matrix(self, key: bytes, first: int, count: int,

@@ -1,0 +1,94 @@
+"""What the chain and the mempool tell the rest of the node (docs/architecture.md).
+
+``node.chain.Chain`` publishes block moves after each commit (``connected``,
+``disconnected``), each block it finds invalid (``rejected``) and, once per
+submission, a moved tip (``tip``); ``node.mempool.Mempool`` publishes the txs
+``add`` made ready (``tx-accepted``) and the ones it refused (``tx-rejected``).
+Metrics, logs, websocket pushes and p2p announcements subscribe; nothing calls
+them directly.  Listeners run on the publisher's thread, in subscription order;
+one that raises is logged and skipped, never breaks the publisher.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+from consensus.block import Block
+from consensus.tx import Tx
+
+log = logging.getLogger(__name__)
+
+CONNECTED, DISCONNECTED, REJECTED, TIP_CHANGED = "connected", "disconnected", "rejected", "tip"
+TX_ACCEPTED, TX_REJECTED = "tx-accepted", "tx-rejected"
+BLOCK_MOVES = (CONNECTED, DISCONNECTED)
+
+
+@dataclass(frozen=True)
+class ChainEvent:
+    """A block joined (``connected``) or left (``disconnected``) the best chain, committed."""
+
+    kind: str
+    block: Block
+    height: int
+
+
+@dataclass(frozen=True)
+class BlockRejected:
+    """A submitted block broke a rule (``reason`` is the consensus reason token)."""
+
+    hash: bytes
+    reason: str
+    kind: str = REJECTED
+
+
+@dataclass(frozen=True)
+class TipChanged:
+    """A submission moved the tip; ``best_header`` is the highest header known (progress only)."""
+
+    hash: bytes
+    height: int
+    best_header: int
+    kind: str = TIP_CHANGED
+
+
+@dataclass(frozen=True)
+class TxAccepted:
+    """A tx became ready in the mempool (to relay)."""
+
+    tx: Tx
+    kind: str = TX_ACCEPTED
+
+
+@dataclass(frozen=True)
+class TxRejected:
+    """The mempool refused a tx (``reason`` as in ``InvalidTx``)."""
+
+    txid: bytes
+    reason: str
+    kind: str = TX_REJECTED
+
+
+Listener = Callable[[Any], None]
+
+
+class Listeners:
+    """Subscribers by event kind."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[tuple[Listener, Collection[str]]] = []
+
+    def subscribe(self, callback: Listener, kinds: Collection[str]) -> Callable[[], None]:
+        """Call ``callback(event)`` for each published event of ``kinds``; returns an unsubscribe."""
+        item = (callback, tuple(kinds))
+        self._subscribers.append(item)
+        return lambda: self._subscribers.remove(item) if item in self._subscribers else None
+
+    def publish(self, event: Any) -> None:
+        for callback, kinds in list(self._subscribers):
+            if event.kind in kinds:
+                try:
+                    callback(event)
+                except Exception:  # a listener must not break its publisher
+                    log.exception("listener failed on %s", event.kind)
