@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import encoding as enc
 from .encoding import BIN20, BIN32, U32, U64, Bin, ListOf, Tuple
@@ -152,6 +152,28 @@ class Block:
     @property
     def hash(self) -> bytes:
         return self.header.hash
+
+
+class ReceivedBlock(NamedTuple):
+    """A block with its canonical bytes (§2): decoded once where it came in, stored as
+    these bytes, never re-encoded on the way."""
+
+    block: Block
+    raw: bytes
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "ReceivedBlock":
+        """Decode canonical bytes (raises ``DecodeError``)."""
+        return cls(Block.decode(raw), bytes(raw))
+
+    @classmethod
+    def of(cls, block: Block) -> "ReceivedBlock":
+        """A block built here (a miner's, a test's): encoded this once."""
+        return cls(block, block.encode())
+
+    @property
+    def hash(self) -> bytes:
+        return self.block.hash
 
 
 def tx_root(txs: tuple[Tx, ...] | list[Tx]) -> bytes:

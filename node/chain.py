@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Callable, Collection, Iterable, Sequence
 
-from consensus.block import Block, Header
+from consensus.block import Block, Header, ReceivedBlock
 from consensus.errors import ConsensusError, DecodeError, FutureBlock, InvalidBlock
 from consensus.genesis import genesis_block, genesis_state
 from consensus.params import MEDIAN_TIME_SPAN, NETWORKS, Network, subsidy
@@ -37,9 +37,9 @@ from p2p.interfaces import ACCEPTED, DUPLICATE, FUTURE, INVALID, ORPHAN, BlockSt
 from .addrindex import block_entries, open_address_index
 from .blockindex import FAILED, FAILED_CHILD, FAILED_MASK, HAVE_DATA, VALID, BlockIndex, IndexEntry
 from .events import BLOCK_MOVES, BlockRejected, ChainEvent, Listener, Listeners, TipChanged
-from .orphans import OrphanPool
 from .store import ChainBatch, DatadirCorrupt, StateReader, Store
 from .txcheck import Pending, TxChecker
+from .waiting import WaitingBlocks
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ GROUP_BYTES = 32 * 1024 * 1024
 LOOKAHEAD = 64  # blocks whose tx checks run ahead of the one being connected
 MAX_HEADERS = 2000  # PROTOCOL §7 headers reply
 MAX_HEADER_ONLY = 100_000  # loose header-only entries kept in memory
+
+BlockInput = ReceivedBlock | Block | bytes  # bytes and Blocks are decoded / encoded once, at the door
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class Chain:
 
     def __init__(self, datadir: str | os.PathLike[str], network: Network | str, *,
                  now: Callable[[], int] | None = None, reindex: bool = False,
-                 orphan_count: int = 256, orphan_bytes: int = 64 * 1024 * 1024,
+                 waiting_count: int = 256, waiting_bytes: int = 64 * 1024 * 1024,
                  tx_workers: int | None = None, max_header_only: int = MAX_HEADER_ONLY,
                  address_index: bool = False,
                  reindex_progress: Callable[[int, int], None] | None = None) -> None:
@@ -97,8 +99,7 @@ class Chain:
         self.now = now or (lambda: int(time.time()))
         self._lock = threading.RLock()
         self._events = Listeners()
-        self._orphans = OrphanPool(orphan_count, orphan_bytes)
-        self._future = OrphanPool(orphan_count, orphan_bytes)
+        self._waiting = WaitingBlocks(waiting_count, waiting_bytes)  # orphans and future blocks
         self._checker = TxChecker(self.network, tx_workers)
         self._checks: dict[bytes, Pending] = {}
         self._recent: dict[bytes, Block] = {}  # decoded blocks of the current call
@@ -169,7 +170,7 @@ class Chain:
         with self._lock:
             self.store.start_reindex(self.address_index)
             self._reset()
-            self._orphans.pop_all()
+            self._waiting.clear()
             self._write_genesis()
             self._load()
             order = []
@@ -185,26 +186,26 @@ class Chain:
             order.sort()
             for i in range(0, len(order), GROUP_BLOCKS):
                 chunk = order[i:i + GROUP_BLOCKS]
-                self._submit([(self.store.block_bytes(h) or b"", None) for _, h in chunk])
+                self._submit([self.store.block_bytes(h) or b"" for _, h in chunk])
                 if progress is not None:
                     progress(i + len(chunk), len(order))
             self.store.finish_reindex()
 
     # --- submitting ------------------------------------------------------------------
-    def submit_block(self, block: Block | bytes, raw: bytes | None = None) -> SubmitResult:
+    def submit_block(self, block: BlockInput) -> SubmitResult:
         """Validate and store a block, then move the tip if it leads to more work (§5)."""
         with self._lock:
-            return self._submit_and_trim([(block, raw)])[0]
+            return self._submit_and_trim([block])[0]
 
-    def submit_blocks(self, blocks: Iterable[Block | bytes]) -> list[SubmitResult]:
+    def submit_blocks(self, blocks: Iterable[BlockInput]) -> list[SubmitResult]:
         """Several blocks at once (sync): tip moves are committed per group of blocks."""
         with self._lock:
-            return self._submit_and_trim([(b, None) for b in blocks])
+            return self._submit_and_trim(list(blocks))
 
     def retry_future(self) -> list[SubmitResult]:
         """Resubmit the blocks held back for a timestamp too far ahead of the clock."""
         with self._lock:
-            return self._submit_and_trim(self._future.pop_all())
+            return self._submit_and_trim(self._waiting.pop_future())
 
     def add_header(self, header: Header) -> SubmitResult:
         """Add a header to the tree (headers-first sync, §7); the block can follow later."""
@@ -233,7 +234,7 @@ class Chain:
                     break
             if batch:  # header-only entries are not persisted: empty unless that changes
                 self.store.commit(batch)
-            waiting = [item for h in accepted for item in self._orphans.pop_children(h)]
+            waiting = [item for h in accepted for item in self._waiting.pop_children(h)]
             if waiting:
                 self._submit(waiting)
             self._trim_headers(keep)
@@ -289,16 +290,16 @@ class Chain:
         log.info("evicted %d header-only entries without blocks (cap %d)", before - len(loose),
                  self.max_header_only)
 
-    def _submit_and_trim(self, items: Sequence[tuple[Block | bytes, bytes | None]]) -> list[SubmitResult]:
+    def _submit_and_trim(self, items: Sequence[BlockInput]) -> list[SubmitResult]:
         results = self._submit(items)
         self._trim_headers()  # a block whose header breaks a context rule leaves a failed header-only entry
         return results
 
-    def _submit(self, items: Sequence[tuple[Block | bytes, bytes | None]]) -> list[SubmitResult]:
+    def _submit(self, items: Sequence[BlockInput]) -> list[SubmitResult]:
         tip_before = self._active[-1]
         batch = self._batch()
         try:
-            results = [self._accept(batch, block, raw) for block, raw in items]
+            results = [self._accept(batch, item) for item in items]
             failures = self._activate(batch)
         finally:
             self._checks.clear()
@@ -317,29 +318,32 @@ class Chain:
             self._events.publish(TipChanged(tip.hash, tip.height, self.header_tip_height()))
         return out
 
-    def _accept(self, batch: ChainBatch, block: Block | bytes, raw: bytes | None) -> SubmitResult:
+    def _accept(self, batch: ChainBatch, item: BlockInput) -> SubmitResult:
         """Check a block on its own and against its parent, store it, and pull in waiting orphans."""
-        if isinstance(block, (bytes, bytearray)):
-            raw = bytes(block)
+        if isinstance(item, ReceivedBlock):
+            received = item
+        elif isinstance(item, Block):
+            received = ReceivedBlock.of(item)
+        else:
             try:
-                block = Block.decode(raw)
+                received = ReceivedBlock.decode(item)
             except DecodeError as exc:
                 return SubmitResult(INVALID, b"", exc.reason)
-        raw = block.encode() if raw is None else raw
-        result = self._accept_one(batch, block, raw)
-        queue = [block.hash] if result.status == ACCEPTED else []
+        result = self._accept_one(batch, received)
+        queue = [received.hash] if result.status == ACCEPTED else []
         while queue:
-            for child, child_raw in self._orphans.pop_children(queue.pop()):
-                if self._accept_one(batch, child, child_raw).status == ACCEPTED:
+            for child in self._waiting.pop_children(queue.pop()):
+                if self._accept_one(batch, child).status == ACCEPTED:
                     queue.append(child.hash)
         return result
 
-    def _accept_one(self, batch: ChainBatch, block: Block, raw: bytes) -> SubmitResult:
+    def _accept_one(self, batch: ChainBatch, received: ReceivedBlock) -> SubmitResult:
+        block, raw = received
         h = block.hash
         entry = self.index.get(h)
         if entry is not None and entry.failed:
             return SubmitResult(INVALID, h, "duplicate-invalid")
-        if (entry is not None and entry.have_data) or h in self._orphans:
+        if (entry is not None and entry.have_data) or self._waiting.has_orphan(h):
             return SubmitResult(DUPLICATE, h)
         try:
             check_block(block, self.network, len(raw))
@@ -348,12 +352,12 @@ class Chain:
         if entry is None:
             parent = self.index.get(block.header.prev_hash)
             if parent is None:
-                self._orphans.add(block, raw)
+                self._waiting.add_orphan(received)
                 return SubmitResult(ORPHAN, h)
             accepted = self._accept_header(batch, block.header, parent)
             if isinstance(accepted, SubmitResult):
                 if accepted.status == FUTURE:
-                    self._future.add(block, raw)
+                    self._waiting.add_future(received)
                 return accepted
             entry = accepted
         entry = replace(entry, status=entry.status | HAVE_DATA, fees=block_fees(block), seq=self._next_seq)
@@ -692,7 +696,7 @@ class Chain:
 
     def orphan_roots(self) -> list[bytes]:
         """Parents that held orphans wait for."""
-        return self._orphans.roots()
+        return self._waiting.roots()
 
     # --- listeners and lifecycle -------------------------------------------------------
     @property

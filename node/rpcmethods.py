@@ -7,7 +7,7 @@ import statistics
 import time
 from typing import Any, Protocol
 
-from consensus.block import Block
+from consensus.block import Block, ReceivedBlock
 from consensus.errors import AddressError, DecodeError, InvalidTx
 from consensus.genesis import dev_faucet_key
 from consensus.keys import decode_address, encode_address
@@ -252,10 +252,10 @@ class RpcMethods:
         """submitblock "hexdata": null when accepted, else a reason string (Bitcoin's convention)."""
         raw = parse_hex(hexdata, "hexdata")
         try:
-            block = Block.decode(raw)
+            received = ReceivedBlock.decode(raw)
         except DecodeError as exc:
             raise RpcError(-22, f"Block decode failed: {exc.detail}") from None
-        result = self.chain.submit_block(block, raw)
+        result = self.chain.submit_block(received)
         if result.status == ACCEPTED:
             return None
         if result.status == DUPLICATE:

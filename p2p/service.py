@@ -68,7 +68,7 @@ class P2PNode:
             "getdata": lambda p, m: self.relay.on_getdata(p, m.args[0]),
             "notfound": lambda p, m: self.relay.on_notfound(p, m.args[0]),
             "tx": lambda p, m: self.relay.on_tx(p, m.objects),
-            "block": lambda p, m: self.sync.on_block(p, *m.objects),
+            "block": lambda p, m: self.sync.on_block(p, m.objects),
             "getheaders": lambda p, m: self.sync.on_getheaders(p, m.args[0], m.args[1]),
             "headers": lambda p, m: self.sync.on_headers(p, m.objects),
             "getaddr": lambda p, m: self.manager.on_getaddr(p),

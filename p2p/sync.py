@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from consensus.block import ZERO32, Block, Header
+from consensus.block import ZERO32, Header, ReceivedBlock
 
 from . import wire
 from .interfaces import ACCEPTED, DUPLICATE, FUTURE, INVALID, ORPHAN, ChainView, Entry
@@ -99,8 +99,8 @@ class Sync:
         self._wanted: dict[bytes, tuple[int, set[int]]] = {}  # hash → (height, source peer ids)
         self._queue: list[tuple[int, bytes]] = []  # wanted, not in flight (lazy heap)
         self._in_flight: dict[bytes, int] = {}  # hash → peer id
-        self._received: list[tuple[Block, bytes, Peer]] = []
-        self._held: dict[bytes, list[tuple[Block, bytes, Peer]]] = {}  # parent hash → blocks
+        self._received: list[tuple[ReceivedBlock, Peer]] = []
+        self._held: dict[bytes, list[tuple[ReceivedBlock, Peer]]] = {}  # parent hash → blocks
         self._held_bytes = 0
         self._flush_scheduled = False
         self._checking: dict[bytes, int] = {}  # spot-check block → peer id
@@ -469,8 +469,8 @@ class Sync:
                 st.peer.close("getheaders timed out")
 
     # --- receiving blocks --------------------------------------------------------------
-    def on_block(self, peer: Peer, block: Block, raw: bytes) -> None:
-        h = block.hash
+    def on_block(self, peer: Peer, received: ReceivedBlock) -> None:
+        h = received.hash
         peer.known.add(h)
         st = self._peers.get(peer.id)
         if st is not None:
@@ -482,7 +482,7 @@ class Sync:
             if owner != peer.id and owner in self._peers:
                 self._peers[owner].in_flight.pop(h, None)
         self._wanted.pop(h, None)
-        self._received.append((block, raw, peer))
+        self._received.append((received, peer))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
@@ -491,12 +491,12 @@ class Sync:
         """Submit the received blocks whose parents have data, in height order."""
         self._flush_scheduled = False
         items, self._received = self._received, []
-        ready: list[tuple[Block, bytes, Peer]] = []
+        ready: list[tuple[ReceivedBlock, Peer]] = []
         have: set[bytes] = set()
         for parent in [p for p in self._held if (e := self.chain.entry(p)) is not None and e.have_data]:
             self._release(parent, ready, have)
-        for item in sorted(items, key=lambda i: i[0].header.height):
-            block = item[0]
+        for item in sorted(items, key=lambda i: i[0].block.header.height):
+            block = item[0].block
             parent = self.chain.entry(block.header.prev_hash)
             if (parent is not None and parent.have_data) or block.header.prev_hash in have \
                     or self.chain.entry(block.hash) is None \
@@ -506,13 +506,13 @@ class Sync:
                 self._release(block.hash, ready, have)
             else:
                 self._held.setdefault(block.header.prev_hash, []).append(item)
-                self._held_bytes += len(item[1])
+                self._held_bytes += len(item[0].raw)
         if self._held_bytes > self.limits.reorder_bytes:  # the chain stores them out of order
             for held in self._held.values():
                 ready.extend(held)
             self._held.clear()
             self._held_bytes = 0
-        ready.sort(key=lambda i: i[0].header.height)
+        ready.sort(key=lambda i: i[0].block.header.height)
         for i in range(0, len(ready), self.limits.submit_batch):
             try:
                 self._submit(ready[i:i + self.limits.submit_batch])
@@ -526,14 +526,15 @@ class Sync:
         stack = [parent]
         while stack:
             for item in self._held.pop(stack.pop(), ()):
-                self._held_bytes -= len(item[1])
+                self._held_bytes -= len(item[0].raw)
                 ready.append(item)
                 have.add(item[0].hash)
                 stack.append(item[0].hash)
 
-    def _submit(self, items: list[tuple[Block, bytes, Peer]]) -> None:
-        results = self.chain.submit_blocks([block for block, _, _ in items])
-        for (block, _, peer), res in zip(items, results):
+    def _submit(self, items: list[tuple[ReceivedBlock, Peer]]) -> None:
+        results = self.chain.submit_blocks([received for received, _ in items])
+        for (received, peer), res in zip(items, results):
+            block = received.block
             if block.hash in self._checking:  # an invalid one bans its sender below
                 self._spot_checked(block.hash, res.status != INVALID)
             st = self._peers.get(peer.id)

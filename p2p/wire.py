@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consensus import encoding as enc
-from consensus.block import BLOCK_SCHEMA, HEADER_SCHEMA, Block, Header, Proof
+from consensus.block import BLOCK_SCHEMA, HEADER_SCHEMA, Block, Header, Proof, ReceivedBlock
 from consensus.encoding import BIN32, U8, U16, U32, U64, Bin, ListOf, Str, Tuple
 from consensus.errors import DecodeError
 from consensus.params import MAX_MATRIX_DIM
@@ -74,7 +74,7 @@ class WireError(Exception):
 class Message:
     """One decoded message; ``raw`` is the whole payload (a block's bytes are a slice of it).
 
-    ``objects`` holds what a ``tx`` (``Tx``), ``block`` (``(Block, bytes)``) or ``headers``
+    ``objects`` holds what a ``tx`` (``Tx``), ``block`` (``ReceivedBlock``) or ``headers``
     (``list[Header]``) message carries, built during the decode (off the event loop for
     large payloads)."""
 
@@ -201,11 +201,12 @@ def decode(data: bytes) -> Message | None:
     return msg if build is None else Message(command, args, data, build(msg))
 
 
-def block_from_message(msg: Message) -> tuple[Block, bytes]:
-    """The ``Block`` of a decoded ``block`` message and its canonical bytes."""
+def block_from_message(msg: Message) -> ReceivedBlock:
+    """The ``Block`` of a decoded ``block`` message with its canonical bytes, sliced from the
+    payload: what the chain stores, never re-encoded."""
     v = msg.args[0]
     block = Block(Header.from_list(v[0]), Proof.from_list(v[1]), tuple(Tx.from_list(t) for t in v[2]))
-    return block, msg.raw[len(_BLOCK_PREFIX):]
+    return ReceivedBlock(block, msg.raw[len(_BLOCK_PREFIX):])
 
 
 def headers_from_message(msg: Message) -> list[Header]:

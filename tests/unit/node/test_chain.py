@@ -201,10 +201,10 @@ def test_orphans_connect_when_parent_arrives(chain):
 def test_orphan_pool_is_bounded(open_chain):
     blocks = build_chain(genesis_header(), 8)
     size = len(blocks[1].encode())
-    chain = open_chain(orphan_count=4, orphan_bytes=3 * size + 10)
+    chain = open_chain(waiting_count=4, waiting_bytes=3 * size + 10)
     for b in blocks[1:]:
         assert chain.submit_block(b).status == ORPHAN
-    assert len(chain._orphans) == 3  # the byte bound bites before the count bound
+    assert len(chain._waiting) == 3  # the byte bound bites before the count bound
     chain.submit_block(blocks[0])
     assert chain.tip.height == 1  # the evicted middle of the chain is missing
     chain.submit_blocks(blocks[1:5])
