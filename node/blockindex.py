@@ -166,10 +166,10 @@ class BlockIndex:
         """Height of the highest entry whose work was verified: one with its block's data (the
         proof travels with the block), not failed.  Header-only entries above it prove nothing."""
         if self._best_data_height is None:
-            self._best_data_height = max((e.height for e in self.entries.values() if e.have_data and not e.failed),
-                                         default=0)
+            entries = list(self.entries.values())  # a copy: the chain's writer may add entries meanwhile
+            self._best_data_height = max((e.height for e in entries if e.have_data and not e.failed), default=0)
         return self._best_data_height
 
     def tips(self) -> list[IndexEntry]:
-        """Entries without children."""
-        return [e for h, e in self.entries.items() if not self.children.get(h)]
+        """Entries without children (a copy of the entries is walked: the chain's writer may add some)."""
+        return [e for h, e in list(self.entries.items()) if not self.children.get(h)]

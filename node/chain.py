@@ -4,7 +4,14 @@ and keeps the store's tip on the valid chain with the most work (PROTOCOL §4, �
 Every tip move — one block, a group of blocks during sync, or a whole reorg — is
 one ``Store.commit``; listeners hear ``connected``/``disconnected`` only after it
 returned, then ``rejected`` for each invalid block and ``tip`` once per submission
-(``node.events``).  Methods are serialised by a lock; callbacks run inside it.
+(``node.events``).  Writes are serialised by a lock; callbacks run inside it, on the
+writer's thread.
+
+Reads may run on another thread while a write is under way (``node.chainworker``
+runs the writes off the event loop) and take no lock: the best chain is replaced,
+never changed in place, once its commit is written, index entries are immutable and
+swapped whole, and ``tip_view`` pairs the tip state with its height under a
+sequence counter.  ``chain_tips`` walks the whole tree: run it with the writes.
 
 Header-only entries that no stored block descends from ("loose", see
 ``node.blockindex``) are kept in memory only, at most ``max_header_only`` of
@@ -117,7 +124,8 @@ class Chain:
     # --- opening -------------------------------------------------------------------
     def _reset(self) -> None:
         self.index = BlockIndex()
-        self._active: list[bytes] = []
+        self._active: list[bytes] = []  # best-chain hashes by height; replaced, not changed, once built
+        self._commits = 0  # odd while a commit is being published (tip_view retries)
         self._candidates: set[bytes] = set()
         self._next_seq = 1
 
@@ -402,8 +410,9 @@ class Chain:
     def _tip_entry(self) -> IndexEntry:
         return self.index.entries[self._active[-1]]
 
-    def _on_active(self, entry: IndexEntry) -> bool:
-        return entry.height < len(self._active) and self._active[entry.height] == entry.hash
+    def _on_active(self, entry: IndexEntry, active: list[bytes] | None = None) -> bool:
+        active = self._active if active is None else active
+        return entry.height < len(active) and active[entry.height] == entry.hash
 
     def _rebuild_candidates(self) -> None:
         self._candidates = {h for h in self.index.linked if not self.index.entries[h].failed}
@@ -534,12 +543,18 @@ class Chain:
 
     def _commit(self, batch: ChainBatch, events: list[ChainEvent]) -> None:
         """Write, then update the in-memory best chain, then tell listeners (in order)."""
-        self.store.commit(batch)
+        active = self._active.copy() if events else self._active
         for event in events:
             if event.kind == "connected":
-                self._active.append(event.block.hash)
+                active.append(event.block.hash)
             else:
-                self._active.pop()
+                active.pop()
+        self._commits += 1
+        try:
+            self.store.commit(batch)
+            self._active = active
+        finally:
+            self._commits += 1
         for event in events:
             self._events.publish(event)
 
@@ -591,7 +606,8 @@ class Chain:
         return None if raw is None else Block.decode(raw)
 
     def hash_at(self, height: int) -> bytes | None:
-        return self._active[height] if 0 <= height < len(self._active) else None
+        active = self._active
+        return active[height] if 0 <= height < len(active) else None
 
     def account(self, address: bytes) -> Account:
         return self.store.reader().account(address) or EMPTY_ACCOUNT
@@ -605,7 +621,17 @@ class Chain:
 
     def tip_state_view(self) -> StateReader:
         """A StateView of the tip on a LevelDB snapshot: it does not move when the tip does."""
-        return self.store.reader(snapshot=True)
+        return self.tip_view()[0]
+
+    def tip_view(self) -> tuple[StateReader, int]:
+        """The tip's state (a snapshot) and the height of its child, taken together."""
+        while True:
+            before = self._commits
+            if before % 2 == 0:
+                view, height = self.store.reader(snapshot=True), len(self._active)
+                if self._commits == before:
+                    return view, height
+            time.sleep(0)
 
     def median_time_past(self) -> int:
         return median_time_past(self.index.timestamps(self._tip_entry(), MEDIAN_TIME_SPAN))
@@ -617,46 +643,47 @@ class Chain:
 
     def state_root_after(self, txs: Sequence[Tx]) -> bytes:
         """The state root of a child of the tip holding ``txs`` (for block templates, §3a)."""
-        with self._lock:
-            view = self.store.reader(snapshot=True)
-            height = self.tip.height + 1
+        view, height = self.tip_view()
         diff, _ = apply_effects(view, txs, height, self.network, matured_payout(view, height, self.network),
                                 stateless_checked=True)
         return diff.state_root  # type: ignore[return-value]
 
     def immature_rewards(self, address: bytes) -> list[tuple[int, int]]:
         """(height, subsidy + fees) of best-chain blocks mined by ``address`` not yet paid (§5)."""
-        tip = len(self._active) - 1
+        active = self._active
+        tip = len(active) - 1
         out = []
         for height in range(max(1, tip - self.network.coinbase_maturity + 1), tip + 1):
-            entry = self.index.entries[self._active[height]]
+            entry = self.index.entries[active[height]]
             if entry.header.miner == address:
                 out.append((height, subsidy(height) + entry.fees))
         return out
 
     def locator(self) -> list[bytes]:
         """Best-chain hashes: the last ten, then exponentially sparser, then genesis (§7)."""
-        out, step, height = [], 1, len(self._active) - 1
+        active = self._active
+        out, step, height = [], 1, len(active) - 1
         while height > 0:
-            out.append(self._active[height])
+            out.append(active[height])
             if len(out) >= 10:
                 step *= 2
             height -= step
-        out.append(self._active[0])
+        out.append(active[0])
         return out
 
     def headers_after(self, locator: Sequence[bytes], stop: bytes, limit: int = MAX_HEADERS) -> list[Header]:
         """§7 getheaders: up to ``limit`` best-chain headers after the first locator hash on it."""
+        active = self._active
         start = 0
         for h in locator:
             entry = self.index.get(h)
-            if entry is not None and self._on_active(entry):
+            if entry is not None and self._on_active(entry, active):
                 start = entry.height
                 break
         out = []
-        for height in range(start + 1, min(len(self._active), start + 1 + min(limit, MAX_HEADERS))):
-            out.append(self.index.entries[self._active[height]].header)
-            if self._active[height] == stop:
+        for height in range(start + 1, min(len(active), start + 1 + min(limit, MAX_HEADERS))):
+            out.append(self.index.entries[active[height]].header)
+            if active[height] == stop:
                 break
         return out
 

@@ -7,31 +7,35 @@ from typing import Any
 from consensus.block import Header
 from miner.odds import expected_block_macs
 
-from .chain import Chain
+from .chainworker import ChainWorker
 from .events import CONNECTED, ChainEvent
 
 RATE_WINDOW = 30  # blocks used to estimate the network's MAC rate
 
 
 class ChainStats:
-    """Kept current by the chain's block events (the useful counts once first asked for)."""
+    """Kept current by the chain's block events, heard on the chain's thread (the useful counts
+    once first asked for: counted there too, between two writes)."""
 
-    def __init__(self, chain: Chain) -> None:
-        self.chain = chain
+    def __init__(self, worker: ChainWorker) -> None:
+        self.chain = worker.chain
+        self._worker = worker
         self._useful: dict[str, int] | None = None  # counted on first use, then kept by chain events
-        chain.subscribe(self._on_block)
+        self.chain.subscribe(self._on_block)
 
     def _on_block(self, event: ChainEvent) -> None:
         if self._useful is not None:
             self._count_header(self._useful, event.block.header, 1 if event.kind == CONNECTED else -1)
 
-    def _count_useful(self) -> dict[str, int]:
+    def _count_useful(self) -> None:
+        if self._useful is not None:
+            return
         counts = {"blocks": 0, "useful_blocks": 0, "macs": 0, "useful_macs": 0}
         for height in range(1, self.chain.tip.height + 1):
             header = self.chain.header(self.chain.hash_at(height) or b"")
             if header is not None:
                 self._count_header(counts, header, 1)
-        return counts
+        self._useful = counts
 
     @staticmethod
     def _count_header(counts: dict[str, int], header: Header, sign: int) -> None:
@@ -42,11 +46,11 @@ class ChainStats:
         counts["useful_blocks"] += sign * useful
         counts["useful_macs"] += sign * macs * useful
 
-    def useful_stats(self) -> dict[str, Any]:
+    async def useful_stats(self) -> dict[str, Any]:
         """Share of useful blocks and MACs on the best chain (PROTOCOL §6)."""
         if self._useful is None:  # a walk over the best chain, paid by the first asker, not start-up
-            self._useful = self._count_useful()
-        u = self._useful
+            await self._worker.run(self._count_useful)
+        u = dict(self._useful)  # type: ignore[arg-type]  # counted above
         return {**u, "useful_block_share": u["useful_blocks"] / u["blocks"] if u["blocks"] else 0.0,
                 "useful_mac_share": u["useful_macs"] / u["macs"] if u["macs"] else 0.0}
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 
-from .chain import Chain
+from .chainworker import ChainWorker
 
 
 class NodeControl:
     """Created with the node; its events bind to the loop that first waits on them."""
 
-    def __init__(self, chain: Chain) -> None:
+    def __init__(self, chain: ChainWorker) -> None:
         self.started_at = time.time()
         self._stop = asyncio.Event()
         self._tip_changed = asyncio.Event()
-        chain.subscribe(lambda event: self._tip_changed.set())
+        chain.subscribe(lambda event: self._tip_changed.set())  # on the loop
 
     def uptime(self) -> int:
         return int(time.time() - self.started_at)

@@ -14,6 +14,7 @@ from p2p.addrbook import parse_addr
 
 from .chain import Chain
 from .chainstats import ChainStats
+from .chainworker import ChainWorker
 from .config import Config, ConfigError, load_config
 from .control import NodeControl
 from .events import (CONNECTED, REJECTED, TIP_CHANGED, TX_ACCEPTED, TX_REJECTED, BlockRejected, ChainEvent,
@@ -42,7 +43,8 @@ class Node:
 
     It builds the parts, hands each the narrow objects it uses, and subscribes the
     node's reactions (mempool, metrics, logs, websocket pushes) to the chain's and the
-    mempool's events (``node.events``); p2p subscribes itself."""
+    mempool's events (``node.events``); p2p subscribes itself.  Chain writes run on the
+    chain's own thread (``node.chainworker``); the reactions run on the loop."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -50,16 +52,17 @@ class Node:
         cfg.network_dir.mkdir(parents=True, exist_ok=True)
         self.chain = Chain(cfg.datadir_path, self.network, reindex=cfg.reindex, address_index=cfg.address_index,
                            reindex_progress=Progress("reindex", log).update)
+        self.worker = ChainWorker(self.chain)
         self.sync_progress = Progress("initial sync", log)
-        self.mempool = Mempool(self.network, self._tip_view,
+        self.mempool = Mempool(self.network, self.chain.tip_view,
                                MempoolPolicy(max_bytes=cfg.mempool_max_bytes, min_fee_per_byte=cfg.min_relay_fee))
-        self.stats = ChainStats(self.chain)
-        self.control = NodeControl(self.chain)
+        self.stats = ChainStats(self.worker)
+        self.control = NodeControl(self.worker)
         self.metrics = NodeMetrics()
         self.market = JobMarket(self.chain, MatrixStore(cfg.network_dir / "matrices", self.network,
                                                         cfg.matrix_store_mb * 1024 * 1024),
                                 lambda key, first, count: self.p2p.fetch_matrix(key, first, count))
-        self.p2p = P2PNode(self.chain, self.mempool, self.network, bind=cfg.effective_bind,
+        self.p2p = P2PNode(self.worker, self.mempool, self.network, bind=cfg.effective_bind,
                            port=cfg.effective_port, listen=cfg.listen, connect=cfg.connect, addnode=cfg.addnode,
                            seednode=cfg.seednode, max_outbound=cfg.max_outbound, max_inbound=cfg.max_inbound,
                            max_inbound_per_ip=cfg.max_inbound_per_ip, ban_v6_prefix=cfg.ban_v6_prefix,
@@ -75,7 +78,7 @@ class Node:
         self._returned: list[bytes] = []  # txids of disconnected blocks, announced once the reorg is done
         self.auth = Auth(cfg.network_dir / ".cookie", cfg.rpc_user, cfg.rpc_password)
         dispatcher = Dispatcher()
-        RpcMethods(self.chain, self.mempool, self.p2p, self.stats, self.control).register(dispatcher)
+        RpcMethods(self.worker, self.mempool, self.p2p, self.stats, self.control).register(dispatcher)
         self.market_rpc = MarketMethods(self.market, self.network)
         self.market_rpc.register(dispatcher)
         self.http = HttpApi(dispatcher, self.auth, chain=self.chain, stats=self.stats, peers=self.p2p,
@@ -83,14 +86,11 @@ class Node:
                             market_rpc=self.market_rpc, max_upload_bytes=cfg.max_upload_mb * 1024 * 1024)
         self._subscribe()
 
-    def _tip_view(self):
-        return self.chain.tip_state_view(), self.chain.tip.height + 1
-
     # --- reactions to chain and mempool events -------------------------------------------
     def _subscribe(self) -> None:
-        self.chain.subscribe(self._on_block)
-        self.chain.subscribe(self._on_rejected, (REJECTED,))
-        self.chain.subscribe(self._on_tip, (TIP_CHANGED,))
+        self.worker.subscribe(self._on_block)
+        self.worker.subscribe(self._on_rejected, (REJECTED,))
+        self.worker.subscribe(self._on_tip, (TIP_CHANGED,))
         self.mempool.subscribe(self._on_tx, (TX_ACCEPTED, TX_REJECTED))
 
     def _on_block(self, event: ChainEvent) -> None:
@@ -189,6 +189,7 @@ class Node:
             await self.p2p.stop()
             await self.http.stop()
             self.auth.remove_cookie()
+            self.worker.close()
             self.chain.close()
             log.info("shutdown complete; data in %s", self.cfg.network_dir)
 

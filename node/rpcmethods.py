@@ -17,8 +17,9 @@ from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNo
 from p2p.bans import MAX_BAN_SECONDS
 
 from .addrindex import History, mempool_rows
-from .chain import ACCEPTED, DUPLICATE, FUTURE, ORPHAN, Chain
+from .chain import ACCEPTED, DUPLICATE, FUTURE, ORPHAN
 from .chainstats import ChainStats
+from .chainworker import ChainWorker
 from .control import NodeControl
 from .jsonview import block_json, difficulty, header_json, tx_json
 from .mempool import Mempool
@@ -56,16 +57,18 @@ class PeerControl(Protocol):
 
 
 class RpcMethods:
-    """The methods, bound to the parts of the node they use."""
+    """The methods, bound to the parts of the node they use.  Chain writes go through the
+    chain's worker (``node.chainworker``); reads go to the chain directly."""
 
-    def __init__(self, chain: Chain, mempool: Mempool, peers: PeerControl, stats: ChainStats,
+    def __init__(self, worker: ChainWorker, mempool: Mempool, peers: PeerControl, stats: ChainStats,
                  control: NodeControl) -> None:
-        self.chain = chain
+        self.worker = worker
+        self.chain = worker.chain
         self.mempool = mempool
         self.peers = peers
         self.stats = stats
         self.control = control
-        self.network = chain.network
+        self.network = worker.network
 
     def register(self, d: Dispatcher) -> None:
         d.add("help", self.help, Param("command", str, None))
@@ -134,7 +137,7 @@ class RpcMethods:
             return -1, None
         return self.chain.tip.height - entry.height + 1, self.chain.hash_at(entry.height + 1)
 
-    def getblockchaininfo(self) -> dict[str, Any]:
+    async def getblockchaininfo(self) -> dict[str, Any]:
         """getblockchaininfo: state of the best chain."""
         tip = self.chain.tip
         best_header = self.chain.best_header_height()
@@ -150,7 +153,7 @@ class RpcMethods:
             "initialblockdownload": best_header > tip.height,
             "verificationprogress": 1.0 if not best_header else min(1.0, tip.height / max(best_header, 1)),
             "next_target": f"{self.chain.next_target():064x}",
-            "useful_blocks": self.stats.useful_stats(),
+            "useful_blocks": await self.stats.useful_stats(),
         }
 
     def getblockcount(self) -> int:
@@ -191,32 +194,32 @@ class RpcMethods:
         confirmations, next_hash = self._confirmations(entry)
         return header_json(self.network, entry.header, entry.chain_work, confirmations, next_hash)
 
-    def getchaintips(self) -> list[dict[str, Any]]:
+    async def getchaintips(self) -> list[dict[str, Any]]:
         """getchaintips: every known branch tip and its status."""
-        return self.chain.chain_tips()
+        return await self.worker.run(self.chain.chain_tips)
 
     def getdifficulty(self) -> float:
         """getdifficulty: pow_limit / target of the tip."""
         return difficulty(self.network, self.chain.tip.header.target)
 
-    def invalidateblock(self, blockhash: str) -> None:
+    async def invalidateblock(self, blockhash: str) -> None:
         """invalidateblock "blockhash": treat a block and its descendants as invalid."""
         try:
-            self.chain.invalidate_block(parse_hash(blockhash, "blockhash"))
+            await self.worker.invalidate_block(parse_hash(blockhash, "blockhash"))
         except KeyError:
             raise RpcError(NOT_FOUND, "Block not found") from None
         except ValueError as exc:
             raise RpcError(INVALID_PARAMETER, str(exc)) from None
 
-    def reconsiderblock(self, blockhash: str) -> None:
+    async def reconsiderblock(self, blockhash: str) -> None:
         """reconsiderblock "blockhash": undo invalidateblock for a block and its descendants."""
         try:
-            self.chain.reconsider_block(parse_hash(blockhash, "blockhash"))
+            await self.worker.reconsider_block(parse_hash(blockhash, "blockhash"))
         except KeyError:
             raise RpcError(NOT_FOUND, "Block not found") from None
 
     # --- mining -----------------------------------------------------------------------------
-    def getmininginfo(self) -> dict[str, Any]:
+    async def getmininginfo(self) -> dict[str, Any]:
         """getmininginfo: tip, difficulty, estimated network MAC rate, mempool size."""
         tip = self.chain.tip
         return {
@@ -227,7 +230,7 @@ class RpcMethods:
             "networkmacps": self.stats.network_mac_rate(),
             "state_root": tip.header.state_root.hex(),
             "pooledtx": self.mempool.info()["size"],
-            "useful": self.stats.useful_stats(),
+            "useful": await self.stats.useful_stats(),
         }
 
     async def getstateinfo(self, verify: bool) -> dict[str, Any]:
@@ -248,14 +251,14 @@ class RpcMethods:
                 await self.control.wait_for_tip_change(LONGPOLL_SECONDS)
         return new_template(self.chain, self.mempool, int(time.time())).to_json()
 
-    def submitblock(self, hexdata: str) -> str | None:
+    async def submitblock(self, hexdata: str) -> str | None:
         """submitblock "hexdata": null when accepted, else a reason string (Bitcoin's convention)."""
         raw = parse_hex(hexdata, "hexdata")
         try:
             received = ReceivedBlock.decode(raw)
         except DecodeError as exc:
             raise RpcError(-22, f"Block decode failed: {exc.detail}") from None
-        result = self.chain.submit_block(received)
+        result = await self.worker.submit_block(received)
         if result.status == ACCEPTED:
             return None
         if result.status == DUPLICATE:
@@ -287,7 +290,7 @@ class RpcMethods:
             block = await asyncio.to_thread(solve_template, template, miner, maxtries, self.control.stopping)
             if block is None:
                 break
-            result = self.chain.submit_block(block)
+            result = await self.worker.submit_block(block)
             if result.status != ACCEPTED:
                 raise RpcError(MISC_ERROR, f"generated block rejected: {result.reason or result.status}")
             hashes.append(block.hash.hex())

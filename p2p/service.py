@@ -107,6 +107,7 @@ class P2PNode:
         if self._maintenance is not None:
             self._maintenance.cancel()
             await asyncio.gather(self._maintenance, return_exceptions=True)
+        await self.sync.stop()
         await self.manager.stop()
 
     @property
@@ -123,7 +124,7 @@ class P2PNode:
                 self.relay.expire()
                 if time.monotonic() - last_retry >= FUTURE_RETRY:
                     last_retry = time.monotonic()
-                    self.chain.retry_future()
+                    await self.chain.retry_future()
             except Exception:
                 log.exception("p2p maintenance failed")
 

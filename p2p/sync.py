@@ -102,7 +102,7 @@ class Sync:
         self._received: list[tuple[ReceivedBlock, Peer]] = []
         self._held: dict[bytes, list[tuple[ReceivedBlock, Peer]]] = {}  # parent hash → blocks
         self._held_bytes = 0
-        self._flush_scheduled = False
+        self._flushing: asyncio.Task | None = None  # submits what arrived, batch after batch
         self._checking: dict[bytes, int] = {}  # spot-check block → peer id
         self._random = random.Random()
 
@@ -277,7 +277,7 @@ class Sync:
                 if peer.closed or peer.id not in self._peers:
                     return None
             chunk = headers[i:i + step]
-            done = self.chain.add_headers(chunk, keep=self._in_flight)
+            done = await self.chain.add_headers(chunk, keep=self._in_flight)
             results += done
             if len(done) < len(chunk) or done[-1].status not in (ACCEPTED, DUPLICATE):
                 break
@@ -483,29 +483,52 @@ class Sync:
                 self._peers[owner].in_flight.pop(h, None)
         self._wanted.pop(h, None)
         self._received.append((received, peer))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+        if self._flushing is None:  # all that arrives before the loop next idles goes in one batch
+            self._flushing = asyncio.get_running_loop().create_task(self._flush_all())
 
-    def flush(self) -> None:
-        """Submit the received blocks whose parents have data, in height order."""
-        self._flush_scheduled = False
+    async def stop(self) -> None:
+        """Stop submitting; blocks not handed to the chain yet are dropped (peers have them)."""
+        if self._flushing is not None:
+            self._flushing.cancel()
+            await asyncio.gather(self._flushing, return_exceptions=True)
+
+    async def _flush_all(self) -> None:
+        try:
+            while self._received:
+                await self.flush()
+        finally:
+            self._flushing = None
+
+    async def flush(self) -> None:
+        """Submit the received blocks whose parents have data, in height order; the chain
+        validates them while more are requested."""
         items, self._received = self._received, []
+        ready = self._release_ready(items)
+        self.schedule()
+        for i in range(0, len(ready), self.limits.submit_batch):
+            batch = ready[i:i + self.limits.submit_batch]
+            try:
+                await self._submit(batch)
+            except Exception:  # a chain failure must not end the download loop
+                log.exception("submitting %d downloaded blocks failed", len(batch))
+        for st in self._peers.values():
+            self._resume_headers(st)
+        self.schedule()
+
+    def _release_ready(self, items: list[tuple[ReceivedBlock, Peer]]) -> list[tuple[ReceivedBlock, Peer]]:
+        """Of the held and the newly received blocks, those the chain can take now, in height
+        order; hold the others until their parent's data is there (bounded)."""
         ready: list[tuple[ReceivedBlock, Peer]] = []
         have: set[bytes] = set()
         for parent in [p for p in self._held if (e := self.chain.entry(p)) is not None and e.have_data]:
             self._release(parent, ready, have)
         for item in sorted(items, key=lambda i: i[0].block.header.height):
-            block = item[0].block
-            parent = self.chain.entry(block.header.prev_hash)
-            if (parent is not None and parent.have_data) or block.header.prev_hash in have \
-                    or self.chain.entry(block.hash) is None \
-                    or block.hash in self._checking:  # unknown header: orphaned; spot check: stored out of order
+            if self._can_submit(item[0].block.header, have):
                 ready.append(item)
-                have.add(block.hash)
-                self._release(block.hash, ready, have)
+                have.add(item[0].hash)
+                self._release(item[0].hash, ready, have)
             else:
-                self._held.setdefault(block.header.prev_hash, []).append(item)
+                self._held.setdefault(item[0].block.header.prev_hash, []).append(item)
                 self._held_bytes += len(item[0].raw)
         if self._held_bytes > self.limits.reorder_bytes:  # the chain stores them out of order
             for held in self._held.values():
@@ -513,14 +536,14 @@ class Sync:
             self._held.clear()
             self._held_bytes = 0
         ready.sort(key=lambda i: i[0].block.header.height)
-        for i in range(0, len(ready), self.limits.submit_batch):
-            try:
-                self._submit(ready[i:i + self.limits.submit_batch])
-            except Exception:  # a chain failure must not end the download loop
-                log.exception("submitting %d downloaded blocks failed", len(ready[i:i + self.limits.submit_batch]))
-        for st in self._peers.values():
-            self._resume_headers(st)
-        self.schedule()
+        return ready
+
+    def _can_submit(self, header: Header, have: set[bytes]) -> bool:
+        """Its parent's data is there (or comes first in this batch), or the chain must judge it
+        now: an unknown header (orphaned), or a spot check (stored out of order)."""
+        parent = self.chain.entry(header.prev_hash)
+        return (parent is not None and parent.have_data) or header.prev_hash in have \
+            or self.chain.entry(header.hash) is None or header.hash in self._checking
 
     def _release(self, parent: bytes, ready: list, have: set[bytes]) -> None:
         stack = [parent]
@@ -531,8 +554,8 @@ class Sync:
                 have.add(item[0].hash)
                 stack.append(item[0].hash)
 
-    def _submit(self, items: list[tuple[ReceivedBlock, Peer]]) -> None:
-        results = self.chain.submit_blocks([received for received, _ in items])
+    async def _submit(self, items: list[tuple[ReceivedBlock, Peer]]) -> None:
+        results = await self.chain.submit_blocks([received for received, _ in items])
         for (received, peer), res in zip(items, results):
             block = received.block
             if block.hash in self._checking:  # an invalid one bans its sender below

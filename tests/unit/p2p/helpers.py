@@ -1,5 +1,6 @@
-"""In-process nodes for p2p tests: a real regtest Chain on LevelDB, a Mempool and a
-P2PNode listening on 127.0.0.1 with short timeouts."""
+"""In-process nodes for p2p tests: a real regtest Chain on LevelDB (written on its own
+thread, as in the daemon), a Mempool and a P2PNode listening on 127.0.0.1 with short
+timeouts."""
 from __future__ import annotations
 
 import asyncio
@@ -12,6 +13,7 @@ from typing import Any
 
 from consensus.params import GENESIS_TIMESTAMP, REGTEST
 from node.chain import Chain, ChainEvent
+from node.chainworker import ChainWorker
 from node.mempool import Mempool
 from p2p import P2PNode, PeerLimits, SyncLimits, wire
 from p2p.interfaces import MemoryRecords
@@ -27,6 +29,7 @@ class Node:
     mempool: Mempool
     p2p: P2PNode
     records: MemoryRecords
+    worker: ChainWorker
     events: list[ChainEvent] = field(default_factory=list)
 
     @property
@@ -42,8 +45,8 @@ def open_chain(path: Path) -> Chain:
     return Chain(path, "regtest", now=lambda: NOW, tx_workers=0)
 
 
-def wire_mempool(chain: Chain, mempool: Mempool) -> None:
-    """What the daemon does: keep the mempool on the chain's tip."""
+def wire_mempool(chain: ChainWorker, mempool: Mempool) -> None:
+    """What the daemon does: keep the mempool on the chain's tip (on the loop)."""
     def on_event(ev: ChainEvent) -> None:
         if ev.kind == "connected":
             mempool.on_block_connected(ev.block)
@@ -55,8 +58,9 @@ def wire_mempool(chain: Chain, mempool: Mempool) -> None:
 def make_node(path: Path, *, chain: Chain | None = None, records: MemoryRecords | None = None,
               **kwargs: Any) -> Node:
     chain = chain or open_chain(path)
-    mempool = Mempool(REGTEST, lambda: (chain.tip_state_view(), chain.tip.height + 1), clock=lambda: float(NOW))
-    wire_mempool(chain, mempool)
+    worker = ChainWorker(chain)
+    mempool = Mempool(REGTEST, chain.tip_view, clock=lambda: float(NOW))
+    wire_mempool(worker, mempool)
     records = records or MemoryRecords()
     kwargs.setdefault("bind", "127.0.0.1")
     kwargs.setdefault("port", 0)
@@ -65,9 +69,9 @@ def make_node(path: Path, *, chain: Chain | None = None, records: MemoryRecords 
     kwargs.setdefault("sync_limits", FAST_SYNC)
     kwargs.setdefault("dial_interval", 0.1)
     kwargs.setdefault("retry_base", 0.2)
-    p2p = P2PNode(chain, mempool, REGTEST, records=records, **kwargs)
-    node = Node(chain, mempool, p2p, records)
-    chain.subscribe(node.events.append)
+    p2p = P2PNode(worker, mempool, REGTEST, records=records, **kwargs)
+    node = Node(chain, mempool, p2p, records, worker)
+    worker.subscribe(node.events.append)
     return node
 
 
@@ -82,6 +86,7 @@ async def running(*nodes: Node) -> AsyncIterator[None]:
         for node in nodes:
             await node.p2p.stop()
         for node in nodes:
+            node.worker.close()
             node.chain.close()
 
 
