@@ -264,6 +264,15 @@ class Chain:
                     gone += 1
             return gone
 
+    def try_forget_headers(self, hashes: Iterable[bytes], keep: Collection[bytes] = ()) -> int | None:
+        """``forget_headers`` at once, unless a write holds the chain on another thread: None."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return self.forget_headers(hashes, keep)
+        finally:
+            self._lock.release()
+
     def _add_header(self, batch: ChainBatch, header: Header) -> SubmitResult:
         h = header.hash
         known = self.index.get(h)
@@ -431,65 +440,85 @@ class Chain:
         return best
 
     def _activate(self, batch: ChainBatch) -> dict[bytes, str]:
-        """Reorganise to the best valid candidate; on a failing block fall back and retry.
-
-        Returns the blocks found invalid, with their reasons.
-        """
+        """Reorganise to the best valid candidate (§5); on a failing block mark it, fall back
+        and retry.  Returns the blocks found invalid, with their reasons."""
         failures: dict[bytes, str] = {}
-        while True:
-            best = self._best_candidate()
-            tip = self._tip_entry()
-            if best.hash == tip.hash:
-                break
-            path = []
-            fork = best
-            while not self._on_active(fork):
-                path.append(fork)
-                fork = self.index.entries[fork.prev]
-            path.reverse()
-            disconnect = [self.index.entries[h] for h in reversed(self._active[fork.height + 1:])]
-            saved = batch.copy() if disconnect else None  # a reorg commits whole or not at all
-            events: list[ChainEvent] = []
-            for entry in disconnect:
-                self._disconnect(batch, entry, events)
-            failed: tuple[IndexEntry, str] | None = None
-            validated: list[bytes] = []
-            dispatched = 0
-            for i, entry in enumerate(path):
-                while dispatched < min(len(path), i + LOOKAHEAD):
-                    ahead = path[dispatched].hash
-                    if ahead not in self._checks:
-                        self._checks[ahead] = self._checker.start(self._get_block(ahead))
-                    dispatched += 1
-                try:
-                    if self._connect(batch, entry, events):
-                        validated.append(entry.hash)
-                except ConsensusError as exc:
-                    failed = (entry, exc.reason)
-                    break
-                if saved is None and ((i + 1) % GROUP_BLOCKS == 0 or batch.size > GROUP_BYTES):
-                    self._commit(batch, events)
-                    batch, events = self._batch(), []
-            if failed is None:
-                self._commit(batch, events)
-                batch = self._batch()
-                tip_rank = self._tip_entry().rank
-                self._candidates = {h for h in self._candidates if self.index.entries[h].rank >= tip_rank}
-                continue
-            entry, reason = failed
-            log.info("block %s at height %d is invalid: %s", entry.hash.hex(), entry.height, reason)
-            failures[entry.hash] = reason
-            if saved is not None:  # nothing of the attempt is written, so forget its VALID marks too
-                batch, events = saved, []
-                for h in validated:
-                    self.index.put(self.index.entries[h].with_status(clear_bits=VALID))
-            self._mark_failed(batch, entry)
-            self._commit(batch, events)
+        while (best := self._best_candidate()).hash != self._tip_entry().hash:
+            fork, path = self._path_to(best)
+            failed = self._reorganise(batch, fork, path)
             batch = self._batch()
-            self._rebuild_candidates()
+            if failed is None:
+                self._drop_weaker_candidates()
+            else:
+                failures[failed[0].hash] = failed[1]
+                self._rebuild_candidates()
         if batch:
             self.store.commit(batch)
         return failures
+
+    def _path_to(self, best: IndexEntry) -> tuple[IndexEntry, list[IndexEntry]]:
+        """The last best-chain ancestor of ``best``, and the entries after it up to ``best``."""
+        path = []
+        fork = best
+        while not self._on_active(fork):
+            path.append(fork)
+            fork = self.index.entries[fork.prev]
+        path.reverse()
+        return fork, path
+
+    def _reorganise(self, batch: ChainBatch, fork: IndexEntry, path: list[IndexEntry]) -> tuple[IndexEntry, str] | None:
+        """Disconnect the best chain down to ``fork``, then connect ``path``, and commit.
+
+        A reorg commits whole or not at all; extending the tip commits per group of blocks.
+        On an invalid block, what is kept (the groups before it, or nothing of a reorg) is
+        committed with the block marked failed; returns it and the reason."""
+        disconnect = [self.index.entries[h] for h in reversed(self._active[fork.height + 1:])]
+        saved = batch.copy() if disconnect else None
+        events: list[ChainEvent] = []
+        for entry in disconnect:
+            self._disconnect(batch, entry, events)
+        batch, events, validated, failed = self._connect_path(batch, events, path, grouped=saved is None)
+        if failed is None:
+            self._commit(batch, events)
+            return None
+        entry, reason = failed
+        log.info("block %s at height %d is invalid: %s", entry.hash.hex(), entry.height, reason)
+        if saved is not None:  # nothing of the attempt is written, so forget its VALID marks too
+            batch, events = saved, []
+            for h in validated:
+                self.index.put(self.index.entries[h].with_status(clear_bits=VALID))
+        self._mark_failed(batch, entry)
+        self._commit(batch, events)
+        return failed
+
+    def _connect_path(self, batch: ChainBatch, events: list[ChainEvent], path: list[IndexEntry], grouped: bool
+                      ) -> tuple[ChainBatch, list[ChainEvent], list[bytes], tuple[IndexEntry, str] | None]:
+        """Connect ``path`` in order until a block fails, its tx checks started ``LOOKAHEAD``
+        blocks ahead; ``grouped``: commit every ``GROUP_BLOCKS`` blocks or ``GROUP_BYTES``.
+        Returns the batch and events not committed yet, the blocks marked VALID just now,
+        and the failure."""
+        validated: list[bytes] = []
+        dispatched = 0
+        for i, entry in enumerate(path):
+            while dispatched < min(len(path), i + LOOKAHEAD):
+                ahead = path[dispatched].hash
+                if ahead not in self._checks:
+                    self._checks[ahead] = self._checker.start(self._get_block(ahead))
+                dispatched += 1
+            try:
+                if self._connect(batch, entry, events):
+                    validated.append(entry.hash)
+            except ConsensusError as exc:
+                return batch, events, validated, (entry, exc.reason)
+            if grouped and ((i + 1) % GROUP_BLOCKS == 0 or batch.size > GROUP_BYTES):
+                self._commit(batch, events)
+                batch, events = self._batch(), []
+        return batch, events, validated, None
+
+    def _drop_weaker_candidates(self) -> None:
+        """After a successful move: candidates ranked below the new tip cannot win."""
+        tip_rank = self._tip_entry().rank
+        self._candidates = {h for h in self._candidates if self.index.entries[h].rank >= tip_rank}
 
     def _get_block(self, block_hash: bytes) -> Block:
         block = self._recent.get(block_hash)

@@ -89,8 +89,11 @@ class ChainWorker:
         return await self.run(self.chain.add_headers, list(headers), frozenset(keep))
 
     def forget_headers(self, hashes: Iterable[bytes], keep: Collection[bytes] = ()) -> None:
-        """Queued after the writes before it; nobody waits for it."""
-        self._thread.submit(self._call, None, self.chain.forget_headers, (list(hashes), frozenset(keep)))
+        """At once when no write is under way (a quick walk over leaves), else queued after it;
+        nobody waits for it."""
+        hashes, keep = list(hashes), frozenset(keep)
+        if self.chain.try_forget_headers(hashes, keep) is None:
+            self._thread.submit(self._call, None, self.chain.forget_headers, (hashes, keep))
 
     async def invalidate_block(self, block_hash: bytes) -> None:
         await self.run(self.chain.invalidate_block, block_hash)

@@ -59,7 +59,8 @@ class TipInfo(Protocol):
 
 class ChainView(Protocol):
     """Reads answer at once from any thread; writes are awaited (the chain validates
-    them elsewhere), ``forget_headers`` is queued after them."""
+    them elsewhere); ``forget_headers`` is not: it is done at once or after the write
+    under way."""
 
     network: Network
 

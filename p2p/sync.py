@@ -207,52 +207,25 @@ class Sync:
         self.schedule()
 
     async def _process_headers(self, peer: Peer, st: PeerSync, headers: list[Header], solicited: bool) -> None:
+        """A ``headers`` reply (§7): check that it connects, that it may beat our tip and fits
+        the peer's lead, add it, then spot-check one new header's block, or want the blocks."""
         if not headers:
-            # Nothing after our locator: the peer's tip is one of its entries. Its tip is
-            # the first one when it was at least that high on connecting (getpeerinfo's
-            # synced_* then show our common tip instead of -1).
-            entry = self.chain.entry(st.asked_from) if solicited and st.asked_from else None
-            if entry is not None and peer.version is not None and peer.version.best_height >= entry.height:
-                self._note_entry(st, st.asked_from, entry)
+            self._note_locator_tip(peer, st, solicited)
             return
-        for prev, h in itertools.pairwise(headers):
-            if h.prev_hash != prev.hash:
-                peer.misbehave(BAN_SCORE, "non-continuous headers")
-                return
-        parent = self.chain.entry(headers[0].prev_hash)
+        parent = self._connecting_parent(peer, st, headers)
         if parent is None:
-            st.unconnecting += 1
-            if st.unconnecting % self.limits.unconnecting_limit == 0:
-                peer.misbehave(20, "too many unconnecting headers")
-            self.request_headers(peer)
             return
         peer.known.add(headers[-1].hash)  # it knows the rest too; only tips are ever announced
         full = len(headers) == wire.MAX_HEADERS
-        claimed = parent.chain_work + sum(h.block_work for h in headers)
-        tip = self.chain.tip
-        if not full and claimed <= tip.chain_work:
+        if not full and parent.chain_work + sum(h.block_work for h in headers) <= self.chain.tip.chain_work:
             self._note_best(st, headers[-1])  # nothing here can beat our tip: store none of it
             return
-        new = sum(1 for h in headers if self.chain.entry(h.hash) is None)
-        self._prune_added(st)
-        if new and len(st.added) + new > self.limits.header_lead:
-            peer.misbehave(0 if solicited else 20, "headers beyond the allowed lead")
+        if not self._within_lead(peer, st, headers, solicited):
             return
         results = await self._add_headers(peer, headers)
         if results is None:  # the peer went meanwhile
             return
-        last: Header | None = None
-        fresh: list[bytes] = []
-        for h, res in zip(headers, results):
-            if res.status == INVALID:
-                peer.misbehave(_invalid_score(res.reason), f"invalid header: {res.reason}")
-                return
-            if res.status not in (ACCEPTED, DUPLICATE):  # future (retry later) or orphan (evicted meanwhile)
-                break
-            if res.status == ACCEPTED:
-                st.added.append(h.hash)
-                fresh.append(h.hash)
-            last = h
+        last, fresh = self._note_added(peer, st, headers, results)
         if last is None:
             return
         self._note_best(st, last)
@@ -263,6 +236,56 @@ class Sync:
         if full and last is headers[-1]:
             st.resume_from = last.hash
             self._resume_headers(st)
+
+    def _note_locator_tip(self, peer: Peer, st: PeerSync, solicited: bool) -> None:
+        """Nothing after our locator: the peer's tip is one of its entries. Its tip is the
+        first one when it was at least that high on connecting (getpeerinfo's synced_* then
+        show our common tip instead of -1)."""
+        entry = self.chain.entry(st.asked_from) if solicited and st.asked_from else None
+        if entry is not None and peer.version is not None and peer.version.best_height >= entry.height:
+            self._note_entry(st, st.asked_from, entry)
+
+    def _connecting_parent(self, peer: Peer, st: PeerSync, headers: list[Header]) -> Entry | None:
+        """The known parent of a continuous batch; None (scored, or headers asked for again)
+        if the batch is broken or does not connect."""
+        for prev, h in itertools.pairwise(headers):
+            if h.prev_hash != prev.hash:
+                peer.misbehave(BAN_SCORE, "non-continuous headers")
+                return None
+        parent = self.chain.entry(headers[0].prev_hash)
+        if parent is None:
+            st.unconnecting += 1
+            if st.unconnecting % self.limits.unconnecting_limit == 0:
+                peer.misbehave(20, "too many unconnecting headers")
+            self.request_headers(peer)
+        return parent
+
+    def _within_lead(self, peer: Peer, st: PeerSync, headers: list[Header], solicited: bool) -> bool:
+        """Whether the batch's new headers fit the peer's header lead (excess: scored if unasked)."""
+        new = sum(1 for h in headers if self.chain.entry(h.hash) is None)
+        self._prune_added(st)
+        if new and len(st.added) + new > self.limits.header_lead:
+            peer.misbehave(0 if solicited else 20, "headers beyond the allowed lead")
+            return False
+        return True
+
+    def _note_added(self, peer: Peer, st: PeerSync, headers: list[Header],
+                    results: list) -> tuple[Header | None, list[bytes]]:
+        """The last header taken (accepted or known) and the hashes newly accepted, recorded as
+        the peer's; an invalid header scores and takes nothing."""
+        last: Header | None = None
+        fresh: list[bytes] = []
+        for h, res in zip(headers, results):
+            if res.status == INVALID:
+                peer.misbehave(_invalid_score(res.reason), f"invalid header: {res.reason}")
+                return None, []
+            if res.status not in (ACCEPTED, DUPLICATE):  # future (retry later) or orphan (evicted meanwhile)
+                break
+            if res.status == ACCEPTED:
+                st.added.append(h.hash)
+                fresh.append(h.hash)
+            last = h
+        return last, fresh
 
     async def _add_headers(self, peer: Peer, headers: list[Header]) -> list | None:
         """``chain.add_headers`` in chunks, letting the event loop serve others in between (a
@@ -401,30 +424,41 @@ class Sync:
             free = self.limits.max_in_flight - len(st.in_flight)
             if free <= 0 or st.peer.closed:
                 continue
-            batch: list[bytes] = []
-            skipped: list[tuple[int, bytes]] = []
-            while len(batch) < free and self._queue:
-                height, h = heapq.heappop(self._queue)
-                wanted = self._wanted.get(h)
-                if wanted is None or h in self._in_flight:
-                    continue
-                entry = self.chain.entry(h)
-                if entry is None or entry.have_data:
-                    del self._wanted[h]
-                    continue
-                if height > limit:
-                    skipped.append((height, h))
-                    break
-                if st.peer.id in wanted[1]:
-                    batch.append(h)
-                else:
-                    skipped.append((height, h))
-            for item in skipped:
-                heapq.heappush(self._queue, item)
+            batch = self._take_wanted(st.peer.id, free, limit)
             if batch:
                 self._request(st, batch)
             if not self._queue:
                 break
+
+    def _take_wanted(self, peer_id: int, count: int, limit: int) -> list[bytes]:
+        """Up to ``count`` of the lowest wanted blocks at most at height ``limit`` that the peer
+        is a source of; the others stay queued, and what is no longer wanted leaves."""
+        batch: list[bytes] = []
+        skipped: list[tuple[int, bytes]] = []
+        while len(batch) < count and self._queue:
+            height, h = heapq.heappop(self._queue)
+            if not self._still_wanted(h):
+                continue
+            if height > limit:
+                skipped.append((height, h))
+                break
+            if peer_id in self._wanted[h][1]:
+                batch.append(h)
+            else:
+                skipped.append((height, h))
+        for item in skipped:
+            heapq.heappush(self._queue, item)
+        return batch
+
+    def _still_wanted(self, block_hash: bytes) -> bool:
+        """Wanted, not in flight, and its data still missing (else it stops being wanted)."""
+        if block_hash not in self._wanted or block_hash in self._in_flight:
+            return False
+        entry = self.chain.entry(block_hash)
+        if entry is None or entry.have_data:
+            del self._wanted[block_hash]
+            return False
+        return True
 
     def _request(self, st: PeerSync, hashes: list[bytes]) -> None:
         now = self._clock()
