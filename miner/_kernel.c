@@ -14,8 +14,9 @@
  *      every chunk boundary XOR them into the tiles' per-chunk partials.  After the last block
  *      each tile's partials are reduced, folded into the 16 lanes, hashed into the ticket digest
  *      and compared with the threshold; C' = A'·B' is written from the registers if asked for.
- * Paths: portable C, AVX2 (vpmaddubsw + vpmaddwd), AVX-VNNI (vpdpbusd ymm) and AVX-512 VNNI
- * (vpdpbusd zmm), chosen at runtime; the ticket hash uses SHA-NI when the CPU has it (not on the
+ * Paths: portable C, AVX2 (vpmaddubsw + vpmaddwd), AVX-VNNI (vpdpbusd ymm), AVX-512 VNNI
+ * (vpdpbusd zmm) and AMX (TDPBSSD on tiles, s8 · s8: its own packing of A and tile loops, _amx.h),
+ * chosen at runtime; the ticket hash uses SHA-NI when the CPU has it (not on the
  * portable path).  Threads persist across calls (_pool.h).
  */
 #define PY_SSIZE_T_CLEAN
@@ -35,19 +36,19 @@
 #endif
 
 enum { TILE = 32, LANES = 16, MAX_THREADS = 256 };
-enum { PATH_AUTO = 0, PATH_PORTABLE = 1, PATH_AVX2 = 2, PATH_AVXVNNI = 3, PATH_AVX512 = 4 };
-static const char *PATH_NAMES[] = {"auto", "portable", "avx2", "avxvnni", "avx512"};
+enum { PATH_AUTO = 0, PATH_PORTABLE = 1, PATH_AVX2 = 2, PATH_AVXVNNI = 3, PATH_AVX512 = 4, PATH_AMX = 5, PATH_LAST = PATH_AMX };
+static const char *PATH_NAMES[] = {"auto", "portable", "avx2", "avxvnni", "avx512", "amx"};
 
 /* Units of MC × NC outputs (multiples of the tile and of every strip width); K-blocks of about
  * KC_TARGET k-values, whole chunks: a 48-column strip of B is then 24 KiB, half of L1. */
 enum { MC = 256, NC = 96, KC_TARGET = 512 };
 
 #include "_micro.h"
-#include "_peak.h"
 #include "_pool.h"
 
 /* Per path: its micro-kernel, the columns of one vector, a strip's vectors, and whether A' is
- * stored as the u8 A' + 128 (vpdpbusd multiplies u8 by s8) with column sums to subtract. */
+ * stored as the u8 A' + 128 (vpdpbusd multiplies u8 by s8) with column sums to subtract.  The AMX
+ * path has tile loops of its own (_amx.h). */
 typedef struct {
     strip_fn fn;
     int w, nv, offset;
@@ -59,6 +60,7 @@ static const geometry_t GEOMETRY[] = {
     [PATH_AVX2] = {strip_avx2, 8, 2, 0},
     [PATH_AVXVNNI] = {strip_avxvnni, 8, 3, 1},
     [PATH_AVX512] = {strip_avx512, 16, 3, 1},
+    [PATH_AMX] = {NULL, 16, 2, 0},
 #endif
 };
 
@@ -72,6 +74,7 @@ typedef struct {
     int32_t *c;                               /* m×n or NULL */
     int path, use_shani, threads, bad_entry;
     int kc, seg;                              /* k-values per K-block; quads per correction segment */
+    int ks, planes;                           /* AMX: k-values per TDPBSSD; byte planes of the recovery */
     /* workspace (run_job) */
     int8_t *ap, *bp;                          /* packed operands */
     uint8_t *xof;                             /* per tile-row, then tile-column: its 32r XOF bytes */
@@ -328,9 +331,20 @@ enum { PANEL_GROUP = 4 };
 
 /* Tile-rows ta … ta+count−1 of A (count ≤ 4: one XOF call).  Noise factors are panel-indexed:
  * tile-rows first, then tile-columns. */
+#ifdef POUW_X86
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) static int amx_pack_a(const job_t *J, int panel);
+#endif
+
 static void pack_a(job_t *J, int ta, int count) {
     const size_t panel_xof = (size_t)TILE * J->r;
     if (J->s_b) panel_xofs(J, J->s_a, 'E', ta, count, J->xof + ta * panel_xof);
+#ifdef POUW_X86
+    if (J->path == PATH_AMX) {
+        for (int i = ta; i < ta + count; i++)
+            if (amx_pack_a(J, i)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
+        return;
+    }
+#endif
     for (int i = ta; i < ta + count; i++) {
         int8_t *T = J->s_b ? J->factors + i * panel_xof : NULL;
         if (T) noise_factor(J->xof + i * panel_xof, J->r, T);
@@ -507,6 +521,13 @@ static void *recovery_worker(void *arg) {
     return NULL;
 }
 
+/* Signed byte planes (AMX recovery) needed for values of magnitude ≤ bound. */
+static int byte_planes(long bound) {
+    int planes = 1;
+    for (; bound > 127; planes++) bound = (bound + 128 + 255) / 256;
+    return planes;
+}
+
 /* F_L packed like B, its column sums, and the split decision (from the pair counts). */
 static void recovery_setup(job_t *J) {
     const int r = J->r;
@@ -527,15 +548,20 @@ static void recovery_setup(job_t *J) {
     free(touch);
     J->split_x = 127 * s_max > I16_MAX;
     J->split_y = 64 * t_max > I16_MAX;
+    const int planes_x = byte_planes(127L * s_max), planes_y = byte_planes(64L * t_max);
+    J->planes = planes_x > planes_y ? planes_x : planes_y;
 }
 
 /* --- compute: units of MC × NC outputs ------------------------------------------------------ */
 
+static size_t round64(size_t len) { return (len + 63) / 64 * 64; }
+
 /* A unit's buffer: accumulators (MC × NC int32), then per tile of the unit and chunk a 16-lane
- * partial XOR, then one chunk's XOR words. */
+ * partial XOR, then one chunk's XOR words, then 4 KiB of scratch (the AMX recovery's). */
 static size_t unit_buffer_len(const job_t *J) {
     const size_t chunks = J->lanes ? (size_t)(J->k / J->r) : 0;
-    return (size_t)MC * NC * sizeof(int32_t) + (size_t)(MC / TILE) * (NC / TILE) * chunks * 64 + chunks * 4 + 64;
+    return (size_t)MC * NC * sizeof(int32_t) + (size_t)(MC / TILE) * (NC / TILE) * chunks * 64 + round64(chunks * 4) +
+           TILE * TILE * sizeof(int32_t);
 }
 
 /* Rows row0 … row0+rows−1 × columns col0 … col0+cols−1, all of k. */
@@ -585,6 +611,9 @@ static void run_unit(const job_t *J, uint8_t *buf, int row0, int col0, int rows,
     }
 }
 
+#include "_amx.h"
+#include "_peak.h"
+
 /* --- threads ----------------------------------------------------------------------------- */
 
 
@@ -630,8 +659,6 @@ enum { WS_KEEP_MAX = 256 << 20 };
 static pthread_mutex_t ws_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *ws_kept;
 static size_t ws_kept_len;
-
-static size_t round64(size_t len) { return (len + 63) / 64 * 64; }
 
 static void *workspace_get(size_t len, int *kept) {
     *kept = len <= WS_KEEP_MAX && pthread_mutex_trylock(&ws_lock) == 0;
@@ -693,6 +720,12 @@ static void noise_pairs(job_t *J) {
 static int run_job(job_t *J) {
     int kept, status = 1;
     J->kc = KC_TARGET > J->r ? KC_TARGET / J->r * J->r : J->r;
+#ifdef POUW_X86
+    const int amx = J->path == PATH_AMX;
+    if (amx) J->ks = amx_step(J->r);
+#else
+    const int amx = 0;
+#endif
     J->seg = J->lanes ? J->r / 4 : J->kc / 4; /* plain GEMM: one correction per K-block */
     J->rpad = (J->r + 15) / 16 * 16, J->pairs = J->recover ? 2 * J->r : 0; /* sized for the split */
     uint8_t *ws = workspace_get(workspace_layout(J, NULL), &kept);
@@ -700,12 +733,19 @@ static int run_job(job_t *J) {
     workspace_layout(J, ws);
     if (J->s_b) noise_pairs(J);
     else J->ep = J->eq = J->fp = J->fq = NULL;
+    pool_fn recover = recovery_worker, compute = unit_worker;
+#ifdef POUW_X86
+    if (amx) {
+        if (J->s_b) amx_pair_bytes(J);
+        recover = amx_recovery_worker, compute = amx_unit_worker;
+    }
+#endif
     if (J->recover) {
         recovery_setup(J);
         J->pairs = J->r * (2 + J->split_x + J->split_y) / 2;
     }
-    if (!parallel(J, pack_worker) && !J->bad_entry && (!J->recover || !parallel(J, recovery_worker)))
-        status = parallel(J, unit_worker);
+    if (!parallel(J, pack_worker) && !J->bad_entry && (!J->recover || !parallel(J, recover)))
+        status = parallel(J, compute);
     else status = J->bad_entry ? 2 : 1;
     workspace_put(ws, kept);
     return status;
@@ -716,6 +756,9 @@ static int run_job(job_t *J) {
 static int path_supported(int path) {
 #ifdef POUW_X86
     __builtin_cpu_init();
+    if (path == PATH_AMX)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi") && amx_supported();
     if (path == PATH_AVX512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
@@ -739,10 +782,10 @@ static int have_shani(void) {
 
 static int resolve_path(const char *name) {
     if (!name || !strcmp(name, "auto")) {
-        for (int p = PATH_AVX512; p > PATH_AUTO; p--)
+        for (int p = PATH_LAST; p > PATH_AUTO; p--)
             if (path_supported(p)) return p;
     }
-    for (int p = PATH_PORTABLE; p <= PATH_AVX512; p++)
+    for (int p = PATH_PORTABLE; p <= PATH_LAST; p++)
         if (!strcmp(name, PATH_NAMES[p])) {
             if (path_supported(p)) return p;
             PyErr_Format(PyExc_ValueError, "kernel path %s is not supported by this CPU", name);
@@ -854,7 +897,7 @@ static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kw) {
 
 static PyObject *py_paths(PyObject *self, PyObject *unused) {
     PyObject *out = PyList_New(0);
-    for (int p = PATH_AVX512; out && p > PATH_AUTO; p--)
+    for (int p = PATH_LAST; out && p > PATH_AUTO; p--)
         if (path_supported(p)) {
             PyObject *s = PyUnicode_FromString(PATH_NAMES[p]);
             if (!s || PyList_Append(out, s)) Py_CLEAR(out);

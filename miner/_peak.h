@@ -1,5 +1,5 @@
 /* The physical int8 limit of one core, measured: a throughput loop of the path's multiply
- * instruction (vpdpbusd zmm / ymm, or vpmaddubsw ymm on AVX2) timed against the core clock,
+ * instruction (TDPBSSD on AMX, vpdpbusd zmm / ymm, or vpmaddubsw ymm on AVX2) timed against the core clock,
  * which a chain of dependent imul (3 cycles each on every x86 core since 2006) measures.
  * peak_core() returns int8 MACs per cycle and the clock in GHz from the fastest of a few short
  * trials of each loop, timed in the thread's own CPU time: time spent preempted on a shared
@@ -66,11 +66,13 @@ __attribute__((target("avx2"), noinline)) static void peak_loop_avx2(long iters)
 static void peak_core(int path, double *macs_per_cycle, double *ghz) {
     *macs_per_cycle = *ghz = 0;
 #ifdef POUW_X86
-    void (*loop)(long) = path == PATH_AVX512 ? peak_loop_avx512 : path == PATH_AVXVNNI ? peak_loop_avxvnni
-                       : path == PATH_AVX2 ? peak_loop_avx2 : NULL;
+    void (*loop)(long) = path == PATH_AMX ? peak_loop_amx : path == PATH_AVX512 ? peak_loop_avx512
+                       : path == PATH_AVXVNNI ? peak_loop_avxvnni : path == PATH_AVX2 ? peak_loop_avx2 : NULL;
     if (!loop) return;
-    const double macs_per_op = path == PATH_AVX512 ? 64 : 32;
-    const long clock_iters = 1 << 20, loop_iters = 1 << 19;
+    /* a TDPBSSD is 16 × 16 × 64 MACs; the AMX loop runs 4 of them an iteration, the others PEAK_CHAINS */
+    const double macs_per_op = path == PATH_AMX ? 16384 : path == PATH_AVX512 ? 64 : 32;
+    const int chains = path == PATH_AMX ? 4 : PEAK_CHAINS;
+    const long clock_iters = 1 << 20, loop_iters = path == PATH_AMX ? 1 << 15 : 1 << 19;
     double hz = 0, ops = 0;
     for (int trial = 0; trial < PEAK_TRIALS; trial++) {
         double t = thread_s();
@@ -78,7 +80,7 @@ static void peak_core(int path, double *macs_per_cycle, double *ghz) {
         const double trial_hz = 24.0 * clock_iters / (thread_s() - t);
         t = thread_s();
         loop(loop_iters);
-        const double trial_ops = (double)PEAK_CHAINS * loop_iters / (thread_s() - t);
+        const double trial_ops = (double)chains * loop_iters / (thread_s() - t);
         hz = trial_hz > hz ? trial_hz : hz, ops = trial_ops > ops ? trial_ops : ops;
     }
     *macs_per_cycle = macs_per_op * ops / hz;
