@@ -61,16 +61,18 @@ static int amx_supported(void) {
     return amx_permitted;
 }
 
-/* The job's tiles: 0-3 C (16 × 64 B), 4-5 A (16 × KS), 6-7 B (KS/4 × 64 B). */
+/* The job's tiles: 0-3 C (16 × 64 B), 4-5 A (16 × KS), 6-7 B (KS/4 × 64 B).  The configuration
+ * lives in thread-local memory, not in a leaf function's red zone below the stack pointer. */
+static _Thread_local amx_config_t amx_cfg __attribute__((aligned(64)));
+
 __attribute__((target("amx-tile"))) static void amx_configure(int ks) {
-    amx_config_t cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
+    memset(&amx_cfg, 0, sizeof amx_cfg);
+    amx_cfg.palette = 1;
     for (int t = 0; t < 8; t++) {
-        cfg.rows[t] = t >= 6 ? (uint8_t)(ks / 4) : 16;
-        cfg.colsb[t] = t == 4 || t == 5 ? (uint16_t)ks : 64;
+        amx_cfg.rows[t] = t >= 6 ? (uint8_t)(ks / 4) : 16;
+        amx_cfg.colsb[t] = t == 4 || t == 5 ? (uint16_t)ks : 64;
     }
-    _tile_loadconfig(&cfg);
+    _tile_loadconfig(&amx_cfg);
 }
 
 /* KS: the largest multiple of 4 up to 64 that divides r. */
@@ -159,12 +161,14 @@ static void amx_pair_bytes(job_t *J) {
     }
 }
 
-/* The XOR of a stored 32 × 32 block into a 16-lane partial. */
+/* The XOR of a stored 32 × 32 block into a 16-lane partial (four independent chains). */
 AMX512 static inline void amx_fold(const int32_t *c, uint32_t *xt) {
-    __m512i x = _mm512_load_si512(xt);
-    for (int i = 0; i < 64; i += 2)
-        x = _mm512_ternarylogic_epi32(x, _mm512_load_si512(c + 16 * i), _mm512_load_si512(c + 16 * i + 16), 0x96);
-    _mm512_store_si512(xt, x);
+    __m512i x[4] = {_mm512_load_si512(xt), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+    for (int i = 0; i < 64; i += 8)
+        for (int h = 0; h < 4; h++)
+            x[h] = _mm512_ternarylogic_epi32(x[h], _mm512_load_si512(c + 16 * (i + 2 * h)),
+                                             _mm512_load_si512(c + 16 * (i + 2 * h + 1)), 0x96);
+    _mm512_store_si512(xt, _mm512_ternarylogic_epi32(x[0], x[1], _mm512_xor_si512(x[2], x[3]), 0x96));
 }
 
 #define AMX_TILES __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vbmi")))
@@ -215,14 +219,19 @@ AMX_TILES static void amx_recover(const job_t *J, int row, int col, int32_t *c, 
 }
 
 /* A unit's buffer on this path: per 32 × 32 block of the unit its C (row-major, 4 KiB), then the
- * tile partials and chunk XORs as on the other paths (unit_buffer_len), then 4 KiB scratch. */
+ * tile partials and chunk XORs as on the other paths (unit_buffer_len), then two blocks of staging. */
 AMX_TILES static void amx_unit(const job_t *J, uint8_t *buf, int row0, int col0, int rows, int cols) {
     const int ks = J->ks, steps = J->k / ks, per_chunk = J->r / ks, block = J->kc / ks;
     const int chunks = J->lanes ? J->k / J->r : 0, down = rows / TILE, across = cols / TILE;
     int32_t *cs = (int32_t *)buf;
     uint32_t *xt = (uint32_t *)(buf + (size_t)MC * NC * sizeof(int32_t));
     uint32_t *xors = xt + (size_t)(MC / TILE) * (NC / TILE) * chunks * 16;
-    int32_t *tmp = (int32_t *)((uint8_t *)xors + round64((size_t)chunks * 4));
+    int32_t *stage = (int32_t *)((uint8_t *)xors + round64((size_t)chunks * 4)); /* two 32 × 32 blocks */
+    /* a chunk's fold waits for the next step's tile instructions, so that its loads find the
+       stores done and run beside the tiles' multiplies */
+    const int32_t *pend = NULL;
+    uint32_t *pend_xt = NULL;
+    int flip = 0;
     if (chunks) memset(xt, 0, (size_t)down * across * chunks * 64);
     for (int s0 = 0; s0 < steps; s0 += block) {
         const int s1 = steps - s0 < block ? steps : s0 + block, last = s1 == steps;
@@ -242,16 +251,19 @@ AMX_TILES static void amx_unit(const job_t *J, uint8_t *buf, int row0, int col0,
                 } else amx_zero();
                 for (int s = s0; s < s1; s++) {
                     AMX_STEP(a0, b0, J->k, s, ks);
+                    if (pend) amx_fold(pend, pend_xt), pend = NULL;
                     if (chunks && (s + 1) % per_chunk == 0) {
-                        amx_store(c, TILE);
-                        amx_fold(c, part + 16 * ((s + 1) / per_chunk - 1));
+                        int32_t *to = s + 1 == s1 ? c : stage + (flip ^= 1) * TILE * TILE; /* c: for the next block */
+                        amx_store(to, TILE);
+                        pend = to, pend_xt = part + 16 * ((s + 1) / per_chunk - 1);
                     }
                 }
                 if (!last) {
                     if (!chunks) amx_store(c, TILE);
                     continue;
                 }
-                if (J->recover) amx_recover(J, row, col, c, tmp);
+                if (pend) amx_fold(pend, pend_xt), pend = NULL; /* before c changes */
+                if (J->recover) amx_recover(J, row, col, c, stage);
                 else if (!chunks && J->c) amx_store(J->c + (size_t)row * J->n + col, (size_t)J->n);
                 if (J->c && (J->recover || chunks))
                     for (int i = 0; i < TILE; i++)
@@ -259,6 +271,7 @@ AMX_TILES static void amx_unit(const job_t *J, uint8_t *buf, int row0, int col0,
             }
         }
     }
+    if (pend) amx_fold(pend, pend_xt);
     for (int t = 0; chunks && t < down * across; t++) {
         const uint32_t *part = xt + (size_t)t * chunks * 16;
         for (int l = 0; l < chunks; l++) {
@@ -284,12 +297,6 @@ AMX_TILES static void *amx_unit_worker(void *arg) {
     return NULL;
 }
 
-/* Signed byte p of v (v = Σ 256^p · byte_p, each in [-128, 127]). */
-static int8_t amx_plane(int32_t v, int p) {
-    for (int i = 0; i < p; i++) v = (v - (int8_t)(v & 0xFF)) / 256;
-    return (int8_t)(v & 0xFF);
-}
-
 /* Tasks as in recovery_worker: 32-row panels (X = A'·F_L on the tiles, then their rows of every
  * plane of L) and runs of Y_GROUPS 16-column groups (Y, then their columns of every plane of R). */
 AMX_TILES static void *amx_recovery_worker(void *arg) {
@@ -297,6 +304,12 @@ AMX_TILES static void *amx_recovery_worker(void *arg) {
     const int panels = J->m / TILE, groups = J->n / 16, runs = (groups + Y_GROUPS - 1) / Y_GROUPS;
     const int r = J->r, ks = J->ks, steps = J->k / ks;
     const size_t depth = 2 * (size_t)r;
+    int32_t *v = malloc((size_t)r * sizeof *v); /* a row of −X, then its higher bytes */
+    int8_t *line = malloc(depth);               /* a row of one plane of L */
+    if (!v || !line) {
+        free(v), free(line);
+        return (void *)1;
+    }
     amx_configure(ks);
     for (long t; (t = __atomic_fetch_add(&J->next, 1, __ATOMIC_RELAXED)) < panels + runs;) {
         if (t < panels) {
@@ -313,33 +326,40 @@ AMX_TILES static void *amx_recovery_worker(void *arg) {
                     _tile_stored(0, J->xl + (size_t)(row0 + h) * J->rpad + 16 * g, J->rpad * 4);
                 }
             const uint8_t *el = J->xof + (size_t)t * TILE * r; /* E_L of this tile-row, row-major */
-            for (int i = row0; i < row0 + TILE; i++)
-                for (int p = 0; p < J->planes; p++) {
-                    int8_t *l = J->lp + (size_t)p * J->m * depth;
-                    for (int x = 0; x < r; x++) {
-                        l[amx_a_at(i, x, ks, depth)] = amx_plane(-J->xl[(size_t)i * J->rpad + x], p);
-                        l[amx_a_at(i, r + x, ks, depth)] = (int8_t)((el[(size_t)(i - row0) * r + x] & 63) - 32);
-                    }
+            for (int i = row0; i < row0 + TILE; i++) {
+                for (int x = 0; x < r; x++) {
+                    v[x] = -J->xl[(size_t)i * J->rpad + x];
+                    line[r + x] = (int8_t)((el[(size_t)(i - row0) * r + x] & 63) - 32);
                 }
+                for (int p = 0; p < J->planes; p++) {
+                    for (int x = 0; x < r; x++) line[x] = (int8_t)v[x], v[x] = (v[x] - line[x]) / 256;
+                    for (int j = 0; j < 2 * r; j += 64)
+                        amx_put_row(J->lp + (size_t)p * J->m * depth, i, j, line + j, 2 * r - j < 64 ? 2 * r - j : 64, ks, depth);
+                }
+            }
         } else {
             const int g0 = (int)(t - panels) * Y_GROUPS, count = groups - g0 < Y_GROUPS ? groups - g0 : Y_GROUPS;
             int32_t *y = J->y0 + (size_t)g0 * 16 * r; /* these groups' Y, [group][r][16 columns] */
             groups_y(J, g0, count, y);
             for (int g = g0; g < g0 + count; g++) {
-                const int8_t *T = J->factors + (size_t)(panels + g / 2) * TILE * r; /* F_R of the tile-column */
+                const int8_t *T = J->factors + (size_t)(panels + g / 2) * TILE * r + 16 * (g % 2); /* F_R's columns */
+                int32_t *yg = y + (size_t)(g - g0) * 16 * r;
+                for (int x = 0; x < 16 * r; x++) yg[x] = -yg[x];
                 for (int p = 0; p < J->planes; p++) {
                     int8_t *at = J->rp + (size_t)p * J->n * depth + (size_t)g * 16 * depth;
-                    for (int c = 0; c < 16; c++)
-                        for (int x = 0; x < r; x++) {
-                            at[(size_t)(x / 4) * 64 + 4 * c + x % 4] = T[x * TILE + 16 * (g % 2) + c];
-                            at[(size_t)((r + x) / 4) * 64 + 4 * c + (r + x) % 4] =
-                                amx_plane(-y[(size_t)(g - g0) * 16 * r + (size_t)x * 16 + c], p);
+                    for (int x = 0; x < r; x++)
+                        for (int c = 0; c < 16; c++) {
+                            const int8_t lo = (int8_t)yg[16 * x + c];
+                            at[(size_t)(x / 4) * 64 + 4 * c + x % 4] = T[x * TILE + c];
+                            at[(size_t)((r + x) / 4) * 64 + 4 * c + (r + x) % 4] = lo;
+                            yg[16 * x + c] = (yg[16 * x + c] - lo) / 256;
                         }
                 }
             }
         }
     }
     _tile_release();
+    free(v), free(line);
     return NULL;
 }
 

@@ -1,8 +1,10 @@
 """One mining API over the C kernel and the numpy reference (PROTOCOL §4).
 
 ``active_path`` is the fastest path this machine supports, or the one named by the
-environment variable ``POUW_KERNEL_PATH`` (``avx512``, ``avxvnni``, ``avx2``, ``portable``,
+environment variable ``POUW_KERNEL_PATH`` (``amx``, ``avx512``, ``avxvnni``, ``avx2``, ``portable``,
 ``numpy``); every call also takes ``path=`` to force one.  All paths give identical results.
+``amx`` (Intel AMX tiles) is offered only where the CPU has AMX-INT8 and the OS grants the tile
+state (on Linux, a once-per-process arch_prctl request the extension makes).
 """
 from __future__ import annotations
 

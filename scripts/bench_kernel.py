@@ -10,8 +10,11 @@ Contenders, all on one thread count:
   installed) and ``numpy_f32`` (float32 matmul, with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
   removed from its environment, since they slow it);
 * ``reference``: the numpy reference miner, one run (sizes up to 2048 only);
-* ``peak``: the physical limit, int8 MACs per cycle of one core (a throughput loop of the
-  kernel path's multiply instruction in the C extension) × threads × the measured clock.
+* ``peak``: the physical limit of the ISA the kernel runs on, int8 MACs per cycle of one core (a
+  throughput loop of the path's multiply instruction in the C extension: TDPBSSD on ``amx``,
+  vpdpbusd on the VNNI paths) × threads × the measured clock; "of peak" is against it.  On the
+  AMX path the vpdpbusd peak is printed too, and ``mine_vnni`` (mine on the AVX-512 VNNI path)
+  runs beside the others.
 
 All of these are timed round-robin (the first round a warm-up), so that a shared machine's load
 hits every contender alike; a turn is two calls back to back, the second timed, as in a loop;
@@ -36,7 +39,8 @@ import numpy as np
 from consensus.block import Header, Ticket, WorkSpec
 from miner import kernel
 
-CONTENDERS = ("mine", "mine_c", "matmul", "plain", "onednn_int8", "numpy_f32", "reference")
+CONTENDERS = ("mine", "mine_c", "matmul", "plain", "mine_vnni", "onednn_int8", "numpy_f32", "reference")
+VNNI_PATH = "avx512"
 ANCHORS = ("onednn_int8", "numpy_f32")
 ANCHOR_WARMUPS = 3
 SETTLE_S = 0.25
@@ -137,10 +141,15 @@ def round_robin(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, 
     return times
 
 
-def peak(threads: int) -> dict:
-    macs_per_cycle, ghz = kernel.peak()
-    return {"peak_gmacs": round(macs_per_cycle * ghz * threads, 1), "peak_macs_per_cycle": round(macs_per_cycle, 1),
-            "clock_ghz": round(ghz, 2)}
+def peak(threads: int, path: str | None = None, prefix: str = "peak") -> dict:
+    macs_per_cycle, ghz = kernel.peak(path)
+    return {f"{prefix}_gmacs": round(macs_per_cycle * ghz * threads, 1),
+            f"{prefix}_macs_per_cycle": round(macs_per_cycle, 1), f"{prefix}_clock_ghz": round(ghz, 2)}
+
+
+def other_vnni() -> str | None:
+    """The VNNI path to run beside an AMX one (None when the kernel runs on VNNI or below)."""
+    return VNNI_PATH if kernel.active_path == "amx" and VNNI_PATH in kernel.available_paths() else None
 
 
 def bench(size: int, r: int, threads: int, repeat: int) -> dict:
@@ -154,12 +163,16 @@ def bench(size: int, r: int, threads: int, repeat: int) -> dict:
     for name, anchor in anchors.items():
         out[f"{name}_runs_on"] = anchor.runs_on
     out |= peak(threads)
+    vnni = other_vnni()
+    if vnni:
+        out |= peak(threads, vnni, "vnni_peak")
     times = round_robin({
         "mine": lambda: kernel.mine(header, a, b, threads=threads),
         "mine_c": lambda: kernel.run(header, a, b, want_product=True, threads=threads),
         "matmul": lambda: kernel.matmul(a, b, header, threads=threads),
         "plain": lambda: kernel.gemm(a, b, block=r, threads=threads),
-    } | {name: anchor for name, anchor in anchors.items() if anchor.available}, repeat)
+    } | ({"mine_vnni": lambda: kernel.mine(header, a, b, threads=threads, path=vnni)} if vnni else {})
+      | {name: anchor for name, anchor in anchors.items() if anchor.available}, repeat)
     for anchor in anchors.values():
         anchor.close()
     if size <= REFERENCE_MAX:
@@ -179,8 +192,11 @@ def bench(size: int, r: int, threads: int, repeat: int) -> dict:
 def print_table(row: dict) -> None:
     size, peak_gmacs = row["shape"][0], row["peak_gmacs"]
     print(f"{size}^3 r={row['r']} threads={row['threads']} path={row['path']} load={row['load_avg']}  "
-          f"peak {peak_gmacs} GMAC/s = {row['peak_macs_per_cycle']} MAC/cycle x {row['threads']} x "
-          f"{row['clock_ghz']} GHz")
+          f"peak ({row['path']}) {peak_gmacs} GMAC/s = {row['peak_macs_per_cycle']} MAC/cycle x {row['threads']} x "
+          f"{row['peak_clock_ghz']} GHz")
+    if "vnni_peak_gmacs" in row:
+        print(f"  vpdpbusd peak ({VNNI_PATH}) {row['vnni_peak_gmacs']} GMAC/s = {row['vnni_peak_macs_per_cycle']} "
+              f"MAC/cycle x {row['threads']} x {row['vnni_peak_clock_ghz']} GHz")
     print(f"  {'GMAC/s':24} {'median':>8} {'[min-max]':>18} {'of peak':>8}")
     for key in CONTENDERS:
         value, span = row[f"{key}_gmacs"], row[f"{key}_gmacs_range"]
@@ -194,6 +210,8 @@ def print_table(row: dict) -> None:
     if row["onednn_int8_gmacs"]:
         line += (f"; mine/oneDNN {row['mine_gmacs'] / row['onednn_int8_gmacs']:.2f}, "
                  f"matmul/oneDNN {row['matmul_gmacs'] / row['onednn_int8_gmacs']:.2f}")
+    if row.get("mine_vnni_gmacs") and row.get("vnni_peak_gmacs"):
+        line += f"; mine_vnni of the vpdpbusd peak {row['mine_vnni_gmacs'] / row['vnni_peak_gmacs']:.2f}"
     print(line)
     for name in ANCHORS:
         print(f"  {name} ran on: {row[f'{name}_runs_on']}")
