@@ -10,9 +10,11 @@
  * Work units are MC × NC outputs as on the other paths; inside a unit the K-blocks (whole chunks,
  * about KC_TARGET k-values) go outermost, then the unit's 32-column pairs, then its 32-row pairs,
  * so that a pair's B' block stays in L1 while the unit's rows pass.  At every chunk boundary the
- * four C tiles are stored (32 × 32 row-major, the tile's slot in the unit buffer) and their XOR
- * taken with AVX-512 into the tile's 16-lane partial for the chunk; a later K-block reloads C from
- * that slot.
+ * four C tiles are stored (32 × 32 row-major: each just ahead of the next step's multiply into it,
+ * or at a K-block's end into the block's slot in the unit buffer, from which the next K-block
+ * reloads C) and their XOR taken with AVX-512 into the tile's 16-lane partial for the chunk.
+ * At r = 64 that is 4 KiB stored and read back for every four TDPBSSDs: with the tile loads, the
+ * fold makes this path bound by L1 bandwidth where the plain GEMM is not (see docs).
  *
  * Recovery (kernel.matmul): C = C' + (−X)·F_R + E_L·(−Y) (see the recovery section), computed in
  * int8 on the tiles by cutting −X and −Y into byte planes: plane p of v is the signed byte
@@ -187,6 +189,25 @@ AMX512 static inline void amx_fold(const int32_t *c, uint32_t *xt) {
         _tile_dpbssd(3, 5, 7);                                                                     \
     } while (0)
 
+/* AMX_STEP that also stores the block as it was before the step into c (32 × 32 row-major), each
+ * tile just ahead of the multiply into it: stores after the step's last multiply would hold up
+ * the next step's first one until all four were done. */
+#define AMX_STEP_STORING(a0, b0, depth, s, ks, c)                                                  \
+    do {                                                                                           \
+        _tile_loadd(4, (a0) + (size_t)(s) * 16 * (ks), (ks));                                      \
+        _tile_loadd(6, (b0) + (size_t)(s) * 16 * (ks), 64);                                        \
+        _tile_stored(0, (c), 128);                                                                 \
+        _tile_dpbssd(0, 4, 6);                                                                     \
+        _tile_loadd(5, (a0) + 16 * (size_t)(depth) + (size_t)(s) * 16 * (ks), (ks));               \
+        _tile_stored(2, (c) + 512, 128);                                                           \
+        _tile_dpbssd(2, 5, 6);                                                                     \
+        _tile_loadd(7, (b0) + 16 * (size_t)(depth) + (size_t)(s) * 16 * (ks), 64);                 \
+        _tile_stored(1, (c) + 16, 128);                                                            \
+        _tile_dpbssd(1, 4, 7);                                                                     \
+        _tile_stored(3, (c) + 528, 128);                                                           \
+        _tile_dpbssd(3, 5, 7);                                                                     \
+    } while (0)
+
 AMX_TILES static inline void amx_store(int32_t *c, size_t ld) {
     _tile_stored(0, c, ld * 4);
     _tile_stored(1, c + 16, ld * 4);
@@ -218,20 +239,28 @@ AMX_TILES static void amx_recover(const job_t *J, int row, int col, int32_t *c, 
     }
 }
 
+/* A finished 32 × 32 block into C: streaming stores where C's rows start on cache lines (kernel.py
+ * allocates it so), which saves reading every line of C in before it is written. */
+AMX512 static inline void amx_write(int32_t *out, size_t ld, const int32_t *c) {
+    if (((uintptr_t)out | ld * sizeof *out) % 64) {
+        for (int i = 0; i < TILE; i++) memcpy(out + ld * i, c + TILE * i, TILE * sizeof *c);
+        return;
+    }
+    for (int i = 0; i < TILE; i++) {
+        _mm512_stream_si512((__m512i *)(out + ld * i), _mm512_load_si512(c + TILE * i));
+        _mm512_stream_si512((__m512i *)(out + ld * i + 16), _mm512_load_si512(c + TILE * i + 16));
+    }
+}
+
 /* A unit's buffer on this path: per 32 × 32 block of the unit its C (row-major, 4 KiB), then the
- * tile partials and chunk XORs as on the other paths (unit_buffer_len), then two blocks of staging. */
+ * tile partials and chunk XORs as on the other paths (unit_buffer_len), then one block of staging. */
 AMX_TILES static void amx_unit(const job_t *J, uint8_t *buf, int row0, int col0, int rows, int cols) {
     const int ks = J->ks, steps = J->k / ks, per_chunk = J->r / ks, block = J->kc / ks;
     const int chunks = J->lanes ? J->k / J->r : 0, down = rows / TILE, across = cols / TILE;
     int32_t *cs = (int32_t *)buf;
     uint32_t *xt = (uint32_t *)(buf + (size_t)MC * NC * sizeof(int32_t));
     uint32_t *xors = xt + (size_t)(MC / TILE) * (NC / TILE) * chunks * 16;
-    int32_t *stage = (int32_t *)((uint8_t *)xors + round64((size_t)chunks * 4)); /* two 32 × 32 blocks */
-    /* a chunk's fold waits for the next step's tile instructions, so that its loads find the
-       stores done and run beside the tiles' multiplies */
-    const int32_t *pend = NULL;
-    uint32_t *pend_xt = NULL;
-    int flip = 0;
+    int32_t *stage = (int32_t *)((uint8_t *)xors + round64((size_t)chunks * 4)); /* one 32 × 32 block */
     if (chunks) memset(xt, 0, (size_t)down * across * chunks * 64);
     for (int s0 = 0; s0 < steps; s0 += block) {
         const int s1 = steps - s0 < block ? steps : s0 + block, last = s1 == steps;
@@ -249,29 +278,31 @@ AMX_TILES static void amx_unit(const job_t *J, uint8_t *buf, int row0, int col0,
                     _tile_loadd(2, c + 512, 128);
                     _tile_loadd(3, c + 528, 128);
                 } else amx_zero();
+                /* a chunk that ends inside the block is stored by the next step (AMX_STEP_STORING)
+                   and folded after it; one that ends the block is stored to c, for the next block */
+                uint32_t *due = NULL;
                 for (int s = s0; s < s1; s++) {
-                    AMX_STEP(a0, b0, J->k, s, ks);
-                    if (pend) amx_fold(pend, pend_xt), pend = NULL;
+                    if (due) {
+                        AMX_STEP_STORING(a0, b0, J->k, s, ks, stage);
+                        amx_fold(stage, due);
+                        due = NULL;
+                    } else AMX_STEP(a0, b0, J->k, s, ks);
                     if (chunks && (s + 1) % per_chunk == 0) {
-                        int32_t *to = s + 1 == s1 ? c : stage + (flip ^= 1) * TILE * TILE; /* c: for the next block */
-                        amx_store(to, TILE);
-                        pend = to, pend_xt = part + 16 * ((s + 1) / per_chunk - 1);
+                        uint32_t *chunk_xt = part + 16 * ((s + 1) / per_chunk - 1);
+                        if (s + 1 < s1) due = chunk_xt;
+                        else amx_store(c, TILE), amx_fold(c, chunk_xt);
                     }
                 }
                 if (!last) {
                     if (!chunks) amx_store(c, TILE);
                     continue;
                 }
-                if (pend) amx_fold(pend, pend_xt), pend = NULL; /* before c changes */
                 if (J->recover) amx_recover(J, row, col, c, stage);
-                else if (!chunks && J->c) amx_store(J->c + (size_t)row * J->n + col, (size_t)J->n);
-                if (J->c && (J->recover || chunks))
-                    for (int i = 0; i < TILE; i++)
-                        memcpy(J->c + (size_t)(row + i) * J->n + col, c + TILE * i, TILE * sizeof(int32_t));
+                else if (!chunks) amx_store(c, TILE);
+                if (J->c) amx_write(J->c + (size_t)row * J->n + col, (size_t)J->n, c);
             }
         }
     }
-    if (pend) amx_fold(pend, pend_xt);
     for (int t = 0; chunks && t < down * across; t++) {
         const uint32_t *part = xt + (size_t)t * chunks * 16;
         for (int l = 0; l < chunks; l++) {
@@ -293,6 +324,7 @@ AMX_TILES static void *amx_unit_worker(void *arg) {
         const int row0 = (int)(t / across) * MC, col0 = (int)(t % across) * NC;
         amx_unit(J, buf, row0, col0, J->m - row0 < MC ? J->m - row0 : MC, J->n - col0 < NC ? J->n - col0 : NC);
     }
+    _mm_sfence(); /* the streaming stores are visible before the caller reads C */
     _tile_release();
     return NULL;
 }

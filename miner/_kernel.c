@@ -557,11 +557,11 @@ static void recovery_setup(job_t *J) {
 static size_t round64(size_t len) { return (len + 63) / 64 * 64; }
 
 /* A unit's buffer: accumulators (MC × NC int32), then per tile of the unit and chunk a 16-lane
- * partial XOR, then one chunk's XOR words, then two tiles' int32 (the AMX path's staging). */
+ * partial XOR, then one chunk's XOR words, then one tile's int32 (the AMX path's staging). */
 static size_t unit_buffer_len(const job_t *J) {
     const size_t chunks = J->lanes ? (size_t)(J->k / J->r) : 0;
     return (size_t)MC * NC * sizeof(int32_t) + (size_t)(MC / TILE) * (NC / TILE) * chunks * 64 + round64(chunks * 4) +
-           2 * TILE * TILE * sizeof(int32_t);
+           TILE * TILE * sizeof(int32_t);
 }
 
 /* Rows row0 … row0+rows−1 × columns col0 … col0+cols−1, all of k. */
