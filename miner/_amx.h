@@ -329,12 +329,40 @@ AMX_TILES static void *amx_unit_worker(void *arg) {
     return NULL;
 }
 
+/* X = A'·F_L for 16 rows from `row` and F_L's 16-column groups g … g + count − 1 (count ≤ 4, one
+ * C tile each: every A' tile is loaded once for all of them). */
+#define AMX_X_GROUP(t, b)                                                                           \
+    do {                                                                                           \
+        _tile_loadd(b, f + (size_t)(t) * 16 * J->k + (size_t)s * 16 * ks, 64);                     \
+        _tile_dpbssd(t, 4, b);                                                                     \
+    } while (0)
+
+AMX_TILES static void amx_x_groups(const job_t *J, int row, int g, int count) {
+    const int ks = J->ks, steps = J->k / ks;
+    const int8_t *a = J->ap + (size_t)row * J->k, *f = J->flp + (size_t)g * 16 * J->k;
+    amx_zero();
+    for (int s = 0; s < steps; s++) {
+        _tile_loadd(4, a + (size_t)s * 16 * ks, ks);
+        AMX_X_GROUP(0, 6);
+        if (count > 1) AMX_X_GROUP(1, 7);
+        if (count > 2) AMX_X_GROUP(2, 6);
+        if (count > 3) AMX_X_GROUP(3, 7);
+    }
+    int32_t *x = J->xl + (size_t)row * J->rpad + 16 * g;
+    const size_t ld = J->rpad * sizeof *x;
+    _tile_stored(0, x, ld);
+    if (count > 1) _tile_stored(1, x + 16, ld);
+    if (count > 2) _tile_stored(2, x + 32, ld);
+    if (count > 3) _tile_stored(3, x + 48, ld);
+}
+#undef AMX_X_GROUP
+
 /* Tasks as in recovery_worker: 32-row panels (X = A'·F_L on the tiles, then their rows of every
  * plane of L) and runs of Y_GROUPS 16-column groups (Y, then their columns of every plane of R). */
 AMX_TILES static void *amx_recovery_worker(void *arg) {
     job_t *J = arg;
     const int panels = J->m / TILE, groups = J->n / 16, runs = (groups + Y_GROUPS - 1) / Y_GROUPS;
-    const int r = J->r, ks = J->ks, steps = J->k / ks;
+    const int r = J->r, ks = J->ks;
     const size_t depth = 2 * (size_t)r;
     int32_t *v = malloc((size_t)r * sizeof *v); /* a row of −X, then its higher bytes */
     int8_t *line = malloc(depth);               /* a row of one plane of L */
@@ -347,16 +375,8 @@ AMX_TILES static void *amx_recovery_worker(void *arg) {
         if (t < panels) {
             const int row0 = (int)t * TILE;
             for (int h = 0; h < TILE; h += 16)
-                for (int g = 0; g < J->rpad / 16; g++) {
-                    const int8_t *a = J->ap + (size_t)(row0 + h) * J->k, *f = J->flp + (size_t)g * 16 * J->k;
-                    _tile_zero(0);
-                    for (int s = 0; s < steps; s++) {
-                        _tile_loadd(4, a + (size_t)s * 16 * ks, ks);
-                        _tile_loadd(6, f + (size_t)s * 16 * ks, 64);
-                        _tile_dpbssd(0, 4, 6);
-                    }
-                    _tile_stored(0, J->xl + (size_t)(row0 + h) * J->rpad + 16 * g, J->rpad * 4);
-                }
+                for (int g = 0; g < J->rpad / 16; g += 4)
+                    amx_x_groups(J, row0 + h, g, J->rpad / 16 - g < 4 ? J->rpad / 16 - g : 4);
             const uint8_t *el = J->xof + (size_t)t * TILE * r; /* E_L of this tile-row, row-major */
             for (int i = row0; i < row0 + TILE; i++) {
                 for (int x = 0; x < r; x++) {
