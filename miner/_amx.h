@@ -26,7 +26,7 @@
  * Linux hands out the tile state only on request (arch_prctl ARCH_REQ_XCOMP_PERM, once per
  * process); the path is offered only where CPUID, XCR0 and that request all agree. */
 
-#ifdef POUW_X86
+#ifdef POUW_AMX
 #ifdef __linux__
 #include <sys/syscall.h>
 #include <unistd.h>

@@ -31,6 +31,10 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #define POUW_X86 1
+/* the AMX intrinsics and target attributes: GCC 11, Clang 12 */
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
+#define POUW_AMX 1
+#endif
 #include <cpuid.h>
 #include <immintrin.h>
 #endif
@@ -331,14 +335,14 @@ enum { PANEL_GROUP = 4 };
 
 /* Tile-rows ta … ta+count−1 of A (count ≤ 4: one XOF call).  Noise factors are panel-indexed:
  * tile-rows first, then tile-columns. */
-#ifdef POUW_X86
+#ifdef POUW_AMX
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) static int amx_pack_a(const job_t *J, int panel);
 #endif
 
 static void pack_a(job_t *J, int ta, int count) {
     const size_t panel_xof = (size_t)TILE * J->r;
     if (J->s_b) panel_xofs(J, J->s_a, 'E', ta, count, J->xof + ta * panel_xof);
-#ifdef POUW_X86
+#ifdef POUW_AMX
     if (J->path == PATH_AMX) {
         for (int i = ta; i < ta + count; i++)
             if (amx_pack_a(J, i)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
@@ -720,7 +724,7 @@ static void noise_pairs(job_t *J) {
 static int run_job(job_t *J) {
     int kept, status = 1;
     J->kc = KC_TARGET > J->r ? KC_TARGET / J->r * J->r : J->r;
-#ifdef POUW_X86
+#ifdef POUW_AMX
     const int amx = J->path == PATH_AMX;
     if (amx) J->ks = amx_step(J->r);
 #else
@@ -734,7 +738,7 @@ static int run_job(job_t *J) {
     if (J->s_b) noise_pairs(J);
     else J->ep = J->eq = J->fp = J->fq = NULL;
     pool_fn recover = recovery_worker, compute = unit_worker;
-#ifdef POUW_X86
+#ifdef POUW_AMX
     if (amx) {
         if (J->s_b) amx_pair_bytes(J);
         recover = amx_recovery_worker, compute = amx_unit_worker;
@@ -756,9 +760,11 @@ static int run_job(job_t *J) {
 static int path_supported(int path) {
 #ifdef POUW_X86
     __builtin_cpu_init();
+#ifdef POUW_AMX
     if (path == PATH_AMX)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi") && amx_supported();
+#endif
     if (path == PATH_AVX512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");

@@ -66,8 +66,11 @@ __attribute__((target("avx2"), noinline)) static void peak_loop_avx2(long iters)
 static void peak_core(int path, double *macs_per_cycle, double *ghz) {
     *macs_per_cycle = *ghz = 0;
 #ifdef POUW_X86
-    void (*loop)(long) = path == PATH_AMX ? peak_loop_amx : path == PATH_AVX512 ? peak_loop_avx512
-                       : path == PATH_AVXVNNI ? peak_loop_avxvnni : path == PATH_AVX2 ? peak_loop_avx2 : NULL;
+    void (*loop)(long) = path == PATH_AVX512 ? peak_loop_avx512 : path == PATH_AVXVNNI ? peak_loop_avxvnni
+                       : path == PATH_AVX2 ? peak_loop_avx2 : NULL;
+#ifdef POUW_AMX
+    if (path == PATH_AMX) loop = peak_loop_amx;
+#endif
     if (!loop) return;
     /* a TDPBSSD is 16 × 16 × 64 MACs; the AMX loop runs 4 of them an iteration, the others PEAK_CHAINS */
     const double macs_per_op = path == PATH_AMX ? 16384 : path == PATH_AVX512 ? 64 : 32;
