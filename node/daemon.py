@@ -17,8 +17,8 @@ from .chainstats import ChainStats
 from .chainworker import ChainWorker
 from .config import Config, ConfigError, load_config
 from .control import NodeControl
-from .events import (CONNECTED, REJECTED, TIP_CHANGED, TX_ACCEPTED, TX_REJECTED, BlockRejected, ChainEvent,
-                     TipChanged, TxAccepted, TxRejected)
+from .events import (CONNECTED, REJECTED, TIP_CHANGED, TX_ACCEPTED, TX_REJECTED, TX_REMOVED, BlockRejected,
+                     ChainEvent, TipChanged, TxAccepted, TxRejected, TxRemoved)
 from .httpapi import HttpApi
 from .logs import setup_logging
 from .market import JobMarket
@@ -91,18 +91,19 @@ class Node:
         self.worker.subscribe(self._on_block)
         self.worker.subscribe(self._on_rejected, (REJECTED,))
         self.worker.subscribe(self._on_tip, (TIP_CHANGED,))
-        self.mempool.subscribe(self._on_tx, (TX_ACCEPTED, TX_REJECTED))
+        self.mempool.subscribe(self._on_tx, (TX_ACCEPTED, TX_REJECTED, TX_REMOVED))
 
     def _on_block(self, event: ChainEvent) -> None:
-        """Keep the mempool on the tip, count, push to websockets, give back a reorg's txs."""
+        """Push to websockets, keep the mempool on the tip (its removals are pushed after the
+        block), count, give back a reorg's txs."""
+        self.http.events.publish({"event": f"block_{event.kind}", "hash": event.block.hash.hex(),
+                                  "height": event.height, "tip": self.chain.tip.hash.hex()})
         if event.kind == CONNECTED:
             self.mempool.on_block_connected(event.block)
             self.metrics.blocks_connected.inc()
         else:
             self.mempool.on_block_disconnected(event.block)
             self._schedule_returned(event.block)
-        self.http.events.publish({"event": f"block_{event.kind}", "hash": event.block.hash.hex(),
-                                  "height": event.height, "tip": self.chain.tip.hash.hex()})
 
     def _on_rejected(self, event: BlockRejected) -> None:
         self.metrics.blocks_rejected.labels(reason=event.reason or "invalid").inc()
@@ -116,9 +117,13 @@ class Node:
             self.sync_progress.finish(event.height)
             log.info("new tip %s height %d", event.hash.hex(), event.height)
 
-    def _on_tx(self, event: TxAccepted | TxRejected) -> None:
+    def _on_tx(self, event: TxAccepted | TxRejected | TxRemoved) -> None:
+        """Count refusals and removals; push pooled and removed txs to websockets."""
         if isinstance(event, TxRejected):
             self.metrics.txs_rejected.labels(reason=event.reason).inc()
+        elif isinstance(event, TxRemoved):
+            self.metrics.mempool_removed.labels(reason=event.reason).inc()
+            self.http.events.publish({"event": "tx_removed", "txid": event.txid.hex(), "reason": event.reason})
         else:
             self.http.events.publish({"event": "tx", "txid": event.tx.txid.hex()})
 

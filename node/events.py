@@ -3,7 +3,8 @@
 ``node.chain.Chain`` publishes block moves after each commit (``connected``,
 ``disconnected``), each block it finds invalid (``rejected``) and, once per
 submission, a moved tip (``tip``); ``node.mempool.Mempool`` publishes the txs
-``add`` made ready (``tx-accepted``) and the ones it refused (``tx-rejected``).
+``add`` made ready (``tx-accepted``), the ones it refused (``tx-rejected``) and each
+pooled tx that left, with why (``tx-removed``).
 Metrics, logs, websocket pushes and p2p announcements subscribe; nothing calls
 them directly.  Listeners run on the publisher's thread, in subscription order;
 one that raises is logged and skipped, never breaks the publisher.
@@ -21,7 +22,9 @@ from consensus.tx import Tx
 log = logging.getLogger(__name__)
 
 CONNECTED, DISCONNECTED, REJECTED, TIP_CHANGED = "connected", "disconnected", "rejected", "tip"
-TX_ACCEPTED, TX_REJECTED = "tx-accepted", "tx-rejected"
+TX_ACCEPTED, TX_REJECTED, TX_REMOVED = "tx-accepted", "tx-rejected", "tx-removed"
+# why a pooled tx left (``TxRemoved.reason``)
+MINED, REPLACED, EVICTED, EXPIRED, CONFLICTED = "mined", "replaced", "evicted", "expired", "conflicted"
 BLOCK_MOVES = (CONNECTED, DISCONNECTED)
 
 
@@ -68,6 +71,18 @@ class TxRejected:
     txid: bytes
     reason: str
     kind: str = TX_REJECTED
+
+
+@dataclass(frozen=True)
+class TxRemoved:
+    """A pooled tx left: ``mined`` (in a connected block), ``replaced`` (same sender and nonce,
+    higher fee), ``evicted`` (the pool's size or queue bounds), ``expired`` (older than the
+    pool's max age) or ``conflicted`` (no longer applies: nonce used, funds gone, or an
+    earlier tx of its sender left)."""
+
+    txid: bytes
+    reason: str
+    kind: str = TX_REMOVED
 
 
 Listener = Callable[[Any], None]

@@ -25,7 +25,9 @@ here is relay *policy*, not consensus.
   after each tip change, with ``view_provider`` already showing the new tip.
 
 ``add`` publishes ``tx-accepted`` for each tx it made ready and ``tx-rejected``
-for a refusal (``node.events``).
+for a refusal; every pooled tx that leaves publishes ``tx-removed`` with why:
+mined, replaced, evicted, expired or conflicted (no longer applies after a block,
+a replacement or an expiry; ``node.events``).
 
 Rejections raise ``InvalidTx`` with the consensus reasons, plus the policy
 reasons duplicate, fee-too-low, nonce-too-old (nonce already used on chain: a
@@ -37,7 +39,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -47,7 +49,8 @@ from consensus.params import Network
 from consensus.state import EMPTY_ACCOUNT, Overlay, StateView, apply_tx, check_tx_stateless
 from consensus.tx import TRANSFER, Tx
 
-from .events import TX_ACCEPTED, Listener, Listeners, TxAccepted, TxRejected
+from .events import (CONFLICTED, EVICTED, EXPIRED, MINED, REPLACED, TX_ACCEPTED, Listener, Listeners, TxAccepted,
+                     TxRejected, TxRemoved)
 
 ViewProvider = Callable[[], tuple[StateView, int]]
 
@@ -194,7 +197,7 @@ class Mempool:
         assert acct.state is not None  # _account() refreshed it
         _apply_on(acct.state, entry.tx, height, self.network)
         if full:  # the next nonce outranks the furthest future tx
-            self._unregister(acct.future.pop(max(acct.future)))
+            self._unregister(acct.future.pop(max(acct.future)), EVICTED)
             self._future_count -= 1
         acct.ready.append(entry)
         self._register(entry)
@@ -211,7 +214,7 @@ class Mempool:
             try:
                 _apply_on(acct.state, entry.tx, height, self.network)
             except InvalidTx:
-                self._unregister(entry)
+                self._unregister(entry, CONFLICTED)
                 break
             acct.ready.append(entry)
             promoted.append(entry.tx)
@@ -225,7 +228,7 @@ class Mempool:
 
     def _replace(self, old: _Entry, new: _Entry) -> None:
         self._check_bump(old, new)
-        self._unregister(old)
+        self._unregister(old, REPLACED)
         self._register(new)
 
     def _replace_ready(self, acct: _Account, entry: _Entry, view: StateView, height: int) -> None:
@@ -252,11 +255,11 @@ class Mempool:
         return acct
 
     def _rebuild(self, address: bytes, acct: _Account, view: StateView, height: int,
-                 extra: Iterable[_Entry] = ()) -> None:
+                 extra: Iterable[_Entry] = (), mined: Collection[bytes] = ()) -> None:
         """Re-check a sender's txs (plus ``extra``) in nonce order against the tip.
 
-        Used nonces and txs that no longer apply leave; after a gap the rest is
-        future (up to the per-account bound).
+        Used nonces and txs that no longer apply leave (``mined`` if in ``mined``, else
+        conflicted); after a gap the rest is future (up to the per-account bound).
         """
         entries = sorted([*acct.ready, *acct.future.values(), *extra], key=lambda e: e.tx.nonce)
         self._future_count -= len(acct.future)
@@ -280,7 +283,7 @@ class Mempool:
             if keep:
                 self._register(entry)
             else:
-                self._unregister(entry)
+                self._unregister(entry, MINED if entry.txid in mined else CONFLICTED)
         self._future_count += len(acct.future)
         if acct.ready or acct.future:
             self._accounts[address] = acct
@@ -303,12 +306,15 @@ class Mempool:
             self._by_txid[entry.txid] = entry
             self._bytes += entry.size
 
-    def _unregister(self, entry: _Entry) -> None:
+    def _unregister(self, entry: _Entry, reason: str | None) -> None:
+        """Drop a pooled tx; publish ``tx-removed`` with ``reason`` (None: a tx refused on entry)."""
         if self._by_txid.get(entry.txid) is entry:
             del self._by_txid[entry.txid]
             self._bytes -= entry.size
+            if reason is not None:
+                self._events.publish(TxRemoved(entry.txid, reason))
 
-    def _take(self, entry: _Entry) -> _Account:
+    def _take(self, entry: _Entry, reason: str | None) -> _Account:
         """Remove one pooled tx from its sender's queue (the caller re-checks the rest)."""
         acct = self._accounts[entry.sender]
         if acct.future.get(entry.tx.nonce) is entry:
@@ -317,7 +323,7 @@ class Mempool:
         else:
             acct.ready.remove(entry)
             acct.state = None  # it includes the removed tx
-        self._unregister(entry)
+        self._unregister(entry, reason)
         return acct
 
     # --- size limit, eviction, expiry --------------------------------------------
@@ -348,7 +354,7 @@ class Mempool:
         while self._bytes > self.policy.max_bytes:
             entry = self._lowest_tail()
             assert entry is not None  # bytes > 0 implies a pooled tx
-            acct = self._take(entry)
+            acct = self._take(entry, None if entry is protect else EVICTED)
             if acct.ready or acct.future:
                 self._push_tail(acct)
             else:
@@ -365,7 +371,7 @@ class Mempool:
             return 0
         view, height = self._view_provider()
         for entry in old:
-            self._take(entry)
+            self._take(entry, EXPIRED)
         for address in {entry.sender for entry in old}:
             self._rebuild(address, self._accounts[address], view, height)
         return len(old)
@@ -381,10 +387,11 @@ class Mempool:
         view, height = self._view_provider()
         self._forget_states()
         touched = {tx.sender_address for tx in block.txs} | self._job_senders
+        mined = {tx.txid for tx in block.txs}
         for address in touched:
             acct = self._accounts.get(address)
             if acct is not None:
-                self._rebuild(address, acct, view, height)
+                self._rebuild(address, acct, view, height, mined=mined)
         self.expire()
 
     def on_block_disconnected(self, block: Block) -> None:

@@ -26,6 +26,8 @@ class NodeMetrics:
         self.blocks_connected = Counter("pouw_blocks_connected", "Blocks connected to the best chain", registry=r)
         self.blocks_rejected = Counter("pouw_blocks_rejected", "Blocks rejected, by reason", ["reason"], registry=r)
         self.txs_rejected = Counter("pouw_txs_rejected", "Transactions rejected, by reason", ["reason"], registry=r)
+        self.mempool_removed = Counter("pouw_mempool_removed", "Transactions that left the mempool, by reason",
+                                       ["reason"], registry=r)
         self.jobs = Gauge("pouw_jobs", "Jobs at the tip, by status", ["status"], registry=r)
         self.job_macs_settled = Gauge("pouw_job_macs_settled", "MACs of jobs settled in the last 1000 blocks",
                                       registry=r)

@@ -100,16 +100,18 @@ def test_ws_events(node) -> None:
                 events.append(await asyncio.wait_for(ws.receive_json(), 10))
                 (mined,) = await asyncio.to_thread(node.generate, 1)
                 events.append(await asyncio.wait_for(ws.receive_json(), 10))
+                events.append(await asyncio.wait_for(ws.receive_json(), 10))
                 events.append({"expected": [block_hash, mined]})
         return events
 
-    connected, tx_event, mined_event, expected = asyncio.run(scenario())
+    connected, tx_event, mined_event, removed_event, expected = asyncio.run(scenario())
     first, second = expected["expected"]
     height = node.getblockcount()
     assert connected == {"event": "block_connected", "hash": first, "height": height - 1, "tip": first}
     assert tx_event == {"event": "tx", "txid": tx.txid.hex()}
     assert mined_event["event"] == "block_connected" and mined_event["hash"] == second
     assert node.getblock(second)["tx"] == [tx.txid.hex()]
+    assert removed_event == {"event": "tx_removed", "txid": tx.txid.hex(), "reason": "mined"}
 
 
 def test_ws_sees_disconnects(node) -> None:
@@ -244,14 +246,17 @@ def test_metrics(node) -> None:
     before = _metrics(node)
     for name in ("pouw_chain_height", "pouw_chain_work", "pouw_difficulty", "pouw_mempool_transactions",
                  "pouw_mempool_bytes", "pouw_peers", "pouw_blocks_connected", "pouw_blocks_rejected",
-                 "pouw_txs_rejected", "pouw_rpc_latency_seconds"):
+                 "pouw_txs_rejected", "pouw_mempool_removed", "pouw_rpc_latency_seconds"):
         assert name in before, name
     assert _sample(before["pouw_chain_height"], "pouw_chain_height") == node.getblockcount()
     assert _sample(before["pouw_difficulty"], "pouw_difficulty") == 1.0
     connected = _sample(before["pouw_blocks_connected"], "pouw_blocks_connected_total")
     assert before["pouw_rpc_latency_seconds"].type == "histogram"
 
-    node.generate(2)
+    mined = _sample(before["pouw_mempool_removed"], "pouw_mempool_removed_total", reason="mined") or 0
+    node.sendrawtransaction(transfer(FAUCET, node.getaccount(address(FAUCET))["pending_nonce"],
+                                     key(43).address, 1).encode().hex())
+    node.generate(2)  # mines the tx: it leaves the mempool as "mined"
     # a tampered block (ticket digest zeroed) is rejected and counted by reason
     tip = node.getbestblockhash()
     block = Block.decode(bytes.fromhex(node.getblock(tip, 0)))
@@ -271,6 +276,7 @@ def test_metrics(node) -> None:
     assert _sample(after["pouw_blocks_connected"], "pouw_blocks_connected_total") == connected + 2
     assert _sample(after["pouw_blocks_rejected"], "pouw_blocks_rejected_total", reason=reason) == 1
     assert _sample(after["pouw_txs_rejected"], "pouw_txs_rejected_total", reason="insufficient-funds") == 1
+    assert _sample(after["pouw_mempool_removed"], "pouw_mempool_removed_total", reason="mined") == mined + 1
     latency = after["pouw_rpc_latency_seconds"]
     count = _sample(latency, "pouw_rpc_latency_seconds_count", method="generate")
     assert count is not None and count >= 2  # the fixture's generate and this test's

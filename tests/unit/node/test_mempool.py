@@ -14,6 +14,7 @@ from consensus.params import MAIN, MAX_TARGET, REGTEST
 from consensus.memstate import MemoryState
 from consensus.state import Account, Job, Overlay, StateDiff, apply_effects, apply_tx, matured_payout
 from consensus.tx import JobPost, JobResult, Transfer, Tx, make_tx
+from node.events import TX_REMOVED, TxRemoved
 from node.mempool import Mempool, MempoolPolicy
 
 NET = REGTEST
@@ -293,6 +294,44 @@ def test_expiry_by_clock(pool: Mempool, chain: FakeChain, clock: Clock) -> None:
     clock.now += 14 * DAY
     mine(pool, chain, [])  # expiry also runs on each block
     assert len(pool) == 0
+
+
+# --- tx-removed events -----------------------------------------------------------------
+
+def test_every_removal_is_published_with_its_reason(pool: Mempool, chain: FakeChain, clock: Clock) -> None:
+    heard: list[TxRemoved] = []
+    pool.subscribe(heard.append, (TX_REMOVED,))
+    a0, a0b = pay(A, 0), pay(A, 0, fee=2 * FEE)
+    b0, b1 = pay(B, 0, amount=400_000), pay(B, 1, amount=500_000)
+    richer_b0 = pay(B, 0, amount=700_000, fee=2 * FEE)  # b1 no longer fits the balance
+    for tx in (a0, a0b, b0, b1, richer_b0):
+        pool.add(tx)
+    mine(pool, chain, [a0b])
+    a1 = pay(A, 1)
+    pool.add(a1)
+    mine(pool, chain, [pay(A, 1, amount=7)])  # another tx used a1's nonce
+    c0 = pay(C, 0)
+    pool.add(c0)
+    clock.now += 15 * DAY
+    assert pool.expire() == 2  # c0 and the B tx still pooled
+    assert heard == [TxRemoved(a0.txid, "replaced"), TxRemoved(b0.txid, "replaced"),
+                     TxRemoved(b1.txid, "conflicted"), TxRemoved(a0b.txid, "mined"),
+                     TxRemoved(a1.txid, "conflicted"), TxRemoved(richer_b0.txid, "expired"),
+                     TxRemoved(c0.txid, "expired")]
+    assert len(pool) == 0
+
+
+def test_evictions_are_published_but_a_refused_newcomer_is_not(chain: FakeChain) -> None:
+    size = len(pay(A, 0).encode())
+    pool = Mempool(NET, chain.tip, MempoolPolicy(max_bytes=2 * size))
+    heard: list[TxRemoved] = []
+    pool.subscribe(heard.append, (TX_REMOVED,))
+    low, high, mid = pay(A, 0, fee=1_000), pay(B, 0, fee=3_000), pay(C, 0, fee=2_000)
+    for tx in (low, high, mid):
+        pool.add(tx)
+    reject(pool, pay(A, 0, fee=1_500), "mempool-full")
+    assert heard == [TxRemoved(low.txid, "evicted")]
+    assert set(pool.txids()) == {high.txid, mid.txid}
 
 
 # --- block templates ---------------------------------------------------------------
