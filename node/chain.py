@@ -39,14 +39,14 @@ from consensus.state import (EMPTY_ACCOUNT, Account, Job, apply_block, apply_eff
 from consensus.tx import Tx
 from consensus.validation import (check_block, check_header_context, check_header_stateless, expected_target,
                                   median_time_past)
-from p2p.interfaces import ACCEPTED, DUPLICATE, FUTURE, INVALID, ORPHAN, BlockStatus
+from p2p.interfaces import ACCEPTED, DUPLICATE, FUTURE, INVALID, ORPHAN, WAITING, BlockStatus
 
 from .addrindex import block_entries, open_address_index
 from .blockindex import FAILED, FAILED_CHILD, FAILED_MASK, HAVE_DATA, VALID, BlockIndex, IndexEntry
-from .events import BLOCK_MOVES, BlockRejected, ChainEvent, Listener, Listeners, TipChanged
+from .events import BLOCK_MOVES, BlockRejected, BlockReleased, ChainEvent, Listener, Listeners, TipChanged
 from .store import ChainBatch, DatadirCorrupt, StateReader, Store
 from .txcheck import Pending, TxChecker
-from .waiting import WaitingBlocks
+from .waiting import Kind, Source, WaitingBlocks
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class SubmitResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in (ACCEPTED, DUPLICATE, ORPHAN)
+        return self.status in (ACCEPTED, DUPLICATE, ORPHAN, WAITING)
 
 
 @dataclass(frozen=True)
@@ -106,10 +106,11 @@ class Chain:
         self.now = now or (lambda: int(time.time()))
         self._lock = threading.RLock()
         self._events = Listeners()
-        self._waiting = WaitingBlocks(waiting_count, waiting_bytes)  # orphans and future blocks
+        self._waiting = WaitingBlocks(waiting_count, waiting_bytes)  # orphans, future blocks, downloads
         self._checker = TxChecker(self.network, tx_workers)
         self._checks: dict[bytes, Pending] = {}
         self._recent: dict[bytes, Block] = {}  # decoded blocks of the current call
+        self._released: list[tuple[SubmitResult, Source]] = []  # blocks that left the pool in this call
         self.store = Store(datadir, self.network.name, repair=reindex)
         try:
             if reindex or self.store.reindexing():
@@ -205,15 +206,26 @@ class Chain:
         with self._lock:
             return self._submit_and_trim([block])[0]
 
-    def submit_blocks(self, blocks: Iterable[BlockInput]) -> list[SubmitResult]:
-        """Several blocks at once (sync): tip moves are committed per group of blocks."""
+    def submit_blocks(self, blocks: Iterable[BlockInput],
+                      sources: Sequence[Source] | None = None) -> list[SubmitResult]:
+        """Several blocks at once (sync): tip moves are committed per group of blocks.
+
+        A block given a source (``sources[i]``, e.g. the peer it came from) is a download:
+        if its header is known but its parent's data is not here yet, it waits in the pool
+        (``waiting``) until the parent is stored, so blocks connect in order.  Whenever a
+        block with a source leaves the pool — released behind its parent, retried, or
+        stored out of order because the pool is over its bound — its verdict is published
+        as ``released`` naming that source, in whichever call that happens.
+        """
         with self._lock:
-            return self._submit_and_trim(list(blocks))
+            return self._submit_and_trim(list(blocks), sources)
 
     def retry_future(self) -> list[SubmitResult]:
         """Resubmit the blocks held back for a timestamp too far ahead of the clock."""
         with self._lock:
-            return self._submit_and_trim(self._waiting.pop_future())
+            waiting = self._waiting.pop_future()
+            return self._submit_and_trim([block for block, _ in waiting], [source for _, source in waiting],
+                                         released=True)
 
     def add_header(self, header: Header) -> SubmitResult:
         """Add a header to the tree (headers-first sync, §7); the block can follow later."""
@@ -244,7 +256,7 @@ class Chain:
                 self.store.commit(batch)
             waiting = [item for h in accepted for item in self._waiting.pop_children(h)]
             if waiting:
-                self._submit(waiting)
+                self._submit([block for block, _ in waiting], [source for _, source in waiting], released=True)
             self._trim_headers(keep)
             return results
 
@@ -252,11 +264,13 @@ class Chain:
         """Evict the given loose header-only entries (a departed peer's); returns how many went.
 
         Children go before parents; an entry that still has a child not given here,
-        or that is in ``keep``, stays (and so do its ancestors).
+        or that is in ``keep`` or waits in the pool as a download, stays (and so do its
+        ancestors).
         """
         with self._lock:
             entries, loose, children = self.index.entries, self.index.loose, self.index.children
             todo = sorted((h for h in set(hashes) if h in loose), key=lambda h: -entries[h].height)
+            keep = {*keep, *self._waiting.downloads()}
             gone = 0
             for h in todo:
                 if not children.get(h) and h not in keep:
@@ -290,10 +304,12 @@ class Chain:
         return result if isinstance(result, SubmitResult) else SubmitResult(ACCEPTED, h)
 
     def _trim_headers(self, keep: Collection[bytes] = ()) -> None:
-        """Over the cap, evict loose leaves down to 90 % of it: least work first, newest first."""
+        """Over the cap, evict loose leaves down to 90 % of it: least work first, newest first
+        (never those in ``keep`` or of downloads waiting in the pool)."""
         loose = self.index.loose
         if len(loose) <= self.max_header_only:
             return
+        keep = {*keep, *self._waiting.downloads()}
         target = self.max_header_only - self.max_header_only // 10
         entries, children = self.index.entries, self.index.children
         heap = [(entries[h].chain_work, -n, h) for h, n in loose.items() if not children.get(h) and h not in keep]
@@ -307,36 +323,51 @@ class Chain:
         log.info("evicted %d header-only entries without blocks (cap %d)", before - len(loose),
                  self.max_header_only)
 
-    def _submit_and_trim(self, items: Sequence[BlockInput]) -> list[SubmitResult]:
-        results = self._submit(items)
+    def _submit_and_trim(self, items: Sequence[BlockInput], sources: Sequence[Source] | None = None,
+                         released: bool = False) -> list[SubmitResult]:
+        results = self._submit(items, sources, released)
         self._trim_headers()  # a block whose header breaks a context rule leaves a failed header-only entry
         return results
 
-    def _submit(self, items: Sequence[BlockInput]) -> list[SubmitResult]:
+    def _submit(self, items: Sequence[BlockInput], sources: Sequence[Source] | None = None,
+                released: bool = False) -> list[SubmitResult]:
+        """Accept ``items`` (each with its source), then move the tip; ``released``: the items
+        left the pool (their verdicts are published as ``released`` too)."""
         tip_before = self._active[-1]
         batch = self._batch()
+        sources = [None] * len(items) if sources is None else sources
         try:
-            results = [self._accept(batch, item) for item in items]
+            results = [self._accept(batch, item, source) for item, source in zip(items, sources)]
             failures = self._activate(batch)
+            inner = self._released
         finally:
             self._checks.clear()
             self._recent.clear()
+            self._released = []
         changed = self._active[-1] != tip_before
-        out = []
-        for res in results:
-            entry = self.index.get(res.hash)
-            if res.status == ACCEPTED and entry is not None and entry.failed:
-                res = replace(res, status=INVALID, reason=failures.get(res.hash, "bad-prevblk"))
-            out.append(replace(res, tip_changed=changed))
+        out = [self._verdict(res, failures, changed) for res in results]
+        inner = [(self._verdict(res, failures, changed), source) for res, source in inner]
+        for res in [*out, *(res for res, _ in inner)]:
             if res.status == INVALID:
                 self._events.publish(BlockRejected(res.hash, res.reason))
+        for res, source in [*zip(out, sources), *inner] if released else inner:
+            if source is not None and res.status not in (ORPHAN, FUTURE, WAITING):  # waits again: told later
+                self._events.publish(BlockReleased(res.hash, res.status, res.reason, source))
         if changed:
             tip = self._tip_entry()
             self._events.publish(TipChanged(tip.hash, tip.height, self.header_tip_height()))
         return out
 
-    def _accept(self, batch: ChainBatch, item: BlockInput) -> SubmitResult:
-        """Check a block on its own and against its parent, store it, and pull in waiting orphans."""
+    def _verdict(self, res: SubmitResult, failures: dict[bytes, str], changed: bool) -> SubmitResult:
+        """A block's result once the tip moved: a stored block found invalid on connecting is so."""
+        entry = self.index.get(res.hash)
+        if res.status == ACCEPTED and entry is not None and entry.failed:
+            res = replace(res, status=INVALID, reason=failures.get(res.hash, "bad-prevblk"))
+        return replace(res, tip_changed=changed)
+
+    def _accept(self, batch: ChainBatch, item: BlockInput, source: Source = None) -> SubmitResult:
+        """Check a block on its own and against its parent, store it (or let it wait), and pull
+        in the blocks that waited for it."""
         if isinstance(item, ReceivedBlock):
             received = item
         elif isinstance(item, Block):
@@ -346,22 +377,45 @@ class Chain:
                 received = ReceivedBlock.decode(item)
             except DecodeError as exc:
                 return SubmitResult(INVALID, b"", exc.reason)
-        result = self._accept_one(batch, received)
-        queue = [received.hash] if result.status == ACCEPTED else []
-        while queue:
-            for child in self._waiting.pop_children(queue.pop()):
-                if self._accept_one(batch, child).status == ACCEPTED:
-                    queue.append(child.hash)
+        result = self._accept_one(batch, received, source, wait=source is not None)
+        if result.status == ACCEPTED:
+            self._release_children(batch, received.hash)
         return result
 
-    def _accept_one(self, batch: ChainBatch, received: ReceivedBlock) -> SubmitResult:
+    def _release_children(self, batch: ChainBatch, parent_hash: bytes) -> None:
+        """Accept the blocks that waited for ``parent_hash``'s data, and theirs in turn."""
+        queue = [parent_hash]
+        while queue:
+            for child, source in self._waiting.pop_children(queue.pop()):
+                res = self._accept_one(batch, child, source)
+                self._released.append((res, source))
+                if res.status == ACCEPTED:
+                    queue.append(child.hash)
+
+    def _store_evicted(self, batch: ChainBatch, evicted: Sequence[tuple[ReceivedBlock, Source]]) -> None:
+        """Downloads the pool let go over its bound: stored now, out of order (never dropped:
+        they were asked for, and sync no longer counts them as wanted)."""
+        for block, source in evicted:
+            res = self._accept_one(batch, block, source)
+            self._released.append((res, source))
+            if res.status == ACCEPTED:
+                self._release_children(batch, block.hash)
+
+    def _accept_one(self, batch: ChainBatch, received: ReceivedBlock, source: Source = None,
+                    wait: bool = False) -> SubmitResult:
+        """``wait``: a download whose parent's data is missing waits in the pool."""
         block, raw = received
         h = block.hash
         entry = self.index.get(h)
         if entry is not None and entry.failed:
             return SubmitResult(INVALID, h, "duplicate-invalid")
-        if (entry is not None and entry.have_data) or self._waiting.has_orphan(h):
+        waiting = self._waiting.kind(h)
+        if (entry is not None and entry.have_data) or waiting is Kind.ORPHAN:
             return SubmitResult(DUPLICATE, h)
+        if waiting is Kind.DOWNLOAD:
+            if wait:
+                return SubmitResult(WAITING, h)
+            self._waiting.take(h)  # to be judged now
         try:
             check_block(block, self.network, len(raw))
         except InvalidBlock as exc:  # not marked: the header may be fine and this copy mutated
@@ -369,14 +423,20 @@ class Chain:
         if entry is None:
             parent = self.index.get(block.header.prev_hash)
             if parent is None:
-                self._waiting.add_orphan(received)
+                self._store_evicted(batch, self._waiting.add_orphan(received, source))
                 return SubmitResult(ORPHAN, h)
             accepted = self._accept_header(batch, block.header, parent)
             if isinstance(accepted, SubmitResult):
                 if accepted.status == FUTURE:
-                    self._waiting.add_future(received)
+                    self._store_evicted(batch, self._waiting.add_future(received, source))
                 return accepted
             entry = accepted
+        elif wait and (parent := self.index.get(entry.prev)) is not None and not parent.have_data:
+            evicted = self._waiting.add_download(received, source)
+            held = self._waiting.kind(h) is Kind.DOWNLOAD  # else too big to wait: stored now
+            self._store_evicted(batch, [item for item in evicted if item[0].hash != h])
+            if held:  # (storing the evicted may have released it already: that is its verdict)
+                return SubmitResult(WAITING, h)
         entry = replace(entry, status=entry.status | HAVE_DATA, fees=block_fees(block), seq=self._next_seq)
         self._next_seq += 1
         self._store_entry(batch, entry)  # and the header-only ancestors it pins
@@ -749,6 +809,10 @@ class Chain:
         """Height of the highest header known, verified or not: the target of progress displays
         only (never a decision, see ``best_header_height``)."""
         return max((e.height for e in self.index.tips() if not e.failed), default=self.tip.height)
+
+    def waiting(self, block_hash: bytes) -> bool:
+        """Whether the block's data waits in the pool as a download (any thread)."""
+        return self._waiting.kind(block_hash) is Kind.DOWNLOAD
 
     def orphan_roots(self) -> list[bytes]:
         """Parents that held orphans wait for."""

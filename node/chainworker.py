@@ -24,6 +24,7 @@ from consensus.block import Header
 from .blockindex import IndexEntry
 from .chain import MAX_HEADERS, BlockInput, Chain, SubmitResult, Tip
 from .events import BLOCK_MOVES, Listener
+from .waiting import Source
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,8 +80,9 @@ class ChainWorker:
     async def submit_block(self, block: BlockInput) -> SubmitResult:
         return await self.run(self.chain.submit_block, block)
 
-    async def submit_blocks(self, blocks: Iterable[BlockInput]) -> list[SubmitResult]:
-        return await self.run(self.chain.submit_blocks, list(blocks))
+    async def submit_blocks(self, blocks: Iterable[BlockInput],
+                            sources: Sequence[Source] | None = None) -> list[SubmitResult]:
+        return await self.run(self.chain.submit_blocks, list(blocks), sources)
 
     async def retry_future(self) -> list[SubmitResult]:
         return await self.run(self.chain.retry_future)
@@ -111,6 +113,9 @@ class ChainWorker:
 
     def block_bytes(self, block_hash: bytes) -> bytes | None:
         return self.chain.block_bytes(block_hash)
+
+    def waiting(self, block_hash: bytes) -> bool:
+        return self.chain.waiting(block_hash)
 
     def hash_at(self, height: int) -> bytes | None:
         return self.chain.hash_at(height)

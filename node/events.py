@@ -1,7 +1,8 @@
 """What the chain and the mempool tell the rest of the node (docs/architecture.md).
 
 ``node.chain.Chain`` publishes block moves after each commit (``connected``,
-``disconnected``), each block it finds invalid (``rejected``) and, once per
+``disconnected``), each block it finds invalid (``rejected``), the verdict on each
+block that waited in its pool with a source (``released``) and, once per
 submission, a moved tip (``tip``); ``node.mempool.Mempool`` publishes the txs
 ``add`` made ready (``tx-accepted``), the ones it refused (``tx-rejected``) and each
 pooled tx that left, with why (``tx-removed``).
@@ -18,6 +19,7 @@ from typing import Any
 
 from consensus.block import Block
 from consensus.tx import Tx
+from p2p.interfaces import RELEASED, BlockStatus
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,19 @@ class BlockRejected:
     hash: bytes
     reason: str
     kind: str = REJECTED
+
+
+@dataclass(frozen=True)
+class BlockReleased:
+    """A block that waited in the chain's pool was judged after all (its parent arrived, it was
+    retried, or the pool stored it out of order over its bound): ``status`` and ``reason`` as a
+    submission's result; ``source`` is what it was submitted with (sync: the peer)."""
+
+    hash: bytes
+    status: BlockStatus
+    reason: str
+    source: object
+    kind: str = RELEASED
 
 
 @dataclass(frozen=True)

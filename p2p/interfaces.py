@@ -8,7 +8,7 @@ header; ``node.chain`` reports with it.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -24,15 +24,26 @@ class BlockStatus(StrEnum):
     ORPHAN = "orphan"  # parent unknown: held until it arrives
     INVALID = "invalid"  # breaks a rule (the result's reason says which)
     FUTURE = "future"  # timestamp too far ahead of the clock: held, retried later
+    WAITING = "waiting"  # a download whose parent's data has not arrived: held, judged when it leaves
 
 
-ACCEPTED, DUPLICATE, ORPHAN, INVALID, FUTURE = BlockStatus
+ACCEPTED, DUPLICATE, ORPHAN, INVALID, FUTURE, WAITING = BlockStatus
+RELEASED = "released"  # the chain's event for the verdict on a block that waited (``ChainView.subscribe``)
 
 
 class Result(Protocol):
     status: BlockStatus
     hash: bytes
     reason: str
+
+
+class Released(Protocol):
+    """The ``released`` event: a block submitted with ``source`` was judged after it waited."""
+
+    status: BlockStatus
+    hash: bytes
+    reason: str
+    source: object
 
 
 class Entry(Protocol):
@@ -73,11 +84,20 @@ class ChainView(Protocol):
     def headers_after(self, locator: Sequence[bytes], stop: bytes, limit: int = ...) -> list[Header]: ...
     async def add_headers(self, headers: Sequence[Header], keep: Collection[bytes] = ...) -> Sequence[Result]: ...
     def forget_headers(self, hashes: Iterable[bytes], keep: Collection[bytes] = ...) -> None: ...
-    async def submit_blocks(self, blocks: Iterable[ReceivedBlock]) -> Sequence[Result]: ...
+    async def submit_blocks(self, blocks: Iterable[ReceivedBlock],
+                            sources: Sequence[Hashable | None] | None = None) -> Sequence[Result]:
+        """One result per block.  A block with a source (the peer it came from) whose parent's
+        data has not arrived waits in the chain (``WAITING``); when it leaves, its verdict comes
+        as a ``released`` event naming the source, as do those of orphans and future blocks."""
+        ...
+    def waiting(self, block_hash: bytes) -> bool:
+        """The chain holds this block's data, waiting for its parent (do not fetch it again)."""
+        ...
     async def retry_future(self) -> Sequence[Result]: ...
-    def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]:
-        """``callback(event)`` after each committed block move: ``event.kind`` is "connected"
-        or "disconnected"."""
+    def subscribe(self, callback: Callable[[Any], None], kinds: Collection[str] = ...) -> Callable[[], None]:
+        """``callback(event)`` after each committed block move (by default: ``event.kind`` is
+        "connected" or "disconnected"), or for the events of ``kinds`` (``RELEASED``: a
+        ``Released``)."""
         ...
 
 

@@ -3,7 +3,8 @@
 It owns the peer set (``manager``), headers-first download (``sync``) and
 inventory relay (``relay``), dispatches each peer's messages to them, and
 announces new tips and ready txs it hears of through ``chain.subscribe`` and
-``mempool.subscribe``.  Chain listeners may run on any thread; announcements are
+``mempool.subscribe``, and hands the chain's verdicts on blocks that waited
+(``released``) to ``sync``.  Chain listeners may run on any thread; announcements are
 moved onto the event loop.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from . import wire
 from .addrbook import parse_addr
 from .bans import parse_subnet
 from .errors import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected
-from .interfaces import ChainView, MatrixSource, MemoryRecords, MempoolView, Records
+from .interfaces import RELEASED, ChainView, MatrixSource, MemoryRecords, MempoolView, Records
 from .manager import ManagerConfig, PeerManager
 from .peer import Peer, PeerLimits
 from .relay import Relay, RelayLimits
@@ -95,6 +96,7 @@ class P2PNode:
         self._loop = asyncio.get_running_loop()
         self._announced = self.chain.tip.hash
         self._unsubscribe = [self.chain.subscribe(self._on_chain_event),
+                             self.chain.subscribe(self.sync.on_released, (RELEASED,)),
                              self.mempool.subscribe(lambda event: self.announce_tx(event.tx))]
         await self.manager.start()
         self._maintenance = asyncio.create_task(self._maintain())

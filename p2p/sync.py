@@ -23,8 +23,11 @@
   blocks and delivered none for ``stall_timeout`` is disconnected and its
   requests go to other sources.
 * Received blocks are batched (all that arrived before the event loop next
-  idles), held until their parent's data is there (bounded), and handed to
-  ``chain.submit_blocks`` in height order.  An invalid block bans its sender.
+  idles) and handed to ``chain.submit_blocks`` in height order, each with its
+  sender as source.  One whose parent's data has not arrived waits in the
+  chain's one bounded pool (``waiting``, not fetched again) and is judged when
+  it leaves; that verdict comes back as a ``released`` event naming the sender.
+  An invalid block bans its sender, whenever it is judged.
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ from dataclasses import dataclass, field
 from consensus.block import ZERO32, Header, ReceivedBlock
 
 from . import wire
-from .interfaces import ACCEPTED, DUPLICATE, FUTURE, INVALID, ORPHAN, ChainView, Entry
+from .interfaces import ACCEPTED, DUPLICATE, FUTURE, INVALID, ORPHAN, ChainView, Entry, Released, Result
 from .peer import BAN_SCORE, Peer
 
 log = logging.getLogger(__name__)
@@ -62,7 +65,6 @@ class SyncLimits:
     stall_timeout: float = 15.0  # a block request unanswered for this long disconnects
     headers_timeout: float = 60.0  # a getheaders unanswered for this long disconnects
     unconnecting_limit: int = 10  # unconnecting headers replies per score increment
-    reorder_bytes: int = 64 * 1024 * 1024  # blocks held for their parent
     headers_chunk: int = 100  # headers added per event-loop turn
     submit_batch: int = 256
 
@@ -100,8 +102,6 @@ class Sync:
         self._queue: list[tuple[int, bytes]] = []  # wanted, not in flight (lazy heap)
         self._in_flight: dict[bytes, int] = {}  # hash → peer id
         self._received: list[tuple[ReceivedBlock, Peer]] = []
-        self._held: dict[bytes, list[tuple[ReceivedBlock, Peer]]] = {}  # parent hash → blocks
-        self._held_bytes = 0
         self._flushing: asyncio.Task | None = None  # submits what arrived, batch after batch
         self._checking: dict[bytes, int] = {}  # spot-check block → peer id
         self._random = random.Random()
@@ -376,6 +376,9 @@ class Sync:
                     return
                 h = entry.prev
                 continue
+            if self.chain.waiting(h):  # here already, waiting in the chain for its parent
+                h = entry.prev
+                continue
             wanted = self._wanted.get(h)
             if wanted is None:
                 self._wanted[h] = (entry.height, {st.peer.id})
@@ -455,7 +458,7 @@ class Sync:
         if block_hash not in self._wanted or block_hash in self._in_flight:
             return False
         entry = self.chain.entry(block_hash)
-        if entry is None or entry.have_data:
+        if entry is None or entry.have_data or self.chain.waiting(block_hash):
             del self._wanted[block_hash]
             return False
         return True
@@ -534,13 +537,13 @@ class Sync:
             self._flushing = None
 
     async def flush(self) -> None:
-        """Submit the received blocks whose parents have data, in height order; the chain
-        validates them while more are requested."""
+        """Submit the received blocks in height order; the chain validates them (or keeps
+        those whose parent's data is missing) while more are requested."""
         items, self._received = self._received, []
-        ready = self._release_ready(items)
+        items.sort(key=lambda i: i[0].block.header.height)
         self.schedule()
-        for i in range(0, len(ready), self.limits.submit_batch):
-            batch = ready[i:i + self.limits.submit_batch]
+        for i in range(0, len(items), self.limits.submit_batch):
+            batch = items[i:i + self.limits.submit_batch]
             try:
                 await self._submit(batch)
             except Exception:  # a chain failure must not end the download loop
@@ -549,60 +552,31 @@ class Sync:
             self._resume_headers(st)
         self.schedule()
 
-    def _release_ready(self, items: list[tuple[ReceivedBlock, Peer]]) -> list[tuple[ReceivedBlock, Peer]]:
-        """Of the held and the newly received blocks, those the chain can take now, in height
-        order; hold the others until their parent's data is there (bounded)."""
-        ready: list[tuple[ReceivedBlock, Peer]] = []
-        have: set[bytes] = set()
-        for parent in [p for p in self._held if (e := self.chain.entry(p)) is not None and e.have_data]:
-            self._release(parent, ready, have)
-        for item in sorted(items, key=lambda i: i[0].block.header.height):
-            if self._can_submit(item[0].block.header, have):
-                ready.append(item)
-                have.add(item[0].hash)
-                self._release(item[0].hash, ready, have)
-            else:
-                self._held.setdefault(item[0].block.header.prev_hash, []).append(item)
-                self._held_bytes += len(item[0].raw)
-        if self._held_bytes > self.limits.reorder_bytes:  # the chain stores them out of order
-            for held in self._held.values():
-                ready.extend(held)
-            self._held.clear()
-            self._held_bytes = 0
-        ready.sort(key=lambda i: i[0].block.header.height)
-        return ready
-
-    def _can_submit(self, header: Header, have: set[bytes]) -> bool:
-        """Its parent's data is there (or comes first in this batch), or the chain must judge it
-        now: an unknown header (orphaned), or a spot check (stored out of order)."""
-        parent = self.chain.entry(header.prev_hash)
-        return (parent is not None and parent.have_data) or header.prev_hash in have \
-            or self.chain.entry(header.hash) is None or header.hash in self._checking
-
-    def _release(self, parent: bytes, ready: list, have: set[bytes]) -> None:
-        stack = [parent]
-        while stack:
-            for item in self._held.pop(stack.pop(), ()):
-                self._held_bytes -= len(item[0].raw)
-                ready.append(item)
-                have.add(item[0].hash)
-                stack.append(item[0].hash)
-
     async def _submit(self, items: list[tuple[ReceivedBlock, Peer]]) -> None:
-        results = await self.chain.submit_blocks([received for received, _ in items])
+        """Spot checks are judged now (no source: they never wait); the others may wait."""
+        sources = [None if received.hash in self._checking else peer.id for received, peer in items]
+        results = await self.chain.submit_blocks([received for received, _ in items], sources)
         for (received, peer), res in zip(items, results):
-            block = received.block
-            if block.hash in self._checking:  # an invalid one bans its sender below
-                self._spot_checked(block.hash, res.status != INVALID)
-            st = self._peers.get(peer.id)
-            if res.status == INVALID:
-                peer.misbehave(_invalid_score(res.reason), f"invalid block {block.hash.hex()[:16]}: {res.reason}")
-            elif res.status == ORPHAN:
-                self.request_headers(peer)
-            elif res.status in (ACCEPTED, DUPLICATE) and st is not None:
-                self.peer_has(peer, block.hash)
-                if res.status == ACCEPTED:
-                    peer.last_block_at = time.monotonic()
-            elif res.status == FUTURE:
-                log.info("block %s is too far in the future; held by the chain", block.hash.hex())
+            self._judged(peer, received.hash, res)
 
+    def on_released(self, event: Released) -> None:
+        """The chain judged a block that waited (``released``): its source is the sender's id."""
+        st = self._peers.get(event.source) if isinstance(event.source, int) else None
+        if st is not None:
+            self._judged(st.peer, event.hash, event)
+            self.schedule()
+
+    def _judged(self, peer: Peer, block_hash: bytes, res: Result) -> None:
+        if block_hash in self._checking:  # an invalid one bans its sender below
+            self._spot_checked(block_hash, res.status != INVALID)
+        st = self._peers.get(peer.id)
+        if res.status == INVALID:
+            peer.misbehave(_invalid_score(res.reason), f"invalid block {block_hash.hex()[:16]}: {res.reason}")
+        elif res.status == ORPHAN:
+            self.request_headers(peer)
+        elif res.status in (ACCEPTED, DUPLICATE) and st is not None:
+            self.peer_has(peer, block_hash)
+            if res.status == ACCEPTED:
+                peer.last_block_at = time.monotonic()
+        elif res.status == FUTURE:
+            log.info("block %s is too far in the future; held by the chain", block_hash.hex())

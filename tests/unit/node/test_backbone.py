@@ -14,10 +14,10 @@ from consensus.block import Block, ReceivedBlock
 from consensus.errors import InvalidTx
 from consensus.params import REGTEST
 from node.chainworker import ChainWorker
-from node.events import (CONNECTED, REJECTED, TIP_CHANGED, TX_ACCEPTED, TX_REJECTED, BlockRejected, TipChanged,
-                         TxAccepted, TxRejected)
+from node.events import (CONNECTED, REJECTED, TIP_CHANGED, TX_ACCEPTED, TX_REJECTED, BlockRejected,
+                         BlockReleased, TipChanged, TxAccepted, TxRejected)
 from node.mempool import Mempool
-from p2p.interfaces import ACCEPTED, FUTURE, INVALID, ORPHAN, BlockStatus
+from p2p.interfaces import ACCEPTED, FUTURE, INVALID, ORPHAN, RELEASED, WAITING, BlockStatus
 
 from .conftest import NOW
 from .helpers import FAUCET, build_chain, genesis_header, key, make_block, transfer
@@ -52,6 +52,72 @@ def test_orphans_and_future_blocks_share_one_bound(open_chain):
         assert chain.submit_block(b).status == ORPHAN
     assert len(chain._waiting) == 3  # the future block, the oldest, was evicted for the third orphan
     assert chain.retry_future() == []
+
+
+def test_orphans_future_blocks_and_downloads_share_one_bound(open_chain):
+    blocks = build_chain(genesis_header(), 3)
+    early = make_block(genesis_header(), timestamp=NOW + REGTEST.future_time_limit + 1, nonce=1)
+    strays = build_chain(genesis_header(), 4, nonce=2)[1:]  # their parent is never sent: orphans
+    chain = open_chain(waiting_count=3)
+    released = []
+    chain.subscribe(released.append, (RELEASED,))
+    chain.add_headers([b.header for b in blocks])
+    assert [r.status for r in chain.submit_blocks(blocks[1:], sources=["a", "b"])] == [WAITING, WAITING]
+    assert chain.waiting(blocks[1].hash) and not chain.entry(blocks[1].hash).have_data
+    assert chain.submit_block(early).status == FUTURE
+    assert len(chain._waiting) == 3
+    assert chain.submit_block(strays[0]).status == ORPHAN
+    # the oldest, a download, went: stored out of order (not dropped), and its child with it
+    assert len(chain._waiting) == 2
+    assert released == [BlockReleased(blocks[1].hash, ACCEPTED, "", "a"),
+                        BlockReleased(blocks[2].hash, ACCEPTED, "", "b")]
+    assert all(chain.entry(b.hash).have_data and not chain.waiting(b.hash) for b in blocks[1:])
+    for stray in strays[1:]:
+        assert chain.submit_block(stray).status == ORPHAN
+    # the future block, now the oldest, was dropped: the chain has nothing of it, so it is fetched again
+    assert len(chain._waiting) == 3 and chain.retry_future() == [] and chain.entry(early.hash) is None
+    assert chain.submit_block(blocks[0]).status == ACCEPTED and chain.tip.hash == blocks[-1].hash
+
+
+def test_a_download_waits_for_its_parent_and_its_verdict_names_the_sender(chain):
+    blocks = build_chain(genesis_header(), 2)
+    bad = make_block(blocks[-1].header, [transfer(key(7), 0, FAUCET.address, 5)])  # no funds
+    heard = []
+    chain.subscribe(heard.append, (RELEASED, REJECTED))
+    chain.add_headers([*(b.header for b in blocks), bad.header])
+    assert chain.submit_blocks([bad], sources=[7])[0].status == WAITING
+    assert chain.submit_blocks([blocks[1]], sources=[8])[0].status == WAITING
+    assert chain.submit_blocks([bad], sources=[9])[0].status == WAITING  # a second copy: one waits
+    assert len(chain._waiting) == 2 and heard == []
+    res = chain.submit_blocks([blocks[0]])[0]  # from RPC, say: the waiting ones follow it in this call
+    assert res.status == ACCEPTED and chain.tip.hash == blocks[-1].hash and len(chain._waiting) == 0
+    assert heard == [BlockRejected(bad.hash, "bad-tx"), BlockReleased(blocks[1].hash, ACCEPTED, "", 8),
+                     BlockReleased(bad.hash, INVALID, "bad-tx", 7)]
+
+
+def test_a_download_evicted_over_the_bound_takes_its_waiting_child_along(open_chain):
+    blocks = build_chain(genesis_header(), 3)
+    chain = open_chain(waiting_count=1)
+    released = []
+    chain.subscribe(released.append, (RELEASED,))
+    chain.add_headers([b.header for b in blocks])
+    assert chain.submit_blocks([blocks[1]], sources=["a"])[0].status == WAITING
+    # the second download pushes the first out: stored out of order, and the second follows it
+    assert chain.submit_blocks([blocks[2]], sources=["b"])[0].status == WAITING
+    assert released == [BlockReleased(blocks[1].hash, ACCEPTED, "", "a"),
+                        BlockReleased(blocks[2].hash, ACCEPTED, "", "b")]
+    assert len(chain._waiting) == 0 and all(chain.entry(b.hash).have_data for b in blocks[1:])
+    assert chain.submit_block(blocks[0]).status == ACCEPTED and chain.tip.hash == blocks[-1].hash
+
+
+def test_a_waiting_download_asked_for_again_is_judged_at_once(chain):
+    blocks = build_chain(genesis_header(), 2)
+    chain.add_headers([b.header for b in blocks])
+    assert chain.submit_blocks([blocks[1]], sources=[1])[0].status == WAITING
+    assert chain.submit_blocks([blocks[1]])[0].status == ACCEPTED  # no source (a spot check): stored now
+    assert not chain.waiting(blocks[1].hash) and chain.entry(blocks[1].hash).have_data
+    chain.submit_block(blocks[0])
+    assert chain.tip.hash == blocks[1].hash
 
 
 def test_mempool_publishes_accepted_and_rejected_txs(chain):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from dataclasses import replace
 
 import pytest
@@ -563,4 +564,39 @@ def test_blocks_below_ones_stored_ahead_are_still_fetched(tmp_path) -> None:
             await wait_until(lambda: node.height == 40, 15, "the node synced past the blocks stored ahead")
             serving.cancel()
             await asyncio.gather(serving, return_exceptions=True)
+    run(body())
+
+
+def test_a_download_that_waited_in_the_chain_bans_its_sender_when_found_invalid(tmp_path) -> None:
+    """Blocks that arrive before their parent's data wait in the chain's one pool, not in sync;
+    when the parent comes (in another submission) and the waiting block fails, the chain's
+    ``released`` verdict names the peer, which is banned."""
+    node = make_node(tmp_path, max_outbound=0, sync_limits=replace(FAST_SYNC, stall_timeout=60.0))
+    node.chain.submit_blocks(CHAIN[:15])
+    bad = make_block(CHAIN[19].header, [transfer(key(7), 0, FAUCET.address, 5)])  # no funds: fails on connecting
+    batch = [*CHAIN[15:20], bad]
+    seed = next(s for s in range(100) if random.Random(s).choice(range(len(batch))) < 4)
+    node.p2p.sync._random = random.Random(seed)  # the spot check is not the bad block or its parent
+
+    async def body() -> None:
+        async with running(node):
+            peer = await RawPeer.open(node, "127.0.0.74")
+            await peer.handshake(height=21)
+            await peer.expect("getheaders")
+            peer.send("headers", [blk.header.to_list() for blk in batch])
+            (check,) = (await peer.expect("getdata")).args[0]
+            by_hash = {blk.hash: blk for blk in batch}
+            peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(by_hash[check[1]].encode())))
+            asked = [h for _, h in (await peer.expect("getdata")).args[0]]
+            assert bad.hash in asked
+            peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(bad.encode())))
+            await wait_until(lambda: node.chain.waiting(bad.hash), 5, "the bad block waiting in the chain")
+            assert not await peer.closed(0.1)
+            for h in asked:
+                if h != bad.hash:
+                    peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(by_hash[h].encode())))
+            assert await peer.closed()
+            assert node.chain.tip.hash == CHAIN[19].hash and not node.chain.waiting(bad.hash)
+            (ban,) = node.p2p.list_banned()
+            assert ban["address"] == "127.0.0.74/32" and "bad-tx" in ban["reason"]
     run(body())
