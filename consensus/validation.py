@@ -3,13 +3,29 @@
 the state rules (``consensus.state.apply_block``)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Protocol, Sequence
 
 from .block import HEADER_VERSION, Block, Header, tx_root
 from .difficulty import next_target
 from .errors import FutureBlock, InvalidBlock
 from .params import MAX_BLOCK_SIZE, MAX_TX_SIZE, MEDIAN_TIME_SPAN, Network
 from .work import TILE, proof_error, win_threshold
+
+
+class ParentHeader(Protocol):
+    """What the context rules read of a parent: a ``Header``, or a record of these fields."""
+
+    @property
+    def hash(self) -> bytes: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def timestamp(self) -> int: ...
+
+    @property
+    def target(self) -> int: ...
 
 
 def check_header_stateless(header: Header, network: Network) -> None:
@@ -50,7 +66,7 @@ def median_time_past(timestamps: Sequence[int]) -> int:
     return recent[len(recent) // 2]
 
 
-def check_header_context(header: Header, parent: Header, recent_timestamps: Sequence[int],
+def check_header_context(header: Header, parent: ParentHeader, recent_timestamps: Sequence[int],
                          now: int, network: Network) -> None:
     """Rules against the parent chain: height, linkage, timestamps and the ASERT target.
 
@@ -71,7 +87,7 @@ def check_header_context(header: Header, parent: Header, recent_timestamps: Sequ
         raise InvalidBlock("bad-target", f"target {header.target:#x}, expected {expected:#x}")
 
 
-def expected_target(network: Network, parent: Header, recent_timestamps: Sequence[int]) -> int:
+def expected_target(network: Network, parent: ParentHeader, recent_timestamps: Sequence[int]) -> int:
     """The §5 difficulty rule for a child of ``parent``; ``recent_timestamps`` end with the
     parent's timestamp, preceded by its parent's (needed from height 3 on)."""
     grand_time = recent_timestamps[-2] if len(recent_timestamps) >= 2 else None

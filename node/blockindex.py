@@ -12,6 +12,7 @@ ancestors stop being loose ("pinned") and are persisted with it.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Iterator
 
 from consensus.block import Header
@@ -23,22 +24,47 @@ FAILED_CHILD = 8  # a descendant of an invalid block
 FAILED_MASK = FAILED | FAILED_CHILD
 
 
+@lru_cache(maxsize=1024)
+def _decode_header(raw: bytes, block_hash: bytes) -> Header:
+    header = Header.decode(raw)
+    object.__setattr__(header, "_hash", block_hash)  # the entry's key: no need to hash again
+    return header
+
+
 @dataclass(frozen=True, slots=True)
 class IndexEntry:
-    header: Header
+    """A known header's place in the tree: the fields the tree and a child's §5 context rules
+    read (hash, prev, height, timestamp, target) and its status.  The whole header is kept as
+    its canonical bytes (``raw``, decoded on use) only for entries whose block's data arrived; a
+    header-only entry keeps the fields alone, a few hundred bytes (its header carries no
+    checkable work, and a peer may send many)."""
+
+    hash: bytes
+    prev: bytes
     height: int
+    timestamp: int
+    target: int
     chain_work: int
     status: int = 0
     fees: int = 0  # total tx fees of the block, paid with its deferred reward (§5)
     seq: int = 0  # arrival order of the block's data; 0 while only the header is known
+    raw: bytes | None = None  # the canonical header, kept with the block's data
+
+    @classmethod
+    def of(cls, header: Header, height: int, chain_work: int, status: int = 0, fees: int = 0, seq: int = 0, *,
+           parent: "IndexEntry | None" = None, keep_header: bool = True) -> "IndexEntry":
+        """The entry of ``header``; objects equal to the parent's are shared with it."""
+        prev, target = header.prev_hash, header.target
+        if parent is not None:
+            prev = parent.hash if prev == parent.hash else prev
+            target = parent.target if target == parent.target else target
+        return cls(header.hash, prev, height, header.timestamp, target, chain_work, status, fees, seq,
+                   header.encode() if keep_header else None)
 
     @property
-    def hash(self) -> bytes:
-        return self.header.hash
-
-    @property
-    def prev(self) -> bytes:
-        return self.header.prev_hash
+    def header(self) -> Header | None:
+        """The decoded header, or None for a header-only entry (only its fields are kept)."""
+        return None if self.raw is None else _decode_header(self.raw, self.hash)
 
     @property
     def have_data(self) -> bool:
@@ -66,10 +92,10 @@ class BlockIndex:
 
     def __init__(self) -> None:
         self.entries: dict[bytes, IndexEntry] = {}
-        self.children: dict[bytes, dict[bytes, None]] = {}  # parent → children in arrival order
+        # parent → its child, or its children in arrival order (most parents have one: no dict each)
+        self._children: dict[bytes, bytes | dict[bytes, None]] = {}
         self.linked: set[bytes] = set()  # data for the block and all its ancestors
-        self.loose: dict[bytes, int] = {}  # loose header-only entries → arrival number
-        self._arrivals = 0
+        self.loose: dict[bytes, None] = {}  # loose header-only entries in arrival order
         self._best_data_height: int | None = 0  # highest entry with data not failed; None: recount
 
     def __contains__(self, block_hash: bytes) -> bool:
@@ -81,6 +107,32 @@ class BlockIndex:
     def get(self, block_hash: bytes) -> IndexEntry | None:
         return self.entries.get(block_hash)
 
+    def children_of(self, block_hash: bytes) -> tuple[bytes, ...]:
+        """The entry's children in arrival order."""
+        kids = self._children.get(block_hash)
+        return () if kids is None else (kids,) if isinstance(kids, bytes) else tuple(kids)
+
+    def has_children(self, block_hash: bytes) -> bool:
+        return block_hash in self._children
+
+    def _add_child(self, parent: bytes, child: bytes) -> None:
+        kids = self._children.get(parent)
+        if kids is None:
+            self._children[parent] = child
+        elif isinstance(kids, bytes):
+            self._children[parent] = {kids: None, child: None}
+        else:
+            kids[child] = None
+
+    def _drop_child(self, parent: bytes, child: bytes) -> None:
+        kids = self._children.get(parent)
+        if isinstance(kids, dict):
+            kids.pop(child, None)
+            if len(kids) == 1:
+                self._children[parent] = next(iter(kids))
+        elif kids == child:
+            del self._children[parent]
+
     def put(self, entry: IndexEntry) -> list[IndexEntry]:
         """Add or replace an entry (``link`` then marks it linked if its chain has data).
 
@@ -90,7 +142,7 @@ class BlockIndex:
         h = entry.hash
         new = h not in self.entries
         if new and entry.height > 0:
-            self.children.setdefault(entry.prev, {})[h] = None
+            self._add_child(entry.prev, h)
         self.entries[h] = entry
         if entry.failed and entry.height == self._best_data_height:
             self._best_data_height = None
@@ -98,8 +150,7 @@ class BlockIndex:
             self._best_data_height = max(self._best_data_height, entry.height)
         if not entry.have_data:
             if new:
-                self._arrivals += 1
-                self.loose[h] = self._arrivals
+                self.loose[h] = None
             return []
         self.loose.pop(h, None)
         pinned = []
@@ -113,16 +164,11 @@ class BlockIndex:
 
     def remove(self, block_hash: bytes) -> IndexEntry:
         """Forget a loose entry without children (header eviction)."""
-        if block_hash not in self.loose or self.children.get(block_hash):
+        if block_hash not in self.loose or block_hash in self._children:
             raise ValueError(f"{block_hash.hex()} is not a loose leaf")
         entry = self.entries.pop(block_hash)
         del self.loose[block_hash]
-        self.children.pop(block_hash, None)
-        siblings = self.children.get(entry.prev)
-        if siblings is not None:
-            siblings.pop(block_hash, None)
-            if not siblings:
-                del self.children[entry.prev]
+        self._drop_child(entry.prev, block_hash)
         return entry
 
     def link(self, block_hash: bytes) -> list[bytes]:
@@ -137,15 +183,15 @@ class BlockIndex:
             h = stack.pop()
             self.linked.add(h)
             out.append(h)
-            stack.extend(c for c in self.children.get(h, ()) if self.entries[c].have_data and c not in self.linked)
+            stack.extend(c for c in self.children_of(h) if self.entries[c].have_data and c not in self.linked)
         return out
 
     def descendants(self, block_hash: bytes) -> Iterator[IndexEntry]:
-        stack = list(self.children.get(block_hash, ()))
+        stack = list(self.children_of(block_hash))
         while stack:
             h = stack.pop()
             yield self.entries[h]
-            stack.extend(self.children.get(h, ()))
+            stack.extend(self.children_of(h))
 
     def ancestors(self, entry: IndexEntry) -> Iterator[IndexEntry]:
         """The entry's parent, grandparent, … down to genesis."""
@@ -155,11 +201,11 @@ class BlockIndex:
 
     def timestamps(self, entry: IndexEntry, count: int) -> list[int]:
         """Timestamps of ``entry`` and up to ``count − 1`` ancestors, oldest first."""
-        out = [entry.header.timestamp]
+        out = [entry.timestamp]
         for parent in self.ancestors(entry):
             if len(out) == count:
                 break
-            out.append(parent.header.timestamp)
+            out.append(parent.timestamp)
         return out[::-1]
 
     def best_verified_height(self) -> int:
@@ -172,4 +218,4 @@ class BlockIndex:
 
     def tips(self) -> list[IndexEntry]:
         """Entries without children (a copy of the entries is walked: the chain's writer may add some)."""
-        return [e for h, e in list(self.entries.items()) if not self.children.get(h)]
+        return [e for h, e in list(self.entries.items()) if h not in self._children]

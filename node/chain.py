@@ -132,7 +132,7 @@ class Chain:
 
     def _write_genesis(self) -> None:
         block = genesis_block(self.network)
-        entry = IndexEntry(block.header, 0, block.header.block_work, HAVE_DATA | VALID, 0, self._next_seq)
+        entry = IndexEntry.of(block.header, 0, block.header.block_work, HAVE_DATA | VALID, 0, self._next_seq)
         batch = self._batch()
         batch.put_block(block.hash, block.encode())
         batch.put_entry(entry)
@@ -268,12 +268,12 @@ class Chain:
         ancestors).
         """
         with self._lock:
-            entries, loose, children = self.index.entries, self.index.loose, self.index.children
+            entries, loose = self.index.entries, self.index.loose
             todo = sorted((h for h in set(hashes) if h in loose), key=lambda h: -entries[h].height)
             keep = {*keep, *self._waiting.downloads()}
             gone = 0
             for h in todo:
-                if not children.get(h) and h not in keep:
+                if not self.index.has_children(h) and h not in keep:
                     self.index.remove(h)
                     gone += 1
             return gone
@@ -311,15 +311,16 @@ class Chain:
             return
         keep = {*keep, *self._waiting.downloads()}
         target = self.max_header_only - self.max_header_only // 10
-        entries, children = self.index.entries, self.index.children
-        heap = [(entries[h].chain_work, -n, h) for h, n in loose.items() if not children.get(h) and h not in keep]
+        entries, leaf = self.index.entries, lambda h: not self.index.has_children(h) and h not in keep
+        arrival = {h: n for n, h in enumerate(loose)}
+        heap = [(entries[h].chain_work, -n, h) for h, n in arrival.items() if leaf(h)]
         heapq.heapify(heap)
         before = len(loose)
         while len(loose) > target and heap:
             h = heapq.heappop(heap)[2]
             parent = self.index.remove(h).prev
-            if parent in loose and not children.get(parent) and parent not in keep:
-                heapq.heappush(heap, (entries[parent].chain_work, -loose[parent], parent))
+            if parent in loose and leaf(parent):
+                heapq.heappush(heap, (entries[parent].chain_work, -arrival[parent], parent))
         log.info("evicted %d header-only entries without blocks (cap %d)", before - len(loose),
                  self.max_header_only)
 
@@ -437,7 +438,8 @@ class Chain:
             self._store_evicted(batch, [item for item in evicted if item[0].hash != h])
             if held:  # (storing the evicted may have released it already: that is its verdict)
                 return SubmitResult(WAITING, h)
-        entry = replace(entry, status=entry.status | HAVE_DATA, fees=block_fees(block), seq=self._next_seq)
+        entry = replace(entry, status=entry.status | HAVE_DATA, fees=block_fees(block), seq=self._next_seq,
+                        raw=block.header.encode())
         self._next_seq += 1
         self._store_entry(batch, entry)  # and the header-only ancestors it pins
         batch.put_block(h, raw)
@@ -449,13 +451,14 @@ class Chain:
 
     def _accept_header(self, batch: ChainBatch, header: Header, parent: IndexEntry) -> IndexEntry | SubmitResult:
         """Context rules against the parent (§5); invalid headers are remembered as failed."""
-        entry = IndexEntry(header, parent.height + 1, parent.chain_work + header.block_work)
+        entry = IndexEntry.of(header, parent.height + 1, parent.chain_work + header.block_work, parent=parent,
+                              keep_header=False)
         h = header.hash
         if parent.failed:
             self._store_entry(batch, entry.with_status(FAILED_CHILD))
             return SubmitResult(INVALID, h, "bad-prevblk")
         try:
-            check_header_context(header, parent.header, self.index.timestamps(parent, MEDIAN_TIME_SPAN),
+            check_header_context(header, parent, self.index.timestamps(parent, MEDIAN_TIME_SPAN),
                                  self.now(), self.network)
         except FutureBlock as exc:
             return SubmitResult(FUTURE, h, exc.reason)
@@ -681,6 +684,7 @@ class Chain:
         return Tip(e.hash, e.height, e.header, e.chain_work)
 
     def header(self, block_hash: bytes) -> Header | None:
+        """The header of a block whose data arrived (header-only entries keep a few fields only)."""
         entry = self.index.get(block_hash)
         return None if entry is None else entry.header
 
@@ -728,7 +732,7 @@ class Chain:
     def next_target(self) -> int:
         """The target the tip's child must carry (§5)."""
         tip = self._tip_entry()
-        return expected_target(self.network, tip.header, self.index.timestamps(tip, 2))
+        return expected_target(self.network, tip, self.index.timestamps(tip, 2))
 
     def state_root_after(self, txs: Sequence[Tx]) -> bytes:
         """The state root of a child of the tip holding ``txs`` (for block templates, §3a)."""

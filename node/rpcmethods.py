@@ -189,10 +189,13 @@ class RpcMethods:
     def getblockheader(self, blockhash: str, verbose: bool) -> Any:
         """getblockheader "blockhash" ( verbose ): header as JSON, or canonical hex when verbose is false."""
         entry = self._entry_or_404(blockhash)
+        header = entry.header
+        if header is None:  # the node keeps a few fields of a header whose block has not arrived
+            raise RpcError(MISC_ERROR, "Header not available (header only, its block not received)")
         if not verbose:
-            return entry.header.encode().hex()
+            return entry.raw.hex()
         confirmations, next_hash = self._confirmations(entry)
-        return header_json(self.network, entry.header, entry.chain_work, confirmations, next_hash)
+        return header_json(self.network, header, entry.chain_work, confirmations, next_hash)
 
     async def getchaintips(self) -> list[dict[str, Any]]:
         """getchaintips: every known branch tip and its status."""

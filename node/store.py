@@ -20,7 +20,7 @@ from consensus.errors import DecodeError
 from consensus.lthash import LtHash
 from consensus.state import ACCOUNT_SCHEMA, JOB_SCHEMA, Account, Job, StateDiff
 
-from .blockindex import IndexEntry
+from .blockindex import HAVE_DATA, IndexEntry
 
 SCHEMA_VERSION = 2
 
@@ -44,6 +44,7 @@ DERIVED = (TIP, ENTRY, BEST, ACCOUNT, JOB, LANES, DUE, UNDO, TXINDEX,
            ADDRESS_HISTORY, ADDRESS_INDEX_ON)  # rebuilt by a reindex
 
 _ENTRY_SCHEMA = Tuple(Bin(max_size=512), U64, Bin(max_size=64), U8, U64, U64)
+_FIELDS_SIZE = 32 + 8 + 32  # a header-only entry's prev ‖ timestamp u64 ‖ target: far below any header's size
 _TXLOC_SCHEMA = Tuple(BIN32, U32)
 
 
@@ -78,13 +79,27 @@ def _corrupt(path: str, what: str) -> DatadirCorrupt:
 
 
 def encode_entry(entry: IndexEntry) -> bytes:
+    """An ``I`` record; a header-only entry (no header kept) stores its header's fields instead."""
     work = entry.chain_work.to_bytes((entry.chain_work.bit_length() + 7) // 8, "big")
-    return enc.encode([entry.header.encode(), entry.height, work, entry.status, entry.fees, entry.seq])
+    header = entry.raw if entry.raw is not None else \
+        entry.prev + struct.pack(">Q", entry.timestamp) + entry.target.to_bytes(32, "big")
+    return enc.encode([header, entry.height, work, entry.status, entry.fees, entry.seq])
 
 
-def decode_entry(data: bytes) -> IndexEntry:
+def decode_entry(block_hash: bytes, data: bytes) -> IndexEntry:
     v = enc.decode(data, _ENTRY_SCHEMA, 1024, "index entry")
-    return IndexEntry(Header.decode(v[0]), v[1], int.from_bytes(v[2], "big"), v[3], v[4], v[5])
+    height, work, status, fees, seq = v[1], int.from_bytes(v[2], "big"), v[3], v[4], v[5]
+    if len(v[0]) == _FIELDS_SIZE:
+        if status & HAVE_DATA:
+            raise DecodeError(f"index entry of {block_hash.hex()} has data but no header")
+        (timestamp,) = struct.unpack_from(">Q", v[0], 32)
+        entry = IndexEntry(block_hash, v[0][:32], height, timestamp, int.from_bytes(v[0][40:], "big"), work, status,
+                           fees, seq)
+    else:
+        entry = IndexEntry.of(Header.decode(v[0]), height, work, status, fees, seq, keep_header=bool(status & HAVE_DATA))
+    if entry.hash != block_hash:
+        raise DecodeError(f"index entry of {block_hash.hex()} holds header {entry.hash.hex()}")
+    return entry
 
 
 class StateReader:
@@ -139,7 +154,7 @@ class StateReader:
         if data is None:
             return None
         try:
-            return decode_entry(data)
+            return decode_entry(block_hash, data)
         except DecodeError as exc:
             raise _corrupt(self._path, f"bad index entry: {exc}") from None
 
@@ -375,9 +390,9 @@ class Store:
             yield key[len(BLOCK):]
 
     def entries(self) -> Iterator[IndexEntry]:
-        for _, data in self.db.iterator(prefix=ENTRY):
+        for key, data in self.db.iterator(prefix=ENTRY):
             try:
-                yield decode_entry(data)
+                yield decode_entry(key[len(ENTRY):], data)
             except DecodeError as exc:
                 raise _corrupt(self.path, f"bad index entry: {exc}") from None
 

@@ -5,6 +5,10 @@ must not let headers without blocks grow memory or disk without bound.
 """
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
+from consensus.block import Header
 from node.blockindex import FAILED_CHILD, HAVE_DATA, IndexEntry
 from node.chain import ACCEPTED, DUPLICATE, INVALID, ORPHAN
 
@@ -60,14 +64,17 @@ def test_cap_holds_under_a_flood_from_many_peers(open_chain):
     chain.submit_blocks(honest[:20])
     chain.add_headers([b.header for b in honest[20:]])
     base = len(chain.index)
+    sent = {b.hash: b.header for b in honest[20:]}  # header-only entries keep no whole header
     for peer in range(30):  # 30 "peers", each a 2000-header chain off genesis, the tip or another fork
         parent = genesis_header() if peer % 3 == 0 else honest[19].header if peer % 3 == 1 else \
-            chain.entry(next(iter(chain.index.loose))).header
-        results = chain.add_headers(bogus_headers(parent, 2000, salt=100 + peer))
+            sent[next(iter(chain.index.loose))]
+        forged = bogus_headers(parent, 2000, salt=100 + peer)
+        sent.update((h.hash, h) for h in forged)
+        results = chain.add_headers(forged)
         assert all(r.status == ACCEPTED for r in results)
         assert len(chain.index.loose) <= cap
         assert len(chain.index) <= base + cap
-        assert sum(len(c) for c in chain.index.children.values()) == len(chain.index) - 1  # no dangling links
+        assert sum(len(chain.index.children_of(h)) for h in chain.index.entries) == len(chain.index) - 1  # no dangling links
     # the honest headers claimed the least work, so they went first; the blocks (or a peer's
     # next headers reply) bring them back and they connect
     assert chain.entry(honest[-1].hash) is None
@@ -140,7 +147,7 @@ def test_open_drops_header_only_entries_an_old_datadir_stored(open_chain):
     batch = chain.store.batch()
     parent = chain.entry(blocks[1].hash)
     for h in bogus_headers(blocks[1].header, 50, salt=1):  # what the node wrote before the cap
-        parent = IndexEntry(h, parent.height + 1, parent.chain_work + h.block_work)
+        parent = IndexEntry.of(h, parent.height + 1, parent.chain_work + h.block_work)  # with the whole header
         batch.put_entry(parent)
     chain.store.commit(batch)
     chain.close()
@@ -168,3 +175,42 @@ def test_forget_headers_takes_leaves_only(chain):
     chain.submit_block(blocks[1])
     assert chain.forget_headers([x.hash for x in blocks]) == 1  # blocks[0] is pinned, blocks[1] has data
     assert chain.entry(blocks[0].hash) is not None
+
+
+def test_header_only_entries_take_a_few_hundred_bytes(chain):
+    """A forged header costs its entry's fields, not a decoded header (~1.6 KB before)."""
+    count = 10_000
+    wire = [h.encode() for h in bogus_headers(genesis_header(), count, salt=9)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(0, count, 2000):  # decoded as a headers message is, hashes included
+            assert chain.add_headers([Header.decode(raw) for raw in wire[i:i + 2000]])[-1].status == ACCEPTED
+        gc.collect()
+        per_entry = (tracemalloc.get_traced_memory()[0] - before) / count
+    finally:
+        tracemalloc.stop()
+    assert len(chain.index.loose) == count
+    assert per_entry < 450, f"{per_entry:.0f} bytes per header-only entry"  # ~360 here, up to ~440 as dicts grow
+
+
+def test_an_entry_keeps_the_whole_header_once_its_block_arrived(open_chain):
+    chain = open_chain()
+    blocks = build_chain(genesis_header(), 3)
+    chain.submit_blocks(blocks[:1])
+    chain.add_headers([b.header for b in blocks[1:]])
+    entry = chain.entry(blocks[2].hash)
+    assert chain.header(blocks[2].hash) is None and entry.header is None and entry.raw is None
+    assert (entry.prev, entry.height, entry.timestamp, entry.target) == \
+        (blocks[1].hash, 3, blocks[2].header.timestamp, blocks[2].header.target)
+    chain.submit_blocks(blocks[2:])  # stored ahead: its header-only parent is pinned, stored by its fields
+    assert chain.header(blocks[2].hash) == blocks[2].header and chain.header(blocks[1].hash) is None
+    chain.close()
+    reopened = open_chain()
+    assert reopened.entry(blocks[1].hash) == IndexEntry.of(blocks[1].header, 2, chain.entry(blocks[1].hash).chain_work,
+                                                           keep_header=False)
+    assert reopened.header(blocks[2].hash) == blocks[2].header
+    reopened.submit_blocks(blocks[1:2])
+    assert reopened.tip.hash == blocks[2].hash and reopened.tip.header == blocks[2].header
+    assert reopened.header(blocks[1].hash) == blocks[1].header
