@@ -10,8 +10,8 @@
   (continuations wait until blocks catch up; unsolicited excess is ignored and
   scored), and a short reply whose claimed work does not beat our tip is not
   stored at all.  When a peer goes, the headers it added that no other peer is a
-  source for are forgotten.  So headers without blocks behind them stay bounded
-  per connected peer.
+  source for are forgotten (in chunks, yielding in between).  So headers without
+  blocks behind them stay bounded per connected peer.
 * Spot checks: after a batch that added headers, one of them is picked at
   random and its block requested from that peer at once; no more headers are
   taken from it until the block passed the chain's checks (its proof is the
@@ -66,6 +66,7 @@ class SyncLimits:
     headers_timeout: float = 60.0  # a getheaders unanswered for this long disconnects
     unconnecting_limit: int = 10  # unconnecting headers replies per score increment
     headers_chunk: int = 100  # headers added per event-loop turn
+    forget_chunk: int = 250  # a departed peer's headers forgotten per event-loop turn
     submit_batch: int = 256
 
 
@@ -105,6 +106,7 @@ class Sync:
         self._flushing: asyncio.Task | None = None  # submits what arrived, batch after batch
         self._checking: dict[bytes, int] = {}  # spot-check block → peer id
         self._random = random.Random()
+        self._forgetting: set[asyncio.Task] = set()
 
     # --- peers -----------------------------------------------------------------------
     def add_peer(self, peer: Peer) -> None:
@@ -130,11 +132,31 @@ class Sync:
                 orphaned = True
         # headers it made us accept that no other peer is a source for: forget them, so
         # headers without blocks are bounded by the connected peers (and the chain's cap)
-        self.chain.forget_headers([h for h in st.added if h not in self._wanted], keep=self._in_flight)
+        self._forget(list(st.added))
         if orphaned:  # ask the others for the headers again, to find new sources
             for other in self._peers.values():
                 self.request_headers(other.peer)
         self.schedule()
+
+    def _forget(self, added: list[bytes]) -> None:
+        """Forget a departed peer's headers, newest (children) first, in chunks between which
+        the event loop serves others; at once when no loop runs."""
+        added.reverse()
+        try:
+            task = asyncio.get_running_loop().create_task(self._forget_chunks(added))
+        except RuntimeError:
+            self.chain.forget_headers([h for h in added if h not in self._wanted], keep=self._in_flight)
+            return
+        self._forgetting.add(task)
+        task.add_done_callback(self._forgetting.discard)
+
+    async def _forget_chunks(self, hashes: list[bytes]) -> None:
+        step = self.limits.forget_chunk
+        for i in range(0, len(hashes), step):
+            if i:
+                await asyncio.sleep(0)
+            chunk = [h for h in hashes[i:i + step] if h not in self._wanted]  # wanted: another peer has it
+            self.chain.forget_headers(chunk, keep=self._in_flight)
 
     def state(self, peer: Peer) -> PeerSync | None:
         return self._peers.get(peer.id)
