@@ -118,7 +118,8 @@ def test_departed_peers_headers_are_forgotten(node) -> None:
             peer.expect("pong", 30)
             assert headers_only(node) == wire.MAX_HEADERS  # while it is connected: one batch until its spot check
         wait_until(lambda: not node.getpeerinfo(), 10, 0.1, "the peer to be gone")
-        assert headers_only(node) == 0, "a departed peer's headers were kept"
+        # forgotten a chunk per event-loop turn: gone within a moment, not necessarily at once
+        wait_until(lambda: headers_only(node) == 0, 10, 0.05, "a departed peer's headers forgotten")
     print(f"rss +{rss_mib(node) - rss_start:.0f} MiB after two peers' 8000 headers each")
     # and none on disk: killed while a spammer is connected, the node restarts without them
     with RawPeer.to(node) as peer:
