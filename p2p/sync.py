@@ -239,7 +239,7 @@ class Sync:
             return
         peer.known.add(headers[-1].hash)  # it knows the rest too; only tips are ever announced
         full = len(headers) == wire.MAX_HEADERS
-        if not full and parent.chain_work + sum(h.block_work for h in headers) <= self.chain.tip.chain_work:
+        if not full and parent.chain_work + self._claimed_work(headers) <= self.chain.tip.chain_work:
             self._note_best(st, headers[-1])  # nothing here can beat our tip: store none of it
             return
         if not self._within_lead(peer, st, headers, solicited):
@@ -282,9 +282,18 @@ class Sync:
             self.request_headers(peer)
         return parent
 
+    @staticmethod
+    def _claimed_work(headers: list[Header]) -> int:
+        """The work the headers claim; a batch's headers mostly share a target: one division each."""
+        by_target: dict[int, list] = {}
+        for h in headers:
+            by_target.setdefault(h.target, [h, 0])[1] += 1
+        return sum(h.block_work * n for h, n in by_target.values())
+
     def _within_lead(self, peer: Peer, st: PeerSync, headers: list[Header], solicited: bool) -> bool:
         """Whether the batch's new headers fit the peer's header lead (excess: scored if unasked)."""
-        new = sum(1 for h in headers if self.chain.entry(h.hash) is None)
+        entry = self.chain.entry
+        new = sum(1 for h in headers if entry(h.hash) is None)
         self._prune_added(st)
         if new and len(st.added) + new > self.limits.header_lead:
             peer.misbehave(0 if solicited else 20, "headers beyond the allowed lead")
