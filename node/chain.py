@@ -764,8 +764,9 @@ class Chain:
         out.append(active[0])
         return out
 
-    def headers_after(self, locator: Sequence[bytes], stop: bytes, limit: int = MAX_HEADERS) -> list[Header]:
-        """§7 getheaders: up to ``limit`` best-chain headers after the first locator hash on it."""
+    def headers_after(self, locator: Sequence[bytes], stop: bytes, limit: int = MAX_HEADERS) -> list[IndexEntry]:
+        """§7 getheaders: the entries of up to ``limit`` best-chain headers after the first locator
+        hash on it (each with its canonical header bytes, ``raw``: a reply needs no re-encoding)."""
         active = self._active
         start = 0
         for h in locator:
@@ -775,7 +776,7 @@ class Chain:
                 break
         out = []
         for height in range(start + 1, min(len(active), start + 1 + min(limit, MAX_HEADERS))):
-            out.append(self.index.entries[active[height]].header)
+            out.append(self.index.entries[active[height]])
             if active[height] == stop:
                 break
         return out

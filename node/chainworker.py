@@ -123,7 +123,7 @@ class ChainWorker:
     def locator(self) -> list[bytes]:
         return self.chain.locator()
 
-    def headers_after(self, locator: Sequence[bytes], stop: bytes, limit: int = MAX_HEADERS) -> list[Header]:
+    def headers_after(self, locator: Sequence[bytes], stop: bytes, limit: int = MAX_HEADERS) -> list[IndexEntry]:
         return self.chain.headers_after(locator, stop, limit)
 
     def close(self) -> None:

@@ -197,8 +197,8 @@ class Sync:
     def on_getheaders(self, peer: Peer, locator: list[bytes], stop: bytes) -> None:
         if locator:
             self.peer_has(peer, locator[0])
-        headers = self.chain.headers_after(locator, stop, wire.MAX_HEADERS)
-        peer.send("headers", [h.to_list() for h in headers])
+        entries = self.chain.headers_after(locator, stop, wire.MAX_HEADERS)
+        peer.send_payload(wire.headers_payload([e.raw for e in entries if e.raw is not None]))
 
     def refuse_headers(self, peer: Peer) -> bool:
         """True if headers from this peer are not taken now — its last batch's work is not

@@ -14,7 +14,9 @@ import asyncio
 import hashlib
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
+
+import msgpack
 
 from consensus import encoding as enc
 from consensus.block import BLOCK_SCHEMA, HEADER_SCHEMA, Block, Header, Proof, ReceivedBlock
@@ -108,7 +110,13 @@ def tx_payload(tx: Tx) -> bytes:
     return _TX_PREFIX + tx.encode()
 
 
+def headers_payload(headers: Sequence[bytes]) -> bytes:
+    """``headers [headers]`` around already-canonical header bytes, without re-encoding them."""
+    return _HEADERS_PREFIX + msgpack.Packer().pack_array_header(len(headers)) + b"".join(headers)
+
+
 _BLOCK_PREFIX = b"\x92" + enc.encode("block")  # fixarray(2), "block"
+_HEADERS_PREFIX = b"\x92" + enc.encode("headers")
 _TX_PREFIX = b"\x92" + enc.encode("tx")
 
 

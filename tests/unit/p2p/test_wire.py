@@ -11,7 +11,7 @@ import pytest
 from consensus.params import REGTEST
 from p2p import wire
 from p2p.wire import WireError
-from tests.unit.node.helpers import FAUCET, genesis_header, make_block, transfer
+from tests.unit.node.helpers import FAUCET, bogus_headers, genesis_header, make_block, transfer
 
 MAGIC = REGTEST.magic
 H = bytes(range(32))
@@ -67,6 +67,11 @@ def test_block_and_tx_payloads_reuse_canonical_bytes() -> None:
     assert block == BLOCK and got_raw == raw
     assert wire.tx_payload(BLOCK.txs[0]) == wire.payload("tx", BLOCK.txs[0].to_list())
     assert wire.headers_from_message(wire.decode(wire.payload("headers", [BLOCK.header.to_list()]))) == [BLOCK.header]
+    for count in (0, 1, 15, 16, wire.MAX_HEADERS):  # fixarray and array16 lengths
+        headers = bogus_headers(genesis_header(), count, salt=count)
+        payload = wire.headers_payload([h.encode() for h in headers])
+        assert payload == wire.payload("headers", [h.to_list() for h in headers])
+        assert wire.headers_from_message(wire.decode(payload)) == headers
 
 
 def test_bad_magic() -> None:
