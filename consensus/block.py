@@ -24,7 +24,7 @@ BLOCK_SCHEMA = Tuple(HEADER_SCHEMA, PROOF_SCHEMA, ListOf(TX_SCHEMA, MAX_TXS))
 HEADER_SIZE_MAX = 512
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkSpec:
     """``work = [m, n, k, r, H_A, H_B, job_id]``."""
 
@@ -44,7 +44,7 @@ class WorkSpec:
         return cls(*v)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ticket:
     """``ticket = [a, b, digest]``: the winning tile and its digest."""
 
@@ -60,7 +60,7 @@ class Ticket:
         return cls(*v)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Header:
     """``[version, chain_id, height, prev_hash, timestamp, target, tx_root, state_root, miner,
     nonce, work, ticket]`` (§5); ``state_root`` commits to the state after the block (§3a)."""

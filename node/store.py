@@ -96,7 +96,8 @@ def decode_entry(block_hash: bytes, data: bytes) -> IndexEntry:
         entry = IndexEntry(block_hash, v[0][:32], height, timestamp, int.from_bytes(v[0][40:], "big"), work, status,
                            fees, seq)
     else:
-        entry = IndexEntry.of(Header.decode(v[0]), height, work, status, fees, seq, keep_header=bool(status & HAVE_DATA))
+        entry = IndexEntry.of(Header.decode(v[0]), height, work, status, fees, seq,
+                              keep_header=bool(status & HAVE_DATA))
     if entry.hash != block_hash:
         raise DecodeError(f"index entry of {block_hash.hex()} holds header {entry.hash.hex()}")
     return entry
