@@ -1,9 +1,16 @@
 """Checking a delivered product before accepting it (PROTOCOL §6): H_C against the claim,
-then Freivalds' check ``C·x = A·(B·x)`` modulo the prime p = 2^61 − 1.
+then Freivalds' check ``C·X = A·(B·X)`` modulo the prime p = 2^61 − 1, all rounds at once
+(X holds one uniform column per round).
 
 A wrong C (C ≠ A·B) passes one round with probability at most 1/p: a nonzero row
 of C − A·B (entries |d| < 2^32 < p, so nonzero mod p) is orthogonal to a uniform x
 mod p with probability 1/p. ``rounds`` rounds: at most p^−rounds.
+
+The products are exact float64 BLAS products: X is split into w-bit limbs so that
+``bound · length · (2^w − 1) < 2^53`` (every partial sum an integer float64 holds
+exactly, whatever order BLAS adds in), all rounds × limbs form one skinny matrix so
+each operand is read once, converted to float64 a cache-sized block of rows at a time,
+and the limbs are recombined modulo p in integers.
 """
 from __future__ import annotations
 
@@ -15,9 +22,16 @@ from consensus.tx import claim_of
 from consensus.work import commit_result
 
 P = (1 << 61) - 1
-_LIMB = 21  # x is split into 21-bit limbs so that |entry| · limb · 2^10 < 2^63
-_CHUNK = 1 << 10
 ROUNDS = 2
+ENTRY_LIMIT = 64  # |entries| of A and B (§1)
+_EXACT = 1 << 53  # float64 holds every integer of magnitude up to this exactly
+_BLOCK_ENTRIES = 1 << 16  # rows converted to float64 per GEMM call: 512 KiB, stays in cache
+
+
+def _reduce(a: np.ndarray) -> np.ndarray:
+    """a mod p for a < 2^62 (u64)."""
+    a = (a & np.uint64(P)) + (a >> np.uint64(61))
+    return np.where(a >= np.uint64(P), a - np.uint64(P), a)
 
 
 def _shift_mod(a: np.ndarray, s: int) -> np.ndarray:
@@ -29,39 +43,62 @@ def _shift_mod(a: np.ndarray, s: int) -> np.ndarray:
     return _reduce(lo + (a >> np.uint64(61 - s)))
 
 
-def _reduce(a: np.ndarray) -> np.ndarray:
-    """a mod p for a < 2^62 (u64)."""
-    a = (a & np.uint64(P)) + (a >> np.uint64(61))
-    return np.where(a >= np.uint64(P), a - np.uint64(P), a)
+def limb_width(bound: int, length: int) -> int:
+    """The widest limb w with ``bound · length · (2^w − 1) < 2^53``: a dot product of ``length``
+    entries |e| ≤ bound with w-bit limbs has every partial sum exact in float64."""
+    w = ((_EXACT - 1) // (bound * length) + 1).bit_length() - 1
+    if w < 1:
+        raise ValueError(f"entries up to {bound} over {length} terms cannot be summed exactly in float64")
+    return min(w, 61)
 
 
-def matvec_mod(m: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``m · x mod p`` for an integer matrix with |entries| < 2^31 and x < p (u64), exactly."""
-    m64 = m.astype(np.int64, copy=False)
-    total = np.zeros(m.shape[0], np.uint64)
-    for limb_index in range(3):
-        limb = ((x >> np.uint64(_LIMB * limb_index)) & np.uint64((1 << _LIMB) - 1)).astype(np.int64)
-        acc = np.zeros(m.shape[0], np.uint64)
-        for start in range(0, m.shape[1], _CHUNK):
-            part = m64[:, start:start + _CHUNK] @ limb[start:start + _CHUNK]  # |part| < 2^62
-            acc = _reduce(acc + (part % P).astype(np.uint64))
-        total = _reduce(total + _shift_mod(acc, _LIMB * limb_index))
+def mat_mod(m: np.ndarray, xs: np.ndarray, bound: int) -> np.ndarray:
+    """``m · xs mod p`` (u64) exactly, for an integer matrix m (r×c) with |entries| ≤ ``bound``
+    and xs (c×R) of values below p (u64). Entries beyond ``bound`` give wrong values."""
+    rows, cols = m.shape
+    width = limb_width(bound, cols)
+    count = -(-61 // width)
+    mask = np.uint64((1 << width) - 1)
+    limbs = np.concatenate([(xs >> np.uint64(width * i)) & mask for i in range(count)], axis=1).astype(np.float64)
+    out = np.empty((rows, limbs.shape[1]), np.float64)
+    step = max(1, _BLOCK_ENTRIES // max(cols, 1))
+    block = np.empty((min(step, rows), cols), np.float64)
+    for start in range(0, rows, step):
+        part = block[:min(step, rows - start)]
+        np.copyto(part, m[start:start + step], casting="unsafe")
+        np.matmul(part, limbs, out=out[start:start + step])
+    parts = (out.astype(np.int64) % P).astype(np.uint64)
+    total = np.zeros((rows, xs.shape[1]), np.uint64)
+    for i in range(count):
+        total = _reduce(total + _shift_mod(parts[:, i * xs.shape[1]:(i + 1) * xs.shape[1]], width * i))
     return total
 
 
-def random_vector(n: int) -> np.ndarray:
-    """n values uniform in [0, p) from the OS's randomness."""
+def random_vectors(n: int, rounds: int) -> np.ndarray:
+    """An n×rounds matrix of values uniform in [0, p) from the OS's randomness."""
     rng = np.random.default_rng(secrets.randbits(128))
-    return rng.integers(0, P, size=n, dtype=np.uint64)
+    return rng.integers(0, P, size=(n, rounds), dtype=np.uint64)
+
+
+def out_of_range_rows(c: np.ndarray, bound: int) -> np.ndarray:
+    """Rows of C holding an entry beyond ``bound`` (so certainly not rows of A·B)."""
+    return np.nonzero((c.max(axis=1) > bound) | (c.min(axis=1) < -bound))[0]
 
 
 def mismatched_rows(a: np.ndarray, b: np.ndarray, c: np.ndarray, rounds: int = ROUNDS) -> list[int]:
     """Rows i where ``(C·x)_i ≠ (A·(B·x))_i`` in some round: empty means C = A·B except with
-    probability at most p^−rounds; every listed row of C is certainly wrong."""
-    bad: set[int] = set()
-    for _ in range(rounds):
-        x = random_vector(c.shape[1])
-        bad.update(np.nonzero(matvec_mod(c, x) != matvec_mod(a, matvec_mod(b, x)))[0].tolist())
+    probability at most p^−rounds; every listed row of C is certainly wrong. A, B have
+    entries in [−64, 64]; a row of C beyond ``64² · k`` is listed without the check."""
+    k, n = b.shape
+    bound = ENTRY_LIMIT * ENTRY_LIMIT * k
+    wild = out_of_range_rows(c, bound)
+    if len(wild):
+        c = c.copy()
+        c[wild] = 0
+    xs = random_vectors(n, rounds)
+    cx = mat_mod(c, xs, bound)
+    abx = mat_mod(a, mat_mod(b, xs, ENTRY_LIMIT), ENTRY_LIMIT)
+    bad = set(np.nonzero((cx != abx).any(axis=1))[0].tolist()) | set(wild.tolist())
     return sorted(bad)
 
 

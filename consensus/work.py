@@ -66,9 +66,17 @@ def result_commitment(m: int, n: int, root: bytes) -> bytes:
 
 
 def commit_result(c: np.ndarray) -> bytes:
-    """H_C over the rows of C (m×n int32)."""
+    """H_C over the rows of C (m×n int32); each leaf hashed straight from C's buffer, no row copied."""
     m, n = c.shape
-    return result_commitment(m, n, root_of_hashes([leaf_hash(row) for row in result_rows(c)]))
+    data = memoryview(np.ascontiguousarray(c, dtype="<i4")).cast("B")
+    width = 4 * n
+    leaf = hashlib.sha256(b"\x00")  # leaf_hash's prefix, hashed once
+    leaves = []
+    for i in range(m):
+        h = leaf.copy()
+        h.update(data[i * width:(i + 1) * width])
+        leaves.append(h.digest())
+    return result_commitment(m, n, root_of_hashes(leaves))
 
 
 # --- seeds and noise (§4) ---------------------------------------------------

@@ -6,26 +6,64 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from client.verify import P, claim_matches, matvec_mod, mismatched_rows, random_vector
+from client.verify import P, claim_matches, limb_width, mat_mod, mismatched_rows, random_vectors
+from consensus.params import MAX_JOB_N, MAX_K
 from consensus.tx import claim_of
 from consensus.work import commit_result
 
 
+def exact_mat_mod(m: np.ndarray, xs: np.ndarray) -> list[list[int]]:
+    """The big-integer reference: m · xs mod p, term by term."""
+    return [[sum(int(m[i, j]) * int(xs[j, r]) for j in range(m.shape[1])) % P for r in range(xs.shape[1])]
+            for i in range(m.shape[0])]
+
+
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 40), st.integers(1, 2100), st.integers(0, 2**32))
-def test_matvec_mod_is_exact(rows: int, cols: int, seed: int) -> None:
+@given(st.integers(1, 40), st.integers(1, 2100), st.integers(1, 3), st.integers(0, 2**32))
+def test_mat_mod_is_exact_on_product_sized_entries(rows: int, cols: int, rounds: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    m = rng.integers(-(2**31) + 1, 2**31, size=(rows, cols), dtype=np.int64)
-    m[0, :] = 2**31 - 1  # the extremes the limb split must survive
-    x = rng.integers(0, P, size=cols, dtype=np.uint64)
-    x[0] = P - 1
-    want = [sum(int(m[i, j]) * int(x[j]) for j in range(cols)) % P for i in range(rows)]
-    assert matvec_mod(m, x).tolist() == want
+    bound = 64 * 64 * 8192  # the largest entry of a product of int8s in [−64, 64] with k ≤ 8192
+    m = rng.integers(-bound, bound + 1, size=(rows, cols), dtype=np.int32)
+    m[0, :] = bound  # the extremes the limb split must survive
+    m[-1, :] = -bound
+    xs = rng.integers(0, P, size=(cols, rounds), dtype=np.uint64)
+    xs[0, 0] = P - 1
+    assert mat_mod(m, xs, bound).tolist() == exact_mat_mod(m, xs)
 
 
-def test_random_vector_is_in_range() -> None:
-    x = random_vector(10_000)
-    assert x.dtype == np.uint64 and int(x.max()) < P and len(set(x.tolist())) > 9_990
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 6), st.integers(1, MAX_JOB_N), st.integers(1, 3), st.sampled_from(["random", "+64", "-64", "±64"]),
+       st.integers(0, 2**32))
+def test_mat_mod_is_exact_on_int8_operands(rows: int, cols: int, rounds: int, fill: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    m = {"random": lambda: rng.integers(-64, 65, size=(rows, cols), dtype=np.int8),
+         "+64": lambda: np.full((rows, cols), 64, np.int8),
+         "-64": lambda: np.full((rows, cols), -64, np.int8),
+         "±64": lambda: rng.choice(np.array([-64, 64], np.int8), size=(rows, cols))}[fill]()
+    xs = rng.integers(P - 2**20, P, size=(cols, rounds), dtype=np.uint64)  # near p: every limb full
+    assert mat_mod(m, xs, 64).tolist() == exact_mat_mod(m, xs)
+
+
+@pytest.mark.parametrize("length, bound", [(MAX_K, 64), (MAX_JOB_N, 64), (MAX_JOB_N, 64 * 64 * MAX_K)])
+def test_mat_mod_is_exact_at_the_protocol_limits(length: int, bound: int) -> None:
+    """The largest sums the client meets: B·x over n ≤ 16384, A·y over k ≤ 8192, C·x with
+    entries up to 64²·8192 over n ≤ 16384; all entries at the extremes, x at p − 1."""
+    m = np.array([[bound] * length, [-bound] * length, [bound, -bound] * (length // 2)], np.int64)
+    xs = np.full((length, 2), P - 1, np.uint64)
+    xs[::3, 1] = (1 << 60) + 12345
+    assert mat_mod(m, xs, bound).tolist() == exact_mat_mod(m, xs)
+
+
+def test_limb_width_keeps_every_partial_sum_exact() -> None:
+    for bound, length in [(64, 8192), (64, 16384), (64 * 64 * 8192, 16384), (1, 1), (2**31, 2100)]:
+        w = limb_width(bound, length)
+        assert bound * length * (2**w - 1) < 2**53 <= bound * length * (2**(w + 1) - 1) or w == 61
+
+
+def test_random_vectors_are_in_range() -> None:
+    x = random_vectors(10_000, 2)
+    assert x.shape == (10_000, 2) and x.dtype == np.uint64 and int(x.max()) < P
+    assert len(set(x.ravel().tolist())) > 19_990
 
 
 def product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -53,6 +91,15 @@ def test_claim_matches_binds_worker_and_product() -> None:
     assert not claim_matches(other, claim, c)
     c[0, 0] += 1
     assert not claim_matches(worker, claim, c)
+
+
+def test_entries_beyond_any_product_are_caught() -> None:
+    rng = np.random.default_rng(4)
+    a = rng.integers(-64, 65, size=(32, 64), dtype=np.int8)
+    b = rng.integers(-64, 65, size=(64, 32), dtype=np.int8)
+    c = product(a, b)
+    c[3, 4], c[9, 0] = 2**31 - 1, -(2**31)
+    assert mismatched_rows(a, b, c) == [3, 9]
 
 
 @pytest.mark.parametrize("rounds", [1, 2, 3])
