@@ -160,13 +160,6 @@ class JobTaker:
         self.say(f"claimed job {work.job['job_id'][:16]}… (bond {bond}) in tx {work.result_txid[:16]}…")
         return True
 
-    def still_useful(self, work: JobWork) -> bool:
-        """Is the job still OPEN or CLAIMED (so a block naming it is valid, §5)?"""
-        try:
-            return self.client.call("getjob", work.job_id.hex())["status"] in ("open", "claimed")
-        except RpcClientError:
-            return False
-
     def poll(self) -> None:
         """Follow claimed jobs to their end: paid on accept, bond back on lapse, bond lost to fraud."""
         for job_id, work in list(self.claimed.items()):

@@ -8,10 +8,10 @@ The loop never spins against the node: it builds no header whose timestamp the n
 would hold (it waits for the clock when median time past runs ahead, §5), and after a
 rejected block it says why and backs off, 1 s doubling to 60 s, until a block is accepted.
 
-With a ``JobTaker`` the loop mines on jobs (§6): it takes an open job, mines useful blocks
-on its A and B, recovers A·B from its first template (``kernel.matmul``, the 2-for-1
-path), claims the job with it, and goes on mining on the job while it is OPEN or
-CLAIMED; without one, or between jobs, it mines synthetic matrices.
+With a ``JobTaker`` the loop mines on jobs (§6): it takes an open job, computes A·B once
+with its template (``kernel.matmul``, the 2-for-1 path: a useful block if it wins),
+claims the job with it and takes the next open job; without one, or while no job is
+open, it mines synthetic matrices.
 """
 from __future__ import annotations
 
@@ -173,18 +173,15 @@ class Miner:
         return (*self.synthetic, self.synthetic_spec)
 
     def _follow_jobs(self) -> None:
-        """Every few seconds: follow what was claimed, drop a job that ended, take a new one. A
-        job already claimed is mined on (useful blocks) only until another open job comes: its
-        product exists, so a new job's matmul is the more useful one."""
+        """Every few seconds (at once after a product was handed in): follow what was claimed and
+        take the next open job; with none open the loop mines synthetic matrices."""
         if self.jobs is None or time.monotonic() - self._job_checked < JOB_CHECK_SECONDS:
             return
         self._job_checked = time.monotonic()
         try:
             self.jobs.poll()
-            if self.job is not None and not self.jobs.still_useful(self.job):
-                self.job = None
-            if self.job is None or self.job.claim is not None:
-                self.job = self.jobs.choose() or self.job
+            if self.job is None:
+                self.job = self.jobs.choose()
         except RpcClientError as exc:
             self.log(f"job market: {exc}")
             self.job = None
@@ -216,11 +213,11 @@ class Miner:
                 header = template.header_for(self.address, nonce, spec, int(time.time()))
                 nonce += 1
                 job = self.job
-                if job is not None and job.claim is None and job.result_txid is None:
+                if job is not None:  # a job's product is computed once, then the loop moves on
                     product, winners = kernel.matmul(a, b, header, self.threads)  # the 2-for-1 path
-                    if not self.jobs.deliver(job, product):  # type: ignore[union-attr]
-                        self.job = None
-                    self._job_checked = -math.inf  # delivered: look for the next job at once
+                    self.jobs.deliver(job, product)  # type: ignore[union-attr]
+                    self.job = None
+                    self._job_checked = -math.inf  # look for the next job at once
                 else:
                     winners = kernel.mine(header, a, b, self.threads)
                 self.stats.add_matmul(spec.m * spec.n * spec.k, (spec.m // 32) * (spec.n // 32),
