@@ -38,6 +38,7 @@ class JobMarket:
         self.fetch_rows = fetch_rows
         self._fetching: dict[bytes, asyncio.Task] = {}
         self.bytes_served = 0
+        self._chain_stats: tuple[tuple[bytes, int], dict[str, Any]] | None = None  # ((tip, window), figures)
 
     # --- jobs --------------------------------------------------------------------------
     def jobs(self, status: str | None = None) -> Iterator[tuple[bytes, Job]]:
@@ -47,14 +48,13 @@ class JobMarket:
                 yield job_id, job
 
     def job_naming(self, key: bytes) -> tuple[bytes, Job, str] | None:
-        """A job whose A, B or claim is ``key``: (job_id, job, kind)."""
-        for job_id, job in self.jobs():
-            if job.h_a == key:
-                return job_id, job, "A"
-            if job.h_b == key:
-                return job_id, job, "B"
-            if job.claim == key and job.status in RESULT_STATUSES:
-                return job_id, job, "C"
+        """A job whose A, B or claim (while on the best chain) is ``key``: (job_id, job, kind),
+        from the job key index."""
+        view = self.chain.tip_state_view()
+        for job_id, kind in view.jobs_naming(key):
+            job = view.job(job_id)
+            if job is not None and (kind != "C" or job.status in RESULT_STATUSES):
+                return job_id, job, kind
         return None
 
     def servable(self, entry: StoredMatrix) -> bool:
@@ -129,9 +129,15 @@ class JobMarket:
         """Jobs by status, and over the last ``window`` blocks: useful blocks, the MACs of jobs
         settled (claimed in the window and accepted) against the MACs the chain's work
         represents (each block at least its own matmul) — the useful-MAC share (§6) — and the
-        bytes of matrices served."""
+        bytes of matrices served. The chain's part is computed once per tip and window."""
+        tip = self.chain.tip
+        if self._chain_stats is None or self._chain_stats[0] != (tip.hash, window):
+            self._chain_stats = ((tip.hash, window), self._chain_figures(tip.height, window))
+        return {**self._chain_stats[1], "bytes_served": self.bytes_served,
+                "matrices_held": len(self.store.entries()), "matrix_bytes": self.store.usage()}
+
+    def _chain_figures(self, tip: int, window: int) -> dict[str, Any]:
         chain = self.chain
-        tip = chain.tip.height
         first = max(1, tip - window + 1)
         chain_macs = useful_blocks = 0
         for height in range(first, tip + 1):
@@ -147,23 +153,26 @@ class JobMarket:
                 settled_macs += job.m * job.n * job.k
         return {"window": tip - first + 1, "jobs": by_status, "useful_blocks": useful_blocks,
                 "settled_macs": settled_macs, "chain_macs": chain_macs,
-                "useful_mac_share": settled_macs / chain_macs if chain_macs else 0.0,
-                "bytes_served": self.bytes_served, "matrices_held": len(self.store.entries()),
-                "matrix_bytes": self.store.usage()}
+                "useful_mac_share": settled_macs / chain_macs if chain_macs else 0.0}
 
     # --- pruning -----------------------------------------------------------------------------
     def prune(self) -> list[bytes]:
         """Drop matrices only final jobs name once their window has passed, and uploads no job
-        has named for a day."""
+        has named for a day; each held matrix's jobs come from the job key index."""
         tip = self.chain.tip.height
         window = self.chain.network.challenge_window
+        view = self.chain.tip_state_view()
         needed: set[bytes] = set()
         released: set[bytes] = set()
-        for _, job in self.jobs():
-            keys = {job.h_a, job.h_b, job.claim}
-            done = job.status not in (OPEN, CLAIMED) and tip > max(job.expiry, job.claim_height + window) + window
-            (released if done else needed).update(keys)
-        gone = self.store.prune(needed, released - needed, UPLOAD_GRACE_SECONDS)
+        for entry in self.store.entries():
+            jobs = [view.job(job_id) for job_id, _ in view.jobs_naming(entry.key)]
+            done = [job is not None and job.status not in (OPEN, CLAIMED)
+                    and tip > max(job.expiry, job.claim_height + window) + window for job in jobs]
+            if not all(done):
+                needed.add(entry.key)
+            elif jobs:
+                released.add(entry.key)
+        gone = self.store.prune(needed, released, UPLOAD_GRACE_SECONDS)
         if gone:
             log.info("pruned %d matrices no live job needs", len(gone))
         return gone

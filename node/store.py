@@ -18,11 +18,11 @@ from consensus.block import Block, Header
 from consensus.encoding import BIN32, U8, U32, U64, Bin, Tuple
 from consensus.errors import DecodeError
 from consensus.lthash import LtHash
-from consensus.state import ACCOUNT_SCHEMA, JOB_SCHEMA, Account, Job, StateDiff
+from consensus.state import ACCOUNT_SCHEMA, JOB_SCHEMA, NO_CLAIM, Account, Job, StateDiff
 
 from .blockindex import HAVE_DATA, IndexEntry
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3 added the job key index (K); a schema-2 datadir is migrated on open
 
 # --- key schema (docs/storage.md) --------------------------------------------------
 VERSION = b"v"  # u32 schema version
@@ -35,14 +35,16 @@ ACCOUNT = b"A"  # + address → [balance, nonce]
 JOB = b"J"  # + job_id → job
 LANES = b"L"  # the tip state's LtHash lanes (2048 bytes, §3a)
 DUE = b"D"  # + u64be height + job_id → u32 count (a multiset: see docs/storage.md)
+JOB_KEYS = b"K"  # + H_A, H_B or claim (32) + job_id → u8 role (JOB_KEY_ROLES): the job key index
 UNDO = b"U"  # + hash → StateDiff that disconnects the block
 TXINDEX = b"X"  # + txid → [block hash, position]
 ADDRESS_HISTORY = b"H"  # + address + u64be height + u32be position → u8 roles (optional address index)
 ADDRESS_INDEX_ON = b"h"  # present while the address index covers the best chain from genesis
 RECORD_PREFIXES = {"peer": b"P", "ban": b"N"}  # opaque records kept for p2p
-DERIVED = (TIP, ENTRY, BEST, ACCOUNT, JOB, LANES, DUE, UNDO, TXINDEX,
+DERIVED = (TIP, ENTRY, BEST, ACCOUNT, JOB, JOB_KEYS, LANES, DUE, UNDO, TXINDEX,
            ADDRESS_HISTORY, ADDRESS_INDEX_ON)  # rebuilt by a reindex
 
+JOB_KEY_ROLES = ("A", "B", "C")  # the u8 of a JOB_KEYS record: the key is the job's H_A, H_B or claim
 _ENTRY_SCHEMA = Tuple(Bin(max_size=512), U64, Bin(max_size=64), U8, U64, U64)
 _FIELDS_SIZE = 32 + 8 + 32  # a header-only entry's prev ‖ timestamp u64 ‖ target: far below any header's size
 _TXLOC_SCHEMA = Tuple(BIN32, U32)
@@ -71,6 +73,14 @@ def _height_key(prefix: bytes, height: int) -> bytes:
 
 def _history_key(address: bytes, height: int, position: int) -> bytes:
     return ADDRESS_HISTORY + address + struct.pack(">QI", height, position)
+
+
+def _job_key_records(job_id: bytes, job: Job | None) -> dict[bytes, bytes]:
+    """The job key index records of one job: its H_A, H_B and (once claimed) claim → role."""
+    if job is None:
+        return {}
+    keys = [(job.h_a, 0), (job.h_b, 1)] + ([(job.claim, 2)] if job.claim != NO_CLAIM else [])
+    return {JOB_KEYS + key + job_id: bytes([role]) for key, role in keys}
 
 
 def _corrupt(path: str, what: str) -> DatadirCorrupt:
@@ -130,6 +140,19 @@ class StateReader:
     def jobs_due(self, height: int) -> list[bytes]:
         prefix = _height_key(DUE, height)
         return [k[len(prefix):] for k in self._db.iterator(prefix=prefix, include_value=False)]
+
+    def jobs_naming(self, key: bytes) -> list[tuple[bytes, str]]:
+        """``(job_id, role)`` of every job whose H_A, H_B or claim is ``key`` (role "A", "B" or
+        "C"), from the job key index: no scan of the jobs."""
+        return self._job_keys(self._db.iterator(prefix=JOB_KEYS + key), len(JOB_KEYS) + len(key))
+
+    def _job_keys(self, records: Iterable[tuple[bytes, bytes]], skip: int) -> list[tuple[bytes, str]]:
+        out = []
+        for record, role in records:
+            if len(record) != skip + 32 or len(role) != 1 or role[0] >= len(JOB_KEY_ROLES):
+                raise _corrupt(self._path, "bad job key index record")
+            out.append((record[skip:], JOB_KEY_ROLES[role[0]]))
+        return out
 
     def lanes(self) -> LtHash:
         data = self.raw(LANES)
@@ -203,6 +226,7 @@ class ChainBatch(StateReader):
         self._entries = entries  # an in-memory index to read payouts from, if the caller has one
         self.writes: dict[bytes, bytes | None] = {}
         self.due_keys: set[bytes] = set()  # keys of ``writes`` in the due index
+        self.job_key_writes: set[bytes] = set()  # keys of ``writes`` in the job key index
         self.objects: dict[bytes, Account | Job | None] = {}  # decoded accounts and jobs, read or written
         self.size = 0  # approximate bytes pending
 
@@ -210,6 +234,7 @@ class ChainBatch(StateReader):
         other = ChainBatch.__new__(ChainBatch)
         other._db, other._path, other._entries = self._db, self._path, self._entries
         other.writes, other.due_keys, other.size = dict(self.writes), set(self.due_keys), self.size
+        other.job_key_writes = set(self.job_key_writes)
         other.objects = dict(self.objects)
         return other
 
@@ -249,6 +274,18 @@ class ChainBatch(StateReader):
                 (found.add if self.writes[key] is not None else found.discard)(key[len(prefix):])
         return sorted(found)
 
+    def jobs_naming(self, key: bytes) -> list[tuple[bytes, str]]:
+        prefix = JOB_KEYS + key
+        found = dict(self._db.iterator(prefix=prefix))
+        for record in self.job_key_writes:
+            if record.startswith(prefix):
+                value = self.writes[record]
+                if value is None:
+                    found.pop(record, None)
+                else:
+                    found[record] = value
+        return self._job_keys(sorted(found.items()), len(prefix))
+
     def put_block(self, block_hash: bytes, raw: bytes) -> None:
         self._put(BLOCK + block_hash, raw)
 
@@ -264,6 +301,7 @@ class ChainBatch(StateReader):
             self._put(ACCOUNT + address, None if account is None else enc.encode(account.to_list()))
             self.objects[ACCOUNT + address] = account
         for job_id, job in diff.jobs.items():
+            self._index_job(job_id, self.job(job_id), job)
             self._put(JOB + job_id, None if job is None else enc.encode(job.to_list()))
             self.objects[JOB + job_id] = job
         for height, job_id in diff.due_add:
@@ -272,6 +310,16 @@ class ChainBatch(StateReader):
             self._count_due(height, job_id, -1)
         if diff.lanes is not None:
             self._put(LANES, diff.lanes)
+
+    def _index_job(self, job_id: bytes, old: Job | None, new: Job | None) -> None:
+        """Move a job's key index records from its old to its new H_A, H_B and claim."""
+        before, after = _job_key_records(job_id, old), _job_key_records(job_id, new)
+        for record in before.keys() - after.keys():
+            self._put(record, None)
+            self.job_key_writes.add(record)
+        for record in after.keys() - before.keys():
+            self._put(record, after[record])
+            self.job_key_writes.add(record)
 
     def _count_due(self, height: int, job_id: bytes, delta: int) -> None:
         key = _height_key(DUE, height) + job_id
@@ -360,9 +408,21 @@ class Store:
             version = enc.decode(data, U32, 16, "schema version")
         except DecodeError:
             raise _corrupt(self.path, "unreadable schema version") from None
+        if version == 2:
+            self._add_job_key_index()
+            return
         if version != SCHEMA_VERSION:
             raise DatadirCorrupt(f"chain database at {self.path} has schema version {version}, this node "
                                  f"uses {SCHEMA_VERSION}; remove it (blocks will sync again)")
+
+    def _add_job_key_index(self) -> None:
+        """Schema 2 → 3: index every stored job by its keys, and the new version, in one batch."""
+        wb = self.db.write_batch(sync=True)
+        for job_id, job in self.reader().jobs():
+            for record, role in _job_key_records(job_id, job).items():
+                wb.put(record, role)
+        wb.put(VERSION, enc.encode(SCHEMA_VERSION))
+        self._write(wb.write)
 
     def close(self) -> None:
         if not self.db.closed:

@@ -34,7 +34,7 @@ def build_busy_chain(chain):
 
 
 def full_dump(chain):
-    return chain.store.dump((b"A", b"J", b"D", b"C", b"X", b"U", b"T"))
+    return chain.store.dump((b"A", b"J", b"K", b"D", b"C", b"X", b"U", b"T"))
 
 
 def test_datadir_locked_in_process(open_chain, tmp_path):
