@@ -23,10 +23,10 @@ from .control import NodeControl
 from .jsonview import block_json, header_json
 from .market import JobMarket, MarketError
 from .marketrpc import MarketMethods, matrix_json
-from .matrices import KINDS
+from .matrices import KINDS, StoreUnwritable
 from .metrics import CONTENT_TYPE, NodeMetrics
 from .rpcmethods import PeerControl
-from .rpcserver import INVALID_REQUEST, PARSE_ERROR, Auth, Dispatcher, RpcError, parse_hash
+from .rpcserver import DATABASE_ERROR, INVALID_REQUEST, PARSE_ERROR, Auth, Dispatcher, RpcError, parse_hash
 
 log = logging.getLogger("pouw.http")
 MAX_BODY = 16 * 1024 * 1024
@@ -257,7 +257,8 @@ class HttpApi:
             entry = await self.market_rpc.store_upload(kind, upload, q.get("worker"), q.get("job_id"),
                                                             q.get("expect"))
         except RpcError as exc:
-            raise web.HTTPBadRequest(text=exc.message + "\n") from None
+            refusal = web.HTTPInsufficientStorage if exc.code == DATABASE_ERROR else web.HTTPBadRequest
+            raise refusal(text=exc.message + "\n") from None
         except OSError as exc:
             raise web.HTTPInsufficientStorage(text=f"cannot store the matrix: {exc.strerror or exc}\n") from None
         finally:
@@ -278,5 +279,7 @@ class HttpApi:
             raise web.HTTPBadRequest(text=exc.message + "\n") from None
         except MarketError as exc:
             raise web.HTTPNotFound(text=f"{exc}\n") from None
+        except StoreUnwritable as exc:
+            raise web.HTTPInsufficientStorage(text=f"matrix not stored: {exc}\n") from None
         self.market.bytes_served += entry.size
         return web.FileResponse(entry.path, headers={"Content-Type": "application/octet-stream"})

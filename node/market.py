@@ -14,7 +14,7 @@ import numpy as np
 
 from consensus.state import CLAIMED, JOB_STATUS_NAMES, LAPSED, OPEN, SETTLED, Job
 
-from .matrices import MatrixError, MatrixStore, StoredMatrix, _write_npy
+from .matrices import MatrixError, MatrixStore, StoredMatrix, StoreUnwritable
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ class JobMarket:
 
     # --- fetching from peers ---------------------------------------------------------------
     async def fetch(self, key: bytes) -> StoredMatrix:
-        """The matrix for ``key``, from the store or else from peers (one fetch per key at a time)."""
+        """The matrix for ``key``, from the store or else from peers (one fetch per key at a time);
+        ``StoreUnwritable`` if it cannot be stored."""
         held = self.held(key)
         if held is not None:
             return held
@@ -110,12 +111,13 @@ class JobMarket:
             lines.extend(got)
         array = np.frombuffer(b"".join(lines), dtype=dtype).reshape(count, -1)
         matrix = array.T if kind == "B" else array
-        upload = self.store.new_upload()
-        await asyncio.to_thread(_write_npy, upload, matrix)
+        upload = await asyncio.to_thread(self.store.write_upload, matrix)
         try:
             entry = await asyncio.to_thread(self.store.put_file, kind, upload,
                                             worker=job.worker if kind == "C" else None,
                                             job_id=job_id if kind == "C" else None)
+        except StoreUnwritable:
+            raise
         except MatrixError as exc:
             raise MarketError(f"peers served a {kind} that does not match {key.hex()}: {exc}") from None
         if entry.key != key:

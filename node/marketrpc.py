@@ -18,8 +18,8 @@ from consensus.state import JOB_STATUS_NAMES, Job
 
 from .jsonview import job_json
 from .market import JobMarket, MarketError
-from .matrices import KINDS, MatrixError, StoredMatrix
-from .rpcserver import INVALID_PARAMETER, NOT_FOUND, Dispatcher, Param, RpcError, parse_hash
+from .matrices import KINDS, MatrixError, StoredMatrix, StoreUnwritable
+from .rpcserver import DATABASE_ERROR, INVALID_PARAMETER, NOT_FOUND, Dispatcher, Param, RpcError, parse_hash
 
 MAX_INLINE_BYTES = 8 * 1024 * 1024  # larger matrices: the HTTP routes
 
@@ -98,6 +98,8 @@ class MarketMethods:
             expected = parse_hash(expect, "expect") if expect is not None else None
             return await asyncio.to_thread(self.market.store.put_file, kind, upload, worker=worker_raw,
                                            job_id=job_raw, vet=lambda key: self.mismatch(key, expected, job_raw))
+        except StoreUnwritable as exc:
+            raise RpcError(DATABASE_ERROR, f"matrix not stored: {exc}") from None
         except MatrixError as exc:
             raise RpcError(INVALID_PARAMETER, f"matrix refused: {exc}") from None
         finally:
@@ -132,6 +134,8 @@ class MarketMethods:
             entry = await self.market.fetch(raw)
         except MarketError as exc:
             raise RpcError(NOT_FOUND, str(exc)) from None
+        except StoreUnwritable as exc:
+            raise RpcError(DATABASE_ERROR, f"matrix not stored: {exc}") from None
         out = matrix_json(entry)
         if include_data:
             if entry.size > MAX_INLINE_BYTES:

@@ -37,6 +37,10 @@ class MatrixError(ValueError):
     commitment, too large, or a store that is full or cannot be written."""
 
 
+class StoreUnwritable(MatrixError):
+    """The store is full (its bound or the disk) or cannot be written: nothing was stored."""
+
+
 @dataclass(frozen=True)
 class StoredMatrix:
     """``key`` is H_A, H_B or a claim; ``shape`` is the matrix's own (B: k×n); C knows its job."""
@@ -153,9 +157,8 @@ class MatrixStore:
     def put(self, kind: str, array: np.ndarray, *, worker: bytes | None = None,
             job_id: bytes | None = None) -> StoredMatrix:
         """Check and store a matrix given in its own orientation; C needs its worker and job."""
-        tmp = self.new_upload()
+        tmp = self.write_upload(np.asarray(array))
         try:
-            _write_npy(tmp, np.asarray(array))
             return self.put_file(kind, tmp, worker=worker, job_id=job_id)
         finally:
             tmp.unlink(missing_ok=True)
@@ -184,7 +187,7 @@ class MatrixStore:
                 return self._index[key]
             size = tmp.stat().st_size
             if self.usage() + size > self.max_bytes:
-                raise MatrixError(f"matrix store full ({self.usage()} of {self.max_bytes} bytes used)")
+                raise StoreUnwritable(f"matrix store full ({self.usage()} of {self.max_bytes} bytes used)")
             if kind == "B" and not array.flags.f_contiguous:  # columns contiguous: Fortran order
                 _write_npy(tmp, np.asfortranarray(array))
             shape = (int(array.shape[0]), int(array.shape[1]))
@@ -193,7 +196,7 @@ class MatrixStore:
             os.replace(tmp, final)
             _fsync_dir(self.directory)
         except OSError as exc:
-            raise MatrixError(f"cannot write the matrix store at {self.directory}: {exc.strerror or exc}") from None
+            raise StoreUnwritable(f"cannot write the matrix store at {self.directory}: {exc.strerror or exc}") from None
         finally:
             tmp.unlink(missing_ok=True)
         entry = StoredMatrix(key, kind, shape, final, final.stat().st_size, job_id)
@@ -202,9 +205,23 @@ class MatrixStore:
 
     def new_upload(self) -> Path:
         """A temporary path in the store's directory for a streamed upload (``put_file``)."""
-        fd, tmp = tempfile.mkstemp(prefix=_TMP, suffix=".npy", dir=self.directory)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=_TMP, suffix=".npy", dir=self.directory)
+        except OSError as exc:
+            raise StoreUnwritable(f"cannot write the matrix store at {self.directory}: {exc.strerror or exc}") from None
         os.close(fd)
         return Path(tmp)
+
+    def write_upload(self, array: np.ndarray) -> Path:
+        """``array`` written durably to a new upload path (for ``put_file``); a failed write
+        (a full disk) leaves no file behind."""
+        upload = self.new_upload()
+        try:
+            _write_npy(upload, array)
+        except OSError as exc:
+            upload.unlink(missing_ok=True)
+            raise StoreUnwritable(f"cannot write the matrix store at {self.directory}: {exc.strerror or exc}") from None
+        return upload
 
     def remove(self, key: bytes) -> None:
         entry = self._index.pop(key, None)
