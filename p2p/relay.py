@@ -13,8 +13,10 @@ matrix transfer by key: H_A, H_B or a claim (PROTOCOL §6, §7).
   delays another peer's txs.  Txs the mempool refused are remembered (bounded,
   cleared on each new tip) and not fetched again.  Mempool refusals are policy
   as much as consensus: no score.
-* ``inv`` entries and ``getmatrix`` reply bytes are rate limited per peer; the
-  excess is dropped.  ``getmatrix`` is served from a ``MatrixSource`` when one is
+* ``inv`` entries are rate limited per peer, the excess dropped; ``getmatrix`` replies
+  are paced per peer: one over the byte budget waits until the budget allows it (a
+  large matrix arrives at the rate, not cut off after the burst), and while one waits
+  the peer's further requests are dropped.  ``getmatrix`` is served from a ``MatrixSource`` when one is
   set, else answered with an empty ``matrix`` reply.
 """
 from __future__ import annotations
@@ -62,6 +64,7 @@ class _PeerRelay:
     inv: TokenBucket
     matrix: TokenBucket
     upload: TokenBucket
+    matrix_waiting: bool = False  # a getmatrix reply waits for the byte budget
     served: OrderedDict[bytes, tuple[int, float]] = field(default_factory=OrderedDict)  # block → (times, first at)
 
 
@@ -215,14 +218,24 @@ class Relay:
 
     # --- matrices (§6) ----------------------------------------------------------------
     def on_getmatrix(self, peer: Peer, key: bytes, first: int, count: int) -> None:
+        st = self._state.get(peer.id)
+        if st is None or st.matrix_waiting:
+            log.debug("dropping getmatrix from peer %d: its last reply waits for the rate limit", peer.id)
+            return
         rows: list[bytes] = []
         if self.matrix_source is not None and count:
             rows = self.matrix_source.rows(key, first, count, wire.MAX_MATRIX_BYTES) or []
-        st = self._state.get(peer.id)
-        if st is None or not st.matrix.take(max(1, sum(len(r) for r in rows))):
-            log.debug("dropping getmatrix from peer %d: rate limit", peer.id)
+        delay = st.matrix.debt(max(1, sum(len(r) for r in rows)))
+        if not delay:
+            peer.send("matrix", key, first, rows)
             return
-        peer.send("matrix", key, first, rows)
+
+        def send() -> None:
+            st.matrix_waiting = False
+            if self._state.get(peer.id) is st:
+                peer.send("matrix", key, first, rows)
+        st.matrix_waiting = True
+        asyncio.get_running_loop().call_later(delay, send)
 
     def on_matrix(self, peer: Peer, key: bytes, first: int, rows: list[bytes]) -> None:
         fut = self._matrix_waiters.pop((peer.id, key, first), None)

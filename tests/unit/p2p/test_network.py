@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from dataclasses import replace
 
 import pytest
 
 from consensus.block import Block
 from consensus.params import REGTEST
-from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected, wire
+from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected, RelayLimits, wire
 from tests.unit.node.helpers import FAUCET, bogus_headers, build_chain, genesis_header, key, make_block, transfer
 from tests.unit.p2p.helpers import FAST_PEER, FAST_SYNC, NOW, RawPeer, connect, make_node, run, running, wait_until
 
@@ -390,6 +391,29 @@ def test_getmatrix(tmp_path) -> None:
             assert await b.p2p.fetch_matrix(commitment, 4, 8) == rows[4:12]
             assert await b.p2p.fetch_matrix(b"\x00" * 32, 0, 8) is None
             assert await a.p2p.fetch_matrix(commitment, 0, 1) is None  # b has no source: empty reply
+    run(body())
+
+
+def test_getmatrix_beyond_the_burst_is_paced_not_cut_off(tmp_path) -> None:
+    """A matrix larger than the per-peer burst arrives whole, at the rate: a reply over the
+    budget waits for it (the fetcher asked in turn and gave up after the burst before)."""
+    commitment = b"\x43" * 32
+    rows = [bytes([i]) * 1024 for i in range(64)]
+    limits = RelayLimits(matrix_rate=16 * 1024, matrix_burst=8 * 1024)
+    a = make_node(tmp_path / "a", max_outbound=0, matrix_source=Rows(commitment, rows), relay_limits=limits)
+    b = make_node(tmp_path / "b", max_outbound=0)
+
+    async def body() -> None:
+        async with running(a, b):
+            await connect(b, a)
+            start = time.monotonic()
+            got = []
+            while len(got) < len(rows):  # 8 rows a request: 8 KiB, the burst
+                reply = await b.p2p.fetch_matrix(commitment, len(got), 8)
+                assert reply, f"no reply for rows {len(got)}…"
+                got += reply
+            assert got == rows
+            assert time.monotonic() - start >= (64 - 8) / 16 * 0.9  # 56 KiB beyond the burst at 16 KiB/s
     run(body())
 
 
