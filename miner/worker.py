@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -165,6 +166,8 @@ class Miner:
         self.jobs = jobs
         self.job: JobWork | None = None
         self._job_checked = -math.inf
+        self._chooser: ThreadPoolExecutor | None = None  # while running with jobs
+        self._choosing: Future | None = None  # the next job, being chosen and fetched meanwhile
 
     def _work(self) -> tuple[object, object, WorkSpec]:
         """(A, B, work spec) to mine now: the current job's, else the synthetic ones."""
@@ -174,17 +177,27 @@ class Miner:
 
     def _follow_jobs(self) -> None:
         """Every few seconds (at once after a product was handed in): follow what was claimed and
-        take the next open job; with none open the loop mines synthetic matrices."""
-        if self.jobs is None or time.monotonic() - self._job_checked < JOB_CHECK_SECONDS:
+        choose the next open job on a background thread, which fetches its matrices while the
+        loop mines synthetic ones; the loop takes it up when it is ready."""
+        if self._chooser is None:
             return
-        self._job_checked = time.monotonic()
-        try:
-            self.jobs.poll()
-            if self.job is None:
-                self.job = self.jobs.choose()
-        except RpcClientError as exc:
-            self.log(f"job market: {exc}")
-            self.job = None
+        if self._choosing is not None:
+            if not self._choosing.done():
+                return
+            try:
+                self.job = self._choosing.result()
+            except RpcClientError as exc:
+                self.log(f"job market: {exc}")
+            self._choosing = None
+            if self.job is not None:
+                return
+        if self.job is None and time.monotonic() - self._job_checked >= JOB_CHECK_SECONDS:
+            self._job_checked = time.monotonic()
+            self._choosing = self._chooser.submit(self._poll_and_choose)
+
+    def _poll_and_choose(self) -> JobWork | None:
+        self.jobs.poll()  # type: ignore[union-attr]
+        return self.jobs.choose()  # type: ignore[union-attr]
 
     def run(self, max_blocks: int | None = None) -> None:
         template = Template.from_json(self.client.call("getblocktemplate"))
@@ -192,6 +205,8 @@ class Miner:
         watcher.start()
         fetched = time.monotonic()
         nonce = int.from_bytes(os.urandom(4), "little") << 32
+        if self.jobs is not None:
+            self._chooser = ThreadPoolExecutor(1, thread_name_prefix="job-chooser")
         try:
             while not self.stop_event.is_set():
                 if max_blocks is not None and self.stats.accepted >= max_blocks:
@@ -233,6 +248,9 @@ class Miner:
                 fetched = time.monotonic()
         finally:
             watcher.stop_event.set()
+            if self._chooser is not None:
+                self._chooser.shutdown(wait=False, cancel_futures=True)
+                self._chooser, self._choosing = None, None
 
     def _submit(self, block) -> float:
         """Submit a found block; returns how long to pause before mining again."""
