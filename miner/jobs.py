@@ -91,14 +91,15 @@ class JobTaker:
         self.skipped: set[bytes] = set()  # jobs this miner cannot or will not do
 
     # --- choosing ----------------------------------------------------------------------
-    def choose(self) -> JobWork | None:
-        """The open job with the best reward per MAC within the limits, its matrices checked."""
+    def choose(self, exclude: bytes | None = None) -> JobWork | None:
+        """The open job with the best reward per MAC within the limits (other than ``exclude``,
+        the one being computed), its matrices checked."""
         height = self.client.call("getblockcount")
         candidates = []
         for job in self.client.call("listjobs", "open"):
             job_id = bytes.fromhex(job["job_id"])
             macs = job["m"] * job["n"] * job["k"]
-            if (job_id in self.skipped or job_id in self.claimed or macs > self.limits.max_macs
+            if (job_id in self.skipped or job_id in self.claimed or job_id == exclude or macs > self.limits.max_macs
                     or job["expiry"] - height < MIN_BLOCKS_LEFT or rank_for(self.network, job["k"]) is None):
                 continue
             candidates.append((-job["reward"] / macs, job["job_id"], job))

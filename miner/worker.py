@@ -168,6 +168,7 @@ class Miner:
         self._job_checked = -math.inf
         self._chooser: ThreadPoolExecutor | None = None  # while running with jobs
         self._choosing: Future | None = None  # the next job, being chosen and fetched meanwhile
+        self._ready: JobWork | None = None  # the next job, its matrices fetched
 
     def _work(self) -> tuple[object, object, WorkSpec]:
         """(A, B, work spec) to mine now: the current job's, else the synthetic ones."""
@@ -176,28 +177,28 @@ class Miner:
         return (*self.synthetic, self.synthetic_spec)
 
     def _follow_jobs(self) -> None:
-        """Every few seconds (at once after a product was handed in): follow what was claimed and
-        choose the next open job on a background thread, which fetches its matrices while the
-        loop mines synthetic ones; the loop takes it up when it is ready."""
+        """Keep the next job coming: a background thread follows what was claimed, chooses the
+        next open job and fetches its matrices while the loop computes the current one (or
+        mines synthetic matrices); the loop takes it up when it is ready. Without a job ready
+        it asks again every few seconds (at once after a product was handed in)."""
         if self._chooser is None:
             return
-        if self._choosing is not None:
-            if not self._choosing.done():
-                return
+        if self._choosing is not None and self._choosing.done():
             try:
-                self.job = self._choosing.result()
+                self._ready = self._choosing.result()
             except RpcClientError as exc:
                 self.log(f"job market: {exc}")
             self._choosing = None
-            if self.job is not None:
-                return
-        if self.job is None and time.monotonic() - self._job_checked >= JOB_CHECK_SECONDS:
+        if self.job is None and self._ready is not None:
+            self.job, self._ready = self._ready, None
+        if (self._choosing is None and self._ready is None
+                and time.monotonic() - self._job_checked >= JOB_CHECK_SECONDS):
             self._job_checked = time.monotonic()
-            self._choosing = self._chooser.submit(self._poll_and_choose)
+            self._choosing = self._chooser.submit(self._poll_and_choose, self.job.job_id if self.job else None)
 
-    def _poll_and_choose(self) -> JobWork | None:
+    def _poll_and_choose(self, current: bytes | None) -> JobWork | None:
         self.jobs.poll()  # type: ignore[union-attr]
-        return self.jobs.choose()  # type: ignore[union-attr]
+        return self.jobs.choose(exclude=current)  # type: ignore[union-attr]
 
     def run(self, max_blocks: int | None = None) -> None:
         template = Template.from_json(self.client.call("getblocktemplate"))
@@ -250,7 +251,7 @@ class Miner:
             watcher.stop_event.set()
             if self._chooser is not None:
                 self._chooser.shutdown(wait=False, cancel_futures=True)
-                self._chooser, self._choosing = None, None
+                self._chooser, self._choosing, self._ready = None, None, None
 
     def _submit(self, block) -> float:
         """Submit a found block; returns how long to pause before mining again."""
