@@ -10,20 +10,21 @@ Measured in one run, each with the load average when it was taken:
    operands, timed in the same run; wall time and CPU time (all threads), best of 3
    (target ≤ 1 %);
 2. the miner's MAC rate on synthetic matrices, then on jobs of the same shape
-   (``--saturate`` m,k,n) while a client keeps three jobs open (target: jobs ≥ 0.95×
-   synthetic);
+   (``--saturate`` m,k,n) while a client keeps six jobs waiting for a miner (target:
+   jobs ≥ 0.95× synthetic);
 3. the useful-MAC share meanwhile: the miner's MACs on job products over all its MACs,
    and the chain's figure from getmarketinfo over the blocks of that phase once its jobs
    have settled (target ≥ 90 %);
 4. end-to-end latency from post to verified result (the client's ``wait``) for one job
    of each ``--sizes`` (n×n×n).
 
-    python scripts/bench_market.py [--sizes 1024,4096] [--saturate 4096,8192,4096] [--seconds 40]
+    python scripts/bench_market.py [--sizes 1024,4096] [--saturate 4096,8192,4096] [--seconds 120]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -116,10 +117,11 @@ def verification_cost(sizes: list[int], threads: int) -> list[str]:
 
 
 class Feeder:
-    """Posts m×k×n jobs so that ``depth`` are always open while ``posting``; settles each as its
-    result arrives, until ``stop``."""
+    """Posts m×k×n jobs so that ``depth`` wait for a miner (posted, not yet claimed) while
+    ``posting``; settles each as its result arrives, until ``stop``. A posted job reaches a
+    miner only after a block and a transfer of its operands, so several must wait."""
 
-    def __init__(self, client: MarketClient, shape: tuple[int, int, int], depth: int = 3) -> None:
+    def __init__(self, client: MarketClient, shape: tuple[int, int, int], depth: int = 6) -> None:
         self.client, self.shape, self.depth = client, shape, depth
         self.posting, self.stop = threading.Event(), threading.Event()
         self.posting.set()
@@ -133,17 +135,14 @@ class Feeder:
         rng = np.random.default_rng(1)
         base_a, base_b = operands(m, k, n, rng)
         while not self.stop.is_set():
-            open_jobs = sum(1 for job_id in self.pending if job_id not in self.settled)
-            if self.posting.is_set() and open_jobs < self.depth:
-                a, b = base_a.copy(), base_b.copy()
-                a[0], b[:, 0] = rng.integers(-64, 65, size=k, dtype=np.int8), rng.integers(-64, 65, size=k, dtype=np.int8)
-                self.pending[self.client.post(a, b, COIN, expiry_blocks=1000)] = (a, b)
-                continue
+            waiting = 0
             for job_id in list(self.pending):
                 try:
                     job = self.client.job(job_id)
                 except RpcError:  # the post is not in a block yet
+                    waiting += 1
                     continue
+                waiting += job["status"] == "open"
                 if job["status"] == "claimed":
                     verdict, _, txid = self.client.settle(job_id, *self.pending[job_id])
                     if txid is not None:  # accepted or proved; else C is not there yet: try again
@@ -153,6 +152,11 @@ class Feeder:
                             self.problems.append(f"{job_id[:16]}…: {verdict.reason}")
                 elif job["status"] in ("settled", "lapsed", "refunded"):
                     self.pending.pop(job_id)
+            if self.posting.is_set() and waiting < self.depth:
+                a, b = base_a.copy(), base_b.copy()
+                a[0], b[:, 0] = rng.integers(-64, 65, size=k, dtype=np.int8), rng.integers(-64, 65, size=k, dtype=np.int8)
+                self.pending[self.client.post(a, b, COIN, expiry_blocks=1000)] = (a, b)
+                continue
             self.stop.wait(0.5)
 
 
@@ -165,7 +169,7 @@ def main() -> int:
     p.add_argument("--sizes", default="1024,4096", help="n of the n×n×n jobs timed end to end")
     p.add_argument("--verify-sizes", default="1024,2048,4096", help="n of the n×n×n products whose check is timed")
     p.add_argument("--saturate", default="4096,8192,4096", help="m,k,n of the jobs that keep the miner busy")
-    p.add_argument("--seconds", type=float, default=40.0, help="length of each rate measurement")
+    p.add_argument("--seconds", type=float, default=120.0, help="length of each rate measurement")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
@@ -176,12 +180,13 @@ def main() -> int:
     print(f"dev network, {args.threads} threads; verification cost first ({load()})", flush=True)
     verify_rows = verification_cost([int(x) for x in args.verify_sizes.split(",")], args.threads)
     root = Path(tempfile.mkdtemp(prefix="bench_market_"))
-    poster = NodeProcess(0, root, "dev", ["--max-outbound", "0"])
-    mnode = NodeProcess(1, root, "dev")
+    store = ["--matrix-store-mb", "16384"]  # the saturating jobs' matrices stay until their jobs expire
+    poster = NodeProcess(0, root, "dev", ["--max-outbound", "0", *store])
+    mnode = NodeProcess(1, root, "dev", store)
     limits = JobLimits(max_macs=max(m * n * k, max(sizes) ** 3))
     try:
         poster.start()
-        mnode.extra_args = ["--connect", poster.p2p_address]
+        mnode.extra_args += ["--connect", poster.p2p_address]
         mnode.start()
         faucet = dev_faucet_key()
         fund = make_tx(faucet, DEV.chain_id, poster.getaccount(encode_address(DEV.hrp, faucet.address))["pending_nonce"],
@@ -246,6 +251,7 @@ def main() -> int:
     finally:
         poster.cleanup()
         mnode.cleanup()
+        shutil.rmtree(root, ignore_errors=True)  # gigabytes of matrices
 
     print("\nverification (wall / CPU, best of 3; compute = kernel.gemm, the same operands):")
     for row in verify_rows:
