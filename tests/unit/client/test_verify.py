@@ -28,7 +28,8 @@ def test_mat_mod_is_exact_on_product_sized_entries(rows: int, cols: int, rounds:
     m[-1, :] = -bound
     xs = rng.integers(0, P, size=(cols, rounds), dtype=np.uint64)
     xs[0, 0] = P - 1
-    assert mat_mod(m, xs, bound).tolist() == exact_mat_mod(m, xs)
+    values, wild = mat_mod(m, xs, bound)
+    assert values.tolist() == exact_mat_mod(m, xs) and wild.size == 0
 
 
 @settings(max_examples=30, deadline=None)
@@ -41,7 +42,8 @@ def test_mat_mod_is_exact_on_int8_operands(rows: int, cols: int, rounds: int, fi
          "-64": lambda: np.full((rows, cols), -64, np.int8),
          "±64": lambda: rng.choice(np.array([-64, 64], np.int8), size=(rows, cols))}[fill]()
     xs = rng.integers(P - 2**20, P, size=(cols, rounds), dtype=np.uint64)  # near p: every limb full
-    assert mat_mod(m, xs, 64).tolist() == exact_mat_mod(m, xs)
+    values, wild = mat_mod(m, xs, 64)
+    assert values.tolist() == exact_mat_mod(m, xs) and wild.size == 0
 
 
 @pytest.mark.parametrize("length, bound", [(MAX_K, 64), (MAX_JOB_N, 64), (MAX_JOB_N, 64 * 64 * MAX_K)])
@@ -51,7 +53,15 @@ def test_mat_mod_is_exact_at_the_protocol_limits(length: int, bound: int) -> Non
     m = np.array([[bound] * length, [-bound] * length, [bound, -bound] * (length // 2)], np.int64)
     xs = np.full((length, 2), P - 1, np.uint64)
     xs[::3, 1] = (1 << 60) + 12345
-    assert mat_mod(m, xs, bound).tolist() == exact_mat_mod(m, xs)
+    values, wild = mat_mod(m, xs, bound)
+    assert values.tolist() == exact_mat_mod(m, xs) and wild.size == 0
+
+
+def test_mat_mod_names_rows_beyond_the_bound_in_every_block() -> None:
+    m = np.zeros((3000, 64), np.int32)  # 1,024 rows a converted block: three blocks
+    m[5, 3], m[1500, 0], m[2999, 63], m[7, 7] = 1001, -1001, 2**31 - 1, 1000
+    values, wild = mat_mod(m, np.ones((64, 2), np.uint64), 1000)
+    assert wild.tolist() == [5, 1500, 2999] and values[7].tolist() == [1000, 1000]
 
 
 def test_limb_width_keeps_every_partial_sum_exact() -> None:
