@@ -166,7 +166,7 @@ class Miner:
         self.jobs = jobs
         self.job: JobWork | None = None
         self._job_checked = -math.inf
-        self._chooser: ThreadPoolExecutor | None = None  # while running with jobs
+        self._chooser: ThreadPoolExecutor | None = None  # while running with jobs: chooses, fetches, delivers
         self._choosing: Future | None = None  # the next job, being chosen and fetched meanwhile
         self._ready: JobWork | None = None  # the next job, its matrices fetched
 
@@ -195,6 +195,17 @@ class Miner:
                 and time.monotonic() - self._job_checked >= JOB_CHECK_SECONDS):
             self._job_checked = time.monotonic()
             self._choosing = self._chooser.submit(self._poll_and_choose, self.job.job_id if self.job else None)
+
+    def _deliver(self, job: JobWork, product: object) -> None:
+        """Hand the product in on the job thread (upload of C, its commitment, the claim tx),
+        queued before the next choice, while the loop mines on: the upload of a large C takes
+        about as long as computing it."""
+        def deliver() -> None:
+            try:
+                self.jobs.deliver(job, product)  # type: ignore[union-attr]
+            except Exception as exc:  # noqa: BLE001 — a lost delivery is reported, never fatal to mining
+                self.log(f"job market: delivering job {job.job_id.hex()[:16]}… failed: {exc!r}")
+        self._chooser.submit(deliver)  # type: ignore[union-attr]
 
     def _poll_and_choose(self, current: bytes | None) -> JobWork | None:
         self.jobs.poll()  # type: ignore[union-attr]
@@ -231,7 +242,7 @@ class Miner:
                 job = self.job
                 if job is not None:  # a job's product is computed once, then the loop moves on
                     product, winners = kernel.matmul(a, b, header, self.threads)  # the 2-for-1 path
-                    self.jobs.deliver(job, product)  # type: ignore[union-attr]
+                    self._deliver(job, product)
                     self.job = None
                     self._job_checked = -math.inf  # look for the next job at once
                 else:
