@@ -19,6 +19,7 @@ from .errors import InvalidBlock, InvalidTx
 from .hashing import leaf_hash, root_from_path
 from .lthash import LANE_BYTES, LtHash
 from .params import MAX_JOB_N, MAX_K, MAX_MATRIX_DIM, MAX_TX_SIZE, Network, subsidy
+from .reasons import Reason
 from .tx import TX_VERSION, FraudProof, JobAccept, JobPost, JobResult, Transfer, Tx, claim_of
 from .work import ENTRY_MAX, ENTRY_MIN, matrix_commitment, result_commitment
 
@@ -209,7 +210,7 @@ class Overlay:
     def credit(self, address: bytes, amount: int) -> None:
         acct = self.account(address)
         if acct.balance + amount > U64_MAX:
-            raise InvalidTx("balance-overflow", address.hex())
+            raise InvalidTx(Reason.BALANCE_OVERFLOW, address.hex())
         self.set_account(address, Account(acct.balance + amount, acct.nonce))
 
     def job(self, job_id: bytes) -> Job | None:
@@ -254,20 +255,20 @@ class Overlay:
 def check_tx_stateless(tx: Tx, network: Network) -> None:
     """Rules that need no state: version, chain, size, signature, payload sanity (§3)."""
     if tx.version != TX_VERSION:
-        raise InvalidTx("bad-version", f"tx version {tx.version}")
+        raise InvalidTx(Reason.BAD_VERSION, f"tx version {tx.version}")
     if tx.chain_id != network.chain_id:
-        raise InvalidTx("bad-chain-id", f"tx for chain {tx.chain_id}, this is {network.chain_id}")
+        raise InvalidTx(Reason.BAD_CHAIN_ID, f"tx for chain {tx.chain_id}, this is {network.chain_id}")
     if len(tx.encode()) > MAX_TX_SIZE:
-        raise InvalidTx("tx-too-large")
+        raise InvalidTx(Reason.TX_TOO_LARGE)
     p = tx.payload
     if isinstance(p, Transfer) and p.amount < 1:
-        raise InvalidTx("bad-amount", "transfer amount must be at least 1")
+        raise InvalidTx(Reason.BAD_AMOUNT, "transfer amount must be at least 1")
     if isinstance(p, JobPost):
         _check_job_dims(p, network)
         if p.reward < 1:
-            raise InvalidTx("bad-reward", "job reward must be at least 1")
+            raise InvalidTx(Reason.BAD_REWARD, "job reward must be at least 1")
     if not tx.signature_valid():
-        raise InvalidTx("bad-signature")
+        raise InvalidTx(Reason.BAD_SIGNATURE)
 
 
 def job_dims_error(m: int, n: int, k: int, network: Network) -> str | None:
@@ -302,7 +303,7 @@ def operand_error(kind: str, array: np.ndarray, network: Network) -> str | None:
 def _check_job_dims(p: JobPost, network: Network) -> None:
     problem = job_dims_error(p.m, p.n, p.k, network)
     if problem:
-        raise InvalidTx("bad-job-dims", problem)
+        raise InvalidTx(Reason.BAD_JOB_DIMS, problem)
 
 
 def escrow_of(tx: Tx) -> int:
@@ -322,13 +323,13 @@ def apply_tx(state: Overlay, tx: Tx, height: int, network: Network) -> None:
     sender = tx.sender_address
     acct = state.account(sender)
     if tx.nonce != acct.nonce:
-        raise InvalidTx("bad-nonce", f"expected nonce {acct.nonce}, got {tx.nonce}")
+        raise InvalidTx(Reason.BAD_NONCE, f"expected nonce {acct.nonce}, got {tx.nonce}")
     cost = tx.fee + escrow_of(tx)
     if cost > acct.balance:
-        raise InvalidTx("insufficient-funds", f"needs {cost}, has {acct.balance}")
+        raise InvalidTx(Reason.INSUFFICIENT_FUNDS, f"needs {cost}, has {acct.balance}")
     p = tx.payload
     if isinstance(p, JobPost) and p.expiry <= height:
-        raise InvalidTx("bad-expiry", f"expiry {p.expiry} not after height {height}")
+        raise InvalidTx(Reason.BAD_EXPIRY, f"expiry {p.expiry} not after height {height}")
     state.set_account(sender, Account(acct.balance - cost, acct.nonce + 1))
     if isinstance(p, Transfer):
         state.credit(p.to, p.amount)
@@ -346,7 +347,7 @@ def apply_tx(state: Overlay, tx: Tx, height: int, network: Network) -> None:
 def _known_job(state: Overlay, job_id: bytes) -> Job:
     job = state.job(job_id)
     if job is None:
-        raise InvalidTx("unknown-job", job_id.hex())
+        raise InvalidTx(Reason.UNKNOWN_JOB, job_id.hex())
     return job
 
 
@@ -354,9 +355,9 @@ def _apply_result(state: Overlay, worker: bytes, p: JobResult, height: int, netw
     """JOB_RESULT: escrow the bond and mark the job CLAIMED with the worker's claim (§6)."""
     job = _known_job(state, p.job_id)
     if job.status != OPEN or height > job.expiry:
-        raise InvalidTx("job-not-open", p.job_id.hex())
+        raise InvalidTx(Reason.JOB_NOT_OPEN, p.job_id.hex())
     if p.bond < -(-job.reward // 10):
-        raise InvalidTx("bond-too-small", f"bond must be at least ceil(reward/10) = {-(-job.reward // 10)}")
+        raise InvalidTx(Reason.BOND_TOO_SMALL, f"bond must be at least ceil(reward/10) = {-(-job.reward // 10)}")
     state.set_job(p.job_id, replace(job, status=CLAIMED, worker=worker, claim=p.claim, bond=p.bond,
                                     claim_height=height))
     state.add_due(height + network.challenge_window, p.job_id)
@@ -366,9 +367,9 @@ def _apply_accept(state: Overlay, sender: bytes, p: JobAccept) -> None:
     """JOB_ACCEPT by the poster of a CLAIMED job: SETTLED, reward + bond to the worker (§6)."""
     job = _known_job(state, p.job_id)
     if job.status != CLAIMED:
-        raise InvalidTx("job-not-claimed", p.job_id.hex())
+        raise InvalidTx(Reason.JOB_NOT_CLAIMED, p.job_id.hex())
     if sender != job.poster:
-        raise InvalidTx("not-poster", "only the job's poster can accept its result")
+        raise InvalidTx(Reason.NOT_POSTER, "only the job's poster can accept its result")
     state.credit(job.worker, job.reward + job.bond)
     state.set_job(p.job_id, replace(job, status=SETTLED))
 
@@ -378,10 +379,10 @@ def _apply_fraud_proof(state: Overlay, prover: bytes, p: FraudProof, height: int
     past its expiry) (§6)."""
     job = _known_job(state, p.job_id)
     if job.status != CLAIMED:
-        raise InvalidTx("job-not-claimed", p.job_id.hex())
-    reason = fraud_proof_error(job, p)
-    if reason:
-        raise InvalidTx(reason, p.job_id.hex())
+        raise InvalidTx(Reason.JOB_NOT_CLAIMED, p.job_id.hex())
+    code = fraud_proof_error(job, p)
+    if code:
+        raise InvalidTx(code, p.job_id.hex())
     state.credit(prover, job.bond)
     if height > job.expiry:
         state.credit(job.poster, job.reward)
@@ -394,28 +395,28 @@ def _line_root(data: bytes, index: int, size: int, path: tuple[bytes, ...]) -> b
     return root_from_path(leaf_hash(data), index, size, path)
 
 
-def fraud_proof_error(job: Job, p: FraudProof) -> str | None:
+def fraud_proof_error(job: Job, p: FraudProof) -> Reason | None:
     """Check the claim, the three audit paths and that ``dot(a_row, b_col) ≠ c_row[j]`` (§6)."""
     if claim_of(job.worker, p.h_c) != job.claim:
-        return "bad-fraud-claim"
+        return Reason.BAD_FRAUD_CLAIM
     if not (p.i < job.m and p.j < job.n):
-        return "bad-fraud-index"
+        return Reason.BAD_FRAUD_INDEX
     if len(p.a_row) != job.k or len(p.b_col) != job.k or len(p.c_row) != 4 * job.n:
-        return "bad-fraud-size"
+        return Reason.BAD_FRAUD_SIZE
     root_a = _line_root(p.a_row, p.i, job.m, p.a_path)
     if root_a is None or matrix_commitment(job.m, job.k, root_a) != job.h_a:
-        return "bad-fraud-a-path"
+        return Reason.BAD_FRAUD_A_PATH
     root_b = _line_root(p.b_col, p.j, job.n, p.b_path)
     if root_b is None or matrix_commitment(job.n, job.k, root_b) != job.h_b:
-        return "bad-fraud-b-path"
+        return Reason.BAD_FRAUD_B_PATH
     root_c = _line_root(p.c_row, p.i, job.m, p.c_path)
     if root_c is None or result_commitment(job.m, job.n, root_c) != p.h_c:
-        return "bad-fraud-c-path"
+        return Reason.BAD_FRAUD_C_PATH
     a_row = np.frombuffer(p.a_row, np.int8).astype(np.int64)
     dot = int(a_row @ np.frombuffer(p.b_col, np.int8).astype(np.int64))
     claimed = int.from_bytes(p.c_row[4 * p.j:4 * p.j + 4], "little", signed=True)
     if dot == claimed:
-        return "not-fraud"
+        return Reason.NOT_FRAUD
     return None
 
 
@@ -445,8 +446,8 @@ def apply_effects(view: StateView, txs: Iterable[Tx], height: int, network: Netw
     """A block's effects in §5 order — every tx, the job events due at ``height``, then the
     matured reward ``payout = (miner, amount)`` — as (diff, undo), lanes included.
 
-    Raises ``InvalidBlock("bad-tx", …)`` naming the first failing tx, or
-    ``InvalidBlock("reward-overflow")``.
+    Raises ``InvalidBlock`` with ``BAD_TX`` naming the first failing tx and its code, or
+    with ``JOB_EVENT_OVERFLOW`` / ``REWARD_OVERFLOW``.
     """
     state = Overlay(view)
     for index, tx in enumerate(txs):
@@ -455,16 +456,16 @@ def apply_effects(view: StateView, txs: Iterable[Tx], height: int, network: Netw
                 check_tx_stateless(tx, network)
             apply_tx(state, tx, height, network)
         except InvalidTx as exc:
-            raise InvalidBlock("bad-tx", f"tx {index} ({tx.txid.hex()}): {exc}") from None
+            raise InvalidBlock.bad_tx(index, tx.txid, exc.code, exc.detail) from None
     try:
         _job_events(state, height, network)
     except InvalidTx as exc:
-        raise InvalidBlock("job-event-overflow", str(exc)) from None
+        raise InvalidBlock(Reason.JOB_EVENT_OVERFLOW, str(exc)) from None
     if payout is not None:
         try:
             state.credit(*payout)
         except InvalidTx as exc:
-            raise InvalidBlock("reward-overflow", str(exc)) from None
+            raise InvalidBlock(Reason.REWARD_OVERFLOW, str(exc)) from None
     return state.diff_and_undo()
 
 
@@ -484,11 +485,11 @@ def check_useful_job(view: StateView, block: Block) -> None:
         return
     job = view.job(w.job_id)
     if job is None:
-        raise InvalidBlock("unknown-job", w.job_id.hex())
+        raise InvalidBlock(Reason.UNKNOWN_JOB, w.job_id.hex())
     if job.status not in ACTIVE_STATUSES:
-        raise InvalidBlock("job-not-active", f"{w.job_id.hex()} is {JOB_STATUS_NAMES[job.status]}")
+        raise InvalidBlock(Reason.JOB_NOT_ACTIVE, f"{w.job_id.hex()} is {JOB_STATUS_NAMES[job.status]}")
     if (job.m, job.n, job.k, job.h_a, job.h_b) != (w.m, w.n, w.k, w.h_a, w.h_b):
-        raise InvalidBlock("job-mismatch", w.job_id.hex())
+        raise InvalidBlock(Reason.JOB_MISMATCH, w.job_id.hex())
 
 
 def apply_block(view: StateView, block: Block, network: Network,
@@ -503,5 +504,5 @@ def apply_block(view: StateView, block: Block, network: Network,
     diff, undo = apply_effects(view, block.txs, h.height, network, matured_payout(view, h.height, network),
                                stateless_checked)
     if diff.state_root != h.state_root:
-        raise InvalidBlock("bad-state-root", f"header {h.state_root.hex()}, state {diff.state_root.hex()}")
+        raise InvalidBlock(Reason.BAD_STATE_ROOT, f"header {h.state_root.hex()}, state {diff.state_root.hex()}")
     return diff, undo

@@ -9,7 +9,8 @@ from .block import HEADER_VERSION, Block, Header, tx_root
 from .difficulty import next_target
 from .errors import FutureBlock, InvalidBlock
 from .params import MAX_BLOCK_SIZE, MAX_TX_SIZE, MEDIAN_TIME_SPAN, Network
-from .work import TILE, proof_error, win_threshold
+from .reasons import Reason
+from .work import proof_error, ticket_tile_in_range, win_threshold
 
 
 class ParentHeader(Protocol):
@@ -31,16 +32,16 @@ class ParentHeader(Protocol):
 def check_header_stateless(header: Header, network: Network) -> None:
     """Header rules that need nothing else: version, chain, dims, tile index, claimed win."""
     if header.version != HEADER_VERSION:
-        raise InvalidBlock("bad-version", f"header version {header.version}")
+        raise InvalidBlock(Reason.BAD_VERSION, f"header version {header.version}")
     if header.chain_id != network.chain_id:
-        raise InvalidBlock("bad-chain-id", f"chain {header.chain_id}, expected {network.chain_id}")
+        raise InvalidBlock(Reason.BAD_CHAIN_ID, f"chain {header.chain_id}, expected {network.chain_id}")
     w, t = header.work, header.ticket
     if not network.allowed_dims(w.m, w.n, w.k, w.r):
-        raise InvalidBlock("bad-dims", f"m={w.m} n={w.n} k={w.k} r={w.r}")
-    if not (t.a < w.m // TILE and t.b < w.n // TILE):
-        raise InvalidBlock("bad-ticket-tile", f"tile ({t.a}, {t.b})")
+        raise InvalidBlock(Reason.BAD_DIMS, f"m={w.m} n={w.n} k={w.k} r={w.r}")
+    if not ticket_tile_in_range(header):
+        raise InvalidBlock(Reason.BAD_TICKET_TILE, f"tile ({t.a}, {t.b})")
     if int.from_bytes(t.digest, "big") >= win_threshold(header.target, w.k):
-        raise InvalidBlock("ticket-does-not-win")
+        raise InvalidBlock(Reason.TICKET_DOES_NOT_WIN)
 
 
 def check_block(block: Block, network: Network, encoded_size: int | None = None) -> None:
@@ -49,15 +50,15 @@ def check_block(block: Block, network: Network, encoded_size: int | None = None)
     check_header_stateless(header, network)
     size = encoded_size if encoded_size is not None else len(block.encode())
     if size > MAX_BLOCK_SIZE:
-        raise InvalidBlock("block-too-large", f"{size} bytes")
-    for tx in block.txs:
+        raise InvalidBlock(Reason.BLOCK_TOO_LARGE, f"{size} bytes")
+    for index, tx in enumerate(block.txs):
         if len(tx.encode()) > MAX_TX_SIZE:
-            raise InvalidBlock("bad-tx", f"tx {tx.txid.hex()} exceeds {MAX_TX_SIZE} bytes")
+            raise InvalidBlock.bad_tx(index, tx.txid, Reason.TX_TOO_LARGE, f"over {MAX_TX_SIZE} bytes")
     if tx_root(block.txs) != header.tx_root:
-        raise InvalidBlock("bad-tx-root")
-    reason = proof_error(header, block.proof)
-    if reason:
-        raise InvalidBlock(reason)
+        raise InvalidBlock(Reason.BAD_TX_ROOT)
+    code = proof_error(header, block.proof)
+    if code:
+        raise InvalidBlock(code)
 
 
 def median_time_past(timestamps: Sequence[int]) -> int:
@@ -75,16 +76,16 @@ def check_header_context(header: Header, parent: ParentHeader, recent_timestamps
     ``FutureBlock`` (retry later) rather than a permanent ``InvalidBlock``.
     """
     if header.prev_hash != parent.hash:
-        raise InvalidBlock("bad-prev", "prev_hash does not name the parent")
+        raise InvalidBlock(Reason.BAD_PREV, "prev_hash does not name the parent")
     if header.height != parent.height + 1:
-        raise InvalidBlock("bad-height", f"height {header.height} after parent {parent.height}")
+        raise InvalidBlock(Reason.BAD_HEIGHT, f"height {header.height} after parent {parent.height}")
     if header.timestamp <= median_time_past(recent_timestamps):
-        raise InvalidBlock("time-too-old", "timestamp not after median time past")
+        raise InvalidBlock(Reason.TIME_TOO_OLD, "timestamp not after median time past")
     if header.timestamp > now + network.future_time_limit:
         raise FutureBlock(f"timestamp {header.timestamp} more than {network.future_time_limit}s ahead of {now}")
     expected = expected_target(network, parent, recent_timestamps)
     if header.target != expected:
-        raise InvalidBlock("bad-target", f"target {header.target:#x}, expected {expected:#x}")
+        raise InvalidBlock(Reason.BAD_TARGET, f"target {header.target:#x}, expected {expected:#x}")
 
 
 def expected_target(network: Network, parent: ParentHeader, recent_timestamps: Sequence[int]) -> int:

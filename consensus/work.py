@@ -16,6 +16,7 @@ import numpy as np
 from . import encoding as enc
 from .block import Block, Header, Proof, Ticket
 from .hashing import audit_path, leaf_hash, root_from_path, root_of_hashes, tagged
+from .reasons import Reason
 
 TILE = 32
 FOLD_LANES = 16
@@ -247,27 +248,33 @@ def build_proof(a: np.ndarray, b: np.ndarray, ta: int, tb: int) -> Proof:
                  cols.tobytes(), tuple(audit_path(group_roots(b.T), tb)))
 
 
-def proof_error(header: Header, proof: Proof) -> str | None:
-    """Check a block's proof from the block alone; returns a reason or None (§5).
+def ticket_tile_in_range(header: Header) -> bool:
+    """The ticket names one of the block's tiles: ``a < m/32`` and ``b < n/32`` (§5)."""
+    w, t = header.work, header.ticket
+    return t.a < w.m // TILE and t.b < w.n // TILE
+
+
+def proof_error(header: Header, proof: Proof) -> Reason | None:
+    """Check a block's proof from the block alone; returns the broken rule or None (§5).
 
     Dims are assumed already checked against the network rules.
     """
     w, t = header.work, header.ticket
-    if not (t.a < w.m // TILE and t.b < w.n // TILE):
-        return "bad-ticket-tile"
+    if not ticket_tile_in_range(header):
+        return Reason.BAD_TICKET_TILE
     if len(proof.a_rows) != TILE * w.k or len(proof.b_cols) != TILE * w.k:
-        return "bad-proof-size"
+        return Reason.BAD_PROOF_SIZE
     a_rows = np.frombuffer(proof.a_rows, dtype=np.int8).reshape(TILE, w.k)
     b_cols = np.frombuffer(proof.b_cols, dtype=np.int8).reshape(TILE, w.k)
     if (a_rows.min() < ENTRY_MIN or a_rows.max() > ENTRY_MAX
             or b_cols.min() < ENTRY_MIN or b_cols.max() > ENTRY_MAX):
-        return "bad-proof-entry-range"
+        return Reason.BAD_PROOF_ENTRY_RANGE
     root_a = root_from_path(group_roots(a_rows)[0], t.a, w.m // TILE, proof.a_path)
     if root_a is None or matrix_commitment(w.m, w.k, root_a) != w.h_a:
-        return "bad-proof-a-path"
+        return Reason.BAD_PROOF_A_PATH
     root_b = root_from_path(group_roots(b_cols)[0], t.b, w.n // TILE, proof.b_path)
     if root_b is None or matrix_commitment(w.n, w.k, root_b) != w.h_b:
-        return "bad-proof-b-path"
+        return Reason.BAD_PROOF_B_PATH
     s = seeds(header)
     ep, eq = er_pairs(s, w.k, w.r)
     fp, fq = fl_pairs(s, w.k, w.r)
@@ -275,9 +282,9 @@ def proof_error(header: Header, proof: Proof) -> str | None:
     b_noisy = b_cols.T.astype(np.int16) + expand_right(fr_tile_cols(s.s_b, t.b, w.r), fp, fq)
     digest = ticket_digest(s.s_a, t.a, t.b, tile_fold(a_noisy, b_noisy, w.r))
     if digest != t.digest:
-        return "bad-ticket-digest"
+        return Reason.BAD_TICKET_DIGEST
     if not wins(digest, header.target, w.k):
-        return "ticket-does-not-win"
+        return Reason.TICKET_DOES_NOT_WIN
     return None
 
 

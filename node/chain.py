@@ -34,6 +34,7 @@ from consensus.block import Block, Header, ReceivedBlock
 from consensus.errors import ConsensusError, DecodeError, FutureBlock, InvalidBlock
 from consensus.genesis import genesis_block, genesis_state
 from consensus.params import MEDIAN_TIME_SPAN, NETWORKS, Network, subsidy
+from consensus.reasons import Reason
 from consensus.state import (EMPTY_ACCOUNT, Account, Job, apply_block, apply_effects, block_fees,
                              matured_payout)
 from consensus.tx import Tx
@@ -292,11 +293,11 @@ class Chain:
         known = self.index.get(h)
         if known is not None:
             return SubmitResult(INVALID if known.failed else DUPLICATE, h,
-                                "duplicate-invalid" if known.failed else "")
+                                Reason.DUPLICATE_INVALID if known.failed else "")
         try:
             check_header_stateless(header, self.network)
         except InvalidBlock as exc:
-            return SubmitResult(INVALID, h, exc.reason)
+            return SubmitResult(INVALID, h, exc.code)
         parent = self.index.get(header.prev_hash)
         if parent is None:
             return SubmitResult(ORPHAN, h)
@@ -363,7 +364,7 @@ class Chain:
         """A block's result once the tip moved: a stored block found invalid on connecting is so."""
         entry = self.index.get(res.hash)
         if res.status == ACCEPTED and entry is not None and entry.failed:
-            res = replace(res, status=INVALID, reason=failures.get(res.hash, "bad-prevblk"))
+            res = replace(res, status=INVALID, reason=failures.get(res.hash, Reason.BAD_PREVBLK))
         return replace(res, tip_changed=changed)
 
     def _accept(self, batch: ChainBatch, item: BlockInput, source: Source = None) -> SubmitResult:
@@ -377,7 +378,7 @@ class Chain:
             try:
                 received = ReceivedBlock.decode(item)
             except DecodeError as exc:
-                return SubmitResult(INVALID, b"", exc.reason)
+                return SubmitResult(INVALID, b"", exc.code)
         result = self._accept_one(batch, received, source, wait=source is not None)
         if result.status == ACCEPTED:
             self._release_children(batch, received.hash)
@@ -409,7 +410,7 @@ class Chain:
         h = block.hash
         entry = self.index.get(h)
         if entry is not None and entry.failed:
-            return SubmitResult(INVALID, h, "duplicate-invalid")
+            return SubmitResult(INVALID, h, Reason.DUPLICATE_INVALID)
         waiting = self._waiting.kind(h)
         if (entry is not None and entry.have_data) or waiting is Kind.ORPHAN:
             return SubmitResult(DUPLICATE, h)
@@ -420,7 +421,7 @@ class Chain:
         try:
             check_block(block, self.network, len(raw))
         except InvalidBlock as exc:  # not marked: the header may be fine and this copy mutated
-            return SubmitResult(INVALID, h, exc.reason)
+            return SubmitResult(INVALID, h, exc.code)
         if entry is None:
             parent = self.index.get(block.header.prev_hash)
             if parent is None:
@@ -456,15 +457,15 @@ class Chain:
         h = header.hash
         if parent.failed:
             self._store_entry(batch, entry.with_status(FAILED_CHILD))
-            return SubmitResult(INVALID, h, "bad-prevblk")
+            return SubmitResult(INVALID, h, Reason.BAD_PREVBLK)
         try:
             check_header_context(header, parent, self.index.timestamps(parent, MEDIAN_TIME_SPAN),
                                  self.now(), self.network)
         except FutureBlock as exc:
-            return SubmitResult(FUTURE, h, exc.reason)
+            return SubmitResult(FUTURE, h, exc.code)
         except InvalidBlock as exc:
             self._store_entry(batch, entry.with_status(FAILED))
-            return SubmitResult(INVALID, h, exc.reason)
+            return SubmitResult(INVALID, h, exc.code)
         self._store_entry(batch, entry)
         return entry
 
@@ -572,7 +573,7 @@ class Chain:
                 if self._connect(batch, entry, events):
                     validated.append(entry.hash)
             except ConsensusError as exc:
-                return batch, events, validated, (entry, exc.reason)
+                return batch, events, validated, (entry, exc.code)
             if grouped and ((i + 1) % GROUP_BLOCKS == 0 or batch.size > GROUP_BYTES):
                 self._commit(batch, events)
                 batch, events = self._batch(), []

@@ -81,7 +81,7 @@ class TxAccepted:
 
 @dataclass(frozen=True)
 class TxRejected:
-    """The mempool refused a tx (``reason`` as in ``InvalidTx``)."""
+    """The mempool refused a tx (``reason``: the ``code`` of its ``InvalidTx`` or ``MempoolPolicyError``)."""
 
     txid: bytes
     reason: str

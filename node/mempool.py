@@ -29,10 +29,9 @@ for a refusal; every pooled tx that leaves publishes ``tx-removed`` with why:
 mined, replaced, evicted, expired or conflicted (no longer applies after a block,
 a replacement or an expiry; ``node.events``).
 
-Rejections raise ``InvalidTx`` with the consensus reasons, plus the policy
-reasons duplicate, fee-too-low, nonce-too-old (nonce already used on chain: a
-double spend or a confirmed tx), nonce-gap-too-large, future-queue-full,
-account-queue-full, replacement-fee-too-low and mempool-full.
+A tx that breaks a consensus rule raises ``InvalidTx`` (its ``code`` a
+``consensus.reasons.Reason``); one this pool declines by policy raises
+``MempoolPolicyError`` (its ``code`` a ``PolicyReason``): the sender broke no rule.
 """
 from __future__ import annotations
 
@@ -41,6 +40,7 @@ import itertools
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum, unique
 from typing import cast
 
 from consensus.block import Block
@@ -48,11 +48,37 @@ from consensus.errors import InvalidTx
 from consensus.params import Network
 from consensus.state import EMPTY_ACCOUNT, Overlay, StateView, apply_tx, check_tx_stateless
 from consensus.tx import TRANSFER, Tx
+from p2p.interfaces import TxRefused
 
 from .events import (CONFLICTED, EVICTED, EXPIRED, MINED, REPLACED, TX_ACCEPTED, Listener, Listeners, TxAccepted,
                      TxRejected, TxRemoved)
 
 ViewProvider = Callable[[], tuple[StateView, int]]
+
+
+@unique
+class PolicyReason(StrEnum):
+    """Why the pool declines a tx that may well be valid (relay policy, not consensus)."""
+
+    DUPLICATE = "duplicate"  # already pooled
+    FEE_TOO_LOW = "fee-too-low"  # under the min relay fee
+    NONCE_TOO_OLD = "nonce-too-old"  # nonce already used on chain: a double spend or a confirmed tx
+    NONCE_GAP_TOO_LARGE = "nonce-gap-too-large"  # too far ahead of the sender's next nonce
+    FUTURE_QUEUE_FULL = "future-queue-full"  # no room to hold one more tx ahead of a gap
+    ACCOUNT_QUEUE_FULL = "account-queue-full"  # the sender has as many txs pooled as allowed
+    REPLACEMENT_FEE_TOO_LOW = "replacement-fee-too-low"  # does not outbid the pooled tx of that nonce
+    MEMPOOL_FULL = "mempool-full"  # its fee rate would be the first evicted
+
+
+class MempoolPolicyError(TxRefused):
+    """The pool declined a tx by policy: ``code`` says why, ``detail`` says how."""
+
+    def __init__(self, code: PolicyReason, detail: str = "") -> None:
+        if not isinstance(code, PolicyReason):
+            raise TypeError(f"MempoolPolicyError code must be a PolicyReason, not {code!r}")
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{code}: {detail}" if detail else str(code))
 
 
 @dataclass(frozen=True)
@@ -135,14 +161,15 @@ class Mempool:
     # --- admission -----------------------------------------------------------------
 
     def add(self, tx: Tx) -> list[Tx]:
-        """Admit ``tx`` or raise ``InvalidTx``; returns the txs that became ready (to relay).
+        """Admit ``tx``, or raise ``InvalidTx`` (it breaks a rule) or ``MempoolPolicyError``;
+        returns the txs that became ready (to relay).
 
         An empty list means ``tx`` is held as future until the nonce gap fills.
         """
         try:
             ready = self._admit(tx)
-        except InvalidTx as exc:
-            self._events.publish(TxRejected(tx.txid, exc.reason))
+        except (InvalidTx, MempoolPolicyError) as exc:
+            self._events.publish(TxRejected(tx.txid, exc.code))
             raise
         for t in ready:
             self._events.publish(TxAccepted(t))
@@ -151,18 +178,19 @@ class Mempool:
     def _admit(self, tx: Tx) -> list[Tx]:
         txid = tx.txid
         if txid in self._by_txid:
-            raise InvalidTx("duplicate", txid.hex())
+            raise MempoolPolicyError(PolicyReason.DUPLICATE, txid.hex())
         check_tx_stateless(tx, self.network)
         size = len(tx.encode())
         if tx.fee < self.policy.min_fee_per_byte * size:
-            raise InvalidTx("fee-too-low", f"fee {tx.fee} < {self.policy.min_fee_per_byte}/byte × {size} bytes")
+            raise MempoolPolicyError(PolicyReason.FEE_TOO_LOW,
+                                     f"fee {tx.fee} < {self.policy.min_fee_per_byte}/byte × {size} bytes")
         view, height = self._view_provider()
         address = tx.sender_address
         acct = self._account(address, view, height)
         entry = _Entry(tx, txid, address, size, tx.fee / size, self._clock(), next(self._seq))
         expected = acct.base + len(acct.ready)
         if tx.nonce < acct.base:
-            raise InvalidTx("nonce-too-old", f"account nonce is {acct.base}, got {tx.nonce}")
+            raise MempoolPolicyError(PolicyReason.NONCE_TOO_OLD, f"account nonce is {acct.base}, got {tx.nonce}")
         if tx.nonce < expected:
             self._replace_ready(acct, entry, view, height)
             made_ready = [tx]
@@ -183,12 +211,12 @@ class Mempool:
         nonce = entry.tx.nonce
         full = len(acct.ready) + len(acct.future) >= p.max_account_txs
         if full and (nonce != expected or not acct.future):
-            raise InvalidTx("account-queue-full", f"{p.max_account_txs} txs pooled for this sender")
+            raise MempoolPolicyError(PolicyReason.ACCOUNT_QUEUE_FULL, f"{p.max_account_txs} txs pooled for this sender")
         if nonce > expected:
             if nonce - expected > p.max_nonce_gap:
-                raise InvalidTx("nonce-gap-too-large", f"next nonce is {expected}, got {nonce}")
+                raise MempoolPolicyError(PolicyReason.NONCE_GAP_TOO_LARGE, f"next nonce is {expected}, got {nonce}")
             if len(acct.future) >= p.max_future_per_account or self._future_count >= p.max_future:
-                raise InvalidTx("future-queue-full", f"next nonce is {expected}, got {nonce}")
+                raise MempoolPolicyError(PolicyReason.FUTURE_QUEUE_FULL, f"next nonce is {expected}, got {nonce}")
             acct.future[nonce] = entry
             self._future_count += 1
             self._register(entry)
@@ -223,8 +251,8 @@ class Mempool:
     def _check_bump(self, old: _Entry, new: _Entry) -> None:
         margin = self.policy.replace_margin_percent
         if new.tx.fee <= old.tx.fee or new.tx.fee * 100 < old.tx.fee * (100 + margin):
-            raise InvalidTx("replacement-fee-too-low",
-                            f"fee {new.tx.fee} must beat {old.tx.fee} by {margin}%")
+            raise MempoolPolicyError(PolicyReason.REPLACEMENT_FEE_TOO_LOW,
+                                     f"fee {new.tx.fee} must beat {old.tx.fee} by {margin}%")
 
     def _replace(self, old: _Entry, new: _Entry) -> None:
         self._check_bump(old, new)
@@ -361,7 +389,8 @@ class Mempool:
                 del self._accounts[entry.sender]
                 self._job_senders.discard(entry.sender)
             if entry is protect:
-                raise InvalidTx("mempool-full", f"fee rate {entry.rate:.3f}/byte too low to enter a full pool")
+                raise MempoolPolicyError(PolicyReason.MEMPOOL_FULL,
+                                         f"fee rate {entry.rate:.3f}/byte too low to enter a full pool")
 
     def expire(self) -> int:
         """Drop txs older than ``policy.max_age``; returns how many left."""

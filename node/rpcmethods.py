@@ -22,7 +22,7 @@ from .chainstats import ChainStats
 from .chainworker import ChainWorker
 from .control import NodeControl
 from .jsonview import block_json, difficulty, header_json, tx_json
-from .mempool import Mempool
+from .mempool import Mempool, MempoolPolicyError
 from .mining import new_template, solve_template
 from .stateinfo import state_info, tip_facts
 from .rpcserver import (ALREADY_IN_CHAIN, INVALID_IP, INVALID_PARAMETER, MISC_ERROR, NODE_ALREADY_ADDED,
@@ -331,9 +331,11 @@ class RpcMethods:
             raise RpcError(ALREADY_IN_CHAIN, "transaction already in block chain")
         try:
             self.mempool.add(tx)  # its event relays the tx
-        except InvalidTx as exc:
-            code = VERIFY_ERROR if exc.reason in ("bad-signature", "bad-chain-id", "bad-version") else VERIFY_REJECTED
-            raise RpcError(code, f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason) from None
+        except InvalidTx as exc:  # never valid (-25), or not against this tip (-26)
+            code = VERIFY_ERROR if exc.code.tx_stateless else VERIFY_REJECTED
+            raise RpcError(code, str(exc)) from None
+        except MempoolPolicyError as exc:
+            raise RpcError(VERIFY_REJECTED, str(exc)) from None
         return tx.txid.hex()
 
     def gettransaction(self, txid: str) -> dict[str, Any]:

@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from consensus.block import Block
 from consensus.errors import DecodeError, InvalidBlock, InvalidTx
 from consensus.params import NETWORKS, Network
+from consensus.reasons import Reason
 from consensus.state import check_tx_stateless
 from consensus.tx import Tx
 
-Failure = tuple[int, str]  # (tx index, "reason: detail")
+Failure = tuple[int, Reason, str]  # (tx index, code, detail): plain values cross the process boundary
 
 
 def _worker_init(node_pid: int) -> None:
@@ -63,7 +64,7 @@ def _check_txs(network_name: str, raw_txs: list[bytes], first: int) -> Failure |
         try:
             check_tx_stateless(Tx.decode(raw), network)
         except (InvalidTx, DecodeError) as exc:
-            return first + i, str(exc)
+            return first + i, exc.code, exc.detail
     return None
 
 
@@ -114,7 +115,7 @@ class TxChecker:
         return pending
 
     def wait(self, pending: Pending) -> None:
-        """Raise ``InvalidBlock("bad-tx", …)`` naming the first tx that fails (§5)."""
+        """Raise ``InvalidBlock`` (``BAD_TX``) naming the first tx that fails and its code (§5)."""
         failure: Failure | None = None
         try:
             for fut in pending.futures:
@@ -125,15 +126,15 @@ class TxChecker:
             self._discard_pool()
             failure = self._inline(pending.block)
         if failure is not None:
-            index, reason = failure
-            raise InvalidBlock("bad-tx", f"tx {index} ({pending.block.txs[index].txid.hex()}): {reason}")
+            index, code, detail = failure
+            raise InvalidBlock.bad_tx(index, pending.block.txs[index].txid, code, detail)
 
     def _inline(self, block: Block) -> Failure | None:
         for i, tx in enumerate(block.txs):
             try:
                 check_tx_stateless(tx, self.network)
             except InvalidTx as exc:
-                return i, str(exc)
+                return i, exc.code, exc.detail
         return None
 
     def _discard_pool(self) -> None:

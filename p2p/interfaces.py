@@ -103,8 +103,13 @@ class ChainView(Protocol):
         ...
 
 
+class TxRefused(Exception):
+    """``MempoolView.add`` declined a tx by local policy (a full pool, a low fee, …): its
+    sender broke no rule.  A tx that breaks one raises ``consensus.errors.InvalidTx``."""
+
+
 class MempoolView(Protocol):
-    def add(self, tx: Tx) -> list[Tx]: ...  # raises consensus.errors.InvalidTx
+    def add(self, tx: Tx) -> list[Tx]: ...  # raises consensus.errors.InvalidTx or TxRefused
     def get(self, txid: bytes) -> Tx | None: ...
     def __contains__(self, txid: object) -> bool: ...
     def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]:

@@ -11,8 +11,10 @@ matrix transfer by key: H_A, H_B or a claim (PROTOCOL §6, §7).
   time per tx, at most 100 requests in flight and 5000 announcements tracked
   per peer, 60 s timeout, then the next source — so one peer's flood never
   delays another peer's txs.  Txs the mempool refused are remembered (bounded,
-  cleared on each new tip) and not fetched again.  Mempool refusals are policy
-  as much as consensus: no score.
+  cleared on each new tip) and not fetched again.  A tx that breaks a rule the tx
+  alone decides (``Reason.tx_stateless``: signature, chain id, …) bans its
+  sender; one invalid only against our state, which may lag or lead the
+  peer's, or refused by policy (``TxRefused``) scores nothing.
 * ``inv`` entries are rate limited per peer, the excess dropped; ``getmatrix`` replies
   are paced per peer: one over the byte budget waits until the budget allows it (a
   large matrix arrives at the rate, not cut off after the burst), and while one waits
@@ -32,8 +34,8 @@ from consensus.errors import InvalidTx
 from consensus.tx import Tx
 
 from . import wire
-from .interfaces import ChainView, MatrixSource, MempoolView
-from .peer import KnownFilter, Peer
+from .interfaces import ChainView, MatrixSource, MempoolView, TxRefused
+from .peer import BAN_SCORE, KnownFilter, Peer
 from .ratelimit import TokenBucket
 from .sync import Sync
 from .txrequest import TxRequests
@@ -206,7 +208,13 @@ class Relay:
         try:
             self.mempool.add(tx)  # what became ready is announced on the mempool's event (P2PNode)
         except InvalidTx as exc:
-            log.debug("tx %s from peer %d refused: %s", txid.hex(), peer.id, exc.reason)
+            self._rejects.add(txid)
+            if exc.code.tx_stateless:  # invalid on every chain: the sender's fault
+                peer.misbehave(BAN_SCORE, f"invalid tx {txid.hex()[:16]}: {exc.code}")
+            else:  # invalid against our tip, which may lag or lead the peer's
+                log.debug("tx %s from peer %d invalid here: %s", txid.hex(), peer.id, exc)
+        except TxRefused as exc:  # local policy: no fault of the peer's
+            log.debug("tx %s from peer %d refused: %s", txid.hex(), peer.id, exc)
             self._rejects.add(txid)
         else:
             peer.last_tx_at = time.monotonic()

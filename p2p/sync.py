@@ -42,13 +42,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from consensus.block import ZERO32, Header, ReceivedBlock
+from consensus.reasons import Reason
 
 from . import wire
 from .interfaces import ACCEPTED, DUPLICATE, FUTURE, INVALID, ORPHAN, ChainView, Entry, Released, Result
 from .peer import BAN_SCORE, Peer
 
 log = logging.getLogger(__name__)
-INHERITED = ("bad-prevblk", "duplicate-invalid")  # invalid because an ancestor is marked so
+INHERITED = (Reason.BAD_PREVBLK, Reason.DUPLICATE_INVALID)  # invalid because an ancestor is marked so
 INHERITED_SCORE = 10  # an ancestor may have been invalidated by hand: no instant ban
 
 

@@ -10,14 +10,15 @@ from hypothesis import given, settings, strategies as st
 
 from consensus import work
 from consensus.block import EMPTY_PROOF, Block, WorkSpec
-from consensus.errors import InvalidBlock
+from consensus.errors import InvalidBlock, InvalidTx
 from consensus.genesis import genesis_block
 from consensus.hashing import audit_path, leaf_hash
 from consensus.keys import PrivateKey
 from consensus.memstate import MemoryState
 from consensus.params import COIN, REGTEST, subsidy
+from consensus.reasons import Reason
 from consensus.state import (CLAIMED, LAPSED, OPEN, REFUNDED, SETTLED, Account, StateDiff, apply_block,
-                             apply_effects, matured_payout)
+                             apply_effects, check_tx_stateless, matured_payout)
 from consensus.supply import supply
 from consensus.tx import FraudProof, JobAccept, JobPost, JobResult, Transfer, Tx, claim_of, make_tx
 
@@ -92,19 +93,35 @@ def test_transfer_moves_funds_and_fee_pays_miner_after_maturity() -> None:
     chain.assert_consistent()
 
 
-@pytest.mark.parametrize("tx, reason", [
+INVALID_TXS = [
     (lambda: transfer(0, 1, b"\x01" * 20, 5), "bad-nonce"),
     (lambda: transfer(0, 0, b"\x01" * 20, 10**6), "insufficient-funds"),
     (lambda: make_tx(KEYS[0], 3, 0, 1, Transfer(b"\x01" * 20, 5)), "bad-chain-id"),
     (lambda: make_tx(KEYS[0], 4, 0, 1, Transfer(b"\x01" * 20, 0)), "bad-amount"),
     (lambda: replace(make_tx(KEYS[0], 4, 0, 1, Transfer(b"\x01" * 20, 5)), version=1), "bad-version"),
-])
+    (lambda: replace(transfer(0, 0, b"\x01" * 20, 5), signature=bytes(64), _txid=None), "bad-signature"),
+]
+
+
+@pytest.mark.parametrize("tx, reason", INVALID_TXS)
 def test_invalid_tx_makes_block_invalid(tx, reason: str) -> None:
     chain = funded(1000)
     with pytest.raises(InvalidBlock) as exc:
         chain.connect((tx(),))
-    assert exc.value.reason == "bad-tx" and reason in exc.value.detail
+    assert exc.value.code == "bad-tx" and reason in exc.value.detail
+    assert exc.value.tx_code == reason  # the block carries the tx's own code
 
+
+@pytest.mark.parametrize("tx, reason", INVALID_TXS)
+def test_tx_stateless_marks_the_rules_checked_without_state(tx, reason: str) -> None:
+    """``Reason.tx_stateless`` (a peer relaying such a tx is banned) holds for what
+    ``check_tx_stateless`` refuses, and not for what fails only against the state."""
+    try:
+        check_tx_stateless(tx(), REGTEST)
+    except InvalidTx as exc:
+        assert exc.code == reason and exc.code.tx_stateless
+    else:
+        assert not Reason(reason).tx_stateless
 
 def test_double_spend_in_one_block() -> None:
     chain = funded(1000)
@@ -117,7 +134,7 @@ def test_wrong_state_root_is_rejected() -> None:
     header = GENESIS.replace(height=1, miner=MINER)  # the genesis root, but this state differs
     with pytest.raises(InvalidBlock) as exc:
         apply_block(chain.view, Block(header, EMPTY_PROOF, ()), REGTEST)
-    assert exc.value.reason == "bad-state-root"
+    assert exc.value.code == "bad-state-root"
 
 
 @settings(max_examples=40, deadline=None)
@@ -329,7 +346,7 @@ def test_bond_too_small_and_useful_block(job_matrices) -> None:
     chain.connect((accept_tx(chain, job_id),))
     with pytest.raises(InvalidBlock) as exc:
         chain.connect(work_dims=good)
-    assert exc.value.reason == "job-not-active"  # a settled job is no longer useful work
+    assert exc.value.code == "job-not-active"  # a settled job is no longer useful work
 
 
 # --- property: random job-market histories with reorgs --------------------------------

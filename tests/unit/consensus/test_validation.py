@@ -10,6 +10,7 @@ from consensus.errors import FutureBlock, InvalidBlock
 from consensus.genesis import genesis_block
 from consensus.keys import PrivateKey
 from consensus.params import DEV, REGTEST
+from consensus.reasons import Reason
 from consensus.state import apply_block
 from consensus.tx import Transfer, make_tx
 from consensus.validation import check_block, check_header_context
@@ -56,7 +57,7 @@ def test_valid_block_passes(block: Block) -> None:
 def test_tampered_block_rejected(block: Block, tamper, reason: str) -> None:
     with pytest.raises(InvalidBlock) as exc:
         check_block(tamper(block), REGTEST)
-    assert exc.value.reason == reason
+    assert exc.value.code == reason
 
 
 def test_tampered_signature_rejected_by_state(block: Block) -> None:
@@ -66,7 +67,8 @@ def test_tampered_signature_rejected_by_state(block: Block) -> None:
     view = funded_state(REGTEST, FUNDS)
     with pytest.raises(InvalidBlock) as exc:
         apply_block(view, bad, REGTEST)
-    assert exc.value.reason == "bad-tx" and "bad-signature" in exc.value.detail
+    assert exc.value.code == "bad-tx" and "bad-signature" in exc.value.detail
+    assert exc.value.tx_code == Reason.BAD_SIGNATURE
     apply_block(view, block, REGTEST)  # the untampered block applies
 
 
@@ -75,7 +77,7 @@ def test_state_root_must_match(block: Block) -> None:
     view = funded_state(REGTEST, {KEY.address: (1001, 0)})
     with pytest.raises(InvalidBlock) as exc:
         apply_block(view, block, REGTEST)
-    assert exc.value.reason == "bad-state-root"
+    assert exc.value.code == "bad-state-root"
     diff, _ = apply_block(funded_state(REGTEST, FUNDS), block, REGTEST)
     assert diff.state_root == block.header.state_root
 
@@ -91,7 +93,7 @@ def test_context_rules(block: Block) -> None:
     for header, reason in cases:
         with pytest.raises(InvalidBlock) as exc:
             check_header_context(header, GENESIS, [GENESIS.timestamp], now, REGTEST)
-        assert exc.value.reason == reason
+        assert exc.value.code == reason
     with pytest.raises(FutureBlock):
         check_header_context(h.replace(timestamp=now + 61), GENESIS, [GENESIS.timestamp], now, REGTEST)
 

@@ -11,7 +11,9 @@ from dataclasses import replace
 import pytest
 
 from consensus.block import Block
-from consensus.params import REGTEST
+from consensus.errors import InvalidTx
+from consensus.params import DEV, REGTEST
+from node.mempool import MempoolPolicyError
 from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected, RelayLimits, wire
 from tests.unit.node.helpers import FAUCET, bogus_headers, build_chain, genesis_header, key, make_block, transfer
 from tests.unit.p2p.helpers import FAST_PEER, FAST_SYNC, NOW, RawPeer, connect, make_node, run, running, wait_until
@@ -508,6 +510,40 @@ def test_full_inbound_evicts_the_least_useful_peer(tmp_path) -> None:
             assert addrs == {"127.0.0.50", "127.0.0.51", "127.0.0.60"}
     run(body())
 
+
+def test_a_tx_that_breaks_a_rule_bans_its_sender_but_a_refused_or_stale_tx_does_not(tmp_path) -> None:
+    """A bad signature or another network's chain id is the sender's fault on every chain: a
+    ban.  A fee under our relay minimum (policy) or funds our tip lacks (the peer's tip may
+    differ) are refused without a score."""
+    node = make_node(tmp_path, max_outbound=0)
+    good = transfer(FAUCET, 0, key(5).address, 10**8, fee=10_000)
+    cases = {  # ip: (tx, the code it fails with, banned)
+        "127.0.0.70": (replace(good, signature=bytes(64), _txid=None), "bad-signature", True),
+        "127.0.0.71": (transfer(FAUCET, 0, key(5).address, 10**8, fee=10_000, network=DEV), "bad-chain-id", True),
+        "127.0.0.72": (transfer(FAUCET, 0, key(5).address, 10**8, fee=1), "fee-too-low", False),
+        "127.0.0.73": (transfer(FAUCET, 0, key(5).address, 2**62, fee=10_000), "insufficient-funds", False),
+    }
+    for tx, code, _ in cases.values():  # each fails as the case says
+        with pytest.raises((InvalidTx, MempoolPolicyError), match=code):
+            node.mempool.add(tx)
+
+    async def body() -> None:
+        async with running(node):
+            for ip, (tx, code, banned) in cases.items():
+                raw = await RawPeer.open(node, ip)
+                await raw.handshake()
+                raw.send("tx", tx.to_list())
+                if banned:
+                    assert await raw.closed(), ip
+                    continue
+                raw.send("ping", 7)
+                assert (await raw.expect("pong")).args == [7], ip
+                assert {p["addr"].split(":")[0]: p["banscore"] for p in node.p2p.peer_info()}[ip] == 0, ip
+            bans = {b["address"]: b["reason"] for b in node.p2p.list_banned()}
+            assert set(bans) == {f"{ip}/32" for ip, case in cases.items() if case[2]}
+            assert all(cases[address[:-3]][1] in reason for address, reason in bans.items())
+            assert len(node.mempool) == 0
+    run(body())
 
 @pytest.mark.parametrize("answer", ["notfound", "forged-block"])
 def test_forged_header_batch_is_spot_checked_and_the_forger_banned(tmp_path, answer) -> None:
