@@ -30,6 +30,7 @@ from consensus.params import MAX_JOB_N, MAX_K, MAX_MATRIX_DIM, Network
 from consensus.state import job_dims_error, operand_error
 from consensus.tx import JobAccept, JobPost, Payload, make_tx
 from .rpc import RpcClient, RpcError
+from .rpccodes import RpcCode
 
 from .verify import ROUNDS, claim_matches, mismatched_rows
 
@@ -39,7 +40,6 @@ DEFAULT_FEE = 10_000  # base units per tx, at least
 FEE_PER_BYTE = 2  # above the default relay minimum of 1 unit per byte (fraud proofs are large)
 DEFAULT_EXPIRY = 120  # blocks a job stays open
 POLL_SECONDS = 1.0
-NOT_FOUND = -5  # RPC error: no such job (yet)
 TILE_M = 4096  # rows of C per job when splitting (each job is one miner's matmul)
 TILE_N = 4096
 
@@ -245,9 +245,9 @@ class MarketClient:
                 try:
                     job = self.job(job_id)
                 except RpcError as exc:
-                    if exc.code != NOT_FOUND:
+                    if exc.code != RpcCode.INVALID_ADDRESS_OR_KEY:
                         raise
-                    continue  # the JOB_POST is not in a block yet
+                    continue  # no such job: the JOB_POST is not in a block yet
                 status = job["status"]
                 if status == "settled":  # accepted by this key (here or in another process)
                     c = self.download(job["claim"])

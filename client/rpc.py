@@ -45,7 +45,7 @@ class BadResponse(RpcClientError):
 
 
 class RpcError(RpcClientError):
-    """A JSON-RPC error object from the node (Bitcoin error codes)."""
+    """A JSON-RPC error object from the node: ``code`` is one of ``client.rpccodes.RpcCode``."""
 
     def __init__(self, code: int, message: str) -> None:
         self.code = code

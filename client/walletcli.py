@@ -22,12 +22,12 @@ from consensus.tx import Transfer, make_tx
 from . import hdkeys, wallet
 from .cliutil import CliError, format_amount, parse_address, parse_amount
 from client.rpc import RpcError
+from client.rpccodes import RpcCode
 
 if TYPE_CHECKING:
     from .cli import Cli
 
 POLL_INTERVAL = 0.5
-NOT_FOUND = -5
 SCAN_GAP = 20  # restore --scan stops after this many unused keys in a row
 _SIZE_KEY = PrivateKey(bytes(32))  # signs throwaway txs whose size sets the fee (a signature is 64 bytes)
 
@@ -279,7 +279,7 @@ class WalletCommands:
             try:
                 info = self.call("gettransaction", txid)
             except RpcError as exc:
-                if exc.code == NOT_FOUND:
+                if exc.code == RpcCode.INVALID_ADDRESS_OR_KEY:  # no such tx
                     raise CliError(f"transaction {txid} is no longer known to the node") from None
                 raise
             if info["confirmations"] >= confirmations:

@@ -21,6 +21,7 @@ from consensus.work import commit_a, commit_b, commit_result
 
 from client.market import npy_array, npy_bytes
 from client.rpc import RpcClient, RpcClientError, RpcError
+from client.rpccodes import RpcCode
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,6 @@ class JobTaker:
         try:
             return self.client.call("gettransaction", work.result_txid)["confirmations"] > 0
         except RpcError as exc:
-            if exc.code == -5:
+            if exc.code == RpcCode.INVALID_ADDRESS_OR_KEY:  # no such tx
                 return None
             raise

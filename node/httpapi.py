@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from client.rpccodes import RpcCode
 from consensus.block import Block
 
 from .chain import Chain
@@ -26,7 +27,7 @@ from .marketrpc import MarketMethods, matrix_json
 from .matrices import KINDS, StoreUnwritable
 from .metrics import CONTENT_TYPE, NodeMetrics
 from .rpcmethods import PeerControl
-from .rpcserver import DATABASE_ERROR, INVALID_REQUEST, PARSE_ERROR, Auth, Dispatcher, RpcError, parse_hash
+from .rpcserver import Auth, Dispatcher, RpcError, parse_hash
 
 log = logging.getLogger("pouw.http")
 MAX_BODY = 16 * 1024 * 1024
@@ -106,9 +107,9 @@ class HttpApi:
         try:
             payload = json.loads(await request.read())
         except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
-            return web.json_response(_error(PARSE_ERROR, "Parse error"), status=400)
+            return web.json_response(_error(RpcCode.PARSE_ERROR, "Parse error"), status=400)
         except web.HTTPRequestEntityTooLarge:
-            return web.json_response(_error(INVALID_REQUEST, "request too large"), status=413)
+            return web.json_response(_error(RpcCode.INVALID_REQUEST, "request too large"), status=413)
         started = time.perf_counter()
         answer = await self.dispatcher.handle(payload)
         name = payload.get("method") if isinstance(payload, dict) else "batch"
@@ -257,7 +258,7 @@ class HttpApi:
             entry = await self.market_rpc.store_upload(kind, upload, q.get("worker"), q.get("job_id"),
                                                             q.get("expect"))
         except RpcError as exc:
-            refusal = web.HTTPInsufficientStorage if exc.code == DATABASE_ERROR else web.HTTPBadRequest
+            refusal = web.HTTPInsufficientStorage if exc.code == RpcCode.DATABASE_ERROR else web.HTTPBadRequest
             raise refusal(text=exc.message + "\n") from None
         except OSError as exc:
             raise web.HTTPInsufficientStorage(text=f"cannot store the matrix: {exc.strerror or exc}\n") from None

@@ -14,12 +14,13 @@ from typing import Any
 from consensus.errors import AddressError
 from consensus.keys import decode_address
 from consensus.params import Network
+from client.rpccodes import RpcCode
 from consensus.state import JOB_STATUS_NAMES, Job
 
 from .jsonview import job_json
 from .market import JobMarket, MarketError
 from .matrices import KINDS, MatrixError, StoredMatrix, StoreUnwritable
-from .rpcserver import DATABASE_ERROR, INVALID_PARAMETER, NOT_FOUND, Dispatcher, Param, RpcError, parse_hash
+from .rpcserver import Dispatcher, Param, RpcError, parse_hash
 
 MAX_INLINE_BYTES = 8 * 1024 * 1024  # larger matrices: the HTTP routes
 
@@ -57,14 +58,14 @@ class MarketMethods:
     def listjobs(self, status: str | None) -> list[dict[str, Any]]:
         """listjobs ( "status" ): every job, or those with status open/claimed/settled/refunded/lapsed."""
         if status is not None and status not in JOB_STATUS_NAMES.values():
-            raise RpcError(INVALID_PARAMETER, f"status must be one of {', '.join(JOB_STATUS_NAMES.values())}")
+            raise RpcError(RpcCode.INVALID_PARAMETER, f"status must be one of {', '.join(JOB_STATUS_NAMES.values())}")
         return [self._job(job_id, job) for job_id, job in self.market.jobs(status)]
 
     def getmarketinfo(self, window: int) -> dict[str, Any]:
         """getmarketinfo ( window ): jobs by status; over the last window blocks the useful blocks,
         the MACs of settled jobs against the chain's MACs (the useful-MAC share); bytes served."""
         if not 1 <= window <= 100_000:
-            raise RpcError(INVALID_PARAMETER, "window must be between 1 and 100000 blocks")
+            raise RpcError(RpcCode.INVALID_PARAMETER, "window must be between 1 and 100000 blocks")
         return self.market.stats(window)
 
     def getjob(self, job_id: str) -> dict[str, Any]:
@@ -72,7 +73,7 @@ class MarketMethods:
         raw = parse_hash(job_id, "job_id")
         job = self.market.chain.job(raw)
         if job is None:
-            raise RpcError(NOT_FOUND, "No such job")
+            raise RpcError(RpcCode.INVALID_ADDRESS_OR_KEY, "No such job")
         return self._job(raw, job)
 
     async def submitmatrix(self, kind: str, npy_base64: str, worker: str | None, job_id: str | None,
@@ -81,11 +82,11 @@ class MarketMethods:
         m×k or B k×n; int32 C with its worker and job, stored by claim) after checking it, and
         that its key is ``expect`` if given; returns its key."""
         if kind not in KINDS:
-            raise RpcError(INVALID_PARAMETER, f"kind must be one of {', '.join(KINDS)}")
+            raise RpcError(RpcCode.INVALID_PARAMETER, f"kind must be one of {', '.join(KINDS)}")
         try:
             data = base64.b64decode(npy_base64, validate=True)
         except (binascii.Error, ValueError):
-            raise RpcError(INVALID_PARAMETER, "npy_base64 is not base64") from None
+            raise RpcError(RpcCode.INVALID_PARAMETER, "npy_base64 is not base64") from None
         upload = self.market.store.new_upload()
         upload.write_bytes(data)
         return matrix_json(await self.store_upload(kind, upload, worker, job_id, expect))
@@ -99,9 +100,9 @@ class MarketMethods:
             return await asyncio.to_thread(self.market.store.put_file, kind, upload, worker=worker_raw,
                                            job_id=job_raw, vet=lambda key: self.mismatch(key, expected, job_raw))
         except StoreUnwritable as exc:
-            raise RpcError(DATABASE_ERROR, f"matrix not stored: {exc}") from None
+            raise RpcError(RpcCode.DATABASE_ERROR, f"matrix not stored: {exc}") from None
         except MatrixError as exc:
-            raise RpcError(INVALID_PARAMETER, f"matrix refused: {exc}") from None
+            raise RpcError(RpcCode.INVALID_PARAMETER, f"matrix refused: {exc}") from None
         finally:
             upload.unlink(missing_ok=True)
 
@@ -120,11 +121,11 @@ class MarketMethods:
         if kind != "C":
             return None, None
         if worker is None or job_id is None:
-            raise RpcError(INVALID_PARAMETER, "a C upload needs the worker's address and the job id")
+            raise RpcError(RpcCode.INVALID_PARAMETER, "a C upload needs the worker's address and the job id")
         try:
             return decode_address(worker, self.network.hrp), parse_hash(job_id, "job_id")
         except AddressError as exc:
-            raise RpcError(NOT_FOUND, f"Invalid address: {exc}") from None
+            raise RpcError(RpcCode.INVALID_ADDRESS_OR_KEY, f"Invalid address: {exc}") from None
 
     async def getmatrix(self, key: str, include_data: bool) -> dict[str, Any]:
         """getmatrix "key" ( include_data ): a matrix by H_A, H_B or claim, fetched from peers if this
@@ -133,13 +134,13 @@ class MarketMethods:
         try:
             entry = await self.market.fetch(raw)
         except MarketError as exc:
-            raise RpcError(NOT_FOUND, str(exc)) from None
+            raise RpcError(RpcCode.INVALID_ADDRESS_OR_KEY, str(exc)) from None
         except StoreUnwritable as exc:
-            raise RpcError(DATABASE_ERROR, f"matrix not stored: {exc}") from None
+            raise RpcError(RpcCode.DATABASE_ERROR, f"matrix not stored: {exc}") from None
         out = matrix_json(entry)
         if include_data:
             if entry.size > MAX_INLINE_BYTES:
-                raise RpcError(INVALID_PARAMETER, f"{entry.size} bytes is too large inline; GET {out['url']}")
+                raise RpcError(RpcCode.INVALID_PARAMETER, f"{entry.size} bytes is too large inline; GET {out['url']}")
             out["npy_base64"] = base64.b64encode(entry.path.read_bytes()).decode()
         return out
 

@@ -7,6 +7,7 @@ import statistics
 import time
 from typing import Any, Protocol
 
+from client.rpccodes import RpcCode
 from consensus.block import Block, ReceivedBlock
 from consensus.errors import AddressError, DecodeError, InvalidTx
 from consensus.genesis import dev_faucet_key
@@ -25,9 +26,7 @@ from .jsonview import block_json, difficulty, header_json, tx_json
 from .mempool import Mempool, MempoolPolicyError
 from .mining import new_template, solve_template
 from .stateinfo import state_info, tip_facts
-from .rpcserver import (ALREADY_IN_CHAIN, INVALID_IP, INVALID_PARAMETER, MISC_ERROR, NODE_ALREADY_ADDED,
-                        NODE_NOT_ADDED, NODE_NOT_CONNECTED, NOT_ALLOWED_ON_NETWORK, NOT_FOUND, VERIFY_ERROR,
-                        VERIFY_REJECTED, Dispatcher, Param, RpcError, parse_hash)
+from .rpcserver import Dispatcher, Param, RpcError, parse_hash
 
 LONGPOLL_SECONDS = 60.0
 MAX_GENERATE = 10_000
@@ -41,7 +40,7 @@ def parse_hex(text: str, what: str) -> bytes:
     try:
         return bytes.fromhex(text)
     except ValueError:
-        raise RpcError(INVALID_PARAMETER, f"{what} must be hex") from None
+        raise RpcError(RpcCode.INVALID_PARAMETER, f"{what} must be hex") from None
 
 
 class PeerControl(Protocol):
@@ -119,7 +118,7 @@ class RpcMethods:
             return "\n".join(f"{name} {' '.join(p.name for p in m.params)}".strip()
                              for name, m in sorted(methods.items()))
         if command not in methods:
-            raise RpcError(NOT_FOUND, f"help: unknown command: {command}")
+            raise RpcError(RpcCode.INVALID_ADDRESS_OR_KEY, f"help: unknown command: {command}")
         m = methods[command]
         args = " ".join(p.name if p.required else f"( {p.name} )" for p in m.params)
         return f"{command} {args}\n{m.help}".strip()
@@ -128,7 +127,7 @@ class RpcMethods:
     def _entry_or_404(self, block_hash: str):
         entry = self.chain.entry(parse_hash(block_hash, "blockhash"))
         if entry is None:
-            raise RpcError(NOT_FOUND, "Block not found")
+            raise RpcError(RpcCode.INVALID_ADDRESS_OR_KEY, "Block not found")
         return entry
 
     def _confirmations(self, entry) -> tuple[int, bytes | None]:
@@ -168,18 +167,18 @@ class RpcMethods:
         """getblockhash height: hash of the best-chain block at height."""
         h = self.chain.hash_at(height)
         if h is None:
-            raise RpcError(INVALID_PARAMETER, "Block height out of range")
+            raise RpcError(RpcCode.INVALID_PARAMETER, "Block height out of range")
         return h.hex()
 
     def getblock(self, blockhash: str, verbosity: int | bool) -> Any:
         """getblock "blockhash" ( verbosity ): 0 = canonical hex, 1 = JSON with txids, 2 = JSON with txs."""
         verbosity = int(verbosity)
         if verbosity not in (0, 1, 2):
-            raise RpcError(INVALID_PARAMETER, "verbosity must be 0, 1 or 2")
+            raise RpcError(RpcCode.INVALID_PARAMETER, "verbosity must be 0, 1 or 2")
         entry = self._entry_or_404(blockhash)
         raw = self.chain.block_bytes(entry.hash)
         if raw is None:
-            raise RpcError(MISC_ERROR, "Block not available (header only)")
+            raise RpcError(RpcCode.MISC_ERROR, "Block not available (header only)")
         if verbosity == 0:
             return raw.hex()
         confirmations, next_hash = self._confirmations(entry)
@@ -191,7 +190,7 @@ class RpcMethods:
         entry = self._entry_or_404(blockhash)
         header = entry.header
         if header is None:  # the node keeps a few fields of a header whose block has not arrived
-            raise RpcError(MISC_ERROR, "Header not available (header only, its block not received)")
+            raise RpcError(RpcCode.MISC_ERROR, "Header not available (header only, its block not received)")
         if not verbose:
             return entry.raw.hex()
         confirmations, next_hash = self._confirmations(entry)
@@ -210,16 +209,16 @@ class RpcMethods:
         try:
             await self.worker.invalidate_block(parse_hash(blockhash, "blockhash"))
         except KeyError:
-            raise RpcError(NOT_FOUND, "Block not found") from None
+            raise RpcError(RpcCode.INVALID_ADDRESS_OR_KEY, "Block not found") from None
         except ValueError as exc:
-            raise RpcError(INVALID_PARAMETER, str(exc)) from None
+            raise RpcError(RpcCode.INVALID_PARAMETER, str(exc)) from None
 
     async def reconsiderblock(self, blockhash: str) -> None:
         """reconsiderblock "blockhash": undo invalidateblock for a block and its descendants."""
         try:
             await self.worker.reconsider_block(parse_hash(blockhash, "blockhash"))
         except KeyError:
-            raise RpcError(NOT_FOUND, "Block not found") from None
+            raise RpcError(RpcCode.INVALID_ADDRESS_OR_KEY, "Block not found") from None
 
     # --- mining -----------------------------------------------------------------------------
     async def getmininginfo(self) -> dict[str, Any]:
@@ -249,7 +248,7 @@ class RpcMethods:
         longpollid = request.get("longpollid")
         if longpollid is not None:
             if not isinstance(longpollid, str):
-                raise RpcError(INVALID_PARAMETER, "longpollid must be a string")
+                raise RpcError(RpcCode.INVALID_PARAMETER, "longpollid must be a string")
             if longpollid == self.chain.tip.hash.hex():
                 await self.control.wait_for_tip_change(LONGPOLL_SECONDS)
         return new_template(self.chain, self.mempool, int(time.time())).to_json()
@@ -260,7 +259,7 @@ class RpcMethods:
         try:
             received = ReceivedBlock.decode(raw)
         except DecodeError as exc:
-            raise RpcError(-22, f"Block decode failed: {exc.detail}") from None
+            raise RpcError(RpcCode.DESERIALIZATION_ERROR, f"Block decode failed: {exc.detail}") from None
         result = await self.worker.submit_block(received)
         if result.status == ACCEPTED:
             return None
@@ -275,10 +274,10 @@ class RpcMethods:
     async def generatetoaddress(self, nblocks: int, address: str, maxtries: int) -> list[str]:
         """generatetoaddress nblocks "address" ( maxtries ): mine blocks in-process (dev/regtest only)."""
         if not self.network.faucet:
-            raise RpcError(NOT_ALLOWED_ON_NETWORK,
+            raise RpcError(RpcCode.NOT_ALLOWED_ON_NETWORK,
                            f"generatetoaddress is only for dev and regtest, not {self.network.name}")
         if not 0 <= nblocks <= MAX_GENERATE:
-            raise RpcError(INVALID_PARAMETER, f"nblocks must be between 0 and {MAX_GENERATE}")
+            raise RpcError(RpcCode.INVALID_PARAMETER, f"nblocks must be between 0 and {MAX_GENERATE}")
         miner = self._address(address)
         hashes: list[str] = []
         for _ in range(nblocks):
@@ -295,7 +294,7 @@ class RpcMethods:
                 break
             result = await self.worker.submit_block(block)
             if result.status != ACCEPTED:
-                raise RpcError(MISC_ERROR, f"generated block rejected: {result.reason or result.status}")
+                raise RpcError(RpcCode.MISC_ERROR, f"generated block rejected: {result.reason or result.status}")
             hashes.append(block.hash.hex())
         return hashes
 
@@ -326,16 +325,16 @@ class RpcMethods:
         try:
             tx = Tx.decode(raw)
         except DecodeError as exc:
-            raise RpcError(-22, f"TX decode failed: {exc.detail}") from None
+            raise RpcError(RpcCode.DESERIALIZATION_ERROR, f"TX decode failed: {exc.detail}") from None
         if self.chain.tx_location(tx.txid) is not None:
-            raise RpcError(ALREADY_IN_CHAIN, "transaction already in block chain")
+            raise RpcError(RpcCode.VERIFY_ALREADY_IN_CHAIN, "transaction already in block chain")
         try:
             self.mempool.add(tx)  # its event relays the tx
         except InvalidTx as exc:  # never valid (-25), or not against this tip (-26)
-            code = VERIFY_ERROR if exc.code.tx_stateless else VERIFY_REJECTED
+            code = RpcCode.VERIFY_ERROR if exc.code.tx_stateless else RpcCode.VERIFY_REJECTED
             raise RpcError(code, str(exc)) from None
         except MempoolPolicyError as exc:
-            raise RpcError(VERIFY_REJECTED, str(exc)) from None
+            raise RpcError(RpcCode.VERIFY_REJECTED, str(exc)) from None
         return tx.txid.hex()
 
     def gettransaction(self, txid: str) -> dict[str, Any]:
@@ -354,7 +353,7 @@ class RpcMethods:
             return out
         tx = self.mempool.get(raw_id)
         if tx is None:
-            raise RpcError(NOT_FOUND, "No such mempool or blockchain transaction")
+            raise RpcError(RpcCode.INVALID_ADDRESS_OR_KEY, "No such mempool or blockchain transaction")
         out = tx_json(self.network, tx)
         out.update(hex=tx.encode().hex(), blockhash=None, blockheight=None, confirmations=0, in_mempool=True)
         return out
@@ -363,7 +362,7 @@ class RpcMethods:
         try:
             return decode_address(text, self.network.hrp)
         except AddressError as exc:
-            raise RpcError(NOT_FOUND, f"Invalid address: {exc}") from None
+            raise RpcError(RpcCode.INVALID_ADDRESS_OR_KEY, f"Invalid address: {exc}") from None
 
     def getaccount(self, address: str) -> dict[str, Any]:
         """getaccount "address": balance, nonce, mempool nonce and immature rewards (base units)."""
@@ -393,9 +392,9 @@ class RpcMethods:
 
     def _addresses(self, addresses: list[Any]) -> list[bytes]:
         if not 1 <= len(addresses) <= MAX_ADDRESSES:
-            raise RpcError(INVALID_PARAMETER, f"give 1 to {MAX_ADDRESSES} addresses")
+            raise RpcError(RpcCode.INVALID_PARAMETER, f"give 1 to {MAX_ADDRESSES} addresses")
         if not all(isinstance(a, str) for a in addresses):
-            raise RpcError(INVALID_PARAMETER, "addresses must be strings")
+            raise RpcError(RpcCode.INVALID_PARAMETER, "addresses must be strings")
         return list(dict.fromkeys(self._address(a) for a in addresses))
 
     def getaddressbalance(self, addresses: list[Any]) -> dict[str, Any]:
@@ -412,10 +411,10 @@ class RpcMethods:
         the first page (skip 0) starts with the pooled txs."""
         raw = self._addresses(addresses)
         if not self.chain.address_index:
-            raise RpcError(MISC_ERROR, "address history needs the address index: restart pouwd with "
+            raise RpcError(RpcCode.MISC_ERROR, "address history needs the address index: restart pouwd with "
                                        "--addressindex (add --reindex once on an existing datadir)")
         if not 0 <= count <= MAX_HISTORY or skip < 0:
-            raise RpcError(INVALID_PARAMETER, f"count must be 0 to {MAX_HISTORY} and skip not negative")
+            raise RpcError(RpcCode.INVALID_PARAMETER, f"count must be 0 to {MAX_HISTORY} and skip not negative")
         rows = []
         if include_mempool and skip == 0:
             rows = mempool_rows(self.network, set(raw), filter(None, map(self.mempool.get, self.mempool.txids())))
@@ -425,7 +424,7 @@ class RpcMethods:
         """estimatefee ( nblocks ): fee rate (base units per byte) to pay now: the median rate of the txs in
         the last nblocks best-chain blocks, at least the node's min relay fee rate."""
         if not 1 <= nblocks <= MAX_FEE_BLOCKS:
-            raise RpcError(INVALID_PARAMETER, f"nblocks must be 1 to {MAX_FEE_BLOCKS}")
+            raise RpcError(RpcCode.INVALID_PARAMETER, f"nblocks must be 1 to {MAX_FEE_BLOCKS}")
         tip = self.chain.tip.height
         rates = []
         for height in range(max(1, tip - nblocks + 1), tip + 1):
@@ -453,37 +452,37 @@ class RpcMethods:
     async def addnode(self, node: str, command: str) -> None:
         """addnode "host:port" "add|remove|onetry"."""
         if command not in ("add", "remove", "onetry"):
-            raise RpcError(INVALID_PARAMETER, "command must be add, remove or onetry")
+            raise RpcError(RpcCode.INVALID_PARAMETER, "command must be add, remove or onetry")
         try:
             await self.peers.add_node(node, command)
         except NodeAlreadyAdded as exc:
-            raise RpcError(NODE_ALREADY_ADDED, f"Error: Node already added ({exc})") from None
+            raise RpcError(RpcCode.CLIENT_NODE_ALREADY_ADDED, f"Error: Node already added ({exc})") from None
         except NodeNotAdded as exc:
-            raise RpcError(NODE_NOT_ADDED, f"Error: Node has not been added ({exc})") from None
+            raise RpcError(RpcCode.CLIENT_NODE_NOT_ADDED, f"Error: Node has not been added ({exc})") from None
         except InvalidAddress as exc:
-            raise RpcError(INVALID_PARAMETER, str(exc)) from None
+            raise RpcError(RpcCode.INVALID_PARAMETER, str(exc)) from None
 
     async def disconnectnode(self, address: str, nodeid: int | None) -> None:
         """disconnectnode ( "address" nodeid ): drop a peer by address or id."""
         if bool(address) == (nodeid is not None):
-            raise RpcError(INVALID_PARAMETER, "give either an address or a nodeid")
+            raise RpcError(RpcCode.INVALID_PARAMETER, "give either an address or a nodeid")
         try:
             await self.peers.disconnect_node(address or nodeid)
         except NodeNotConnected:
-            raise RpcError(NODE_NOT_CONNECTED, "Node not found in connected nodes") from None
+            raise RpcError(RpcCode.CLIENT_NODE_NOT_CONNECTED, "Node not found in connected nodes") from None
 
     def setban(self, subnet: str, command: str, bantime: int) -> None:
         """setban "ip[/mask]" "add|remove" ( bantime ): ban or unban an address or subnet."""
         if command not in ("add", "remove"):
-            raise RpcError(INVALID_PARAMETER, "command must be add or remove")
+            raise RpcError(RpcCode.INVALID_PARAMETER, "command must be add or remove")
         if not 0 <= bantime <= MAX_BAN_SECONDS:
-            raise RpcError(INVALID_PARAMETER, f"bantime must be between 0 and {MAX_BAN_SECONDS} seconds")
+            raise RpcError(RpcCode.INVALID_PARAMETER, f"bantime must be between 0 and {MAX_BAN_SECONDS} seconds")
         try:
             self.peers.set_ban(subnet, command, bantime)
         except InvalidAddress as exc:
-            raise RpcError(INVALID_IP, f"Error: Invalid IP/Subnet ({exc})") from None
+            raise RpcError(RpcCode.CLIENT_INVALID_IP_OR_SUBNET, f"Error: Invalid IP/Subnet ({exc})") from None
         except BanError as exc:
-            raise RpcError(INVALID_IP, f"Error: {exc}") from None
+            raise RpcError(RpcCode.CLIENT_INVALID_IP_OR_SUBNET, f"Error: {exc}") from None
 
     def listbanned(self) -> list[dict[str, Any]]:
         """listbanned: banned addresses with times and reasons."""

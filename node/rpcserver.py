@@ -1,8 +1,7 @@
 """JSON-RPC 2.0 dispatch with typed parameters, and HTTP Basic auth (cookie or user/password).
 
-Errors use Bitcoin Core's codes where one exists so that familiar tooling reads
-them: -32700 parse, -32600 invalid request, -32601 unknown method, -32602 bad
-params, -5 not found / bad address, -8 bad parameter, -25/-26 rejected.
+Errors carry a ``client.rpccodes.RpcCode``: Bitcoin Core's codes where one exists,
+so that familiar tooling reads them.
 """
 from __future__ import annotations
 
@@ -16,20 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from client.rpccodes import RpcCode
+
 from .store import StoreError
 
 log = logging.getLogger("pouw.rpc")
 
-PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
-MISC_ERROR, NOT_FOUND, INVALID_PARAMETER, DATABASE_ERROR = -1, -5, -8, -20
-VERIFY_ERROR, VERIFY_REJECTED, ALREADY_IN_CHAIN, NOT_ALLOWED_ON_NETWORK = -25, -26, -27, -32
-NODE_ALREADY_ADDED, NODE_NOT_ADDED, NODE_NOT_CONNECTED, INVALID_IP = -23, -24, -29, -30
 MAX_BATCH = 1000
 COOKIE_USER = "__cookie__"
 
 
 class RpcError(Exception):
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: RpcCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -42,7 +39,7 @@ def parse_hash(text: str, what: str = "hash") -> bytes:
     except ValueError:
         raw = b""
     if len(raw) != 32:
-        raise RpcError(INVALID_PARAMETER, f"{what} must be 64 hex characters")
+        raise RpcError(RpcCode.INVALID_PARAMETER, f"{what} must be 64 hex characters")
     return raw
 
 
@@ -86,30 +83,30 @@ class Dispatcher:
         if isinstance(raw, dict):
             unknown = set(raw) - {p.name for p in method.params}
             if unknown:
-                raise RpcError(INVALID_PARAMS, f"unknown parameter(s) {', '.join(sorted(unknown))}")
+                raise RpcError(RpcCode.INVALID_PARAMS, f"unknown parameter(s) {', '.join(sorted(unknown))}")
             values = [raw.get(p.name, p.default) for p in method.params]
         elif isinstance(raw, list):
             if len(raw) > len(method.params):
-                raise RpcError(INVALID_PARAMS, f"{method.name} takes at most {len(method.params)} parameter(s)")
+                raise RpcError(RpcCode.INVALID_PARAMS, f"{method.name} takes at most {len(method.params)} parameter(s)")
             values = raw + [p.default for p in method.params[len(raw):]]
         else:
-            raise RpcError(INVALID_REQUEST, "params must be an array or an object")
+            raise RpcError(RpcCode.INVALID_REQUEST, "params must be an array or an object")
         for p, v in zip(method.params, values):
             if v is ...:
-                raise RpcError(INVALID_PARAMS, f"missing required parameter '{p.name}'")
+                raise RpcError(RpcCode.INVALID_PARAMS, f"missing required parameter '{p.name}'")
             if v is p.default:
                 continue
             kinds = p.kind if isinstance(p.kind, tuple) else (p.kind,)
             if isinstance(v, bool) and bool not in kinds:
-                raise RpcError(INVALID_PARAMS, f"parameter '{p.name}' must be {_kind_name(kinds)}")
+                raise RpcError(RpcCode.INVALID_PARAMS, f"parameter '{p.name}' must be {_kind_name(kinds)}")
             if not isinstance(v, kinds):
-                raise RpcError(INVALID_PARAMS, f"parameter '{p.name}' must be {_kind_name(kinds)}")
+                raise RpcError(RpcCode.INVALID_PARAMS, f"parameter '{p.name}' must be {_kind_name(kinds)}")
         return values
 
     async def call(self, name: str, raw_params: Any) -> Any:
         method = self.methods.get(name)
         if method is None:
-            raise RpcError(METHOD_NOT_FOUND, f"method not found: {name}")
+            raise RpcError(RpcCode.METHOD_NOT_FOUND, f"method not found: {name}")
         result = method.handler(*self._bind(method, raw_params))
         if inspect.isawaitable(result):
             result = await result
@@ -119,17 +116,18 @@ class Dispatcher:
         req_id = request.get("id") if isinstance(request, dict) else None
         try:
             if not isinstance(request, dict) or not isinstance(request.get("method"), str):
-                raise RpcError(INVALID_REQUEST, "invalid request: expected an object with a string 'method'")
+                raise RpcError(RpcCode.INVALID_REQUEST, "invalid request: expected an object with a string 'method'")
             result = await self.call(request["method"], request.get("params"))
             response: dict[str, Any] = {"jsonrpc": "2.0", "result": result, "id": req_id}
         except RpcError as exc:
             response = {"jsonrpc": "2.0", "error": {"code": exc.code, "message": exc.message}, "id": req_id}
         except StoreError as exc:  # e.g. a full disk: the node keeps serving reads
             log.error("%s", exc)
-            response = {"jsonrpc": "2.0", "error": {"code": DATABASE_ERROR, "message": str(exc)}, "id": req_id}
+            response = {"jsonrpc": "2.0", "error": {"code": RpcCode.DATABASE_ERROR, "message": str(exc)},
+                        "id": req_id}
         except Exception:  # a bug must not take the server down; log it and answer
             log.exception("internal error in RPC %r", request.get("method") if isinstance(request, dict) else None)
-            response = {"jsonrpc": "2.0", "error": {"code": INTERNAL_ERROR, "message": "internal error"},
+            response = {"jsonrpc": "2.0", "error": {"code": RpcCode.INTERNAL_ERROR, "message": "internal error"},
                         "id": req_id}
         if isinstance(request, dict) and "id" not in request and request.get("jsonrpc") == "2.0":
             return None  # a JSON-RPC 2.0 notification gets no answer
@@ -139,9 +137,10 @@ class Dispatcher:
         """The answer to a request or batch; None when nothing is to be sent (notifications only)."""
         if isinstance(payload, list):
             if not payload:
-                return {"jsonrpc": "2.0", "error": {"code": INVALID_REQUEST, "message": "empty batch"}, "id": None}
+                return {"jsonrpc": "2.0", "error": {"code": RpcCode.INVALID_REQUEST, "message": "empty batch"},
+                        "id": None}
             if len(payload) > MAX_BATCH:
-                return {"jsonrpc": "2.0", "error": {"code": INVALID_REQUEST,
+                return {"jsonrpc": "2.0", "error": {"code": RpcCode.INVALID_REQUEST,
                                                     "message": f"batch larger than {MAX_BATCH}"}, "id": None}
             answers = [a for a in [await self.handle_one(r) for r in payload] if a is not None]
             return answers or None  # JSON-RPC 2.0 §6: a batch of notifications gets no answer at all

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import stat
 from typing import Any
 
 import pytest
 
-from node.rpcserver import (COOKIE_USER, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, MAX_BATCH,
-                            METHOD_NOT_FOUND, Auth, Dispatcher, Param, RpcError)
+from client.rpccodes import RpcCode
+from node.rpcserver import COOKIE_USER, MAX_BATCH, Auth, Dispatcher, Param, RpcError
 
 
 def run(coro) -> Any:
@@ -33,7 +34,7 @@ def d() -> Dispatcher:
         raise ZeroDivisionError
 
     def fail() -> None:
-        raise RpcError(-5, "nope")
+        raise RpcError(RpcCode.INVALID_ADDRESS_OR_KEY, "nope")
 
     def opt(x: Any) -> Any:
         return x
@@ -76,46 +77,52 @@ def test_missing_required(d) -> None:
     for params in ([], None, {}, {"b": "x"}):
         with pytest.raises(RpcError) as info:
             call(d, "echo", params)
-        assert info.value.code == INVALID_PARAMS and "'a'" in info.value.message
+        assert info.value.code == RpcCode.INVALID_PARAMS and "'a'" in info.value.message
 
 
 def test_too_many_and_unknown(d) -> None:
     with pytest.raises(RpcError) as info:
         call(d, "echo", [1, "x", True, 4])
-    assert info.value.code == INVALID_PARAMS and "at most 3" in info.value.message
+    assert info.value.code == RpcCode.INVALID_PARAMS and "at most 3" in info.value.message
     with pytest.raises(RpcError) as info:
         call(d, "echo", {"a": 1, "zz": 2})
-    assert info.value.code == INVALID_PARAMS and "zz" in info.value.message
-    assert code_of(d, "boom", [1]) == INVALID_PARAMS
+    assert info.value.code == RpcCode.INVALID_PARAMS and "zz" in info.value.message
+    assert code_of(d, "boom", [1]) == RpcCode.INVALID_PARAMS
 
 
 def test_types(d) -> None:
-    assert code_of(d, "echo", [True]) == INVALID_PARAMS  # bool is an int in Python, not here
-    assert code_of(d, "echo", [False]) == INVALID_PARAMS
-    assert code_of(d, "echo", [1.0]) == INVALID_PARAMS
-    assert code_of(d, "echo", ["1"]) == INVALID_PARAMS
-    assert code_of(d, "echo", [1, 2]) == INVALID_PARAMS
-    assert code_of(d, "echo", [1, "x", 1]) == INVALID_PARAMS  # int is not a bool either
-    assert code_of(d, "echo", [None]) == INVALID_PARAMS
-    assert code_of(d, "obj", [[]]) == INVALID_PARAMS
+    assert code_of(d, "echo", [True]) == RpcCode.INVALID_PARAMS  # bool is an int in Python, not here
+    assert code_of(d, "echo", [False]) == RpcCode.INVALID_PARAMS
+    assert code_of(d, "echo", [1.0]) == RpcCode.INVALID_PARAMS
+    assert code_of(d, "echo", ["1"]) == RpcCode.INVALID_PARAMS
+    assert code_of(d, "echo", [1, 2]) == RpcCode.INVALID_PARAMS
+    assert code_of(d, "echo", [1, "x", 1]) == RpcCode.INVALID_PARAMS  # int is not a bool either
+    assert code_of(d, "echo", [None]) == RpcCode.INVALID_PARAMS
+    assert code_of(d, "obj", [[]]) == RpcCode.INVALID_PARAMS
     assert call(d, "obj", [{"k": 1}]) == {"k": 1}
     assert call(d, "lst", [[1]]) == [1]
     # a declared (int, bool) accepts both
     assert call(d, "slow", [True]) is True and call(d, "slow", [7]) == 7
     # an explicit null for an optional parameter whose default is None is the default
     assert call(d, "opt", [None]) is None and call(d, "opt", [5]) == 5
-    assert code_of(d, "opt", ["5"]) == INVALID_PARAMS
+    assert code_of(d, "opt", ["5"]) == RpcCode.INVALID_PARAMS
     # a large integer that is not the cached default object is still type-checked as an int
     assert call(d, "echo", [10**30]) == [10**30, "dflt", False]
 
 
 def test_params_must_be_array_or_object(d) -> None:
     for raw in (5, "x", True):
-        assert code_of(d, "echo", raw) == INVALID_REQUEST
+        assert code_of(d, "echo", raw) == RpcCode.INVALID_REQUEST
 
 
 def test_unknown_method(d) -> None:
-    assert code_of(d, "nope", []) == METHOD_NOT_FOUND
+    assert code_of(d, "nope", []) == RpcCode.METHOD_NOT_FOUND
+
+
+def test_codes_go_on_the_wire_as_bare_numbers(d) -> None:
+    """``RpcCode`` is an IntEnum: the JSON a client reads has Bitcoin Core's number."""
+    assert '"code": -32601,' in json.dumps(run(d.handle({"jsonrpc": "2.0", "id": 1, "method": "nope"})))
+    assert '"code": -5,' in json.dumps(run(d.handle({"jsonrpc": "2.0", "id": 1, "method": "fail"})))
 
 
 def test_help_line_is_the_docstring_first_line(d) -> None:
@@ -133,9 +140,9 @@ def test_handle_one(d) -> None:
     err = run(d.handle({"jsonrpc": "2.0", "id": 1, "method": "fail"}))
     assert err == {"jsonrpc": "2.0", "error": {"code": -5, "message": "nope"}, "id": 1}
     err = run(d.handle({"jsonrpc": "2.0", "id": 2, "method": "boom"}))
-    assert err["error"] == {"code": INTERNAL_ERROR, "message": "internal error"} and err["id"] == 2
+    assert err["error"] == {"code": RpcCode.INTERNAL_ERROR, "message": "internal error"} and err["id"] == 2
     for bad in (5, None, "x", {"id": 1}, {"id": 1, "method": None}, {"id": 1, "method": ["echo"]}):
-        assert run(d.handle(bad))["error"]["code"] == INVALID_REQUEST, bad
+        assert run(d.handle(bad))["error"]["code"] == RpcCode.INVALID_REQUEST, bad
 
 
 def test_notifications(d) -> None:
@@ -155,13 +162,13 @@ def test_batches(d) -> None:
         42,
     ]))
     assert [r["id"] for r in reply] == [1, 3, None]
-    assert reply[0]["result"] == [1, "dflt", False] and reply[1]["error"]["code"] == METHOD_NOT_FOUND
-    assert reply[2]["error"]["code"] == INVALID_REQUEST
-    assert run(d.handle([]))["error"]["code"] == INVALID_REQUEST
+    assert reply[0]["result"] == [1, "dflt", False] and reply[1]["error"]["code"] == RpcCode.METHOD_NOT_FOUND
+    assert reply[2]["error"]["code"] == RpcCode.INVALID_REQUEST
+    assert run(d.handle([]))["error"]["code"] == RpcCode.INVALID_REQUEST
     assert run(d.handle([{"jsonrpc": "2.0", "method": "echo", "params": [1]}])) is None
     big = [{"jsonrpc": "2.0", "id": i, "method": "echo", "params": [i]} for i in range(MAX_BATCH)]
     assert len(run(d.handle(big))) == MAX_BATCH
-    assert run(d.handle(big + big[:1]))["error"]["code"] == INVALID_REQUEST
+    assert run(d.handle(big + big[:1]))["error"]["code"] == RpcCode.INVALID_REQUEST
 
 
 # --- auth ------------------------------------------------------------------------------------
