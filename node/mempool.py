@@ -284,44 +284,55 @@ class Mempool:
 
     def _rebuild(self, address: bytes, acct: _Account, view: StateView, height: int,
                  extra: Iterable[_Entry] = (), mined: Collection[bytes] = ()) -> None:
-        """Re-check a sender's txs (plus ``extra``) in nonce order against the tip.
+        """Re-check a sender's txs (plus ``extra``) in nonce order against the tip (§3).
 
         Used nonces and txs that no longer apply leave (``mined`` if in ``mined``, else
         conflicted); after a gap the rest is future (up to the per-account bound).
         """
         entries = sorted([*acct.ready, *acct.future.values(), *extra], key=lambda e: e.tx.nonce)
-        self._future_count -= len(acct.future)
-        tip = view.account(address) or EMPTY_ACCOUNT
-        acct.base, acct.ready, acct.future = tip.nonce, [], {}
-        acct.state = state = Overlay(view)
+        self._reset_queues(address, acct, view)
         for entry in entries:
-            nonce, expected = entry.tx.nonce, acct.base + len(acct.ready)
-            keep = False
-            if nonce == expected:
-                try:
-                    _apply_on(state, entry.tx, height, self.network)
-                    acct.ready.append(entry)
-                    keep = True
-                except InvalidTx:
-                    pass
-            elif (nonce > expected and nonce not in acct.future
-                  and len(acct.future) < self.policy.max_future_per_account):
-                acct.future[nonce] = entry
-                keep = True
-            if keep:
+            if self._requeue(acct, entry, height):
                 self._register(entry)
             else:
                 self._unregister(entry, MINED if entry.txid in mined else CONFLICTED)
-        self._future_count += len(acct.future)
-        if acct.ready or acct.future:
-            self._accounts[address] = acct
-            self._push_tail(acct)
-            if any(e.tx.kind != TRANSFER for e in [*acct.ready, *acct.future.values()]):
-                self._job_senders.add(address)
-            else:
-                self._job_senders.discard(address)
-        else:
+        self._reindex(address, acct)
+
+    def _reset_queues(self, address: bytes, acct: _Account, view: StateView) -> None:
+        """Empty the sender's queues, based at its tip nonce on a fresh layer over the tip state."""
+        self._future_count -= len(acct.future)
+        acct.base, acct.ready, acct.future = (view.account(address) or EMPTY_ACCOUNT).nonce, [], {}
+        acct.state = Overlay(view)
+
+    def _requeue(self, acct: _Account, entry: _Entry, height: int) -> bool:
+        """Queue one re-checked tx: ready if it has the next nonce and applies, future if it is
+        further ahead and the sender has room for it; False if it leaves the pool."""
+        nonce, expected = entry.tx.nonce, acct.base + len(acct.ready)
+        if nonce == expected:
+            assert acct.state is not None  # _reset_queues made it
+            try:
+                _apply_on(acct.state, entry.tx, height, self.network)
+            except InvalidTx:
+                return False
+            acct.ready.append(entry)
+            return True
+        if nonce > expected and nonce not in acct.future and len(acct.future) < self.policy.max_future_per_account:
+            acct.future[nonce] = entry
+            self._future_count += 1
+            return True
+        return False
+
+    def _reindex(self, address: bytes, acct: _Account) -> None:
+        """Index a sender that still has txs (eviction heap, job senders), or forget it."""
+        if not (acct.ready or acct.future):
             self._accounts.pop(address, None)
+            self._job_senders.discard(address)
+            return
+        self._accounts[address] = acct
+        self._push_tail(acct)
+        if any(e.tx.kind != TRANSFER for e in [*acct.ready, *acct.future.values()]):
+            self._job_senders.add(address)
+        else:
             self._job_senders.discard(address)
 
     def _forget_states(self) -> None:

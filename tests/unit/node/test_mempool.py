@@ -452,14 +452,17 @@ def check_invariants(pool: Mempool, chain: FakeChain) -> None:
     txs = [pool.get(t) for t in pool.txids()]
     assert pool.info()["bytes"] == sum(len(t.encode()) for t in txs if t) <= pool.policy.max_bytes
     state = Overlay(chain)
+    future = 0
     for k in KEYS:
         queue = pool.txs_by_sender(addr(k))
         tip_nonce = (chain.account(addr(k)) or Account()).nonce
         ready = pool.pending_nonce(addr(k)) - tip_nonce
         assert [t.nonce for t in queue[:ready]] == list(range(tip_nonce, tip_nonce + ready))
         assert all(t.nonce > tip_nonce + ready for t in queue[ready:])
+        future += len(queue) - ready
         for tx in queue[:ready]:
             apply_tx(state, tx, chain.height + 1, NET)
+    assert pool.info()["future"] == future
     template = pool.select_for_block(1 << 20)
     state = Overlay(chain)
     for tx in template:
