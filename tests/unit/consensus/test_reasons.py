@@ -1,6 +1,8 @@
 """Rejection reasons are defined once (consensus.reasons) and the errors accept nothing else."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from consensus.errors import DecodeError, FutureBlock, InvalidBlock, InvalidTx
@@ -33,3 +35,9 @@ def test_tokens_are_unique_lowercase_words() -> None:
     values = [r.value for r in Reason]
     assert len(set(values)) == len(values) == len(Reason.__members__)
     assert all(v == v.lower() and " " not in v for v in values)
+
+
+def test_docs_name_every_reason() -> None:
+    """docs/protocol.md lists the tokens users see; a new reason must be documented there."""
+    docs = (Path(__file__).parents[3] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    assert [r.value for r in Reason if f"`{r.value}`" not in docs] == []

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -510,3 +511,8 @@ def test_pool_stays_consistent(ops: list[tuple]) -> None:
         elif op[0] == "tick":
             clock.now += DAY
         check_invariants(pool, chain)
+
+
+def test_docs_name_every_policy_reason() -> None:
+    docs = (Path(__file__).parents[3] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    assert [r.value for r in PolicyReason if f"`{r.value}`" not in docs] == []
