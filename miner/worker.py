@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from consensus.block import WorkSpec
+from consensus.reasons import Reason
 from consensus.work import assemble_block, commit_a, commit_b
 
 from . import kernel
@@ -40,7 +41,6 @@ TEMPLATE_REFRESH_SECONDS = 30.0  # pick up new mempool txs even without a new ti
 BACKOFF_FIRST = 1.0  # seconds after the first rejected block in a row
 BACKOFF_MAX = 60.0
 RATE_WINDOW_SECONDS = 60.0
-TIME_TOO_NEW = "time-too-new"  # submitblock's answer for a block held for its timestamp
 JOB_CHECK_SECONDS = 5.0  # how often the loop looks for a job, or checks that its job is still open
 
 
@@ -275,7 +275,7 @@ class Miner:
         self.stats.rejected += 1
         self.stats.last_reject = str(reason)
         delay = self.backoff.next()
-        if reason == TIME_TOO_NEW:  # we never stamp beyond our clock's limit: the node's clock is behind
+        if reason == Reason.TIME_TOO_NEW:  # held for its timestamp; we never stamp past our clock: the node's is behind
             self.log(f"block {block.hash.hex()} held by the node: {reason} (the node's clock is behind this "
                      f"machine's); waiting {delay:g}s for its clock")
             return delay

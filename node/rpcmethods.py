@@ -13,6 +13,7 @@ from consensus.errors import AddressError, DecodeError, InvalidTx
 from consensus.genesis import dev_faucet_key
 from consensus.keys import decode_address, encode_address
 from consensus.params import NETWORKS
+from consensus.reasons import Reason
 from consensus.tx import Tx
 from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected
 from p2p.bans import MAX_BAN_SECONDS
@@ -268,7 +269,7 @@ class RpcMethods:
         if result.status == ORPHAN:
             return "inconclusive"
         if result.status == FUTURE:
-            return "time-too-new"
+            return Reason.TIME_TOO_NEW
         return result.reason or result.status
 
     async def generatetoaddress(self, nblocks: int, address: str, maxtries: int) -> list[str]:
