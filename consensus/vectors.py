@@ -20,8 +20,8 @@ from .hashing import merkle_root, tagged
 from .keys import encode_address
 from .lthash import LtHash
 from .memstate import MemoryState
-from .params import BY_CHAIN_ID, NETWORKS
-from .state import Account, Job, apply_effects
+from .params import BY_CHAIN_ID, NETWORKS, Network
+from .state import Account, Job, StateDiff, apply_effects
 from .tx import Tx, claim_of
 from .validation import check_block
 
@@ -163,17 +163,31 @@ def _state_from_json(network, obj: dict) -> MemoryState:
     return MemoryState(network, accounts, jobs)
 
 
+def _case_effects(case: dict, network: Network, state: MemoryState) -> tuple[StateDiff, StateDiff]:
+    txs = [Tx.decode(bytes.fromhex(t)) for t in case["txs"]]
+    payout = None if case["payout"] is None else (bytes.fromhex(case["payout"][0]), case["payout"][1])
+    return apply_effects(state, txs, case["height"], network, payout)
+
+
+def state_case_error(case: dict) -> ConsensusError | None:
+    """The error a state case's block raises, or None if it applies (to check the reason)."""
+    network = NETWORKS[case["network"]]
+    try:
+        _case_effects(case, network, _state_from_json(network, case["pre"]))
+    except ConsensusError as exc:
+        return exc
+    return None
+
+
 def check_state(case: dict) -> Mismatches:
     """One block's effects (txs, job events, payout) on a given pre-state (§5 order)."""
     out: Mismatches = []
     network = NETWORKS[case["network"]]
     state = _state_from_json(network, case["pre"])
     _cmp(out, "pre_state_root", state.lanes().root().hex(), case["pre_state_root"])
-    txs = [Tx.decode(bytes.fromhex(t)) for t in case["txs"]]
-    payout = None if case["payout"] is None else (bytes.fromhex(case["payout"][0]), case["payout"][1])
     expect = case["expect"]
     try:
-        diff, _ = apply_effects(state, txs, case["height"], network, payout)
+        diff, _ = _case_effects(case, network, state)
     except ConsensusError as exc:
         if expect["valid"]:
             out.append(f"valid: got invalid ({exc}), expected valid")

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from consensus.vectors import main, run
+from consensus.errors import InvalidBlock
+from consensus.reasons import Reason
+from consensus.vectors import main, run, state_case_error
 
 HERE = Path(__file__).parent
 SHARED = HERE.parents[2] / "shared" / "vectors" / "v2.json"  # ../shared beside the checkout
@@ -21,6 +23,34 @@ def test_vectors_pass(path: Path) -> None:
     passed, failed = run(json.loads(path.read_text()), lines.append)
     assert failed == 0, "\n".join(x for x in lines if x.startswith("FAIL"))
     assert passed >= 72
+
+
+# what each invalid state case's "why" names, as the tx codes that fit it
+WHY_CODES = {
+    "nonce": {Reason.BAD_NONCE},
+    "funds": {Reason.INSUFFICIENT_FUNDS},
+    "version/chain": {Reason.BAD_VERSION, Reason.BAD_CHAIN_ID},
+    "credit overflow": {Reason.BALANCE_OVERFLOW},
+    "job post": {Reason.BAD_JOB_DIMS, Reason.BAD_REWARD, Reason.BAD_EXPIRY},
+    "job result": {Reason.UNKNOWN_JOB, Reason.JOB_NOT_OPEN, Reason.BOND_TOO_SMALL},
+    "accept": {Reason.NOT_POSTER, Reason.JOB_NOT_CLAIMED},
+    "not fraud": {Reason.NOT_FRAUD},
+    "fraud: claim": {Reason.BAD_FRAUD_CLAIM},
+    "fraud proof: job not claimed": {Reason.JOB_NOT_CLAIMED},
+}
+
+
+@pytest.mark.parametrize("path", VECTOR_FILES, ids=lambda p: str(p))
+def test_invalid_state_cases_fail_for_the_reason_they_name(path: Path) -> None:
+    """Invalid for the right reason, not just invalid: the block is ``bad-tx`` and its
+    ``tx_code`` is a defined reason that fits the case's ``why``."""
+    cases = [c for c in json.loads(path.read_text())["state"] if not c["expect"]["valid"]]
+    assert cases
+    for case in cases:
+        why = case["expect"]["why"]
+        exc = state_case_error(case)
+        assert isinstance(exc, InvalidBlock) and exc.code == Reason.BAD_TX, (why, exc)
+        assert exc.tx_code in WHY_CODES[why], (why, exc)
 
 
 def test_cli_reports_and_fails_on_a_wrong_expectation(tmp_path: Path) -> None:
