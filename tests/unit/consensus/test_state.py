@@ -100,6 +100,9 @@ INVALID_TXS = [
     (lambda: make_tx(KEYS[0], 4, 0, 1, Transfer(b"\x01" * 20, 0)), "bad-amount"),
     (lambda: replace(make_tx(KEYS[0], 4, 0, 1, Transfer(b"\x01" * 20, 5)), version=1), "bad-version"),
     (lambda: replace(transfer(0, 0, b"\x01" * 20, 5), signature=bytes(64), _txid=None), "bad-signature"),
+    (lambda: make_tx(KEYS[0], 4, 0, 1, JobPost(32, 32, 64, bytes(32), bytes(32), 0, 100)), "bad-reward"),
+    (lambda: make_tx(KEYS[0], 4, 0, 1, JobPost(33, 32, 64, bytes(32), bytes(32), 5, 100)), "bad-job-dims"),
+    (lambda: make_tx(KEYS[0], 4, 0, 1, JobPost(32, 32, 64, bytes(32), bytes(32), 5, 1)), "bad-expiry"),
 ]
 
 
