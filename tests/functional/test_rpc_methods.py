@@ -490,6 +490,9 @@ def test_sendrawtransaction_errors(node) -> None:
     wrong_chain = make_tx(FAUCET, DEV.chain_id, nonce, FEE, Transfer(key(904).address, 5))
     err = rpc_error(node, "sendrawtransaction", wrong_chain.encode().hex())
     assert err["code"] == -25 and "bad-chain-id" in err["message"]
+    nothing = make_tx(FAUCET, REGTEST.chain_id, nonce, FEE, Transfer(key(904).address, 0))
+    err = rpc_error(node, "sendrawtransaction", nothing.encode().hex())
+    assert err["code"] == -25 and "bad-amount" in err["message"]  # never valid, as tx_stateless says
     cheap = transfer(FAUCET, nonce, key(904).address, 5, fee=1)
     err = rpc_error(node, "sendrawtransaction", cheap.encode().hex())
     assert err["code"] == -26 and "fee-too-low" in err["message"]
