@@ -545,18 +545,18 @@ class Chain:
         if failed is None:
             self._commit(batch, events)
             return None
-        entry, reason = failed
-        log.info("block %s at height %d is invalid: %s", entry.hash.hex(), entry.height, reason)
+        entry, error = failed
+        log.info("block %s at height %d is invalid: %s", entry.hash.hex(), entry.height, error)
         if saved is not None:  # nothing of the attempt is written, so forget its VALID marks too
             batch, events = saved, []
             for h in validated:
                 self.index.put(self.index.entries[h].with_status(clear_bits=VALID))
         self._mark_failed(batch, entry)
         self._commit(batch, events)
-        return failed
+        return entry, error.code
 
     def _connect_path(self, batch: ChainBatch, events: list[ChainEvent], path: list[IndexEntry], grouped: bool
-                      ) -> tuple[ChainBatch, list[ChainEvent], list[bytes], tuple[IndexEntry, str] | None]:
+                      ) -> tuple[ChainBatch, list[ChainEvent], list[bytes], tuple[IndexEntry, ConsensusError] | None]:
         """Connect ``path`` in order until a block fails, its tx checks started ``LOOKAHEAD``
         blocks ahead; ``grouped``: commit every ``GROUP_BLOCKS`` blocks or ``GROUP_BYTES``.
         Returns the batch and events not committed yet, the blocks marked VALID just now,
@@ -573,7 +573,7 @@ class Chain:
                 if self._connect(batch, entry, events):
                     validated.append(entry.hash)
             except ConsensusError as exc:
-                return batch, events, validated, (entry, exc.code)
+                return batch, events, validated, (entry, exc)
             if grouped and ((i + 1) % GROUP_BLOCKS == 0 or batch.size > GROUP_BYTES):
                 self._commit(batch, events)
                 batch, events = self._batch(), []
