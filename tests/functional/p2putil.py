@@ -14,12 +14,16 @@ import random
 import socket
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Self
 
 from consensus.block import Header
 from consensus.params import REGTEST, Network
 from p2p import wire
+
+from .framework import NodeProcess
 
 _sources = itertools.count(2)
 
@@ -192,3 +196,20 @@ def wait_connected(node, addr: str | None = None, *, inbound: int | None = None,
             return False
         return outbound is None or sum(not p["inbound"] for p in info) == outbound
     wait_until(ok, timeout, 0.1, f"node{node.index} connections (addr={addr}, in={inbound}, out={outbound})")
+
+
+@contextmanager
+def connected_pair(root: Path) -> Iterator[tuple[NodeProcess, NodeProcess]]:
+    """Node 0 (no outbound connections) and node 1 connected to it, both running: a poster's
+    node and a worker's; both cleaned up afterwards."""
+    first = NodeProcess(0, root, extra_args=["--max-outbound", "0"])
+    second = NodeProcess(1, root)
+    try:
+        first.start()
+        second.extra_args = ["--connect", first.p2p_address]
+        second.start()
+        wait_connected(second, first.p2p_address)
+        yield first, second
+    finally:
+        first.cleanup()
+        second.cleanup()

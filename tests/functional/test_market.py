@@ -20,9 +20,9 @@ from consensus.work import commit_result
 from miner.jobs import JobTaker
 from client.rpc import BadResponse
 
-from .framework import NodeProcess, sync_blocks, sync_mempools, wait_until
-from .p2putil import wait_connected
-from .rpcutil import FAUCET, FAUCET_ADDRESS, address, key, transfer
+from .framework import NodeProcess, sync_blocks, sync_mempools
+from .p2putil import connected_pair, wait_connected
+from .rpcutil import FAUCET, address, key, transfer
 
 HONEST, CHEAT, COPIER, MINER = key(50), key(51), key(52), key(53)
 M, K, N = 64, 128, 96
@@ -33,22 +33,12 @@ WINDOW = REGTEST.challenge_window
 @pytest.fixture(scope="module")
 def net(tmp_path_factory) -> Iterator[tuple[NodeProcess, NodeProcess]]:
     """poster node (0) and worker node (1), connected; the workers funded and matured."""
-    root = Path(tmp_path_factory.mktemp("market"))
-    poster = NodeProcess(0, root, extra_args=["--max-outbound", "0"])
-    worker = NodeProcess(1, root)
-    try:
-        poster.start()
-        worker.extra_args = ["--connect", poster.p2p_address]
-        worker.start()
-        wait_connected(worker, poster.p2p_address)
+    with connected_pair(Path(tmp_path_factory.mktemp("market"))) as (poster, worker):
         for i, k in enumerate((HONEST, CHEAT, COPIER)):
             poster.sendrawtransaction(transfer(FAUCET, i, k.address, 100 * 10**8).encode().hex())
         poster.generatetoaddress(1, address(MINER))
         sync_blocks([poster, worker])
         yield poster, worker
-    finally:
-        poster.cleanup()
-        worker.cleanup()
 
 
 def operands(seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ from consensus.params import REGTEST
 from consensus.work import commit_a
 
 from .framework import NodeProcess, sync_blocks, wait_until
-from .p2putil import wait_connected
+from .p2putil import connected_pair
 from .rpcutil import FAUCET, FAUCET_ADDRESS, basic, cookie
 
 LIMIT = 1 << 20  # bytes any file the limited node writes may reach
@@ -40,13 +40,7 @@ def operand(rows: int, cols: int, seed: int) -> np.ndarray:
 
 
 def test_unwritable_store_is_507_and_the_node_keeps_serving(tmp_path: Path) -> None:
-    poster = NodeProcess(0, tmp_path, extra_args=["--max-outbound", "0"])
-    fetcher = NodeProcess(1, tmp_path)
-    try:
-        poster.start()
-        fetcher.extra_args = ["--connect", poster.p2p_address]
-        fetcher.start()
-        wait_connected(fetcher, poster.p2p_address)
+    with connected_pair(tmp_path) as (poster, fetcher):
         big_a, small_a = operand(1024, 2048, 1), operand(64, 128, 2)  # 2 MiB and 8 KiB
         big_b = operand(2048, 64, 3)
 
@@ -74,9 +68,6 @@ def test_unwritable_store_is_507_and_the_node_keeps_serving(tmp_path: Path) -> N
         limit_file_size(fetcher, 0)  # space again: the same requests work
         assert (npy_array(fetcher.rpc.http("GET", f"/matrix/{h_a}.npy")) == big_a).all()
         assert MarketClient(fetcher.rpc, REGTEST).upload("A", big_a) == h_a
-    finally:
-        poster.cleanup()
-        fetcher.cleanup()
 
 
 def test_kill9_mid_upload_leaves_no_partial_matrix(tmp_path: Path) -> None:
