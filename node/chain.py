@@ -66,6 +66,11 @@ class SubmitResult:
     hash: bytes
     reason: str = ""  # consensus reason token when invalid
     tip_changed: bool = False
+    detail: str = ""  # when invalid: the whole error (for a bad tx, its index, id and code)
+
+    @classmethod
+    def invalid(cls, block_hash: bytes, error: ConsensusError, status: BlockStatus = INVALID) -> SubmitResult:
+        return cls(status, block_hash, error.code, detail=str(error))
 
     @property
     def ok(self) -> bool:
@@ -297,7 +302,7 @@ class Chain:
         try:
             check_header_stateless(header, self.network)
         except InvalidBlock as exc:
-            return SubmitResult(INVALID, h, exc.code)
+            return SubmitResult.invalid(h, exc)
         parent = self.index.get(header.prev_hash)
         if parent is None:
             return SubmitResult(ORPHAN, h)
@@ -349,22 +354,27 @@ class Chain:
         changed = self._active[-1] != tip_before
         out = [self._verdict(res, failures, changed) for res in results]
         inner = [(self._verdict(res, failures, changed), source) for res, source in inner]
-        for res in [*out, *(res for res, _ in inner)]:
-            if res.status == INVALID:
-                self._events.publish(BlockRejected(res.hash, res.reason))
+        rejected = {res.hash: res for res in [*out, *(res for res, _ in inner)] if res.status == INVALID}
+        for block_hash, error in failures.items():  # a block stored earlier that failed to connect now
+            rejected.setdefault(block_hash, SubmitResult.invalid(block_hash, error))
+        for res in rejected.values():
+            self._events.publish(BlockRejected(res.hash, res.reason, res.detail))
         for res, source in [*zip(out, sources), *inner] if released else inner:
             if source is not None and res.status not in (ORPHAN, FUTURE, WAITING):  # waits again: told later
-                self._events.publish(BlockReleased(res.hash, res.status, res.reason, source))
+                self._events.publish(BlockReleased(res.hash, res.status, res.reason, source, res.detail))
         if changed:
             tip = self._tip_entry()
             self._events.publish(TipChanged(tip.hash, tip.height, self.header_tip_height()))
         return out
 
-    def _verdict(self, res: SubmitResult, failures: dict[bytes, str], changed: bool) -> SubmitResult:
-        """A block's result once the tip moved: a stored block found invalid on connecting is so."""
+    def _verdict(self, res: SubmitResult, failures: dict[bytes, ConsensusError], changed: bool) -> SubmitResult:
+        """A block's result once the tip moved: a stored block found invalid on connecting is so
+        (a descendant of one, ``bad-prevblk``)."""
         entry = self.index.get(res.hash)
         if res.status == ACCEPTED and entry is not None and entry.failed:
-            res = replace(res, status=INVALID, reason=failures.get(res.hash, Reason.BAD_PREVBLK))
+            error = failures.get(res.hash)
+            res = (SubmitResult.invalid(res.hash, error) if error is not None
+                   else replace(res, status=INVALID, reason=Reason.BAD_PREVBLK))
         return replace(res, tip_changed=changed)
 
     def _accept(self, batch: ChainBatch, item: BlockInput, source: Source = None) -> SubmitResult:
@@ -378,7 +388,7 @@ class Chain:
             try:
                 received = ReceivedBlock.decode(item)
             except DecodeError as exc:
-                return SubmitResult(INVALID, b"", exc.code)
+                return SubmitResult.invalid(b"", exc)
         result = self._accept_one(batch, received, source, wait=source is not None)
         if result.status == ACCEPTED:
             self._release_children(batch, received.hash)
@@ -421,7 +431,7 @@ class Chain:
         try:
             check_block(block, self.network, len(raw))
         except InvalidBlock as exc:  # not marked: the header may be fine and this copy mutated
-            return SubmitResult(INVALID, h, exc.code)
+            return SubmitResult.invalid(h, exc)
         if entry is None:
             parent = self.index.get(block.header.prev_hash)
             if parent is None:
@@ -462,10 +472,10 @@ class Chain:
             check_header_context(header, parent, self.index.timestamps(parent, MEDIAN_TIME_SPAN),
                                  self.now(), self.network)
         except FutureBlock as exc:
-            return SubmitResult(FUTURE, h, exc.code)
+            return SubmitResult.invalid(h, exc, FUTURE)
         except InvalidBlock as exc:
             self._store_entry(batch, entry.with_status(FAILED))
-            return SubmitResult(INVALID, h, exc.code)
+            return SubmitResult.invalid(h, exc)
         self._store_entry(batch, entry)
         return entry
 
@@ -503,10 +513,10 @@ class Chain:
             return self.index.entries[self._active[0]]
         return best
 
-    def _activate(self, batch: ChainBatch) -> dict[bytes, str]:
+    def _activate(self, batch: ChainBatch) -> dict[bytes, ConsensusError]:
         """Reorganise to the best valid candidate (§5); on a failing block mark it, fall back
         and retry.  Returns the blocks found invalid, with their reasons."""
-        failures: dict[bytes, str] = {}
+        failures: dict[bytes, ConsensusError] = {}
         while (best := self._best_candidate()).hash != self._tip_entry().hash:
             fork, path = self._path_to(best)
             failed = self._reorganise(batch, fork, path)
@@ -530,12 +540,12 @@ class Chain:
         path.reverse()
         return fork, path
 
-    def _reorganise(self, batch: ChainBatch, fork: IndexEntry, path: list[IndexEntry]) -> tuple[IndexEntry, str] | None:
+    def _reorganise(self, batch: ChainBatch, fork: IndexEntry, path: list[IndexEntry]) -> tuple[IndexEntry, ConsensusError] | None:
         """Disconnect the best chain down to ``fork``, then connect ``path``, and commit.
 
         A reorg commits whole or not at all; extending the tip commits per group of blocks.
         On an invalid block, what is kept (the groups before it, or nothing of a reorg) is
-        committed with the block marked failed; returns it and the reason."""
+        committed with the block marked failed; returns it and its error."""
         disconnect = [self.index.entries[h] for h in reversed(self._active[fork.height + 1:])]
         saved = batch.copy() if disconnect else None
         events: list[ChainEvent] = []
@@ -546,14 +556,13 @@ class Chain:
             self._commit(batch, events)
             return None
         entry, error = failed
-        log.info("block %s at height %d is invalid: %s", entry.hash.hex(), entry.height, error)
         if saved is not None:  # nothing of the attempt is written, so forget its VALID marks too
             batch, events = saved, []
             for h in validated:
                 self.index.put(self.index.entries[h].with_status(clear_bits=VALID))
         self._mark_failed(batch, entry)
         self._commit(batch, events)
-        return entry, error.code
+        return entry, error
 
     def _connect_path(self, batch: ChainBatch, events: list[ChainEvent], path: list[IndexEntry], grouped: bool
                       ) -> tuple[ChainBatch, list[ChainEvent], list[bytes], tuple[IndexEntry, ConsensusError] | None]:

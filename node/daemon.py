@@ -111,7 +111,7 @@ class Node:
 
     def _on_rejected(self, event: BlockRejected) -> None:
         self.metrics.blocks_rejected.labels(reason=event.reason or "invalid").inc()
-        log.info("rejected block %s: %s", event.hash.hex(), event.reason)
+        log.info("rejected block %s: %s", event.hash.hex(), event.detail or event.reason)
 
     def _on_tip(self, event: TipChanged) -> None:
         """Report a moved tip (a group of blocks moves it once)."""

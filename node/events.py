@@ -41,10 +41,12 @@ class ChainEvent:
 
 @dataclass(frozen=True)
 class BlockRejected:
-    """A submitted block broke a rule (``reason`` is the consensus reason token)."""
+    """A block broke a rule: one submitted, or one stored earlier that failed when it was
+    connected (``reason`` is the consensus reason token, ``detail`` the whole error)."""
 
     hash: bytes
     reason: str
+    detail: str = ""
     kind: str = REJECTED
 
 
@@ -58,6 +60,7 @@ class BlockReleased:
     status: BlockStatus
     reason: str
     source: object
+    detail: str = ""
     kind: str = RELEASED
 
 

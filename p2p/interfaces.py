@@ -35,6 +35,7 @@ class Result(Protocol):
     status: BlockStatus
     hash: bytes
     reason: str
+    detail: str  # the whole error when invalid (may be empty)
 
 
 class Released(Protocol):
@@ -44,6 +45,7 @@ class Released(Protocol):
     hash: bytes
     reason: str
     source: object
+    detail: str
 
 
 class Entry(Protocol):

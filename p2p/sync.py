@@ -309,7 +309,7 @@ class Sync:
         fresh: list[bytes] = []
         for h, res in zip(headers, results):
             if res.status == INVALID:
-                peer.misbehave(_invalid_score(res.reason), f"invalid header: {res.reason}")
+                peer.misbehave(_invalid_score(res.reason), f"invalid header: {res.detail or res.reason}")
                 return None, []
             if res.status not in (ACCEPTED, DUPLICATE):  # future (retry later) or orphan (evicted meanwhile)
                 break
@@ -603,7 +603,7 @@ class Sync:
             self._spot_checked(block_hash, res.status != INVALID)
         st = self._peers.get(peer.id)
         if res.status == INVALID:
-            peer.misbehave(_invalid_score(res.reason), f"invalid block {block_hash.hex()[:16]}: {res.reason}")
+            peer.misbehave(_invalid_score(res.reason), f"invalid block {block_hash.hex()[:16]}: {res.detail or res.reason}")
         elif res.status == ORPHAN:
             self.request_headers(peer)
         elif res.status in (ACCEPTED, DUPLICATE) and st is not None:

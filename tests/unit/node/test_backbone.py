@@ -12,6 +12,7 @@ import pytest
 
 from consensus.block import Block, ReceivedBlock
 from consensus.params import REGTEST
+from consensus.reasons import Reason
 from node.chainworker import ChainWorker
 from node.events import (CONNECTED, REJECTED, TIP_CHANGED, TX_ACCEPTED, TX_REJECTED, BlockRejected,
                          BlockReleased, TipChanged, TxAccepted, TxRejected)
@@ -30,8 +31,10 @@ def test_rejected_and_tip_events_once_per_submission(chain):
     blocks = build_chain(genesis_header(), 3)
     chain.submit_blocks(blocks)
     bad = make_block(blocks[-1].header, [transfer(key(7), 0, FAUCET.address, 5)])  # no funds
-    assert chain.submit_block(bad).status == INVALID
-    assert heard == [TipChanged(blocks[-1].hash, 3, 3), BlockRejected(bad.hash, "bad-tx")]
+    result = chain.submit_block(bad)
+    assert result.status == INVALID and result.reason == "bad-tx"
+    assert result.detail.startswith(f"bad-tx: tx 0 ({bad.txs[0].txid.hex()}): {Reason.INSUFFICIENT_FUNDS}")
+    assert heard == [TipChanged(blocks[-1].hash, 3, 3), BlockRejected(bad.hash, "bad-tx", result.detail)]
 
 
 def test_received_bytes_are_stored_as_they_came(chain, monkeypatch):
@@ -90,8 +93,26 @@ def test_a_download_waits_for_its_parent_and_its_verdict_names_the_sender(chain)
     assert len(chain._waiting) == 2 and heard == []
     res = chain.submit_blocks([blocks[0]])[0]  # from RPC, say: the waiting ones follow it in this call
     assert res.status == ACCEPTED and chain.tip.hash == blocks[-1].hash and len(chain._waiting) == 0
-    assert heard == [BlockRejected(bad.hash, "bad-tx"), BlockReleased(blocks[1].hash, ACCEPTED, "", 8),
-                     BlockReleased(bad.hash, INVALID, "bad-tx", 7)]
+    detail = heard[0].detail
+    assert f"tx 0 ({bad.txs[0].txid.hex()})" in detail
+    assert heard == [BlockRejected(bad.hash, "bad-tx", detail), BlockReleased(blocks[1].hash, ACCEPTED, "", 8),
+                     BlockReleased(bad.hash, INVALID, "bad-tx", 7, detail)]
+
+
+def test_a_block_stored_earlier_that_fails_to_connect_later_is_published_as_rejected(open_chain):
+    blocks = build_chain(genesis_header(), 2)
+    bad = make_block(blocks[-1].header, [transfer(key(7), 0, FAUCET.address, 5)])  # no funds
+    chain = open_chain(waiting_count=1)
+    heard = []
+    chain.subscribe(heard.append, (REJECTED,))
+    chain.add_headers([*(b.header for b in blocks), bad.header])
+    assert chain.submit_blocks([bad], sources=[7])[0].status == WAITING
+    assert chain.submit_blocks([blocks[1]], sources=[8])[0].status == WAITING  # pushes bad out: stored
+    assert chain.entry(bad.hash).have_data and heard == []
+    assert chain.submit_block(blocks[0]).status == ACCEPTED  # connects 0, 1, then bad fails
+    assert chain.tip.hash == blocks[-1].hash and chain.entry(bad.hash).failed
+    assert [(e.hash, e.reason) for e in heard] == [(bad.hash, "bad-tx")]
+    assert f"tx 0 ({bad.txs[0].txid.hex()}): {Reason.INSUFFICIENT_FUNDS}" in heard[0].detail
 
 
 def test_a_download_evicted_over_the_bound_takes_its_waiting_child_along(open_chain):
