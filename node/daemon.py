@@ -74,7 +74,7 @@ class Node:
                            matrix_source=self.market)
         self.metrics.bind(lambda: self.chain.tip.height, lambda: float(self.chain.tip.chain_work),
                           lambda: self.network.pow_limit / self.chain.next_target(),
-                          lambda: self.mempool.info()["size"], lambda: self.mempool.info()["bytes"],
+                          lambda: len(self.mempool), lambda: self.mempool.bytes_used,
                           lambda: len(self.p2p.peer_info()), self.stats.network_mac_rate)
         self.metrics.bind_market(self.market.stats)
         self._pruned_at = -1  # tip height of the last matrix-store prune

@@ -506,6 +506,11 @@ class Mempool:
     def __len__(self) -> int:
         return len(self._by_txid)
 
+    @property
+    def bytes_used(self) -> int:
+        """Encoded bytes of the pooled txs."""
+        return self._bytes
+
     def txids(self) -> list[bytes]:
         return list(self._by_txid)
 
@@ -530,7 +535,7 @@ class Mempool:
         return {
             "size": len(self._by_txid),
             "future": self._future_count,
-            "bytes": self._bytes,
+            "bytes": self.bytes_used,
             "max_bytes": self.policy.max_bytes,
             "usage": self._bytes / self.policy.max_bytes,
             "min_fee_per_byte": self.policy.min_fee_per_byte,

@@ -232,7 +232,7 @@ class RpcMethods:
             "next_target": f"{self.chain.next_target():064x}",
             "networkmacps": self.stats.network_mac_rate(),
             "state_root": tip.header.state_root.hex(),
-            "pooledtx": self.mempool.info()["size"],
+            "pooledtx": len(self.mempool),
             "useful": await self.stats.useful_stats(),
         }
 
