@@ -591,7 +591,10 @@ static void run_unit(const job_t *J, uint8_t *buf, int row0, int col0, int rows,
             S.xt_row = (size_t)tiles_across * chunks * 16;
             S.acc = acc + c, S.ldacc = NC, S.first = q0 == 0;
             if (!last) S.out = S.acc, S.ldo = NC;
-            else if (J->c) S.out = J->c + (size_t)row0 * J->n + col0 + c, S.ldo = (size_t)J->n;
+            else if (J->c) {
+                S.out = J->c + (size_t)row0 * J->n + col0 + c, S.ldo = (size_t)J->n;
+                S.stream = J->path == PATH_AVX512 && (uintptr_t)S.out % 64 == 0 && J->n % 16 == 0;
+            }
             if (last && J->recover) {
                 S.l = J->lp + (size_t)row0 * 4 * J->pairs, S.pairs = J->pairs;
                 for (int v = 0; v < nv; v++) {
@@ -644,6 +647,9 @@ static void *unit_worker(void *arg) {
         const int row0 = (int)(t / across) * MC, col0 = (int)(t % across) * NC;
         run_unit(J, buf, row0, col0, J->m - row0 < MC ? J->m - row0 : MC, J->n - col0 < NC ? J->n - col0 : NC);
     }
+#ifdef POUW_X86
+    if (J->path == PATH_AVX512) _mm_sfence(); /* C's streaming stores are visible before the caller reads C */
+#endif
     return NULL;
 }
 

@@ -31,6 +31,8 @@ typedef struct {
     int first;                         /* start from zero instead of acc */
     int32_t *out;                      /* where the block's result goes (acc, C or NULL) */
     size_t ldo;
+    int stream;                        /* out is C, rows on 64-byte boundaries: streaming stores
+                                          (AVX-512; the caller fences) */
     /* the recovery tail, after the last block: acc += L·R over `pairs` int16 pairs (L packed like A,
      * 4 bytes a row and pair, R like B, 64 bytes a 16-column group and pair); pairs 0: none */
     const int8_t *l, *r[STRIP_VECTORS];
@@ -152,7 +154,10 @@ AVX512 void strip_avx512_nv(const strip_t *S, const int NV) {
                 for (int v = 0; v < NV; v++) c[i][v] = _mm512_dpwssd_epi32(c[i][v], lv, rv[v]);
             }
         }
-        if (S->out)
+        if (S->out && S->stream)
+            for (int i = 0; i < MR; i++)
+                for (int v = 0; v < NV; v++) _mm512_stream_si512((__m512i *)(S->out + (size_t)(rb + i) * S->ldo + 16 * v), c[i][v]);
+        else if (S->out)
             for (int i = 0; i < MR; i++)
                 for (int v = 0; v < NV; v++) _mm512_storeu_si512(S->out + (size_t)(rb + i) * S->ldo + 16 * v, c[i][v]);
     }

@@ -76,6 +76,17 @@ def test_noisy_product_and_plain_gemm(path: str) -> None:
 
 
 @pytest.mark.parametrize("path", C_PATHS)
+def test_product_into_unaligned_buffer(path: str) -> None:
+    """C off a 64-byte boundary is written with ordinary stores (the streaming ones need it aligned)."""
+    a, b = operands(6, 64, 96, 128)
+    raw = np.zeros(64 * 96 + 16, np.int32)
+    start = (-raw.ctypes.data % 64) // 4 + 1
+    c = raw[start:start + 64 * 96]
+    kernel._kernel.gemm(a, b, c, 64, 96, 128, 32, path=path)
+    assert np.array_equal(c.reshape(64, 96), a.astype(np.int32) @ b.astype(np.int32))
+
+
+@pytest.mark.parametrize("path", C_PATHS)
 def test_mine_returns_winners_only(path: str) -> None:
     a, b = operands(9, 64, 128, 128)
     header = template(a, b, 32)
