@@ -385,15 +385,11 @@ static void pack_b(job_t *J, int tb, int count) {
 
 /* --- fold and ticket (PROTOCOL §4) ----------------------------------------------------- */
 
-static void ticket(const job_t *J, int ta, int tb, const uint32_t *xors) {
+/* The ticket of tile (ta, tb) from its 16 lanes M (kept in J->lanes). */
+static void ticket_lanes(const job_t *J, int ta, int tb, const uint32_t M[LANES]) {
     const size_t t = (size_t)ta * (J->n / TILE) + tb;
-    uint32_t *M = J->lanes + t * LANES;
     uint8_t msg[12 + 32 + 8 + 4 * LANES];
-    memset(M, 0, LANES * sizeof *M);
-    for (int l = 0; l < J->k / J->r; l++) {
-        const uint32_t v = M[l % LANES];
-        M[l % LANES] = ((v << 13) | (v >> 19)) ^ xors[l];
-    }
+    memcpy(J->lanes + t * LANES, M, LANES * sizeof *M);
     memcpy(msg, "\x0bpouw/ticket", 12);
     memcpy(msg + 12, J->s_a, 32);
     for (int i = 0; i < 2 + LANES; i++) {
@@ -403,6 +399,17 @@ static void ticket(const job_t *J, int ta, int tb, const uint32_t *xors) {
     uint8_t *d = J->digests + t * 32;
     sha256_short(msg, sizeof msg, d, J->use_shani);
     J->wins[t] = !J->threshold || memcmp(d, J->threshold, 32) < 0;
+}
+
+/* The ticket of tile (ta, tb) from its chunk XORs: chunk l's goes into lane l mod 16, after the
+ * lane is rotated left by 13. */
+static void ticket(const job_t *J, int ta, int tb, const uint32_t *xors) {
+    uint32_t M[LANES] = {0};
+    for (int l = 0, chunks = J->k / J->r; l < chunks; l++) {
+        const uint32_t v = M[l % LANES];
+        M[l % LANES] = ((v << 13) | (v >> 19)) ^ xors[l];
+    }
+    ticket_lanes(J, ta, tb, M);
 }
 
 /* --- recovery of A·B (kernel.matmul) ---------------------------------------------------------
@@ -568,6 +575,35 @@ static size_t unit_buffer_len(const job_t *J) {
            TILE * TILE * sizeof(int32_t);
 }
 
+#ifdef POUW_X86
+/* A tile's 16 lanes from its per-chunk partials (16 words each; chunk l's XOR is the XOR of its
+ * words), as ticket() forms them, 16 chunks at a time: the 16 partials are halved twice across
+ * 128-bit lanes and transposed 4 × 4 inside them, leaving chunk l's XOR in word l. */
+__attribute__((target("avx512f"))) static void lanes_avx512(const uint32_t *part, int chunks, uint32_t M[LANES]) {
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    __m512i m = _mm512_setzero_si512();
+    for (int l0 = 0; l0 < chunks; l0 += LANES) {
+        const int count = chunks - l0 < LANES ? chunks - l0 : LANES;
+        __m512i v[LANES];
+        for (int j = 0; j < LANES; j++)
+            v[j] = j < count ? _mm512_loadu_si512(part + LANES * (l0 + j)) : _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) /* [x0^x2, x1^x3 | y0^y2, y1^y3] in 128-bit lanes */
+            v[j] = _mm512_xor_si512(_mm512_shuffle_i64x2(v[2 * j], v[2 * j + 1], 0x44),
+                                    _mm512_shuffle_i64x2(v[2 * j], v[2 * j + 1], 0xEE));
+        for (int j = 0; j < 4; j++) /* 128-bit lane i: four words of partial 4j + i */
+            v[j] = _mm512_xor_si512(_mm512_shuffle_i64x2(v[2 * j], v[2 * j + 1], 0x88),
+                                    _mm512_shuffle_i64x2(v[2 * j], v[2 * j + 1], 0xDD));
+        const __m512i s0 = _mm512_xor_si512(_mm512_unpacklo_epi32(v[0], v[1]), _mm512_unpackhi_epi32(v[0], v[1]));
+        const __m512i s1 = _mm512_xor_si512(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
+        /* word e of 128-bit lane i: chunk l0 + 4e + i */
+        const __m512i x = _mm512_permutexvar_epi32(
+            order, _mm512_xor_si512(_mm512_unpacklo_epi64(s0, s1), _mm512_unpackhi_epi64(s0, s1)));
+        m = _mm512_mask_xor_epi32(m, (__mmask16)((1u << count) - 1), _mm512_rol_epi32(m, 13), x);
+    }
+    _mm512_storeu_si512(M, m);
+}
+#endif
+
 /* Rows row0 … row0+rows−1 × columns col0 … col0+cols−1, all of k. */
 static void run_unit(const job_t *J, uint8_t *buf, int row0, int col0, int rows, int cols) {
     const geometry_t *G = &GEOMETRY[J->path];
@@ -608,6 +644,14 @@ static void run_unit(const job_t *J, uint8_t *buf, int row0, int col0, int rows,
     }
     for (int t = 0; chunks && t < (rows / TILE) * tiles_across; t++) {
         const uint32_t *part = xt + (size_t)t * chunks * 16;
+#ifdef POUW_X86
+        if (J->path == PATH_AVX512) {
+            uint32_t M[LANES];
+            lanes_avx512(part, chunks, M);
+            ticket_lanes(J, row0 / TILE + t / tiles_across, col0 / TILE + t % tiles_across, M);
+            continue;
+        }
+#endif
         for (int l = 0; l < chunks; l++) {
             uint64_t w[8];
             memcpy(w, part + 16 * l, sizeof w);
