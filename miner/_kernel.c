@@ -111,9 +111,56 @@ typedef struct {
  * "column by column" per tile-column), so T is its transpose with entry = (byte & 63) − 32.
  */
 
-static void noise_factor(const uint8_t *xof, int r, int8_t *T) {
+static void noise_factor_scalar(const uint8_t *xof, int r, int x0, int8_t *T) {
     for (int line = 0; line < TILE; line++)
-        for (int x = 0; x < r; x++) T[x * TILE + line] = (int8_t)((xof[(size_t)line * r + x] & 63) - 32);
+        for (int x = x0; x < r; x++) T[x * TILE + line] = (int8_t)((xof[(size_t)line * r + x] & 63) - 32);
+}
+
+#ifdef POUW_X86
+/* 16 x-values at a time: lines 0-15 in the low 128-bit lanes, 16-31 in the high ones, and a
+ * 16 × 16 byte transpose in each (unpacks of bytes, words, dwords, qwords). */
+__attribute__((target("avx2"))) static void noise_factor_avx2(const uint8_t *xof, int r, int8_t *T) {
+    const __m256i low6 = _mm256_set1_epi8(63), bias = _mm256_set1_epi8(32);
+    int x0 = 0;
+    for (; x0 + 16 <= r; x0 += 16) {
+        __m256i a[16], b[16];
+        for (int l = 0; l < 16; l++)
+            a[l] = _mm256_inserti128_si256(
+                _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(xof + (size_t)l * r + x0))),
+                _mm_loadu_si128((const __m128i *)(xof + (size_t)(l + 16) * r + x0)), 1);
+        for (int k = 0; k < 8; k++) { /* lines 2k, 2k+1: b[k] x 0-7, b[k+8] x 8-15 */
+            b[k] = _mm256_unpacklo_epi8(a[2 * k], a[2 * k + 1]);
+            b[k + 8] = _mm256_unpackhi_epi8(a[2 * k], a[2 * k + 1]);
+        }
+        for (int h = 0; h < 2; h++) /* a[k + 4g]: lines 4k … 4k+3 of x 4g … 4g+3 */
+            for (int k = 0; k < 4; k++) {
+                a[k + 8 * h] = _mm256_unpacklo_epi16(b[8 * h + 2 * k], b[8 * h + 2 * k + 1]);
+                a[k + 8 * h + 4] = _mm256_unpackhi_epi16(b[8 * h + 2 * k], b[8 * h + 2 * k + 1]);
+            }
+        for (int g = 0; g < 4; g++) { /* b[x]: lines 0-15 of x, per 128-bit lane */
+            const __m256i lo01 = _mm256_unpacklo_epi32(a[4 * g], a[4 * g + 1]);
+            const __m256i hi01 = _mm256_unpackhi_epi32(a[4 * g], a[4 * g + 1]);
+            const __m256i lo23 = _mm256_unpacklo_epi32(a[4 * g + 2], a[4 * g + 3]);
+            const __m256i hi23 = _mm256_unpackhi_epi32(a[4 * g + 2], a[4 * g + 3]);
+            b[4 * g] = _mm256_unpacklo_epi64(lo01, lo23), b[4 * g + 1] = _mm256_unpackhi_epi64(lo01, lo23);
+            b[4 * g + 2] = _mm256_unpacklo_epi64(hi01, hi23), b[4 * g + 3] = _mm256_unpackhi_epi64(hi01, hi23);
+        }
+        for (int x = 0; x < 16; x++)
+            _mm256_storeu_si256((__m256i *)(T + (size_t)(x0 + x) * TILE),
+                                _mm256_sub_epi8(_mm256_and_si256(b[x], low6), bias));
+    }
+    noise_factor_scalar(xof, r, x0, T);
+}
+#endif
+
+static void noise_factor(const job_t *J, const uint8_t *xof, int8_t *T) {
+#ifdef POUW_X86
+    if (J->path != PATH_PORTABLE) { /* every SIMD path has AVX2 */
+        noise_factor_avx2(xof, J->r, T);
+        return;
+    }
+#endif
+    noise_factor_scalar(xof, J->r, 0, T);
 }
 
 /* X(seed_l, label_l, len) for up to four streams (count ≥ 1); input = seed(32) ‖ label.  The SIMD
@@ -351,7 +398,7 @@ static void pack_a(job_t *J, int ta, int count) {
 #endif
     for (int i = ta; i < ta + count; i++) {
         int8_t *T = J->s_b ? J->factors + i * panel_xof : NULL;
-        if (T) noise_factor(J->xof + i * panel_xof, J->r, T);
+        if (T) noise_factor(J, J->xof + i * panel_xof, T);
         const panel_t P = {J->a + (size_t)i * TILE * J->k, (size_t)J->k, 1, T, J->ep, J->eq,
                            GEOMETRY[J->path].offset ? (int8_t)0x80 : 0, J->limit, 8, (size_t)J->k,
                            J->ap + (size_t)i * TILE * J->k};
@@ -370,7 +417,7 @@ static void pack_b(job_t *J, int tb, int count) {
     for (int i = 0; i < count; i++) {
         const size_t panel = first + i;
         int8_t *T = J->s_b ? J->factors + panel * panel_xof : NULL;
-        if (T) noise_factor(J->xof + panel * panel_xof, J->r, T);
+        if (T) noise_factor(J, J->xof + panel * panel_xof, T);
         P[i] = (panel_t){J->b + (size_t)(tb + i) * TILE, 1, (size_t)J->n, T, J->fp, J->fq, 0, J->limit, 16,
                          (size_t)J->k, J->bp + (size_t)(tb + i) * TILE * J->k};
     }
