@@ -21,7 +21,12 @@ hits every contender alike; a turn is two calls back to back, the second timed, 
 figures are medians of ``--repeat`` rounds.  An anchor times its own calls in its process, and
 gets SETTLE_S afterwards for its library's threads to stop spinning.  The PoUW overhead is mine/plain time − 1, the median over rounds.
 
+``--clock cpu`` (with ``--threads 1``) times each call by its process's CPU time instead of the
+wall clock, in our process and in each anchor's alike: on a shared or virtual machine the time
+a call spends preempted or stolen is then not counted against it, so ratios hold under load.
+
     python scripts/bench_kernel.py [--json] [--shapes 1024 2048 4096] [--r 64] [--threads N] [--repeat 9]
+    python scripts/bench_kernel.py --threads 1 --clock cpu
 """
 from __future__ import annotations
 
@@ -46,6 +51,7 @@ ANCHOR_WARMUPS = 3
 SETTLE_S = 0.25
 REFERENCE_MAX = 2048
 SLOW_BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def operands(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +78,7 @@ def anchor_call(name: str, a: np.ndarray, b: np.ndarray, threads: int) -> tuple[
     return (lambda: af @ bf), blas
 
 
-def anchor_child(name: str, size: int, threads: int) -> None:
+def anchor_child(name: str, size: int, threads: int, clock: Callable[[], float]) -> None:
     """Subprocess side: warms up, prints {"runs_on": ...} (or {"why": ...} and exits), then for
     every "run" line on stdin makes two calls and prints the seconds of the second."""
     a, b = operands(size)
@@ -86,22 +92,22 @@ def anchor_child(name: str, size: int, threads: int) -> None:
     print(json.dumps({"runs_on": runs_on}), flush=True)
     for _ in sys.stdin:
         call()  # back to back with the timed call, as in a loop: the library's threads awake
-        start = time.perf_counter()
+        start = clock()
         call()
-        print(time.perf_counter() - start, flush=True)
+        print(clock() - start, flush=True)
 
 
 class Anchor:
     """An anchor in a fresh process of its own (none of our threads or libraries in it), with the
     same thread count; each call() runs it once there and returns the seconds it took."""
 
-    def __init__(self, name: str, size: int, threads: int) -> None:
+    def __init__(self, name: str, size: int, threads: int, clock: str) -> None:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
         if name == "numpy_f32":
             for key in SLOW_BLAS_ENV:
                 env.pop(key, None)
         self.proc = subprocess.Popen([sys.executable, __file__, "--anchor", name, "--shapes", str(size),
-                                      "--threads", str(threads)], env=env, text=True,
+                                      "--threads", str(threads), "--clock", clock], env=env, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         line = self.proc.stdout.readline()
         hello = json.loads(line) if line else {"why": self.proc.stderr.read().strip().splitlines()[-1:]}
@@ -122,7 +128,8 @@ class Anchor:
 
 # --- the round-robin ----------------------------------------------------------------------------
 
-def round_robin(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
+def round_robin(fns: dict[str, Callable[[], object]], repeat: int,
+                clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     """Seconds per run of each of ``fns``, round-robin so that a noisy machine's load hits every
     contender alike; the first round is a warm-up.  Each turn is two calls back to back of which
     the second is timed (an Anchor does the same in its process and reports the seconds)."""
@@ -133,9 +140,9 @@ def round_robin(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, 
                 got = fn()
             else:
                 fn()
-                start = time.perf_counter()
+                start = clock()
                 fn()
-                got = time.perf_counter() - start
+                got = clock() - start
             if rep:
                 times[key].append(got)
     return times
@@ -152,14 +159,14 @@ def other_vnni() -> str | None:
     return VNNI_PATH if kernel.active_path == "amx" and VNNI_PATH in kernel.available_paths() else None
 
 
-def bench(size: int, r: int, threads: int, repeat: int) -> dict:
+def bench(size: int, r: int, threads: int, repeat: int, clock: str = "wall") -> dict:
     a, b = operands(size)
     # commitments are per job, not per template: placeholders keep the setup cheap
     header = Header(2, 4, 1, bytes(32), 0, 1 << 200, bytes(32), bytes(32), bytes(20), 0,
                     WorkSpec(size, size, size, r, bytes(32), bytes(32)), Ticket(0, 0, bytes(32)))
     out: dict = {"shape": [size, size, size], "r": r, "threads": threads, "path": kernel.active_path,
-                 "load_avg": round(os.getloadavg()[0], 2)}
-    anchors = {name: Anchor(name, size, threads) for name in ANCHORS}
+                 "clock": clock, "load_avg": round(os.getloadavg()[0], 2)}
+    anchors = {name: Anchor(name, size, threads, clock) for name in ANCHORS}
     for name, anchor in anchors.items():
         out[f"{name}_runs_on"] = anchor.runs_on
     out |= peak(threads)
@@ -172,11 +179,11 @@ def bench(size: int, r: int, threads: int, repeat: int) -> dict:
         "matmul": lambda: kernel.matmul(a, b, header, threads=threads),
         "plain": lambda: kernel.gemm(a, b, block=r, threads=threads),
     } | ({"mine_vnni": lambda: kernel.mine(header, a, b, threads=threads, path=vnni)} if vnni else {})
-      | {name: anchor for name, anchor in anchors.items() if anchor.available}, repeat)
+      | {name: anchor for name, anchor in anchors.items() if anchor.available}, repeat, CLOCKS[clock])
     for anchor in anchors.values():
         anchor.close()
     if size <= REFERENCE_MAX:
-        times |= round_robin({"reference": lambda: kernel.mine(header, a, b, path="numpy")}, 1)
+        times |= round_robin({"reference": lambda: kernel.mine(header, a, b, path="numpy")}, 1, CLOCKS[clock])
     gmacs = size ** 3 / 1e9
     for key in CONTENDERS:
         t = times.get(key)
@@ -191,7 +198,8 @@ def bench(size: int, r: int, threads: int, repeat: int) -> dict:
 
 def print_table(row: dict) -> None:
     size, peak_gmacs = row["shape"][0], row["peak_gmacs"]
-    print(f"{size}^3 r={row['r']} threads={row['threads']} path={row['path']} load={row['load_avg']}  "
+    print(f"{size}^3 r={row['r']} threads={row['threads']} path={row['path']} clock={row['clock']} "
+          f"load={row['load_avg']}  "
           f"peak ({row['path']}) {peak_gmacs} GMAC/s = {row['peak_macs_per_cycle']} MAC/cycle x {row['threads']} x "
           f"{row['peak_clock_ghz']} GHz")
     if "vnni_peak_gmacs" in row:
@@ -224,13 +232,17 @@ def main() -> None:
     parser.add_argument("--r", type=int, default=64)
     parser.add_argument("--threads", type=int, default=kernel.default_threads())
     parser.add_argument("--repeat", type=int, default=9, help="timed runs per contender (median reported)")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="time calls by the wall clock, or by CPU time (needs --threads 1)")
     parser.add_argument("--anchor", choices=ANCHORS, help=argparse.SUPPRESS)  # the subprocess side
     args = parser.parse_args()
+    if args.clock == "cpu" and args.threads != 1:
+        parser.error("--clock cpu needs --threads 1 (idle library threads spinning would count as work)")
     if args.anchor:
-        anchor_child(args.anchor, args.shapes[0], args.threads)
+        anchor_child(args.anchor, args.shapes[0], args.threads, CLOCKS[args.clock])
         return
     for size in args.shapes:
-        row = bench(size, args.r, args.threads, args.repeat)
+        row = bench(size, args.r, args.threads, args.repeat, args.clock)
         if args.json:
             print(json.dumps(row), flush=True)
         else:
