@@ -6,6 +6,7 @@ container can pin anything through its environment.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -17,6 +18,7 @@ from p2p.addrbook import parse_addr
 
 DEFAULT_DATADIR = "~/.pouw"
 CONFIG_FILE = "pouw.toml"
+DEFAULT_MATRIX_RATE_MB = 8.0  # a safe per-peer rate on the internet (RelayLimits.matrix_rate)
 
 
 class ConfigError(ValueError):
@@ -49,6 +51,7 @@ class Config:
     min_relay_fee: int = 1
     matrix_store_mb: int = 4096  # job-market matrices kept under <datadir>/<network>/matrices
     max_upload_mb: int = 1024  # largest matrix upload accepted over HTTP
+    matrix_rate: float = DEFAULT_MATRIX_RATE_MB  # MiB/s of getmatrix replies served to each peer; 0: unlimited
     reindex: bool = False
     address_index: bool = False
 
@@ -82,6 +85,7 @@ class Config:
 FIELD_NAMES = frozenset(f.name for f in fields(Config))
 _LISTS = {"connect", "addnode", "seednode"}
 _BOOLS = {"listen", "reindex", "address_index"}
+_FLOATS = {"matrix_rate"}
 _INTS = {"rpc_port", "port", "max_outbound", "max_inbound", "max_inbound_per_ip", "ban_seconds", "ban_v6_prefix",
          "mempool_max_bytes", "min_relay_fee", "matrix_store_mb", "max_upload_mb"}
 
@@ -108,11 +112,23 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             if number < 0:
                 raise TypeError
             return number
+        if name in _FLOATS:
+            if isinstance(value, bool):
+                raise TypeError
+            return _non_negative_float(value)
         if not isinstance(value, str):
             raise TypeError
         return value
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: bad value {value!r} for '{name}'") from None
+
+
+def _non_negative_float(value: Any) -> float:
+    """A finite number ≥ 0 (from TOML, a flag or the environment), else ValueError."""
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{value!r} is not a finite number ≥ 0")
+    return number
 
 
 def _validate(cfg: Config) -> Config:
@@ -125,6 +141,10 @@ def _validate(cfg: Config) -> Config:
     for name in sorted(_INTS):  # flags arrive typed by argparse, not through _coerce
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must not be negative")
+    for name in sorted(_FLOATS):
+        value = getattr(cfg, name)
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{name} must be a finite number of MiB/s, 0 or more (0: unlimited)")
     for name in ("rpc_port", "port"):
         if getattr(cfg, name) > 65535:
             raise ConfigError(f"{name} must be a TCP port")
@@ -137,6 +157,13 @@ def _validate(cfg: Config) -> Config:
     if not 1 <= cfg.ban_v6_prefix <= 128:
         raise ConfigError("ban_v6_prefix must be between 1 and 128")
     return cfg
+
+
+def _rate_flag(text: str) -> float:
+    try:
+        return _non_negative_float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate in MiB/s (a number ≥ 0; 0: unlimited)") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"job-market matrices kept under <datadir>/<network>/matrices (default {d.matrix_store_mb})")
     market.add_argument("--max-upload-mb", dest="max_upload_mb", type=int, metavar="MIB",
                         help=f"largest matrix upload accepted over HTTP (default {d.max_upload_mb})")
+    market.add_argument("--matrix-rate", "--matrixrate", dest="matrix_rate", type=_rate_flag, metavar="MIB/S",
+                        help=f"getmatrix bytes served to each peer per second, in MiB (default {d.matrix_rate:g}, "
+                             "a safe internet rate; 0: unlimited, for a LAN or a data centre)")
     p.add_argument("--addressindex", dest="address_index", action="store_const", const=True,
                    help="keep an index of each address's txs and mined blocks (wallet history); "
                         "an existing datadir builds it with --reindex")

@@ -11,6 +11,7 @@ import sys
 from consensus.block import Block
 from p2p import P2PNode
 from p2p.addrbook import parse_addr
+from p2p.relay import RelayLimits
 
 from .chain import Chain
 from .chainstats import ChainStats
@@ -40,6 +41,7 @@ GC_THRESHOLD = 20_000  # allocations between young-generation collections (Pytho
 # (getblockcount p99 53–90 ms in bench_abuse.py; 22–37 ms at 0.5 ms).
 GIL_SWITCH_SECONDS = 0.0005
 RESOLVE_TIMEOUT = 10.0
+MIB = 1024 * 1024
 
 
 class Node:
@@ -71,7 +73,8 @@ class Node:
                            seednode=cfg.seednode, max_outbound=cfg.max_outbound, max_inbound=cfg.max_inbound,
                            max_inbound_per_ip=cfg.max_inbound_per_ip, ban_v6_prefix=cfg.ban_v6_prefix,
                            ban_seconds=cfg.ban_seconds, user_agent=USER_AGENT, records=self.chain.store,
-                           matrix_source=self.market)
+                           matrix_source=self.market,
+                           relay_limits=RelayLimits(matrix_rate=cfg.matrix_rate * MIB))
         self.metrics.bind(lambda: self.chain.tip.height, lambda: float(self.chain.tip.chain_work),
                           lambda: self.network.pow_limit / self.chain.next_target(),
                           lambda: len(self.mempool), lambda: self.mempool.bytes_used,

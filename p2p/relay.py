@@ -16,9 +16,10 @@ matrix transfer by key: H_A, H_B or a claim (PROTOCOL §6, §7).
   sender; one invalid only against our state, which may lag or lead the
   peer's, or refused by policy (``TxRefused``) scores nothing.
 * ``inv`` entries are rate limited per peer, the excess dropped; ``getmatrix`` replies
-  are paced per peer: one over the byte budget waits until the budget allows it (a
-  large matrix arrives at the rate, not cut off after the burst), and while one waits
-  the peer's further requests are dropped.  ``getmatrix`` is served from a ``MatrixSource`` when one is
+  are paced per peer (``matrix_rate``, 0: not paced, only the send buffer holds them
+  back): one over the byte budget waits until the budget allows it (a large matrix
+  arrives at the rate, not cut off after the burst), and while one waits the peer's
+  further requests are dropped.  ``getmatrix`` is served from a ``MatrixSource`` when one is
   set, else answered with an empty ``matrix`` reply.
 """
 from __future__ import annotations
@@ -48,7 +49,7 @@ GETDATA_TURN = 1000  # getdata items handled per event-loop turn
 class RelayLimits:
     inv_rate: float = 10000.0  # inv entries per second per peer
     inv_burst: float = 2.0 * wire.MAX_INV
-    matrix_rate: float = 8.0 * 1024 * 1024  # getmatrix reply bytes per second per peer
+    matrix_rate: float = 8.0 * 1024 * 1024  # getmatrix reply bytes per second per peer; 0: unlimited
     matrix_burst: float = 4.0 * wire.MAX_MATRIX_BYTES
     tx_timeout: float = 60.0
     max_peer_tx_in_flight: int = 100  # tx requests in flight per peer
@@ -64,7 +65,7 @@ class RelayLimits:
 @dataclass
 class _PeerRelay:
     inv: TokenBucket
-    matrix: TokenBucket
+    matrix: TokenBucket | None  # None: getmatrix replies are not paced
     upload: TokenBucket
     matrix_waiting: bool = False  # a getmatrix reply waits for the byte budget
     served: OrderedDict[bytes, tuple[int, float]] = field(default_factory=OrderedDict)  # block → (times, first at)
@@ -91,7 +92,8 @@ class Relay:
     def add_peer(self, peer: Peer) -> None:
         lim = self.limits
         self._state[peer.id] = _PeerRelay(TokenBucket(lim.inv_rate, lim.inv_burst, self._clock),
-                                          TokenBucket(lim.matrix_rate, lim.matrix_burst, self._clock),
+                                          TokenBucket(lim.matrix_rate, lim.matrix_burst, self._clock)
+                                          if lim.matrix_rate > 0 else None,
                                           TokenBucket(lim.upload_rate, lim.upload_burst, self._clock))
         self.tx_requests.add_peer(peer.id)
 
@@ -233,7 +235,7 @@ class Relay:
         rows: list[bytes] = []
         if self.matrix_source is not None and count:
             rows = self.matrix_source.rows(key, first, count, wire.MAX_MATRIX_BYTES) or []
-        delay = st.matrix.debt(max(1, sum(len(r) for r in rows)))
+        delay = st.matrix.debt(max(1, sum(len(r) for r in rows))) if st.matrix is not None else 0.0
         if not delay:
             peer.send("matrix", key, first, rows)
             return

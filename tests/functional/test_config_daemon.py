@@ -99,3 +99,16 @@ def test_log_file(tmp_path) -> None:
         node.cleanup()
     records = [json.loads(line) for line in log_file.read_text().splitlines()]
     assert records[0]["msg"].startswith("pouwd ready") and records[-1]["msg"].startswith("shutdown complete")
+
+
+def test_matrix_rate_setting_is_documented_and_checked(tmp_path) -> None:
+    """--matrix-rate is in --help; a bad value stops pouwd at start-up with the reason, before
+    anything is created (a flag as argparse does, exit 2; a file or env value with exit 1)."""
+    help_text = run_daemon("--help").stdout
+    assert "--matrix-rate" in help_text and "0: unlimited" in help_text
+    datadir = tmp_path / "d"
+    result = run_daemon("--network", "regtest", "--datadir", str(datadir), "--matrix-rate", "-1")
+    assert result.returncode == 2 and "'-1' is not a rate in MiB/s" in result.stderr
+    result = run_daemon("--network", "regtest", "--datadir", str(datadir), env={"POUW_MATRIX_RATE": "fast"})
+    assert result.returncode == 1 and "bad value 'fast' for 'matrix_rate'" in result.stderr
+    assert "Traceback" not in result.stderr and not (datadir / "regtest").exists()

@@ -147,3 +147,32 @@ def test_address_index_flag_file_env(tmp_path) -> None:
     write_conf(tmp_path, "address-index = true\n")
     assert load(tmp_path).address_index is True
     assert load(tmp_path, POUW_ADDRESS_INDEX="0").address_index is False
+
+
+def test_matrix_rate_flag_file_env(tmp_path) -> None:
+    """--matrix-rate (MiB/s of getmatrix replies per peer): a safe default, 0 for unlimited,
+    fractions allowed, from a flag, the file or the environment."""
+    assert load(tmp_path).matrix_rate == 8.0
+    assert load(tmp_path, "--matrix-rate", "0").matrix_rate == 0.0
+    assert load(tmp_path, "--matrixrate", "512").matrix_rate == 512.0
+    assert load(tmp_path, POUW_MATRIX_RATE="0.5").matrix_rate == 0.5
+    write_conf(tmp_path, "matrix-rate = 100\n")
+    assert load(tmp_path).matrix_rate == 100.0
+    write_conf(tmp_path, "matrix_rate = 12.5\n")
+    assert load(tmp_path).matrix_rate == 12.5
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "nan", "inf", ""])
+def test_bad_matrix_rate_is_refused(tmp_path, value) -> None:
+    with pytest.raises(SystemExit):
+        load(tmp_path, "--matrix-rate", value)
+    with pytest.raises(ConfigError, match="env POUW_MATRIX_RATE: bad value"):
+        load(tmp_path, POUW_MATRIX_RATE=value)
+
+
+@pytest.mark.parametrize("text", ["matrix_rate = -2\n", "matrix_rate = true\n", 'matrix_rate = "fast"\n',
+                                  "matrix_rate = inf\n"])
+def test_bad_matrix_rate_in_the_file(tmp_path, text) -> None:
+    path = write_conf(tmp_path, text)
+    with pytest.raises(ConfigError, match=f"{path}: bad value .* for 'matrix_rate'"):
+        load(tmp_path)

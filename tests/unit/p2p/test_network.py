@@ -419,6 +419,34 @@ def test_getmatrix_beyond_the_burst_is_paced_not_cut_off(tmp_path) -> None:
     run(body())
 
 
+def test_getmatrix_unpaced_at_rate_zero(tmp_path) -> None:
+    """matrix_rate 0 (the operator's "unlimited", e.g. on a LAN): every request is answered at
+    once, even many in flight from one peer far beyond the burst; a paced relay answers one
+    and drops the others while that reply waits for its budget."""
+    commitment = b"\x44" * 32
+    rows = [bytes([i]) * 1024 for i in range(64)]
+    source = Rows(commitment, rows)
+    fast = make_node(tmp_path / "fast", max_outbound=0, matrix_source=source,
+                     relay_limits=RelayLimits(matrix_rate=0, matrix_burst=1024))
+    paced = make_node(tmp_path / "paced", max_outbound=0, matrix_source=source,
+                      relay_limits=RelayLimits(matrix_rate=1024, matrix_burst=1024))
+    b = make_node(tmp_path / "b", max_outbound=0)
+
+    async def asked_at_once(server) -> list:
+        await connect(b, server)
+        replies = await asyncio.gather(*(b.p2p.fetch_matrix(commitment, i, 8, timeout=2.0) for i in range(0, 64, 8)))
+        await b.p2p.disconnect_node(server.addr)
+        await wait_until(lambda: not b.p2p.peer_info(), 5, "b disconnected")
+        return replies
+
+    async def body() -> None:
+        async with running(fast, paced, b):
+            assert await asked_at_once(fast) == [rows[i:i + 8] for i in range(0, 64, 8)]
+            answered = [r for r in await asked_at_once(paced) if r]
+            assert len(answered) < 8  # the same requests, paced: all but the first few are dropped
+    run(body())
+
+
 def test_one_peers_tx_flood_does_not_delay_another_peers_tx(tmp_path) -> None:
     """An inv of 50,000 txs that are never sent made the node ask the flooder for all of them
     and ignore everyone else's announcements for 60 s; now each peer has its own request slots."""
