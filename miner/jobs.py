@@ -94,7 +94,8 @@ class JobTaker:
     # --- choosing ----------------------------------------------------------------------
     def choose(self, exclude: bytes | None = None) -> JobWork | None:
         """The open job with the best reward per MAC within the limits (other than ``exclude``,
-        the one being computed), its matrices checked."""
+        the one being computed), its matrices checked; among equals, one whose A and B the
+        node already holds (prefetched), so the loop need not wait for a transfer."""
         height = self.client.call("getblockcount")
         candidates = []
         for job in self.client.call("listjobs", "open"):
@@ -103,8 +104,9 @@ class JobTaker:
             if (job_id in self.skipped or job_id in self.claimed or job_id == exclude or macs > self.limits.max_macs
                     or job["expiry"] - height < MIN_BLOCKS_LEFT or rank_for(self.network, job["k"]) is None):
                 continue
-            candidates.append((-job["reward"] / macs, job["job_id"], job))
-        for _, _, job in sorted(candidates):
+            held = all((job.get("matrices") or {}).get(kind, {}).get("held") for kind in ("A", "B"))
+            candidates.append((-job["reward"] / macs, not held, job["job_id"], job))
+        for *_, job in sorted(candidates):
             work = self._prepare(job)
             if work is not None:
                 return work

@@ -7,8 +7,10 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Iterable
 
 from consensus.block import Block
+from consensus.tx import JobPost, Tx
 from p2p import P2PNode
 from p2p.addrbook import parse_addr
 from p2p.relay import RelayLimits
@@ -66,8 +68,7 @@ class Node:
         self.control = NodeControl(self.worker)
         self.metrics = NodeMetrics()
         self.market = JobMarket(self.chain, MatrixStore(cfg.network_dir / "matrices", self.network,
-                                                        cfg.matrix_store_mb * 1024 * 1024),
-                                lambda key, first, count: self.p2p.fetch_matrix(key, first, count))
+                                                        cfg.matrix_store_mb * 1024 * 1024))
         self.p2p = P2PNode(self.worker, self.mempool, self.network, bind=cfg.effective_bind,
                            port=cfg.effective_port, listen=cfg.listen, connect=cfg.connect, addnode=cfg.addnode,
                            seednode=cfg.seednode, max_outbound=cfg.max_outbound, max_inbound=cfg.max_inbound,
@@ -75,6 +76,7 @@ class Node:
                            ban_seconds=cfg.ban_seconds, user_agent=USER_AGENT, records=self.chain.store,
                            matrix_source=self.market,
                            relay_limits=RelayLimits(matrix_rate=cfg.matrix_rate * MIB))
+        self.market.peers = self.p2p
         self.metrics.bind(lambda: self.chain.tip.height, lambda: float(self.chain.tip.chain_work),
                           lambda: self.network.pow_limit / self.chain.next_target(),
                           lambda: len(self.mempool), lambda: self.mempool.bytes_used,
@@ -108,6 +110,7 @@ class Node:
         if event.kind == CONNECTED:
             self.mempool.on_block_connected(event.block)
             self.metrics.blocks_connected.inc()
+            self._prefetch(event.block.txs)  # posts this node never saw in its mempool
         else:
             self.mempool.on_block_disconnected(event.block)
             self._schedule_returned(event.block)
@@ -133,6 +136,21 @@ class Node:
             self.http.events.publish({"event": "tx_removed", "txid": event.txid.hex(), "reason": event.reason})
         else:
             self.http.events.publish({"event": "tx", "txid": event.tx.txid.hex()})
+            self._prefetch((event.tx,))
+
+    def _prefetch(self, txs: Iterable[Tx]) -> None:
+        """Fetch the operands of the job posts among ``txs`` while they wait for a block (on the
+        loop; chain events may come from the chain's thread)."""
+        posts = [tx.payload for tx in txs if isinstance(tx.payload, JobPost)]
+        if posts and self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._prefetch_posts, posts)
+            except RuntimeError:  # the loop is closed: shutting down
+                pass
+
+    def _prefetch_posts(self, posts: list[JobPost]) -> None:
+        for post in posts:
+            self.market.prefetch(post)
 
     def _schedule_returned(self, block: Block) -> None:
         """Txs a reorg gave back to the mempool are news to the peers on the winning side:
@@ -191,8 +209,10 @@ class Node:
             housekeeping = asyncio.create_task(self._housekeeping())
             checking = asyncio.create_task(self._check_peer_addresses())
             tip = self.chain.tip
-            log.info("pouwd ready: network %s, height %d, tip %s, rpc %s:%d, datadir %s", self.network.name,
-                     tip.height, tip.hash.hex(), self.cfg.rpc_bind, port, self.cfg.network_dir)
+            rate = f"{self.cfg.matrix_rate:g} MiB/s per peer" if self.cfg.matrix_rate else "unlimited"
+            log.info("pouwd ready: network %s, height %d, tip %s, rpc %s:%d, datadir %s, matrix rate %s",
+                     self.network.name, tip.height, tip.hash.hex(), self.cfg.rpc_bind, port, self.cfg.network_dir,
+                     rate)
             await self.control.wait_stop()
             log.info("shutting down")
             housekeeping.cancel()

@@ -3,40 +3,91 @@ node holds and serves, fetching missing ones from peers, and pruning what no liv
 
 C is served (to peers and over RPC) only once its JOB_RESULT is in the best chain: before
 that anyone who saw C could copy H_C, and the claim binds it to the worker only on chain.
+
+A and B of a job are fetched as soon as the node sees its JOB_POST (``prefetch``: in the
+mempool or in a block), so the operands travel while the post waits for a block and
+miners work on earlier jobs; a matrix already held (the same commitment, e.g. fixed
+weights B across jobs) is never fetched again. Each matrix comes whole from one peer,
+so an A or B that contradicts its commitment bans the peer that served it (a C need not
+match a claim that a copier put on chain under its own address: no ban); the next peer
+is asked. Different matrices start at different peers, so A and B can come from two.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Iterator
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 
 from consensus.state import CLAIMED, JOB_STATUS_NAMES, LAPSED, OPEN, SETTLED, Job
+from consensus.tx import JobPost
 
 from .matrices import MatrixError, MatrixStore, StoredMatrix, StoreUnwritable
 
 log = logging.getLogger(__name__)
 
-FetchRows = Callable[[bytes, int, int], Awaitable["list[bytes] | None"]]
-MAX_REPLY_BYTES = 4 * 1024 * 1024  # PROTOCOL §7: a matrix reply carries at most 4 MiB
 UPLOAD_GRACE_SECONDS = 24 * 3600  # an uploaded matrix no job names yet is kept this long
 RESULT_STATUSES = (CLAIMED, SETTLED, LAPSED)  # a job whose claim is on the best chain
 STATS_WINDOW = 1000  # blocks the useful-MAC share is measured over
+PREFETCH_PARALLEL = 2  # matrices prefetched at a time (a job's A and B)
+PREFETCH_QUEUE = 64  # matrices waiting to be prefetched; the posts beyond are fetched on demand
+PREFETCH_FILL = 0.75  # prefetching stops at this fraction of the store (the rest: on demand, uploads, C)
+
+
+class MatrixPeers(Protocol):
+    """What fetching needs from p2p (``p2p.P2PNode``)."""
+
+    def matrix_peers(self) -> list[int]: ...
+    async def fetch_lines(self, peer_id: int, key: bytes, count: int, width: int) -> list[bytes] | None: ...
+    def punish(self, peer_id: int, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A matrix to fetch: its key and kind, ``count`` committed lines of ``width`` bytes, and
+    for C the job and worker it is stored under."""
+
+    key: bytes
+    kind: str
+    count: int
+    width: int
+    job_id: bytes | None = None
+    worker: bytes | None = None
+
+    @property
+    def size(self) -> int:
+        return self.count * self.width
+
+    @classmethod
+    def of_job(cls, key: bytes, kind: str, job_id: bytes, job: Job) -> Wanted:
+        if kind == "C":
+            return cls(key, kind, job.m, 4 * job.n, job_id, job.worker)
+        return cls(key, kind, job.m if kind == "A" else job.n, job.k)
 
 
 class MarketError(Exception):
     """A job-market request that cannot be served (unknown key, peers without the data…)."""
 
 
+def _log_prefetch_failure(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.info("prefetch of %s failed: %s", task.wanted.key.hex(), task.exception())  # type: ignore[attr-defined]
+
+
 class JobMarket:
     """Jobs from the chain's state, matrices from the store, rows from peers."""
 
-    def __init__(self, chain, store: MatrixStore, fetch_rows: FetchRows | None = None) -> None:
+    def __init__(self, chain, store: MatrixStore, peers: MatrixPeers | None = None) -> None:
         self.chain = chain
         self.store = store
-        self.fetch_rows = fetch_rows
-        self._fetching: dict[bytes, asyncio.Task] = {}
+        self.peers = peers
+        self._fetching: dict[bytes, asyncio.Future] = {}
+        self._prefetch_slots = asyncio.Semaphore(PREFETCH_PARALLEL)
+        self._prefetch_waiting = 0
+        self.fetched = 0  # matrices fetched from peers (prefetched or asked for)
         self.bytes_served = 0
         self._chain_stats: tuple[tuple[bytes, int], dict[str, Any]] | None = None  # ((tip, window), figures)
 
@@ -80,50 +131,97 @@ class JobMarket:
 
     # --- fetching from peers ---------------------------------------------------------------
     async def fetch(self, key: bytes) -> StoredMatrix:
-        """The matrix for ``key``, from the store or else from peers (one fetch per key at a time);
-        ``StoreUnwritable`` if it cannot be stored."""
+        """The matrix for ``key``, from the store or else from peers (one fetch per key at a time,
+        shared with a prefetch under way); ``StoreUnwritable`` if it cannot be stored."""
         held = self.held(key)
         if held is not None:
             return held
         if key not in self._fetching:
-            self._fetching[key] = asyncio.ensure_future(self._fetch(key))
-        try:
-            return await asyncio.shield(self._fetching[key])
-        finally:
-            if self._fetching.get(key) is not None and self._fetching[key].done():
-                self._fetching.pop(key, None)
+            named = self.job_naming(key)
+            if named is None:
+                raise MarketError(f"no job names {key.hex()} as its A, B or claimed result")
+            job_id, job, kind = named
+            self._start(Wanted.of_job(key, kind, job_id, job))
+        return await asyncio.shield(self._fetching[key])
 
-    async def _fetch(self, key: bytes) -> StoredMatrix:
-        named = self.job_naming(key)
-        if named is None:
-            raise MarketError(f"no job names {key.hex()} as its A, B or claimed result")
-        if self.fetch_rows is None:
-            raise MarketError("this node has no peers to fetch matrices from")
-        job_id, job, kind = named
-        count, width, dtype = {"A": (job.m, job.k, np.int8), "B": (job.n, job.k, np.int8),
-                               "C": (job.m, 4 * job.n, np.dtype("<i4"))}[kind]
-        lines: list[bytes] = []
-        while len(lines) < count:
-            want = min(count - len(lines), max(1, MAX_REPLY_BYTES // width))
-            got = await self.fetch_rows(key, len(lines), want)
-            if not got or any(len(r) != width for r in got) or len(got) > want:
-                raise MarketError(f"no peer served lines {len(lines)}… of {kind} {key.hex()}")
-            lines.extend(got)
-        array = np.frombuffer(b"".join(lines), dtype=dtype).reshape(count, -1)
-        matrix = array.T if kind == "B" else array
-        upload = await asyncio.to_thread(self.store.write_upload, matrix)
+    def prefetch(self, post: JobPost) -> None:
+        """Start fetching a posted job's A and B unless held or under way (on the event loop):
+        at most ``PREFETCH_PARALLEL`` at a time, ``PREFETCH_QUEUE`` waiting, and only while the
+        store stays under ``PREFETCH_FILL`` of its bound, counting what is being fetched."""
+        if self.peers is None:
+            return
+        for wanted in (Wanted(post.h_a, "A", post.m, post.k), Wanted(post.h_b, "B", post.n, post.k)):
+            if wanted.key in self.store or wanted.key in self._fetching:
+                continue
+            if self._prefetch_waiting >= PREFETCH_QUEUE:
+                log.debug("not prefetching %s %s: %d matrices wait", wanted.kind, wanted.key.hex(),
+                          self._prefetch_waiting)
+                continue
+            if self.store.usage() + self._bytes_coming() + wanted.size > PREFETCH_FILL * self.store.max_bytes:
+                log.debug("not prefetching %s %s: the store is nearly full", wanted.kind, wanted.key.hex())
+                continue
+            self._start(wanted, prefetch=True)
+
+    def _start(self, wanted: Wanted, prefetch: bool = False) -> None:
+        task = asyncio.ensure_future(self._prefetch(wanted) if prefetch else self._fetch(wanted))
+        task.wanted = wanted  # type: ignore[attr-defined]
+        self._fetching[wanted.key] = task
+        task.add_done_callback(lambda _: self._fetching.pop(wanted.key, None))
+        if prefetch:
+            task.add_done_callback(_log_prefetch_failure)
+
+    def _bytes_coming(self) -> int:
+        return sum(task.wanted.size for task in self._fetching.values())  # type: ignore[attr-defined]
+
+    async def _prefetch(self, wanted: Wanted) -> StoredMatrix:
+        self._prefetch_waiting += 1
         try:
-            entry = await asyncio.to_thread(self.store.put_file, kind, upload,
-                                            worker=job.worker if kind == "C" else None,
-                                            job_id=job_id if kind == "C" else None)
-        except StoreUnwritable:
-            raise
-        except MatrixError as exc:
-            raise MarketError(f"peers served a {kind} that does not match {key.hex()}: {exc}") from None
-        if entry.key != key:
-            self.store.remove(entry.key)
-            raise MarketError(f"peers served a {kind} that does not match {key.hex()}")
-        log.info("fetched %s %s (%d bytes) from peers", kind, key.hex(), entry.size)
+            await self._prefetch_slots.acquire()
+        finally:
+            self._prefetch_waiting -= 1
+        try:
+            return await self._fetch(wanted)
+        finally:
+            self._prefetch_slots.release()
+
+    async def _fetch(self, wanted: Wanted) -> StoredMatrix:
+        """Fetch the whole matrix from one peer, then check and store it; a peer whose matrix
+        contradicts the key is banned and the next one asked."""
+        peer_ids = self.peers.matrix_peers() if self.peers is not None else []
+        if not peer_ids:
+            raise MarketError("this node has no peers to fetch matrices from")
+        start = wanted.key[0] % len(peer_ids)  # different matrices start at different peers
+        for peer_id in peer_ids[start:] + peer_ids[:start]:
+            began = time.monotonic()
+            lines = await self.peers.fetch_lines(peer_id, wanted.key, wanted.count, wanted.width)  # type: ignore[union-attr]
+            if lines is None:
+                continue
+            received = time.monotonic()
+            try:
+                entry = await asyncio.to_thread(self._store_lines, wanted, lines)
+            except StoreUnwritable:
+                raise
+            except MatrixError as exc:
+                problem = f"peer {peer_id} served a {wanted.kind} that does not match {wanted.key.hex()}: {exc}"
+                if wanted.kind == "C":  # the claim binds the worker on chain, not necessarily the C's
+                    log.info("%s", problem)  # (a copied claim), so the peer is not to blame
+                else:
+                    self.peers.punish(peer_id, problem)  # type: ignore[union-attr]
+                continue
+            self.fetched += 1
+            log.info("fetched %s %s (%d bytes) from peer %d: received in %.2f s, checked and stored in %.2f s",
+                     wanted.kind, wanted.key.hex(), entry.size, peer_id, received - began, time.monotonic() - received)
+            return entry
+        raise MarketError(f"no peer served {wanted.kind} {wanted.key.hex()}")
+
+    def _store_lines(self, wanted: Wanted, lines: list[bytes]) -> StoredMatrix:
+        """Check lines fetched from a peer against the key and store them (MatrixError if they
+        do not match it or break the protocol's rules)."""
+        dtype = np.dtype("<i4") if wanted.kind == "C" else np.dtype(np.int8)
+        array = np.frombuffer(b"".join(lines), dtype=dtype).reshape(wanted.count, -1)
+        upload = self.store.write_upload(array.T if wanted.kind == "B" else array)
+        entry = self.store.put_file(wanted.kind, upload, worker=wanted.worker, job_id=wanted.job_id,
+                                    vet=lambda key: None if key == wanted.key else "it does not match its key")
         return entry
 
     # --- figures -------------------------------------------------------------------------------
@@ -135,7 +233,7 @@ class JobMarket:
         tip = self.chain.tip
         if self._chain_stats is None or self._chain_stats[0] != (tip.hash, window):
             self._chain_stats = ((tip.hash, window), self._chain_figures(tip.height, window))
-        return {**self._chain_stats[1], "bytes_served": self.bytes_served,
+        return {**self._chain_stats[1], "bytes_served": self.bytes_served, "matrices_fetched": self.fetched,
                 "matrices_held": len(self.store.entries()), "matrix_bytes": self.store.usage()}
 
     def _chain_figures(self, tip: int, window: int) -> dict[str, Any]:

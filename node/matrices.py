@@ -150,8 +150,10 @@ class MatrixStore:
         lines = self.lines(key)
         if entry is None or lines is None:
             return None
-        count = min(count, max(0, entry.line_count - first), max_bytes // entry.line_bytes)
-        return [bytes(np.ascontiguousarray(lines[i]).data) for i in range(first, first + count)]
+        width = entry.line_bytes
+        count = min(count, max(0, entry.line_count - first), max_bytes // width)
+        block = np.ascontiguousarray(lines[first:first + count]).tobytes()  # the lines are contiguous: one read
+        return [block[i * width:(i + 1) * width] for i in range(count)]
 
     # --- writes --------------------------------------------------------------------
     def put(self, kind: str, array: np.ndarray, *, worker: bytes | None = None,

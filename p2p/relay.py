@@ -16,10 +16,13 @@ matrix transfer by key: H_A, H_B or a claim (PROTOCOL §6, §7).
   sender; one invalid only against our state, which may lag or lead the
   peer's, or refused by policy (``TxRefused``) scores nothing.
 * ``inv`` entries are rate limited per peer, the excess dropped; ``getmatrix`` replies
-  are paced per peer (``matrix_rate``, 0: not paced, only the send buffer holds them
-  back): one over the byte budget waits until the budget allows it (a large matrix
-  arrives at the rate, not cut off after the burst), and while one waits the peer's
-  further requests are dropped.  ``getmatrix`` is served from a ``MatrixSource`` when one is
+  are answered in order and paced per peer (``matrix_rate``, 0: not paced, only the send
+  buffer holds them back): one over the byte budget waits until the budget allows it (a
+  large matrix arrives at the rate, not cut off after the burst), up to
+  ``matrix_queue`` requests wait in order, and while that many wait nothing more is read
+  from the peer (like ``getdata`` over its budget).  A fetcher
+  keeps a few requests in flight to one peer (``fetch_lines``), so a reply is on its
+  way while the last one is decoded.  ``getmatrix`` is served from a ``MatrixSource`` when one is
   set, else answered with an empty ``matrix`` reply.
 """
 from __future__ import annotations
@@ -27,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -51,6 +54,7 @@ class RelayLimits:
     inv_burst: float = 2.0 * wire.MAX_INV
     matrix_rate: float = 8.0 * 1024 * 1024  # getmatrix reply bytes per second per peer; 0: unlimited
     matrix_burst: float = 4.0 * wire.MAX_MATRIX_BYTES
+    matrix_queue: int = 8  # getmatrix requests per peer waiting for the byte budget (then its input waits)
     tx_timeout: float = 60.0
     max_peer_tx_in_flight: int = 100  # tx requests in flight per peer
     max_peer_tx_announced: int = 5000  # announced txs tracked per peer (the rest of a flood is ignored)
@@ -67,7 +71,8 @@ class _PeerRelay:
     inv: TokenBucket
     matrix: TokenBucket | None  # None: getmatrix replies are not paced
     upload: TokenBucket
-    matrix_waiting: bool = False  # a getmatrix reply waits for the byte budget
+    matrix_asked: deque[tuple[bytes, int, int]] = field(default_factory=deque)  # getmatrix requests not yet answered
+    matrix_room: asyncio.Event = field(default_factory=asyncio.Event)  # set when a request left matrix_asked
     served: OrderedDict[bytes, tuple[int, float]] = field(default_factory=OrderedDict)  # block → (times, first at)
 
 
@@ -98,7 +103,9 @@ class Relay:
         self.tx_requests.add_peer(peer.id)
 
     def remove_peer(self, peer: Peer) -> None:
-        self._state.pop(peer.id, None)
+        st = self._state.pop(peer.id, None)
+        if st is not None:
+            st.matrix_room.set()
         self._send_tx_requests(self.tx_requests.remove_peer(peer.id))
         for key, fut in list(self._matrix_waiters.items()):
             if key[0] == peer.id and not fut.done():
@@ -227,30 +234,62 @@ class Relay:
         self._send_tx_requests(self.tx_requests.expire())
 
     # --- matrices (§6) ----------------------------------------------------------------
-    def on_getmatrix(self, peer: Peer, key: bytes, first: int, count: int) -> None:
+    async def on_getmatrix(self, peer: Peer, key: bytes, first: int, count: int) -> None:
+        """Answer in order, each reply once the peer's byte budget allows it; while
+        ``matrix_queue`` requests wait, nothing more is read from the peer (TCP holds the rest)."""
         st = self._state.get(peer.id)
-        if st is None or st.matrix_waiting:
-            log.debug("dropping getmatrix from peer %d: its last reply waits for the rate limit", peer.id)
+        while st is not None and len(st.matrix_asked) >= self.limits.matrix_queue:
+            st.matrix_room.clear()
+            await st.matrix_room.wait()
+            st = self._state.get(peer.id)
+        if st is None:
             return
-        rows: list[bytes] = []
-        if self.matrix_source is not None and count:
-            rows = self.matrix_source.rows(key, first, count, wire.MAX_MATRIX_BYTES) or []
-        delay = st.matrix.debt(max(1, sum(len(r) for r in rows))) if st.matrix is not None else 0.0
-        if not delay:
-            peer.send("matrix", key, first, rows)
-            return
+        st.matrix_asked.append((key, first, count))
+        if len(st.matrix_asked) == 1:
+            self._serve_matrices(peer, st)
 
-        def send() -> None:
-            st.matrix_waiting = False
-            if self._state.get(peer.id) is st:
-                peer.send("matrix", key, first, rows)
-        st.matrix_waiting = True
-        asyncio.get_running_loop().call_later(delay, send)
+    def _serve_matrices(self, peer: Peer, st: _PeerRelay) -> None:
+        """Send the replies the budget allows now; schedule the next one that must wait."""
+        while st.matrix_asked:
+            key, first, count = st.matrix_asked[0]
+            rows: list[bytes] = []
+            if self.matrix_source is not None and count:
+                rows = self.matrix_source.rows(key, first, count, wire.MAX_MATRIX_BYTES) or []
+            delay = st.matrix.debt(max(1, sum(len(r) for r in rows))) if st.matrix is not None else 0.0
+            if delay:
+                asyncio.get_running_loop().call_later(delay, self._send_matrix_later, peer, st, key, first, rows)
+                return
+            st.matrix_asked.popleft()
+            st.matrix_room.set()
+            peer.send("matrix", key, first, rows)
+
+    def _send_matrix_later(self, peer: Peer, st: _PeerRelay, key: bytes, first: int, rows: list[bytes]) -> None:
+        if self._state.get(peer.id) is not st:
+            return  # the peer is gone
+        st.matrix_asked.popleft()
+        st.matrix_room.set()
+        peer.send("matrix", key, first, rows)
+        self._serve_matrices(peer, st)
 
     def on_matrix(self, peer: Peer, key: bytes, first: int, rows: list[bytes]) -> None:
         fut = self._matrix_waiters.pop((peer.id, key, first), None)
         if fut is not None and not fut.done():
             fut.set_result(rows)
+
+    def ask_matrix(self, peer: Peer, key: bytes, first: int, count: int) -> asyncio.Future | None:
+        """Send ``getmatrix`` to one peer; a future for its reply's rows (None if the peer goes),
+        or None when the same request to that peer is already pending. ``forget_matrix`` once
+        done with it."""
+        waiter = (peer.id, key, first)
+        if waiter in self._matrix_waiters or peer.id not in self._state:
+            return None
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._matrix_waiters[waiter] = fut
+        peer.send("getmatrix", key, first, count)
+        return fut
+
+    def forget_matrix(self, peer: Peer, key: bytes, first: int) -> None:
+        self._matrix_waiters.pop((peer.id, key, first), None)
 
     async def fetch_matrix(self, key: bytes, first: int, count: int,
                            timeout: float = 10.0) -> list[bytes] | None:
@@ -259,18 +298,53 @@ class Relay:
         The key is H_A, H_B or a claim (§7); the caller checks the rows against it (§6).
         """
         for peer in list(self._peers()):
-            waiter = (peer.id, key, first)
-            if waiter in self._matrix_waiters:
+            fut = self.ask_matrix(peer, key, first, count)
+            if fut is None:
                 continue
-            fut: asyncio.Future = asyncio.get_running_loop().create_future()
-            self._matrix_waiters[waiter] = fut
-            peer.send("getmatrix", key, first, count)
             try:
                 rows = await asyncio.wait_for(fut, timeout)
             except TimeoutError:
                 rows = None
             finally:
-                self._matrix_waiters.pop(waiter, None)
+                self.forget_matrix(peer, key, first)
             if rows:
                 return rows
         return None
+
+    async def fetch_lines(self, peer: Peer, key: bytes, count: int, width: int, window: int = 4,
+                          timeout: float = 30.0) -> list[bytes] | None:
+        """Lines 0…count−1 (``width`` bytes each) under ``key`` from one peer, ``window`` requests
+        of at most 4 MiB in flight (each reply is waited for ``timeout`` after the one before);
+        None if the peer does not serve them all. A reply that breaks its request (more
+        lines than asked, a line of another width) bans the peer. Unchecked against the key (§6)."""
+        per_request = max(1, wire.MAX_MATRIX_BYTES // width)
+        starts = list(range(0, count, per_request))
+        asked: dict[int, asyncio.Future] = {}
+        lines: list[bytes] = []
+        try:
+            for i, first in enumerate(starts):
+                for ahead in starts[i:i + window]:
+                    if ahead not in asked:
+                        fut = self.ask_matrix(peer, key, ahead, min(per_request, count - ahead))
+                        if fut is None:
+                            return None
+                        asked[ahead] = fut
+                try:
+                    rows = await asyncio.wait_for(asked.pop(first), timeout)
+                except TimeoutError:
+                    return None
+                finally:
+                    self.forget_matrix(peer, key, first)
+                want = min(per_request, count - first)
+                if not rows:
+                    return None  # it does not have it (any more), or it went away
+                if len(rows) > want or any(len(r) != width for r in rows):
+                    peer.misbehave(BAN_SCORE, f"matrix reply for {key.hex()[:16]}… does not fit its request")
+                    return None
+                if len(rows) < want:
+                    return None
+                lines.extend(rows)
+            return lines
+        finally:
+            for first in asked:
+                self.forget_matrix(peer, key, first)

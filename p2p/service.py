@@ -25,7 +25,7 @@ from .bans import parse_subnet
 from .errors import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected
 from .interfaces import RELEASED, ChainView, MatrixSource, MemoryRecords, MempoolView, Records
 from .manager import ManagerConfig, PeerManager
-from .peer import Peer, PeerLimits
+from .peer import BAN_SCORE, Peer, PeerLimits
 from .relay import Relay, RelayLimits
 from .sync import Sync, SyncLimits
 from .wire import Message
@@ -199,6 +199,25 @@ class P2PNode:
                            timeout: float = 10.0) -> list[bytes] | None:
         """Rows under ``key`` (H_A, H_B or a claim, §7) from the first peer that has them (unchecked; §6)."""
         return await self.relay.fetch_matrix(key, first, count, timeout)
+
+    def matrix_peers(self) -> list[int]:
+        """Ids of the connected peers a matrix may be fetched from."""
+        return [peer.id for peer in self.manager.ready_peers()]
+
+    async def fetch_lines(self, peer_id: int, key: bytes, count: int, width: int) -> list[bytes] | None:
+        """All ``count`` lines under ``key`` from one peer (unchecked against the key, §6), or None
+        if it does not serve them; a reply that breaks its request bans the peer."""
+        peer = self._ready_peer(peer_id)
+        return None if peer is None else await self.relay.fetch_lines(peer, key, count, width)
+
+    def punish(self, peer_id: int, reason: str) -> None:
+        """Disconnect and ban a peer that served data contradicting its commitment (§6, §7)."""
+        peer = self._ready_peer(peer_id)
+        if peer is not None:
+            peer.misbehave(BAN_SCORE, reason)
+
+    def _ready_peer(self, peer_id: int) -> Peer | None:
+        return next((p for p in self.manager.ready_peers() if p.id == peer_id), None)
 
     # --- RPC-facing views and controls -------------------------------------------------
     def peer_info(self) -> list[dict]:

@@ -20,7 +20,7 @@ from consensus.work import commit_result
 from miner.jobs import JobTaker
 from client.rpc import BadResponse
 
-from .framework import NodeProcess, sync_blocks, sync_mempools
+from .framework import NodeProcess, sync_blocks, sync_mempools, wait_until
 from .p2putil import connected_pair, wait_connected
 from .rpcutil import FAUCET, address, key, transfer
 
@@ -88,9 +88,10 @@ def take(node: NodeProcess, k, job_id: str):
 def test_honest_worker_is_paid_after_the_poster_verifies(net) -> None:
     poster, worker = net
     client, a, b, job_id = post_job(poster, worker, 1)
-    assert worker.getjob(job_id)["matrices"]["A"]["held"] is False  # only the poster's node has A
+    # the post brought A and B to the worker's node over getmatrix (a prefetch), unasked
+    wait_until(lambda: worker.getjob(job_id)["matrices"]["A"]["held"], 30, 0.1, "A prefetched")
     t = taker(worker, HONEST)
-    work = t.choose()  # through the worker's node, which fetched A and B from the poster's over getmatrix
+    work = t.choose()  # through the worker's node
     assert work is not None and work.job_id.hex() == job_id
     assert (work.a == a).all() and (work.b == b).all()
     assert worker.getjob(job_id)["matrices"]["A"]["held"] is True
