@@ -15,15 +15,21 @@ Measured in one run, each with the load average when it was taken:
 3. the useful-MAC share meanwhile: the miner's MACs on job products over all its MACs,
    and the chain's figure from getmarketinfo over the blocks of that phase once its jobs
    have settled (target ≥ 90 %);
+   2 and 3 are measured twice, both pouwd at the default getmatrix rate (an internet
+   setting) and then both restarted with ``--matrix-rate`` ``--lan-rate`` (a LAN setting),
+   with the median time the miner's node took to receive, and to check and store, each
+   operand it fetched (from its log);
 4. end-to-end latency from post to verified result (the client's ``wait``) for one job
    of each ``--sizes`` (n×n×n).
 
     python scripts/bench_market.py [--sizes 1024,4096] [--saturate 4096,8192,4096] [--seconds 120]
+                                   [--depth 16] [--lan-rate 0]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -49,7 +55,9 @@ from miner import kernel  # noqa: E402
 from miner.jobs import JobLimits, JobTaker, rank_for  # noqa: E402
 from miner.template import mining_shape  # noqa: E402
 from miner.worker import Miner  # noqa: E402
+from node.config import DEFAULT_MATRIX_RATE_MB  # noqa: E402
 from tests.functional.framework import NodeProcess, sync_blocks  # noqa: E402
+from tests.functional.p2putil import wait_connected  # noqa: E402
 
 WORKER = PrivateKey(b"\x42" * 32)
 
@@ -121,8 +129,8 @@ class Feeder:
     ``posting``; settles each as its result arrives, until ``stop``. A posted job reaches a
     miner only after a block and a transfer of its operands, so several must wait."""
 
-    def __init__(self, client: MarketClient, shape: tuple[int, int, int], depth: int = 6) -> None:
-        self.client, self.shape, self.depth = client, shape, depth
+    def __init__(self, client: MarketClient, shape: tuple[int, int, int], depth: int = 6, seed: int = 1) -> None:
+        self.client, self.shape, self.depth, self.seed = client, shape, depth, seed
         self.posting, self.stop = threading.Event(), threading.Event()
         self.posting.set()
         self.pending: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -132,7 +140,7 @@ class Feeder:
 
     def run(self) -> None:
         m, k, n = self.shape
-        rng = np.random.default_rng(1)
+        rng = np.random.default_rng(self.seed)  # operands no other feeder posts (a node never fetches one twice)
         base_a, base_b = operands(m, k, n, rng)
         while not self.stop.is_set():
             waiting = 0
@@ -164,6 +172,75 @@ def market_figures(node: NodeProcess, since: int) -> dict:
     return node.getmarketinfo(max(1, node.getblockcount() - since))
 
 
+FETCHED = re.compile(r"fetched ([AB]) .* received in ([0-9.]+) s, checked and stored in ([0-9.]+) s")
+
+
+def fetch_times(node: NodeProcess, skip_lines: int) -> tuple[int, float, float]:
+    """(operands fetched, median seconds receiving one, median seconds checking and storing one)
+    from the node's log past its first ``skip_lines`` lines."""
+    lines = node.log_path.read_text(errors="replace").splitlines()[skip_lines:]
+    times = [(float(m[2]), float(m[3])) for m in map(FETCHED.search, lines) if m]
+    if not times:
+        return 0, 0.0, 0.0
+    return len(times), float(np.median([t[0] for t in times])), float(np.median([t[1] for t in times]))
+
+
+def log_length(node: NodeProcess) -> int:
+    return len(node.log_path.read_text(errors="replace").splitlines())
+
+
+def restart(nodes: list[NodeProcess], rate: str) -> None:
+    """Restart both pouwd with ``--matrix-rate rate`` (the miner's node dials the poster's)."""
+    for node in nodes:
+        node.stop()
+    for node in nodes:
+        node.start(["--matrix-rate", rate])
+    wait_connected(nodes[1], nodes[0].p2p_address)
+
+
+def market_phase(label: str, seed: int, rate: str, poster: NodeProcess, mnode: NodeProcess, args, shape, limits,
+                 faucet) -> dict:
+    """The miner on jobs for ``args.seconds`` while a client keeps ``args.depth`` waiting, both
+    pouwd at getmatrix rate ``rate``; then the open jobs drained and settled. Its figures."""
+    m, n, k, _ = shape
+    restart([poster, mnode], rate)
+    say(f"{label}: both pouwd at --matrix-rate {rate}")
+    skip = log_length(mnode)
+    poster_client = MarketClient(client_of(poster), DEV, faucet, log=lambda text: None)
+    feeder = Feeder(poster_client, (m, k, n), args.depth, seed)
+    feeder.thread.start()
+    while not client_of(mnode).call("listjobs", "open"):  # mine the posts into a block first
+        run_miner(mnode, mining_shape(DEV), args.threads, 5.0, None)
+    height0 = poster.getblockcount()
+    taker = JobTaker(client_of(mnode), DEV, WORKER, limits, say=lambda text: None)
+    on_jobs = run_miner(mnode, shape, args.threads, args.seconds, taker)
+    rate_figure, load_figure = on_jobs.stats.macs / args.seconds, load()
+    share = on_jobs.stats.useful_macs / on_jobs.stats.macs if on_jobs.stats.macs else 0.0
+    sync_blocks([poster, mnode])
+    height1 = poster.getblockcount()
+    at_end = market_figures(poster, height0)
+    fetches = fetch_times(mnode, skip)
+    feeder.posting.clear()  # drain: the miner takes what is open, the client settles it
+    drain = JobTaker(client_of(mnode), DEV, WORKER, limits, say=lambda text: None)
+    drain_until = time.monotonic() + 600
+    while feeder.pending and time.monotonic() < drain_until:
+        run_miner(mnode, shape, args.threads, 5.0, drain)
+    feeder.stop.set()
+    feeder.thread.join(120)
+    sync_blocks([poster, mnode])
+    settled = market_figures(poster, height0)
+    figures = {"label": label, "rate": rate, "job_rate": rate_figure, "load": load_figure, "share": share,
+               "height0": height0, "height1": height1, "height2": poster.getblockcount(), "at_end": at_end,
+               "settled": settled, "jobs": len(feeder.settled), "problems": len(feeder.problems),
+               "taken": taker.stats.taken, "fetches": fetches}
+    say(f"{label}: {figures}")
+    return figures
+
+
+def rate_label(rate: str) -> str:
+    return "unlimited" if float(rate) == 0 else f"{float(rate):g} MiB/s"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="1024,4096", help="n of the n×n×n jobs timed end to end")
@@ -171,6 +248,9 @@ def main() -> int:
     p.add_argument("--saturate", default="4096,8192,4096", help="m,k,n of the jobs that keep the miner busy")
     p.add_argument("--seconds", type=float, default=120.0, help="length of each rate measurement")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--depth", type=int, default=16, help="jobs the client keeps waiting for a miner")
+    p.add_argument("--lan-rate", default="0",
+                   help="--matrix-rate of the LAN phase, MiB/s per peer (default 0: unlimited)")
     args = p.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     m, k, n = (int(x) for x in args.saturate.split(","))
@@ -201,29 +281,9 @@ def main() -> int:
         synthetic = run_miner(mnode, shape, args.threads, args.seconds, None)
         syn_rate, syn_load = synthetic.stats.macs / args.seconds, load()
 
-        poster_client = MarketClient(client_of(poster), DEV, faucet, log=lambda text: None)
-        feeder = Feeder(poster_client, (m, k, n))
-        feeder.thread.start()
-        while not client_of(mnode).call("listjobs", "open"):  # mine the posts into a block first
-            run_miner(mnode, mining_shape(DEV), args.threads, 5.0, None)
-        height0 = poster.getblockcount()
-        taker = JobTaker(client_of(mnode), DEV, WORKER, limits, say=lambda text: None)
-        on_jobs = run_miner(mnode, shape, args.threads, args.seconds, taker)
-        job_rate, jobs_load = on_jobs.stats.macs / args.seconds, load()
-        share = on_jobs.stats.useful_macs / on_jobs.stats.macs if on_jobs.stats.macs else 0.0
-        sync_blocks([poster, mnode])
-        height1 = poster.getblockcount()
-        at_end = market_figures(poster, height0)
-        feeder.posting.clear()  # drain: the miner takes what is open, the client settles it
-        drain = JobTaker(client_of(mnode), DEV, WORKER, limits, say=lambda text: None)
-        drain_until = time.monotonic() + 600
-        while feeder.pending and time.monotonic() < drain_until:
-            run_miner(mnode, shape, args.threads, 5.0, drain)
-        feeder.stop.set()
-        feeder.thread.join(120)
-        sync_blocks([poster, mnode])
-        settled = market_figures(poster, height0)
-        height2 = poster.getblockcount()
+        phases = [market_phase("internet", 1, f"{DEFAULT_MATRIX_RATE_MB:g}", poster, mnode, args, shape, limits,
+                               faucet),
+                  market_phase("LAN", 2, args.lan_rate, poster, mnode, args, shape, limits, faucet)]
 
         latency_rows = []
         rng = np.random.default_rng(7)
@@ -234,6 +294,7 @@ def main() -> int:
                           log=say, jobs=taker)
             thread = threading.Thread(target=miner.run, daemon=True)
             thread.start()
+            poster_client = MarketClient(client_of(poster), DEV, faucet, log=lambda text: None)
             start = time.perf_counter()
             job_id = poster_client.post(a, b, size ** 3, expiry_blocks=1000)  # 1 unit a MAC: more than the feeder's
             try:
@@ -258,17 +319,27 @@ def main() -> int:
         print("  " + row)
     print(f"\n{'figure':<58}{'value':>14}  target")
     print(f"{f'synthetic mining, {m}×{k}×{n} ({syn_load})':<58}{syn_rate / 1e9:>10.1f} GMAC/s")
-    print(f"{f'mining on jobs, {m}×{k}×{n} ({jobs_load})':<58}{job_rate / 1e9:>10.1f} GMAC/s")
-    print(f"{'jobs / synthetic':<58}{job_rate / syn_rate:>14.3f}  ≥ 0.95")
-    print(f"{'useful-MAC share (the miner: job products / all MACs)':<58}{share:>14.1%}  ≥ 90 %")
-    print(f"{f'useful-MAC share (the chain, blocks {height0 + 1}..{height1}, at once)':<58}"
-          f"{at_end['useful_mac_share']:>14.1%}")
-    print(f"{f'useful-MAC share (the chain, blocks {height0 + 1}..{height2}, settled)':<58}"
-          f"{settled['useful_mac_share']:>14.1%}  ≥ 90 %")
-    print(f"{'  settled job MACs / chain MACs':<58}{settled['settled_macs']:>14.3g} / {settled['chain_macs']:.3g}")
-    print(f"{'jobs settled (rejected results)':<58}{len(feeder.settled):>14} ({len(feeder.problems)})")
+    for ph in phases:
+        print(f"\n{ph['label']}: both pouwd at --matrix-rate {ph['rate']} ({rate_label(ph['rate'])} per peer), "
+              f"{args.depth} jobs kept waiting")
+        at_end, settled, first = ph["at_end"], ph["settled"], ph["height0"] + 1
+        count, receive, store = ph["fetches"]
+        on_jobs = f"  mining on jobs, {m}×{k}×{n} ({ph['load']})"
+        chain_now = f"  useful-MAC share (the chain, blocks {first}..{ph['height1']}, at once)"
+        chain_settled = f"  useful-MAC share (the chain, blocks {first}..{ph['height2']}, settled)"
+        print(f"{on_jobs:<58}{ph['job_rate'] / 1e9:>10.1f} GMAC/s")
+        print(f"{'  jobs / synthetic':<58}{ph['job_rate'] / syn_rate:>14.3f}  ≥ 0.95")
+        print(f"{'  useful-MAC share (the miner: job products / all MACs)':<58}{ph['share']:>14.1%}  ≥ 90 %")
+        print(f"{chain_now:<58}{at_end['useful_mac_share']:>14.1%}")
+        print(f"{chain_settled:<58}{settled['useful_mac_share']:>14.1%}  ≥ 90 %")
+        print(f"{'    settled job MACs / chain MACs':<58}{settled['settled_macs']:>14.3g} / {settled['chain_macs']:.3g}")
+        print(f"{'  jobs taken by the miner; settled (rejected results)':<58}{ph['taken']:>8}; {ph['jobs']} "
+              f"({ph['problems']})")
+        print(f"{'  operands its node fetched; median s receiving / storing':<58}{count:>8}; "
+              f"{receive:.2f} / {store:.2f}")
+    print(f"\npost → verified result, both pouwd at the LAN rate ({rate_label(args.lan_rate)}):")
     for row in latency_rows:
-        print(row)
+        print("  " + row)
     return 0
 
 
