@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import numpy as np
 
@@ -92,16 +92,17 @@ class JobTaker:
         self.skipped: set[bytes] = set()  # jobs this miner cannot or will not do
 
     # --- choosing ----------------------------------------------------------------------
-    def choose(self, exclude: bytes | None = None) -> JobWork | None:
-        """The open job with the best reward per MAC within the limits (other than ``exclude``,
-        the one being computed), its matrices checked; among equals, one whose A and B the
-        node already holds (prefetched), so the loop need not wait for a transfer."""
+    def choose(self, exclude: Collection[bytes] = ()) -> JobWork | None:
+        """The open job with the best reward per MAC within the limits (other than those in
+        ``exclude``: the one being computed, those being handed in), its matrices checked;
+        among equals, one whose A and B the node already holds (prefetched), so the loop
+        need not wait for a transfer."""
         height = self.client.call("getblockcount")
         candidates = []
         for job in self.client.call("listjobs", "open"):
             job_id = bytes.fromhex(job["job_id"])
             macs = job["m"] * job["n"] * job["k"]
-            if (job_id in self.skipped or job_id in self.claimed or job_id == exclude or macs > self.limits.max_macs
+            if (job_id in self.skipped or job_id in self.claimed or job_id in exclude or macs > self.limits.max_macs
                     or job["expiry"] - height < MIN_BLOCKS_LEFT or rank_for(self.network, job["k"]) is None):
                 continue
             held = all((job.get("matrices") or {}).get(kind, {}).get("held") for kind in ("A", "B"))

@@ -166,9 +166,12 @@ class Miner:
         self.jobs = jobs
         self.job: JobWork | None = None
         self._job_checked = -math.inf
-        self._chooser: ThreadPoolExecutor | None = None  # while running with jobs: chooses, fetches, delivers
+        self._chooser: ThreadPoolExecutor | None = None  # while running with jobs: chooses and fetches
+        self._deliverer: ThreadPoolExecutor | None = None  # … hands products in, in the order computed
         self._choosing: Future | None = None  # the next job, being chosen and fetched meanwhile
         self._ready: JobWork | None = None  # the next job, its matrices fetched
+        self._handing_in: set[bytes] = set()  # jobs computed whose product is not handed in yet
+        self._handing_lock = threading.Lock()
 
     def _work(self) -> tuple[object, object, WorkSpec]:
         """(A, B, work spec) to mine now: the current job's, else the synthetic ones."""
@@ -194,22 +197,31 @@ class Miner:
         if (self._choosing is None and self._ready is None
                 and time.monotonic() - self._job_checked >= JOB_CHECK_SECONDS):
             self._job_checked = time.monotonic()
-            self._choosing = self._chooser.submit(self._poll_and_choose, self.job.job_id if self.job else None)
+            with self._handing_lock:
+                busy = {*self._handing_in, *((self.job.job_id,) if self.job else ())}
+            self._choosing = self._chooser.submit(self._poll_and_choose, busy)
 
     def _deliver(self, job: JobWork, product: object) -> None:
-        """Hand the product in on the job thread (upload of C, its commitment, the claim tx),
-        queued before the next choice, while the loop mines on: the upload of a large C takes
-        about as long as computing it."""
+        """Hand the product in on the delivery thread (upload of C, its commitment, the claim
+        tx) while the loop mines on and the job thread fetches the next job: the upload of a
+        large C takes about as long as computing it. Until it is handed in, the job is not
+        chosen again (its product is computed once)."""
+        with self._handing_lock:
+            self._handing_in.add(job.job_id)
+
         def deliver() -> None:
             try:
                 self.jobs.deliver(job, product)  # type: ignore[union-attr]
             except Exception as exc:  # noqa: BLE001 — a lost delivery is reported, never fatal to mining
                 self.log(f"job market: delivering job {job.job_id.hex()[:16]}… failed: {exc!r}")
-        self._chooser.submit(deliver)  # type: ignore[union-attr]
+            finally:
+                with self._handing_lock:
+                    self._handing_in.discard(job.job_id)
+        self._deliverer.submit(deliver)  # type: ignore[union-attr]
 
-    def _poll_and_choose(self, current: bytes | None) -> JobWork | None:
+    def _poll_and_choose(self, busy: set[bytes]) -> JobWork | None:
         self.jobs.poll()  # type: ignore[union-attr]
-        return self.jobs.choose(exclude=current)  # type: ignore[union-attr]
+        return self.jobs.choose(exclude=busy)  # type: ignore[union-attr]
 
     def run(self, max_blocks: int | None = None) -> None:
         template = Template.from_json(self.client.call("getblocktemplate"))
@@ -219,6 +231,7 @@ class Miner:
         nonce = int.from_bytes(os.urandom(4), "little") << 32
         if self.jobs is not None:
             self._chooser = ThreadPoolExecutor(1, thread_name_prefix="job-chooser")
+            self._deliverer = ThreadPoolExecutor(1, thread_name_prefix="job-deliverer")
         try:
             while not self.stop_event.is_set():
                 if max_blocks is not None and self.stats.accepted >= max_blocks:
@@ -263,6 +276,9 @@ class Miner:
             if self._chooser is not None:
                 self._chooser.shutdown(wait=False, cancel_futures=True)
                 self._chooser, self._choosing, self._ready = None, None, None
+            if self._deliverer is not None:
+                self._deliverer.shutdown(wait=False)  # products computed are still handed in
+                self._deliverer = None
 
     def _submit(self, block) -> float:
         """Submit a found block; returns how long to pause before mining again."""
