@@ -136,6 +136,7 @@ class Feeder:
         self.pending: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.settled: list[str] = []
         self.problems: list[str] = []
+        self.problems_seen: list[str] = []  # settle attempts the node refused (tried again)
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self) -> None:
@@ -152,7 +153,11 @@ class Feeder:
                     continue
                 waiting += job["status"] == "open"
                 if job["status"] == "claimed":
-                    verdict, _, txid = self.client.settle(job_id, *self.pending[job_id])
+                    try:
+                        verdict, _, txid = self.client.settle(job_id, *self.pending[job_id])
+                    except RpcError as exc:  # e.g. the node's mempool not yet on the block with the claim
+                        self.problems_seen.append(f"{job_id[:16]}…: {exc}")
+                        continue  # asked again next round
                     if txid is not None:  # accepted or proved; else C is not there yet: try again
                         self.pending.pop(job_id)
                         self.settled.append(job_id)
