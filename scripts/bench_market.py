@@ -127,25 +127,53 @@ def verification_cost(sizes: list[int], threads: int) -> list[str]:
 class Feeder:
     """Posts m×k×n jobs so that ``depth`` wait for a miner (posted, not yet claimed) while
     ``posting``; settles each as its result arrives, until ``stop``. A posted job reaches a
-    miner only after a block and a transfer of its operands, so several must wait."""
+    miner only after a block and a transfer of its operands, so several must wait. Posting
+    and settling run on threads of their own (one client key: its sends take turns), so a
+    settlement (fetch C, verify, accept) does not hold the next post back."""
 
     def __init__(self, client: MarketClient, shape: tuple[int, int, int], depth: int = 6, seed: int = 1) -> None:
         self.client, self.shape, self.depth, self.seed = client, shape, depth, seed
         self.posting, self.stop = threading.Event(), threading.Event()
         self.posting.set()
+        self._lock = threading.Lock()
         self.pending: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.waiting = 0  # posted, not yet claimed (as of the last look)
         self.settled: list[str] = []
         self.problems: list[str] = []
         self.problems_seen: list[str] = []  # settle attempts the node refused (tried again)
+        self.post_seconds: list[float] = []
+        self.settle_seconds: list[float] = []
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self) -> None:
+        poster = threading.Thread(target=self.post_loop, daemon=True)
+        poster.start()
+        self.settle_loop()
+        poster.join(120)
+
+    def post_loop(self) -> None:
         m, k, n = self.shape
         rng = np.random.default_rng(self.seed)  # operands no other feeder posts (a node never fetches one twice)
         base_a, base_b = operands(m, k, n, rng)
         while not self.stop.is_set():
+            if not self.posting.is_set() or self.waiting >= self.depth:
+                self.stop.wait(0.2)
+                continue
+            a, b = base_a.copy(), base_b.copy()
+            a[0], b[:, 0] = rng.integers(-64, 65, size=k, dtype=np.int8), rng.integers(-64, 65, size=k, dtype=np.int8)
+            start = time.perf_counter()
+            job_id = self.client.post(a, b, COIN, expiry_blocks=1000)
+            self.post_seconds.append(time.perf_counter() - start)
+            with self._lock:
+                self.pending[job_id] = (a, b)
+                self.waiting += 1
+
+    def settle_loop(self) -> None:
+        while not self.stop.is_set():
             waiting = 0
-            for job_id in list(self.pending):
+            with self._lock:
+                pending = list(self.pending.items())
+            for job_id, (a, b) in pending:
                 try:
                     job = self.client.job(job_id)
                 except RpcError:  # the post is not in a block yet
@@ -153,24 +181,26 @@ class Feeder:
                     continue
                 waiting += job["status"] == "open"
                 if job["status"] == "claimed":
+                    start = time.perf_counter()
                     try:
-                        verdict, _, txid = self.client.settle(job_id, *self.pending[job_id])
+                        verdict, _, txid = self.client.settle(job_id, a, b)
                     except RpcError as exc:  # e.g. the node's mempool not yet on the block with the claim
                         self.problems_seen.append(f"{job_id[:16]}…: {exc}")
                         continue  # asked again next round
                     if txid is not None:  # accepted or proved; else C is not there yet: try again
-                        self.pending.pop(job_id)
+                        self.settle_seconds.append(time.perf_counter() - start)
+                        with self._lock:
+                            self.pending.pop(job_id)
                         self.settled.append(job_id)
                         if not verdict.ok:
                             self.problems.append(f"{job_id[:16]}…: {verdict.reason}")
                 elif job["status"] in ("settled", "lapsed", "refunded"):
-                    self.pending.pop(job_id)
-            if self.posting.is_set() and waiting < self.depth:
-                a, b = base_a.copy(), base_b.copy()
-                a[0], b[:, 0] = rng.integers(-64, 65, size=k, dtype=np.int8), rng.integers(-64, 65, size=k, dtype=np.int8)
-                self.pending[self.client.post(a, b, COIN, expiry_blocks=1000)] = (a, b)
-                continue
-            self.stop.wait(0.5)
+                    with self._lock:
+                        self.pending.pop(job_id)
+            looked_at = {job_id for job_id, _ in pending}
+            with self._lock:  # and those posted since
+                self.waiting = waiting + sum(job_id not in looked_at for job_id in self.pending)
+            self.stop.wait(0.2)
 
 
 def market_figures(node: NodeProcess, since: int) -> dict:
@@ -237,7 +267,9 @@ def market_phase(label: str, seed: int, rate: str, poster: NodeProcess, mnode: N
     figures = {"label": label, "rate": rate, "job_rate": rate_figure, "load": load_figure, "share": share,
                "height0": height0, "height1": height1, "height2": poster.getblockcount(), "at_end": at_end,
                "settled": settled, "jobs": len(feeder.settled), "problems": len(feeder.problems),
-               "taken": taker.stats.taken, "fetches": fetches}
+               "taken": taker.stats.taken, "fetches": fetches,
+               "post_s": float(np.median(feeder.post_seconds)) if feeder.post_seconds else 0.0,
+               "settle_s": float(np.median(feeder.settle_seconds)) if feeder.settle_seconds else 0.0}
     say(f"{label}: {figures}")
     return figures
 
@@ -342,6 +374,7 @@ def main() -> int:
               f"({ph['problems']})")
         print(f"{'  operands its node fetched; median s receiving / storing':<58}{count:>8}; "
               f"{receive:.2f} / {store:.2f}")
+        print(f"{'  the client: median s per post / per settlement':<58}{ph['post_s']:>8.2f} / {ph['settle_s']:.2f}")
     print(f"\npost → verified result, both pouwd at the LAN rate ({rate_label(args.lan_rate)}):")
     for row in latency_rows:
         print("  " + row)
