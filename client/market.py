@@ -151,7 +151,11 @@ class MarketClient:
 
     # --- matrices ----------------------------------------------------------------------
     def upload(self, kind: str, array: np.ndarray, **query: str) -> str:
-        """Store a matrix on the node (checked there against the protocol's rules); its key."""
+        """Store a matrix on the node (checked there against the protocol's rules); its key.
+        B travels column-major, the order the node keeps it in (its committed lines are the
+        columns), so the node neither transposes it to hash it nor rewrites it."""
+        if kind == "B":
+            array = np.asfortranarray(array)
         q = "&".join(f"{k}={v}" for k, v in query.items())
         reply = self.rpc.http("PUT", f"/matrix/{kind}" + (f"?{q}" if q else ""), npy_bytes(array))
         return json.loads(reply)["key"]
