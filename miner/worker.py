@@ -172,6 +172,7 @@ class Miner:
         self._ready: JobWork | None = None  # the next job, its matrices fetched
         self._handing_in: set[bytes] = set()  # jobs computed whose product is not handed in yet
         self._handing_lock = threading.Lock()
+        self._polled = -math.inf  # when the job thread last followed the claimed jobs
 
     def _work(self) -> tuple[object, object, WorkSpec]:
         """(A, B, work spec) to mine now: the current job's, else the synthetic ones."""
@@ -220,7 +221,11 @@ class Miner:
         self._deliverer.submit(deliver)  # type: ignore[union-attr]
 
     def _poll_and_choose(self, busy: set[bytes]) -> JobWork | None:
-        self.jobs.poll()  # type: ignore[union-attr]
+        """Follow the claimed jobs (every few seconds: two RPCs per claim, dozens while results
+        wait for their posters), then choose and fetch the next job."""
+        if time.monotonic() - self._polled >= JOB_CHECK_SECONDS:
+            self._polled = time.monotonic()
+            self.jobs.poll()  # type: ignore[union-attr]
         return self.jobs.choose(exclude=busy)  # type: ignore[union-attr]
 
     def run(self, max_blocks: int | None = None) -> None:
