@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _nothing() -> None:
+    """A write that writes nothing (``ChainWorker.settled``)."""
+
+
 class ChainWorker:
     """A ``Chain`` whose writes run on one worker thread, awaited from the event loop."""
 
@@ -58,6 +62,12 @@ class ChainWorker:
                     loop.call_soon_threadsafe(self._deliver, heard)
                 except RuntimeError:  # the loop is closed: shutting down
                     pass
+
+    async def settled(self) -> None:
+        """Return once every write queued before this call has finished and its events have
+        reached the loop's listeners (the mempool among them): the tip becomes visible to
+        reads as a write commits, but its events arrive only when the write is done."""
+        await self.run(_nothing)
 
     @staticmethod
     def _deliver(heard: list[tuple[Listener, Any]]) -> None:

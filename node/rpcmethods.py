@@ -320,13 +320,18 @@ class RpcMethods:
         """getmempoolinfo: size, bytes, usage and policy."""
         return self.mempool.info()
 
-    def sendrawtransaction(self, hexstring: str) -> str:
-        """sendrawtransaction "hexstring": validate, add to the mempool and relay; returns the txid."""
+    async def sendrawtransaction(self, hexstring: str) -> str:
+        """sendrawtransaction "hexstring": validate, add to the mempool and relay; returns the txid.
+
+        Judged once the chain's pending writes are done and the mempool has heard their blocks,
+        so a tx that only the newest tip makes valid (a JOB_ACCEPT after its claim's block, as
+        ``getjob`` already shows) is not refused against the tip before it."""
         raw = parse_hex(hexstring, "hexstring")
         try:
             tx = Tx.decode(raw)
         except DecodeError as exc:
             raise RpcError(RpcCode.DESERIALIZATION_ERROR, f"TX decode failed: {exc.detail}") from None
+        await self.worker.settled()
         if self.chain.tx_location(tx.txid) is not None:
             raise RpcError(RpcCode.VERIFY_ALREADY_IN_CHAIN, "transaction already in block chain")
         try:
