@@ -222,6 +222,7 @@ class Node:
             await self.http.stop()
             self.auth.remove_cookie()
             self.worker.close()
+            await asyncio.sleep(0)  # the last writes' events reach their listeners while the chain is open
             self.chain.close()
             log.info("shutdown complete; data in %s", self.cfg.network_dir)
 
