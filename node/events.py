@@ -19,11 +19,11 @@ from typing import Any
 
 from consensus.block import Block
 from consensus.tx import Tx
-from p2p.interfaces import RELEASED, BlockStatus
+from p2p.interfaces import REJECTED, RELEASED, BlockStatus
 
 log = logging.getLogger(__name__)
 
-CONNECTED, DISCONNECTED, REJECTED, TIP_CHANGED = "connected", "disconnected", "rejected", "tip"
+CONNECTED, DISCONNECTED, TIP_CHANGED = "connected", "disconnected", "tip"
 TX_ACCEPTED, TX_REJECTED, TX_REMOVED = "tx-accepted", "tx-rejected", "tx-removed"
 # why a pooled tx left (``TxRemoved.reason``)
 MINED, REPLACED, EVICTED, EXPIRED, CONFLICTED = "mined", "replaced", "evicted", "expired", "conflicted"

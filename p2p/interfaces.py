@@ -29,6 +29,7 @@ class BlockStatus(StrEnum):
 
 ACCEPTED, DUPLICATE, ORPHAN, INVALID, FUTURE, WAITING = BlockStatus
 RELEASED = "released"  # the chain's event for the verdict on a block that waited (``ChainView.subscribe``)
+REJECTED = "rejected"  # the chain's event for a block it found invalid, when submitted or later on connecting
 
 
 class Result(Protocol):
@@ -36,6 +37,14 @@ class Result(Protocol):
     hash: bytes
     reason: str
     detail: str  # the whole error when invalid (may be empty)
+
+
+class Rejected(Protocol):
+    """The ``rejected`` event: a block broke a rule (``detail``: the whole error)."""
+
+    hash: bytes
+    reason: str
+    detail: str
 
 
 class Released(Protocol):

@@ -23,7 +23,7 @@ from . import wire
 from .addrbook import parse_addr
 from .bans import parse_subnet
 from .errors import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected
-from .interfaces import RELEASED, ChainView, MatrixSource, MemoryRecords, MempoolView, Records
+from .interfaces import REJECTED, RELEASED, ChainView, MatrixSource, MemoryRecords, MempoolView, Records
 from .manager import ManagerConfig, PeerManager
 from .peer import BAN_SCORE, Peer, PeerLimits
 from .relay import Relay, RelayLimits
@@ -97,6 +97,7 @@ class P2PNode:
         self._announced = self.chain.tip.hash
         self._unsubscribe = [self.chain.subscribe(self._on_chain_event),
                              self.chain.subscribe(self.sync.on_released, (RELEASED,)),
+                             self.chain.subscribe(self.sync.on_rejected, (REJECTED,)),
                              self.mempool.subscribe(lambda event: self.announce_tx(event.tx))]
         await self.manager.start()
         self._maintenance = asyncio.create_task(self._maintain())

@@ -37,7 +37,7 @@ import itertools
 import logging
 import random
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -45,7 +45,7 @@ from consensus.block import ZERO32, Header, ReceivedBlock
 from consensus.reasons import Reason
 
 from . import wire
-from .interfaces import ACCEPTED, DUPLICATE, FUTURE, INVALID, ORPHAN, ChainView, Entry, Released, Result
+from .interfaces import ACCEPTED, DUPLICATE, FUTURE, INVALID, ORPHAN, ChainView, Entry, Rejected, Released, Result
 from .peer import BAN_SCORE, Peer
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class SyncLimits:
     unconnecting_limit: int = 10  # unconnecting headers replies per score increment
     headers_chunk: int = 100  # headers added per event-loop turn
     forget_chunk: int = 250  # a departed peer's headers forgotten per event-loop turn
+    stored_senders: int = 4096  # senders remembered for blocks stored but not yet connected
     submit_batch: int = 256
 
 
@@ -106,6 +107,7 @@ class Sync:
         self._received: list[tuple[ReceivedBlock, Peer]] = []
         self._flushing: asyncio.Task | None = None  # submits what arrived, batch after batch
         self._checking: dict[bytes, int] = {}  # spot-check block → peer id
+        self._stored_from: OrderedDict[bytes, int] = OrderedDict()  # stored block → its sender (newest last)
         self._random = random.Random()
         self._forgetting: set[asyncio.Task] = set()
 
@@ -598,6 +600,22 @@ class Sync:
             self._judged(st.peer, event.hash, event)
             self.schedule()
 
+    def on_rejected(self, event: Rejected) -> None:
+        """A block the chain stored earlier failed when it was connected later (``rejected``):
+        its sender, if remembered and still here, is scored as for any invalid block."""
+        sender = self._stored_from.pop(event.hash, None)
+        st = self._peers.get(sender) if sender is not None else None
+        if st is not None:
+            st.peer.misbehave(_invalid_score(event.reason),
+                              f"invalid block {event.hash.hex()[:16]}: {event.detail or event.reason}")
+
+    def _remember_sender(self, block_hash: bytes, peer_id: int) -> None:
+        """Stored is not yet valid: a block may fail when it connects, later (``on_rejected``)."""
+        self._stored_from[block_hash] = peer_id
+        self._stored_from.move_to_end(block_hash)
+        while len(self._stored_from) > self.limits.stored_senders:
+            self._stored_from.popitem(last=False)
+
     def _judged(self, peer: Peer, block_hash: bytes, res: Result) -> None:
         if block_hash in self._checking:  # an invalid one bans its sender below
             self._spot_checked(block_hash, res.status != INVALID)
@@ -610,5 +628,6 @@ class Sync:
             self.peer_has(peer, block_hash)
             if res.status == ACCEPTED:
                 peer.last_block_at = time.monotonic()
+                self._remember_sender(block_hash, peer.id)
         elif res.status == FUTURE:
             log.info("block %s is too far in the future; held by the chain", block_hash.hex())
