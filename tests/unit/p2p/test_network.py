@@ -17,7 +17,7 @@ from node.mempool import MempoolPolicyError
 from node.chain import Chain
 from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected, RelayLimits, wire
 from tests.unit.node.helpers import FAUCET, bogus_headers, build_chain, genesis_header, key, make_block, transfer
-from tests.unit.p2p.helpers import FAST_PEER, FAST_SYNC, NOW, RawPeer, connect, make_node, run, running, wait_until
+from tests.unit.p2p.helpers import FAST_PEER, FAST_SYNC, NOW, Node, RawPeer, connect, make_node, run, running, wait_until
 
 CHAIN = build_chain(genesis_header(), 200)
 BY_HASH = {blk.hash: blk for blk in CHAIN}
@@ -657,36 +657,53 @@ def test_blocks_below_ones_stored_ahead_are_still_fetched(tmp_path) -> None:
     run(body())
 
 
+BAD_DOWNLOAD = make_block(CHAIN[19].header, [transfer(key(7), 0, FAUCET.address, 5)])  # no funds: fails on connecting
+
+
+def bad_download_node(tmp_path, **chain_kwargs) -> Node:
+    """A node at CHAIN[14] whose sync will spot-check neither BAD_DOWNLOAD nor its parent."""
+    chain = Chain(tmp_path, "regtest", now=lambda: NOW, tx_workers=0, **chain_kwargs)
+    node = make_node(tmp_path, chain=chain, max_outbound=0, sync_limits=replace(FAST_SYNC, stall_timeout=60.0))
+    node.chain.submit_blocks(CHAIN[:15])
+    count = len(CHAIN[15:20]) + 1
+    seed = next(s for s in range(100) if random.Random(s).choice(range(count)) < 4)
+    node.p2p.sync._random = random.Random(seed)
+    return node
+
+
+async def send_bad_download(node: Node, ip: str) -> tuple[RawPeer, list[bytes], dict[bytes, Block]]:
+    """A raw peer at ``ip`` announces CHAIN[15:20] + BAD_DOWNLOAD, answers the spot check and then
+    sends BAD_DOWNLOAD first, which waits in the chain; returns the peer, the other hashes the
+    node asked for, and the blocks by hash."""
+    batch = [*CHAIN[15:20], BAD_DOWNLOAD]
+    by_hash = {blk.hash: blk for blk in batch}
+    peer = await RawPeer.open(node, ip)
+    await peer.handshake(height=21)
+    await peer.expect("getheaders")
+    peer.send("headers", [blk.header.to_list() for blk in batch])
+    (check,) = (await peer.expect("getdata")).args[0]
+    peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(by_hash[check[1]].encode())))
+    asked = [h for _, h in (await peer.expect("getdata")).args[0]]
+    assert BAD_DOWNLOAD.hash in asked
+    peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(BAD_DOWNLOAD.encode())))
+    await wait_until(lambda: node.chain.waiting(BAD_DOWNLOAD.hash), 5, "the bad block waiting in the chain")
+    return peer, [h for h in asked if h != BAD_DOWNLOAD.hash], by_hash
+
+
 def test_a_download_that_waited_in_the_chain_bans_its_sender_when_found_invalid(tmp_path) -> None:
     """Blocks that arrive before their parent's data wait in the chain's one pool, not in sync;
     when the parent comes (in another submission) and the waiting block fails, the chain's
     ``released`` verdict names the peer, which is banned."""
-    node = make_node(tmp_path, max_outbound=0, sync_limits=replace(FAST_SYNC, stall_timeout=60.0))
-    node.chain.submit_blocks(CHAIN[:15])
-    bad = make_block(CHAIN[19].header, [transfer(key(7), 0, FAUCET.address, 5)])  # no funds: fails on connecting
-    batch = [*CHAIN[15:20], bad]
-    seed = next(s for s in range(100) if random.Random(s).choice(range(len(batch))) < 4)
-    node.p2p.sync._random = random.Random(seed)  # the spot check is not the bad block or its parent
+    node = bad_download_node(tmp_path)
 
     async def body() -> None:
         async with running(node):
-            peer = await RawPeer.open(node, "127.0.0.74")
-            await peer.handshake(height=21)
-            await peer.expect("getheaders")
-            peer.send("headers", [blk.header.to_list() for blk in batch])
-            (check,) = (await peer.expect("getdata")).args[0]
-            by_hash = {blk.hash: blk for blk in batch}
-            peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(by_hash[check[1]].encode())))
-            asked = [h for _, h in (await peer.expect("getdata")).args[0]]
-            assert bad.hash in asked
-            peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(bad.encode())))
-            await wait_until(lambda: node.chain.waiting(bad.hash), 5, "the bad block waiting in the chain")
+            peer, others, by_hash = await send_bad_download(node, "127.0.0.74")
             assert not await peer.closed(0.1)
-            for h in asked:
-                if h != bad.hash:
-                    peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(by_hash[h].encode())))
+            for h in others:
+                peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(by_hash[h].encode())))
             assert await peer.closed()
-            assert node.chain.tip.hash == CHAIN[19].hash and not node.chain.waiting(bad.hash)
+            assert node.chain.tip.hash == CHAIN[19].hash and not node.chain.waiting(BAD_DOWNLOAD.hash)
             (ban,) = node.p2p.list_banned()
             assert ban["address"] == "127.0.0.74/32" and "bad-tx" in ban["reason"]
     run(body())
@@ -696,28 +713,12 @@ def test_a_download_stored_out_of_order_bans_its_sender_when_it_fails_later(tmp_
     """With room for one waiting block, the bad download is pushed out of the chain's pool by
     the next one and stored before its parent's data; it fails only when the chain connects it,
     in a later submission, and the chain's ``rejected`` event bans the peer that sent it."""
-    chain = Chain(tmp_path, "regtest", now=lambda: NOW, tx_workers=0, waiting_count=1)
-    node = make_node(tmp_path, chain=chain, max_outbound=0, sync_limits=replace(FAST_SYNC, stall_timeout=60.0))
-    node.chain.submit_blocks(CHAIN[:15])
-    bad = make_block(CHAIN[19].header, [transfer(key(7), 0, FAUCET.address, 5)])  # no funds: fails on connecting
-    batch = [*CHAIN[15:20], bad]
-    seed = next(s for s in range(100) if random.Random(s).choice(range(len(batch))) < 4)
-    node.p2p.sync._random = random.Random(seed)  # the spot check is not the bad block or its parent
+    node = bad_download_node(tmp_path, waiting_count=1)
+    bad = BAD_DOWNLOAD
 
     async def body() -> None:
         async with running(node):
-            peer = await RawPeer.open(node, "127.0.0.75")
-            await peer.handshake(height=21)
-            await peer.expect("getheaders")
-            peer.send("headers", [blk.header.to_list() for blk in batch])
-            (check,) = (await peer.expect("getdata")).args[0]
-            by_hash = {blk.hash: blk for blk in batch}
-            peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(by_hash[check[1]].encode())))
-            asked = [h for _, h in (await peer.expect("getdata")).args[0]]
-            assert bad.hash in asked
-            peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(bad.encode())))
-            await wait_until(lambda: node.chain.waiting(bad.hash), 5, "the bad block waiting in the chain")
-            others = [h for h in asked if h != bad.hash]
+            peer, others, by_hash = await send_bad_download(node, "127.0.0.75")
             peer.send_raw(wire.frame(REGTEST.magic, wire.block_payload(by_hash[others[-1]].encode())))
             await wait_until(lambda: node.chain.entry(bad.hash).have_data and not node.chain.waiting(bad.hash), 5,
                              "the bad block stored out of order")
