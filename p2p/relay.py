@@ -291,26 +291,6 @@ class Relay:
     def forget_matrix(self, peer: Peer, key: bytes, first: int) -> None:
         self._matrix_waiters.pop((peer.id, key, first), None)
 
-    async def fetch_matrix(self, key: bytes, first: int, count: int,
-                           timeout: float = 10.0) -> list[bytes] | None:
-        """Ask peers in turn for rows ``first…`` of a committed matrix; the first non-empty reply.
-
-        The key is H_A, H_B or a claim (§7); the caller checks the rows against it (§6).
-        """
-        for peer in list(self._peers()):
-            fut = self.ask_matrix(peer, key, first, count)
-            if fut is None:
-                continue
-            try:
-                rows = await asyncio.wait_for(fut, timeout)
-            except TimeoutError:
-                rows = None
-            finally:
-                self.forget_matrix(peer, key, first)
-            if rows:
-                return rows
-        return None
-
     async def fetch_lines(self, peer: Peer, key: bytes, count: int, width: int, window: int = 4,
                           timeout: float = 30.0) -> list[bytes] | None:
         """Lines 0…count−1 (``width`` bytes each) under ``key`` from one peer, ``window`` requests

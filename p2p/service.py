@@ -196,11 +196,6 @@ class P2PNode:
         one a reorg returned to it)."""
         self.relay.announce_tx(tx)
 
-    async def fetch_matrix(self, key: bytes, first: int, count: int,
-                           timeout: float = 10.0) -> list[bytes] | None:
-        """Rows under ``key`` (H_A, H_B or a claim, §7) from the first peer that has them (unchecked; §6)."""
-        return await self.relay.fetch_matrix(key, first, count, timeout)
-
     def matrix_peers(self) -> list[int]:
         """Ids of the connected peers a matrix may be fetched from."""
         return [peer.id for peer in self.manager.ready_peers()]

@@ -179,3 +179,22 @@ class RawPeer:
 
     def close(self) -> None:
         self.writer.close()
+
+
+async def fetch_rows(node: Node, key: bytes, first: int, count: int, timeout: float = 10.0) -> list[bytes] | None:
+    """Ask the node's peers in turn for rows ``first…`` under ``key`` with ``getmatrix``; the first
+    non-empty reply (the requesting side of §7, as ``Relay.fetch_lines`` asks for whole matrices)."""
+    relay = node.p2p.relay
+    for peer in node.p2p.manager.ready_peers():
+        fut = relay.ask_matrix(peer, key, first, count)
+        if fut is None:
+            continue
+        try:
+            rows = await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            rows = None
+        finally:
+            relay.forget_matrix(peer, key, first)
+        if rows:
+            return rows
+    return None

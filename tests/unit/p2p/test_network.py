@@ -17,7 +17,8 @@ from node.mempool import MempoolPolicyError
 from node.chain import Chain
 from p2p import BanError, InvalidAddress, NodeAlreadyAdded, NodeNotAdded, NodeNotConnected, RelayLimits, wire
 from tests.unit.node.helpers import FAUCET, bogus_headers, build_chain, genesis_header, key, make_block, transfer
-from tests.unit.p2p.helpers import FAST_PEER, FAST_SYNC, NOW, Node, RawPeer, connect, make_node, run, running, wait_until
+from tests.unit.p2p.helpers import (FAST_PEER, FAST_SYNC, NOW, Node, RawPeer, connect, fetch_rows, make_node, run,
+                                    running, wait_until)
 
 CHAIN = build_chain(genesis_header(), 200)
 BY_HASH = {blk.hash: blk for blk in CHAIN}
@@ -391,9 +392,9 @@ def test_getmatrix(tmp_path) -> None:
     async def body() -> None:
         async with running(a, b):
             await connect(b, a)
-            assert await b.p2p.fetch_matrix(commitment, 4, 8) == rows[4:12]
-            assert await b.p2p.fetch_matrix(b"\x00" * 32, 0, 8) is None
-            assert await a.p2p.fetch_matrix(commitment, 0, 1) is None  # b has no source: empty reply
+            assert await fetch_rows(b, commitment, 4, 8) == rows[4:12]
+            assert await fetch_rows(b, b"\x00" * 32, 0, 8) is None
+            assert await fetch_rows(a, commitment, 0, 1) is None  # b has no source: empty reply
     run(body())
 
 
@@ -412,7 +413,7 @@ def test_getmatrix_beyond_the_burst_is_paced_not_cut_off(tmp_path) -> None:
             start = time.monotonic()
             got = []
             while len(got) < len(rows):  # 8 rows a request: 8 KiB, the burst
-                reply = await b.p2p.fetch_matrix(commitment, len(got), 8)
+                reply = await fetch_rows(b, commitment, len(got), 8)
                 assert reply, f"no reply for rows {len(got)}…"
                 got += reply
             assert got == rows
@@ -435,7 +436,7 @@ def test_getmatrix_unpaced_at_rate_zero(tmp_path) -> None:
 
     async def asked_at_once(server, timeout: float) -> list:
         await connect(b, server)
-        replies = await asyncio.gather(*(b.p2p.fetch_matrix(commitment, i, 8, timeout) for i in range(0, 64, 8)))
+        replies = await asyncio.gather(*(fetch_rows(b, commitment, i, 8, timeout) for i in range(0, 64, 8)))
         await b.p2p.disconnect_node(server.addr)
         await wait_until(lambda: not b.p2p.peer_info(), 5, "b disconnected")
         return replies
