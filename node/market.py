@@ -72,11 +72,6 @@ class MarketError(Exception):
     """A job-market request that cannot be served (unknown key, peers without the data…)."""
 
 
-def _log_prefetch_failure(task: asyncio.Future) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.info("prefetch of %s failed: %s", task.wanted.key.hex(), task.exception())  # type: ignore[attr-defined]
-
-
 class JobMarket:
     """Jobs from the chain's state, matrices from the store, rows from peers."""
 
@@ -84,7 +79,7 @@ class JobMarket:
         self.chain = chain
         self.store = store
         self.peers = peers
-        self._fetching: dict[bytes, asyncio.Future] = {}
+        self._fetching: dict[bytes, tuple[Wanted, asyncio.Future]] = {}  # under way, by key
         self._prefetch_slots = asyncio.Semaphore(PREFETCH_PARALLEL)
         self._prefetch_waiting = 0
         self.fetched = 0  # matrices fetched from peers (prefetched or asked for)
@@ -142,7 +137,7 @@ class JobMarket:
                 raise MarketError(f"no job names {key.hex()} as its A, B or claimed result")
             job_id, job, kind = named
             self._start(Wanted.of_job(key, kind, job_id, job))
-        return await asyncio.shield(self._fetching[key])
+        return await asyncio.shield(self._fetching[key][1])
 
     def prefetch(self, post: JobPost) -> None:
         """Start fetching a posted job's A and B unless held or under way (on the event loop):
@@ -164,14 +159,16 @@ class JobMarket:
 
     def _start(self, wanted: Wanted, prefetch: bool = False) -> None:
         task = asyncio.ensure_future(self._prefetch(wanted) if prefetch else self._fetch(wanted))
-        task.wanted = wanted  # type: ignore[attr-defined]
-        self._fetching[wanted.key] = task
-        task.add_done_callback(lambda _: self._fetching.pop(wanted.key, None))
-        if prefetch:
-            task.add_done_callback(_log_prefetch_failure)
+        self._fetching[wanted.key] = (wanted, task)
+
+        def done(_: asyncio.Future) -> None:
+            self._fetching.pop(wanted.key, None)
+            if prefetch and not task.cancelled() and task.exception() is not None:
+                log.info("prefetch of %s failed: %s", wanted.key.hex(), task.exception())
+        task.add_done_callback(done)
 
     def _bytes_coming(self) -> int:
-        return sum(task.wanted.size for task in self._fetching.values())  # type: ignore[attr-defined]
+        return sum(wanted.size for wanted, _ in self._fetching.values())
 
     async def _prefetch(self, wanted: Wanted) -> StoredMatrix:
         self._prefetch_waiting += 1
