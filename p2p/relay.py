@@ -22,7 +22,7 @@ matrix transfer by key: H_A, H_B or a claim (PROTOCOL §6, §7).
   ``matrix_queue`` requests wait in order, and while that many wait nothing more is read
   from the peer (like ``getdata`` over its budget).  A fetcher
   keeps a few requests in flight to one peer (``fetch_lines``), so a reply is on its
-  way while the last one is decoded.  ``getmatrix`` is served from a ``MatrixSource`` when one is
+  way while the last one is decoded, and waits as long as the peer keeps sending replies.  ``getmatrix`` is served from a ``MatrixSource`` when one is
   set, else answered with an empty ``matrix`` reply.
 """
 from __future__ import annotations
@@ -74,6 +74,7 @@ class _PeerRelay:
     matrix_asked: deque[tuple[bytes, int, int]] = field(default_factory=deque)  # getmatrix requests not yet answered
     matrix_room: asyncio.Event = field(default_factory=asyncio.Event)  # set when a request left matrix_asked
     served: OrderedDict[bytes, tuple[int, float]] = field(default_factory=OrderedDict)  # block → (times, first at)
+    matrix_heard: float = float("-inf")  # when the peer last sent a matrix reply (to any of our requests)
 
 
 class Relay:
@@ -272,6 +273,9 @@ class Relay:
         self._serve_matrices(peer, st)
 
     def on_matrix(self, peer: Peer, key: bytes, first: int, rows: list[bytes]) -> None:
+        st = self._state.get(peer.id)
+        if st is not None:
+            st.matrix_heard = self._clock()
         fut = self._matrix_waiters.pop((peer.id, key, first), None)
         if fut is not None and not fut.done():
             fut.set_result(rows)
@@ -294,8 +298,9 @@ class Relay:
     async def fetch_lines(self, peer: Peer, key: bytes, count: int, width: int, window: int = 4,
                           timeout: float = 30.0) -> list[bytes] | None:
         """Lines 0…count−1 (``width`` bytes each) under ``key`` from one peer, ``window`` requests
-        of at most 4 MiB in flight (each reply is waited for ``timeout`` after the one before);
-        None if the peer does not serve them all. A reply that breaks its request (more
+        of at most 4 MiB in flight; None if the peer does not serve them all, or sends no matrix
+        reply at all for ``timeout`` (a slow peer that paces its replies to this and other
+        fetches at its ``matrix_rate`` is waited for while it keeps sending). A reply that breaks its request (more
         lines than asked, a line of another width) bans the peer. Unchecked against the key (§6)."""
         per_request = max(1, wire.MAX_MATRIX_BYTES // width)
         starts = list(range(0, count, per_request))
@@ -310,9 +315,7 @@ class Relay:
                             return None
                         asked[ahead] = fut
                 try:
-                    rows = await asyncio.wait_for(asked.pop(first), timeout)
-                except TimeoutError:
-                    return None
+                    rows = await self._matrix_reply(peer, asked.pop(first), timeout)
                 finally:
                     self.forget_matrix(peer, key, first)
                 want = min(per_request, count - first)
@@ -328,3 +331,18 @@ class Relay:
         finally:
             for first in asked:
                 self.forget_matrix(peer, key, first)
+
+    async def _matrix_reply(self, peer: Peer, fut: asyncio.Future, timeout: float) -> list[bytes] | None:
+        """The rows ``fut`` resolves to, or None once ``peer`` has sent no matrix reply for
+        ``timeout`` seconds since the wait began."""
+        began = self._clock()
+        while True:
+            st = self._state.get(peer.id)
+            heard = max(began, st.matrix_heard) if st is not None else began
+            left = heard + timeout - self._clock()
+            if left <= 0 and not fut.done():
+                return None
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), max(left, 0.0))
+            except TimeoutError:
+                continue

@@ -448,6 +448,49 @@ def test_getmatrix_unpaced_at_rate_zero(tmp_path) -> None:
     run(body())
 
 
+class Matrices:
+    """A MatrixSource over several in-memory matrices, by key."""
+
+    def __init__(self, matrices: dict[bytes, list[bytes]]) -> None:
+        self.matrices = matrices
+
+    def rows(self, commitment: bytes, first: int, count: int, max_bytes: int) -> list[bytes] | None:
+        rows = self.matrices.get(commitment)
+        return None if rows is None else rows[first:first + count]
+
+
+def test_fetches_queued_behind_others_at_a_slow_rate_are_waited_for(tmp_path) -> None:
+    """Four whole-matrix fetches at once from a peer that paces its replies to one per 0.4 s:
+    the last waits 1.2 s for its only reply, longer than the 0.6 s timeout, and still gets
+    it, because the peer keeps answering the others (the timeout counted from the fetch's own
+    request gave such fetches up below about 1 MiB/s). A peer that answers nothing is given
+    up after the timeout."""
+    width, count = 4096, 256  # 1 MiB: one request each
+    matrices = {bytes([i]) * 32: [bytes([i, j]) * (width // 2) for j in range(count)] for i in range(4)}
+    limits = RelayLimits(matrix_rate=2.5 * 1024 * 1024, matrix_burst=1024 * 1024)
+    a = make_node(tmp_path / "a", max_outbound=0, matrix_source=Matrices(matrices), relay_limits=limits)
+    b = make_node(tmp_path / "b", max_outbound=0)
+
+    async def body() -> None:
+        async with running(a, b):
+            await connect(b, a)
+            (peer,) = b.p2p.manager.ready_peers()
+            fetched = await asyncio.gather(*(b.p2p.relay.fetch_lines(peer, k, count, width, timeout=0.6)
+                                             for k in matrices))
+            assert fetched == list(matrices.values())
+            await b.p2p.disconnect_node(a.addr)
+            await wait_until(lambda: not b.p2p.peer_info(), 5, "b disconnected")
+            silent = await RawPeer.open(b)
+            await silent.handshake()
+            await wait_until(lambda: len(list(b.p2p.manager.ready_peers())) == 1, 5, "the silent peer ready")
+            (peer,) = b.p2p.manager.ready_peers()
+            start = time.monotonic()
+            assert await b.p2p.relay.fetch_lines(peer, next(iter(matrices)), count, width, timeout=0.6) is None
+            assert time.monotonic() - start >= 0.6
+            silent.close()
+    run(body())
+
+
 def test_one_peers_tx_flood_does_not_delay_another_peers_tx(tmp_path) -> None:
     """An inv of 50,000 txs that are never sent made the node ask the flooder for all of them
     and ignore everyone else's announcements for 60 s; now each peer has its own request slots."""
