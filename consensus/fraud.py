@@ -9,15 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .hashing import audit_path, leaf_hash
+from .hashing import audit_path
 from .tx import FraudProof
-from .work import commit_result, result_rows
-
-
-def _line_leaves(lines: np.ndarray) -> list[bytes]:
-    data = np.ascontiguousarray(lines).tobytes()
-    width = len(data) // lines.shape[0]
-    return [leaf_hash(data[i * width:(i + 1) * width]) for i in range(lines.shape[0])]
+from .work import commit_result, leaf_hashes
 
 
 def wrong_entries(a: np.ndarray, b: np.ndarray, c: np.ndarray, rows: list[int] | None = None) -> list[tuple[int, int]]:
@@ -31,10 +25,8 @@ def wrong_entries(a: np.ndarray, b: np.ndarray, c: np.ndarray, rows: list[int] |
 
 def build_fraud_proof(job_id: bytes, a: np.ndarray, b: np.ndarray, c: np.ndarray, i: int, j: int) -> FraudProof:
     """The FRAUD_PROOF payload for entry (i, j) of the claimed C (m×n int32)."""
-    rows_c = result_rows(c)
-    return FraudProof(job_id, commit_result(c), i, j,
-                      np.ascontiguousarray(a[i], dtype=np.int8).tobytes(),
-                      tuple(audit_path(_line_leaves(np.asarray(a, dtype=np.int8)), i)),
-                      np.ascontiguousarray(b[:, j], dtype=np.int8).tobytes(),
-                      tuple(audit_path(_line_leaves(np.ascontiguousarray(np.asarray(b, dtype=np.int8).T)), j)),
-                      rows_c[i], tuple(audit_path([leaf_hash(r) for r in rows_c], i)))
+    a8, b8, c32 = np.asarray(a, dtype=np.int8), np.asarray(b, dtype=np.int8), np.asarray(c, dtype="<i4")
+    return FraudProof(job_id, commit_result(c32), i, j,
+                      a8[i].tobytes(), tuple(audit_path(leaf_hashes(a8), i)),
+                      b8[:, j].tobytes(), tuple(audit_path(leaf_hashes(b8.T), j)),
+                      c32[i].tobytes(), tuple(audit_path(leaf_hashes(c32), i)))

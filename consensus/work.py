@@ -15,7 +15,7 @@ import numpy as np
 
 from . import encoding as enc
 from .block import Block, Header, Proof, Ticket
-from .hashing import audit_path, leaf_hash, root_from_path, root_of_hashes, tagged
+from .hashing import audit_path, root_from_path, root_of_hashes, tagged
 from .reasons import Reason
 
 TILE = 32
@@ -29,11 +29,23 @@ def _u32(x: int) -> bytes:
 
 # --- commitments (§2) -------------------------------------------------------
 
+def leaf_hashes(lines: np.ndarray) -> list[bytes]:
+    """RFC 6962 leaf hashes of the rows of a 2-D array, each hashed straight from its buffer
+    (no row copied; the leaf prefix hashed once)."""
+    data = memoryview(np.ascontiguousarray(lines)).cast("B")
+    width = lines.shape[1] * lines.dtype.itemsize
+    prefix = hashlib.sha256(b"\x00")
+    hashes = []
+    for i in range(lines.shape[0]):
+        h = prefix.copy()
+        h.update(data[i * width:(i + 1) * width])
+        hashes.append(h.digest())
+    return hashes
+
+
 def group_roots(lines: np.ndarray) -> list[bytes]:
     """Roots G_a of each aligned group of 32 leaves; ``lines`` is (count, length) int8."""
-    data = np.ascontiguousarray(lines, dtype=np.int8).tobytes()
-    width = lines.shape[1]
-    leaves = [leaf_hash(data[i * width:(i + 1) * width]) for i in range(lines.shape[0])]
+    leaves = leaf_hashes(np.asarray(lines, dtype=np.int8))
     return [root_of_hashes(leaves[g:g + TILE]) for g in range(0, len(leaves), TILE)]
 
 
@@ -54,30 +66,15 @@ def commit_b(b: np.ndarray) -> bytes:
     return matrix_commitment(n, k, root_of_hashes(group_roots(b.T)))
 
 
-def result_rows(c: np.ndarray) -> list[bytes]:
-    """Rows of C as n int32 little-endian each."""
-    data = np.ascontiguousarray(c, dtype="<i4").tobytes()
-    width = 4 * c.shape[1]
-    return [data[i * width:(i + 1) * width] for i in range(c.shape[0])]
-
-
 def result_commitment(m: int, n: int, root: bytes) -> bytes:
     """``H_C = tagged("pouw/result", u32le(m) || u32le(n) || MTH(rows of C))``."""
     return tagged("pouw/result", _u32(m) + _u32(n) + root)
 
 
 def commit_result(c: np.ndarray) -> bytes:
-    """H_C over the rows of C (m×n int32); each leaf hashed straight from C's buffer, no row copied."""
+    """H_C over the rows of C (m×n int32)."""
     m, n = c.shape
-    data = memoryview(np.ascontiguousarray(c, dtype="<i4")).cast("B")
-    width = 4 * n
-    leaf = hashlib.sha256(b"\x00")  # leaf_hash's prefix, hashed once
-    leaves = []
-    for i in range(m):
-        h = leaf.copy()
-        h.update(data[i * width:(i + 1) * width])
-        leaves.append(h.digest())
-    return result_commitment(m, n, root_of_hashes(leaves))
+    return result_commitment(m, n, root_of_hashes(leaf_hashes(np.asarray(c, dtype="<i4"))))
 
 
 # --- seeds and noise (§4) ---------------------------------------------------

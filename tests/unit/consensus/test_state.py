@@ -196,10 +196,10 @@ def accept_tx(chain: Chain, job_id: bytes, key: PrivateKey = POSTER) -> Tx:
 def fraud_tx(chain: Chain, job_id: bytes, a, b, c, i: int, j: int, h_c: bytes | None = None) -> Tx:
     rows_a = [leaf_hash(bytes(r.tobytes())) for r in a]
     cols_b = [leaf_hash(bytes(col.tobytes())) for col in np.ascontiguousarray(b.T)]
-    rows_c = [leaf_hash(r) for r in work.result_rows(c)]
+    rows_c = [leaf_hash(r.astype("<i4").tobytes()) for r in c]
     proof = FraudProof(job_id, h_c or work.commit_result(c), i, j, a[i].tobytes(), tuple(audit_path(rows_a, i)),
                        np.ascontiguousarray(b[:, j]).tobytes(), tuple(audit_path(cols_b, j)),
-                       work.result_rows(c)[i], tuple(audit_path(rows_c, i)))
+                       c[i].astype("<i4").tobytes(), tuple(audit_path(rows_c, i)))
     return make_tx(PROVER, REGTEST.chain_id, nonce_of(chain, PROVER), 1, proof)
 
 
