@@ -27,6 +27,7 @@ from consensus.keys import PrivateKey
 from . import wallet
 from .cliutil import CliError, parse_amount
 from .market import DEFAULT_EXPIRY, MarketClient, MarketClientError
+from .rpc import NodeUnreachable, RpcError
 
 if TYPE_CHECKING:
     from .cli import Cli
@@ -145,14 +146,31 @@ class JobCommands:
             time.sleep(2.0)
 
     def do_watch(self, j: argparse.Namespace) -> None:
+        """Settle the wallet's claimed jobs round after round. A claim is done with once an
+        accept or a fraud proof for it was sent; one whose C cannot be had yet, or whose tx the
+        node refused, is tried again next round, and a node that cannot be reached is asked
+        again after the interval (``--once``: reported, exit 1)."""
         mine = {k.address for k in self.keystore().keys}
         unlocked = self.keystore().unlock(wallet.read_password())
-        answered: set[str] = set()
+        answered: set[str] = set()  # claims an accept or a fraud proof was sent for
         while True:
-            for job in self.cli.client.call("listjobs", "claimed"):
-                if job["poster"] in mine and job["claim"] not in answered:
-                    client = self.market(unlocked.signing_key(job["poster"]))
-                    client.settle(job["job_id"])
+            try:
+                claimed = self.cli.client.call("listjobs", "claimed")
+            except NodeUnreachable as exc:
+                if j.once:
+                    raise
+                self.cli.note(f"{exc}; asking again in {j.interval:g} s")
+                claimed = []
+            for job in claimed:
+                if job["poster"] not in mine or job["claim"] in answered:
+                    continue
+                client = self.market(unlocked.signing_key(job["poster"]))
+                try:
+                    _, _, txid = client.settle(job["job_id"])
+                except (RpcError, NodeUnreachable, MarketClientError) as exc:
+                    self.cli.note(f"job {job['job_id']}: {exc}; trying again next round")
+                    continue
+                if txid is not None:
                     answered.add(job["claim"])
             if j.once:
                 return

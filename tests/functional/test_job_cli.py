@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from consensus.params import REGTEST
+from client.market import npy_bytes
+from consensus.params import COIN, REGTEST
+from consensus.tx import JobResult, claim_of, make_tx
+from consensus.work import commit_result
 from miner.jobs import JobTaker
 
 from .framework import REPO
@@ -104,3 +108,40 @@ def test_post_status_list_result_and_watch(poster, tmp_path) -> None:
     cli(poster, "job", "watch", "--once")
     poster.generatetoaddress(1, address(key(61)))
     assert poster.getjob(wrong_id)["status"] == "settled"
+
+
+def test_watch_comes_back_to_a_result_whose_product_arrives_late(poster, tmp_path) -> None:
+    """The worker's JOB_RESULT is mined before its C reaches any node: ``watch`` finds C not
+    available, says so, and settles the job once C is there (it used to mark the claim
+    answered on the first look and let a good result lapse)."""
+    a, b, a_path, b_path = operands(tmp_path, 4)
+    job_id = cli(poster, "job", "post", a_path, b_path, "--reward", "1").stdout.strip()
+    poster.generatetoaddress(1, address(key(61)))
+    product = (a.astype(np.int64) @ b.astype(np.int64)).astype("<i4")
+    nonce = poster.getaccount(address(WORKER))["pending_nonce"]
+    result = make_tx(WORKER, REGTEST.chain_id, nonce, 10_000,
+                     JobResult(bytes.fromhex(job_id), claim_of(WORKER.address, commit_result(product)), COIN // 10))
+    poster.sendrawtransaction(result.encode().hex())
+    poster.generatetoaddress(1, address(key(61)))
+    assert poster.getjob(job_id)["status"] == "claimed"
+
+    log = tmp_path / "watch.log"
+    env = {**os.environ, "POUW_WALLET_PASSWORD": PASSWORD}
+    with open(log, "w") as out:
+        watch = subprocess.Popen([sys.executable, "-m", "client.cli", "--network", "regtest", "--datadir",
+                                  str(poster.datadir), "--rpc-url", poster.url, "job", "watch", "--interval", "0.3"],
+                                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "C not available" not in log.read_text():
+            assert watch.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        poster.rpc.http("PUT", f"/matrix/C?worker={address(WORKER)}&job_id={job_id}", npy_bytes(product))
+        while poster.getjob(job_id)["status"] == "claimed":
+            assert watch.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+            poster.generatetoaddress(1, address(key(61)))
+        assert poster.getjob(job_id)["status"] == "settled", log.read_text()
+    finally:
+        watch.kill()
+        watch.wait(10)
