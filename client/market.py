@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -40,6 +41,7 @@ DEFAULT_FEE = 10_000  # base units per tx, at least
 FEE_PER_BYTE = 2  # above the default relay minimum of 1 unit per byte (fraud proofs are large)
 DEFAULT_EXPIRY = 120  # blocks a job stays open
 POLL_SECONDS = 1.0
+SETTLE_PARALLEL = 4  # claimed results fetched and verified at a time (their C can come from different peers)
 TILE_M = 4096  # rows of C per job when splitting (each job is one miner's matmul)
 TILE_N = 4096
 
@@ -142,6 +144,7 @@ class MarketClient:
         self.say = log
         self.counts: Counter[str] = Counter()  # posted, accepted, fraud_proven, undelivered
         self._send_lock = threading.Lock()  # one nonce at a time when threads share this client
+        self._count_lock = threading.Lock()
 
     @property
     def address(self) -> str:
@@ -194,8 +197,12 @@ class MarketClient:
         post = JobPost(a.shape[0], b.shape[1], a.shape[1], bytes.fromhex(h_a), bytes.fromhex(h_b), reward,
                        height + 1 + expiry_blocks)
         job_id = self.send(post)
-        self.counts["posted"] += 1
+        self._count("posted")
         return job_id
+
+    def _count(self, outcome: str) -> None:
+        with self._count_lock:
+            self.counts[outcome] += 1
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.rpc.call("getjob", job_id)
@@ -221,7 +228,7 @@ class MarketClient:
         job, verdict, c = self.check(job_id, a, b)
         if verdict.ok:
             txid = self.send(JobAccept(bytes.fromhex(job_id)))
-            self.counts["accepted"] += 1
+            self._count("accepted")
             self.say(f"job {job_id[:16]}…: result verified (H_C, Freivalds ×{ROUNDS}); accepted in {txid[:16]}…")
             return verdict, c, txid
         if verdict.wrong is not None and c is not None:
@@ -229,47 +236,56 @@ class MarketClient:
             b = self.download(job["H_B"]) if b is None else b
             i, j = verdict.wrong
             txid = self.send(build_fraud_proof(bytes.fromhex(job_id), a, b, c, i, j))
-            self.counts["fraud_proven"] += 1
+            self._count("fraud_proven")
             self.say(f"job {job_id[:16]}…: WRONG result ({verdict.reason}); fraud proof sent in {txid[:16]}…")
             return verdict, None, txid
-        self.counts["undelivered"] += 1
+        self._count("undelivered")
         self.say(f"job {job_id[:16]}…: {verdict.reason}")
         return verdict, None, None
 
     def wait(self, job_ids: list[str], timeout: float, inputs: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
              poll: float = POLL_SECONDS) -> dict[str, np.ndarray]:
-        """Settle every job as its result arrives until all are accepted; their C by job id."""
+        """Settle every job as its result arrives until all are accepted; their C by job id.
+        The results claimed since the last look are settled ``SETTLE_PARALLEL`` at a time, so
+        one slow transfer of C does not hold the others back until their claims lapse."""
         done: dict[str, np.ndarray] = {}
         answered: dict[str, str] = {}  # job id → the claim we sent an accept or fraud proof for
         deadline = time.monotonic() + timeout
-        while len(done) < len(job_ids):
-            for job_id in job_ids:
-                if job_id in done:
-                    continue
-                try:
-                    job = self.job(job_id)
-                except RpcError as exc:
-                    if exc.code != RpcCode.INVALID_ADDRESS_OR_KEY:
-                        raise
-                    continue  # no such job: the JOB_POST is not in a block yet
-                status = job["status"]
-                if status == "settled":  # accepted by this key (here or in another process)
-                    c = self.download(job["claim"])
-                    if not claim_matches(decode_address(job["worker"], self.network.hrp),
-                                         bytes.fromhex(job["claim"]), c):
-                        raise MarketClientError(f"the node served a C for job {job_id} that is not the claimed one")
-                    done[job_id] = c
-                elif status in ("refunded", "lapsed"):
-                    raise MarketClientError(f"job {job_id} ended {status} without a result")
-                elif status == "claimed" and answered.get(job_id) != job["claim"]:
-                    a, b = (inputs or {}).get(job_id, (None, None))
-                    _, _, txid = self.settle(job_id, a, b)
+
+        def settle(job_id: str) -> str | None:
+            a, b = (inputs or {}).get(job_id, (None, None))
+            return self.settle(job_id, a, b)[2]
+
+        with ThreadPoolExecutor(SETTLE_PARALLEL, thread_name_prefix="settle") as pool:
+            while len(done) < len(job_ids):
+                claimed: dict[str, str] = {}  # job id → claim, to settle this round
+                for job_id in job_ids:
+                    if job_id in done:
+                        continue
+                    try:
+                        job = self.job(job_id)
+                    except RpcError as exc:
+                        if exc.code != RpcCode.INVALID_ADDRESS_OR_KEY:
+                            raise
+                        continue  # no such job: the JOB_POST is not in a block yet
+                    status = job["status"]
+                    if status == "settled":  # accepted by this key (here or in another process)
+                        c = self.download(job["claim"])
+                        if not claim_matches(decode_address(job["worker"], self.network.hrp),
+                                             bytes.fromhex(job["claim"]), c):
+                            raise MarketClientError(f"the node served a C for job {job_id} that is not the claimed one")
+                        done[job_id] = c
+                    elif status in ("refunded", "lapsed"):
+                        raise MarketClientError(f"job {job_id} ended {status} without a result")
+                    elif status == "claimed" and answered.get(job_id) != job["claim"]:
+                        claimed[job_id] = job["claim"]
+                for job_id, txid in zip(claimed, pool.map(settle, claimed)):
                     if txid is not None:
-                        answered[job_id] = job["claim"]
-            if len(done) < len(job_ids):
-                if time.monotonic() > deadline:
-                    raise MarketClientError(f"timed out: {len(done)} of {len(job_ids)} jobs settled")
-                time.sleep(poll)
+                        answered[job_id] = claimed[job_id]
+                if len(done) < len(job_ids):
+                    if time.monotonic() > deadline:
+                        raise MarketClientError(f"timed out: {len(done)} of {len(job_ids)} jobs settled")
+                    time.sleep(poll)
         return done
 
     def matmul(self, a: np.ndarray, b: np.ndarray, reward: int, *, timeout: float = 3600.0,
