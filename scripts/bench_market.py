@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -43,7 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from client.market import MarketClient, MarketClientError  # noqa: E402
+from client.market import SETTLE_PARALLEL, MarketClient, MarketClientError  # noqa: E402
 from client.rpc import RpcClient, RpcError, cookie_auth  # noqa: E402
 from client.verify import claim_matches, mismatched_rows  # noqa: E402
 from consensus.genesis import dev_faucet_key  # noqa: E402
@@ -129,7 +130,8 @@ class Feeder:
     ``posting``; settles each as its result arrives, until ``stop``. A posted job reaches a
     miner only after a block and a transfer of its operands, so several must wait. Posting
     and settling run on threads of their own (one client key: its sends take turns), so a
-    settlement (fetch C, verify, accept) does not hold the next post back."""
+    settlement (fetch C, verify, accept) does not hold the next post back; results claimed
+    since the last look are settled SETTLE_PARALLEL at a time, as the client's wait() does."""
 
     def __init__(self, client: MarketClient, shape: tuple[int, int, int], depth: int = 6, seed: int = 1) -> None:
         self.client, self.shape, self.depth, self.seed = client, shape, depth, seed
@@ -169,38 +171,44 @@ class Feeder:
                 self.waiting += 1
 
     def settle_loop(self) -> None:
-        while not self.stop.is_set():
-            waiting = 0
-            with self._lock:
-                pending = list(self.pending.items())
-            for job_id, (a, b) in pending:
-                try:
-                    job = self.client.job(job_id)
-                except RpcError:  # the post is not in a block yet
-                    waiting += 1
-                    continue
-                waiting += job["status"] == "open"
-                if job["status"] == "claimed":
-                    start = time.perf_counter()
+        with ThreadPoolExecutor(SETTLE_PARALLEL, thread_name_prefix="settle") as pool:
+            while not self.stop.is_set():
+                waiting = 0
+                with self._lock:
+                    pending = list(self.pending.items())
+                claimed = []
+                for job_id, (a, b) in pending:
                     try:
-                        verdict, _, txid = self.client.settle(job_id, a, b)
-                    except RpcError as exc:  # e.g. the node's mempool not yet on the block with the claim
-                        self.problems_seen.append(f"{job_id[:16]}…: {exc}")
-                        continue  # asked again next round
-                    if txid is not None:  # accepted or proved; else C is not there yet: try again
-                        self.settle_seconds.append(time.perf_counter() - start)
+                        job = self.client.job(job_id)
+                    except RpcError:  # the post is not in a block yet
+                        waiting += 1
+                        continue
+                    waiting += job["status"] == "open"
+                    if job["status"] == "claimed":
+                        claimed.append((job_id, a, b))
+                    elif job["status"] in ("settled", "lapsed", "refunded"):
                         with self._lock:
                             self.pending.pop(job_id)
-                        self.settled.append(job_id)
-                        if not verdict.ok:
-                            self.problems.append(f"{job_id[:16]}…: {verdict.reason}")
-                elif job["status"] in ("settled", "lapsed", "refunded"):
-                    with self._lock:
-                        self.pending.pop(job_id)
-            looked_at = {job_id for job_id, _ in pending}
-            with self._lock:  # and those posted since
-                self.waiting = waiting + sum(job_id not in looked_at for job_id in self.pending)
-            self.stop.wait(0.2)
+                list(pool.map(lambda job: self.settle(*job), claimed))
+                looked_at = {job_id for job_id, _ in pending}
+                with self._lock:  # and those posted since
+                    self.waiting = waiting + sum(job_id not in looked_at for job_id in self.pending)
+                self.stop.wait(0.2)
+
+    def settle(self, job_id: str, a: np.ndarray, b: np.ndarray) -> None:
+        start = time.perf_counter()
+        try:
+            verdict, _, txid = self.client.settle(job_id, a, b)
+        except RpcError as exc:  # e.g. the node's mempool not yet on the block with the claim
+            self.problems_seen.append(f"{job_id[:16]}…: {exc}")
+            return  # asked again next round
+        if txid is not None:  # accepted or proved; else C is not there yet: try again
+            self.settle_seconds.append(time.perf_counter() - start)
+            with self._lock:
+                self.pending.pop(job_id)
+            self.settled.append(job_id)
+            if not verdict.ok:
+                self.problems.append(f"{job_id[:16]}…: {verdict.reason}")
 
 
 def market_figures(node: NodeProcess, since: int) -> dict:
