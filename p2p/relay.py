@@ -20,10 +20,11 @@ matrix transfer by key: H_A, H_B or a claim (PROTOCOL §6, §7).
   buffer holds them back): one over the byte budget waits until the budget allows it (a
   large matrix arrives at the rate, not cut off after the burst), up to
   ``matrix_queue`` requests wait in order, and while that many wait nothing more is read
-  from the peer (like ``getdata`` over its budget).  A fetcher
-  keeps a few requests in flight to one peer (``fetch_lines``), so a reply is on its
-  way while the last one is decoded, and waits as long as the peer keeps sending replies.  ``getmatrix`` is served from a ``MatrixSource`` when one is
-  set, else answered with an empty ``matrix`` reply.
+  from the peer (like ``getdata`` over its budget).  A fetcher keeps a few requests
+  in flight to one peer (``fetch_lines``), so a reply is on its way while the last one
+  is decoded, and waits for a reply while the peer answers requests asked before it.
+  ``getmatrix`` is served from a ``MatrixSource`` when one is set, else answered with
+  an empty ``matrix`` reply.
 """
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ class _PeerRelay:
     matrix_asked: deque[tuple[bytes, int, int]] = field(default_factory=deque)  # getmatrix requests not yet answered
     matrix_room: asyncio.Event = field(default_factory=asyncio.Event)  # set when a request left matrix_asked
     served: OrderedDict[bytes, tuple[int, float]] = field(default_factory=OrderedDict)  # block → (times, first at)
-    matrix_heard: float = float("-inf")  # when the peer last sent a matrix reply (to any of our requests)
+    matrix_asks: int = 0  # getmatrix requests we sent it (each request's sequence number)
+    matrix_answers: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=64))  # (request, when)
 
 
 class Relay:
@@ -93,7 +95,7 @@ class Relay:
         self._rejects = KnownFilter(limits.recent_rejects)
         self.tx_requests = TxRequests(self._wants_tx, limits.max_peer_tx_in_flight, limits.max_peer_tx_announced,
                                       limits.tx_timeout, clock)
-        self._matrix_waiters: dict[tuple[int, bytes, int], asyncio.Future] = {}
+        self._matrix_waiters: dict[tuple[int, bytes, int], tuple[asyncio.Future, int]] = {}  # → (reply, request no.)
 
     def add_peer(self, peer: Peer) -> None:
         lim = self.limits
@@ -108,7 +110,7 @@ class Relay:
         if st is not None:
             st.matrix_room.set()
         self._send_tx_requests(self.tx_requests.remove_peer(peer.id))
-        for key, fut in list(self._matrix_waiters.items()):
+        for key, (fut, _) in list(self._matrix_waiters.items()):
             if key[0] == peer.id and not fut.done():
                 fut.set_result(None)
 
@@ -273,11 +275,13 @@ class Relay:
         self._serve_matrices(peer, st)
 
     def on_matrix(self, peer: Peer, key: bytes, first: int, rows: list[bytes]) -> None:
+        waiting = self._matrix_waiters.pop((peer.id, key, first), None)
         st = self._state.get(peer.id)
-        if st is not None:
-            st.matrix_heard = self._clock()
-        fut = self._matrix_waiters.pop((peer.id, key, first), None)
-        if fut is not None and not fut.done():
+        if waiting is None or st is None:
+            return
+        fut, request = waiting
+        st.matrix_answers.append((request, self._clock()))
+        if not fut.done():
             fut.set_result(rows)
 
     def ask_matrix(self, peer: Peer, key: bytes, first: int, count: int) -> asyncio.Future | None:
@@ -285,10 +289,12 @@ class Relay:
         or None when the same request to that peer is already pending. ``forget_matrix`` once
         done with it."""
         waiter = (peer.id, key, first)
-        if waiter in self._matrix_waiters or peer.id not in self._state:
+        st = self._state.get(peer.id)
+        if waiter in self._matrix_waiters or st is None:
             return None
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._matrix_waiters[waiter] = fut
+        st.matrix_asks += 1
+        self._matrix_waiters[waiter] = (fut, st.matrix_asks)
         peer.send("getmatrix", key, first, count)
         return fut
 
@@ -298,10 +304,12 @@ class Relay:
     async def fetch_lines(self, peer: Peer, key: bytes, count: int, width: int, window: int = 4,
                           timeout: float = 30.0) -> list[bytes] | None:
         """Lines 0…count−1 (``width`` bytes each) under ``key`` from one peer, ``window`` requests
-        of at most 4 MiB in flight; None if the peer does not serve them all, or sends no matrix
-        reply at all for ``timeout`` (a slow peer that paces its replies to this and other
-        fetches at its ``matrix_rate`` is waited for while it keeps sending). A reply that breaks its request (more
-        lines than asked, a line of another width) bans the peer. Unchecked against the key (§6)."""
+        of at most 4 MiB in flight; None if the peer does not serve them all, or leaves a request
+        unanswered while answering none asked before it for ``timeout`` (a slow peer working
+        through the requests of this and other fetches at its ``matrix_rate`` is waited for; one
+        that withholds a reply while answering later requests is not). A reply that breaks its
+        request (more lines than asked, a line of another width) bans the peer. Unchecked
+        against the key (§6)."""
         per_request = max(1, wire.MAX_MATRIX_BYTES // width)
         starts = list(range(0, count, per_request))
         asked: dict[int, asyncio.Future] = {}
@@ -315,7 +323,7 @@ class Relay:
                             return None
                         asked[ahead] = fut
                 try:
-                    rows = await self._matrix_reply(peer, asked.pop(first), timeout)
+                    rows = await self._matrix_reply(peer, key, first, asked.pop(first), timeout)
                 finally:
                     self.forget_matrix(peer, key, first)
                 want = min(per_request, count - first)
@@ -332,17 +340,24 @@ class Relay:
             for first in asked:
                 self.forget_matrix(peer, key, first)
 
-    async def _matrix_reply(self, peer: Peer, fut: asyncio.Future, timeout: float) -> list[bytes] | None:
-        """The rows ``fut`` resolves to, or None once ``peer`` has sent no matrix reply for
-        ``timeout`` seconds since the wait began."""
+    async def _matrix_reply(self, peer: Peer, key: bytes, first: int, fut: asyncio.Future,
+                            timeout: float) -> list[bytes] | None:
+        """The rows ``fut``, the reply to our request (``key``, ``first``) to ``peer``, resolves to;
+        None once the peer has answered no request asked before it for ``timeout`` seconds
+        (counted from the wait's start, or from the latest such answer)."""
         began = self._clock()
-        while True:
+        while not fut.done():
+            waiting = self._matrix_waiters.get((peer.id, key, first))
+            if waiting is None:
+                return None  # forgotten
+            request = waiting[1]
             st = self._state.get(peer.id)
-            heard = max(began, st.matrix_heard) if st is not None else began
-            left = heard + timeout - self._clock()
-            if left <= 0 and not fut.done():
+            ahead = [when for asked, when in st.matrix_answers if asked < request] if st is not None else []
+            left = max([began, *ahead]) + timeout - self._clock()
+            if left <= 0:
                 return None
             try:
-                return await asyncio.wait_for(asyncio.shield(fut), max(left, 0.0))
+                await asyncio.wait_for(asyncio.shield(fut), left)
             except TimeoutError:
-                continue
+                pass
+        return fut.result()

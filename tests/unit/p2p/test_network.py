@@ -491,6 +491,39 @@ def test_fetches_queued_behind_others_at_a_slow_rate_are_waited_for(tmp_path) ->
     run(body())
 
 
+def test_a_reply_withheld_while_later_requests_are_answered_is_given_up(tmp_path) -> None:
+    """A peer that leaves one getmatrix unanswered but keeps answering the requests asked after
+    it does not hold that fetch: it is given up after its timeout (0.6 s) while the peer is
+    still answering (a reply every 0.2 s), as a silent peer would be."""
+    b = make_node(tmp_path / "b", max_outbound=0)
+    width, count = 1024, 4
+    rows = [bytes(width)] * count
+    withheld, others = b"\x01" * 32, [bytes([2 + i]) * 32 for i in range(8)]
+
+    async def body() -> None:
+        async with running(b):
+            raw = await RawPeer.open(b)
+            await raw.handshake()
+            await wait_until(lambda: len(list(b.p2p.manager.ready_peers())) == 1, 5, "the raw peer ready")
+            (peer,) = b.p2p.manager.ready_peers()
+            held = asyncio.ensure_future(b.p2p.relay.fetch_lines(peer, withheld, count, width, timeout=0.6))
+            assert (await raw.expect("getmatrix")).args[0] == withheld
+            answered = 0
+            for key in others:
+                later = asyncio.ensure_future(b.p2p.relay.fetch_lines(peer, key, count, width, timeout=5.0))
+                assert (await raw.expect("getmatrix")).args[0] == key
+                await asyncio.sleep(0.2)
+                raw.send("matrix", key, 0, rows)
+                assert await later == rows
+                if held.done():
+                    break
+                answered += 1
+            assert held.done() and held.result() is None
+            assert answered < len(others)
+            raw.close()
+    run(body())
+
+
 def test_one_peers_tx_flood_does_not_delay_another_peers_tx(tmp_path) -> None:
     """An inv of 50,000 txs that are never sent made the node ask the flooder for all of them
     and ignore everyone else's announcements for 60 s; now each peer has its own request slots."""
