@@ -184,7 +184,7 @@ class Miner:
         """Keep the next job coming: a background thread follows what was claimed, chooses the
         next open job and fetches its matrices while the loop computes the current one (or
         mines synthetic matrices); the loop takes it up when it is ready. Without a job ready
-        it asks again every few seconds (at once after a product was handed in)."""
+        it asks again every few seconds, and at once after a new block or a product handed in."""
         if self._chooser is None:
             return
         if self._choosing is not None and self._choosing.done():
@@ -245,6 +245,8 @@ class Miner:
                 if fresh is not None or time.monotonic() - fetched > TEMPLATE_REFRESH_SECONDS:
                     template = Template.from_json(fresh or self.client.call("getblocktemplate"))
                     fetched = time.monotonic()
+                    if fresh is not None:
+                        self._job_checked = -math.inf  # a new block opens the jobs it posts: look at once
                 wait = template.clock_wait(int(time.time()))
                 if wait:
                     self.stats.clock_waits += 1
