@@ -276,11 +276,12 @@ class Relay:
 
     def on_matrix(self, peer: Peer, key: bytes, first: int, rows: list[bytes]) -> None:
         waiting = self._matrix_waiters.pop((peer.id, key, first), None)
-        st = self._state.get(peer.id)
-        if waiting is None or st is None:
+        if waiting is None:
             return
         fut, request = waiting
-        st.matrix_answers.append((request, self._clock()))
+        st = self._state.get(peer.id)
+        if st is not None:
+            st.matrix_answers.append((request, self._clock()))
         if not fut.done():
             fut.set_result(rows)
 
