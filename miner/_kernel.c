@@ -3,7 +3,7 @@
  * Data flow per call:
  *   1. pack (parallel over tile-rows and tile-columns): A' = A + E_L·E_R and B' = B + F_L·F_R
  *      are formed on the fly from the noise factors, which the pack threads expand from the seeds
- *      (SHAKE-128, four streams at once on the SIMD paths; entries of A, B range-checked), into
+ *      (SHAKE-128, eight streams at once on the AVX-512 paths, four on the others; entries of A, B range-checked), into
  *        Ap[8-row group][k/4][8 rows][4]      (a row's 4 consecutive k-values are broadcast)
  *        Bp[16-column group][k/4][16 cols][4] (the VNNI K4 layout: one zmm or two ymm a quad)
  *      with, on the VNNI paths (u8 · s8), A' + 128 stored as u8 and 128·Σ B' per segment and
@@ -163,36 +163,44 @@ static void noise_factor(const job_t *J, const uint8_t *xof, int8_t *T) {
     noise_factor_scalar(xof, J->r, 0, T);
 }
 
-/* X(seed_l, label_l, len) for up to four streams (count ≥ 1); input = seed(32) ‖ label.  The SIMD
- * paths run the four streams side by side (unused lanes repeat the last stream). */
-static void xof_streams(const job_t *J, const uint8_t *const seed[4], const uint8_t (*label)[6], size_t label_len,
-                        int count, uint8_t *const out[4], size_t len) {
-    uint8_t in[4][38];
-    const uint8_t *ins[4];
-    uint8_t *outs[4];
-    for (int l = 0; l < 4; l++) {
+/* X(seed_l, label_l, len) for up to XOF_STREAMS streams (count ≥ 1); input = seed(32) ‖ label.  The
+ * AVX-512 paths run eight streams side by side, the other SIMD paths four at a time (unused lanes
+ * repeat the last stream). */
+enum { XOF_STREAMS = 8 };
+
+static void xof_streams(const job_t *J, const uint8_t *const seed[XOF_STREAMS], const uint8_t (*label)[6],
+                        size_t label_len, int count, uint8_t *const out[XOF_STREAMS], size_t len) {
+    uint8_t in[XOF_STREAMS][38];
+    const uint8_t *ins[XOF_STREAMS];
+    uint8_t *outs[XOF_STREAMS];
+    for (int l = 0; l < XOF_STREAMS; l++) {
         const int src = l < count ? l : count - 1;
         memcpy(in[l], seed[src], 32);
         memcpy(in[l] + 32, label[src], label_len);
         ins[l] = in[l], outs[l] = out[src];
     }
 #ifdef POUW_X86
+    if (J->path == PATH_AVX512 || J->path == PATH_AMX) {
+        shake128_x8(ins, 32 + label_len, outs, len);
+        return;
+    }
     if (J->path != PATH_PORTABLE) {
-        shake128_x4(ins, 32 + label_len, outs, len);
+        for (int l = 0; l < count; l += 4) shake128_x4(ins + l, 32 + label_len, outs + l, len);
         return;
     }
 #endif
     for (int l = 0; l < count; l++) shake128(ins[l], 32 + label_len, outs[l], len);
 }
 
-/* The XOF of `count` ≤ 4 consecutive panels from `first` (tile-rows: X(s_A, "EL"‖u32le(a), 32r);
- * tile-columns: X(s_B, "FR"‖u32le(b), 32r)) into out, 32r bytes each. */
+/* The XOF of `count` ≤ XOF_STREAMS consecutive panels from `first` (tile-rows: X(s_A, "EL"‖u32le(a),
+ * 32r); tile-columns: X(s_B, "FR"‖u32le(b), 32r)) into out, 32r bytes each. */
 static void panel_xofs(const job_t *J, const uint8_t *seed, char tag, int first, int count, uint8_t *out) {
     const size_t len = (size_t)TILE * J->r;
-    const uint8_t *seeds[4] = {seed, seed, seed, seed};
-    uint8_t labels[4][6], *outs[4];
+    const uint8_t *seeds[XOF_STREAMS];
+    uint8_t labels[XOF_STREAMS][6], *outs[XOF_STREAMS];
     for (int l = 0; l < count; l++) {
         const uint32_t index = (uint32_t)(first + l);
+        seeds[l] = seed;
         labels[l][0] = (uint8_t)tag, labels[l][1] = tag == 'E' ? 'L' : 'R';
         for (int b = 0; b < 4; b++) labels[l][2 + b] = (uint8_t)(index >> (8 * b));
         outs[l] = out + l * len;
@@ -377,10 +385,10 @@ static int pack_panel(const job_t *J, const panel_t *P, int j0, int j1) {
     return pack_scalar(P, j0 / 4, j1 / 4);
 }
 
-/* Pack tasks are groups of PANEL_GROUP tile-rows or tile-columns: one 4-stream XOF each. */
-enum { PANEL_GROUP = 4 };
+/* Pack tasks are groups of PANEL_GROUP tile-rows or tile-columns: one XOF call each. */
+enum { PANEL_GROUP = XOF_STREAMS };
 
-/* Tile-rows ta … ta+count−1 of A (count ≤ 4: one XOF call).  Noise factors are panel-indexed:
+/* Tile-rows ta … ta+count−1 of A (count ≤ PANEL_GROUP: one XOF call).  Noise factors are panel-indexed:
  * tile-rows first, then tile-columns. */
 #ifdef POUW_AMX
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) static int amx_pack_a(const job_t *J, int panel);
@@ -406,7 +414,7 @@ static void pack_a(job_t *J, int ta, int count) {
     }
 }
 
-/* Tile-columns tb … tb+count−1 of B (count ≤ 4: one XOF call), B_ROWS rows of B at a time for
+/* Tile-columns tb … tb+count−1 of B (count ≤ PANEL_GROUP: one XOF call), B_ROWS rows of B at a time for
  * all of them: a row's 32·count bytes are then read together (B is k×n row-major). */
 enum { B_ROWS = 64 };
 
@@ -809,9 +817,9 @@ static size_t workspace_layout(job_t *J, uint8_t *ws) {
 
 /* E_R pairs from P(s_A, "ER") and F_L pairs from P(s_B, "FL"), as one two-stream XOF. */
 static void noise_pairs(job_t *J) {
-    const uint8_t *seeds[4] = {J->s_a, J->s_b};
-    const uint8_t labels[4][6] = {"ER", "FL"};
-    uint8_t *outs[4] = {J->pairs_xof, J->pairs_xof + 4 * (size_t)J->k};
+    const uint8_t *seeds[XOF_STREAMS] = {J->s_a, J->s_b};
+    const uint8_t labels[XOF_STREAMS][6] = {"ER", "FL"};
+    uint8_t *outs[XOF_STREAMS] = {J->pairs_xof, J->pairs_xof + 4 * (size_t)J->k};
     xof_streams(J, seeds, labels, 2, 2, outs, 4 * (size_t)J->k);
     pairs_from_xof(outs[0], J->k, J->r, J->ep, J->eq);
     pairs_from_xof(outs[1], J->k, J->r, J->fp, J->fq);
