@@ -528,9 +528,28 @@ __attribute__((target("avx2"))) static void groups_y_avx2(const job_t *J, int g0
 }
 #endif
 
+#ifdef POUW_X86
+/* The same with AVX-512: a group's 16 columns are one zmm. */
+__attribute__((target("avx512f"))) static void groups_y_avx512(const job_t *J, int g0, int count, int32_t *y) {
+    for (int j = 0; j < J->k; j++) {
+        const int8_t *row = J->b + (size_t)j * J->n + 16 * g0;
+        int32_t *yp = y + 16 * J->ep[j], *yq = y + 16 * J->eq[j];
+        for (int g = 0; g < count; g++, yp += 16 * J->r, yq += 16 * J->r) {
+            const __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + 16 * g)));
+            _mm512_storeu_si512(yp, _mm512_add_epi32(_mm512_loadu_si512(yp), v));
+            _mm512_storeu_si512(yq, _mm512_sub_epi32(_mm512_loadu_si512(yq), v));
+        }
+    }
+}
+#endif
+
 static void groups_y(const job_t *J, int g0, int count, int32_t *y) {
     memset(y, 0, (size_t)count * 16 * J->r * sizeof *y);
 #ifdef POUW_X86
+    if (J->path == PATH_AVX512 || J->path == PATH_AMX) {
+        groups_y_avx512(J, g0, count, y);
+        return;
+    }
     if (J->path != PATH_PORTABLE) {
         groups_y_avx2(J, g0, count, y);
         return;
@@ -538,6 +557,97 @@ static void groups_y(const job_t *J, int g0, int count, int32_t *y) {
 #endif
     groups_y_scalar(J, g0, count, y);
 }
+
+#ifdef POUW_X86
+/* Byte split of 8 int32 (see split_lo, split_hi): lo = the low byte sign-extended, hi = (v − lo) / 256. */
+__attribute__((target("avx2"))) static inline __m256i split_lo8(__m256i v) {
+    return _mm256_srai_epi32(_mm256_slli_epi32(v, 24), 24);
+}
+
+/* 16 int32 (a, b) → 16 int16 in order (they fit: see the split decision). */
+__attribute__((target("avx2"))) static inline __m256i narrow16(__m256i a, __m256i b) {
+    return _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8);
+}
+
+/* The rows row0 … row0+31 of L as rank_line and recovery_worker form them (negated int16 pairs,
+ * packed like A): X 16 values a row at a time, narrowed to int16 and transposed as pairs (dwords)
+ * across 8 rows; E_L a pair at a time from T, the tile-row's E_L transposed (the 8 rows of one
+ * x-value are 8 consecutive bytes). */
+__attribute__((target("avx2"))) static void l_rows_avx2(const job_t *J, int row0, const int8_t *T) {
+    const int r = J->r, sx = J->split_x, sy = J->split_y, small = r * (1 + sx);
+    const __m256i zero = _mm256_setzero_si256();
+    for (int i0 = row0; i0 < row0 + TILE; i0 += 8) {
+        int16_t *grp = (int16_t *)(J->lp + (size_t)i0 * 4 * J->pairs); /* pair p at grp + 16p, row y at + 2y */
+        int x0 = 0;
+        for (; x0 + 16 <= r; x0 += 16) {
+            __m256i lo[8], hi[8], out[8];
+            for (int y = 0; y < 8; y++) {
+                const int32_t *xr = J->xl + (size_t)(i0 + y) * J->rpad + x0;
+                __m256i a = _mm256_loadu_si256((const __m256i *)xr), b = _mm256_loadu_si256((const __m256i *)(xr + 8));
+                if (sx) {
+                    const __m256i al = split_lo8(a), bl = split_lo8(b);
+                    hi[y] = narrow16(_mm256_sub_epi32(zero, _mm256_srai_epi32(_mm256_sub_epi32(a, al), 8)),
+                                     _mm256_sub_epi32(zero, _mm256_srai_epi32(_mm256_sub_epi32(b, bl), 8)));
+                    a = al, b = bl;
+                }
+                lo[y] = narrow16(_mm256_sub_epi32(zero, a), _mm256_sub_epi32(zero, b));
+            }
+            transpose8x8_epi32(lo, out);
+            for (int p = 0; p < 8; p++) _mm256_storeu_si256((__m256i *)(grp + 16 * (x0 / 2 + p)), out[p]);
+            if (!sx) continue;
+            transpose8x8_epi32(hi, out);
+            for (int p = 0; p < 8; p++) _mm256_storeu_si256((__m256i *)(grp + 16 * ((r + x0) / 2 + p)), out[p]);
+        }
+        for (; x0 < r; x0++)
+            for (int y = 0; y < 8; y++) {
+                const int32_t v = J->xl[(size_t)(i0 + y) * J->rpad + x0];
+                grp[16 * (x0 / 2) + 2 * y + x0 % 2] = (int16_t)-(sx ? split_lo(v) : v);
+                if (sx) grp[16 * ((r + x0) / 2) + 2 * y + x0 % 2] = (int16_t)-split_hi(v);
+            }
+        for (int x = 0; x < r; x += 2) {
+            const int8_t *e = T + (size_t)x * TILE + i0 % TILE;
+            const __m256i w = _mm256_sub_epi16(zero, _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(
+                                                         _mm_loadl_epi64((const __m128i *)e), _mm_loadl_epi64((const __m128i *)(e + TILE)))));
+            _mm256_storeu_si256((__m256i *)(grp + 16 * ((small + x) / 2)), w);
+            if (sy) _mm256_storeu_si256((__m256i *)(grp + 16 * ((small + r + x) / 2)), _mm256_slli_epi16(w, 8));
+        }
+    }
+}
+
+/* Group g's 16 columns of R as recovery_worker forms them (int16 pairs, packed like B): F_R a pair
+ * at a time from T (the tile-column's F_R transposed, at the group's first column), then Y
+ * (y: [r][16]) a pair of rows at a time, each column's two values joined into one dword. */
+__attribute__((target("avx2"))) static void r_group_avx2(const job_t *J, int g, const int32_t *y, const int8_t *T) {
+    const int r = J->r, sx = J->split_x, sy = J->split_y, big = r * (1 + sx);
+    const __m256i low16 = _mm256_set1_epi32(0xFFFF);
+    int16_t *grp = (int16_t *)(J->rp + (size_t)g * 16 * 4 * J->pairs); /* pair p at grp + 32p, column c at + 2c */
+    for (int x = 0; x < r; x += 2) {
+        const __m128i a = _mm_loadu_si128((const __m128i *)(T + (size_t)x * TILE));
+        const __m128i b = _mm_loadu_si128((const __m128i *)(T + (size_t)(x + 1) * TILE));
+        const __m256i w0 = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(a, b)), w1 = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(a, b));
+        int16_t *at = grp + 32 * (x / 2);
+        _mm256_storeu_si256((__m256i *)at, w0), _mm256_storeu_si256((__m256i *)(at + 16), w1);
+        if (!sx) continue;
+        at = grp + 32 * ((r + x) / 2);
+        _mm256_storeu_si256((__m256i *)at, _mm256_slli_epi16(w0, 8));
+        _mm256_storeu_si256((__m256i *)(at + 16), _mm256_slli_epi16(w1, 8));
+    }
+    for (int x = 0; x < r; x += 2)
+        for (int h = 0; h < 2; h++) {
+            __m256i a = _mm256_loadu_si256((const __m256i *)(y + 16 * x + 8 * h));
+            __m256i b = _mm256_loadu_si256((const __m256i *)(y + 16 * (x + 1) + 8 * h));
+            if (sy) {
+                const __m256i al = split_lo8(a), bl = split_lo8(b);
+                const __m256i ah = _mm256_srai_epi32(_mm256_sub_epi32(a, al), 8), bh = _mm256_srai_epi32(_mm256_sub_epi32(b, bl), 8);
+                _mm256_storeu_si256((__m256i *)(grp + 32 * ((big + r + x) / 2) + 16 * h),
+                                    _mm256_or_si256(_mm256_and_si256(ah, low16), _mm256_slli_epi32(bh, 16)));
+                a = al, b = bl;
+            }
+            _mm256_storeu_si256((__m256i *)(grp + 32 * ((big + x) / 2) + 16 * h),
+                                _mm256_or_si256(_mm256_and_si256(a, low16), _mm256_slli_epi32(b, 16)));
+        }
+}
+#endif
 
 /* Tasks: 32-row panels (X, then their rows of L) and runs of Y_GROUPS 16-column groups (Y, then
  * their R). */
@@ -564,6 +674,12 @@ static void *recovery_worker(void *arg) {
                 c += nv * G->w;
             }
             const int8_t *T = J->factors + (size_t)t * TILE * r; /* E_L of this tile-row, transposed */
+#ifdef POUW_X86
+            if (J->path != PATH_PORTABLE) { /* every SIMD path has AVX2 */
+                l_rows_avx2(J, row0, T);
+                continue;
+            }
+#endif
             for (int i = row0; i < row0 + TILE; i++) {
                 rank_line(J, J->xl + (size_t)i * J->rpad, 1, T + i % TILE, 1, J->split_x, J->split_y, line);
                 int16_t *at = (int16_t *)(J->lp + (size_t)(i / 8) * 8 * 4 * J->pairs) + (i % 8) * 2;
@@ -575,6 +691,12 @@ static void *recovery_worker(void *arg) {
             groups_y(J, g0, count, y);
             for (int g = g0; g < g0 + count; g++) {
                 const int8_t *T = J->factors + (size_t)(panels + g / 2) * TILE * r; /* F_R of the tile-column */
+#ifdef POUW_X86
+                if (J->path != PATH_PORTABLE) {
+                    r_group_avx2(J, g, y + (size_t)(g - g0) * 16 * r, T + 16 * (g % 2));
+                    continue;
+                }
+#endif
                 for (int c = 0; c < 16; c++) {
                     rank_line(J, y + (size_t)(g - g0) * 16 * r + c, 16, T + 16 * (g % 2) + c, 0, J->split_y, J->split_x, line);
                     int16_t *at = (int16_t *)(J->rp + (size_t)g * 16 * 4 * J->pairs) + c * 2;
