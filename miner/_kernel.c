@@ -77,6 +77,7 @@ typedef struct {
     uint8_t *digests, *wins;                  /* T×32, T */
     int32_t *c;                               /* m×n or NULL */
     int path, use_shani, threads, bad_entry;
+    uint32_t ticket_w[12], ticket_mid[8];     /* SHA-NI: the ticket's words and midstate (ticket_setup_ni) */
     int kc, seg;                              /* k-values per K-block; quads per correction segment */
     int ks, planes;                           /* AMX: k-values per TDPBSSD; byte planes of the recovery */
     /* workspace (run_job) */
@@ -440,19 +441,74 @@ static void pack_b(job_t *J, int tb, int count) {
 
 /* --- fold and ticket (PROTOCOL §4) ----------------------------------------------------- */
 
-/* The ticket of tile (ta, tb) from its 16 lanes M (kept in J->lanes). */
-static void ticket_lanes(const job_t *J, int ta, int tb, const uint32_t M[LANES]) {
-    const size_t t = (size_t)ta * (J->n / TILE) + tb;
-    uint8_t msg[12 + 32 + 8 + 4 * LANES];
-    memcpy(J->lanes + t * LANES, M, LANES * sizeof *M);
+/* The ticket message of tile (ta, tb) with lanes M: tagged("pouw/ticket", s_A ‖ u32le(ta) ‖
+ * u32le(tb) ‖ 16 × u32le(lane)), 116 bytes: two SHA-256 blocks. */
+enum { TICKET_MSG = 12 + 32 + 8 + 4 * LANES };
+
+static void ticket_message(const job_t *J, int ta, int tb, const uint32_t M[LANES], uint8_t msg[TICKET_MSG]) {
     memcpy(msg, "\x0bpouw/ticket", 12);
     memcpy(msg + 12, J->s_a, 32);
     for (int i = 0; i < 2 + LANES; i++) {
         const uint32_t w = i == 0 ? (uint32_t)ta : i == 1 ? (uint32_t)tb : M[i - 2];
         for (int b = 0; b < 4; b++) msg[44 + 4 * i + b] = (uint8_t)(w >> (8 * b));
     }
+}
+
+#ifdef POUW_HAVE_SHANI
+/* Once a call: the big-endian words 0-10 of the message's first block (tag ‖ s_A, the same for
+ * every tile; word 11 on is the tile's) and the SHA-NI state after rounds 0-7, which read
+ * words 0-7 only. */
+__attribute__((target("sha,sse4.1,ssse3"))) static void ticket_setup_ni(job_t *J) {
+    uint8_t msg[TICKET_MSG];
+    const uint32_t zero[LANES] = {0};
+    ticket_message(J, 0, 0, zero, msg);
+    for (int i = 0; i < 12; i++)
+        J->ticket_w[i] = (uint32_t)msg[4 * i] << 24 | (uint32_t)msg[4 * i + 1] << 16 | (uint32_t)msg[4 * i + 2] << 8 | msg[4 * i + 3];
+    sha256_ni_t s = sha256_ni_load(SHA256_IV);
+    __m128i w[4] = {_mm_loadu_si128((const __m128i *)J->ticket_w), _mm_loadu_si128((const __m128i *)(J->ticket_w + 4))};
+    sha256_ni_groups(&s, w, 0, 2);
+    sha256_ni_store(s, J->ticket_mid);
+}
+
+/* The digest of a ticket from the midstate, its tile's words put together in registers: block 1's
+ * words 11-15 are ta, tb, M0-M2, block 2's M3-M15, the padding bit and the length (928 bits). */
+__attribute__((target("sha,sse4.1,ssse3"))) static void ticket_digest_ni(const job_t *J, int ta, int tb, const uint32_t M[LANES],
+                                                                       uint8_t d[32]) {
+    const __m128i bswap = _mm_loadu_si128((const __m128i *)SHA256_BSWAP32);
+    __m128i m[4];
+    for (int v = 0; v < 4; v++) m[v] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(M + 4 * v)), bswap);
+    __m128i w[4] = {_mm_loadu_si128((const __m128i *)J->ticket_w), _mm_loadu_si128((const __m128i *)(J->ticket_w + 4)),
+                    _mm_insert_epi32(_mm_loadu_si128((const __m128i *)(J->ticket_w + 8)), (int)__builtin_bswap32((uint32_t)ta), 3),
+                    _mm_insert_epi32(_mm_slli_si128(m[0], 4), (int)__builtin_bswap32((uint32_t)tb), 0)};
+    sha256_ni_t s = sha256_ni_load(J->ticket_mid);
+    sha256_ni_groups(&s, w, 2, 16);
+    const sha256_ni_t save = s = sha256_ni_add(s, sha256_ni_load(SHA256_IV));
+    w[0] = _mm_alignr_epi8(m[1], m[0], 12);
+    w[1] = _mm_alignr_epi8(m[2], m[1], 12);
+    w[2] = _mm_alignr_epi8(m[3], m[2], 12);
+    w[3] = _mm_or_si128(_mm_srli_si128(m[3], 12), _mm_set_epi32(8 * TICKET_MSG, 0, (int)0x80000000u, 0));
+    sha256_ni_groups(&s, w, 0, 16);
+    uint32_t st[8];
+    sha256_ni_store(sha256_ni_add(s, save), st);
+    _mm_storeu_si128((__m128i *)d, _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)st), bswap));
+    _mm_storeu_si128((__m128i *)(d + 16), _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(st + 4)), bswap));
+}
+#endif
+
+/* The ticket of tile (ta, tb) from its 16 lanes M (kept in J->lanes). */
+static void ticket_lanes(const job_t *J, int ta, int tb, const uint32_t M[LANES]) {
+    const size_t t = (size_t)ta * (J->n / TILE) + tb;
     uint8_t *d = J->digests + t * 32;
-    sha256_short(msg, sizeof msg, d, J->use_shani);
+    memcpy(J->lanes + t * LANES, M, LANES * sizeof *M);
+#ifdef POUW_HAVE_SHANI
+    if (J->use_shani) ticket_digest_ni(J, ta, tb, M, d);
+    else
+#endif
+    {
+        uint8_t msg[TICKET_MSG];
+        ticket_message(J, ta, tb, M, msg);
+        sha256_short(msg, sizeof msg, d);
+    }
     J->wins[t] = !J->threshold || memcmp(d, J->threshold, 32) < 0;
 }
 
@@ -962,6 +1018,9 @@ static int run_job(job_t *J) {
     uint8_t *ws = workspace_get(workspace_layout(J, NULL), &kept);
     if (!ws) return 1;
     workspace_layout(J, ws);
+#ifdef POUW_HAVE_SHANI
+    if (J->lanes && J->use_shani) ticket_setup_ni(J);
+#endif
     if (J->s_b) noise_pairs(J);
     else J->ep = J->eq = J->fp = J->fq = NULL;
     pool_fn recover = recovery_worker, compute = unit_worker;

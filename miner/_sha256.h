@@ -1,5 +1,6 @@
-/* SHA-256 compression: portable C and SHA-NI (x86 SHA extensions).
- * Used for the ticket digest ``tagged("pouw/ticket", ...)`` (PROTOCOL §4). */
+/* SHA-256: portable C for whole short messages, and SHA-NI (x86 SHA extensions) building blocks
+ * (state, 4-round groups) the kernel hashes the ticket digest ``tagged("pouw/ticket", ...)`` with,
+ * its message put together in registers (PROTOCOL §4). */
 #ifndef POUW_SHA256_H
 #define POUW_SHA256_H
 
@@ -50,41 +51,49 @@ static void sha256_blocks_portable(uint32_t st[8], const uint8_t *data, size_t b
 #include <immintrin.h>
 #define POUW_HAVE_SHANI 1
 
-/* The standard SHA-NI schedule: state kept as ABEF/CDGH, four rounds per group. */
-__attribute__((target("sha,sse4.1,ssse3")))
-static void sha256_blocks_shani(uint32_t st[8], const uint8_t *data, size_t blocks) {
-    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
-    __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&st[0]), 0xB1);
-    __m128i s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&st[4]), 0x1B);
-    __m128i s0 = _mm_alignr_epi8(tmp, s1, 8);
-    s1 = _mm_blend_epi16(s1, tmp, 0xF0);
-    for (; blocks; blocks--, data += 64) {
-        const __m128i save0 = s0, save1 = s1;
-        __m128i w[4];
-        for (int g = 0; g < 16; g++) {
-            if (g < 4) {
-                w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 16 * g)), bswap);
-            } else {
-                __m128i t = _mm_sha256msg1_epu32(w[g & 3], w[(g + 1) & 3]);
-                t = _mm_add_epi32(t, _mm_alignr_epi8(w[(g + 3) & 3], w[(g + 2) & 3], 4));
-                w[g & 3] = _mm_sha256msg2_epu32(t, w[(g + 3) & 3]);
-            }
-            __m128i msg = _mm_add_epi32(w[g & 3], _mm_loadu_si128((const __m128i *)&SHA256_K[4 * g]));
-            s1 = _mm_sha256rnds2_epu32(s1, s0, msg);
-            s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(msg, 0x0E));
-        }
-        s0 = _mm_add_epi32(s0, save0);
-        s1 = _mm_add_epi32(s1, save1);
-    }
-    tmp = _mm_shuffle_epi32(s0, 0x1B);
-    s1 = _mm_shuffle_epi32(s1, 0xB1);
+/* The SHA-NI state: ABEF and CDGH. */
+typedef struct {
+    __m128i abef, cdgh;
+} sha256_ni_t;
+
+__attribute__((target("sha,sse4.1,ssse3"))) static inline sha256_ni_t sha256_ni_load(const uint32_t st[8]) {
+    const __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&st[0]), 0xB1);
+    const __m128i s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&st[4]), 0x1B);
+    return (sha256_ni_t){_mm_alignr_epi8(tmp, s1, 8), _mm_blend_epi16(s1, tmp, 0xF0)};
+}
+
+__attribute__((target("sha,sse4.1,ssse3"))) static inline void sha256_ni_store(sha256_ni_t s, uint32_t st[8]) {
+    const __m128i tmp = _mm_shuffle_epi32(s.abef, 0x1B), s1 = _mm_shuffle_epi32(s.cdgh, 0xB1);
     _mm_storeu_si128((__m128i *)&st[0], _mm_blend_epi16(tmp, s1, 0xF0));
     _mm_storeu_si128((__m128i *)&st[4], _mm_alignr_epi8(s1, tmp, 8));
 }
+
+__attribute__((target("sha,sse4.1,ssse3"))) static inline sha256_ni_t sha256_ni_add(sha256_ni_t a, sha256_ni_t b) {
+    return (sha256_ni_t){_mm_add_epi32(a.abef, b.abef), _mm_add_epi32(a.cdgh, b.cdgh)};
+}
+
+/* The 4-round groups g0 … g1 − 1 of one block whose big-endian words are w (four a vector,
+ * overwritten by the schedule); a block cut into group ranges is run in order. */
+__attribute__((target("sha,sse4.1,ssse3"), always_inline)) static inline void sha256_ni_groups(sha256_ni_t *s, __m128i w[4], int g0,
+                                                                                              int g1) {
+    for (int g = g0; g < g1; g++) {
+        if (g >= 4) {
+            __m128i t = _mm_sha256msg1_epu32(w[g & 3], w[(g + 1) & 3]);
+            t = _mm_add_epi32(t, _mm_alignr_epi8(w[(g + 3) & 3], w[(g + 2) & 3], 4));
+            w[g & 3] = _mm_sha256msg2_epu32(t, w[(g + 3) & 3]);
+        }
+        const __m128i msg = _mm_add_epi32(w[g & 3], _mm_loadu_si128((const __m128i *)&SHA256_K[4 * g]));
+        s->cdgh = _mm_sha256rnds2_epu32(s->cdgh, s->abef, msg);
+        s->abef = _mm_sha256rnds2_epu32(s->abef, s->cdgh, _mm_shuffle_epi32(msg, 0x0E));
+    }
+}
+
+/* pshufb mask: every 32-bit word's bytes reversed (little- to big-endian words). */
+static const uint8_t SHA256_BSWAP32[16] = {3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12};
 #endif
 
-/* SHA-256 of a message of at most 119 bytes (two blocks after padding). */
-static void sha256_short(const uint8_t *msg, size_t len, uint8_t out[32], int use_shani) {
+/* SHA-256 of a message of at most 119 bytes (two blocks after padding), portable. */
+static void sha256_short(const uint8_t *msg, size_t len, uint8_t out[32]) {
     uint8_t buf[128] = {0};
     size_t blocks = len + 9 <= 64 ? 1 : 2;
     uint64_t bits = (uint64_t)len * 8;
@@ -93,13 +102,7 @@ static void sha256_short(const uint8_t *msg, size_t len, uint8_t out[32], int us
     buf[len] = 0x80;
     for (int i = 0; i < 8; i++) buf[64 * blocks - 1 - i] = (uint8_t)(bits >> (8 * i));
     memcpy(st, SHA256_IV, sizeof st);
-#ifdef POUW_HAVE_SHANI
-    if (use_shani)
-        sha256_blocks_shani(st, buf, blocks);
-    else
-#endif
-        sha256_blocks_portable(st, buf, blocks);
-    (void)use_shani;
+    sha256_blocks_portable(st, buf, blocks);
     for (int i = 0; i < 8; i++) {
         out[4 * i] = (uint8_t)(st[i] >> 24);
         out[4 * i + 1] = (uint8_t)(st[i] >> 16);
