@@ -100,20 +100,6 @@ static inline void amx_put_row(int8_t *out, int line, int j, const int8_t *v, in
     }
 }
 
-/* E_L[line, idx_j] for 64 k-values: tab holds the row's r entries, 128 a window (two zmm);
- * lo = index mod 128 and win = index / 128 per k-value (masked to the valid ones). */
-AMX512 static inline __m512i amx_gather(const __m512i *tab, int windows, const uint8_t *lo, const uint8_t *win,
-                                        __mmask64 valid) {
-    const __m512i idx = _mm512_maskz_loadu_epi8(valid, lo);
-    if (windows == 1) return _mm512_permutex2var_epi8(tab[0], idx, tab[1]);
-    const __m512i w = _mm512_maskz_loadu_epi8(valid, win);
-    __m512i out = _mm512_setzero_si512();
-    for (int x = 0; x < windows; x++)
-        out = _mm512_mask_mov_epi8(out, _mm512_cmpeq_epi8_mask(w, _mm512_set1_epi8((char)x)),
-                                   _mm512_permutex2var_epi8(tab[2 * x], idx, tab[2 * x + 1]));
-    return out;
-}
-
 /* Tile-row `panel` of A' = A + E into Ap; E[i, j] = E_L[i, p_j] − E_L[i, q_j] with E_L's row read
  * straight from the panel's XOF (row-major, r bytes a row).  Nonzero on an entry out of range. */
 AMX512 static int amx_pack_a(const job_t *J, int panel) {
@@ -125,23 +111,15 @@ AMX512 static int amx_pack_a(const job_t *J, int panel) {
         const int row = panel * TILE + line;
         const int8_t *src = J->a + (size_t)row * k;
         __m512i tab[16];
-        if (J->s_b) {
-            const uint8_t *x = J->xof + ((size_t)panel * TILE + line) * r;
-            for (int c = 0; c < 2 * windows; c++) {
-                const int len = r - 64 * c < 64 ? (r - 64 * c > 0 ? r - 64 * c : 0) : 64;
-                const __mmask64 m = len == 64 ? ~(__mmask64)0 : ((__mmask64)1 << len) - 1;
-                const __m512i bytes = _mm512_maskz_loadu_epi8(m, x + 64 * c);
-                tab[c] = _mm512_sub_epi8(_mm512_and_si512(bytes, _mm512_set1_epi8(63)), _mm512_set1_epi8(32));
-            }
-        }
+        if (J->s_b) noise_tables(J->xof + ((size_t)panel * TILE + line) * r, r, tab);
         for (int j = 0; j < k; j += 64) {
             const int len = k - j < 64 ? k - j : 64;
             const __mmask64 m = len == 64 ? ~(__mmask64)0 : ((__mmask64)1 << len) - 1;
             __m512i v = _mm512_maskz_loadu_epi8(m, src + j);
             bad |= _mm512_cmpgt_epu8_mask(_mm512_abs_epi8(v), lim);
             if (J->s_b)
-                v = _mm512_add_epi8(v, _mm512_sub_epi8(amx_gather(tab, windows, idx + j, idx + k + j, m),
-                                                       amx_gather(tab, windows, idx + 2 * k + j, idx + 3 * k + j, m)));
+                v = _mm512_add_epi8(v, _mm512_sub_epi8(noise_gather(tab, windows, idx + j, idx + k + j, m),
+                                                       noise_gather(tab, windows, idx + 2 * k + j, idx + 3 * k + j, m)));
             if (ks == 64 && len == 64) _mm512_storeu_si512(J->ap + amx_a_at(row, j, ks, (size_t)k), v);
             else {
                 int8_t tmp[64];
@@ -151,16 +129,6 @@ AMX512 static int amx_pack_a(const job_t *J, int panel) {
         }
     }
     return bad != 0;
-}
-
-/* The byte-index arrays amx_pack_a reads, from the E_R pairs (in the pairs' XOF buffer, 8k bytes,
- * no longer needed once the pairs are read). */
-static void amx_pair_bytes(job_t *J) {
-    uint8_t *idx = J->pairs_xof;
-    for (int j = 0; j < J->k; j++) {
-        idx[j] = (uint8_t)(J->ep[j] & 127), idx[J->k + j] = (uint8_t)(J->ep[j] >> 7);
-        idx[2 * J->k + j] = (uint8_t)(J->eq[j] & 127), idx[3 * J->k + j] = (uint8_t)(J->eq[j] >> 7);
-    }
 }
 
 /* The XOR of a stored 32 × 32 block into a 16-lane partial (four independent chains). */

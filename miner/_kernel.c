@@ -77,6 +77,7 @@ typedef struct {
     uint8_t *digests, *wins;                  /* T×32, T */
     int32_t *c;                               /* m×n or NULL */
     int path, use_shani, threads, bad_entry;
+    int gather_a;                             /* A' packed by pack_a_gather */
     uint32_t ticket_w[12], ticket_mid[8];     /* SHA-NI: the ticket's words and midstate (ticket_setup_ni) */
     int kc, seg;                              /* k-values per K-block; quads per correction segment */
     int ks, planes;                           /* AMX: k-values per TDPBSSD; byte planes of the recovery */
@@ -386,6 +387,93 @@ static int pack_panel(const job_t *J, const panel_t *P, int j0, int j1) {
     return pack_scalar(P, j0 / 4, j1 / 4);
 }
 
+/* The byte-index arrays noise_gather reads, from the E_R pairs (in the pairs' XOF buffer, 8k
+ * bytes, no longer needed once the pairs are read): p mod 128, p / 128, q mod 128, q / 128. */
+static void pair_bytes(job_t *J) {
+    uint8_t *idx = J->pairs_xof;
+    for (int j = 0; j < J->k; j++) {
+        idx[j] = (uint8_t)(J->ep[j] & 127), idx[J->k + j] = (uint8_t)(J->ep[j] >> 7);
+        idx[2 * J->k + j] = (uint8_t)(J->eq[j] & 127), idx[3 * J->k + j] = (uint8_t)(J->eq[j] >> 7);
+    }
+}
+
+#ifdef POUW_X86
+#define VBMI512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi")))
+
+/* A row of E_L as gather tables: its r entries ((XOF byte & 63) − 32), 128 a window (two zmm). */
+VBMI512 static inline void noise_tables(const uint8_t *x, int r, __m512i *tab) {
+    for (int c = 0; c < 2 * ((r + 127) / 128); c++) {
+        const int len = r - 64 * c < 64 ? (r - 64 * c > 0 ? r - 64 * c : 0) : 64;
+        const __mmask64 m = len == 64 ? ~(__mmask64)0 : ((__mmask64)1 << len) - 1;
+        const __m512i bytes = _mm512_maskz_loadu_epi8(m, x + 64 * c);
+        tab[c] = _mm512_sub_epi8(_mm512_and_si512(bytes, _mm512_set1_epi8(63)), _mm512_set1_epi8(32));
+    }
+}
+
+/* E_L[line, idx_j] for 64 k-values: tab holds the row's r entries (noise_tables); lo = index mod
+ * 128 and win = index / 128 per k-value (masked to the valid ones). */
+VBMI512 static inline __m512i noise_gather(const __m512i *tab, int windows, const uint8_t *lo, const uint8_t *win,
+                                           __mmask64 valid) {
+    const __m512i idx = _mm512_maskz_loadu_epi8(valid, lo);
+    if (windows == 1) return _mm512_permutex2var_epi8(tab[0], idx, tab[1]);
+    const __m512i w = _mm512_maskz_loadu_epi8(valid, win);
+    __m512i out = _mm512_setzero_si512();
+    for (int x = 0; x < windows; x++)
+        out = _mm512_mask_mov_epi8(out, _mm512_cmpeq_epi8_mask(w, _mm512_set1_epi8((char)x)),
+                                   _mm512_permutex2var_epi8(tab[2 * x], idx, tab[2 * x + 1]));
+    return out;
+}
+
+/* Tile-row `panel` of A' + 128 (u8) into Ap on the AVX-512 path where the CPU has VBMI and r ≤ 128
+ * (J->gather_a): a row's E is gathered 64 k-values at a time from its E_L in the XOF (as
+ * amx_pack_a) and added to the row as loaded; then an 8-row group's 64 k-values, 16 dwords a
+ * row, are transposed into its 16 quads: 4 × 4 inside 128-bit lanes (rows 0-3 and 4-7 apart),
+ * the two halves' lanes paired (vpermt2q), and neighbouring quads paired (vshufi64x2) so that
+ * each store is two quads.  Nonzero on an entry out of range. */
+VBMI512 static int pack_a_gather(const job_t *J, int panel) {
+    const int k = J->k;
+    const uint8_t *idx = J->pairs_xof;
+    const __m512i flip = _mm512_set1_epi8((char)0x80), lim = _mm512_set1_epi8((char)J->limit);
+    const __m512i lanes02 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), lanes13 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    __mmask64 bad = 0;
+    for (int row0 = panel * TILE; row0 < (panel + 1) * TILE; row0 += 8) {
+        __m512i tab[8][2];
+        for (int y = 0; J->s_b && y < 8; y++) noise_tables(J->xof + (size_t)(row0 + y) * J->r, J->r, tab[y]);
+        int8_t *out = J->ap + (size_t)row0 * k; /* the group's quads, A_QUAD bytes each */
+        for (int j0 = 0; j0 < k; j0 += 64) {
+            const int quads = (k - j0) / 4 < 16 ? (k - j0) / 4 : 16;
+            const __mmask64 m = quads == 16 ? ~(__mmask64)0 : ((__mmask64)1 << (4 * quads)) - 1;
+            __m512i v[8], t[8], p[8];
+            for (int y = 0; y < 8; y++) {
+                v[y] = _mm512_maskz_loadu_epi8(m, J->a + (size_t)(row0 + y) * k + j0);
+                bad |= _mm512_cmpgt_epu8_mask(_mm512_abs_epi8(v[y]), lim);
+                if (J->s_b)
+                    v[y] = _mm512_add_epi8(v[y], _mm512_sub_epi8(noise_gather(tab[y], 1, idx + j0, NULL, m),
+                                                                 noise_gather(tab[y], 1, idx + 2 * k + j0, NULL, m)));
+                v[y] = _mm512_xor_si512(v[y], flip);
+            }
+            for (int h = 0; h < 8; h += 4) { /* t[h + c], lane L: quad 4L + c of rows h … h + 3 */
+                const __m512i a0 = _mm512_unpacklo_epi32(v[h], v[h + 1]), a1 = _mm512_unpackhi_epi32(v[h], v[h + 1]);
+                const __m512i a2 = _mm512_unpacklo_epi32(v[h + 2], v[h + 3]), a3 = _mm512_unpackhi_epi32(v[h + 2], v[h + 3]);
+                t[h] = _mm512_unpacklo_epi64(a0, a2), t[h + 1] = _mm512_unpackhi_epi64(a0, a2);
+                t[h + 2] = _mm512_unpacklo_epi64(a1, a3), t[h + 3] = _mm512_unpackhi_epi64(a1, a3);
+            }
+            for (int c = 0; c < 4; c++) { /* p[c] = quads c | 4 + c, p[4 + c] = quads 8 + c | 12 + c */
+                p[c] = _mm512_permutex2var_epi64(t[c], lanes02, t[4 + c]);
+                p[4 + c] = _mm512_permutex2var_epi64(t[c], lanes13, t[4 + c]);
+            }
+            for (int z = 0; z < 8 && 2 * z < quads; z++) { /* quads 2z, 2z + 1 */
+                const int src = (z & 4) + 2 * (z & 1);
+                const __m512i pair = (z & 2) ? _mm512_shuffle_i64x2(p[src], p[src + 1], 0xEE)
+                                             : _mm512_shuffle_i64x2(p[src], p[src + 1], 0x44);
+                _mm512_mask_storeu_epi64(out + (size_t)(j0 / 4 + 2 * z) * A_QUAD, 2 * z + 1 < quads ? 0xFF : 0x0F, pair);
+            }
+        }
+    }
+    return bad != 0;
+}
+#endif
+
 /* Pack tasks are groups of PANEL_GROUP tile-rows or tile-columns: one XOF call each. */
 enum { PANEL_GROUP = XOF_STREAMS };
 
@@ -407,6 +495,13 @@ static void pack_a(job_t *J, int ta, int count) {
 #endif
     for (int i = ta; i < ta + count; i++) {
         int8_t *T = J->s_b ? J->factors + i * panel_xof : NULL;
+#ifdef POUW_X86
+        if (J->gather_a) {
+            if (T && J->recover) noise_factor(J, J->xof + i * panel_xof, T); /* the recovery's L reads it */
+            if (pack_a_gather(J, i)) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
+            continue;
+        }
+#endif
         if (T) noise_factor(J, J->xof + i * panel_xof, T);
         const panel_t P = {J->a + (size_t)i * TILE * J->k, (size_t)J->k, 1, T, J->ep, J->eq,
                            GEOMETRY[J->path].offset ? (int8_t)0x80 : 0, J->limit, 8, (size_t)J->k,
@@ -1024,9 +1119,13 @@ static int run_job(job_t *J) {
     if (J->s_b) noise_pairs(J);
     else J->ep = J->eq = J->fp = J->fq = NULL;
     pool_fn recover = recovery_worker, compute = unit_worker;
+#ifdef POUW_X86
+    J->gather_a = J->path == PATH_AVX512 && J->r <= 128 && __builtin_cpu_supports("avx512vbmi");
+    if (J->gather_a && J->s_b) pair_bytes(J);
+#endif
 #ifdef POUW_AMX
     if (amx) {
-        if (J->s_b) amx_pair_bytes(J);
+        if (J->s_b) pair_bytes(J);
         recover = amx_recovery_worker, compute = amx_unit_worker;
     }
 #endif

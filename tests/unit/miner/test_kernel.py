@@ -154,9 +154,10 @@ def test_peak_is_physical(path: str) -> None:
 # (r = 48: blocks of 480), more rows than one 256-row unit and strips of 48 + 16 columns (n = 160);
 # on AMX: three byte planes of L·R (r = 16), TDPBSSDs of 48 and 4 k-values, and E_L rows of 256
 # and 512 entries (the noise gathered from 2 and 4 windows of 128); r = 52: the noise factors
-# transposed 16 entries at a time and a tail of 4
+# transposed 16 entries at a time and a tail of 4, and L's rows of X 16 at a time and a tail of 4; r = 44: k
+# mod 64 = 52, so A' packed 64 k-values at a time (AVX-512 with VBMI) ends on an odd quad
 DEEP = [(64, 96, 2048, 16), (288, 160, 624, 48), (32, 32, 1024, 4), (64, 64, 768, 256), (32, 64, 1024, 512),
-        (64, 64, 520, 52)]
+        (64, 64, 520, 52), (64, 32, 308, 44)]
 
 
 @pytest.mark.parametrize("path", C_PATHS)
