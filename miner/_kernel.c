@@ -626,7 +626,8 @@ static void ticket(const job_t *J, int ta, int tb, const uint32_t *xors) {
  * one column of F_L or row of E_R; where that bound exceeds int16, the block is split into
  * bytes: X·F_R = lo(X)·F_R + hi(X)·(256·F_R) (and E_L·Y likewise), the rank growing to 3r or 4r.
  * X is a GEMM of the packed A' with F_L packed like B (its r columns padded to 16), on the same
- * micro-kernels; Y adds rows of B. All sums wrap mod 2^32, which is exact since A·B fits int32. */
+ * micro-kernels, or, on the AVX-512 path with VBMI when X fits int16, sums of A' columns
+ * (l_x_gather); Y adds rows of B. All sums wrap mod 2^32, which is exact since A·B fits int32. */
 
 enum { I16_MAX = 32767 };
 
@@ -722,14 +723,14 @@ __attribute__((target("avx2"))) static inline __m256i narrow16(__m256i a, __m256
 
 /* The rows row0 … row0+31 of L as rank_line and recovery_worker form them (negated int16 pairs,
  * packed like A): X 16 values a row at a time, narrowed to int16 and transposed as pairs (dwords)
- * across 8 rows; E_L a pair at a time from T, the tile-row's E_L transposed (the 8 rows of one
- * x-value are 8 consecutive bytes). */
-__attribute__((target("avx2"))) static void l_rows_avx2(const job_t *J, int row0, const int8_t *T) {
+ * across 8 rows (unless x_done: l_x_gather wrote them); E_L a pair at a time from T, the tile-row's
+ * E_L transposed (the 8 rows of one x-value are 8 consecutive bytes). */
+__attribute__((target("avx2"))) static void l_rows_avx2(const job_t *J, int row0, const int8_t *T, int x_done) {
     const int r = J->r, sx = J->split_x, sy = J->split_y, small = r * (1 + sx);
     const __m256i zero = _mm256_setzero_si256();
     for (int i0 = row0; i0 < row0 + TILE; i0 += 8) {
         int16_t *grp = (int16_t *)(J->lp + (size_t)i0 * 4 * J->pairs); /* pair p at grp + 16p, row y at + 2y */
-        int x0 = 0;
+        int x0 = x_done ? r : 0;
         for (; x0 + 16 <= r; x0 += 16) {
             __m256i lo[8], hi[8], out[8];
             for (int y = 0; y < 8; y++) {
@@ -761,6 +762,51 @@ __attribute__((target("avx2"))) static void l_rows_avx2(const job_t *J, int row0
                                                          _mm_loadl_epi64((const __m128i *)e), _mm_loadl_epi64((const __m128i *)(e + TILE)))));
             _mm256_storeu_si256((__m256i *)(grp + 16 * ((small + x) / 2)), w);
             if (sy) _mm256_storeu_si256((__m256i *)(grp + 16 * ((small + r + x) / 2)), _mm256_slli_epi16(w, 8));
+        }
+    }
+}
+
+/* X = A'·F_L for the rows row0 … row0+31 without a GEMM, where the CPU has VBMI, r ≤ 128 and X
+ * fits int16 (no split): F_L has one +1 (p_j) and one −1 (q_j) a row, so X's column c is the sum
+ * of the A' columns j with p_j = c less those with q_j = c.  A quad of the 32 rows (4 groups × 32
+ * bytes of Ap) gives two k-values' 32 rows a vpermi2b, sign-extended to int16 and added to X's
+ * columns, held transposed (X^T[c]: 32 rows, 64 bytes; sums mod 2^16, exact as the result fits);
+ * then L's X part, negated, is a pair of X^T rows interleaved. */
+VBMI512 static void l_x_gather(const job_t *J, int row0) {
+    const int k = J->k, r = J->r;
+    const int8_t *ap = J->ap + (size_t)row0 * k; /* 8-row group g at ap + 8gk */
+    __m512i xt[128], idx[2];
+    uint8_t sel[64];
+    for (int c = 0; c < r; c++) xt[c] = _mm512_setzero_si512();
+    for (int h = 0; h < 2; h++) { /* byte b: k-value 2h + b / 32 of row b % 32 in the groups' quads */
+        for (int b = 0; b < 64; b++) sel[b] = (uint8_t)((b % 32) / 8 * A_QUAD + (b % 8) * 4 + 2 * h + b / 32);
+        idx[h] = _mm512_loadu_si512(sel);
+    }
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int q = 0; q < k / 4; q++) {
+        const int8_t *aq = ap + (size_t)q * A_QUAD;
+        const __m512i g01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)aq)),
+                                               _mm256_loadu_si256((const __m256i *)(aq + 8 * (size_t)k)), 1);
+        const __m512i g23 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(aq + 16 * (size_t)k))),
+                                               _mm256_loadu_si256((const __m256i *)(aq + 24 * (size_t)k)), 1);
+        for (int h = 0; h < 2; h++) {
+            const __m512i bytes = _mm512_xor_si512(_mm512_permutex2var_epi8(g01, idx[h], g23), flip); /* A', s8 */
+            for (int u = 0; u < 2; u++) {
+                const int j = 4 * q + 2 * h + u;
+                const __m512i v = _mm512_cvtepi8_epi16(u ? _mm512_extracti64x4_epi64(bytes, 1) : _mm512_castsi512_si256(bytes));
+                xt[J->fp[j]] = _mm512_add_epi16(xt[J->fp[j]], v);
+                xt[J->fq[j]] = _mm512_sub_epi16(xt[J->fq[j]], v);
+            }
+        }
+    }
+    for (int x = 0; x < r; x += 2) { /* 128-bit lane g of the unpacks: the pair's 8 rows of group g */
+        const __m512i a = _mm512_sub_epi16(_mm512_setzero_si512(), xt[x]), b = _mm512_sub_epi16(_mm512_setzero_si512(), xt[x + 1]);
+        const __m512i lo = _mm512_unpacklo_epi16(a, b), hi = _mm512_unpackhi_epi16(a, b);
+        int16_t lanes_lo[32], lanes_hi[32];
+        _mm512_storeu_si512(lanes_lo, lo), _mm512_storeu_si512(lanes_hi, hi);
+        for (int g = 0; g < 4; g++) {
+            int16_t *at = (int16_t *)(J->lp + (size_t)(row0 + 8 * g) * 4 * J->pairs) + 16 * (x / 2);
+            memcpy(at, lanes_lo + 8 * g, 16), memcpy(at + 8, lanes_hi + 8 * g, 16);
         }
     }
 }
@@ -812,6 +858,14 @@ static void *recovery_worker(void *arg) {
     for (long t; (t = __atomic_fetch_add(&J->next, 1, __ATOMIC_RELAXED)) < panels + runs;) {
         if (t < panels) {
             const int row0 = (int)t * TILE;
+            const int8_t *T = J->factors + (size_t)t * TILE * r; /* E_L of this tile-row, transposed */
+#ifdef POUW_X86
+            if (J->gather_a && !J->split_x) {
+                l_x_gather(J, row0);
+                l_rows_avx2(J, row0, T, 1);
+                continue;
+            }
+#endif
             for (int c = 0; c < J->rpad;) {
                 const int nv = (J->rpad - c) / G->w < G->nv ? (J->rpad - c) / G->w : G->nv;
                 strip_t S = {J->ap + (size_t)row0 * J->k, (size_t)J->k, TILE, nv, 0, J->k / 4, J->k / 4};
@@ -824,10 +878,9 @@ static void *recovery_worker(void *arg) {
                 G->fn(&S);
                 c += nv * G->w;
             }
-            const int8_t *T = J->factors + (size_t)t * TILE * r; /* E_L of this tile-row, transposed */
 #ifdef POUW_X86
             if (J->path != PATH_PORTABLE) { /* every SIMD path has AVX2 */
-                l_rows_avx2(J, row0, T);
+                l_rows_avx2(J, row0, T, 0);
                 continue;
             }
 #endif
