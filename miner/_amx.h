@@ -326,7 +326,8 @@ AMX_TILES static void amx_x_groups(const job_t *J, int row, int g, int count) {
 #undef AMX_X_GROUP
 
 /* Tasks as in recovery_worker: 32-row panels (X = A'·F_L on the tiles, then their rows of every
- * plane of L) and runs of Y_GROUPS 16-column groups (Y, then their columns of every plane of R). */
+ * plane of L) and runs of Y_GROUPS 16-column groups (their columns of every plane of R, from the Y
+ * pack_b added up). */
 AMX_TILES static void *amx_recovery_worker(void *arg) {
     job_t *J = arg;
     const int panels = J->m / TILE, groups = J->n / 16, runs = (groups + Y_GROUPS - 1) / Y_GROUPS;
@@ -359,8 +360,7 @@ AMX_TILES static void *amx_recovery_worker(void *arg) {
             }
         } else {
             const int g0 = (int)(t - panels) * Y_GROUPS, count = groups - g0 < Y_GROUPS ? groups - g0 : Y_GROUPS;
-            int32_t *y = J->y0 + (size_t)g0 * 16 * r; /* these groups' Y, [group][r][16 columns] */
-            groups_y(J, g0, count, y);
+            int32_t *y = J->y0 + (size_t)g0 * 16 * r; /* these groups' Y (pack_b), [group][r][16 columns] */
             for (int g = g0; g < g0 + count; g++) {
                 const int8_t *T = J->factors + (size_t)(panels + g / 2) * TILE * r + 16 * (g % 2); /* F_R's columns */
                 int32_t *yg = y + (size_t)(g - g0) * 16 * r;

@@ -510,6 +510,66 @@ static void pack_a(job_t *J, int ta, int count) {
     }
 }
 
+/* Y += E_R·B over B's rows j0 … j1 − 1 for the 16-column groups g0 … g0+count−1 (count ≤ Y_GROUPS:
+ * a row's bytes for them are one cache line): y[g][x][c] (r × 16 each).  pack_b adds each block of
+ * rows it has just packed, while they are in cache. */
+enum { Y_GROUPS = 4 };
+
+static void groups_y_scalar(const job_t *J, int g0, int count, int j0, int j1, int32_t *y) {
+    for (int j = j0; j < j1; j++)
+        for (int g = 0; g < count; g++) {
+            const int8_t *row = J->b + (size_t)j * J->n + 16 * (g0 + g);
+            int32_t *yp = y + (size_t)g * 16 * J->r + 16 * J->ep[j], *yq = y + (size_t)g * 16 * J->r + 16 * J->eq[j];
+            for (int c = 0; c < 16; c++) yp[c] += row[c], yq[c] -= row[c];
+        }
+}
+
+#ifdef POUW_X86
+__attribute__((target("avx2"))) static void groups_y_avx2(const job_t *J, int g0, int count, int j0, int j1, int32_t *y) {
+    for (int j = j0; j < j1; j++)
+        for (int g = 0; g < count; g++) {
+            const int8_t *row = J->b + (size_t)j * J->n + 16 * (g0 + g);
+            const __m256i lo = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)row));
+            const __m256i hi = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + 8)));
+            __m256i *yp = (__m256i *)(y + (size_t)g * 16 * J->r + 16 * J->ep[j]);
+            __m256i *yq = (__m256i *)(y + (size_t)g * 16 * J->r + 16 * J->eq[j]);
+            _mm256_storeu_si256(yp, _mm256_add_epi32(_mm256_loadu_si256(yp), lo));
+            _mm256_storeu_si256(yp + 1, _mm256_add_epi32(_mm256_loadu_si256(yp + 1), hi));
+            _mm256_storeu_si256(yq, _mm256_sub_epi32(_mm256_loadu_si256(yq), lo));
+            _mm256_storeu_si256(yq + 1, _mm256_sub_epi32(_mm256_loadu_si256(yq + 1), hi));
+        }
+}
+#endif
+
+#ifdef POUW_X86
+/* The same with AVX-512: a group's 16 columns are one zmm. */
+__attribute__((target("avx512f"))) static void groups_y_avx512(const job_t *J, int g0, int count, int j0, int j1, int32_t *y) {
+    for (int j = j0; j < j1; j++) {
+        const int8_t *row = J->b + (size_t)j * J->n + 16 * g0;
+        int32_t *yp = y + 16 * J->ep[j], *yq = y + 16 * J->eq[j];
+        for (int g = 0; g < count; g++, yp += 16 * J->r, yq += 16 * J->r) {
+            const __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + 16 * g)));
+            _mm512_storeu_si512(yp, _mm512_add_epi32(_mm512_loadu_si512(yp), v));
+            _mm512_storeu_si512(yq, _mm512_sub_epi32(_mm512_loadu_si512(yq), v));
+        }
+    }
+}
+#endif
+
+static void groups_y(const job_t *J, int g0, int count, int j0, int j1, int32_t *y) {
+#ifdef POUW_X86
+    if (J->path == PATH_AVX512 || J->path == PATH_AMX) {
+        groups_y_avx512(J, g0, count, j0, j1, y);
+        return;
+    }
+    if (J->path != PATH_PORTABLE) {
+        groups_y_avx2(J, g0, count, j0, j1, y);
+        return;
+    }
+#endif
+    groups_y_scalar(J, g0, count, j0, j1, y);
+}
+
 /* Tile-columns tb … tb+count−1 of B (count ≤ PANEL_GROUP: one XOF call), B_ROWS rows of B at a time for
  * all of them: a row's 32·count bytes are then read together (B is k×n row-major). */
 enum { B_ROWS = 64 };
@@ -525,9 +585,15 @@ static void pack_b(job_t *J, int tb, int count) {
         P[i] = (panel_t){J->b + (size_t)(tb + i) * TILE, 1, (size_t)J->n, T, J->fp, J->fq, 0, J->limit, 16,
                          (size_t)J->k, J->bp + (size_t)(tb + i) * TILE * J->k};
     }
+    const int g1 = 2 * (tb + count); /* the 16-column groups 2tb … g1 − 1 */
+    if (J->recover) memset(J->y0 + (size_t)2 * tb * 16 * J->r, 0, (size_t)(g1 - 2 * tb) * 16 * J->r * sizeof *J->y0);
     int bad = 0;
-    for (int j = 0; j < J->k; j += B_ROWS)
-        for (int i = 0; i < count; i++) bad |= pack_panel(J, &P[i], j, j + B_ROWS < J->k ? j + B_ROWS : J->k);
+    for (int j = 0; j < J->k; j += B_ROWS) {
+        const int j1 = j + B_ROWS < J->k ? j + B_ROWS : J->k;
+        for (int i = 0; i < count; i++) bad |= pack_panel(J, &P[i], j, j1);
+        for (int g = 2 * tb; J->recover && g < g1; g += Y_GROUPS)
+            groups_y(J, g, g1 - g < Y_GROUPS ? g1 - g : Y_GROUPS, j, j1, J->y0 + (size_t)g * 16 * J->r);
+    }
     if (bad) __atomic_store_n(&J->bad_entry, 1, __ATOMIC_RELAXED);
 #ifdef POUW_X86
     for (int i = tb; J->colsum && i < tb + count; i++) column_sums_avx2(J, 2 * i); /* offset paths have AVX2 */
@@ -650,65 +716,6 @@ static void rank_line(const job_t *J, const int32_t *big, size_t big_step, const
     }
 }
 
-/* Y = E_R·B for the 16-column groups g0 … g0+count−1 (count ≤ Y_GROUPS: a row's bytes for them
- * are one cache line): y[g][x][c] (r × 16 each), from zero. */
-enum { Y_GROUPS = 4 };
-
-static void groups_y_scalar(const job_t *J, int g0, int count, int32_t *y) {
-    for (int j = 0; j < J->k; j++)
-        for (int g = 0; g < count; g++) {
-            const int8_t *row = J->b + (size_t)j * J->n + 16 * (g0 + g);
-            int32_t *yp = y + (size_t)g * 16 * J->r + 16 * J->ep[j], *yq = y + (size_t)g * 16 * J->r + 16 * J->eq[j];
-            for (int c = 0; c < 16; c++) yp[c] += row[c], yq[c] -= row[c];
-        }
-}
-
-#ifdef POUW_X86
-__attribute__((target("avx2"))) static void groups_y_avx2(const job_t *J, int g0, int count, int32_t *y) {
-    for (int j = 0; j < J->k; j++)
-        for (int g = 0; g < count; g++) {
-            const int8_t *row = J->b + (size_t)j * J->n + 16 * (g0 + g);
-            const __m256i lo = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)row));
-            const __m256i hi = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + 8)));
-            __m256i *yp = (__m256i *)(y + (size_t)g * 16 * J->r + 16 * J->ep[j]);
-            __m256i *yq = (__m256i *)(y + (size_t)g * 16 * J->r + 16 * J->eq[j]);
-            _mm256_storeu_si256(yp, _mm256_add_epi32(_mm256_loadu_si256(yp), lo));
-            _mm256_storeu_si256(yp + 1, _mm256_add_epi32(_mm256_loadu_si256(yp + 1), hi));
-            _mm256_storeu_si256(yq, _mm256_sub_epi32(_mm256_loadu_si256(yq), lo));
-            _mm256_storeu_si256(yq + 1, _mm256_sub_epi32(_mm256_loadu_si256(yq + 1), hi));
-        }
-}
-#endif
-
-#ifdef POUW_X86
-/* The same with AVX-512: a group's 16 columns are one zmm. */
-__attribute__((target("avx512f"))) static void groups_y_avx512(const job_t *J, int g0, int count, int32_t *y) {
-    for (int j = 0; j < J->k; j++) {
-        const int8_t *row = J->b + (size_t)j * J->n + 16 * g0;
-        int32_t *yp = y + 16 * J->ep[j], *yq = y + 16 * J->eq[j];
-        for (int g = 0; g < count; g++, yp += 16 * J->r, yq += 16 * J->r) {
-            const __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + 16 * g)));
-            _mm512_storeu_si512(yp, _mm512_add_epi32(_mm512_loadu_si512(yp), v));
-            _mm512_storeu_si512(yq, _mm512_sub_epi32(_mm512_loadu_si512(yq), v));
-        }
-    }
-}
-#endif
-
-static void groups_y(const job_t *J, int g0, int count, int32_t *y) {
-    memset(y, 0, (size_t)count * 16 * J->r * sizeof *y);
-#ifdef POUW_X86
-    if (J->path == PATH_AVX512 || J->path == PATH_AMX) {
-        groups_y_avx512(J, g0, count, y);
-        return;
-    }
-    if (J->path != PATH_PORTABLE) {
-        groups_y_avx2(J, g0, count, y);
-        return;
-    }
-#endif
-    groups_y_scalar(J, g0, count, y);
-}
 
 #ifdef POUW_X86
 /* Byte split of 8 int32 (see split_lo, split_hi): lo = the low byte sign-extended, hi = (v − lo) / 256. */
@@ -846,8 +853,8 @@ __attribute__((target("avx2"))) static void r_group_avx2(const job_t *J, int g, 
 }
 #endif
 
-/* Tasks: 32-row panels (X, then their rows of L) and runs of Y_GROUPS 16-column groups (Y, then
- * their R). */
+/* Tasks: 32-row panels (X, then their rows of L) and runs of Y_GROUPS 16-column groups (their R
+ * from Y, which pack_b added up). */
 static void *recovery_worker(void *arg) {
     job_t *J = arg;
     const geometry_t *G = &GEOMETRY[J->path];
@@ -891,8 +898,7 @@ static void *recovery_worker(void *arg) {
             }
         } else {
             const int g0 = (int)(t - panels) * Y_GROUPS, count = groups - g0 < Y_GROUPS ? groups - g0 : Y_GROUPS;
-            int32_t *y = J->y0 + (size_t)g0 * 16 * r; /* these groups' Y, [group][r][16 columns] */
-            groups_y(J, g0, count, y);
+            int32_t *y = J->y0 + (size_t)g0 * 16 * r; /* these groups' Y (pack_b), [group][r][16 columns] */
             for (int g = g0; g < g0 + count; g++) {
                 const int8_t *T = J->factors + (size_t)(panels + g / 2) * TILE * r; /* F_R of the tile-column */
 #ifdef POUW_X86
