@@ -39,7 +39,9 @@
 #include <immintrin.h>
 #endif
 
-enum { TILE = 32, LANES = 16, MAX_THREADS = 256 };
+/* MAX_RANK: the largest r mined (every network's r_max; the AMX path gathers E_L from at most 8
+ * windows of 128 entries). */
+enum { TILE = 32, LANES = 16, MAX_THREADS = 256, MAX_RANK = 1024 };
 enum { PATH_AUTO = 0, PATH_PORTABLE = 1, PATH_AVX2 = 2, PATH_AVXVNNI = 3, PATH_AVX512 = 4, PATH_AMX = 5, PATH_LAST = PATH_AMX };
 static const char *PATH_NAMES[] = {"auto", "portable", "avx2", "avxvnni", "avx512", "amx"};
 
@@ -1295,6 +1297,10 @@ static PyObject *py_mine(PyObject *self, PyObject *args, PyObject *kw) {
                                      &path, &J.threads, &J.recover))
         return NULL;
     const size_t m = J.m, n = J.n, k = J.k, T = (m / TILE) * (n / TILE);
+    if (J.r > MAX_RANK) {
+        PyErr_Format(PyExc_ValueError, "r must be at most %d", MAX_RANK);
+        goto fail;
+    }
     if (check_dims(J.m, J.n, J.k, J.r, J.threads) || check_len(&v[0], m * k, "a") ||
         check_len(&v[1], k * n, "b") || check_len(&v[2], 32, "s_a") || check_len(&v[3], 32, "s_b") ||
         check_len(&v[4], 64 * T, "lanes") || check_len(&v[5], 32 * T, "digests") || check_len(&v[6], T, "wins"))

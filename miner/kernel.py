@@ -76,7 +76,8 @@ def run(header: Header, a: np.ndarray, b: np.ndarray, *, want_product: bool = Fa
     (A·B itself with ``recover``: the kernel removes the noise's rank-2r part in C).
 
     ``header`` is a template: version … nonce and ``work`` (m, n, k, r, H_A, H_B, job_id)
-    are used, the ticket is ignored.  The C paths reject entries outside [−64, 64].
+    are used, the ticket is ignored.  The C paths reject entries outside [−64, 64] and r above 1024
+    (every network's r_max).
     """
     path = path or active_path
     w = header.work

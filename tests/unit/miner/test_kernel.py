@@ -121,6 +121,13 @@ def test_rejects_shape_mismatch() -> None:
         kernel.run(template(a, b, 16), a[:, :32], b)
 
 
+@pytest.mark.parametrize("path", C_PATHS)
+def test_rejects_rank_above_every_network(path: str) -> None:
+    a, b = operands(4, 32, 32, 2048)
+    with pytest.raises(ValueError, match="r must be at most 1024"):
+        kernel.all_tiles(template(a, b, 2048), a, b, path=path)
+
+
 def test_reference_chunk_xors_match_consensus() -> None:
     a, b = operands(4, 64, 64, 96)
     xors, product = reference.chunk_xors(a, b, 32)
