@@ -118,8 +118,9 @@ AMX512 static int amx_pack_a(const job_t *J, int panel) {
             __m512i v = _mm512_maskz_loadu_epi8(m, src + j);
             bad |= _mm512_cmpgt_epu8_mask(_mm512_abs_epi8(v), lim);
             if (J->s_b)
-                v = _mm512_add_epi8(v, _mm512_sub_epi8(noise_gather(tab, windows, idx + j, idx + k + j, m),
-                                                       noise_gather(tab, windows, idx + 2 * k + j, idx + 3 * k + j, m)));
+                v = _mm512_add_epi8(v, _mm512_sub_epi8(
+                                           noise_gather(tab, windows, idx + j, idx + k + j, m),
+                                           noise_gather(tab, windows, idx + 2 * k + j, idx + 3 * k + j, m)));
             if (ks == 64 && len == 64) _mm512_storeu_si512(J->ap + amx_a_at(row, j, ks, (size_t)k), v);
             else {
                 int8_t tmp[64];

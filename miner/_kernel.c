@@ -3,7 +3,8 @@
  * Data flow per call:
  *   1. pack (parallel over tile-rows and tile-columns): A' = A + E_L·E_R and B' = B + F_L·F_R
  *      are formed on the fly from the noise factors, which the pack threads expand from the seeds
- *      (SHAKE-128, eight streams at once on the AVX-512 paths, four on the others; entries of A, B range-checked), into
+ *      (SHAKE-128, eight streams at once on the AVX-512 paths, four on the others; entries of
+ *      A, B range-checked), into
  *        Ap[8-row group][k/4][8 rows][4]      (a row's 4 consecutive k-values are broadcast)
  *        Bp[16-column group][k/4][16 cols][4] (the VNNI K4 layout: one zmm or two ymm a quad)
  *      with, on the VNNI paths (u8 · s8), A' + 128 stored as u8 and 128·Σ B' per segment and
@@ -436,7 +437,8 @@ VBMI512 static int pack_a_gather(const job_t *J, int panel) {
     const int k = J->k;
     const uint8_t *idx = J->pairs_xof;
     const __m512i flip = _mm512_set1_epi8((char)0x80), lim = _mm512_set1_epi8((char)J->limit);
-    const __m512i lanes02 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), lanes13 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    const __m512i lanes02 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+    const __m512i lanes13 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
     __mmask64 bad = 0;
     for (int row0 = panel * TILE; row0 < (panel + 1) * TILE; row0 += 8) {
         __m512i tab[8][2];
@@ -455,8 +457,10 @@ VBMI512 static int pack_a_gather(const job_t *J, int panel) {
                 v[y] = _mm512_xor_si512(v[y], flip);
             }
             for (int h = 0; h < 8; h += 4) { /* t[h + c], lane L: quad 4L + c of rows h … h + 3 */
-                const __m512i a0 = _mm512_unpacklo_epi32(v[h], v[h + 1]), a1 = _mm512_unpackhi_epi32(v[h], v[h + 1]);
-                const __m512i a2 = _mm512_unpacklo_epi32(v[h + 2], v[h + 3]), a3 = _mm512_unpackhi_epi32(v[h + 2], v[h + 3]);
+                const __m512i a0 = _mm512_unpacklo_epi32(v[h], v[h + 1]);
+                const __m512i a1 = _mm512_unpackhi_epi32(v[h], v[h + 1]);
+                const __m512i a2 = _mm512_unpacklo_epi32(v[h + 2], v[h + 3]);
+                const __m512i a3 = _mm512_unpackhi_epi32(v[h + 2], v[h + 3]);
                 t[h] = _mm512_unpacklo_epi64(a0, a2), t[h + 1] = _mm512_unpackhi_epi64(a0, a2);
                 t[h + 2] = _mm512_unpacklo_epi64(a1, a3), t[h + 3] = _mm512_unpackhi_epi64(a1, a3);
             }
@@ -468,7 +472,8 @@ VBMI512 static int pack_a_gather(const job_t *J, int panel) {
                 const int src = (z & 4) + 2 * (z & 1);
                 const __m512i pair = (z & 2) ? _mm512_shuffle_i64x2(p[src], p[src + 1], 0xEE)
                                              : _mm512_shuffle_i64x2(p[src], p[src + 1], 0x44);
-                _mm512_mask_storeu_epi64(out + (size_t)(j0 / 4 + 2 * z) * A_QUAD, 2 * z + 1 < quads ? 0xFF : 0x0F, pair);
+                _mm512_mask_storeu_epi64(out + (size_t)(j0 / 4 + 2 * z) * A_QUAD, 2 * z + 1 < quads ? 0xFF : 0x0F,
+                                         pair);
             }
         }
     }
@@ -479,8 +484,8 @@ VBMI512 static int pack_a_gather(const job_t *J, int panel) {
 /* Pack tasks are groups of PANEL_GROUP tile-rows or tile-columns: one XOF call each. */
 enum { PANEL_GROUP = XOF_STREAMS };
 
-/* Tile-rows ta … ta+count−1 of A (count ≤ PANEL_GROUP: one XOF call).  Noise factors are panel-indexed:
- * tile-rows first, then tile-columns. */
+/* Tile-rows ta … ta+count−1 of A (count ≤ PANEL_GROUP: one XOF call).  Noise factors are
+ * panel-indexed: tile-rows first, then tile-columns. */
 #ifdef POUW_AMX
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) static int amx_pack_a(const job_t *J, int panel);
 #endif
@@ -527,7 +532,8 @@ static void groups_y_scalar(const job_t *J, int g0, int count, int j0, int j1, i
 }
 
 #ifdef POUW_X86
-__attribute__((target("avx2"))) static void groups_y_avx2(const job_t *J, int g0, int count, int j0, int j1, int32_t *y) {
+__attribute__((target("avx2"))) static void groups_y_avx2(const job_t *J, int g0, int count, int j0, int j1,
+                                                          int32_t *y) {
     for (int j = j0; j < j1; j++)
         for (int g = 0; g < count; g++) {
             const int8_t *row = J->b + (size_t)j * J->n + 16 * (g0 + g);
@@ -541,11 +547,10 @@ __attribute__((target("avx2"))) static void groups_y_avx2(const job_t *J, int g0
             _mm256_storeu_si256(yq + 1, _mm256_sub_epi32(_mm256_loadu_si256(yq + 1), hi));
         }
 }
-#endif
 
-#ifdef POUW_X86
 /* The same with AVX-512: a group's 16 columns are one zmm. */
-__attribute__((target("avx512f"))) static void groups_y_avx512(const job_t *J, int g0, int count, int j0, int j1, int32_t *y) {
+__attribute__((target("avx512f"))) static void groups_y_avx512(const job_t *J, int g0, int count, int j0, int j1,
+                                                               int32_t *y) {
     for (int j = j0; j < j1; j++) {
         const int8_t *row = J->b + (size_t)j * J->n + 16 * g0;
         int32_t *yp = y + 16 * J->ep[j], *yq = y + 16 * J->eq[j];
@@ -572,8 +577,9 @@ static void groups_y(const job_t *J, int g0, int count, int j0, int j1, int32_t 
     groups_y_scalar(J, g0, count, j0, j1, y);
 }
 
-/* Tile-columns tb … tb+count−1 of B (count ≤ PANEL_GROUP: one XOF call), B_ROWS rows of B at a time for
- * all of them: a row's 32·count bytes are then read together (B is k×n row-major). */
+/* Tile-columns tb … tb+count−1 of B (count ≤ PANEL_GROUP: one XOF call), B_ROWS rows of B at a
+ * time for all of them: a row's 32·count bytes are then read together (B is k×n row-major); for
+ * kernel.matmul, those rows' part of Y = E_R·B too. */
 enum { B_ROWS = 64 };
 
 static void pack_b(job_t *J, int tb, int count) {
@@ -626,7 +632,8 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void ticket_setup_ni(job_t *J
     const uint32_t zero[LANES] = {0};
     ticket_message(J, 0, 0, zero, msg);
     for (int i = 0; i < 12; i++)
-        J->ticket_w[i] = (uint32_t)msg[4 * i] << 24 | (uint32_t)msg[4 * i + 1] << 16 | (uint32_t)msg[4 * i + 2] << 8 | msg[4 * i + 3];
+        J->ticket_w[i] = (uint32_t)msg[4 * i] << 24 | (uint32_t)msg[4 * i + 1] << 16 | (uint32_t)msg[4 * i + 2] << 8 |
+                         msg[4 * i + 3];
     sha256_ni_t s = sha256_ni_load(SHA256_IV);
     __m128i w[4] = {_mm_loadu_si128((const __m128i *)J->ticket_w), _mm_loadu_si128((const __m128i *)(J->ticket_w + 4))};
     sha256_ni_groups(&s, w, 0, 2);
@@ -635,13 +642,14 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void ticket_setup_ni(job_t *J
 
 /* The digest of a ticket from the midstate, its tile's words put together in registers: block 1's
  * words 11-15 are ta, tb, M0-M2, block 2's M3-M15, the padding bit and the length (928 bits). */
-__attribute__((target("sha,sse4.1,ssse3"))) static void ticket_digest_ni(const job_t *J, int ta, int tb, const uint32_t M[LANES],
-                                                                       uint8_t d[32]) {
+__attribute__((target("sha,sse4.1,ssse3"))) static void ticket_digest_ni(const job_t *J, int ta, int tb,
+                                                                       const uint32_t M[LANES], uint8_t d[32]) {
     const __m128i bswap = _mm_loadu_si128((const __m128i *)SHA256_BSWAP32);
     __m128i m[4];
     for (int v = 0; v < 4; v++) m[v] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(M + 4 * v)), bswap);
+    const __m128i w8 = _mm_loadu_si128((const __m128i *)(J->ticket_w + 8));
     __m128i w[4] = {_mm_loadu_si128((const __m128i *)J->ticket_w), _mm_loadu_si128((const __m128i *)(J->ticket_w + 4)),
-                    _mm_insert_epi32(_mm_loadu_si128((const __m128i *)(J->ticket_w + 8)), (int)__builtin_bswap32((uint32_t)ta), 3),
+                    _mm_insert_epi32(w8, (int)__builtin_bswap32((uint32_t)ta), 3),
                     _mm_insert_epi32(_mm_slli_si128(m[0], 4), (int)__builtin_bswap32((uint32_t)tb), 0)};
     sha256_ni_t s = sha256_ni_load(J->ticket_mid);
     sha256_ni_groups(&s, w, 2, 16);
@@ -718,7 +726,6 @@ static void rank_line(const job_t *J, const int32_t *big, size_t big_step, const
     }
 }
 
-
 #ifdef POUW_X86
 /* Byte split of 8 int32 (see split_lo, split_hi): lo = the low byte sign-extended, hi = (v − lo) / 256. */
 __attribute__((target("avx2"))) static inline __m256i split_lo8(__m256i v) {
@@ -767,8 +774,9 @@ __attribute__((target("avx2"))) static void l_rows_avx2(const job_t *J, int row0
             }
         for (int x = 0; x < r; x += 2) {
             const int8_t *e = T + (size_t)x * TILE + i0 % TILE;
-            const __m256i w = _mm256_sub_epi16(zero, _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(
-                                                         _mm_loadl_epi64((const __m128i *)e), _mm_loadl_epi64((const __m128i *)(e + TILE)))));
+            const __m128i pair = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)e),
+                                                   _mm_loadl_epi64((const __m128i *)(e + TILE)));
+            const __m256i w = _mm256_sub_epi16(zero, _mm256_cvtepi8_epi16(pair));
             _mm256_storeu_si256((__m256i *)(grp + 16 * ((small + x) / 2)), w);
             if (sy) _mm256_storeu_si256((__m256i *)(grp + 16 * ((small + r + x) / 2)), _mm256_slli_epi16(w, 8));
         }
@@ -794,22 +802,26 @@ VBMI512 static void l_x_gather(const job_t *J, int row0) {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int q = 0; q < k / 4; q++) {
         const int8_t *aq = ap + (size_t)q * A_QUAD;
-        const __m512i g01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)aq)),
-                                               _mm256_loadu_si256((const __m256i *)(aq + 8 * (size_t)k)), 1);
-        const __m512i g23 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(aq + 16 * (size_t)k))),
-                                               _mm256_loadu_si256((const __m256i *)(aq + 24 * (size_t)k)), 1);
+        __m512i g[2]; /* groups 0 | 1 and 2 | 3: the 128-byte table of vpermi2b */
         for (int h = 0; h < 2; h++) {
-            const __m512i bytes = _mm512_xor_si512(_mm512_permutex2var_epi8(g01, idx[h], g23), flip); /* A', s8 */
+            const int8_t *at = aq + 16 * h * (size_t)k; /* groups 2h and 2h + 1 */
+            g[h] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)at)),
+                                      _mm256_loadu_si256((const __m256i *)(at + 8 * (size_t)k)), 1);
+        }
+        for (int h = 0; h < 2; h++) {
+            const __m512i bytes = _mm512_xor_si512(_mm512_permutex2var_epi8(g[0], idx[h], g[1]), flip); /* A', s8 */
             for (int u = 0; u < 2; u++) {
                 const int j = 4 * q + 2 * h + u;
-                const __m512i v = _mm512_cvtepi8_epi16(u ? _mm512_extracti64x4_epi64(bytes, 1) : _mm512_castsi512_si256(bytes));
+                const __m256i half = u ? _mm512_extracti64x4_epi64(bytes, 1) : _mm512_castsi512_si256(bytes);
+                const __m512i v = _mm512_cvtepi8_epi16(half);
                 xt[J->fp[j]] = _mm512_add_epi16(xt[J->fp[j]], v);
                 xt[J->fq[j]] = _mm512_sub_epi16(xt[J->fq[j]], v);
             }
         }
     }
     for (int x = 0; x < r; x += 2) { /* 128-bit lane g of the unpacks: the pair's 8 rows of group g */
-        const __m512i a = _mm512_sub_epi16(_mm512_setzero_si512(), xt[x]), b = _mm512_sub_epi16(_mm512_setzero_si512(), xt[x + 1]);
+        const __m512i a = _mm512_sub_epi16(_mm512_setzero_si512(), xt[x]);
+        const __m512i b = _mm512_sub_epi16(_mm512_setzero_si512(), xt[x + 1]);
         const __m512i lo = _mm512_unpacklo_epi16(a, b), hi = _mm512_unpackhi_epi16(a, b);
         int16_t lanes_lo[32], lanes_hi[32];
         _mm512_storeu_si512(lanes_lo, lo), _mm512_storeu_si512(lanes_hi, hi);
@@ -830,7 +842,8 @@ __attribute__((target("avx2"))) static void r_group_avx2(const job_t *J, int g, 
     for (int x = 0; x < r; x += 2) {
         const __m128i a = _mm_loadu_si128((const __m128i *)(T + (size_t)x * TILE));
         const __m128i b = _mm_loadu_si128((const __m128i *)(T + (size_t)(x + 1) * TILE));
-        const __m256i w0 = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(a, b)), w1 = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(a, b));
+        const __m256i w0 = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(a, b));
+        const __m256i w1 = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(a, b));
         int16_t *at = grp + 32 * (x / 2);
         _mm256_storeu_si256((__m256i *)at, w0), _mm256_storeu_si256((__m256i *)(at + 16), w1);
         if (!sx) continue;
@@ -844,7 +857,8 @@ __attribute__((target("avx2"))) static void r_group_avx2(const job_t *J, int g, 
             __m256i b = _mm256_loadu_si256((const __m256i *)(y + 16 * (x + 1) + 8 * h));
             if (sy) {
                 const __m256i al = split_lo8(a), bl = split_lo8(b);
-                const __m256i ah = _mm256_srai_epi32(_mm256_sub_epi32(a, al), 8), bh = _mm256_srai_epi32(_mm256_sub_epi32(b, bl), 8);
+                const __m256i ah = _mm256_srai_epi32(_mm256_sub_epi32(a, al), 8);
+                const __m256i bh = _mm256_srai_epi32(_mm256_sub_epi32(b, bl), 8);
                 _mm256_storeu_si256((__m256i *)(grp + 32 * ((big + r + x) / 2) + 16 * h),
                                     _mm256_or_si256(_mm256_and_si256(ah, low16), _mm256_slli_epi32(bh, 16)));
                 a = al, b = bl;

@@ -74,8 +74,8 @@ __attribute__((target("sha,sse4.1,ssse3"))) static inline sha256_ni_t sha256_ni_
 
 /* The 4-round groups g0 … g1 − 1 of one block whose big-endian words are w (four a vector,
  * overwritten by the schedule); a block cut into group ranges is run in order. */
-__attribute__((target("sha,sse4.1,ssse3"), always_inline)) static inline void sha256_ni_groups(sha256_ni_t *s, __m128i w[4], int g0,
-                                                                                              int g1) {
+__attribute__((target("sha,sse4.1,ssse3"), always_inline)) static inline void
+sha256_ni_groups(sha256_ni_t *s, __m128i w[4], int g0, int g1) {
     for (int g = g0; g < g1; g++) {
         if (g >= 4) {
             __m128i t = _mm_sha256msg1_epu32(w[g & 3], w[(g + 1) & 3]);

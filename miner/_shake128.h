@@ -151,7 +151,8 @@ __attribute__((target("avx512f"))) static void keccak_f1600_x8(__m512i s[25]) {
         }
         for (int y = 0; y < 25; y += 5) { /* chi; 0xD2: a ^ (~b & c) */
             for (int x = 0; x < 5; x++) b[x] = s[y + x];
-            for (int x = 0; x < 5; x++) s[y + x] = _mm512_ternarylogic_epi64(b[x], b[(x + 1) % 5], b[(x + 2) % 5], 0xD2);
+            for (int x = 0; x < 5; x++)
+                s[y + x] = _mm512_ternarylogic_epi64(b[x], b[(x + 1) % 5], b[(x + 2) % 5], 0xD2);
         }
         s[0] = _mm512_xor_si512(s[0], _mm512_set1_epi64((long long)KECCAK_RC[round]));
     }
@@ -163,11 +164,11 @@ static void shake128_x8(const uint8_t *const in[8], size_t inlen, uint8_t *const
     uint64_t lanes[8][SHAKE128_RATE / 8], words[SHAKE128_RATE / 8][8];
     __m512i s[25];
     for (int l = 0; l < 8; l++) shake128_block(in[l], inlen, lanes[l]);
-    for (int i = 0; i < 25; i++)
-        s[i] = i < SHAKE128_RATE / 8 ? _mm512_set_epi64((long long)lanes[7][i], (long long)lanes[6][i], (long long)lanes[5][i],
-                                                        (long long)lanes[4][i], (long long)lanes[3][i], (long long)lanes[2][i],
-                                                        (long long)lanes[1][i], (long long)lanes[0][i])
-                                     : _mm512_setzero_si512();
+    for (int i = 0; i < 25; i++) {
+        long long w[8] = {0};
+        for (int l = 0; i < SHAKE128_RATE / 8 && l < 8; l++) w[l] = (long long)lanes[l][i];
+        s[i] = _mm512_loadu_si512(w);
+    }
     for (size_t done = 0; done < outlen; done += SHAKE128_RATE) {
         keccak_f1600_x8(s);
         const size_t take = outlen - done < SHAKE128_RATE ? outlen - done : SHAKE128_RATE;
