@@ -9,6 +9,15 @@ commands are never decoded; a large one scores (``wire.unknown_score``).  A wron
 
 Every exception raised while handling this peer's input ends this peer's
 connection and nothing else.
+
+Reading never waits on our send buffer: two peers that both stopped reading until their
+replies drained would each wait on the other (serving each other's matrices, say) until
+the ping timeout. Messages are handled in the order they came by a task of the connection's
+own, which waits for the send buffer to drain after each (a peer that does not read its
+replies gets no more); the reader queues them meanwhile, up to ``inbox_bytes``, then waits.
+Matrix traffic skips the queue: ``matrix`` replies to our requests are taken as they come,
+and ``getmatrix`` replies go out as the send buffer allows (``Relay``), so neither waits
+behind a drain.
 """
 from __future__ import annotations
 
@@ -28,6 +37,7 @@ log = logging.getLogger(__name__)
 BAN_SCORE = 100
 UNKNOWN_FREE_BYTES = 4096  # unknown commands up to this size cost the sender no score
 THREAD_DECODE_BYTES = 64 * 1024  # payloads from this size on are decoded off the event loop
+MATRIX_TRAFFIC = frozenset({"matrix", "getmatrix"})  # handled as they arrive, never behind a drain
 _DECODER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="p2p-decode")
 
 
@@ -47,6 +57,7 @@ class PeerLimits:
     inactivity_timeout: float = 600.0  # nothing received for this long disconnects
     send_high_water: int = 4 * 1024 * 1024  # serving getdata pauses above this
     send_hard_limit: int = 64 * 1024 * 1024  # a peer that lets more pile up is disconnected
+    inbox_bytes: int = 16 * 1024 * 1024  # received messages waiting to be handled (then its input waits)
     known_inventory: int = 50000
 
 
@@ -132,6 +143,9 @@ class Peer:
         self._ping: tuple[int, float] | None = None  # outstanding (nonce, sent at)
         self._last_recv = time.monotonic()
         self._tasks: list[asyncio.Task] = []
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()  # received, waiting for _handle_in_turn
+        self._inbox_bytes = 0
+        self._inbox_room = asyncio.Event()
         transport = writer.transport
         transport.set_write_buffer_limits(high=limits.send_high_water)
 
@@ -152,9 +166,13 @@ class Peer:
             self.close("send buffer overflow")
 
     async def drain(self) -> None:
-        """Wait while the send buffer is above its high-water mark (backpressure for getdata)."""
+        """Wait while the send buffer is above its high-water mark (backpressure for serving)."""
         if not self.closed:
             await self.writer.drain()
+
+    def sending_full(self) -> bool:
+        """True while the send buffer is above its high-water mark (``drain`` would wait)."""
+        return self.writer.transport.get_write_buffer_size() > self.limits.send_high_water
 
     # --- misbehaviour and closing ----------------------------------------------------
     def misbehave(self, score: int, reason: str) -> None:
@@ -186,6 +204,7 @@ class Peer:
             await asyncio.wait_for(self._handshake(), self.limits.handshake_timeout)
             self.ready = True
             self._tasks.append(asyncio.create_task(self._keepalive()))
+            self._tasks.append(asyncio.create_task(self._handle_in_turn()))
             await self.host.peer_ready(self)
             while not self.closed:
                 msg = await self._read()
@@ -268,6 +287,39 @@ class Peer:
         self.version = v
 
     async def _dispatch(self, msg: Message) -> None:
+        """Matrix traffic now; the rest to the queue handled in turn (waiting while it is full)."""
+        if msg.command in MATRIX_TRAFFIC:
+            await self.host.handle(self, msg)
+            return
+        self._inbox.put_nowait(msg)
+        self._inbox_bytes += len(msg.raw)
+        while self._inbox_bytes > self.limits.inbox_bytes and not self.closed:
+            self._inbox_room.clear()
+            await self._inbox_room.wait()
+
+    async def _handle_in_turn(self) -> None:
+        """Handle the queued messages in order, each once the send buffer has drained below its
+        high-water mark; a failure ends this connection as one in reading does."""
+        try:
+            while not self.closed:
+                msg = await self._inbox.get()
+                self._inbox_bytes -= len(msg.raw)
+                self._inbox_room.set()
+                await self._handle(msg)
+                await self.drain()  # a peer that does not read its replies gets no more
+        except asyncio.CancelledError:
+            raise
+        except Disconnect as exc:
+            self.close(str(exc))
+        except (ConnectionError, OSError):
+            self.close("connection closed by peer")
+        except Exception:  # contained, as in run()
+            log.exception("error handling %r", self)
+            self.close("internal error")
+        finally:
+            self._inbox_room.set()  # a reader waiting for room sees the connection closed
+
+    async def _handle(self, msg: Message) -> None:
         if msg.command == "ping":
             self.send("pong", msg.args[0])
         elif msg.command == "pong":
@@ -278,7 +330,6 @@ class Peer:
             self.misbehave(10, f"{msg.command} after handshake")
         else:
             await self.host.handle(self, msg)
-        await self.drain()  # a peer that does not read its replies is not read from either
 
     async def _keepalive(self) -> None:
         """Ping every ``ping_interval``; disconnect on a late pong or a silent peer."""

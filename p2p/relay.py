@@ -16,11 +16,13 @@ matrix transfer by key: H_A, H_B or a claim (PROTOCOL §6, §7).
   sender; one invalid only against our state, which may lag or lead the
   peer's, or refused by policy (``TxRefused``) scores nothing.
 * ``inv`` entries are rate limited per peer, the excess dropped; ``getmatrix`` replies
-  are answered in order and paced per peer (``matrix_rate``, 0: not paced, only the send
-  buffer holds them back): one over the byte budget waits until the budget allows it (a
-  large matrix arrives at the rate, not cut off after the burst), up to
+  are answered in order and paced per peer (``matrix_rate``, 0: not paced), each once the
+  send buffer is below its high-water mark: one over the byte budget waits until the budget
+  allows it (a large matrix arrives at the rate, not cut off after the burst), up to
   ``matrix_queue`` requests wait in order, and while that many wait nothing more is read
-  from the peer (like ``getdata`` over its budget).  A fetcher keeps a few requests
+  from the peer (an honest fetcher keeps a few in flight).  Waiting for the budget or the
+  buffer never stops reading below that bound: two nodes serving each other's matrices
+  would otherwise each wait for the other to read.  A fetcher keeps a few requests
   in flight to one peer (``fetch_lines``), so a reply is on its way while the last one
   is decoded, and waits for a reply while the peer answers requests asked before it.
   ``getmatrix`` is served from a ``MatrixSource`` when one is set, else answered with
@@ -55,7 +57,7 @@ class RelayLimits:
     inv_burst: float = 2.0 * wire.MAX_INV
     matrix_rate: float = 8.0 * 1024 * 1024  # getmatrix reply bytes per second per peer; 0: unlimited
     matrix_burst: float = 4.0 * wire.MAX_MATRIX_BYTES
-    matrix_queue: int = 8  # getmatrix requests per peer waiting for the byte budget (then its input waits)
+    matrix_queue: int = 64  # getmatrix requests per peer waiting to be answered (then its input waits)
     tx_timeout: float = 60.0
     max_peer_tx_in_flight: int = 100  # tx requests in flight per peer
     max_peer_tx_announced: int = 5000  # announced txs tracked per peer (the rest of a flood is ignored)
@@ -75,6 +77,7 @@ class _PeerRelay:
     matrix_asked: deque[tuple[bytes, int, int]] = field(default_factory=deque)  # getmatrix requests not yet answered
     matrix_room: asyncio.Event = field(default_factory=asyncio.Event)  # set when a request left matrix_asked
     served: OrderedDict[bytes, tuple[int, float]] = field(default_factory=OrderedDict)  # block → (times, first at)
+    matrix_draining: bool = False  # replies wait for the send buffer to drain
     matrix_asks: int = 0  # getmatrix requests we sent it (each request's sequence number)
     matrix_answers: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=64))  # (request, when)
 
@@ -238,8 +241,8 @@ class Relay:
 
     # --- matrices (§6) ----------------------------------------------------------------
     async def on_getmatrix(self, peer: Peer, key: bytes, first: int, count: int) -> None:
-        """Answer in order, each reply once the peer's byte budget allows it; while
-        ``matrix_queue`` requests wait, nothing more is read from the peer (TCP holds the rest)."""
+        """Answer in order, each reply once the peer's byte budget and our send buffer allow it;
+        while ``matrix_queue`` requests wait, nothing more is read from the peer (TCP holds the rest)."""
         st = self._state.get(peer.id)
         while st is not None and len(st.matrix_asked) >= self.limits.matrix_queue:
             st.matrix_room.clear()
@@ -252,8 +255,14 @@ class Relay:
             self._serve_matrices(peer, st)
 
     def _serve_matrices(self, peer: Peer, st: _PeerRelay) -> None:
-        """Send the replies the budget allows now; schedule the next one that must wait."""
+        """Send the replies the budget and the send buffer allow now; schedule the next one
+        that must wait for either."""
         while st.matrix_asked:
+            if peer.sending_full():
+                if not st.matrix_draining:
+                    st.matrix_draining = True
+                    asyncio.ensure_future(self._serve_matrices_drained(peer, st))
+                return
             key, first, count = st.matrix_asked[0]
             rows: list[bytes] = []
             if self.matrix_source is not None and count:
@@ -265,6 +274,16 @@ class Relay:
             st.matrix_asked.popleft()
             st.matrix_room.set()
             peer.send("matrix", key, first, rows)
+
+    async def _serve_matrices_drained(self, peer: Peer, st: _PeerRelay) -> None:
+        try:
+            await peer.drain()
+        except (ConnectionError, OSError):
+            return  # the connection is closing: nothing more to serve
+        finally:
+            st.matrix_draining = False
+        if self._state.get(peer.id) is st:
+            self._serve_matrices(peer, st)
 
     def _send_matrix_later(self, peer: Peer, st: _PeerRelay, key: bytes, first: int, rows: list[bytes]) -> None:
         if self._state.get(peer.id) is not st:

@@ -491,6 +491,29 @@ def test_fetches_queued_behind_others_at_a_slow_rate_are_waited_for(tmp_path) ->
     run(body())
 
 
+def test_two_nodes_fetching_each_others_matrices_at_once_do_not_deadlock(tmp_path) -> None:
+    """Unpaced, each node sends 48 MiB of replies to the other while asking for 48 MiB: both
+    used to stop reading until their own send buffer drained, so each waited for the other
+    and both fetches timed out; now replies to our requests are read whatever our send
+    buffer holds."""
+    width, count = 1 << 20, 48
+    key_a, key_b = b"\xaa" * 32, b"\xbb" * 32
+    rows_a, rows_b = [bytes([1]) * width] * count, [bytes([2]) * width] * count
+    unpaced = RelayLimits(matrix_rate=0)
+    a = make_node(tmp_path / "a", max_outbound=0, matrix_source=Matrices({key_a: rows_a}), relay_limits=unpaced)
+    b = make_node(tmp_path / "b", max_outbound=0, matrix_source=Matrices({key_b: rows_b}), relay_limits=unpaced)
+
+    async def body() -> None:
+        async with running(a, b):
+            await connect(b, a)
+            (b_at_a,) = a.p2p.manager.ready_peers()
+            (a_at_b,) = b.p2p.manager.ready_peers()
+            got = await asyncio.gather(a.p2p.relay.fetch_lines(b_at_a, key_b, count, width, timeout=10.0),
+                                       b.p2p.relay.fetch_lines(a_at_b, key_a, count, width, timeout=10.0))
+            assert got[0] == rows_b and got[1] == rows_a
+    run(body())
+
+
 def test_a_reply_withheld_while_later_requests_are_answered_is_given_up(tmp_path) -> None:
     """A peer that leaves one getmatrix unanswered but keeps answering the requests asked after
     it does not hold that fetch: it is given up after its timeout (0.6 s) while the peer is
