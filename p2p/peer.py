@@ -55,7 +55,7 @@ class PeerLimits:
     ping_interval: float = 60.0
     ping_timeout: float = 60.0  # a ping unanswered for this long disconnects
     inactivity_timeout: float = 600.0  # nothing received for this long disconnects
-    send_high_water: int = 4 * 1024 * 1024  # serving getdata pauses above this
+    send_high_water: int = 4 * 1024 * 1024  # handling its messages pauses above this (getmatrix replies wait)
     send_hard_limit: int = 64 * 1024 * 1024  # a peer that lets more pile up is disconnected
     inbox_bytes: int = 16 * 1024 * 1024  # received messages waiting to be handled (then its input waits)
     known_inventory: int = 50000
