@@ -50,6 +50,10 @@ class MarketClientError(Exception):
     """A job that cannot be posted or settled; the message says why."""
 
 
+class NotClaimed(MarketClientError):
+    """The job is not (or no longer) CLAIMED: its result lapsed, was accepted, or was proved wrong."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The outcome of checking a delivered C: ``ok``, or the reason and a wrong entry."""
@@ -213,7 +217,7 @@ class MarketClient:
         """Fetch and verify the claimed result of a CLAIMED job: (job, verdict, C)."""
         job = self.job(job_id)
         if job["status"] != "claimed":
-            raise MarketClientError(f"job {job_id} is {job['status']}, not claimed")
+            raise NotClaimed(f"job {job_id} is {job['status']}, not claimed")
         a = self.download(job["H_A"]) if a is None else a
         b = self.download(job["H_B"]) if b is None else b
         try:
@@ -254,7 +258,10 @@ class MarketClient:
 
         def settle(job_id: str) -> str | None:
             a, b = (inputs or {}).get(job_id, (None, None))
-            return self.settle(job_id, a, b)[2]
+            try:
+                return self.settle(job_id, a, b)[2]
+            except NotClaimed:  # it moved on since the look (a lapse, another's fraud proof): next round
+                return None
 
         with ThreadPoolExecutor(SETTLE_PARALLEL, thread_name_prefix="settle") as pool:
             while len(done) < len(job_ids):

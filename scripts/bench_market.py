@@ -44,7 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from client.market import SETTLE_PARALLEL, MarketClient, MarketClientError  # noqa: E402
+from client.market import SETTLE_PARALLEL, MarketClient, MarketClientError, NotClaimed  # noqa: E402
 from client.rpc import RpcClient, RpcError, cookie_auth  # noqa: E402
 from client.verify import claim_matches, mismatched_rows  # noqa: E402
 from consensus.genesis import dev_faucet_key  # noqa: E402
@@ -199,9 +199,9 @@ class Feeder:
         start = time.perf_counter()
         try:
             verdict, _, txid = self.client.settle(job_id, a, b)
-        except RpcError as exc:  # e.g. the node's mempool not yet on the block with the claim
+        except (RpcError, NotClaimed) as exc:  # e.g. the mempool not yet on the claim's block; a lapse
             self.problems_seen.append(f"{job_id[:16]}…: {exc}")
-            return  # asked again next round
+            return  # looked at again next round
         if txid is not None:  # accepted or proved; else C is not there yet: try again
             self.settle_seconds.append(time.perf_counter() - start)
             with self._lock:

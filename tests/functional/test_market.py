@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client.market import MarketClient, MarketClientError, npy_bytes
+from client.market import MarketClient, MarketClientError, NotClaimed, npy_bytes
 from consensus.params import REGTEST
 from consensus.tx import JobResult, claim_of, make_tx
 from consensus.work import commit_result
@@ -106,6 +106,8 @@ def test_honest_worker_is_paid_after_the_poster_verifies(net) -> None:
     mine(poster, worker)
     job = poster.getjob(job_id)
     assert job["status"] == "settled" and job["claim"] == claim
+    with pytest.raises(NotClaimed, match="is settled, not claimed"):  # what wait() looks at again
+        client.settle(job_id)
     assert balance(worker, HONEST) == before - 10_000 + REWARD  # fee spent; bond back; reward in
     assert client.wait([job_id], timeout=30, poll=0.2)[job_id].dtype == np.int32
     t.poll()
