@@ -250,8 +250,9 @@ class MarketClient:
     def wait(self, job_ids: list[str], timeout: float, inputs: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
              poll: float = POLL_SECONDS) -> dict[str, np.ndarray]:
         """Settle every job as its result arrives until all are accepted; their C by job id.
-        The results claimed since the last look are settled ``SETTLE_PARALLEL`` at a time, so
-        one slow transfer of C does not hold the others back until their claims lapse."""
+        The results claimed since the last look are settled ``SETTLE_PARALLEL`` at a time, oldest
+        claim first, so one slow transfer of C from one worker's node does not hold back those
+        from others (C's from one node share its per-peer rate either way)."""
         done: dict[str, np.ndarray] = {}
         answered: dict[str, str] = {}  # job id → the claim we sent an accept or fraud proof for
         deadline = time.monotonic() + timeout
@@ -266,6 +267,7 @@ class MarketClient:
         with ThreadPoolExecutor(SETTLE_PARALLEL, thread_name_prefix="settle") as pool:
             while len(done) < len(job_ids):
                 claimed: dict[str, str] = {}  # job id → claim, to settle this round
+                heights: dict[str, int] = {}  # job id → the height its claim was mined at
                 for job_id in job_ids:
                     if job_id in done:
                         continue
@@ -286,7 +288,9 @@ class MarketClient:
                         raise MarketClientError(f"job {job_id} ended {status} without a result")
                     elif status == "claimed" and answered.get(job_id) != job["claim"]:
                         claimed[job_id] = job["claim"]
-                for job_id, txid in zip(claimed, pool.map(settle, claimed)):
+                        heights[job_id] = job["claim_height"]
+                oldest_first = sorted(claimed, key=heights.__getitem__)
+                for job_id, txid in zip(oldest_first, pool.map(settle, oldest_first)):
                     if txid is not None:
                         answered[job_id] = claimed[job_id]
                 if len(done) < len(job_ids):
