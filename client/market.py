@@ -266,8 +266,7 @@ class MarketClient:
 
         with ThreadPoolExecutor(SETTLE_PARALLEL, thread_name_prefix="settle") as pool:
             while len(done) < len(job_ids):
-                claimed: dict[str, str] = {}  # job id → claim, to settle this round
-                heights: dict[str, int] = {}  # job id → the height its claim was mined at
+                claimed: list[tuple[int, str, str]] = []  # (claim height, job id, claim) to settle this round
                 for job_id in job_ids:
                     if job_id in done:
                         continue
@@ -287,12 +286,11 @@ class MarketClient:
                     elif status in ("refunded", "lapsed"):
                         raise MarketClientError(f"job {job_id} ended {status} without a result")
                     elif status == "claimed" and answered.get(job_id) != job["claim"]:
-                        claimed[job_id] = job["claim"]
-                        heights[job_id] = job["claim_height"]
-                oldest_first = sorted(claimed, key=heights.__getitem__)
-                for job_id, txid in zip(oldest_first, pool.map(settle, oldest_first)):
+                        claimed.append((job["claim_height"], job_id, job["claim"]))
+                claimed.sort()  # oldest claim first
+                for (_, job_id, claim), txid in zip(claimed, pool.map(settle, [c[1] for c in claimed])):
                     if txid is not None:
-                        answered[job_id] = claimed[job_id]
+                        answered[job_id] = claim
                 if len(done) < len(job_ids):
                     if time.monotonic() > deadline:
                         raise MarketClientError(f"timed out: {len(done)} of {len(job_ids)} jobs settled")

@@ -212,18 +212,13 @@ class Peer:
                     await self._dispatch(msg)
         except WireError as exc:
             self.misbehave(BAN_SCORE, f"malformed frame: {exc}")
-        except Disconnect as exc:
-            self.close(str(exc))
         except TimeoutError:
             self.close("handshake timeout")
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            self.close("connection closed by peer")
         except asyncio.CancelledError:
             self.close("shutdown")
             raise
-        except Exception:  # contained: one peer's input never takes the node down
-            log.exception("error handling %r", self)
-            self.close("internal error")
+        except Exception as exc:  # contained: one peer's input never takes the node down
+            self._close_for(exc)
         finally:
             self.close(self.close_reason or "closed")
             self.host.peer_closed(self)
@@ -231,6 +226,17 @@ class Peer:
                 await asyncio.wait_for(self.writer.wait_closed(), 1.0)
             except (OSError, TimeoutError):  # already reset or slow to close: nothing left to do
                 pass
+
+    def _close_for(self, exc: Exception) -> None:
+        """End the connection for an exception raised reading or handling its messages (called
+        from the ``except`` clause that caught it)."""
+        if isinstance(exc, Disconnect):
+            self.close(str(exc))
+        elif isinstance(exc, (asyncio.IncompleteReadError, ConnectionError, OSError)):
+            self.close("connection closed by peer")
+        else:
+            log.exception("error handling %r", self)
+            self.close("internal error")
 
     async def _read(self) -> Message | None:
         limit = wire.MAX_PAYLOAD if self.ready else wire.MAX_HANDSHAKE_PAYLOAD
@@ -309,13 +315,8 @@ class Peer:
                 await self.drain()  # a peer that does not read its replies gets no more
         except asyncio.CancelledError:
             raise
-        except Disconnect as exc:
-            self.close(str(exc))
-        except (ConnectionError, OSError):
-            self.close("connection closed by peer")
-        except Exception:  # contained, as in run()
-            log.exception("error handling %r", self)
-            self.close("internal error")
+        except Exception as exc:  # contained, as in run()
+            self._close_for(exc)
         finally:
             self._inbox_room.set()  # a reader waiting for room sees the connection closed
 

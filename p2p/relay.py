@@ -271,9 +271,7 @@ class Relay:
             if delay:
                 asyncio.get_running_loop().call_later(delay, self._send_matrix_later, peer, st, key, first, rows)
                 return
-            st.matrix_asked.popleft()
-            st.matrix_room.set()
-            peer.send("matrix", key, first, rows)
+            self._send_matrix(peer, st, key, first, rows)
 
     async def _serve_matrices_drained(self, peer: Peer, st: _PeerRelay) -> None:
         try:
@@ -288,10 +286,15 @@ class Relay:
     def _send_matrix_later(self, peer: Peer, st: _PeerRelay, key: bytes, first: int, rows: list[bytes]) -> None:
         if self._state.get(peer.id) is not st:
             return  # the peer is gone
+        self._send_matrix(peer, st, key, first, rows)
+        self._serve_matrices(peer, st)
+
+    @staticmethod
+    def _send_matrix(peer: Peer, st: _PeerRelay, key: bytes, first: int, rows: list[bytes]) -> None:
+        """Answer the oldest waiting request (room for the next one)."""
         st.matrix_asked.popleft()
         st.matrix_room.set()
         peer.send("matrix", key, first, rows)
-        self._serve_matrices(peer, st)
 
     def on_matrix(self, peer: Peer, key: bytes, first: int, rows: list[bytes]) -> None:
         waiting = self._matrix_waiters.pop((peer.id, key, first), None)
