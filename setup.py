@@ -1,6 +1,8 @@
-"""Build the optional C work kernel ``miner._kernel``; metadata lives in pyproject.toml.
+"""Build the optional C extensions; metadata lives in pyproject.toml.
 
-A failed compile only warns: ``miner.kernel`` then falls back to the numpy reference.
+``miner._kernel`` is the work kernel, ``client._freivalds`` the client's exact products for
+checking results. A failed compile only warns: ``miner.kernel`` then falls back to the numpy
+reference and ``client.verify`` to numpy's float64 GEMM.
 """
 import sys
 
@@ -21,11 +23,10 @@ class OptionalBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001
-            self._skip(exc)
+            self._skip(exc, ext.name)
 
-    def _skip(self, exc: Exception) -> None:
-        print(f"WARNING: miner._kernel not built ({exc}); the numpy miner will be used",
-              file=sys.stderr)
+    def _skip(self, exc: Exception, name: str = "the C extensions") -> None:
+        print(f"WARNING: {name} not built ({exc}); its numpy fallback will be used", file=sys.stderr)
 
 
 unix = sys.platform != "win32"
@@ -37,4 +38,10 @@ kernel = Extension(
     extra_link_args=["-pthread"] if unix else [],
 )
 
-setup(ext_modules=[kernel], cmdclass={"build_ext": OptionalBuildExt})
+freivalds = Extension(
+    "client._freivalds",
+    sources=["client/_freivalds.c"],
+    extra_compile_args=["-O3", "-std=gnu11"] if unix else [],
+)
+
+setup(ext_modules=[kernel, freivalds], cmdclass={"build_ext": OptionalBuildExt})

@@ -8,9 +8,10 @@
 
 ``post`` checks A (int8 m×k) and B (int8 k×n) against the protocol's rules, stores
 them on the node and signs the JOB_POST with a wallet key. ``result`` fetches the
-claimed C, verifies it (H_C against the claim, then Freivalds modulo 2^61 − 1, two
-rounds), saves it and sends JOB_ACCEPT — or, when C is wrong, finds a wrong entry,
-sends a FRAUD_PROOF instead, says so and exits 1. ``watch`` does the same for every
+claimed C, verifies it (Freivalds modulo 2^61 − 1, two rounds; the node checked it
+against the claim's H_C when it stored it), saves it and sends JOB_ACCEPT — or, when C
+is wrong, checks it is the claimed one, finds a wrong entry, sends a FRAUD_PROOF
+instead, says so and exits 1. ``watch`` does the same for every
 claimed job the wallet posted, so no good result is left to lapse.
 """
 from __future__ import annotations

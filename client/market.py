@@ -1,5 +1,5 @@
 """The job-market client (PROTOCOL §6): post a product A·B as jobs, fetch each delivered C,
-verify it (H_C against the claim, then Freivalds), and accept it — or prove the fraud.
+verify it (Freivalds; H_C against the claim when it fails), and accept it — or prove the fraud.
 
 Everything goes through a node's RPC and ``/matrix`` routes, like the miner does::
 
@@ -87,16 +87,21 @@ def npy_array(data: bytes) -> np.ndarray:
 
 def verify_result(job: dict[str, Any], a: np.ndarray, b: np.ndarray, c: np.ndarray, network: Network,
                   rounds: int = ROUNDS) -> Verdict:
-    """H_C against the claim, then Freivalds mod 2^61 − 1; a mismatch names one wrong entry."""
+    """Freivalds mod 2^61 − 1; on a mismatch, H_C against the claim, then one wrong entry.
+
+    A C that passes is A·B (but with probability p^−rounds) whichever node served it, so
+    accepting it pays for what was received; the node that stored C checked it against the
+    claim already. Only a fraud proof needs C to be the claimed one, so only a C that fails
+    is hashed here (docs/market.md, "What checking costs")."""
     m, n = job["m"], job["n"]
     if c.shape != (m, n) or c.dtype != np.dtype("<i4"):
         return Verdict(False, f"C is {c.dtype} {c.shape}, the job needs int32 ({m}, {n})")
-    worker = decode_address(job["worker"], network.hrp)
-    if not claim_matches(worker, bytes.fromhex(job["claim"]), c):
-        return Verdict(False, "C does not match the worker's claim")
     rows = mismatched_rows(a, b, c, rounds)
     if not rows:
         return Verdict(True)
+    worker = decode_address(job["worker"], network.hrp)
+    if not claim_matches(worker, bytes.fromhex(job["claim"]), c):
+        return Verdict(False, "C does not match the worker's claim")
     (i, j), *_ = wrong_entries(a, b, c, rows[:1])
     return Verdict(False, f"C[{i}, {j}] is wrong", (i, j))
 
@@ -233,7 +238,7 @@ class MarketClient:
         if verdict.ok:
             txid = self.send(JobAccept(bytes.fromhex(job_id)))
             self._count("accepted")
-            self.say(f"job {job_id[:16]}…: result verified (H_C, Freivalds ×{ROUNDS}); accepted in {txid[:16]}…")
+            self.say(f"job {job_id[:16]}…: result verified (Freivalds ×{ROUNDS}); accepted in {txid[:16]}…")
             return verdict, c, txid
         if verdict.wrong is not None and c is not None:
             a = self.download(job["H_A"]) if a is None else a

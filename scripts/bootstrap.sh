@@ -1,7 +1,7 @@
 # Sourced by scripts/test.sh and scripts/devnet.sh: make .venv and install pouw into it
-# (with the test extras when POUW_EXTRAS=test), building the C work kernel.
+# (with the test extras when POUW_EXTRAS=test), building the C extensions.
 # The install is skipped while a stamp in .venv matches a hash of what it depends on
-# (the Python version, pyproject.toml, setup.py, the kernel's C sources), so it runs on
+# (the Python version, pyproject.toml, setup.py, the C extensions' sources), so it runs on
 # a fresh clone and after any of those change, not on every call.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 pouw_inputs=$( { .venv/bin/python -c 'import sys; print(sys.version)'; cat pyproject.toml setup.py;
-                 find miner -name '*.c' -o -name '*.h' | LC_ALL=C sort | xargs cat; } | sha256sum | cut -d' ' -f1)
+                 find miner client -name '*.c' -o -name '*.h' | LC_ALL=C sort | xargs cat; } | sha256sum | cut -d' ' -f1)
 pouw_stamp=.venv/.pouw-installed${POUW_EXTRAS:+-$POUW_EXTRAS}
 # an install with extras also serves a plain one
 if [ "$(cat "$pouw_stamp" 2>/dev/null)" != "$pouw_inputs" ] \

@@ -4,7 +4,7 @@
 A small MLP (64-64-10) is trained on scikit-learn's bundled digits data set, its layers
 are quantised to int8 in [−64, 64], and the test split's inference runs as jobs: each
 batch's layer-1 and layer-2 products are posted with ``client.market.MarketClient``,
-computed by the miners, verified (claim + Freivalds) and accepted before they are used.
+computed by the miners, verified (Freivalds) and accepted before they are used.
 Larger synthetic products keep the miners busy between batches. A status file (JSON)
 tells the devnet view what happened: jobs by status, batches, and the accuracy of the
 int8-over-the-network model against the float model.
