@@ -19,7 +19,7 @@ from consensus.params import Network
 from consensus.tx import JobResult, claim_of, make_tx
 from consensus.work import commit_a, commit_b, commit_result
 
-from client.market import npy_array, npy_bytes
+from client.market import in_order, npy_array, npy_bytes
 from client.rpc import RpcClient, RpcClientError, RpcError
 from client.rpccodes import RpcCode
 
@@ -132,7 +132,7 @@ class JobTaker:
                         job_id)
         self.stats.taken += 1
         self.say(f"took job {job['job_id'][:16]}… {job['m']}×{job['n']}×{job['k']} for {job['reward']} units")
-        return JobWork(job_id, job, np.ascontiguousarray(a), np.ascontiguousarray(b), spec)
+        return JobWork(job_id, job, in_order(a, fortran=False), in_order(b, fortran=False), spec)
 
     def _skip(self, job_id: bytes, why: str) -> None:
         self.skipped.add(job_id)
