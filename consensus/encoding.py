@@ -17,8 +17,12 @@ from .errors import DecodeError
 MAX_NESTING = 16
 
 
-def encode(value: Any) -> bytes:
-    """Canonical bytes of a value made of ints, bytes, str and lists/tuples."""
+def encode(value: Any, size_hint: int = 0) -> bytes:
+    """Canonical bytes of a value made of ints, bytes, str and lists/tuples. ``size_hint``:
+    about how many bytes they will be, so that a large value is packed into one buffer of
+    that size (msgpack otherwise starts small and copies its buffer each time it grows)."""
+    if size_hint:
+        return msgpack.Packer(use_bin_type=True, buf_size=size_hint).pack(value)
     return msgpack.packb(value, use_bin_type=True)
 
 

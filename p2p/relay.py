@@ -294,7 +294,7 @@ class Relay:
         """Answer the oldest waiting request (room for the next one)."""
         st.matrix_asked.popleft()
         st.matrix_room.set()
-        peer.send("matrix", key, first, rows)
+        peer.send_payload(wire.matrix_payload(key, first, rows))
 
     def on_matrix(self, peer: Peer, key: bytes, first: int, rows: list[bytes]) -> None:
         waiting = self._matrix_waiters.pop((peer.id, key, first), None)

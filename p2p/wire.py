@@ -101,6 +101,11 @@ def payload(command: str, *args: Any) -> bytes:
     return enc.encode([command, *args])
 
 
+def matrix_payload(key: bytes, first: int, rows: Sequence[bytes]) -> bytes:
+    """``matrix [key, first, rows]``, packed into one buffer sized for its rows."""
+    return enc.encode(["matrix", key, first, rows], size_hint=sum(map(len, rows)) + 5 * len(rows) + 64)
+
+
 def block_payload(block_bytes: bytes) -> bytes:
     """``block [block]`` around already-canonical block bytes, without re-encoding them."""
     return _BLOCK_PREFIX + block_bytes
@@ -199,7 +204,7 @@ def decode(data: bytes) -> Message | None:
         raise WireError("bad-message", f"{type(exc).__name__}: {exc}") from None
     except Exception as exc:  # msgpack: truncated or malformed
         raise WireError("non-canonical", f"{type(exc).__name__}: {exc}") from None
-    if enc.encode(value) != data:
+    if enc.encode(value, size_hint=len(data)) != data:
         raise WireError("non-canonical", "re-encoding differs")
     args = value[1:]
     if command == "matrix" and sum(len(r) for r in args[2]) > MAX_MATRIX_BYTES:

@@ -532,11 +532,11 @@ def test_a_reply_withheld_while_later_requests_are_answered_is_given_up(tmp_path
             held = asyncio.ensure_future(b.p2p.relay.fetch_lines(peer, withheld, count, width, timeout=0.6))
             assert (await raw.expect("getmatrix")).args[0] == withheld
             answered = 0
-            for key in others:
-                later = asyncio.ensure_future(b.p2p.relay.fetch_lines(peer, key, count, width, timeout=5.0))
-                assert (await raw.expect("getmatrix")).args[0] == key
+            for other in others:
+                later = asyncio.ensure_future(b.p2p.relay.fetch_lines(peer, other, count, width, timeout=5.0))
+                assert (await raw.expect("getmatrix")).args[0] == other
                 await asyncio.sleep(0.2)
-                raw.send("matrix", key, 0, rows)
+                raw.send("matrix", other, 0, rows)
                 assert await later == rows
                 if held.done():
                     break

@@ -74,6 +74,26 @@ def test_block_and_tx_payloads_reuse_canonical_bytes() -> None:
         assert wire.headers_from_message(wire.decode(payload)) == headers
 
 
+@pytest.mark.parametrize("widths", [[], [1], [31, 32], [255, 256], [65535, 65536], [8192] * 512, [1] * 16])
+def test_matrix_payload_is_the_canonical_encoding(widths: list[int]) -> None:
+    """bin8/16/32 rows, fixarray and array16 lists: the buffer sized ahead packs the same bytes."""
+    rows = [bytes([i % 251]) * w for i, w in enumerate(widths)]
+    payload = wire.matrix_payload(bytes(range(32)), 70000, rows)
+    assert payload == wire.payload("matrix", bytes(range(32)), 70000, rows)
+    assert wire.decode(payload).args == [bytes(range(32)), 70000, rows]
+
+
+def test_a_matrix_reply_with_a_row_in_a_longer_form_is_refused() -> None:
+    """A row's bin8 length written as bin16: the same value, one byte longer."""
+    rows = [b"\x01" * 40, b"\x02" * 40]
+    payload = wire.matrix_payload(bytes(32), 0, rows)
+    at = payload.index(b"\xc4\x28\x02")
+    longer = payload[:at] + b"\xc5\x00\x28" + payload[at + 2:]
+    with pytest.raises(WireError) as err:
+        wire.decode(longer)
+    assert err.value.reason == "non-canonical"
+
+
 def test_bad_magic() -> None:
     data = wire.frame(b"PONW", wire.payload("verack"))
     with pytest.raises(WireError) as err:
