@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_leafhash.h"
 #include "_sha256.h"
 #include "_shake128.h"
 
@@ -279,25 +280,6 @@ __attribute__((target("avx2"))) static inline void interleave4(const __m256i v[4
     out[1] = _mm256_permute2x128_si256(q2, q3, 0x20);
     out[2] = _mm256_permute2x128_si256(q0, q1, 0x31);
     out[3] = _mm256_permute2x128_si256(q2, q3, 0x31);
-}
-
-/* 8 rows of 8 dwords → 8 vectors, vector x holding dword x of every row. */
-__attribute__((target("avx2"))) static inline void transpose8x8_epi32(const __m256i r[8], __m256i out[8]) {
-    __m256i t[8], u[8];
-    for (int h = 0; h < 8; h += 4) {
-        t[h] = _mm256_unpacklo_epi32(r[h], r[h + 1]);
-        t[h + 1] = _mm256_unpackhi_epi32(r[h], r[h + 1]);
-        t[h + 2] = _mm256_unpacklo_epi32(r[h + 2], r[h + 3]);
-        t[h + 3] = _mm256_unpackhi_epi32(r[h + 2], r[h + 3]);
-        u[h] = _mm256_unpacklo_epi64(t[h], t[h + 2]);         /* dwords 0 | 4 */
-        u[h + 1] = _mm256_unpackhi_epi64(t[h], t[h + 2]);     /* dwords 1 | 5 */
-        u[h + 2] = _mm256_unpacklo_epi64(t[h + 1], t[h + 3]); /* dwords 2 | 6 */
-        u[h + 3] = _mm256_unpackhi_epi64(t[h + 1], t[h + 3]); /* dwords 3 | 7 */
-    }
-    for (int x = 0; x < 4; x++) {
-        out[x] = _mm256_permute2x128_si256(u[x], u[x + 4], 0x20);
-        out[x + 4] = _mm256_permute2x128_si256(u[x], u[x + 4], 0x31);
-    }
 }
 
 /* Running max of |entry| as u8 (|−128| reads as 128), to check the range once per panel. */
@@ -1261,6 +1243,27 @@ static int resolve_path(const char *name) {
     return -1;
 }
 
+static int leaf_path_supported(int path) {
+#ifdef POUW_X86
+    __builtin_cpu_init();
+    if (path == LEAF_AVX512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    if (path == LEAF_AVX2) return __builtin_cpu_supports("avx2");
+    if (path == LEAF_SHANI) return have_shani();
+#endif
+    return path == LEAF_PORTABLE;
+}
+
+static int resolve_leaf_path(const char *name) {
+    for (int p = LEAF_LAST; p >= LEAF_PORTABLE; p--)
+        if (name ? !strcmp(name, LEAF_PATH_NAMES[p]) : leaf_path_supported(p)) {
+            if (leaf_path_supported(p)) return p;
+            PyErr_Format(PyExc_ValueError, "leaf hash path %s is not supported by this CPU", name);
+            return -1;
+        }
+    PyErr_Format(PyExc_ValueError, "unknown leaf hash path %s", name);
+    return -1;
+}
+
 /* --- Python bindings ----------------------------------------------------------------------- */
 
 static int check_len(const Py_buffer *b, size_t want, const char *what) {
@@ -1391,6 +1394,63 @@ static PyObject *py_peak(PyObject *self, PyObject *args, PyObject *kw) {
     return Py_BuildValue("dd", macs_per_cycle, ghz);
 }
 
+static PyObject *py_leaf_hashes(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"lines", "count", "width", "path", "threads", NULL};
+    Py_buffer v = {0};
+    Py_ssize_t count, width;
+    const char *path = NULL;
+    int threads = 1;
+    PyObject *out = NULL;
+    uint8_t *digests = NULL;
+    leaf_job_t J = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*nn|zi", kwlist, &v, &count, &width, &path, &threads)) return NULL;
+    if (count < 0 || width < 0 || (width && count > PY_SSIZE_T_MAX / 32 / width) || v.len != count * width) {
+        PyErr_Format(PyExc_ValueError, "lines: expected %zd lines of %zd bytes, got %zd bytes", count, width, v.len);
+        goto done;
+    }
+    if (threads < 1 || threads > MAX_THREADS) {
+        PyErr_Format(PyExc_ValueError, "threads must be in 1..%d", MAX_THREADS);
+        goto done;
+    }
+    if ((J.path = resolve_leaf_path(path)) < 0) goto done;
+    if (!(digests = calloc((size_t)count + 1, 32))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    J.lines = v.buf, J.count = (size_t)count, J.shape = leaf_shape((size_t)width), J.out = digests;
+    J.shani = J.path != LEAF_PORTABLE && have_shani();
+    J.chunk = ((size_t)count / (8 * (size_t)threads) + 15) / 16 * 16; /* about 8 chunks a thread */
+    if (J.chunk < 16) J.chunk = 16;
+    Py_BEGIN_ALLOW_THREADS
+    if (threads > 1 && J.count > J.chunk) pool_run_or_alone(leaf_worker, &J, threads);
+    else leaf_range(&J, 0, J.count);
+    Py_END_ALLOW_THREADS
+    if (!(out = PyList_New(count))) goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *h = PyBytes_FromStringAndSize((const char *)digests + 32 * i, 32);
+        if (!h) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, h);
+    }
+done:
+    free(digests);
+    PyBuffer_Release(&v);
+    return out;
+}
+
+static PyObject *py_leaf_paths(PyObject *self, PyObject *unused) {
+    PyObject *out = PyList_New(0);
+    for (int p = LEAF_LAST; out && p >= LEAF_PORTABLE; p--)
+        if (leaf_path_supported(p)) {
+            PyObject *s = PyUnicode_FromString(LEAF_PATH_NAMES[p]);
+            if (!s || PyList_Append(out, s)) Py_CLEAR(out);
+            Py_XDECREF(s);
+        }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"mine", (PyCFunction)(void (*)(void))py_mine, METH_VARARGS | METH_KEYWORDS,
      "mine(a, b, s_a, s_b, threshold, lanes, digests, wins, c, m, n, k, r, path=None, threads=1, recover=False)\n"
@@ -1400,6 +1460,10 @@ static PyMethodDef methods[] = {
      "gemm(a, b, c, m, n, k, block, path=None, threads=1)\nPlain C = A·B (int8 in, int32 out) with the "
      "same packing and tile loop, k blocked by `block`."},
     {"paths", py_paths, METH_NOARGS, "Kernel paths this CPU supports, fastest first."},
+    {"leaf_hashes", (PyCFunction)(void (*)(void))py_leaf_hashes, METH_VARARGS | METH_KEYWORDS,
+     "leaf_hashes(lines, count, width, path=None, threads=1) -> list of count digests SHA-256(0x00 || line) "
+     "of the count lines of width bytes in the C-contiguous buffer lines (PROTOCOL §2)."},
+    {"leaf_paths", py_leaf_paths, METH_NOARGS, "Leaf hash paths this CPU supports, fastest first."},
     {"sha_ni", py_sha_ni, METH_NOARGS, "Whether the ticket hash uses SHA-NI on the SIMD paths."},
     {"peak", (PyCFunction)(void (*)(void))py_peak, METH_VARARGS | METH_KEYWORDS,
      "peak(path=None) -> (int8 MACs per cycle of one core, clock in GHz), measured by a throughput loop "

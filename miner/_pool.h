@@ -2,7 +2,8 @@
  *
  * pool_run(fn, arg, threads) runs fn(arg) on `threads` threads (the caller is one of them) and
  * returns nonzero if any returned non-NULL.  The work inside fn is taken from a shared counter,
- * so the threads split it evenly whatever their speed.  One run at a time: a second caller waits.
+ * so the threads split it evenly whatever their speed.  One run at a time: a second caller waits
+ * (pool_run) or does the work alone (pool_run_or_alone).
  * Workers are started on first use (more when a call asks for more) and sleep between runs; a
  * forked child starts with none (they do not survive fork).  On Linux they are named pouw-kernel. */
 #include <pthread.h>
@@ -52,10 +53,10 @@ static void pool_after_fork(void) {
 
 static void register_fork_handler(void) { pthread_atfork(NULL, NULL, pool_after_fork); }
 
-static int pool_run(pool_fn fn, void *arg, int threads) {
+/* The run itself, pool.call held. */
+static int pool_run_held(pool_fn fn, void *arg, int threads) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, register_fork_handler);
-    pthread_mutex_lock(&pool.call);
     pthread_mutex_lock(&pool.lock);
     /* a worker is told its index when started; one that fails to start leaves the rest to us */
     while (pool.started < threads - 1) {
@@ -80,4 +81,16 @@ static int pool_run(pool_fn fn, void *arg, int threads) {
     pthread_mutex_unlock(&pool.lock);
     pthread_mutex_unlock(&pool.call);
     return any_failed;
+}
+
+static int pool_run(pool_fn fn, void *arg, int threads) {
+    pthread_mutex_lock(&pool.call);
+    return pool_run_held(fn, arg, threads);
+}
+
+/* pool_run, or fn(arg) on the caller alone while another run holds the pool: for work beside a
+ * mining call (hashing a matrix), which should neither wait for it nor add threads to it. */
+static int pool_run_or_alone(pool_fn fn, void *arg, int threads) {
+    if (pthread_mutex_trylock(&pool.call)) return fn(arg) != NULL;
+    return pool_run_held(fn, arg, threads);
 }

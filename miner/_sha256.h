@@ -76,6 +76,7 @@ __attribute__((target("sha,sse4.1,ssse3"))) static inline sha256_ni_t sha256_ni_
  * overwritten by the schedule); a block cut into group ranges is run in order. */
 __attribute__((target("sha,sse4.1,ssse3"), always_inline)) static inline void
 sha256_ni_groups(sha256_ni_t *s, __m128i w[4], int g0, int g1) {
+#pragma GCC unroll 16
     for (int g = g0; g < g1; g++) {
         if (g >= 4) {
             __m128i t = _mm_sha256msg1_epu32(w[g & 3], w[(g + 1) & 3]);
@@ -92,6 +93,16 @@ sha256_ni_groups(sha256_ni_t *s, __m128i w[4], int g0, int g1) {
 static const uint8_t SHA256_BSWAP32[16] = {3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12};
 #endif
 
+/* The digest: the state's words big-endian. */
+static void sha256_store_be(const uint32_t st[8], uint8_t out[32]) {
+    for (int i = 0; i < 8; i++) {
+        out[4 * i] = (uint8_t)(st[i] >> 24);
+        out[4 * i + 1] = (uint8_t)(st[i] >> 16);
+        out[4 * i + 2] = (uint8_t)(st[i] >> 8);
+        out[4 * i + 3] = (uint8_t)st[i];
+    }
+}
+
 /* SHA-256 of a message of at most 119 bytes (two blocks after padding), portable. */
 static void sha256_short(const uint8_t *msg, size_t len, uint8_t out[32]) {
     uint8_t buf[128] = {0};
@@ -103,12 +114,7 @@ static void sha256_short(const uint8_t *msg, size_t len, uint8_t out[32]) {
     for (int i = 0; i < 8; i++) buf[64 * blocks - 1 - i] = (uint8_t)(bits >> (8 * i));
     memcpy(st, SHA256_IV, sizeof st);
     sha256_blocks_portable(st, buf, blocks);
-    for (int i = 0; i < 8; i++) {
-        out[4 * i] = (uint8_t)(st[i] >> 24);
-        out[4 * i + 1] = (uint8_t)(st[i] >> 16);
-        out[4 * i + 2] = (uint8_t)(st[i] >> 8);
-        out[4 * i + 3] = (uint8_t)st[i];
-    }
+    sha256_store_be(st, out);
 }
 
 #endif

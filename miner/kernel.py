@@ -5,15 +5,21 @@ environment variable ``POUW_KERNEL_PATH`` (``amx``, ``avx512``, ``avxvnni``, ``a
 ``numpy``); every call also takes ``path=`` to force one.  All paths give identical results.
 ``amx`` (Intel AMX tiles) is offered only where the CPU has AMX-INT8 and the OS grants the tile
 state (on Linux, a once-per-process arch_prctl request the extension makes).
+
+The matrix commitments (§2) have fast versions here too: ``leaf_hashes`` and ``commit_a``,
+``commit_b``, ``commit_result`` hash a matrix's lines in C (``leaf_paths()``: ``avx512``,
+``shani``, ``avx2``, ``portable``, ``hashlib``), with results identical to ``consensus.work``'s.
 """
 from __future__ import annotations
 
 import os
 import warnings
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
+from consensus import work
 from consensus.block import Header
 from consensus.work import TILE, TileResult, noisy_operands, recover_product, seeds, win_threshold
 
@@ -146,24 +152,66 @@ def gemm(a: np.ndarray, b: np.ndarray, block: int = 64, threads: int | None = No
     return c
 
 
+def leaf_paths() -> list[str]:
+    """Leaf hash paths this machine supports, fastest first; ``hashlib`` (``consensus.work``'s own,
+    one row at a time) is always last."""
+    return (_kernel.leaf_paths() if _kernel else []) + ["hashlib"]
+
+
+def leaf_hashes(lines: np.ndarray, threads: int | None = None, path: str | None = None) -> list[bytes]:
+    """``consensus.work.leaf_hashes`` in C (§2): SHA-256(0x00 || row) of every row of the 2-D
+    ``lines``, 16 rows at once on ``avx512`` (one per 32-bit lane), 8 on ``avx2``, one at a time on
+    ``shani`` and ``portable``; rows split over ``threads`` (default: all of this process's CPUs;
+    while a mining call holds the kernel's threads, the caller's alone).  A non-contiguous
+    ``lines`` is copied first, as there."""
+    path = path or leaf_paths()[0]
+    if path not in leaf_paths():
+        raise ValueError(f"leaf hash path {path} is not available here (have {', '.join(leaf_paths())})")
+    if path == "hashlib":
+        return work.leaf_hashes(lines)
+    if lines.ndim != 2:
+        raise ValueError(f"leaf lines must be a 2-D array, not {lines.ndim}-D")
+    data = np.ascontiguousarray(lines)
+    return _kernel.leaf_hashes(data, data.shape[0], data.shape[1] * data.itemsize, path=path,
+                               threads=threads or default_threads())
+
+
+def commit_a(a: np.ndarray, threads: int | None = None, path: str | None = None) -> bytes:
+    """``consensus.work.commit_a`` (H_A) with the rows hashed by ``leaf_hashes``."""
+    return work.commit_a(a, partial(leaf_hashes, threads=threads, path=path))
+
+
+def commit_b(b: np.ndarray, threads: int | None = None, path: str | None = None) -> bytes:
+    """``consensus.work.commit_b`` (H_B) with the columns hashed by ``leaf_hashes``: those of a
+    column-major (Fortran-order) B where they lie, those of a row-major one after a transposing copy."""
+    return work.commit_b(b, partial(leaf_hashes, threads=threads, path=path))
+
+
+def commit_result(c: np.ndarray, threads: int | None = None, path: str | None = None) -> bytes:
+    """``consensus.work.commit_result`` (H_C) with the rows hashed by ``leaf_hashes``."""
+    return work.commit_result(c, partial(leaf_hashes, threads=threads, path=path))
+
+
 def selftest() -> bool:
-    """Every available path against ``consensus.work`` on a small random template."""
+    """Every available path, mining and leaf hashing, against ``consensus.work`` on a small random
+    template."""
     from consensus.block import Ticket, WorkSpec
-    from consensus.work import all_tiles as consensus_tiles, commit_a, commit_b, noisy_operands
 
     rng = np.random.default_rng(2024)
     m, n, k, r = 64, 96, 128, 16
     a = rng.integers(-64, 65, (m, k), dtype=np.int8)
     b = rng.integers(-64, 65, (k, n), dtype=np.int8)
-    work = WorkSpec(m, n, k, r, commit_a(a), commit_b(b))
-    header = Header(2, 4, 1, bytes(32), 0, (1 << 256) // (1024 * k * 2), bytes(32), bytes(32), bytes(20), 1, work,
+    spec = WorkSpec(m, n, k, r, work.commit_a(a), work.commit_b(b))
+    header = Header(2, 4, 1, bytes(32), 0, (1 << 256) // (1024 * k * 2), bytes(32), bytes(32), bytes(20), 1, spec,
                     Ticket(0, 0, bytes(32)))
     s = seeds(header)
-    want = consensus_tiles(*noisy_operands(a, b, s, r), s, header)
+    want = work.all_tiles(*noisy_operands(a, b, s, r), s, header)
     product = a.astype(np.int64) @ b.astype(np.int64)
     for path in available_paths():
         ab, winners = matmul(a, b, header, threads=2, path=path)
         if all_tiles(header, a, b, threads=2, path=path) != want or not np.array_equal(ab, product) \
                 or winners != [t for t in want if t.wins]:
             return False
-    return True
+    c = rng.integers(-2**31, 2**31, (33, 17), dtype=np.int32)
+    return all(commit_a(a, 2, path) == work.commit_a(a) and commit_b(b, 2, path) == work.commit_b(b)
+               and commit_result(c, 2, path) == work.commit_result(c) for path in leaf_paths())
