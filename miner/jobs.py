@@ -17,11 +17,12 @@ from consensus.block import WorkSpec
 from consensus.keys import PrivateKey, encode_address
 from consensus.params import Network
 from consensus.tx import JobResult, claim_of, make_tx
-from consensus.work import commit_a, commit_b, commit_result
 
 from client.market import in_order, npy_array, npy_bytes
 from client.rpc import RpcClient, RpcClientError, RpcError
 from client.rpccodes import RpcCode
+
+from .kernel import commit_a, commit_b, commit_result
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from consensus.block import WorkSpec
 from consensus.errors import AddressError
 from consensus.keys import decode_address
 from consensus.params import MAX_K, MAX_MATRIX_DIM, NETWORKS, Network
-from consensus.work import TILE, assemble_block, commit_a, commit_b
+from consensus.work import TILE, assemble_block
 
 from . import kernel
 from client.rpc import RpcClient, cookie_auth
@@ -174,8 +174,8 @@ class MiningSession:
         """One kernel call on the current template; submits the block if a tile wins."""
         template = self._current_template()
         (m, k), n = a.shape, b.shape[1]
-        header = template.header_for(self.miner, self._nonce, WorkSpec(m, n, k, r, commit_a(a), commit_b(b)),
-                                     int(time.time()))
+        spec = WorkSpec(m, n, k, r, kernel.commit_a(a, self.threads), kernel.commit_b(b, self.threads))
+        header = template.header_for(self.miner, self._nonce, spec, int(time.time()))
         self._nonce += 1
         product, winners = kernel.matmul(a, b, header, threads=self.threads)
         self.stats.kernel_calls += 1

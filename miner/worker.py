@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from consensus.block import WorkSpec
 from consensus.reasons import Reason
-from consensus.work import assemble_block, commit_a, commit_b
+from consensus.work import assemble_block
 
 from . import kernel
 from .jobs import JobTaker, JobWork
@@ -161,8 +161,8 @@ class Miner:
         self.stats = MinerStats()
         self.stop_event = threading.Event()
         self.synthetic = synthetic_matrices(hashlib.sha256(address + os.urandom(16)).digest(), self.m, self.n, self.k)
-        self.synthetic_spec = WorkSpec(self.m, self.n, self.k, self.r, commit_a(self.synthetic[0]),
-                                       commit_b(self.synthetic[1]))
+        self.synthetic_spec = WorkSpec(self.m, self.n, self.k, self.r, kernel.commit_a(self.synthetic[0], threads),
+                                       kernel.commit_b(self.synthetic[1], threads))
         self.jobs = jobs
         self.job: JobWork | None = None
         self._job_checked = -math.inf

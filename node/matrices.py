@@ -25,7 +25,7 @@ import numpy as np
 from consensus.params import Network
 from consensus.state import operand_error
 from consensus.tx import claim_of
-from consensus.work import commit_a, commit_b, commit_result
+from miner.kernel import commit_a, commit_b, commit_result
 
 KINDS = ("A", "B", "C")
 _PREFIX = {"A": "a", "B": "b", "C": "c"}

@@ -8,7 +8,7 @@ from typing import Callable
 
 from consensus.block import Block, WorkSpec, tx_root
 from consensus.params import MAX_BLOCK_SIZE, MAX_K
-from consensus.work import assemble_block, commit_a, commit_b
+from consensus.work import assemble_block
 from miner import kernel
 from miner.synthetic import synthetic_matrices
 from miner.template import Template, default_shape
@@ -38,7 +38,7 @@ def solve_template(template: Template, miner: bytes, max_tries: int = 10_000,
     m, n, k, r = default_shape(template.network)
     seed = hashlib.sha256(template.prev_hash + miner).digest()
     a, b = synthetic_matrices(seed, m, n, k)
-    spec = WorkSpec(m, n, k, r, commit_a(a), commit_b(b))
+    spec = WorkSpec(m, n, k, r, kernel.commit_a(a), kernel.commit_b(b))
     first = int.from_bytes(os.urandom(8), "little") >> 1  # never rebuild a block seen before
     for nonce in range(first, first + max_tries):
         if stop():
