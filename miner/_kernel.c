@@ -19,6 +19,9 @@
  * (vpdpbusd zmm) and AMX (TDPBSSD on tiles, s8 · s8: its own packing of A and tile loops, _amx.h),
  * chosen at runtime; the ticket hash uses SHA-NI when the CPU has it (not on the
  * portable path).  Threads persist across calls (_pool.h).
+ *
+ * Beside the mining: the Merkle leaf hashes of a matrix's lines, for its commitment (§2), many
+ * lines at once (_leafhash.h).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
