@@ -111,6 +111,8 @@ static void leaf_hash_one(sha256_blocks_fn compress, const uint8_t *line, leaf_s
 #define MB_SSIG0(x) V_XOR3(V_ROR(x, 7), V_ROR(x, 18), V_SHR(x, 3))
 #define MB_SSIG1(x) V_XOR3(V_ROR(x, 17), V_ROR(x, 19), V_SHR(x, 10))
 
+/* Round t: T1 = h + Σ1(e) + Ch(e, f, g) + K_t + W_t; d += T1; h = T1 + Σ0(a) + Maj(a, b, c) becomes
+ * the new a, as the callers pass the names rotated instead of moving the values. */
 #define MB_ROUND(t, a, b, c, d, e, f, g, h)                                                                \
     do {                                                                                                   \
         const V t1_ = V_ADD(V_ADD(h, MB_BSIG1(e)), V_ADD(V_CH(e, f, g), V_ADD(w[t], V_SET1(SHA256_K[t])))); \
@@ -123,7 +125,8 @@ static void leaf_hash_one(sha256_blocks_fn compress, const uint8_t *line, leaf_s
         for (int t = 16; t < 64; t++)                                                                       \
             w[t] = V_ADD(V_ADD(w[t - 16], MB_SSIG0(w[t - 15])), V_ADD(w[t - 7], MB_SSIG1(w[t - 2])));       \
         V a = st[0], b = st[1], c = st[2], d = st[3], e = st[4], f = st[5], g = st[6], h = st[7];           \
-        _Pragma("GCC unroll 8") for (int t = 0; t < 64; t += 8) {                                                                   \
+        _Pragma("GCC unroll 8")                                                                             \
+        for (int t = 0; t < 64; t += 8) {                                                                   \
             MB_ROUND(t + 0, a, b, c, d, e, f, g, h);                                                        \
             MB_ROUND(t + 1, h, a, b, c, d, e, f, g);                                                        \
             MB_ROUND(t + 2, g, h, a, b, c, d, e, f);                                                        \

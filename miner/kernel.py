@@ -161,8 +161,8 @@ def leaf_paths() -> list[str]:
 def leaf_hashes(lines: np.ndarray, threads: int | None = None, path: str | None = None) -> list[bytes]:
     """``consensus.work.leaf_hashes`` in C (§2): SHA-256(0x00 || row) of every row of the 2-D
     ``lines``, 16 rows at once on ``avx512`` (one per 32-bit lane), 8 on ``avx2``, one at a time on
-    ``shani`` and ``portable``; rows split over ``threads`` (default: all of this process's CPUs;
-    while a mining call holds the kernel's threads, the caller's alone).  A non-contiguous
+    ``shani`` and ``portable``; rows split over ``threads`` (default: all of this process's CPUs),
+    or hashed by the caller alone while a mining call holds the kernel's threads.  A non-contiguous
     ``lines`` is copied first, as there."""
     path = path or leaf_paths()[0]
     if path not in leaf_paths():
