@@ -71,6 +71,32 @@ def commit_b(b: np.ndarray, leaf_hasher: LeafHasher = leaf_hashes) -> bytes:
     return matrix_commitment(n, k, root_of_hashes(group_roots(b.T, leaf_hasher)))
 
 
+@dataclass(frozen=True)
+class OperandRoots:
+    """The group roots of A's rows and of B's columns (§2, §5): H_A and H_B commit to them and a
+    block's proof takes its paths from them, so a miner hashes its operands once for every
+    template it mines on them and every block it finds."""
+
+    a: tuple[bytes, ...]  # m/32 roots
+    b: tuple[bytes, ...]  # n/32 roots
+    m: int
+    n: int
+    k: int
+
+    @classmethod
+    def of(cls, a: np.ndarray, b: np.ndarray, leaf_hasher: LeafHasher = leaf_hashes) -> OperandRoots:
+        (m, k), n = a.shape, b.shape[1]
+        return cls(tuple(group_roots(a, leaf_hasher)), tuple(group_roots(b.T, leaf_hasher)), m, n, k)
+
+    @property
+    def h_a(self) -> bytes:
+        return matrix_commitment(self.m, self.k, root_of_hashes(self.a))
+
+    @property
+    def h_b(self) -> bytes:
+        return matrix_commitment(self.n, self.k, root_of_hashes(self.b))
+
+
 def result_commitment(m: int, n: int, root: bytes) -> bytes:
     """``H_C = tagged("pouw/result", u32le(m) || u32le(n) || MTH(rows of C))``."""
     return tagged("pouw/result", _u32(m) + _u32(n) + root)
@@ -242,12 +268,14 @@ def all_tiles(a_noisy: np.ndarray, b_noisy: np.ndarray, s: Seeds, header: Header
 
 # --- proofs (§5) -------------------------------------------------------------
 
-def build_proof(a: np.ndarray, b: np.ndarray, ta: int, tb: int) -> Proof:
-    """Rows of tile-row ``ta`` of A and columns of tile-column ``tb`` of B, with group paths."""
+def build_proof(a: np.ndarray, b: np.ndarray, ta: int, tb: int, roots: OperandRoots | None = None) -> Proof:
+    """Rows of tile-row ``ta`` of A and columns of tile-column ``tb`` of B, with group paths
+    (from ``roots`` where the caller has them, else A and B are hashed here)."""
     rows = np.ascontiguousarray(a[ta * TILE:(ta + 1) * TILE], dtype=np.int8)
     cols = np.ascontiguousarray(b[:, tb * TILE:(tb + 1) * TILE].T, dtype=np.int8)
-    return Proof(rows.tobytes(), tuple(audit_path(group_roots(a), ta)),
-                 cols.tobytes(), tuple(audit_path(group_roots(b.T), tb)))
+    roots = roots or OperandRoots.of(a, b)
+    return Proof(rows.tobytes(), tuple(audit_path(roots.a, ta)),
+                 cols.tobytes(), tuple(audit_path(roots.b, tb)))
 
 
 def ticket_tile_in_range(header: Header) -> bool:
@@ -320,9 +348,10 @@ def make_ticket(tile: TileResult) -> Ticket:
     return Ticket(tile.a, tile.b, tile.digest)
 
 
-def assemble_block(header: Header, a: np.ndarray, b: np.ndarray, tile: TileResult, txs: tuple = ()) -> Block:
+def assemble_block(header: Header, a: np.ndarray, b: np.ndarray, tile: TileResult, txs: tuple = (),
+                   roots: OperandRoots | None = None) -> Block:
     """The block for a winning tile: its ticket in the header and its proof (§5)."""
-    return Block(header.replace(ticket=make_ticket(tile)), build_proof(a, b, tile.a, tile.b), tuple(txs))
+    return Block(header.replace(ticket=make_ticket(tile)), build_proof(a, b, tile.a, tile.b, roots), tuple(txs))
 
 
 def solve(header: Header, a: np.ndarray, b: np.ndarray, txs: tuple = ()) -> Block | None:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Collection
 import numpy as np
 
 from consensus.block import WorkSpec
+from consensus.work import OperandRoots
 from consensus.keys import PrivateKey, encode_address
 from consensus.params import Network
 from consensus.tx import JobResult, claim_of, make_tx
@@ -22,7 +23,7 @@ from client.market import in_order, npy_array, npy_bytes
 from client.rpc import RpcClient, RpcClientError, RpcError
 from client.rpccodes import RpcCode
 
-from .kernel import commit_a, commit_b, commit_result
+from .kernel import commit_result, operand_roots
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class JobWork:
     a: np.ndarray
     b: np.ndarray
     spec: WorkSpec
+    roots: OperandRoots = field(repr=False)
     claim: bytes | None = None
     result_txid: str | None = None
     c: np.ndarray | None = field(default=None, repr=False)
@@ -122,9 +124,9 @@ class JobTaker:
         except RpcClientError as exc:
             self._skip(job_id, f"cannot fetch the matrices of job {job['job_id'][:16]}…: {exc}")
             return None
-        if (a.dtype != np.int8 or b.dtype != np.int8 or a.shape != (job["m"], job["k"])
-                or b.shape != (job["k"], job["n"]) or commit_a(a).hex() != job["H_A"]
-                or commit_b(b).hex() != job["H_B"]):
+        roots = (operand_roots(a, b) if a.dtype == np.int8 and b.dtype == np.int8 and a.shape == (job["m"], job["k"])
+                 and b.shape == (job["k"], job["n"]) else None)  # B comes column-major: its columns hashed in place
+        if roots is None or roots.h_a.hex() != job["H_A"] or roots.h_b.hex() != job["H_B"]:
             self._skip(job_id, f"the matrices served for job {job['job_id'][:16]}… do not match H_A/H_B")
             return None
         r = rank_for(self.network, job["k"])
@@ -133,7 +135,7 @@ class JobTaker:
                         job_id)
         self.stats.taken += 1
         self.say(f"took job {job['job_id'][:16]}… {job['m']}×{job['n']}×{job['k']} for {job['reward']} units")
-        return JobWork(job_id, job, in_order(a, fortran=False), in_order(b, fortran=False), spec)
+        return JobWork(job_id, job, in_order(a, fortran=False), in_order(b, fortran=False), spec, roots)
 
     def _skip(self, job_id: bytes, why: str) -> None:
         self.skipped.add(job_id)

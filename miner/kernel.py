@@ -192,6 +192,12 @@ def commit_result(c: np.ndarray, threads: int | None = None, path: str | None = 
     return work.commit_result(c, partial(leaf_hashes, threads=threads, path=path))
 
 
+def operand_roots(a: np.ndarray, b: np.ndarray, threads: int | None = None) -> work.OperandRoots:
+    """``consensus.work.OperandRoots`` (A's and B's group roots: H_A, H_B and a proof's paths) with
+    the lines hashed by ``leaf_hashes``."""
+    return work.OperandRoots.of(a, b, partial(leaf_hashes, threads=threads))
+
+
 def selftest() -> bool:
     """Every available path, mining and leaf hashing, against ``consensus.work`` on a small random
     template."""

@@ -174,7 +174,8 @@ class MiningSession:
         """One kernel call on the current template; submits the block if a tile wins."""
         template = self._current_template()
         (m, k), n = a.shape, b.shape[1]
-        spec = WorkSpec(m, n, k, r, kernel.commit_a(a, self.threads), kernel.commit_b(b, self.threads))
+        roots = kernel.operand_roots(a, b, self.threads)  # H_A, H_B, and the paths of a proof if a tile wins
+        spec = WorkSpec(m, n, k, r, roots.h_a, roots.h_b)
         header = template.header_for(self.miner, self._nonce, spec, int(time.time()))
         self._nonce += 1
         product, winners = kernel.matmul(a, b, header, threads=self.threads)
@@ -182,7 +183,7 @@ class MiningSession:
         self.stats.macs += m * n * k
         if winners:
             self.stats.found += 1
-            self._submit(template, assemble_block(header, a, b, winners[0], template.txs))
+            self._submit(template, assemble_block(header, a, b, winners[0], template.txs, roots))
         return product
 
     def _current_template(self) -> Template:

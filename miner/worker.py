@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from consensus.block import WorkSpec
 from consensus.reasons import Reason
-from consensus.work import assemble_block
+from consensus.work import OperandRoots, assemble_block
 
 from . import kernel
 from .jobs import JobTaker, JobWork
@@ -161,8 +161,9 @@ class Miner:
         self.stats = MinerStats()
         self.stop_event = threading.Event()
         self.synthetic = synthetic_matrices(hashlib.sha256(address + os.urandom(16)).digest(), self.m, self.n, self.k)
-        self.synthetic_spec = WorkSpec(self.m, self.n, self.k, self.r, kernel.commit_a(self.synthetic[0], threads),
-                                       kernel.commit_b(self.synthetic[1], threads))
+        self.synthetic_roots = kernel.operand_roots(*self.synthetic, threads)
+        self.synthetic_spec = WorkSpec(self.m, self.n, self.k, self.r, self.synthetic_roots.h_a,
+                                       self.synthetic_roots.h_b)
         self.jobs = jobs
         self.job: JobWork | None = None
         self._job_checked = -math.inf
@@ -174,11 +175,11 @@ class Miner:
         self._handing_lock = threading.Lock()
         self._polled = -math.inf  # when the job thread last followed the claimed jobs
 
-    def _work(self) -> tuple[object, object, WorkSpec]:
-        """(A, B, work spec) to mine now: the current job's, else the synthetic ones."""
+    def _work(self) -> tuple[object, object, WorkSpec, OperandRoots]:
+        """(A, B, work spec, their group roots) to mine now: the current job's, else the synthetic ones."""
         if self.job is not None:
-            return self.job.a, self.job.b, self.job.spec
-        return (*self.synthetic, self.synthetic_spec)
+            return self.job.a, self.job.b, self.job.spec, self.job.roots
+        return (*self.synthetic, self.synthetic_spec, self.synthetic_roots)
 
     def _follow_jobs(self) -> None:
         """Keep the next job coming: a background thread follows what was claimed, chooses the
@@ -255,7 +256,7 @@ class Miner:
                     self.stop_event.wait(wait)
                     continue
                 self._follow_jobs()
-                a, b, spec = self._work()
+                a, b, spec, roots = self._work()
                 self.stats.block_macs = expected_macs(template.target, spec.m, spec.n, spec.k)
                 header = template.header_for(self.address, nonce, spec, int(time.time()))
                 nonce += 1
@@ -275,7 +276,7 @@ class Miner:
                 if watcher.changed.is_set() or self.client.call("getbestblockhash") != template.prev_hash.hex():
                     self.stats.stale += 1  # the tip moved while we computed: never submit for an old tip
                     continue
-                self.stop_event.wait(self._submit(assemble_block(header, a, b, winners[0], template.txs)))
+                self.stop_event.wait(self._submit(assemble_block(header, a, b, winners[0], template.txs, roots)))
                 template = Template.from_json(self.client.call("getblocktemplate"))
                 fetched = time.monotonic()
         finally:

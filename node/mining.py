@@ -38,7 +38,8 @@ def solve_template(template: Template, miner: bytes, max_tries: int = 10_000,
     m, n, k, r = default_shape(template.network)
     seed = hashlib.sha256(template.prev_hash + miner).digest()
     a, b = synthetic_matrices(seed, m, n, k)
-    spec = WorkSpec(m, n, k, r, kernel.commit_a(a), kernel.commit_b(b))
+    roots = kernel.operand_roots(a, b)  # H_A, H_B and the proof's paths
+    spec = WorkSpec(m, n, k, r, roots.h_a, roots.h_b)
     first = int.from_bytes(os.urandom(8), "little") >> 1  # never rebuild a block seen before
     for nonce in range(first, first + max_tries):
         if stop():
@@ -46,5 +47,5 @@ def solve_template(template: Template, miner: bytes, max_tries: int = 10_000,
         header = template.header_for(miner, nonce, spec)
         winners = kernel.mine(header, a, b)
         if winners:
-            return assemble_block(header, a, b, winners[0], template.txs)
+            return assemble_block(header, a, b, winners[0], template.txs, roots)
     return None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from consensus import work
@@ -74,6 +75,20 @@ def test_proof_round_trip_and_tampering() -> None:
     t = hdr.ticket
     assert work.proof_error(hdr.replace(ticket=Ticket(t.a, t.b, bytes(32))), block.proof) == "bad-ticket-digest"
     assert work.proof_error(hdr.replace(ticket=Ticket(m // 32, t.b, t.digest)), block.proof) == "bad-ticket-tile"
+
+
+def test_operand_roots_commit_to_a_and_b_and_build_the_same_proofs(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(12)
+    a, b = random_matrices(rng, 96, 64, 128)
+    roots = work.OperandRoots.of(a, b)
+    assert (roots.h_a, roots.h_b) == (work.commit_a(a), work.commit_b(b))
+    assert roots == work.OperandRoots.of(a, np.asfortranarray(b))  # B's columns, whatever its order
+    want = {(ta, tb): work.build_proof(a, b, ta, tb) for ta in range(3) for tb in range(2)}
+
+    def no_hashing(*_: object) -> None:
+        raise AssertionError("a proof from known roots hashed A or B again")
+    monkeypatch.setattr(work, "group_roots", no_hashing)
+    assert all(work.build_proof(a, b, ta, tb, roots) == proof for (ta, tb), proof in want.items())
 
 
 def test_losing_ticket_is_rejected() -> None:
