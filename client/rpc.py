@@ -10,6 +10,7 @@ import base64
 import http.client
 import itertools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -126,11 +127,14 @@ class RpcClient:
     def _post(self, body: bytes) -> tuple[int, bytes]:
         return self._request("POST", self._path, body, self._headers)
 
-    def http(self, method: str, path: str, body: bytes | None = None) -> bytes:
-        """A plain authenticated HTTP request to another route of the node (``/matrix/…``);
-        the body of a 200 answer, else ``BadResponse`` with the node's reason."""
+    def http(self, method: str, path: str, body: bytes | Sequence[bytes | memoryview] | None = None) -> bytes:
+        """A plain authenticated HTTP request to another route of the node (``/matrix/…``), its
+        body bytes or parts sent one after another; the body of a 200 answer, else
+        ``BadResponse`` with the node's reason."""
         headers = {k: v for k, v in self._headers.items() if k == "Authorization"}
         headers["Content-Type"] = "application/octet-stream"
+        if body is not None and not isinstance(body, bytes):
+            headers["Content-Length"] = str(sum(memoryview(part).nbytes for part in body))
         status, data = self._request(method, path, body, headers)
         if status in (401, 403):
             raise AuthFailed(self.url, status)
@@ -139,7 +143,8 @@ class RpcClient:
             raise BadResponse(f"HTTP {status} from {method} {path}: {reason}")
         return data
 
-    def _request(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
+    def _request(self, method: str, path: str, body: bytes | Sequence[bytes | memoryview] | None,
+                 headers: dict[str, str]) -> tuple[int, bytes]:
         cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
         conn = cls(self._host, self._port, timeout=self.timeout)
         try:

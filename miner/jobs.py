@@ -19,7 +19,7 @@ from consensus.keys import PrivateKey, encode_address
 from consensus.params import Network
 from consensus.tx import JobResult, claim_of, make_tx
 
-from client.market import in_order, npy_array, npy_bytes
+from client.market import in_order, npy_array, npy_parts
 from client.rpc import RpcClient, RpcClientError, RpcError
 from client.rpccodes import RpcCode
 
@@ -154,7 +154,7 @@ class JobTaker:
             self.say(self.stats.last_problem + "; mining on without claiming it")
             return False
         try:
-            self.client.http("PUT", f"/matrix/C?worker={self.address}&job_id={work.job_id.hex()}", npy_bytes(c32))
+            self.client.http("PUT", f"/matrix/C?worker={self.address}&job_id={work.job_id.hex()}", npy_parts(c32))
             claim = claim_of(self.key.address, commit_result(c32))
             tx = make_tx(self.key, self.network.chain_id, account["pending_nonce"], self.fee,
                          JobResult(work.job_id, claim, bond))
