@@ -76,7 +76,8 @@ static const geometry_t GEOMETRY[] = {
 };
 
 typedef struct {
-    const int8_t *a, *b;                     /* A (m×k), B (k×n) */
+    const int8_t *a, *b;                     /* A (m×k), B (k×n; with b_cols its columns, n×k) */
+    int b_cols;                               /* B given column-major: element (j, col) at b[col·k + j] */
     const uint8_t *s_a, *s_b;                /* noise seeds; s_b NULL: no noise (plain GEMM) */
     int m, n, k, r, limit;                   /* |A|, |B| entries must not exceed limit */
     const uint8_t *threshold;                /* NULL: every tile wins */
@@ -548,6 +549,47 @@ __attribute__((target("avx512f"))) static void groups_y_avx512(const job_t *J, i
 }
 #endif
 
+/* Y for a column-major B: all k rows of the 16-column group g at once (y: the group's [r][16]). */
+static void group_y_cols_scalar(const job_t *J, int g, int j0, int32_t *y) {
+    for (int c = 0; c < 16; c++) {
+        const int8_t *col = J->b + (size_t)(16 * g + c) * J->k;
+        for (int j = j0; j < J->k; j++) y[16 * J->ep[j] + c] += col[j], y[16 * J->eq[j] + c] -= col[j];
+    }
+}
+
+#ifdef POUW_X86
+/* 64 k-values at a time: the group's 16 columns × 64 bytes transposed as dwords (a quad of each
+ * column a lane), each k-value's 16 entries then sign-extended out of their byte of the lane. */
+__attribute__((target("avx512f"))) static void group_y_cols_avx512(const job_t *J, int g, int32_t *y) {
+    const int body = J->k / 64 * 64;
+    for (int j0 = 0; j0 < body; j0 += 64) {
+        __m512i cols[16], quads[16];
+        for (int c = 0; c < 16; c++)
+            cols[c] = _mm512_loadu_si512(J->b + (size_t)(16 * g + c) * J->k + j0);
+        transpose16x16_epi32(cols, quads);
+        for (int x = 0; x < 16; x++)
+            for (int t = 0; t < 4; t++) {
+                const int j = j0 + 4 * x + t;
+                const __m512i v = _mm512_srai_epi32(_mm512_slli_epi32(quads[x], 24 - 8 * t), 24);
+                int32_t *yp = y + 16 * J->ep[j], *yq = y + 16 * J->eq[j];
+                _mm512_storeu_si512(yp, _mm512_add_epi32(_mm512_loadu_si512(yp), v));
+                _mm512_storeu_si512(yq, _mm512_sub_epi32(_mm512_loadu_si512(yq), v));
+            }
+    }
+    group_y_cols_scalar(J, g, body, y);
+}
+#endif
+
+static void group_y_cols(const job_t *J, int g, int32_t *y) {
+#ifdef POUW_X86
+    if (J->path == PATH_AVX512 || J->path == PATH_AMX) {
+        group_y_cols_avx512(J, g, y);
+        return;
+    }
+#endif
+    group_y_cols_scalar(J, g, 0, y);
+}
+
 static void groups_y(const job_t *J, int g0, int count, int j0, int j1, int32_t *y) {
 #ifdef POUW_X86
     if (J->path == PATH_AVX512 || J->path == PATH_AMX) {
@@ -575,13 +617,19 @@ static void pack_b(job_t *J, int tb, int count) {
         const size_t panel = first + i;
         int8_t *T = J->s_b ? J->factors + panel * panel_xof : NULL;
         if (T) noise_factor(J, J->xof + panel * panel_xof, T);
-        P[i] = (panel_t){J->b + (size_t)(tb + i) * TILE, 1, (size_t)J->n, T, J->fp, J->fq, 0, J->limit, 16,
-                         (size_t)J->k, J->bp + (size_t)(tb + i) * TILE * J->k};
+        P[i] = J->b_cols ? (panel_t){J->b + (size_t)(tb + i) * TILE * J->k, (size_t)J->k, 1, T, J->fp, J->fq, 0,
+                                     J->limit, 16, (size_t)J->k, J->bp + (size_t)(tb + i) * TILE * J->k}
+                         : (panel_t){J->b + (size_t)(tb + i) * TILE, 1, (size_t)J->n, T, J->fp, J->fq, 0, J->limit,
+                                     16, (size_t)J->k, J->bp + (size_t)(tb + i) * TILE * J->k};
     }
     const int g1 = 2 * (tb + count); /* the 16-column groups 2tb … g1 − 1 */
     if (J->recover) memset(J->y0 + (size_t)2 * tb * 16 * J->r, 0, (size_t)(g1 - 2 * tb) * 16 * J->r * sizeof *J->y0);
     int bad = 0;
-    for (int j = 0; j < J->k; j += B_ROWS) {
+    for (int i = 0; J->b_cols && i < count; i++) /* columns are lines: packed as A's rows are, whole */
+        bad |= pack_panel(J, &P[i], 0, J->k);
+    for (int g = 2 * tb; J->b_cols && J->recover && g < g1; g++)
+        group_y_cols(J, g, J->y0 + (size_t)g * 16 * J->r);
+    for (int j = 0; !J->b_cols && j < J->k; j += B_ROWS) {
         const int j1 = j + B_ROWS < J->k ? j + B_ROWS : J->k;
         for (int i = 0; i < count; i++) bad |= pack_panel(J, &P[i], j, j1);
         for (int g = 2 * tb; J->recover && g < g1; g += Y_GROUPS)
@@ -1304,7 +1352,7 @@ static PyObject *finish(job_t *J, Py_buffer *bufs, int nbufs) {
 
 static PyObject *py_mine(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"a", "b", "s_a", "s_b", "threshold", "lanes", "digests", "wins", "c",
-                             "m", "n", "k", "r", "path", "threads", "recover", NULL};
+                             "m", "n", "k", "r", "path", "threads", "recover", "b_cols", NULL};
     enum { NB = 9 };
     Py_buffer v[NB];
     PyObject *thr_obj, *c_obj;
@@ -1312,9 +1360,9 @@ static PyObject *py_mine(PyObject *self, PyObject *args, PyObject *kw) {
     job_t J = {0};
     J.threads = 1;
     memset(v, 0, sizeof v);
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*y*y*Ow*w*w*Oiiii|zip", kwlist, &v[0], &v[1], &v[2],
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*y*y*Ow*w*w*Oiiii|zipp", kwlist, &v[0], &v[1], &v[2],
                                      &v[3], &thr_obj, &v[4], &v[5], &v[6], &c_obj, &J.m, &J.n, &J.k, &J.r,
-                                     &path, &J.threads, &J.recover))
+                                     &path, &J.threads, &J.recover, &J.b_cols))
         return NULL;
     const size_t m = J.m, n = J.n, k = J.k, T = (m / TILE) * (n / TILE);
     if (J.r > MAX_RANK) {
@@ -1351,14 +1399,14 @@ fail:
 }
 
 static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"a", "b", "c", "m", "n", "k", "block", "path", "threads", NULL};
+    static char *kwlist[] = {"a", "b", "c", "m", "n", "k", "block", "path", "threads", "b_cols", NULL};
     Py_buffer v[3];
     const char *path = NULL;
     job_t J = {0};
     J.threads = 1;
     memset(v, 0, sizeof v);
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*w*iiii|zi", kwlist, &v[0], &v[1], &v[2], &J.m,
-                                     &J.n, &J.k, &J.r, &path, &J.threads))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*w*iiii|zip", kwlist, &v[0], &v[1], &v[2], &J.m,
+                                     &J.n, &J.k, &J.r, &path, &J.threads, &J.b_cols))
         return NULL;
     const size_t m = J.m, n = J.n, k = J.k;
     if (check_dims(J.m, J.n, J.k, J.r, J.threads) || check_len(&v[0], m * k, "a") ||

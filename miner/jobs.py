@@ -135,7 +135,8 @@ class JobTaker:
                         job_id)
         self.stats.taken += 1
         self.say(f"took job {job['job_id'][:16]}… {job['m']}×{job['n']}×{job['k']} for {job['reward']} units")
-        return JobWork(job_id, job, in_order(a, fortran=False), in_order(b, fortran=False), spec, roots)
+        # B stays column-major, as the node serves it: the kernel packs it from its columns
+        return JobWork(job_id, job, in_order(a, fortran=False), b, spec, roots)
 
     def _skip(self, job_id: bytes, why: str) -> None:
         self.skipped.add(job_id)

@@ -68,6 +68,15 @@ def _int8(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.int8)
 
 
+def _b_operand(b: np.ndarray) -> tuple[np.ndarray, bool]:
+    """B for the C kernel: its rows (C order), or its columns where B is column-major (as the
+    node stores and serves it), which the kernel packs as they lie instead of B being copied
+    into rows first."""
+    if b.flags.f_contiguous and not b.flags.c_contiguous:
+        return _int8(b.T), True
+    return _int8(b), False
+
+
 def _product(m: int, n: int) -> np.ndarray:
     """An uninitialised m×n int32 array starting on a 64-byte boundary (the kernel then writes
     whole cache lines with streaming stores instead of reading each line in first)."""
@@ -101,10 +110,11 @@ def run(header: Header, a: np.ndarray, b: np.ndarray, *, want_product: bool = Fa
     threshold = win_threshold(header.target, w.k)
     out = WorkResult(np.empty((tiles, 16), np.uint32), np.empty((tiles, 32), np.uint8),
                      np.empty(tiles, np.bool_), _product(w.m, w.n) if want_product or recover else None)
-    _kernel.mine(_int8(a), _int8(b), s.s_a, s.s_b,
+    b_data, b_cols = _b_operand(b)
+    _kernel.mine(_int8(a), b_data, s.s_a, s.s_b,
                  threshold.to_bytes(32, "big") if threshold < 1 << 256 else None,
                  out.lanes, out.digests, out.wins.view(np.uint8), out.product,
-                 w.m, w.n, w.k, w.r, path=path, threads=threads or default_threads(), recover=recover)
+                 w.m, w.n, w.k, w.r, path=path, threads=threads or default_threads(), recover=recover, b_cols=b_cols)
     return out
 
 
@@ -148,7 +158,8 @@ def gemm(a: np.ndarray, b: np.ndarray, block: int = 64, threads: int | None = No
         return (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
     (m, k), n = a.shape, b.shape[1]
     c = _product(m, n)
-    _kernel.gemm(_int8(a), _int8(b), c, m, n, k, block, path=path, threads=threads or default_threads())
+    b_data, b_cols = _b_operand(b)
+    _kernel.gemm(_int8(a), b_data, c, m, n, k, block, path=path, threads=threads or default_threads(), b_cols=b_cols)
     return c
 
 

@@ -181,6 +181,27 @@ def test_deep_cases_match_consensus(path: str, shape: tuple) -> None:
     assert winners == [t for t in want if t.wins]
 
 
+@pytest.mark.parametrize("path", C_PATHS)
+@settings(max_examples=10, deadline=None)
+@given(case=cases(), odd_k=st.booleans())
+def test_a_column_major_b_gives_the_same_results(path: str, case: tuple, odd_k: bool) -> None:
+    """B as the node serves it (Fortran order) is packed from its columns: the same tiles, winners,
+    recovered product and plain product as from its rows; k not a multiple of 64 (r = 44) takes
+    the column-major Y's tail."""
+    m, n, k, r, seed, nonce, target = case
+    if odd_k:
+        k, r = 44 * (1 + seed % 9), 44
+    a, b = operands(seed, m, n, k)
+    b[:, -1] = -64  # the extremes along a whole column
+    columns = np.asfortranarray(b)
+    header = template(a, b, r, nonce, target)
+    assert kernel.all_tiles(header, a, columns, threads=2, path=path) == consensus_tiles(header, a, b)
+    product, winners = kernel.matmul(a, columns, header, threads=2, path=path)
+    assert np.array_equal(product, a.astype(np.int64) @ b.astype(np.int64))
+    assert winners == kernel.matmul(a, b, header, threads=2, path=path)[1]
+    assert np.array_equal(kernel.gemm(a, columns, block=r, path=path), kernel.gemm(a, b, block=r, path=path))
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from /proc")
 @pytest.mark.parametrize("path", C_PATHS)
 def test_worker_threads_persist_across_calls(path: str) -> None:
