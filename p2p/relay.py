@@ -107,6 +107,17 @@ class Relay:
                                           if lim.matrix_rate > 0 else None,
                                           TokenBucket(lim.upload_rate, lim.upload_burst, self._clock))
         self.tx_requests.add_peer(peer.id)
+        self._announce_pool(peer)
+
+    def _announce_pool(self, peer: Peer) -> None:
+        """Tell a new peer what our pool holds (as geth does), up to what it tracks from one peer:
+        a tx whose relay a dropped connection cut short would otherwise never reach it, and
+        every later tx of its sender would wait behind the nonce gap."""
+        txids = [h for h in self.mempool.txids()[:self.limits.max_peer_tx_announced] if h not in peer.known]
+        for h in txids:
+            peer.known.add(h)
+        for start in range(0, len(txids), wire.MAX_INV):
+            peer.send("inv", [[wire.INV_TX, h] for h in txids[start:start + wire.MAX_INV]])
 
     def remove_peer(self, peer: Peer) -> None:
         st = self._state.pop(peer.id, None)

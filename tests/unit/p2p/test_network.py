@@ -84,6 +84,25 @@ def test_block_and_tx_propagate_along_a_line(tmp_path) -> None:
     run(body())
 
 
+def test_a_new_peer_hears_of_the_txs_already_pooled(tmp_path) -> None:
+    """A tx announced while no peer was connected (or to a connection that then dropped) reaches
+    a peer that connects later, and so does the tx of the same sender queued behind it."""
+    a, b = nodes = line(tmp_path, 2)
+    for n in nodes:
+        n.chain.submit_blocks(CHAIN[:20])
+
+    async def body() -> None:
+        async with running(*nodes):
+            first = transfer(FAUCET, 0, key(5).address, 10**8, fee=10_000)
+            second = transfer(FAUCET, 1, key(6).address, 10**8, fee=10_000)
+            for tx in (first, second):
+                assert a.mempool.add(tx) == [tx]
+                a.p2p.announce_tx(tx)  # to nobody yet
+            await connect(b, a)
+            await wait_until(lambda: first.txid in b.mempool and second.txid in b.mempool, 10, "pooled txs reached b")
+    run(body())
+
+
 def test_longer_fork_wins_over_p2p(tmp_path) -> None:
     a, b = line(tmp_path, 2)
     a.chain.submit_blocks(CHAIN[:30])
