@@ -18,6 +18,14 @@ replies gets no more); the reader queues them meanwhile, up to ``inbox_bytes``, 
 Matrix traffic skips the queue: ``matrix`` replies to our requests are taken as they come,
 and ``getmatrix`` replies go out as the send buffer allows (``Relay``), so neither waits
 behind a drain.
+
+The send buffer has two marks. Matrix replies, the bulk of the traffic, are written only while
+it holds at most ``matrix_high_water`` (``matrix_room``/``matrix_drain``); so they take at most
+that plus one frame of it, and whatever else we send (a block, a tx, a pong) goes out behind at
+most that much. Handling the peer's other messages waits only while the buffer holds more than
+``send_high_water``, which is above anything matrix replies fill: a block request waits on the
+peer reading its own replies, never on our serving it a matrix (a node that did made its peer
+give up on a block download behind a stream of matrix replies).
 """
 from __future__ import annotations
 
@@ -55,10 +63,15 @@ class PeerLimits:
     ping_interval: float = 60.0
     ping_timeout: float = 60.0  # a ping unanswered for this long disconnects
     inactivity_timeout: float = 600.0  # nothing received for this long disconnects
-    send_high_water: int = 4 * 1024 * 1024  # handling its messages pauses above this (getmatrix replies wait)
+    send_high_water: int = 16 * 1024 * 1024  # handling its messages pauses above this
+    matrix_high_water: int = 1024 * 1024  # getmatrix replies wait above this (and until it drains to a quarter)
     send_hard_limit: int = 64 * 1024 * 1024  # a peer that lets more pile up is disconnected
     inbox_bytes: int = 16 * 1024 * 1024  # received messages waiting to be handled (then its input waits)
     known_inventory: int = 50000
+
+    def __post_init__(self) -> None:
+        if self.send_high_water < self.matrix_high_water + wire.FRAME_HEADER + wire.MAX_PAYLOAD:
+            raise ValueError("send_high_water must leave room for the matrix replies below it")
 
 
 @dataclass
@@ -147,7 +160,7 @@ class Peer:
         self._inbox_bytes = 0
         self._inbox_room = asyncio.Event()
         transport = writer.transport
-        transport.set_write_buffer_limits(high=limits.send_high_water)
+        transport.set_write_buffer_limits(high=limits.matrix_high_water)
 
     def __repr__(self) -> str:
         return f"<peer {self.id} {self.addr} {'in' if self.inbound else 'out'}>"
@@ -162,17 +175,27 @@ class Peer:
         data = wire.frame(self.host.magic, payload)
         self.writer.write(data)
         self.bytes_sent += len(data)
-        if self.writer.transport.get_write_buffer_size() > self.limits.send_hard_limit:
+        if self._buffered() > self.limits.send_hard_limit:
             self.close("send buffer overflow")
 
+    def _buffered(self) -> int:
+        return self.writer.transport.get_write_buffer_size()
+
     async def drain(self) -> None:
-        """Wait while the send buffer is above its high-water mark (backpressure for serving)."""
-        if not self.closed:
+        """Wait while the send buffer holds more than ``send_high_water`` (backpressure for
+        answering its messages; matrix replies alone never fill it that far)."""
+        if not self.closed and self._buffered() > self.limits.send_high_water:
             await self.writer.drain()
 
-    def sending_full(self) -> bool:
-        """True while the send buffer is above its high-water mark (``drain`` would wait)."""
-        return self.writer.transport.get_write_buffer_size() > self.limits.send_high_water
+    def matrix_room(self) -> bool:
+        """True while a matrix reply may be written now: the send buffer holds at most
+        ``matrix_high_water``."""
+        return self._buffered() <= self.limits.matrix_high_water
+
+    async def matrix_drain(self) -> None:
+        """Wait until the send buffer has drained to a quarter of ``matrix_high_water``."""
+        if not self.closed:
+            await self.writer.drain()
 
     # --- misbehaviour and closing ----------------------------------------------------
     def misbehave(self, score: int, reason: str) -> None:

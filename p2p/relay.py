@@ -17,7 +17,7 @@ matrix transfer by key: H_A, H_B or a claim (PROTOCOL §6, §7).
   peer's, or refused by policy (``TxRefused``) scores nothing.
 * ``inv`` entries are rate limited per peer, the excess dropped; ``getmatrix`` replies
   are answered in order and paced per peer (``matrix_rate``, 0: not paced), each once the
-  send buffer is below its high-water mark: one over the byte budget waits until the budget
+  send buffer is below its matrix mark (``Peer.matrix_room``): one over the byte budget waits until the budget
   allows it (a large matrix arrives at the rate, not cut off after the burst), up to
   ``matrix_queue`` requests wait in order, and while that many wait nothing more is read
   from the peer (an honest fetcher keeps a few in flight).  Waiting for the budget or the
@@ -269,7 +269,7 @@ class Relay:
         """Send the replies the budget and the send buffer allow now; schedule the next one
         that must wait for either."""
         while st.matrix_asked:
-            if peer.sending_full():
+            if not peer.matrix_room():
                 if not st.matrix_draining:
                     st.matrix_draining = True
                     asyncio.ensure_future(self._serve_matrices_drained(peer, st))
@@ -286,7 +286,7 @@ class Relay:
 
     async def _serve_matrices_drained(self, peer: Peer, st: _PeerRelay) -> None:
         try:
-            await peer.drain()
+            await peer.matrix_drain()
         except (ConnectionError, OSError):
             return  # the connection is closing: nothing more to serve
         finally:

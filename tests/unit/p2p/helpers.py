@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -123,9 +124,16 @@ class RawPeer:
         self.auto_pong = True
 
     @classmethod
-    async def open(cls, node: Node, source_ip: str = "127.0.0.1") -> RawPeer:
-        reader, writer = await asyncio.open_connection("127.0.0.1", node.p2p.listen_port,
-                                                       local_addr=(source_ip, 0))
+    async def open(cls, node: Node, source_ip: str = "127.0.0.1", rcvbuf: int | None = None) -> RawPeer:
+        """Connect from ``source_ip``; ``rcvbuf``: the socket's receive buffer (set before the
+        handshake, which fixes the window scale), to stand for a link whose buffers are full."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        sock.bind((source_ip, 0))
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", node.p2p.listen_port))
+        reader, writer = await asyncio.open_connection(sock=sock)
         return cls(reader, writer)
 
     def send_raw(self, data: bytes) -> None:
