@@ -21,7 +21,11 @@
   ``max_in_flight`` block requests; the lowest heights within
   ``window`` of our tip go first, spread over all sources.  A peer that owes
   blocks and delivered none for ``stall_timeout`` is disconnected and its
-  requests go to other sources.
+  requests go to other sources, when another peer is a source of one of them;
+  our only source of them is given ``block_timeout`` (as Bitcoin Core waits
+  minutes before dropping a peer a download waits on), since dropping it gets
+  us them from no one sooner, and its link may be busy with other traffic
+  (the matrices of a job).
 * Received blocks are batched (all that arrived before the event loop next
   idles) and handed to ``chain.submit_blocks`` in height order, each with its
   sender as source.  One whose parent's data has not arrived waits in the
@@ -63,7 +67,8 @@ class SyncLimits:
     max_in_flight: int = 16  # block requests per peer
     window: int = 1024  # blocks beyond our tip that may be requested
     header_lead: int = 4 * wire.MAX_HEADERS  # accepted headers per peer without their blocks yet
-    stall_timeout: float = 15.0  # a block request unanswered for this long disconnects
+    stall_timeout: float = 15.0  # a block request unanswered for this long disconnects, if another peer has it
+    block_timeout: float = 120.0  # … and, if no other peer has it, for this long
     headers_timeout: float = 60.0  # a getheaders unanswered for this long disconnects
     unconnecting_limit: int = 10  # unconnecting headers replies per score increment
     headers_chunk: int = 100  # headers added per event-loop turn
@@ -534,10 +539,16 @@ class Sync:
         for st in list(self._peers.values()):
             if st.spot_check is not None and st.spot_check not in self._in_flight:  # its fetcher went
                 self._request(st, [st.spot_check])
-            if st.in_flight and now - st.progress_at > self.limits.stall_timeout:
+            waited = now - st.progress_at if st.in_flight else 0.0
+            if waited > self.limits.block_timeout or (waited > self.limits.stall_timeout and self._elsewhere(st)):
                 st.peer.close("block download stalled")
             elif st.headers_sent_at is not None and now - st.headers_sent_at > self.limits.headers_timeout:
                 st.peer.close("getheaders timed out")
+
+    def _elsewhere(self, st: PeerSync) -> bool:
+        """True when another peer is a source of a block ``st``'s peer owes us."""
+        sources = (self._wanted[h][1] for h in st.in_flight if h in self._wanted)
+        return any(ids - {st.peer.id} for ids in sources)
 
     # --- receiving blocks --------------------------------------------------------------
     def on_block(self, peer: Peer, received: ReceivedBlock) -> None:

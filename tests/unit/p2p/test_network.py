@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import time
 from dataclasses import replace
 
@@ -23,6 +24,9 @@ from tests.unit.p2p.helpers import (FAST_PEER, FAST_SYNC, NOW, Node, RawPeer, co
 CHAIN = build_chain(genesis_header(), 200)
 BY_HASH = {blk.hash: blk for blk in CHAIN}
 BLOCK_BYTES = len(CHAIN[0].encode())
+
+
+SMALL_SOCKET_BUFFER = 256 * 1024  # the kernel's buffers of a busy link: the node's own send buffer is what fills
 
 
 def peer_to(node, addr: str):
@@ -279,6 +283,35 @@ def test_stalling_peer_is_dropped_and_blocks_reassigned(tmp_path) -> None:
     run(body())
 
 
+def test_our_only_source_of_blocks_is_given_longer_than_a_stall(tmp_path) -> None:
+    """A peer that owes blocks no other peer has is not dropped after ``stall_timeout`` (it was,
+    with its link busy serving a job's matrices, and the blocks came from no one sooner): it
+    delivers them late and stays; withholding them past ``block_timeout`` still drops it."""
+    c = make_node(tmp_path / "c", max_outbound=0,
+                  sync_limits=replace(FAST_SYNC, stall_timeout=0.5, block_timeout=3.0))
+
+    async def body() -> None:
+        async with running(c):
+            slow = await RawPeer.open(c, "127.0.0.2")
+            await slow.handshake(height=40)
+            await slow.expect("getheaders")
+            slow.send("headers", [blk.header.to_list() for blk in CHAIN[:40]])
+            (check,) = (await slow.expect("getdata")).args[0]  # the spot check of the batch
+            slow.send_raw(wire.frame(REGTEST.magic, wire.block_payload(BY_HASH[check[1]].encode())))
+            asked = (await slow.expect("getdata")).args[0]
+            await asyncio.sleep(1.5)  # three stall timeouts
+            for _, h in asked:
+                slow.send_raw(wire.frame(REGTEST.magic, wire.block_payload(BY_HASH[h].encode())))
+            await wait_until(lambda: c.height >= len(asked), 5, "the late blocks connected")
+            withheld = (await slow.expect("getdata")).args[0]
+            assert withheld and c.p2p.peer_info()  # still connected, asked for the next ones
+            start = time.monotonic()
+            assert await slow.closed(6.0)
+            assert time.monotonic() - start > 1.0  # not at the stall timeout
+            assert c.p2p.list_banned() == []
+    run(body())
+
+
 def test_notfound_moves_the_request(tmp_path) -> None:
     a = make_node(tmp_path / "a")
     a.chain.submit_blocks(CHAIN[:50])
@@ -530,6 +563,46 @@ def test_two_nodes_fetching_each_others_matrices_at_once_do_not_deadlock(tmp_pat
             got = await asyncio.gather(a.p2p.relay.fetch_lines(b_at_a, key_b, count, width, timeout=10.0),
                                        b.p2p.relay.fetch_lines(a_at_b, key_a, count, width, timeout=10.0))
             assert got[0] == rows_b and got[1] == rows_a
+    run(body())
+
+
+def test_a_block_asked_for_behind_a_stream_of_matrix_replies_waits_for_little_of_it(tmp_path) -> None:
+    """A peer fetching 16 MiB of matrix rows unpaced (256 KiB replies) over a link whose kernel
+    buffers are full asks for a block and a pong. Matrix replies used to fill the send buffer to
+    4 MiB, so the block and the pong went out behind 16 or more of them, and each message of the
+    peer's waited for the buffer to drain (on a loaded LAN a block download gave up behind such
+    a stream: "block download stalled"). Now matrix replies stop at 1 MiB: both come behind a
+    few, however the peer reads."""
+    width = 256 * 1024
+    node = make_node(tmp_path, max_outbound=0, relay_limits=RelayLimits(matrix_rate=0),
+                     matrix_source=Matrices({b"\x5a" * 32: [bytes([7]) * width] * 64}))
+    node.chain.submit_blocks(CHAIN[:3])
+    block = CHAIN[2]
+
+    async def body() -> None:
+        async with running(node):
+            raw = await RawPeer.open(node, rcvbuf=SMALL_SOCKET_BUFFER)
+            await raw.handshake()
+            await wait_until(lambda: len(list(node.p2p.manager.ready_peers())) == 1, 5, "the raw peer ready")
+            (peer,) = node.p2p.manager.ready_peers()
+            peer.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_SOCKET_BUFFER)
+            for first in range(64):
+                raw.send("getmatrix", b"\x5a" * 32, first, 1)
+            await asyncio.sleep(0.3)  # the node serves what the buffers take while nothing is read
+            raw.send("ping", 1)
+            raw.send("getdata", [[wire.INV_BLOCK, block.hash]])
+            await asyncio.sleep(0.3)
+            replies_before, pong_after = 0, None
+            while (msg := await raw.recv(10.0)).command != "block":
+                replies_before += msg.command == "matrix"
+                if msg.command == "pong":
+                    pong_after = replies_before
+            assert wire.block_from_message(msg).block.hash == block.hash
+            # ≤ 10: 1 MiB in the node's buffer and one reply over it, and what the two sockets'
+            # buffers (twice 256 KiB each) and the reader hold; before, 19 or more
+            assert pong_after is not None and pong_after <= 10, f"the pong came behind {pong_after} of 64 matrix replies"
+            assert replies_before <= 10, f"the block came behind {replies_before} of 64 matrix replies"
+            raw.close()
     run(body())
 
 
