@@ -1,5 +1,7 @@
 /* The physical int8 limit of one core, measured: a throughput loop of the path's multiply
- * instruction (TDPBSSD on AMX, vpdpbusd zmm / ymm, or vpmaddubsw ymm on AVX2) timed against the core clock,
+ * instruction (TDPBSSD on AMX, vpdpbusd zmm / ymm; on AVX2 vpmaddubsw and the vpmaddwd that widens
+ * its int16 pair sums to int32, which int8 MACs into int32 need there and which share its
+ * multiply ports: the pair gives 32 MACs) timed against the core clock,
  * which a chain of dependent imul (3 cycles each on every x86 core since 2006) measures.
  * peak_core() returns int8 MACs per cycle and the clock in GHz from the fastest of a few short
  * trials of each loop, timed in the thread's own CPU time: time spent preempted on a shared
@@ -54,8 +56,8 @@ __attribute__((target("avx2,avxvnni"), noinline)) static void peak_loop_avxvnni(
 }
 
 __attribute__((target("avx2"), noinline)) static void peak_loop_avx2(long iters) {
-    const __m256i s = _mm256_set1_epi8(-5);
-#define OPMADD(x) _mm256_maddubs_epi16(x, s)
+    const __m256i s = _mm256_set1_epi8(-5), ones = _mm256_set1_epi16(1);
+#define OPMADD(x) _mm256_madd_epi16(_mm256_maddubs_epi16(x, s), ones)
     PEAK_LOOP(__m256i, _mm256_set1_epi8(3), OPMADD);
 #undef OPMADD
 }

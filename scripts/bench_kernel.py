@@ -7,12 +7,14 @@ Contenders, all on one thread count:
   ``plain`` (the same kernel as a plain int8 GEMM: no noise, fold or tickets);
 * anchors, each in a fresh subprocess of its own as a user would run it (3 warm-ups there):
   ``onednn_int8`` = ``torch._int_mm`` (oneDNN's s8·s8→s32 GEMM; skipped when torch is not
-  installed) and ``numpy_f32`` (float32 matmul, with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
+  installed, or where torch runs it on a fallback loop instead: CPUs without AVX-512 VNNI or
+  AVX-VNNI) and ``numpy_f32`` (float32 matmul, with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
   removed from its environment, since they slow it);
 * ``reference``: the numpy reference miner, one run (sizes up to 2048 only);
 * ``peak``: the physical limit of the ISA the kernel runs on, int8 MACs per cycle of one core (a
   throughput loop of the path's multiply instruction in the C extension: TDPBSSD on ``amx``,
-  vpdpbusd on the VNNI paths) × threads × the measured clock; "of peak" is against it.  On the
+  vpdpbusd on the VNNI paths, vpmaddubsw with the vpmaddwd that widens it to int32 on ``avx2``)
+  × threads × the measured clock; "of peak" is against it.  On the
   AMX path the vpdpbusd peak is printed too, and ``mine_vnni`` (mine on the AVX-512 VNNI path)
   runs beside the others.
 
@@ -61,10 +63,35 @@ def operands(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 # --- anchors: one fresh process each, driven round by round ----------------------------------
 
+class AnchorUnavailable(Exception):
+    """The anchor's library is missing, or does not run the anchor on this CPU."""
+
+
+# torch._int_mm on a small product with oneDNN's verbose log on: an "exec" line when oneDNN ran it
+# (its GEMM API on VNNI cores: "onednn_verbose,...,exec,cpu,gemm_api,...")
+ONEDNN_PROBE = "import torch; a = torch.ones((256, 256), dtype=torch.int8); torch._int_mm(a, a)"
+
+
+def runs_on_onednn() -> bool:
+    """Whether torch._int_mm runs on oneDNN here. Where torch does not hand it to oneDNN (seen on
+    an AVX2-only Zen 3, without AVX-512 VNNI or AVX-VNNI) it runs a plain loop of its own at about
+    1 GMAC/s: no anchor (at 4096³ its rounds would take half an hour)."""
+    env = dict(os.environ, ONEDNN_VERBOSE="1", DNNL_VERBOSE="1")
+    probe = subprocess.run([sys.executable, "-c", ONEDNN_PROBE], env=env, capture_output=True, text=True, timeout=120)
+    return any(line.startswith(("onednn_verbose", "dnnl_verbose")) and ",exec," in line
+               for line in probe.stdout.splitlines())
+
+
 def anchor_call(name: str, a: np.ndarray, b: np.ndarray, threads: int) -> tuple[Callable[[], object], str]:
-    """The anchor's call on A, B and a description of what runs it (raises ImportError)."""
+    """The anchor's call on A, B and a description of what runs it (raises AnchorUnavailable)."""
     if name == "onednn_int8":
-        import torch
+        try:
+            import torch
+        except ImportError as exc:
+            raise AnchorUnavailable(str(exc)) from exc
+        if not runs_on_onednn():
+            raise AnchorUnavailable(f"torch {torch.__version__} runs _int_mm on its fallback loop on this CPU "
+                                    f"({torch.backends.cpu.get_cpu_capability()}), not on oneDNN")
         torch.set_num_threads(threads)
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         return (lambda: torch._int_mm(ta, tb)), f"torch {torch.__version__} {torch.backends.cpu.get_cpu_capability()}"
@@ -84,7 +111,7 @@ def anchor_child(name: str, size: int, threads: int, clock: Callable[[], float])
     a, b = operands(size)
     try:
         call, runs_on = anchor_call(name, a, b, threads)
-    except ImportError as exc:
+    except AnchorUnavailable as exc:
         print(json.dumps({"why": str(exc)}), flush=True)
         return
     for _ in range(ANCHOR_WARMUPS):
