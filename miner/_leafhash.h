@@ -153,6 +153,16 @@ static void leaf_hash_one(sha256_blocks_fn compress, const uint8_t *line, leaf_s
         }                                                                              \
     } while (0)
 
+/* The digests of `lanes` lines, each from SHA-256's IV: word x of lane i goes to
+ * digest[lanes·x + i] (V, V_SET1 and V_STORE as defined for the width). */
+#define MB_LEAF_HASH(lanes, compress)                                                  \
+    do {                                                                               \
+        V st_[8];                                                                      \
+        for (int i = 0; i < 8; i++) st_[i] = V_SET1(SHA256_IV[i]);                     \
+        MB_LINES(lanes, compress, st_, line, sh);                                      \
+        for (int i = 0; i < 8; i++) V_STORE(digest + (lanes) * i, st_[i]);             \
+    } while (0)
+
 #if defined(__x86_64__) || defined(__i386__)
 #define POUW_LEAF_SIMD 1
 
@@ -185,6 +195,7 @@ __attribute__((target("avx2"))) static inline void transpose8x8_epi32(const __m2
 #define V_CH(e, f, g) _mm256_xor_si256(g, _mm256_and_si256(e, _mm256_xor_si256(f, g)))
 #define V_MAJ(a, b, c) _mm256_or_si256(_mm256_and_si256(a, b), _mm256_and_si256(c, _mm256_or_si256(a, b)))
 #define V_SET1(k) _mm256_set1_epi32((int)(k))
+#define V_STORE(p, v) _mm256_storeu_si256((__m256i *)(p), v)
 
 __attribute__((target("avx2"))) static void compress_x8(__m256i st[8], const uint8_t *const p[8]) {
     const __m256i bswap = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)SHA256_BSWAP32));
@@ -200,10 +211,7 @@ __attribute__((target("avx2"))) static void compress_x8(__m256i st[8], const uin
 /* The states of 8 lines: word x of lane i goes to digest[8x + i]. */
 __attribute__((target("avx2"))) static void leaf_hash_x8(const uint8_t *const line[8], leaf_shape_t sh,
                                                        uint32_t digest[64]) {
-    __m256i st[8];
-    for (int i = 0; i < 8; i++) st[i] = V_SET1(SHA256_IV[i]);
-    MB_LINES(8, compress_x8, st, line, sh);
-    for (int i = 0; i < 8; i++) _mm256_storeu_si256((__m256i *)(digest + 8 * i), st[i]);
+    MB_LEAF_HASH(8, compress_x8);
 }
 
 #undef V
@@ -214,6 +222,7 @@ __attribute__((target("avx2"))) static void leaf_hash_x8(const uint8_t *const li
 #undef V_CH
 #undef V_MAJ
 #undef V_SET1
+#undef V_STORE
 
 /* AVX-512, 16 lanes: a block is one zmm a line, transposed 16 × 16. */
 #define V __m512i
@@ -224,6 +233,7 @@ __attribute__((target("avx2"))) static void leaf_hash_x8(const uint8_t *const li
 #define V_CH(e, f, g) _mm512_ternarylogic_epi32(e, f, g, 0xCA)
 #define V_MAJ(a, b, c) _mm512_ternarylogic_epi32(a, b, c, 0xE8)
 #define V_SET1(k) _mm512_set1_epi32((int)(k))
+#define V_STORE(p, v) _mm512_storeu_si512(p, v)
 
 /* 16 rows of 16 dwords → 16 vectors, vector x holding dword x of every row: 4 × 4 inside the
  * 128-bit lanes (dword j of lane L of u[4i + j] is row 4i + j's dword 4L + j), then the 4 × 4
@@ -262,10 +272,7 @@ __attribute__((target("avx512f,avx512bw"))) static void compress_x16(__m512i st[
 /* The states of 16 lines: word x of lane i goes to digest[16x + i]. */
 __attribute__((target("avx512f,avx512bw"))) static void leaf_hash_x16(const uint8_t *const line[16], leaf_shape_t sh,
                                                                     uint32_t digest[128]) {
-    __m512i st[8];
-    for (int i = 0; i < 8; i++) st[i] = V_SET1(SHA256_IV[i]);
-    MB_LINES(16, compress_x16, st, line, sh);
-    for (int i = 0; i < 8; i++) _mm512_storeu_si512(digest + 16 * i, st[i]);
+    MB_LEAF_HASH(16, compress_x16);
 }
 
 #undef V
@@ -276,6 +283,7 @@ __attribute__((target("avx512f,avx512bw"))) static void leaf_hash_x16(const uint
 #undef V_CH
 #undef V_MAJ
 #undef V_SET1
+#undef V_STORE
 #endif /* POUW_LEAF_SIMD */
 
 /* --- a range of lines on one path --------------------------------------------------------------- */
