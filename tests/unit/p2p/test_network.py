@@ -261,6 +261,16 @@ def test_stop_with_inbound_peers_logs_no_errors(tmp_path, caplog) -> None:
     assert not a.p2p.manager.peers
 
 
+async def offer_headers(raw: RawPeer, blocks: list[Block]) -> list[list]:
+    """Answer the node's getheaders with the headers of ``blocks`` and its spot check of the batch
+    with the block asked for; the items of the getdata that follows (the lowest heights)."""
+    await raw.expect("getheaders")
+    raw.send("headers", [blk.header.to_list() for blk in blocks])
+    (check,) = (await raw.expect("getdata")).args[0]
+    raw.send_raw(wire.frame(REGTEST.magic, wire.block_payload(BY_HASH[check[1]].encode())))
+    return (await raw.expect("getdata")).args[0]
+
+
 def test_stalling_peer_is_dropped_and_blocks_reassigned(tmp_path) -> None:
     a = make_node(tmp_path / "a")
     a.chain.submit_blocks(CHAIN[:100])
@@ -270,12 +280,7 @@ def test_stalling_peer_is_dropped_and_blocks_reassigned(tmp_path) -> None:
         async with running(a, c):
             staller = await RawPeer.open(c, "127.0.0.2")
             await staller.handshake(height=100)
-            await staller.expect("getheaders")
-            staller.send("headers", [blk.header.to_list() for blk in CHAIN[:100]])
-            (check,) = (await staller.expect("getdata")).args[0]  # the spot check of the batch
-            staller.send_raw(wire.frame(REGTEST.magic, wire.block_payload(BY_HASH[check[1]].encode())))
-            asked = await staller.expect("getdata")  # then the lowest heights
-            assert len(asked.args[0]) == 16  # the per-peer in-flight limit
+            assert len(await offer_headers(staller, CHAIN[:100])) == 16  # the per-peer in-flight limit
             await connect(c, a)
             await wait_until(lambda: c.height == 100, 20, "c synced around the staller")
             assert await staller.closed()
@@ -294,11 +299,7 @@ def test_our_only_source_of_blocks_is_given_longer_than_a_stall(tmp_path) -> Non
         async with running(c):
             slow = await RawPeer.open(c, "127.0.0.2")
             await slow.handshake(height=40)
-            await slow.expect("getheaders")
-            slow.send("headers", [blk.header.to_list() for blk in CHAIN[:40]])
-            (check,) = (await slow.expect("getdata")).args[0]  # the spot check of the batch
-            slow.send_raw(wire.frame(REGTEST.magic, wire.block_payload(BY_HASH[check[1]].encode())))
-            asked = (await slow.expect("getdata")).args[0]
+            asked = await offer_headers(slow, CHAIN[:40])
             await asyncio.sleep(1.5)  # three stall timeouts
             for _, h in asked:
                 slow.send_raw(wire.frame(REGTEST.magic, wire.block_payload(BY_HASH[h].encode())))
@@ -321,13 +322,9 @@ def test_notfound_moves_the_request(tmp_path) -> None:
         async with running(a, c):
             liar = await RawPeer.open(c, "127.0.0.2")
             await liar.handshake(height=50)
-            await liar.expect("getheaders")
-            liar.send("headers", [blk.header.to_list() for blk in CHAIN[:50]])
-            (check,) = (await liar.expect("getdata")).args[0]  # the spot check: a block of the batch
-            liar.send_raw(wire.frame(REGTEST.magic, wire.block_payload(BY_HASH[check[1]].encode())))
-            asked = await liar.expect("getdata")
+            asked = await offer_headers(liar, CHAIN[:50])
             await connect(c, a)
-            liar.send("notfound", asked.args[0])
+            liar.send("notfound", asked)
 
             async def deny_all() -> None:
                 while True:
