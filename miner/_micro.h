@@ -237,8 +237,9 @@ __attribute__((target("avx2,avxvnni"))) static void strip_avxvnni(const strip_t 
 
 #define AVX2 __attribute__((target("avx2"), always_inline)) static inline
 
-/* vpmaddubsw needs an unsigned operand: |a| · (b with a's sign) is exact for entries in
- * [-127, 127] (a pair sums to at most 2·127² < 2^15); vpmaddwd then widens to int32.
+/* vpmaddubsw needs an unsigned operand: |b| · (a with b's sign) is exact for entries in
+ * [-127, 127] (a pair sums to at most 2·127² < 2^15); vpmaddwd then widens to int32. |b| is
+ * taken once per quad and vector, not per row: 34 vector µops per 256 MACs instead of 36.
  * MR = 4 rows × NV ≤ 2 ymm. */
 AVX2 void strip_avx2_nv(const strip_t *S, const int NV) {
     enum { MR = 4 };
@@ -257,12 +258,13 @@ AVX2 void strip_avx2_nv(const strip_t *S, const int NV) {
                 const int8_t *aq = a + (size_t)q * A_QUAD;
                 const __m256i bv[2] = {_mm256_load_si256((const __m256i *)(b0 + (size_t)q * B_QUAD)),
                                        _mm256_load_si256((const __m256i *)(b1 + (size_t)q * B_QUAD))};
+                const __m256i bu[2] = {_mm256_abs_epi8(bv[0]), _mm256_abs_epi8(bv[1])};
                 for (int i = 0; i < MR; i++) {
                     int32_t quad;
                     memcpy(&quad, aq + 4 * i, sizeof quad);
-                    const __m256i av = _mm256_set1_epi32(quad), aa = _mm256_abs_epi8(av);
+                    const __m256i av = _mm256_set1_epi32(quad);
                     for (int v = 0; v < NV; v++) {
-                        const __m256i p = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(bv[v], av));
+                        const __m256i p = _mm256_maddubs_epi16(bu[v], _mm256_sign_epi8(av, bv[v]));
                         c[i][v] = _mm256_add_epi32(c[i][v], _mm256_madd_epi16(p, ones));
                     }
                 }

@@ -23,22 +23,29 @@ hits every contender alike; a turn is two calls back to back, the second timed, 
 figures are medians of ``--repeat`` rounds.  An anchor times its own calls in its process, and
 gets SETTLE_S afterwards for its library's threads to stop spinning.  The PoUW overhead is mine/plain time − 1, the median over rounds.
 
+``--against OTHER.so`` also runs ``mine`` and ``plain`` on another build of the kernel extension
+(``mine_against``, ``plain_against``), in the same rounds, and prints the median of each round's
+time ratio: a change to the kernel measured side by side with the build before it.
+
 ``--clock cpu`` (with ``--threads 1``) times each call by its process's CPU time instead of the
 wall clock, in our process and in each anchor's alike: on a shared or virtual machine the time
 a call spends preempted or stolen is then not counted against it, so ratios hold under load.
 
     python scripts/bench_kernel.py [--json] [--shapes 1024 2048 4096] [--r 64] [--threads N] [--repeat 9]
     python scripts/bench_kernel.py --threads 1 --clock cpu
+    python scripts/bench_kernel.py --against /tmp/_kernel_before.so
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from types import ModuleType
 from typing import Callable
 
 import numpy as np
@@ -46,7 +53,8 @@ import numpy as np
 from consensus.block import Header, Ticket, WorkSpec
 from miner import kernel
 
-CONTENDERS = ("mine", "mine_c", "matmul", "plain", "mine_vnni", "onednn_int8", "numpy_f32", "reference")
+CONTENDERS = ("mine", "mine_c", "matmul", "plain", "mine_vnni", "mine_against", "plain_against", "onednn_int8",
+              "numpy_f32", "reference")
 VNNI_PATH = "avx512"
 ANCHORS = ("onednn_int8", "numpy_f32")
 ANCHOR_WARMUPS = 3
@@ -186,7 +194,29 @@ def other_vnni() -> str | None:
     return VNNI_PATH if kernel.active_path == "amx" and VNNI_PATH in kernel.available_paths() else None
 
 
-def bench(size: int, r: int, threads: int, repeat: int, clock: str = "wall") -> dict:
+def load_build(path: str) -> ModuleType:
+    """Another build of the kernel extension (a copy of its .so), loaded beside this one."""
+    spec = importlib.util.spec_from_file_location(kernel._kernel.__name__, path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--against: {path} is not a loadable extension module")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def on_build(build: ModuleType, call: Callable[[], object]) -> Callable[[], object]:
+    """``call`` with ``kernel`` running on ``build`` for its duration."""
+    def run() -> object:
+        own, kernel._kernel = kernel._kernel, build
+        try:
+            return call()
+        finally:
+            kernel._kernel = own
+    return run
+
+
+def bench(size: int, r: int, threads: int, repeat: int, clock: str = "wall",
+          against: ModuleType | None = None) -> dict:
     a, b = operands(size)
     # commitments are per job, not per template: placeholders keep the setup cheap
     header = Header(2, 4, 1, bytes(32), 0, 1 << 200, bytes(32), bytes(32), bytes(20), 0,
@@ -206,6 +236,8 @@ def bench(size: int, r: int, threads: int, repeat: int, clock: str = "wall") -> 
         "matmul": lambda: kernel.matmul(a, b, header, threads=threads),
         "plain": lambda: kernel.gemm(a, b, block=r, threads=threads),
     } | ({"mine_vnni": lambda: kernel.mine(header, a, b, threads=threads, path=vnni)} if vnni else {})
+      | ({"mine_against": on_build(against, lambda: kernel.mine(header, a, b, threads=threads)),
+          "plain_against": on_build(against, lambda: kernel.gemm(a, b, block=r, threads=threads))} if against else {})
       | {name: anchor for name, anchor in anchors.items() if anchor.available}, repeat, CLOCKS[clock])
     for anchor in anchors.values():
         anchor.close()
@@ -217,6 +249,9 @@ def bench(size: int, r: int, threads: int, repeat: int, clock: str = "wall") -> 
         out[f"{key}_gmacs"] = round(gmacs / statistics.median(t), 2) if t else None
         out[f"{key}_gmacs_range"] = [round(gmacs / max(t), 2), round(gmacs / min(t), 2)] if t else None
     out["torch_int8_gmacs"] = out["onednn_int8_gmacs"]  # the key's earlier name
+    for key in ("mine", "plain"):
+        if times.get(f"{key}_against"):  # > 1: this build is faster
+            out[f"{key}_speedup"] = round(statistics.median(o / t for o, t in zip(times[f"{key}_against"], times[key])), 4)
     ratios = [m / p - 1 for m, p in zip(times["mine"], times["plain"])]
     out["overhead"] = round(statistics.median(ratios), 4)
     out["overhead_range"] = [round(min(ratios), 4), round(max(ratios), 4)]
@@ -245,6 +280,8 @@ def print_table(row: dict) -> None:
     if row["onednn_int8_gmacs"]:
         line += (f"; mine/oneDNN {row['mine_gmacs'] / row['onednn_int8_gmacs']:.2f}, "
                  f"matmul/oneDNN {row['matmul_gmacs'] / row['onednn_int8_gmacs']:.2f}")
+    if "mine_speedup" in row:
+        line += f"; against the other build: mine ×{row['mine_speedup']:.3f}, plain ×{row['plain_speedup']:.3f}"
     if row.get("mine_vnni_gmacs") and row.get("vnni_peak_gmacs"):
         line += f"; mine_vnni of the vpdpbusd peak {row['mine_vnni_gmacs'] / row['vnni_peak_gmacs']:.2f}"
     print(line)
@@ -261,6 +298,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=9, help="timed runs per contender (median reported)")
     parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                         help="time calls by the wall clock, or by CPU time (needs --threads 1)")
+    parser.add_argument("--against", metavar="OTHER.so",
+                        help="another build of miner/_kernel*.so to run mine and plain on, side by side")
     parser.add_argument("--anchor", choices=ANCHORS, help=argparse.SUPPRESS)  # the subprocess side
     args = parser.parse_args()
     if args.clock == "cpu" and args.threads != 1:
@@ -268,8 +307,9 @@ def main() -> None:
     if args.anchor:
         anchor_child(args.anchor, args.shapes[0], args.threads, CLOCKS[args.clock])
         return
+    against = load_build(args.against) if args.against else None
     for size in args.shapes:
-        row = bench(size, args.r, args.threads, args.repeat, args.clock)
+        row = bench(size, args.r, args.threads, args.repeat, args.clock, against)
         if args.json:
             print(json.dumps(row), flush=True)
         else:
