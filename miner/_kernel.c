@@ -612,15 +612,15 @@ enum { B_ROWS = 64 };
 static void pack_b(job_t *J, int tb, int count) {
     const size_t panel_xof = (size_t)TILE * J->r, first = J->m / TILE + tb;
     if (J->s_b) panel_xofs(J, J->s_b, 'F', tb, count, J->xof + first * panel_xof);
+    /* a column (a line of the panel) is k apart in a column-major B, next to its neighbour in rows */
+    const size_t line_step = J->b_cols ? (size_t)J->k : 1, k_step = J->b_cols ? 1 : (size_t)J->n;
     panel_t P[PANEL_GROUP];
     for (int i = 0; i < count; i++) {
         const size_t panel = first + i;
         int8_t *T = J->s_b ? J->factors + panel * panel_xof : NULL;
         if (T) noise_factor(J, J->xof + panel * panel_xof, T);
-        P[i] = J->b_cols ? (panel_t){J->b + (size_t)(tb + i) * TILE * J->k, (size_t)J->k, 1, T, J->fp, J->fq, 0,
-                                     J->limit, 16, (size_t)J->k, J->bp + (size_t)(tb + i) * TILE * J->k}
-                         : (panel_t){J->b + (size_t)(tb + i) * TILE, 1, (size_t)J->n, T, J->fp, J->fq, 0, J->limit,
-                                     16, (size_t)J->k, J->bp + (size_t)(tb + i) * TILE * J->k};
+        P[i] = (panel_t){J->b + (size_t)(tb + i) * TILE * line_step, line_step, k_step, T, J->fp, J->fq, 0, J->limit,
+                         16, (size_t)J->k, J->bp + (size_t)(tb + i) * TILE * J->k};
     }
     const int g1 = 2 * (tb + count); /* the 16-column groups 2tb … g1 − 1 */
     if (J->recover) memset(J->y0 + (size_t)2 * tb * 16 * J->r, 0, (size_t)(g1 - 2 * tb) * 16 * J->r * sizeof *J->y0);
