@@ -113,11 +113,7 @@ class Relay:
         """Tell a new peer what our pool holds (as geth does), up to what it tracks from one peer:
         a tx whose relay a dropped connection cut short would otherwise never reach it, and
         every later tx of its sender would wait behind the nonce gap."""
-        txids = [h for h in self.mempool.txids()[:self.limits.max_peer_tx_announced] if h not in peer.known]
-        for h in txids:
-            peer.known.add(h)
-        for start in range(0, len(txids), wire.MAX_INV):
-            peer.send("inv", [[wire.INV_TX, h] for h in txids[start:start + wire.MAX_INV]])
+        self._announce_to(peer, wire.INV_TX, self.mempool.txids()[:self.limits.max_peer_tx_announced])
 
     def remove_peer(self, peer: Peer) -> None:
         st = self._state.pop(peer.id, None)
@@ -131,9 +127,16 @@ class Relay:
     # --- announcing --------------------------------------------------------------------
     def _announce(self, kind: int, h: bytes) -> None:
         for peer in self._peers():
-            if h not in peer.known:
-                peer.known.add(h)
-                peer.send("inv", [[kind, h]])
+            self._announce_to(peer, kind, [h])
+
+    @staticmethod
+    def _announce_to(peer: Peer, kind: int, hashes: list[bytes]) -> None:
+        """``inv`` the hashes ``peer`` does not know of yet (in batches of the message's limit)."""
+        new = [h for h in hashes if h not in peer.known]
+        for h in new:
+            peer.known.add(h)
+        for start in range(0, len(new), wire.MAX_INV):
+            peer.send("inv", [[kind, h] for h in new[start:start + wire.MAX_INV]])
 
     def announce_block(self, block_hash: bytes) -> None:
         self._announce(wire.INV_BLOCK, block_hash)
