@@ -6,10 +6,16 @@ Contenders, all on one thread count:
   ``matmul`` (``kernel.matmul``: exact A·B recovered in the kernel, plus the winning tiles) and
   ``plain`` (the same kernel as a plain int8 GEMM: no noise, fold or tickets);
 * anchors, each in a fresh subprocess of its own as a user would run it (3 warm-ups there):
-  ``onednn_int8`` = ``torch._int_mm`` (oneDNN's s8·s8→s32 GEMM; skipped when torch is not
-  installed, or where torch runs it on a fallback loop instead: CPUs without AVX-512 VNNI or
-  AVX-VNNI) and ``numpy_f32`` (float32 matmul, with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
-  removed from its environment, since they slow it);
+  ``onednn_int8`` = oneDNN's int8 GEMM through torch: ``torch._int_mm`` (s8·s8→s32) where torch
+  runs it on oneDNN (AVX-512 VNNI, AVX-VNNI), else oneDNN's u8·s8 matmul under a quantized Linear
+  on torch's "onednn" engine (where torch runs _int_mm on a fallback loop instead: AVX2-only
+  CPUs); a probe with oneDNN's verbose log on says which, and the anchor is skipped, with the
+  reason, when neither runs on oneDNN or torch is not installed; ``fbgemm_int8`` = the quantized
+  Linear on the "fbgemm" engine (FBGEMM's u8·s8 GEMM, torch's int8 inference on x86).  Without
+  VNNI both multiply with vpmaddubsw, whose int16 pair sums saturate: exact on the operands here
+  (entries in [−64, 64]), not on a miner's A', B' in [−127, 127], which ours multiplies exactly;
+  and ``numpy_f32`` (float32 matmul, with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its
+  environment, since they slow it);
 * ``reference``: the numpy reference miner, one run (sizes up to 2048 only);
 * ``peak``: the physical limit of the ISA the kernel runs on, int8 MACs per cycle of one core (a
   throughput loop of the path's multiply instruction in the C extension: TDPBSSD on ``amx``,
@@ -54,9 +60,9 @@ from consensus.block import Header, Ticket, WorkSpec
 from miner import kernel
 
 CONTENDERS = ("mine", "mine_c", "matmul", "plain", "mine_vnni", "mine_against", "plain_against", "onednn_int8",
-              "numpy_f32", "reference")
+              "fbgemm_int8", "numpy_f32", "reference")
 VNNI_PATH = "avx512"
-ANCHORS = ("onednn_int8", "numpy_f32")
+ANCHORS = ("onednn_int8", "fbgemm_int8", "numpy_f32")
 ANCHOR_WARMUPS = 3
 SETTLE_S = 0.25
 REFERENCE_MAX = 2048
@@ -75,34 +81,66 @@ class AnchorUnavailable(Exception):
     """The anchor's library is missing, or does not run the anchor on this CPU."""
 
 
-# torch._int_mm on a small product with oneDNN's verbose log on: an "exec" line when oneDNN ran it
-# (its GEMM API on VNNI cores: "onednn_verbose,...,exec,cpu,gemm_api,...")
-ONEDNN_PROBE = "import torch; a = torch.ones((256, 256), dtype=torch.int8); torch._int_mm(a, a)"
+PROBE_SIZE = 256
 
 
-def runs_on_onednn() -> bool:
-    """Whether torch._int_mm runs on oneDNN here. Where torch does not hand it to oneDNN (seen on
-    an AVX2-only Zen 3, without AVX-512 VNNI or AVX-VNNI) it runs a plain loop of its own at about
-    1 GMAC/s: no anchor (at 4096³ its rounds would take half an hour)."""
+def torch_int8_call(route: str, a: np.ndarray, b: np.ndarray, threads: int) -> tuple[Callable[[], object], str]:
+    """A·B the way torch users reach an int8 GEMM: ``int_mm`` = ``torch._int_mm`` (s8·s8→s32); the
+    others a quantized Linear on that quantized engine ("onednn", "fbgemm"): A + 128 as u8 with zero
+    point 128 against B as s8, requantised to u8 (the route of int8 inference; the requantising is
+    n² against the n³ of the product)."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise AnchorUnavailable(str(exc)) from exc
+    torch.set_num_threads(threads)
+    described = f"torch {torch.__version__} {torch.backends.cpu.get_cpu_capability()}"
+    if route == "int_mm":
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        return (lambda: torch._int_mm(ta, tb)), f"{described}, _int_mm"
+    if route not in torch.backends.quantized.supported_engines:
+        raise AnchorUnavailable(f"{described} has no {route} quantized engine")
+    torch.backends.quantized.engine = route
+    x = torch._make_per_tensor_quantized_tensor(torch.from_numpy((a.astype(np.int16) + 128).astype(np.uint8)), 1.0, 128)
+    w = torch._make_per_tensor_quantized_tensor(torch.from_numpy(np.ascontiguousarray(b.T)), 1.0, 0)
+    packed = torch.ops.quantized.linear_prepack(w, None)
+    out_scale = float(a.shape[1] * 64)
+    return (lambda: torch.ops.quantized.linear(x, packed, out_scale, 0)), f"{described}, quantized Linear on {route}"
+
+
+def runs_on_onednn(route: str) -> bool:
+    """Whether torch runs ``route`` on oneDNN here: an "exec" line of a GEMM primitive in oneDNN's
+    verbose log of a small product (on VNNI cores _int_mm shows as "gemm_api", the quantized
+    Linear as "matmul").  Where torch does not hand _int_mm to oneDNN (seen on an AVX2-only Zen 3)
+    it runs a plain loop of its own at about 1 GMAC/s, which is no anchor."""
     env = dict(os.environ, ONEDNN_VERBOSE="1", DNNL_VERBOSE="1")
-    probe = subprocess.run([sys.executable, "-c", ONEDNN_PROBE], env=env, capture_output=True, text=True, timeout=120)
+    probe = subprocess.run([sys.executable, __file__, "--probe", route], env=env, capture_output=True, text=True,
+                           timeout=120)
     return any(line.startswith(("onednn_verbose", "dnnl_verbose")) and ",exec," in line
-               for line in probe.stdout.splitlines())
+               and (",gemm_api," in line or ",matmul," in line) for line in probe.stdout.splitlines())
+
+
+def probe_child(route: str) -> None:
+    """Subprocess side of runs_on_onednn: one small product on ``route``."""
+    a = np.ones((PROBE_SIZE, PROBE_SIZE), dtype=np.int8)
+    try:
+        call, _ = torch_int8_call(route, a, a, 1)
+    except AnchorUnavailable:
+        return
+    call()
 
 
 def anchor_call(name: str, a: np.ndarray, b: np.ndarray, threads: int) -> tuple[Callable[[], object], str]:
-    """The anchor's call on A, B and a description of what runs it (raises AnchorUnavailable)."""
+    """The anchor's call on A, B and a description of what runs it (raises AnchorUnavailable).
+    ``onednn_int8`` is _int_mm where torch runs it on oneDNN, else oneDNN's u8·s8 matmul under a
+    quantized Linear."""
     if name == "onednn_int8":
-        try:
-            import torch
-        except ImportError as exc:
-            raise AnchorUnavailable(str(exc)) from exc
-        if not runs_on_onednn():
-            raise AnchorUnavailable(f"torch {torch.__version__} runs _int_mm on its fallback loop on this CPU "
-                                    f"({torch.backends.cpu.get_cpu_capability()}), not on oneDNN")
-        torch.set_num_threads(threads)
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        return (lambda: torch._int_mm(ta, tb)), f"torch {torch.__version__} {torch.backends.cpu.get_cpu_capability()}"
+        for route in ("int_mm", "onednn"):
+            if runs_on_onednn(route):
+                return torch_int8_call(route, a, b, threads)
+        raise AnchorUnavailable("torch is not installed, or runs neither _int_mm nor a quantized Linear on oneDNN here")
+    if name == "fbgemm_int8":
+        return torch_int8_call("fbgemm", a, b, threads)
     af, bf = a.astype(np.float32), b.astype(np.float32)
     try:
         from threadpoolctl import threadpool_info
@@ -277,9 +315,10 @@ def print_table(row: dict) -> None:
         print(f"  {key:24} {value:8.1f} {f'[{span[0]:.0f}-{span[1]:.0f}]':>18} {share}")
     low, high = row["overhead_range"]
     line = f"  PoUW overhead (mine/plain - 1): {row['overhead']:+.1%} [{low:+.1%} .. {high:+.1%}]"
-    if row["onednn_int8_gmacs"]:
-        line += (f"; mine/oneDNN {row['mine_gmacs'] / row['onednn_int8_gmacs']:.2f}, "
-                 f"matmul/oneDNN {row['matmul_gmacs'] / row['onednn_int8_gmacs']:.2f}")
+    for name, library in (("onednn_int8", "oneDNN"), ("fbgemm_int8", "FBGEMM")):
+        if row[f"{name}_gmacs"]:
+            line += (f"; mine/{library} {row['mine_gmacs'] / row[f'{name}_gmacs']:.2f}, "
+                     f"matmul/{library} {row['matmul_gmacs'] / row[f'{name}_gmacs']:.2f}")
     if "mine_speedup" in row:
         line += f"; against the other build: mine ×{row['mine_speedup']:.3f}, plain ×{row['plain_speedup']:.3f}"
     if row.get("mine_vnni_gmacs") and row.get("vnni_peak_gmacs"):
@@ -300,10 +339,14 @@ def main() -> None:
                         help="time calls by the wall clock, or by CPU time (needs --threads 1)")
     parser.add_argument("--against", metavar="OTHER.so",
                         help="another build of miner/_kernel*.so to run mine and plain on, side by side")
-    parser.add_argument("--anchor", choices=ANCHORS, help=argparse.SUPPRESS)  # the subprocess side
+    parser.add_argument("--anchor", choices=ANCHORS, help=argparse.SUPPRESS)  # the subprocess sides
+    parser.add_argument("--probe", choices=("int_mm", "onednn"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.clock == "cpu" and args.threads != 1:
         parser.error("--clock cpu needs --threads 1 (idle library threads spinning would count as work)")
+    if args.probe:
+        probe_child(args.probe)
+        return
     if args.anchor:
         anchor_child(args.anchor, args.shapes[0], args.threads, CLOCKS[args.clock])
         return
