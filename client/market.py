@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -42,6 +42,7 @@ FEE_PER_BYTE = 2  # above the default relay minimum of 1 unit per byte (fraud pr
 DEFAULT_EXPIRY = 120  # blocks a job stays open
 POLL_SECONDS = 1.0
 SETTLE_PARALLEL = 4  # claimed results fetched and verified at a time (their C can come from different peers)
+DEFAULT_REPOSTS = 2  # times matmul posts a piece again whose job ended without a result
 TILE_M = 4096  # rows of C per job when splitting (each job is one miner's matmul)
 TILE_N = 4096
 _TRANSPOSE_BLOCK = 1 << 20  # bytes of lines a transposing copy moves at a time (stays in L2)
@@ -72,8 +73,9 @@ class Piece:
     cols: slice
     a: np.ndarray
     b: np.ndarray
-    job_id: str = ""
-    result: np.ndarray | None = field(default=None, repr=False)
+    job_id: str = ""  # its first post's
+    reward: int = 0
+    reposts: int = 0  # posted again after ending without a result
 
 
 def npy_parts(array: np.ndarray) -> list[bytes | memoryview]:
@@ -179,7 +181,7 @@ class MarketClient:
         self.key = key
         self.fee = fee
         self.say = log
-        self.counts: Counter[str] = Counter()  # posted, accepted, fraud_proven, undelivered
+        self.counts: Counter[str] = Counter()  # posted, accepted, fraud_proven, undelivered, reposted
         self._send_lock = threading.Lock()  # one nonce at a time when threads share this client
         self._count_lock = threading.Lock()
 
@@ -281,17 +283,21 @@ class MarketClient:
         return verdict, None, None
 
     def wait(self, job_ids: list[str], timeout: float, inputs: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-             poll: float = POLL_SECONDS) -> dict[str, np.ndarray]:
+             poll: float = POLL_SECONDS, repost: Callable[[str, str, str], str] | None = None) -> dict[str, np.ndarray]:
         """Settle every job as its result arrives until all are accepted; their C by job id.
         The results claimed since the last look are settled ``SETTLE_PARALLEL`` at a time, oldest
         claim first, so one slow transfer of C from one worker's node does not hold back those
-        from others (C's from one node share its per-peer rate either way)."""
+        from others (C's from one node share its per-peer rate either way).  A job that ends
+        without a result (refunded: no miner took it before it expired; lapsed: its worker never
+        delivered C) fails the wait, unless ``repost(first id, ended id, status)`` posts it again
+        and returns the new job's id: that job's C is then returned under the first id."""
         done: dict[str, np.ndarray] = {}
+        latest = {job_id: job_id for job_id in job_ids}  # first id → the id of its latest post
         answered: dict[str, str] = {}  # job id → the claim we sent an accept or fraud proof for
         deadline = time.monotonic() + timeout
 
-        def settle(job_id: str) -> str | None:
-            a, b = (inputs or {}).get(job_id, (None, None))
+        def settle(first: str, job_id: str) -> str | None:
+            a, b = (inputs or {}).get(first, (None, None))  # inputs by first id
             try:
                 return self.settle(job_id, a, b)[2]
             except NotClaimed:  # it moved on since the look (a lapse, another's fraud proof): next round
@@ -299,9 +305,9 @@ class MarketClient:
 
         with ThreadPoolExecutor(SETTLE_PARALLEL, thread_name_prefix="settle") as pool:
             while len(done) < len(job_ids):
-                claimed: list[tuple[int, str, str]] = []  # (claim height, job id, claim) to settle this round
-                for job_id in job_ids:
-                    if job_id in done:
+                claimed: list[tuple[int, str, str, str]] = []  # (claim height, first id, job id, claim) to settle
+                for first, job_id in list(latest.items()):
+                    if first in done:
                         continue
                     try:
                         job = self.job(job_id)
@@ -315,13 +321,16 @@ class MarketClient:
                         if not claim_matches(decode_address(job["worker"], self.network.hrp),
                                              bytes.fromhex(job["claim"]), c):
                             raise MarketClientError(f"the node served a C for job {job_id} that is not the claimed one")
-                        done[job_id] = c
+                        done[first] = c
                     elif status in ("refunded", "lapsed"):
-                        raise MarketClientError(f"job {job_id} ended {status} without a result")
+                        if repost is None:
+                            raise MarketClientError(f"job {job_id} ended {status} without a result")
+                        latest[first] = repost(first, job_id, status)
                     elif status == "claimed" and answered.get(job_id) != job["claim"]:
-                        claimed.append((job["claim_height"], job_id, job["claim"]))
+                        claimed.append((job["claim_height"], first, job_id, job["claim"]))
                 claimed.sort()  # oldest claim first
-                for (_, job_id, claim), txid in zip(claimed, pool.map(settle, [c[1] for c in claimed])):
+                sent = pool.map(settle, [c[1] for c in claimed], [c[2] for c in claimed])
+                for (_, _, job_id, claim), txid in zip(claimed, sent):
                     if txid is not None:
                         answered[job_id] = claim
                 if len(done) < len(job_ids):
@@ -331,8 +340,12 @@ class MarketClient:
         return done
 
     def matmul(self, a: np.ndarray, b: np.ndarray, reward: int, *, timeout: float = 3600.0,
-               expiry_blocks: int = DEFAULT_EXPIRY, tile_m: int = TILE_M, tile_n: int = TILE_N) -> np.ndarray:
-        """A·B (int32), computed by the network's miners, every piece verified before it is paid."""
+               expiry_blocks: int = DEFAULT_EXPIRY, tile_m: int = TILE_M, tile_n: int = TILE_N,
+               reposts: int = DEFAULT_REPOSTS) -> np.ndarray:
+        """A·B (int32), computed by the network's miners, every piece verified before it is paid.
+        ``reward`` is shared among the pieces by their MACs.  A piece whose job ends without a
+        result is posted again, at most ``reposts`` times: one refunded at expiry costs only the
+        new post's fee, one lapsed costs its reward again (a lapsed reward is burned)."""
         a, b = np.asarray(a), np.asarray(b)
         if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
             raise MarketClientError(f"cannot multiply {a.shape} by {b.shape}")
@@ -342,10 +355,23 @@ class MarketClient:
         pieces = split_product(a, b, self.network, tile_m, tile_n)
         macs = sum(p.a.shape[0] * p.b.shape[1] * p.a.shape[1] for p in pieces)
         for p in pieces:
-            share = max(1, reward * p.a.shape[0] * p.b.shape[1] * p.a.shape[1] // macs)
-            p.job_id = self.post(p.a, p.b, share, expiry_blocks)
+            p.reward = max(1, reward * p.a.shape[0] * p.b.shape[1] * p.a.shape[1] // macs)
+            p.job_id = self.post(p.a, p.b, p.reward, expiry_blocks)
         self.say(f"posted {len(pieces)} job(s) for a {a.shape[0]}×{a.shape[1]} · {b.shape[0]}×{b.shape[1]} product")
-        results = self.wait([p.job_id for p in pieces], timeout, {p.job_id: (p.a, p.b) for p in pieces})
+        by_id = {p.job_id: p for p in pieces}
+
+        def repost(first: str, ended: str, status: str) -> str:
+            piece = by_id[first]
+            if piece.reposts >= reposts:
+                raise MarketClientError(f"job {ended} ended {status} without a result, "
+                                        f"and its piece was posted again {reposts} time(s) already")
+            piece.reposts += 1
+            job_id = self.post(piece.a, piece.b, piece.reward, expiry_blocks)
+            self._count("reposted")
+            self.say(f"job {ended[:16]}… ended {status} without a result: posted again as {job_id[:16]}…")
+            return job_id
+
+        results = self.wait(list(by_id), timeout, {p.job_id: (p.a, p.b) for p in pieces}, repost=repost)
         out = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
         for p in pieces:
             c = results[p.job_id]

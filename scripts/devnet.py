@@ -204,7 +204,8 @@ def jobs_line(root: Path) -> list[str]:
     jobs = s.get("jobs") or {}
     share = s.get("useful_mac_share")
     lines = [f"jobs  posted {s['posted']}  claimed {jobs.get('claimed', 0)}  settled {jobs.get('settled', 0)}  "
-             f"lapsed {jobs.get('lapsed', 0)}  refunded {jobs.get('refunded', 0)}  fraud proven {s['fraud_proven']}"
+             f"lapsed {jobs.get('lapsed', 0)}  refunded {jobs.get('refunded', 0)}  fraud proven {s['fraud_proven']}  "
+             f"reposted {s.get('reposted', 0)}"
              f"  useful-MAC share {'—' if share is None else f'{share:.1%}'} (last 1000 blocks)"]
     if s.get("rows"):
         lines.append(f"digits MLP: {s['rows']} test rows through the network, int8 accuracy "

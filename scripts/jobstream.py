@@ -55,6 +55,7 @@ class Progress:
                     "jobs": market.get("jobs", {}), "useful_mac_share": market.get("useful_mac_share"),
                     "posted": client.counts["posted"], "accepted": client.counts["accepted"],
                     "fraud_proven": client.counts["fraud_proven"], "undelivered": client.counts["undelivered"],
+                    "reposted": client.counts["reposted"],
                     "last_error": self.errors[-1] if self.errors else None, "time": time.time()}
 
 

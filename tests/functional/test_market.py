@@ -4,10 +4,12 @@ poster's client on one node, workers on another; matrices travel over p2p ``getm
 An honest worker is paid when the poster's client has verified C and accepted; a wrong C is
 caught and proved, the bond goes to the prover and the job reopens; a worker that never
 serves C lapses (bond back, reward burned, supply balanced); a copied claim earns nothing;
-refused uploads say why; a restarted worker node still serves C."""
+refused uploads say why; a restarted worker node still serves C; client.matmul posts a piece
+again whose job expired or lapsed, as often as it may."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +224,58 @@ def test_restarted_worker_node_still_serves_c(net) -> None:
     wait_connected(worker, poster.p2p_address)
     verdict, c, txid = client.settle(job_id)
     assert verdict.ok and txid
+
+
+def posted_job(poster: NodeProcess, worker: NodeProcess, client: MarketClient, posts: int) -> str:
+    """Once the client has sent its ``posts``-th JOB_POST, mine it: the id of the job it opened."""
+    wait_until(lambda: client.counts["posted"] == posts, 30, 0.1, f"post {posts}")
+    opened = {job["job_id"] for job in poster.listjobs("open")}
+    mine(poster, worker)
+    (job_id,) = {job["job_id"] for job in poster.listjobs("open")} - opened
+    return job_id
+
+
+def test_matmul_posts_a_piece_again_when_its_job_expires_or_lapses(net) -> None:
+    """client.matmul's one piece: refunded at expiry (no taker), posted again; claimed by a
+    worker that never delivers C, lapsed, posted again; then done honestly and returned."""
+    poster, worker = net
+    a, b = operands(7)
+    client = client_of(poster)
+    burned = poster.getstateinfo()["total_burned"]
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(client.matmul, a, b, REWARD, timeout=120, expiry_blocks=2)
+        first = posted_job(poster, worker, client, 1)
+        mine(poster, worker, 3)  # past its expiry with no taker
+        assert poster.getjob(first)["status"] == "refunded"
+        second = posted_job(poster, worker, client, 2)
+        work = take(worker, HONEST, second)
+        tx = make_tx(HONEST, REGTEST.chain_id, worker.getaccount(address(HONEST))["pending_nonce"], 10_000,
+                     JobResult(work.job_id, claim_of(HONEST.address, commit_result(product(a, b))), -(-REWARD // 10)))
+        worker.sendrawtransaction(tx.encode().hex())  # a claim whose C no node will ever serve
+        mine(poster, worker)
+        wait_until(lambda: client.counts["undelivered"] >= 1, 30, 0.1, "the client looked for C")
+        mine(poster, worker, WINDOW)
+        assert poster.getjob(second)["status"] == "lapsed"
+        third = posted_job(poster, worker, client, 3)
+        honest = taker(worker, HONEST)
+        work = take(worker, HONEST, third)
+        assert honest.deliver(work, product(a, b))
+        mine(poster, worker)
+        wait_until(lambda: client.counts["accepted"] == 1, 30, 0.1, "the accept")
+        mine(poster, worker)
+        assert (call.result(timeout=60) == product(a, b)).all()
+    assert client.counts["reposted"] == 2 and poster.getjob(third)["status"] == "settled"
+    assert poster.getstateinfo()["total_burned"] == burned + REWARD  # the lapsed post's reward
+
+
+def test_matmul_gives_up_on_a_piece_once_its_reposts_are_spent(net) -> None:
+    poster, worker = net
+    a, b = operands(8)
+    client = client_of(poster)
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(client.matmul, a, b, REWARD, timeout=120, expiry_blocks=2, reposts=0)
+        job_id = posted_job(poster, worker, client, 1)
+        mine(poster, worker, 3)
+        with pytest.raises(MarketClientError, match=f"job {job_id} ended refunded without a result"):
+            call.result(timeout=60)
+    assert client.counts["posted"] == 1 and client.counts["reposted"] == 0
