@@ -1445,6 +1445,28 @@ static PyObject *py_peak(PyObject *self, PyObject *args, PyObject *kw) {
     return Py_BuildValue("dd", macs_per_cycle, ghz);
 }
 
+static PyObject *py_peak_together(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"threads", "path", NULL};
+    const char *path = NULL;
+    int threads;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "i|z", kwlist, &threads, &path)) return NULL;
+    if (threads < 1 || threads > MAX_THREADS) {
+        PyErr_Format(PyExc_ValueError, "threads must be in 1..%d", MAX_THREADS);
+        return NULL;
+    }
+    const int p = resolve_path(path);
+    if (p < 0) return NULL;
+    double macs_per_s;
+    Py_BEGIN_ALLOW_THREADS
+    macs_per_s = peak_together(p, threads);
+    Py_END_ALLOW_THREADS
+    if (macs_per_s < 0) {
+        PyErr_SetString(PyExc_OSError, "could not start the threads");
+        return NULL;
+    }
+    return PyFloat_FromDouble(macs_per_s);
+}
+
 static PyObject *py_leaf_hashes(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"lines", "count", "width", "path", "threads", NULL};
     Py_buffer v = {0};
@@ -1519,6 +1541,9 @@ static PyMethodDef methods[] = {
     {"peak", (PyCFunction)(void (*)(void))py_peak, METH_VARARGS | METH_KEYWORDS,
      "peak(path=None) -> (int8 MACs per cycle of one core, clock in GHz), measured by a throughput loop "
      "of the path's multiply instruction; (0, 0) on the portable path."},
+    {"peak_together", (PyCFunction)(void (*)(void))py_peak_together, METH_VARARGS | METH_KEYWORDS,
+     "peak_together(threads, path=None) -> int8 MACs per second of that many threads running the loop of "
+     "peak() at once (the wall clock from their common start); 0 on the portable path."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "miner._kernel", "PoUW work kernel (PROTOCOL §4).",

@@ -64,33 +64,93 @@ __attribute__((target("avx2"), noinline)) static void peak_loop_avx2(long iters)
 #undef PEAK_LOOP
 #endif
 
+typedef struct {
+    void (*loop)(long);
+    double macs_per_op;   /* a TDPBSSD is 16 × 16 × 64 MACs */
+    int chains;           /* ops an iteration: the AMX loop runs 4, the others PEAK_CHAINS */
+    long iters;
+} peak_loop_t;
+
+/* The path's throughput loop (loop NULL where nothing is measured). */
+static peak_loop_t peak_loop_of(int path) {
+    peak_loop_t L = {NULL, 32, PEAK_CHAINS, 1 << 19};
+#ifdef POUW_X86
+    L.loop = path == PATH_AVX512 ? peak_loop_avx512 : path == PATH_AVXVNNI ? peak_loop_avxvnni
+           : path == PATH_AVX2 ? peak_loop_avx2 : NULL;
+    if (path == PATH_AVX512) L.macs_per_op = 64;
+#ifdef POUW_AMX
+    if (path == PATH_AMX) L = (peak_loop_t){peak_loop_amx, 16384, 4, 1 << 15};
+#endif
+#else
+    (void)path;
+#endif
+    return L;
+}
+
 /* MACs per cycle of one core on `path` and the clock (GHz); 0, 0 where nothing is measured. */
 static void peak_core(int path, double *macs_per_cycle, double *ghz) {
     *macs_per_cycle = *ghz = 0;
 #ifdef POUW_X86
-    void (*loop)(long) = path == PATH_AVX512 ? peak_loop_avx512 : path == PATH_AVXVNNI ? peak_loop_avxvnni
-                       : path == PATH_AVX2 ? peak_loop_avx2 : NULL;
-#ifdef POUW_AMX
-    if (path == PATH_AMX) loop = peak_loop_amx;
-#endif
-    if (!loop) return;
-    /* a TDPBSSD is 16 × 16 × 64 MACs; the AMX loop runs 4 of them an iteration, the others PEAK_CHAINS */
-    const double macs_per_op = path == PATH_AMX ? 16384 : path == PATH_AVX512 ? 64 : 32;
-    const int chains = path == PATH_AMX ? 4 : PEAK_CHAINS;
-    const long clock_iters = 1 << 20, loop_iters = path == PATH_AMX ? 1 << 15 : 1 << 19;
+    const peak_loop_t L = peak_loop_of(path);
+    if (!L.loop) return;
+    const long clock_iters = 1 << 20;
     double hz = 0, ops = 0;
     for (int trial = 0; trial < PEAK_TRIALS; trial++) {
         double t = thread_s();
         imul_chain(clock_iters);
         const double trial_hz = 24.0 * clock_iters / (thread_s() - t);
         t = thread_s();
-        loop(loop_iters);
-        const double trial_ops = (double)chains * loop_iters / (thread_s() - t);
+        L.loop(L.iters);
+        const double trial_ops = (double)L.chains * L.iters / (thread_s() - t);
         hz = trial_hz > hz ? trial_hz : hz, ops = trial_ops > ops ? trial_ops : ops;
     }
-    *macs_per_cycle = macs_per_op * ops / hz;
+    *macs_per_cycle = L.macs_per_op * ops / hz;
     *ghz = hz / 1e9;
 #else
     (void)path;
 #endif
+}
+
+typedef struct {
+    peak_loop_t L;
+    const int *go;
+} peak_run_t;
+
+static void *peak_run(void *arg) {
+    const peak_run_t *run = arg;
+    while (!__atomic_load_n(run->go, __ATOMIC_ACQUIRE)) {
+    }
+    run->L.loop(run->L.iters);
+    return NULL;
+}
+
+static double wall_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* int8 MACs per second of `threads` threads running the path's loop at once: the fastest of a few
+ * trials, by the wall clock from their common start until the last is done.  Where threads share
+ * a core's vector units (SMT siblings, or virtual CPUs that are), this is far below threads × one
+ * core's figure.  0 where nothing is measured; −1 where the threads could not be started. */
+static double peak_together(int path, int threads) {
+    const peak_loop_t L = peak_loop_of(path);
+    if (!L.loop) return 0;
+    pthread_t *tid = malloc((size_t)threads * sizeof *tid);
+    if (!tid) return -1;
+    double best = 0;
+    for (int trial = 0; trial < PEAK_TRIALS && best >= 0; trial++) {
+        int go = 0, started = 0;
+        const peak_run_t run = {L, &go};
+        while (started < threads - 1 && pthread_create(&tid[started], NULL, peak_run, (void *)&run) == 0) started++;
+        const double t = wall_s();
+        __atomic_store_n(&go, 1, __ATOMIC_RELEASE);
+        L.loop(L.iters);
+        for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
+        const double trial = L.macs_per_op * L.chains * (double)L.iters * threads / (wall_s() - t);
+        best = started < threads - 1 ? -1 : trial > best ? trial : best;
+    }
+    free(tid);
+    return best;
 }

@@ -64,6 +64,14 @@ def peak(path: str | None = None) -> tuple[float, float]:
     return (0.0, 0.0) if path == "numpy" else _kernel.peak(path=path)
 
 
+def peak_together(threads: int, path: str | None = None) -> float:
+    """int8 MACs per second of ``threads`` threads running ``peak``'s loop at once: the limit for
+    that many threads, which is below threads × one core's where they share a core's vector units
+    (SMT siblings, or virtual CPUs that are); 0.0 where there is nothing to measure."""
+    path = path or active_path
+    return 0.0 if path == "numpy" else _kernel.peak_together(threads, path=path)
+
+
 def _int8(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.int8)
 

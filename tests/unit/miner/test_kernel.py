@@ -142,18 +142,32 @@ def test_selftest_and_paths() -> None:
     assert kernel.selftest()
 
 
+# no x86 core issues more than four 512-bit (64 MAC) or 256-bit (32 MAC) multiplies a cycle, nor
+# more than one TDPBSSD (16·16·64 MACs) every 16 cycles (twice that allowed for the clock's
+# measurement); a loop the compiler had folded away would read as far more
+PEAK_BOUND = {"amx": 2 * 1024, "avx512": 4 * 64}
+
+
 @pytest.mark.parametrize("path", C_PATHS)
 def test_peak_is_physical(path: str) -> None:
     macs_per_cycle, ghz = kernel.peak(path)
     if path == "portable":
         assert (macs_per_cycle, ghz) == (0, 0)
         return
-    # no x86 core issues more than four 512-bit (64 MAC) or 256-bit (32 MAC) multiplies a cycle, nor
-    # more than one TDPBSSD (16·16·64 MACs) every 16 cycles (twice that allowed for the clock's
-    # measurement); a loop the compiler had folded away would read as far more
-    bound = {"amx": 2 * 1024, "avx512": 4 * 64}.get(path, 4 * 32)
+    bound = PEAK_BOUND.get(path, 4 * 32)
     assert 0 < macs_per_cycle <= bound
     assert 0.1 < ghz < 10
+
+
+@pytest.mark.parametrize("path", C_PATHS)
+def test_peak_together_is_physical_and_checks_its_threads(path: str) -> None:
+    """Threads running the loop at once reach no more than that many cores could (at 10 GHz)."""
+    for threads in (1, 2, 3):
+        together = kernel.peak_together(threads, path)
+        assert together == 0 if path == "portable" else 0 < together <= threads * PEAK_BOUND.get(path, 4 * 32) * 10e9
+    for threads in (0, -1, 10**6):
+        with pytest.raises(ValueError, match="threads must be in"):
+            kernel.peak_together(threads, path)
 
 
 # (m, n, k, r) past the hypothesis cases: up to 256 chunks (lane rotation; the recovery's int16
