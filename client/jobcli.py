@@ -5,6 +5,7 @@
     pouw-cli job list [--mine] [--status open|claimed|settled|refunded|lapsed]
     pouw-cli job result JOB_ID -o C.npy [--wait] [--timeout SECONDS]
     pouw-cli job watch [--once] [--interval SECONDS]
+    pouw-cli job repost JOB_ID [--reward 5] [--expiry BLOCKS]
 
 ``post`` checks A (int8 m×k) and B (int8 k×n) against the protocol's rules, stores
 them on the node and signs the JOB_POST with a wallet key. ``result`` fetches the
@@ -12,7 +13,10 @@ claimed C, verifies it (Freivalds modulo 2^61 − 1, two rounds; the node checke
 against the claim's H_C when it stored it), saves it and sends JOB_ACCEPT — or, when C
 is wrong, checks it is the claimed one, finds a wrong entry, sends a FRAUD_PROOF
 instead, says so and exits 1. ``watch`` does the same for every
-claimed job the wallet posted, so no good result is left to lapse.
+claimed job the wallet posted, so no good result is left to lapse. ``repost`` posts a job of
+the wallet's that ended without a result (refunded: no miner took it; lapsed: its worker never
+delivered) again, with the A and B its node still holds (for a challenge window after the
+end), at the same reward unless told otherwise.
 """
 from __future__ import annotations
 
@@ -28,12 +32,13 @@ from consensus.keys import PrivateKey
 from . import wallet
 from .cliutil import CliError, parse_amount
 from .market import DEFAULT_EXPIRY, MarketClient, MarketClientError
-from .rpc import NodeUnreachable, RpcError
+from .rpc import BadResponse, NodeUnreachable, RpcError
 
 if TYPE_CHECKING:
     from .cli import Cli
 
 STATUSES = ("open", "claimed", "settled", "refunded", "lapsed")
+ENDED = ("refunded", "lapsed")  # over without a result
 
 
 def build_job_parser() -> argparse.ArgumentParser:
@@ -59,6 +64,11 @@ def build_job_parser() -> argparse.ArgumentParser:
     watch = sub.add_parser("watch", help="settle every claimed job of this wallet as results arrive")
     watch.add_argument("--once", action="store_true", help="one pass, then exit")
     watch.add_argument("--interval", type=float, default=5.0, metavar="SECONDS")
+    repost = sub.add_parser("repost", help="post a job that ended without a result again (same A and B)")
+    repost.add_argument("job_id")
+    repost.add_argument("--reward", help="coins paid for a verified result (default: the job's)")
+    repost.add_argument("--expiry", type=int, default=DEFAULT_EXPIRY, metavar="BLOCKS",
+                        help=f"blocks the new job stays open (default {DEFAULT_EXPIRY})")
     return parser
 
 
@@ -138,8 +148,9 @@ class JobCommands:
                     raise CliError(f"the claimed result is wrong ({verdict.reason}); fraud proof sent in {txid}")
                 if not j.wait:
                     raise CliError(f"job {j.job_id}: {verdict.reason}")
-            elif job["status"] in ("refunded", "lapsed"):
-                raise CliError(f"job {j.job_id} is {job['status']}: there is no result to get")
+            elif job["status"] in ENDED:
+                raise CliError(f"job {j.job_id} is {job['status']}: there is no result to get "
+                               f"(pouw-cli job repost {j.job_id} posts it again)")
             elif not j.wait:
                 raise CliError(f"job {j.job_id} is {job['status']}: no result yet (--wait to wait for one)")
             if time.monotonic() > deadline:
@@ -176,6 +187,27 @@ class JobCommands:
             if j.once:
                 return
             time.sleep(j.interval)
+
+    def do_repost(self, j: argparse.Namespace) -> None:
+        if j.expiry < 1:
+            raise CliError("--expiry must be at least 1 block")
+        client = self.market(self.signer(self._poster(j.job_id)))
+        job = self.cli.client.call("getjob", j.job_id)
+        if job["status"] not in ENDED:
+            raise CliError(f"job {j.job_id} is {job['status']}: only a refunded or lapsed job is posted again")
+        operands = []
+        for kind in ("A", "B"):
+            try:
+                operands.append(client.download(job[f"H_{kind}"]))
+            except BadResponse as exc:
+                raise CliError(f"the node no longer holds {kind} of job {j.job_id} ({exc}); "
+                               "post the job again from its files") from None
+        reward = parse_amount(j.reward, "reward") if j.reward is not None else job["reward"]
+        try:
+            job_id = client.post(*operands, reward, j.expiry)
+        except MarketClientError as exc:
+            raise CliError(str(exc)) from None
+        self.cli.show({"job_id": job_id, "reposts": j.job_id, "reward": reward} if self.cli.opts.json else job_id)
 
     def _poster(self, job_id: str) -> str:
         poster = self.cli.client.call("getjob", job_id)["poster"]

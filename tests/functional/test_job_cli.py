@@ -1,5 +1,6 @@
 """pouw-cli job (PROTOCOL §6) against a real pouwd: post with clear errors for bad matrices,
-status and list, result that verifies and accepts (or proves fraud and says so), and watch."""
+status and list, result that verifies and accepts (or proves fraud and says so), watch, and
+repost of a job that ended without a result (and what it says once the node pruned A, B)."""
 from __future__ import annotations
 
 import os
@@ -17,7 +18,7 @@ from consensus.tx import JobResult, claim_of, make_tx
 from consensus.work import commit_result
 from miner.jobs import JobTaker
 
-from .framework import REPO
+from .framework import REPO, wait_until
 from .rpcutil import FAUCET, address, key, transfer
 
 PASSWORD = "job-cli"
@@ -145,3 +146,37 @@ def test_watch_comes_back_to_a_result_whose_product_arrives_late(poster, tmp_pat
     finally:
         watch.kill()
         watch.wait(10)
+
+
+def test_repost_posts_an_ended_job_again_with_the_same_matrices(poster, tmp_path) -> None:
+    a, b, a_path, b_path = operands(tmp_path, 5)
+    job_id = cli(poster, "job", "post", a_path, b_path, "--reward", "1.5", "--expiry", "2").stdout.strip()
+    poster.generatetoaddress(1, address(key(61)))
+    out = cli(poster, "job", "repost", job_id, check=False)
+    assert out.returncode == 1 and "is open: only a refunded or lapsed job is posted again" in out.stderr
+    poster.generatetoaddress(3, address(key(61)))  # past its expiry, untaken
+    assert poster.getjob(job_id)["status"] == "refunded"
+    out = cli(poster, "job", "result", job_id, "-o", str(tmp_path / "c.npy"), check=False)
+    assert out.returncode == 1 and f"pouw-cli job repost {job_id}" in out.stderr
+    again = cli(poster, "job", "repost", job_id).stdout.strip()
+    poster.generatetoaddress(1, address(key(61)))
+    new, old = poster.getjob(again), poster.getjob(job_id)
+    assert new["status"] == "open" and new["reward"] == old["reward"] == 150_000_000
+    assert (new["H_A"], new["H_B"], new["m"], new["n"], new["k"]) == (old["H_A"], old["H_B"], 64, 32, 64)
+    product = a.astype(np.int64) @ b.astype(np.int64)
+    claim(poster, again, product)
+    cli(poster, "job", "result", again, "-o", str(tmp_path / "c.npy"))
+    assert (np.load(tmp_path / "c.npy") == product).all()
+    bigger = cli(poster, "--json", "job", "repost", job_id, "--reward", "3").stdout
+    assert '"reward": 300000000' in bigger
+
+
+def test_repost_says_so_once_the_node_has_pruned_the_matrices(poster, tmp_path) -> None:
+    _, _, a_path, b_path = operands(tmp_path, 6)
+    job_id = cli(poster, "job", "post", a_path, b_path, "--reward", "1", "--expiry", "2").stdout.strip()
+    poster.generatetoaddress(3 + 2 * REGTEST.challenge_window, address(key(61)))  # refunded, then a window more
+    assert poster.getjob(job_id)["status"] == "refunded"
+    wait_until(lambda: not poster.getjob(job_id)["matrices"]["A"]["held"], 30, 0.5, "A pruned")
+    out = cli(poster, "job", "repost", job_id, check=False)
+    assert out.returncode == 1 and "the node no longer holds A" in out.stderr and "from its files" in out.stderr
+    assert "Traceback" not in out.stderr
