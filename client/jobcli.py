@@ -6,6 +6,7 @@
     pouw-cli job result JOB_ID -o C.npy [--wait] [--timeout SECONDS]
     pouw-cli job watch [--once] [--interval SECONDS]
     pouw-cli job repost JOB_ID [--reward 5] [--expiry BLOCKS]
+    pouw-cli job matmul A.npy B.npy --reward 5 -o C.npy [--expiry BLOCKS] [--reposts N] [--timeout SECONDS]
 
 ``post`` checks A (int8 m×k) and B (int8 k×n) against the protocol's rules, stores
 them on the node and signs the JOB_POST with a wallet key. ``result`` fetches the
@@ -16,7 +17,10 @@ instead, says so and exits 1. ``watch`` does the same for every
 claimed job the wallet posted, so no good result is left to lapse. ``repost`` posts a job of
 the wallet's that ended without a result (refunded: no miner took it; lapsed: its worker never
 delivered) again, with the A and B its node still holds (for a challenge window after the
-end), at the same reward unless told otherwise.
+end), at the same reward unless told otherwise. ``matmul`` is ``client.matmul`` from the
+command line: any int8 A (m×k) and B (k×n) with entries in [−64, 64], padded and split into
+jobs as the protocol allows, every piece verified and accepted, ended pieces posted again, and
+the exact A·B saved as int32.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from consensus.keys import PrivateKey
 
 from . import wallet
 from .cliutil import CliError, parse_amount
-from .market import DEFAULT_EXPIRY, MarketClient, MarketClientError
+from .market import DEFAULT_EXPIRY, DEFAULT_REPOSTS, MarketClient, MarketClientError
 from .rpc import BadResponse, NodeUnreachable, RpcError
 
 if TYPE_CHECKING:
@@ -69,6 +73,17 @@ def build_job_parser() -> argparse.ArgumentParser:
     repost.add_argument("--reward", help="coins paid for a verified result (default: the job's)")
     repost.add_argument("--expiry", type=int, default=DEFAULT_EXPIRY, metavar="BLOCKS",
                         help=f"blocks the new job stays open (default {DEFAULT_EXPIRY})")
+    matmul = sub.add_parser("matmul", help="A·B of any shape from the network: split into jobs, verified, saved")
+    matmul.add_argument("a", type=Path, help="A: an int8 .npy, m×k, entries in [-64, 64]")
+    matmul.add_argument("b", type=Path, help="B: an int8 .npy, k×n, entries in [-64, 64]")
+    matmul.add_argument("--reward", required=True, help="coins for the whole product, shared by the jobs' MACs")
+    matmul.add_argument("-o", "--output", type=Path, required=True, help="where to save A·B (.npy, int32)")
+    matmul.add_argument("--expiry", type=int, default=DEFAULT_EXPIRY, metavar="BLOCKS",
+                        help=f"blocks each job stays open (default {DEFAULT_EXPIRY})")
+    matmul.add_argument("--reposts", type=int, default=DEFAULT_REPOSTS, metavar="N",
+                        help=f"times a job that ends without a result is posted again (default {DEFAULT_REPOSTS})")
+    matmul.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS")
+    matmul.add_argument("--from", dest="sender", metavar="ADDRESS", help="the wallet key that posts and pays")
     return parser
 
 
@@ -208,6 +223,18 @@ class JobCommands:
         except MarketClientError as exc:
             raise CliError(str(exc)) from None
         self.cli.show({"job_id": job_id, "reposts": j.job_id, "reward": reward} if self.cli.opts.json else job_id)
+
+    def do_matmul(self, j: argparse.Namespace) -> None:
+        a, b = load_npy(j.a, "A"), load_npy(j.b, "B")
+        reward = parse_amount(j.reward, "reward")
+        if j.expiry < 1 or j.reposts < 0:
+            raise CliError("--expiry must be at least 1 block and --reposts at least 0")
+        client = self.market(self.signer(j.sender))
+        try:
+            c = client.matmul(a, b, reward, timeout=j.timeout, expiry_blocks=j.expiry, reposts=j.reposts)
+        except MarketClientError as exc:
+            raise CliError(str(exc)) from None
+        self._save(j.output, c)
 
     def _poster(self, job_id: str) -> str:
         poster = self.cli.client.call("getjob", job_id)["poster"]

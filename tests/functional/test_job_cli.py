@@ -1,6 +1,7 @@
 """pouw-cli job (PROTOCOL §6) against a real pouwd: post with clear errors for bad matrices,
-status and list, result that verifies and accepts (or proves fraud and says so), watch, and
-repost of a job that ended without a result (and what it says once the node pruned A, B)."""
+status and list, result that verifies and accepts (or proves fraud and says so), watch,
+repost of a job that ended without a result (and what it says once the node pruned A, B), and
+matmul: a product of any shape through the network, or the reason it is refused."""
 from __future__ import annotations
 
 import os
@@ -180,3 +181,47 @@ def test_repost_says_so_once_the_node_has_pruned_the_matrices(poster, tmp_path) 
     out = cli(poster, "job", "repost", job_id, check=False)
     assert out.returncode == 1 and "the node no longer holds A" in out.stderr and "from its files" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_matmul_multiplies_any_shape_through_the_network(poster, tmp_path) -> None:
+    """``job matmul`` pads a 50×70 · 70×20 product to a job the protocol allows, posts it, and
+    saves the exact A·B once it verified and accepted the worker's result; the test mines and
+    plays the worker."""
+    rng = np.random.default_rng(7)
+    a = rng.integers(-64, 65, size=(50, 70), dtype=np.int8)
+    b = rng.integers(-64, 65, size=(70, 20), dtype=np.int8)
+    out_path = tmp_path / "ab.npy"
+    env = {**os.environ, "POUW_WALLET_PASSWORD": PASSWORD}
+    proc = subprocess.Popen([sys.executable, "-m", "client.cli", "--network", "regtest", "--datadir",
+                             str(poster.datadir), "--rpc-url", poster.url, "job", "matmul",
+                             save(tmp_path / "a.npy", a), save(tmp_path / "b.npy", b), "--reward", "1",
+                             "-o", str(out_path)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    taker = JobTaker(poster.rpc, REGTEST, WORKER, say=lambda text: None)
+    try:
+        deadline = time.monotonic() + 90
+        while proc.poll() is None and time.monotonic() < deadline:
+            work = taker.choose()
+            if work is not None:  # the padded piece: its product, as an honest worker computes it
+                assert taker.deliver(work, work.a.astype(np.int64) @ work.b.astype(np.int64))
+            poster.generatetoaddress(1, address(key(61)))
+            time.sleep(0.3)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert stdout.strip() == str(out_path) and "verified result saved" in stderr
+    c = np.load(out_path)
+    assert c.dtype == np.int32 and (c == a.astype(np.int64) @ b.astype(np.int64)).all()
+    (job,) = poster.listjobs("settled")[-1:]
+    assert (job["m"], job["k"], job["n"]) != (50, 70, 20)  # padded to the protocol's multiples
+
+
+def test_matmul_refuses_bad_operands_with_the_reason(poster, tmp_path) -> None:
+    _, b, _, b_path = operands(tmp_path, 8)
+    for a, why in ((np.zeros((64, 64), np.int16), "int8"), (np.full((64, 64), 100, np.int8), "[-64, 64]"),
+                   (np.zeros((64, 50), np.int8), "cannot multiply")):
+        out = cli(poster, "job", "matmul", save(tmp_path / "a.npy", a), b_path, "--reward", "1",
+                  "-o", str(tmp_path / "c.npy"), check=False)
+        assert out.returncode == 1 and why in out.stderr and "Traceback" not in out.stderr, (why, out.stderr)
+    assert poster.listjobs() == []
