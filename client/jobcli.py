@@ -87,6 +87,11 @@ def build_job_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_expiry(blocks: int) -> None:
+    if blocks < 1:
+        raise CliError("--expiry must be at least 1 block")
+
+
 def load_npy(path: Path, what: str) -> np.ndarray:
     """A matrix from a .npy file, or a one-line error naming the file."""
     try:
@@ -122,8 +127,7 @@ class JobCommands:
     def do_post(self, j: argparse.Namespace) -> None:
         a, b = load_npy(j.a, "A"), load_npy(j.b, "B")
         reward = parse_amount(j.reward, "reward")
-        if j.expiry < 1:
-            raise CliError("--expiry must be at least 1 block")
+        check_expiry(j.expiry)
         client = self.market(self.signer(j.sender))
         try:
             job_id = client.post(a, b, reward, j.expiry)
@@ -204,8 +208,7 @@ class JobCommands:
             time.sleep(j.interval)
 
     def do_repost(self, j: argparse.Namespace) -> None:
-        if j.expiry < 1:
-            raise CliError("--expiry must be at least 1 block")
+        check_expiry(j.expiry)
         client = self.market(self.signer(self._poster(j.job_id)))
         job = self.cli.client.call("getjob", j.job_id)
         if job["status"] not in ENDED:
@@ -227,8 +230,9 @@ class JobCommands:
     def do_matmul(self, j: argparse.Namespace) -> None:
         a, b = load_npy(j.a, "A"), load_npy(j.b, "B")
         reward = parse_amount(j.reward, "reward")
-        if j.expiry < 1 or j.reposts < 0:
-            raise CliError("--expiry must be at least 1 block and --reposts at least 0")
+        check_expiry(j.expiry)
+        if j.reposts < 0:
+            raise CliError("--reposts must be at least 0")
         client = self.market(self.signer(j.sender))
         try:
             c = client.matmul(a, b, reward, timeout=j.timeout, expiry_blocks=j.expiry, reposts=j.reposts)
