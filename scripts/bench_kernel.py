@@ -86,15 +86,20 @@ class AnchorUnavailable(Exception):
 PROBE_SIZE = 256
 
 
+def import_torch() -> ModuleType:
+    try:
+        import torch
+    except ImportError as exc:
+        raise AnchorUnavailable(str(exc)) from exc
+    return torch
+
+
 def torch_int8_call(route: str, a: np.ndarray, b: np.ndarray, threads: int) -> tuple[Callable[[], object], str]:
     """A·B the way torch users reach an int8 GEMM: ``int_mm`` = ``torch._int_mm`` (s8·s8→s32); the
     others a quantized Linear on that quantized engine ("onednn", "fbgemm"): A + 128 as u8 with zero
     point 128 against B as s8, requantised to u8 (the route of int8 inference; the requantising is
     n² against the n³ of the product)."""
-    try:
-        import torch
-    except ImportError as exc:
-        raise AnchorUnavailable(str(exc)) from exc
+    torch = import_torch()
     torch.set_num_threads(threads)
     described = f"torch {torch.__version__} {torch.backends.cpu.get_cpu_capability()}"
     if route == "int_mm":
@@ -140,7 +145,8 @@ def anchor_call(name: str, a: np.ndarray, b: np.ndarray, threads: int) -> tuple[
         for route in ("int_mm", "onednn"):
             if runs_on_onednn(route):
                 return torch_int8_call(route, a, b, threads)
-        raise AnchorUnavailable("torch is not installed, or runs neither _int_mm nor a quantized Linear on oneDNN here")
+        import_torch()  # not installed: that is the reason
+        raise AnchorUnavailable("torch runs neither _int_mm nor a quantized Linear on oneDNN here")
     if name == "fbgemm_int8":
         return torch_int8_call("fbgemm", a, b, threads)
     af, bf = a.astype(np.float32), b.astype(np.float32)
