@@ -137,18 +137,23 @@ def probe_child(route: str) -> None:
     call()
 
 
-def anchor_call(name: str, a: np.ndarray, b: np.ndarray, threads: int) -> tuple[Callable[[], object], str]:
-    """The anchor's call on A, B and a description of what runs it (raises AnchorUnavailable).
-    ``onednn_int8`` is _int_mm where torch runs it on oneDNN, else oneDNN's u8·s8 matmul under a
-    quantized Linear."""
-    if name == "onednn_int8":
-        for route in ("int_mm", "onednn"):
-            if runs_on_onednn(route):
-                return torch_int8_call(route, a, b, threads)
+def anchor_routes() -> dict[str, str]:
+    """The route of each torch anchor (see torch_int8_call), decided once a run: oneDNN's is
+    _int_mm where torch runs it on oneDNN, else the quantized Linear on the onednn engine where
+    that does, else "" (no anchor)."""
+    onednn = next((route for route in ("int_mm", "onednn") if runs_on_onednn(route)), "")
+    return {"onednn_int8": onednn, "fbgemm_int8": "fbgemm", "numpy_f32": ""}
+
+
+def anchor_call(name: str, route: str, a: np.ndarray, b: np.ndarray,
+                threads: int) -> tuple[Callable[[], object], str]:
+    """The anchor's call on A, B (by its route) and a description of what runs it (raises
+    AnchorUnavailable)."""
+    if name == "onednn_int8" and not route:
         import_torch()  # not installed: that is the reason
         raise AnchorUnavailable("torch runs neither _int_mm nor a quantized Linear on oneDNN here")
-    if name == "fbgemm_int8":
-        return torch_int8_call("fbgemm", a, b, threads)
+    if name in ("onednn_int8", "fbgemm_int8"):
+        return torch_int8_call(route, a, b, threads)
     af, bf = a.astype(np.float32), b.astype(np.float32)
     try:
         from threadpoolctl import threadpool_info
@@ -159,12 +164,12 @@ def anchor_call(name: str, a: np.ndarray, b: np.ndarray, threads: int) -> tuple[
     return (lambda: af @ bf), blas
 
 
-def anchor_child(name: str, size: int, threads: int, clock: Callable[[], float]) -> None:
+def anchor_child(name: str, route: str, size: int, threads: int, clock: Callable[[], float]) -> None:
     """Subprocess side: warms up, prints {"runs_on": ...} (or {"why": ...} and exits), then for
     every "run" line on stdin makes two calls and prints the seconds of the second."""
     a, b = operands(size)
     try:
-        call, runs_on = anchor_call(name, a, b, threads)
+        call, runs_on = anchor_call(name, route, a, b, threads)
     except AnchorUnavailable as exc:
         print(json.dumps({"why": str(exc)}), flush=True)
         return
@@ -182,14 +187,14 @@ class Anchor:
     """An anchor in a fresh process of its own (none of our threads or libraries in it), with the
     same thread count; each call() runs it once there and returns the seconds it took."""
 
-    def __init__(self, name: str, size: int, threads: int, clock: str) -> None:
+    def __init__(self, name: str, route: str, size: int, threads: int, clock: str) -> None:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
         if name == "numpy_f32":
             for key in SLOW_BLAS_ENV:
                 env.pop(key, None)
-        self.proc = subprocess.Popen([sys.executable, __file__, "--anchor", name, "--shapes", str(size),
-                                      "--threads", str(threads), "--clock", clock], env=env, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen([sys.executable, __file__, "--anchor", name, "--route", route,
+                                      "--shapes", str(size), "--threads", str(threads), "--clock", clock],
+                                     env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         line = self.proc.stdout.readline()
         hello = json.loads(line) if line else {"why": self.proc.stderr.read().strip().splitlines()[-1:]}
         self.runs_on = hello.get("runs_on") or hello.get("why")
@@ -265,7 +270,7 @@ def on_build(build: ModuleType, call: Callable[[], object]) -> Callable[[], obje
     return run
 
 
-def bench(size: int, r: int, threads: int, repeat: int, clock: str = "wall",
+def bench(size: int, r: int, threads: int, repeat: int, routes: dict[str, str], clock: str = "wall",
           against: ModuleType | None = None) -> dict:
     a, b = operands(size)
     # commitments are per job, not per template: placeholders keep the setup cheap
@@ -273,7 +278,7 @@ def bench(size: int, r: int, threads: int, repeat: int, clock: str = "wall",
                     WorkSpec(size, size, size, r, bytes(32), bytes(32)), Ticket(0, 0, bytes(32)))
     out: dict = {"shape": [size, size, size], "r": r, "threads": threads, "path": kernel.active_path,
                  "clock": clock, "load_avg": round(os.getloadavg()[0], 2)}
-    anchors = {name: Anchor(name, size, threads, clock) for name in ANCHORS}
+    anchors = {name: Anchor(name, routes[name], size, threads, clock) for name in ANCHORS}
     for name, anchor in anchors.items():
         out[f"{name}_runs_on"] = anchor.runs_on
     out |= peak(threads)
@@ -353,6 +358,7 @@ def main() -> None:
     parser.add_argument("--against", metavar="OTHER.so",
                         help="another build of miner/_kernel*.so to run mine and plain on, side by side")
     parser.add_argument("--anchor", choices=ANCHORS, help=argparse.SUPPRESS)  # the subprocess sides
+    parser.add_argument("--route", default="", help=argparse.SUPPRESS)
     parser.add_argument("--probe", choices=("int_mm", "onednn"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.clock == "cpu" and args.threads != 1:
@@ -361,11 +367,12 @@ def main() -> None:
         probe_child(args.probe)
         return
     if args.anchor:
-        anchor_child(args.anchor, args.shapes[0], args.threads, CLOCKS[args.clock])
+        anchor_child(args.anchor, args.route, args.shapes[0], args.threads, CLOCKS[args.clock])
         return
     against = load_build(args.against) if args.against else None
+    routes = anchor_routes()
     for size in args.shapes:
-        row = bench(size, args.r, args.threads, args.repeat, args.clock, against)
+        row = bench(size, args.r, args.threads, args.repeat, routes, args.clock, against)
         if args.json:
             print(json.dumps(row), flush=True)
         else:
