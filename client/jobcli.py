@@ -151,7 +151,7 @@ class JobCommands:
                   f"reward {job['reward'] / 1e8:g}  expiry {job['expiry']}")
 
     def do_result(self, j: argparse.Namespace) -> None:
-        client = self.market(self.signer(self._poster(j.job_id)))
+        client = self.market(self.signer(self._own_job(j.job_id)["poster"]))
         deadline = time.monotonic() + j.timeout
         while True:
             job = self.cli.client.call("getjob", j.job_id)
@@ -209,8 +209,8 @@ class JobCommands:
 
     def do_repost(self, j: argparse.Namespace) -> None:
         check_expiry(j.expiry)
-        client = self.market(self.signer(self._poster(j.job_id)))
-        job = self.cli.client.call("getjob", j.job_id)
+        job = self._own_job(j.job_id)
+        client = self.market(self.signer(job["poster"]))
         if job["status"] not in ENDED:
             raise CliError(f"job {j.job_id} is {job['status']}: only a refunded or lapsed job is posted again")
         operands = []
@@ -240,11 +240,12 @@ class JobCommands:
             raise CliError(str(exc)) from None
         self._save(j.output, c)
 
-    def _poster(self, job_id: str) -> str:
-        poster = self.cli.client.call("getjob", job_id)["poster"]
-        if poster not in {k.address for k in self.keystore().keys}:
-            raise CliError(f"job {job_id} was posted by {poster}, which is not a key of this wallet")
-        return poster
+    def _own_job(self, job_id: str) -> dict:
+        """The job (getjob), if one of this wallet's keys posted it."""
+        job = self.cli.client.call("getjob", job_id)
+        if job["poster"] not in {k.address for k in self.keystore().keys}:
+            raise CliError(f"job {job_id} was posted by {job['poster']}, which is not a key of this wallet")
+        return job
 
     def _save(self, path: Path, c: np.ndarray) -> None:
         np.save(path, np.ascontiguousarray(c, dtype=np.int32), allow_pickle=False)

@@ -9,12 +9,14 @@
  * out by keeping the fastest. */
 #include <time.h>
 
-#ifdef POUW_X86
-static double thread_s(void) {
+/* Seconds on `clock`: the thread's CPU time for one core's peak, the wall clock for threads together. */
+static double seconds(clockid_t clock) {
     struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    clock_gettime(clock, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
+
+#ifdef POUW_X86
 
 enum { PEAK_CHAINS = 12, PEAK_TRIALS = 15 };
 
@@ -96,12 +98,12 @@ static void peak_core(int path, double *macs_per_cycle, double *ghz) {
     const long clock_iters = 1 << 20;
     double hz = 0, ops = 0;
     for (int trial = 0; trial < PEAK_TRIALS; trial++) {
-        double t = thread_s();
+        double t = seconds(CLOCK_THREAD_CPUTIME_ID);
         imul_chain(clock_iters);
-        const double trial_hz = 24.0 * clock_iters / (thread_s() - t);
-        t = thread_s();
+        const double trial_hz = 24.0 * clock_iters / (seconds(CLOCK_THREAD_CPUTIME_ID) - t);
+        t = seconds(CLOCK_THREAD_CPUTIME_ID);
         L.loop(L.iters);
-        const double trial_ops = (double)L.chains * L.iters / (thread_s() - t);
+        const double trial_ops = (double)L.chains * L.iters / (seconds(CLOCK_THREAD_CPUTIME_ID) - t);
         hz = trial_hz > hz ? trial_hz : hz, ops = trial_ops > ops ? trial_ops : ops;
     }
     *macs_per_cycle = L.macs_per_op * ops / hz;
@@ -124,11 +126,6 @@ static void *peak_run(void *arg) {
     return NULL;
 }
 
-static double wall_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* int8 MACs per second of `threads` threads running the path's loop at once: the fastest of a few
  * trials, by the wall clock from their common start until the last is done.  Where threads share
@@ -144,11 +141,11 @@ static double peak_together(int path, int threads) {
         int go = 0, started = 0;
         const peak_run_t run = {L, &go};
         while (started < threads - 1 && pthread_create(&tid[started], NULL, peak_run, (void *)&run) == 0) started++;
-        const double t = wall_s();
+        const double t = seconds(CLOCK_MONOTONIC);
         __atomic_store_n(&go, 1, __ATOMIC_RELEASE);
         L.loop(L.iters);
         for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
-        const double trial = L.macs_per_op * L.chains * (double)L.iters * threads / (wall_s() - t);
+        const double trial = L.macs_per_op * L.chains * (double)L.iters * threads / (seconds(CLOCK_MONOTONIC) - t);
         best = started < threads - 1 ? -1 : trial > best ? trial : best;
     }
     free(tid);

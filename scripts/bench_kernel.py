@@ -194,7 +194,8 @@ class Anchor:
                 env.pop(key, None)
         self.proc = subprocess.Popen([sys.executable, __file__, "--anchor", name, "--route", route,
                                       "--shapes", str(size), "--threads", str(threads), "--clock", clock],
-                                     env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
         line = self.proc.stdout.readline()
         hello = json.loads(line) if line else {"why": self.proc.stderr.read().strip().splitlines()[-1:]}
         self.runs_on = hello.get("runs_on") or hello.get("why")
