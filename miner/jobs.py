@@ -31,11 +31,21 @@ DEFAULT_FEE = 10_000
 MIN_BLOCKS_LEFT = 2  # skip jobs expiring sooner: the result would not be mined in time
 
 
+TMAC = 10**12  # the MACs a price is quoted for
+
+
 @dataclass(frozen=True)
 class JobLimits:
-    """What this miner takes: at most ``max_macs`` per job (m·n·k)."""
+    """What this miner takes: at most ``max_macs`` per job (m·n·k), paying at least
+    ``min_price`` base units per TMAC."""
 
     max_macs: int = 1 << 36
+    min_price: int = 0
+
+    def takes(self, macs: int, reward: int, fee: int) -> bool:
+        """Is a job of ``macs`` paying ``reward`` worth claiming at ``fee``? Never one whose
+        reward does not exceed the fee: its claim would lose money even when paid."""
+        return macs <= self.max_macs and reward > fee and reward * TMAC >= self.min_price * macs
 
 
 @dataclass
@@ -96,7 +106,7 @@ class JobTaker:
 
     # --- choosing ----------------------------------------------------------------------
     def choose(self, exclude: Collection[bytes] = ()) -> JobWork | None:
-        """The open job with the best reward per MAC within the limits (other than those in
+        """The open job with the best reward per MAC that the limits take (other than those in
         ``exclude``: the one being computed, those being handed in), its matrices checked;
         among equals, one whose A and B the node already holds (prefetched), so the loop
         need not wait for a transfer."""
@@ -105,7 +115,8 @@ class JobTaker:
         for job in self.client.call("listjobs", "open"):
             job_id = bytes.fromhex(job["job_id"])
             macs = job["m"] * job["n"] * job["k"]
-            if (job_id in self.skipped or job_id in self.claimed or job_id in exclude or macs > self.limits.max_macs
+            if (job_id in self.skipped or job_id in self.claimed or job_id in exclude
+                    or not self.limits.takes(macs, job["reward"], self.fee)
                     or job["expiry"] - height < MIN_BLOCKS_LEFT or rank_for(self.network, job["k"]) is None):
                 continue
             held = all((job.get("matrices") or {}).get(kind, {}).get("held") for kind in ("A", "B"))

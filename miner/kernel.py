@@ -34,6 +34,7 @@ except ImportError as exc:  # the build_ext step is allowed to fail
                   RuntimeWarning, stacklevel=2)
 
 ENTRY_LIMIT = 64
+MAX_THREADS: int | None = _kernel.MAX_THREADS if _kernel else None  # the C kernel's limit; numpy has none
 
 
 def available_paths() -> list[str]:

@@ -5,7 +5,8 @@ An honest worker is paid when the poster's client has verified C and accepted; a
 caught and proved, the bond goes to the prover and the job reopens; a worker that never
 serves C lapses (bond back, reward burned, supply balanced); a copied claim earns nothing;
 refused uploads say why; a restarted worker node still serves C; client.matmul posts a piece
-again whose job expired or lapsed, as often as it may."""
+again whose job expired or lapsed, as often as it may; a worker takes no job below its price
+or paying no more than the fee of claiming it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from client.market import MarketClient, MarketClientError, NotClaimed, npy_bytes
 from consensus.params import REGTEST
 from consensus.tx import JobResult, claim_of, make_tx
 from consensus.work import commit_result
-from miner.jobs import JobTaker
+from miner.jobs import DEFAULT_FEE, TMAC, JobLimits, JobTaker
 from client.rpc import BadResponse
 
 from .framework import NodeProcess, sync_blocks, sync_mempools, wait_until
@@ -65,8 +66,8 @@ def client_of(node: NodeProcess) -> MarketClient:
     return MarketClient(node.rpc, REGTEST, FAUCET, log=lambda text: None)
 
 
-def taker(node: NodeProcess, k) -> JobTaker:
-    return JobTaker(node.rpc, REGTEST, k, say=lambda text: None)
+def taker(node: NodeProcess, k, limits: JobLimits = JobLimits()) -> JobTaker:
+    return JobTaker(node.rpc, REGTEST, k, limits, say=lambda text: None)
 
 
 def mine(poster: NodeProcess, worker: NodeProcess, blocks: int = 1) -> None:
@@ -279,3 +280,19 @@ def test_matmul_gives_up_on_a_piece_once_its_reposts_are_spent(net) -> None:
         with pytest.raises(MarketClientError, match=f"job {job_id} ended refunded without a result"):
             call.result(timeout=60)
     assert client.counts["posted"] == 1 and client.counts["reposted"] == 0
+
+
+def test_worker_takes_no_job_below_its_price_or_paying_only_its_fee(net) -> None:
+    poster, worker = net
+    client = client_of(poster)
+    others = {bytes.fromhex(job["job_id"]) for job in worker.listjobs("open")}
+    fee_only = client.post(*operands(20), DEFAULT_FEE, expiry_blocks=3)  # paid, the claim would still lose money
+    priced = client.post(*operands(21), DEFAULT_FEE + 1, expiry_blocks=3)
+    mine(poster, worker)
+    price = (DEFAULT_FEE + 1) * TMAC // (M * N * K)  # what the second job pays per TMAC, rounded down
+    work = taker(worker, HONEST, JobLimits(min_price=price)).choose(others)
+    assert work is not None and work.job_id.hex() == priced
+    assert taker(worker, HONEST, JobLimits(min_price=price + 1)).choose(others) is None
+    assert taker(worker, HONEST).choose(others | {bytes.fromhex(priced)}) is None  # the fee-only job: never
+    mine(poster, worker, 3)
+    assert [poster.getjob(job_id)["status"] for job_id in (fee_only, priced)] == ["refunded", "refunded"]

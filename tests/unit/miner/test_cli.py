@@ -1,0 +1,47 @@
+"""pouw-miner's flags: numbers out of range are refused by name before anything starts, and the
+job limits take only jobs worth their claim (PROTOCOL §6)."""
+from __future__ import annotations
+
+import pytest
+
+from consensus.params import COIN
+from miner import kernel
+from miner.cli import build_parser
+from miner.jobs import TMAC, JobLimits
+
+ADDRESS = ["--address", "rpw1uk87frsj0r5gkdx34hl5zkqtgx78p8p7nj6hdj"]
+
+
+@pytest.mark.parametrize("flag, value, why", [
+    ("--threads", "0", "0 is not in 1.."), ("--threads", "-3", "-3 is not in 1.."),
+    ("--threads", "x", "'x' is not an integer"), ("--blocks", "0", "0 is not at least 1"),
+    ("--min-interval", "-1", "-1 is not at least 0"), ("--min-interval", "nan", "nan is not at least 0"),
+    ("--min-interval", "inf", "inf is not at least 0"), ("--max-job-macs", "0", "0 is not at least 1"),
+    ("--min-job-price", "-1", "invalid price '-1'"), ("--min-job-price", "1e-9", "invalid price '1e-9'"),
+])
+def test_a_bad_number_is_refused_with_its_flag(flag: str, value: str, why: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([*ADDRESS, flag, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and why in err, err
+
+
+def test_threads_beyond_the_kernel_are_refused_and_good_flags_parse(capsys) -> None:
+    if kernel.MAX_THREADS is not None:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*ADDRESS, "--threads", str(kernel.MAX_THREADS + 1)])
+        assert "--threads" in capsys.readouterr().err
+    args = build_parser().parse_args([*ADDRESS, "--threads", "1", "--blocks", "2", "--min-interval", "0.5",
+                                      "--max-job-macs", "4096", "--min-job-price", "2.5"])
+    assert (args.threads, args.blocks, args.min_interval, args.max_job_macs) == (1, 2, 0.5, 4096)
+    assert args.min_job_price == 5 * COIN // 2  # base units per TMAC
+
+
+def test_job_limits_take_a_job_at_its_price_and_never_one_paying_only_the_fee() -> None:
+    macs, fee = 2 * TMAC, 10_000
+    limits = JobLimits(max_macs=4 * TMAC, min_price=3 * COIN)
+    assert limits.takes(macs, 6 * COIN, fee)  # exactly the price
+    assert not limits.takes(macs, 6 * COIN - 1, fee)  # one unit under it
+    assert not limits.takes(8 * TMAC, 100 * COIN, fee)  # too large
+    assert JobLimits().takes(1 << 30, fee + 1, fee) and not JobLimits().takes(1 << 30, fee, fee)
