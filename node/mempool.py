@@ -511,8 +511,9 @@ class Mempool:
         """Encoded bytes of the pooled txs."""
         return self._bytes
 
-    def txids(self) -> list[bytes]:
-        return list(self._by_txid)
+    def txids(self, limit: int | None = None) -> list[bytes]:
+        """The pooled txids, at most ``limit`` of them."""
+        return list(itertools.islice(self._by_txid, limit))
 
     def txs_by_sender(self, address: bytes) -> list[Tx]:
         """The sender's pooled txs in nonce order (ready, then future)."""

@@ -113,7 +113,7 @@ class Relay:
         """Tell a new peer what our pool holds (as geth does), up to what it tracks from one peer:
         a tx whose relay a dropped connection cut short would otherwise never reach it, and
         every later tx of its sender would wait behind the nonce gap."""
-        self._announce_to(peer, wire.INV_TX, self.mempool.txids()[:self.limits.max_peer_tx_announced])
+        self._announce_to(peer, wire.INV_TX, self.mempool.txids(self.limits.max_peer_tx_announced))
 
     def remove_peer(self, peer: Peer) -> None:
         st = self._state.pop(peer.id, None)

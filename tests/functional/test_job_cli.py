@@ -1,6 +1,7 @@
 """pouw-cli job (PROTOCOL §6) against a real pouwd: post with clear errors for bad matrices,
 status and list, result that verifies and accepts (or proves fraud and says so), watch,
-repost of a job that ended without a result (and what it says once the node pruned A, B), and
+repost of a job that ended without a result (and what it says once the node pruned A, B), a
+refusal of another wallet's job, and
 matmul: a product of any shape through the network, or the reason it is refused."""
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client.market import npy_bytes
+from client.market import MarketClient, npy_bytes
 from consensus.params import COIN, REGTEST
 from consensus.tx import JobResult, claim_of, make_tx
 from consensus.work import commit_result
@@ -170,6 +171,17 @@ def test_repost_posts_an_ended_job_again_with_the_same_matrices(poster, tmp_path
     assert (np.load(tmp_path / "c.npy") == product).all()
     bigger = cli(poster, "--json", "job", "repost", job_id, "--reward", "3").stdout
     assert '"reward": 300000000' in bigger
+
+
+def test_result_and_repost_refuse_a_job_another_wallet_posted(poster, tmp_path) -> None:
+    a, b, _, _ = operands(tmp_path, 7)
+    job_id = MarketClient(poster.rpc, REGTEST, WORKER, log=lambda text: None).post(a, b, COIN, 2)
+    poster.generatetoaddress(1, address(key(61)))
+    for args in (("result", job_id, "-o", str(tmp_path / "c.npy")), ("repost", job_id)):
+        out = cli(poster, "job", *args, check=False)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert f"posted by {address(WORKER)}, which is not a key of this wallet" in out.stderr
+    assert not (tmp_path / "c.npy").exists()
 
 
 def test_repost_says_so_once_the_node_has_pruned_the_matrices(poster, tmp_path) -> None:

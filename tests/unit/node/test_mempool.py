@@ -253,6 +253,7 @@ def test_eviction_by_fee_rate_under_size_limit(chain: FakeChain) -> None:
     richer = pay(A, 1, fee=2_500)  # A's own chain: its tail goes before its head could
     pool.add(richer)
     assert set(pool.txids()) == {low.txid, richer.txid, high.txid}  # mid was the lowest tail
+    assert pool.txids(2) == pool.txids()[:2] and pool.txids(0) == []  # what a new peer is told, bounded
     reject(pool, pay(B, 0, fee=1_500), "mempool-full")
     assert set(pool.txids()) == {low.txid, richer.txid, high.txid}
     better = pay(B, 0, fee=2_700)
