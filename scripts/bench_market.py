@@ -9,7 +9,8 @@ Measured in one run, each with the load average when it was taken:
    kernel's plain int8 product (``kernel.gemm``, --threads threads) of the same
    operands, timed in the same run; wall time and CPU time (all threads), best of 3
    (target ≤ 1 %); beside it Freivalds on numpy's float64 GEMM (the fallback without
-   the C extension) and H_C, which the client computes only for a C that fails;
+   the C extension), H_C, which the client computes only for a C that fails, and the time
+   to read A, B and C once with the same threads, a floor no check can go below;
 2. the miner's MAC rate on synthetic matrices, then on jobs of the same shape
    (``--saturate`` m,k,n) while a client keeps ``--depth`` jobs waiting for a miner (target:
    jobs ≥ 0.95× synthetic); beside it the same ratio per CPU-second of the miner and its
@@ -22,7 +23,11 @@ Measured in one run, each with the load average when it was taken:
    with the median time the miner's node took to receive, and to check and store, each
    operand it fetched (from its log);
 4. end-to-end latency from post to verified result (the client's ``wait``) for one job
-   of each ``--sizes`` (n×n×n).
+   of each ``--sizes`` (n×n×n);
+5. one ``--saturate`` job step by step with nothing else running: the wall and CPU
+   seconds of each step (post, the miner's node fetching A and B, the miner taking the
+   job, handing C in, the client settling), per process: what a job costs besides its
+   product.
 
     python scripts/bench_market.py [--sizes 1024,4096] [--saturate 4096,8192,4096] [--seconds 120]
                                    [--depth 16] [--lan-rate 0]
@@ -39,6 +44,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -96,11 +104,16 @@ def load() -> str:
     return "load %.2f" % os.getloadavg()[0]
 
 
+def node_cpu(node: NodeProcess) -> float:
+    """CPU seconds so far of a pouwd (``/proc/<pid>/stat``: user + system)."""
+    fields = Path(f"/proc/{node.process.pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(node: NodeProcess) -> float:
     """CPU seconds so far of the miner (this process: its kernel threads and its job taking; the
-    poster's client runs elsewhere) and of its node (``/proc/<pid>/stat``: user + system)."""
-    fields = Path(f"/proc/{node.process.pid}/stat").read_text().rpartition(")")[2].split()
-    return time.process_time() + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    poster's client runs elsewhere) and of its node."""
+    return time.process_time() + node_cpu(node)
 
 
 def best_of(runs: int, work: Callable[[], object]) -> tuple[float, float]:
@@ -118,9 +131,17 @@ def ms(seconds: tuple[float, float]) -> str:
     return f"{seconds[0] * 1e3:.1f} / {seconds[1] * 1e3:.1f} ms"
 
 
+def read_once(arrays: list[np.ndarray], threads: int) -> None:
+    """Read every byte of ``arrays`` once, split over ``threads`` threads (numpy's max frees the
+    interpreter): what any check of C against A and B must at least do."""
+    parts = [part for array in arrays for part in np.array_split(array.reshape(-1).view(np.uint8), threads)]
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(np.max, parts))
+
+
 def verification_cost(sizes: list[int], threads: int) -> list[str]:
-    """Rows: n, kernel.gemm, Freivalds (C and numpy), H_C (wall / CPU ms) and verification /
-    compute."""
+    """Rows: n, kernel.gemm, Freivalds (C and numpy), H_C, reading A, B and C once (wall / CPU
+    ms), and verification / compute against that floor / compute."""
     rng = np.random.default_rng(3)
     worker = WORKER.address
     rows = []
@@ -133,11 +154,13 @@ def verification_cost(sizes: list[int], threads: int) -> list[str]:
         freivalds = best_of(3, lambda: mismatched_rows(a, b, c))
         fallback = best_of(3, lambda: mismatched_rows(a, b, c, path="numpy"))
         hashing = best_of(3, lambda: claim_matches(worker, claim, c))
+        floor = best_of(3, lambda: read_once([a, b, c], threads))
         assert claim_matches(worker, claim, c) and not mismatched_rows(a, b, c)
         ratio = [freivalds[i] / gemm[i] for i in (0, 1)]
         rows.append(f"{n}³: compute {ms(gemm)}, Freivalds {ms(freivalds)} (numpy: {ms(fallback)}), "
-                    f"H_C if it fails {ms(hashing)} → verification / compute {ratio[0]:.1%} wall, "
-                    f"{ratio[1]:.1%} CPU ({load()})")
+                    f"H_C if it fails {ms(hashing)}, reading A, B, C once {ms(floor)} → verification / compute "
+                    f"{ratio[0]:.1%} wall, {ratio[1]:.1%} CPU; that floor / compute {floor[0] / gemm[0]:.1%} wall "
+                    f"({load()})")
         say(rows[-1])
     return rows
 
@@ -344,6 +367,51 @@ def market_phase(label: str, seed: int, rate: str, poster: NodeProcess, mnode: N
     return figures
 
 
+@contextmanager
+def cpu_step(rows: list[str], what: str, poster: NodeProcess, mnode: NodeProcess) -> Iterator[None]:
+    """One step timed alone: wall seconds, and CPU seconds of this process (the miner or the
+    client, whichever runs the step), of the miner's node and of the poster's node."""
+    wall, own, nodes = time.perf_counter(), time.process_time(), (node_cpu(mnode), node_cpu(poster))
+    yield
+    rows.append(f"{what:<58}{time.perf_counter() - wall:>6.2f}{time.process_time() - own:>20.2f}"
+                f"{node_cpu(mnode) - nodes[0]:>11.2f}{node_cpu(poster) - nodes[1]:>12.2f}")
+
+
+def job_steps(poster: NodeProcess, mnode: NodeProcess, shape: tuple[int, int, int, int], limits: JobLimits,
+              threads: int) -> list[str]:
+    """One job of ``shape`` step by step, nothing else running: the CPU it costs outside the
+    kernel's product, the worker's side (the miner and its node) and the poster's."""
+    m, n, k, _ = shape
+    a, b = operands(m, k, n, np.random.default_rng(11))
+    client = MarketClient(client_of(poster), DEV, dev_faucet_key(), log=lambda text: None)
+    taker = JobTaker(client_of(mnode), DEV, WORKER, limits, say=say)
+    others = {bytes.fromhex(job["job_id"]) for job in client_of(mnode).call("listjobs", "open")}
+    rows: list[str] = []
+    skip = log_length(mnode)
+    with cpu_step(rows, "the client posts it (A, B uploaded to its node)", poster, mnode):
+        job_id = client.post(a, b, COIN, expiry_blocks=1000)
+    with cpu_step(rows, "the miner's node fetches A, B (on seeing the post)", poster, mnode):
+        deadline = time.monotonic() + 120
+        while fetch_times(mnode, skip)[0] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if fetch_times(mnode, skip)[0] < 2:
+        rows[-1] += "  (not prefetched: the next step fetches them)"
+    while not any(job["job_id"] == job_id for job in client_of(mnode).call("listjobs", "open")):
+        run_miner(mnode, mining_shape(DEV), threads, 2.0, None)  # the post into a block
+    with cpu_step(rows, "the miner takes it (GET A, B from its node; H_A, H_B)", poster, mnode):
+        work = taker.choose(others)
+    assert work is not None and work.job_id.hex() == job_id, "the miner took another job"
+    c = kernel.gemm(a, b, threads=threads)
+    with cpu_step(rows, "the miner hands C in (H_C, PUT C, JOB_RESULT)", poster, mnode):
+        assert taker.deliver(work, c), taker.stats.last_problem
+    while client.job(job_id)["status"] != "claimed":
+        run_miner(mnode, mining_shape(DEV), threads, 2.0, None)  # the claim into a block
+    with cpu_step(rows, "the client settles it (C over p2p, Freivalds, JOB_ACCEPT)", poster, mnode):
+        verdict, _, txid = client.settle(job_id, a, b)
+    assert verdict.ok and txid, verdict.reason
+    return rows
+
+
 def rate_label(rate: str) -> str:
     return "unlimited" if float(rate) == 0 else f"{float(rate):g} MiB/s"
 
@@ -417,6 +485,7 @@ def main() -> int:
                                 f"{size}³: no verified result after {latency:.0f} s (job {status}; "
                                 f"{problem}; the miner: {taker.stats.last_problem or 'no problem reported'})")
             say(latency_rows[-1])
+        steps = job_steps(poster, mnode, shape, limits, args.threads)
     finally:
         poster.cleanup()
         mnode.cleanup()
@@ -449,6 +518,11 @@ def main() -> int:
         print(f"{'  the client: median s per post / per settlement':<58}{ph['post_s']:>8.2f} / {ph['settle_s']:.2f}")
     print(f"\npost → verified result, both pouwd at the LAN rate ({rate_label(args.lan_rate)}):")
     for row in latency_rows:
+        print("  " + row)
+    print(f"\none {m}×{k}×{n} job step by step, nothing else running (the product itself: "
+          f"{m * n * k / syn_rate:.2f} s on {args.threads} threads)")
+    print(f"  {'step':<58}{'wall s':>6}{'CPU-s: this process':>20}{'miner node':>11}{'poster node':>12}")
+    for row in steps:
         print("  " + row)
     return 0
 
