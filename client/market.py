@@ -13,9 +13,11 @@ the verified pieces exactly.
 """
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -96,6 +98,43 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 def npy_array(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+NPY_DTYPES = (np.dtype(np.int8), np.dtype("<i4"))  # A and B; C
+MAX_NPY_BYTES = MAX_JOB_N * MAX_JOB_N * 4  # the largest a job's matrix can be: its C
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def read_npy(body: http.client.HTTPResponse) -> np.ndarray:
+    """An int8 or int32 .npy read from ``body`` (an HTTP answer: ``read``, ``readinto`` and
+    ``length``, the bytes left) straight into its array, in its own order: one copy, where
+    holding the body as bytes first cost two more. ValueError if the header is malformed,
+    names another dtype, or does not match the bytes that follow it."""
+    version = np.lib.format.read_magic(body)
+    if version not in _NPY_HEADERS:
+        raise ValueError(f".npy version {version} is not supported")
+    shape, fortran, dtype = _NPY_HEADERS[version](body)
+    if dtype not in NPY_DTYPES:
+        raise ValueError(f"dtype {dtype} is neither int8 nor int32")
+    size = math.prod(shape) * dtype.itemsize
+    if size > MAX_NPY_BYTES:
+        raise ValueError(f"shape {shape} is larger than any job's matrix")
+    if body.length != size:
+        raise ValueError(f"{body.length} bytes follow a header of shape {shape} and dtype {dtype}, not {size}")
+    array = np.empty(shape, dtype, order="F" if fortran else "C")
+    view = memoryview(array.reshape(-1, order="A")).cast("B")
+    done = 0
+    while done < size:
+        got = body.readinto(view[done:])
+        if not got:
+            raise ValueError(f"the body ended after {done} of {size} bytes")
+        done += got
+    return array
+
+
+def download_npy(rpc: RpcClient, key: str) -> np.ndarray:
+    """``GET /matrix/<key>.npy``: the matrix, read straight into its array."""
+    return rpc.download(f"/matrix/{key}.npy", read_npy)
 
 
 def in_order(array: np.ndarray, fortran: bool) -> np.ndarray:
@@ -204,7 +243,7 @@ class MarketClient:
 
     def download(self, key: str) -> np.ndarray:
         """A matrix by key (the node fetches it from peers if it lacks it)."""
-        return npy_array(self.rpc.http("GET", f"/matrix/{key}.npy"))
+        return download_npy(self.rpc, key)
 
     # --- transactions ---------------------------------------------------------------------
     def send(self, payload: Payload) -> str:

@@ -10,12 +10,13 @@ import base64
 import http.client
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 COOKIE_NAME = ".cookie"
+T = TypeVar("T")
 
 
 class RpcClientError(Exception):
@@ -143,14 +144,38 @@ class RpcClient:
             raise BadResponse(f"HTTP {status} from {method} {path}: {reason}")
         return data
 
+    def download(self, path: str, read: Callable[[http.client.HTTPResponse], T]) -> T:
+        """``GET path`` (a binary route such as ``/matrix/<key>.npy``) with ``read`` consuming
+        the 200 answer's body from the socket, so a large body goes straight where ``read``
+        puts it instead of being held as bytes first; a ``ValueError`` of ``read`` (a malformed
+        body) becomes ``BadResponse``. Other answers raise as ``http`` does."""
+        headers = {k: v for k, v in self._headers.items() if k == "Authorization"}
+
+        def answer(response: http.client.HTTPResponse) -> tuple[int, Any]:
+            if response.status != 200:
+                return response.status, response.read()
+            try:
+                return 200, read(response)
+            except ValueError as exc:
+                raise BadResponse(f"malformed body from GET {path}: {exc}") from None
+
+        status, data = self._request("GET", path, None, headers, answer)
+        if status == 200:
+            return data
+        if status in (401, 403):
+            raise AuthFailed(self.url, status)
+        raise BadResponse(f"HTTP {status} from GET {path}: {data.decode('utf-8', 'replace').strip()[:500]}")
+
     def _request(self, method: str, path: str, body: bytes | Sequence[bytes | memoryview] | None,
-                 headers: dict[str, str]) -> tuple[int, bytes]:
+                 headers: dict[str, str],
+                 answer: Callable[[http.client.HTTPResponse], tuple[int, Any]] | None = None) -> tuple[int, Any]:
+        """The answer's status and body (``answer`` reads them from the response if given)."""
         cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
         conn = cls(self._host, self._port, timeout=self.timeout)
         try:
             conn.request(method, path, body, headers)
             response = conn.getresponse()
-            return response.status, response.read()
+            return answer(response) if answer is not None else (response.status, response.read())
         except TimeoutError:
             raise NodeUnreachable(self.url, f"no answer within {self.timeout:g} s") from None
         except (OSError, http.client.HTTPException) as exc:

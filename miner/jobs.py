@@ -19,7 +19,7 @@ from consensus.keys import PrivateKey, encode_address
 from consensus.params import Network
 from consensus.tx import JobResult, claim_of, make_tx
 
-from client.market import in_order, npy_array, npy_parts
+from client.market import download_npy, in_order, npy_parts
 from client.rpc import RpcClient, RpcClientError, RpcError
 from client.rpccodes import RpcCode
 
@@ -130,8 +130,7 @@ class JobTaker:
     def _prepare(self, job: dict[str, Any]) -> JobWork | None:
         job_id = bytes.fromhex(job["job_id"])
         try:
-            a = npy_array(self.client.http("GET", f"/matrix/{job['H_A']}.npy"))
-            b = npy_array(self.client.http("GET", f"/matrix/{job['H_B']}.npy"))
+            a, b = download_npy(self.client, job["H_A"]), download_npy(self.client, job["H_B"])
         except RpcClientError as exc:
             self._skip(job_id, f"cannot fetch the matrices of job {job['job_id'][:16]}…: {exc}")
             return None

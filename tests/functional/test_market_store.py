@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client.market import MarketClient, npy_array, npy_bytes
+from client.market import MarketClient, download_npy, npy_array, npy_bytes
 from client.rpc import BadResponse
 from consensus.params import REGTEST
 from consensus.work import commit_a
@@ -61,13 +61,14 @@ def test_unwritable_store_is_507_and_the_node_keeps_serving(tmp_path: Path) -> N
         sync_blocks([poster, fetcher])
         h_a = poster.getjob(job_id)["H_A"]
         with pytest.raises(BadResponse, match=r"HTTP 507 .*matrix not stored"):
-            fetcher.rpc.http("GET", f"/matrix/{h_a}.npy")
+            download_npy(fetcher.rpc, h_a)
         files = matrix_files(fetcher)  # B fits (the post's prefetch brought it): no A, nothing partial
         assert f"a-{small_key}.npy" in files and not [f for f in files if f.startswith(("tmp-", f"a-{h_a}"))]
         assert fetcher.getjob(job_id)["status"] == "open"
 
         limit_file_size(fetcher, 0)  # space again: the same requests work
-        assert (npy_array(fetcher.rpc.http("GET", f"/matrix/{h_a}.npy")) == big_a).all()
+        assert (download_npy(fetcher.rpc, h_a) == big_a).all()
+        assert (npy_array(fetcher.rpc.http("GET", f"/matrix/{h_a}.npy")) == big_a).all()  # the same file
         assert MarketClient(fetcher.rpc, REGTEST).upload("A", big_a) == h_a
 
 
@@ -96,7 +97,7 @@ def test_kill9_mid_upload_leaves_no_partial_matrix(tmp_path: Path) -> None:
         assert matrix_files(node) == []  # the partial upload is gone, nothing else appeared
         key = commit_a(a).hex()
         with pytest.raises(BadResponse, match="HTTP 404"):
-            node.rpc.http("GET", f"/matrix/{key}.npy")
+            download_npy(node.rpc, key)
         assert MarketClient(node.rpc, REGTEST).upload("A", a) == key  # the upload works again
         assert matrix_files(node) == [f"a-{key}.npy"]
         node.stop()
