@@ -105,7 +105,7 @@ MAX_NPY_BYTES = MAX_JOB_N * MAX_JOB_N * 4  # the largest a job's matrix can be: 
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-def read_npy(body: http.client.HTTPResponse) -> np.ndarray:
+def receive_npy(body: http.client.HTTPResponse) -> np.ndarray:
     """An int8 or int32 .npy read from ``body`` (an HTTP answer: ``read``, ``readinto`` and
     ``length``, the bytes left) straight into its array, in its own order: one copy, where
     holding the body as bytes first cost two more. ValueError if the header is malformed,
@@ -134,7 +134,7 @@ def read_npy(body: http.client.HTTPResponse) -> np.ndarray:
 
 def download_npy(rpc: RpcClient, key: str) -> np.ndarray:
     """``GET /matrix/<key>.npy``: the matrix, read straight into its array."""
-    return rpc.download(f"/matrix/{key}.npy", read_npy)
+    return rpc.download(f"/matrix/{key}.npy", receive_npy)
 
 
 def in_order(array: np.ndarray, fortran: bool) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Matrices as .npy bodies: sent as the header and the array's own buffer
 (``client.market.npy_parts``: the bytes ``np.save`` writes), and read from an answer straight
-into the array (``read_npy``), which refuses a body that does not match its header."""
+into the array (``receive_npy``), which refuses a body that does not match its header."""
 from __future__ import annotations
 
 import io
@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from client.market import MAX_NPY_BYTES, npy_array, npy_bytes, npy_parts, read_npy
+from client.market import MAX_NPY_BYTES, npy_array, npy_bytes, npy_parts, receive_npy
 
 
 def saved(array: np.ndarray) -> bytes:
@@ -34,7 +34,7 @@ def test_the_data_part_is_the_array_itself() -> None:
 
 
 class Body(io.BytesIO):
-    """An HTTP answer's body as ``read_npy`` sees it: ``length`` is the bytes left, and
+    """An HTTP answer's body as ``receive_npy`` sees it: ``length`` is the bytes left, and
     ``readinto`` hands out at most ``chunk`` bytes a call, as a socket does."""
 
     def __init__(self, data: bytes, chunk: int = 1000, length: int | None = None) -> None:
@@ -51,23 +51,23 @@ class Body(io.BytesIO):
 
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("dtype", [np.int8, np.dtype("<i4")])
-def test_read_npy_reads_the_array_in_its_own_order(order: str, dtype) -> None:
+def test_receive_npy_reads_the_array_in_its_own_order(order: str, dtype) -> None:
     base = np.random.default_rng(4).integers(-64, 65, (96, 130)).astype(dtype)
     array = base if order == "C" else np.asfortranarray(base)
-    got = read_npy(Body(saved(array)))
+    got = receive_npy(Body(saved(array)))
     assert np.array_equal(got, array) and got.dtype == array.dtype
     assert got.flags.f_contiguous == (order == "F") and got.flags.writeable
 
 
-def test_read_npy_refuses_a_body_that_does_not_match_its_header() -> None:
+def test_receive_npy_refuses_a_body_that_does_not_match_its_header() -> None:
     good = saved(np.zeros((64, 32), np.int8))
     with pytest.raises(ValueError, match="neither int8 nor int32"):
-        read_npy(Body(saved(np.zeros((4, 4), np.float64))))
+        receive_npy(Body(saved(np.zeros((4, 4), np.float64))))
     with pytest.raises(ValueError, match="not 2048"):  # a byte short
-        read_npy(Body(good[:-1]))
+        receive_npy(Body(good[:-1]))
     with pytest.raises(ValueError, match="ended after"):  # a length that the body does not keep
-        read_npy(Body(good[:-100], length=len(good)))
+        receive_npy(Body(good[:-100], length=len(good)))
     with pytest.raises(ValueError, match="larger than any job's matrix"):
-        read_npy(Body(saved(np.zeros((0, 0), np.int8)).replace(b"(0, 0)", f"({MAX_NPY_BYTES + 1}, 1)".encode())))
+        receive_npy(Body(saved(np.zeros((0, 0), np.int8)).replace(b"(0, 0)", f"({MAX_NPY_BYTES + 1}, 1)".encode())))
     with pytest.raises(ValueError):
-        read_npy(Body(b"not a numpy file at all"))
+        receive_npy(Body(b"not a numpy file at all"))
