@@ -96,10 +96,6 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return b"".join(npy_parts(array))
 
 
-def npy_array(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
-
-
 NPY_DTYPES = (np.dtype(np.int8), np.dtype("<i4"))  # A and B; C
 MAX_NPY_BYTES = MAX_JOB_N * MAX_JOB_N * 4  # the largest a job's matrix can be: its C
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}

@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from client.market import MAX_NPY_BYTES, npy_array, npy_bytes, npy_parts, receive_npy
+from client.market import MAX_NPY_BYTES, npy_bytes, npy_parts, receive_npy
 
 
 def saved(array: np.ndarray) -> bytes:
@@ -24,7 +24,7 @@ def test_npy_parts_are_the_saved_file(order: str, dtype) -> None:
     array = {"C": base, "F": np.asfortranarray(base), "strided": base[::3, 1::2]}[order]
     parts = npy_parts(array)
     assert b"".join(parts) == npy_bytes(array) == saved(array)
-    assert np.array_equal(npy_array(npy_bytes(array)), array)
+    assert np.array_equal(np.load(io.BytesIO(npy_bytes(array)), allow_pickle=False), array)
 
 
 def test_the_data_part_is_the_array_itself() -> None:
