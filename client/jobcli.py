@@ -35,8 +35,8 @@ from consensus.keys import PrivateKey
 
 from . import wallet
 from .cliutil import CliError, parse_amount
-from .market import DEFAULT_EXPIRY, DEFAULT_REPOSTS, MarketClient, MarketClientError
-from .rpc import BadResponse, NodeUnreachable, RpcError
+from .market import DEFAULT_EXPIRY, DEFAULT_REPOSTS, MarketClient, MarketClientError, MatricesGone
+from .rpc import NodeUnreachable, RpcError
 
 if TYPE_CHECKING:
     from .cli import Cli
@@ -213,16 +213,11 @@ class JobCommands:
         client = self.market(self.signer(job["poster"]))
         if job["status"] not in ENDED:
             raise CliError(f"job {j.job_id} is {job['status']}: only a refunded or lapsed job is posted again")
-        operands = []
-        for kind in ("A", "B"):
-            try:
-                operands.append(client.download(job[f"H_{kind}"]))
-            except BadResponse as exc:
-                raise CliError(f"the node no longer holds {kind} of job {j.job_id} ({exc}); "
-                               "post the job again from its files") from None
         reward = parse_amount(j.reward, "reward") if j.reward is not None else job["reward"]
         try:
-            job_id = client.post(*operands, reward, j.expiry)
+            job_id = client.post_again(job, reward, j.expiry)
+        except MatricesGone as exc:
+            raise CliError(f"{exc}; post the job again from its files") from None
         except MarketClientError as exc:
             raise CliError(str(exc)) from None
         self.cli.show({"job_id": job_id, "reposts": j.job_id, "reward": reward} if self.cli.opts.json else job_id)

@@ -54,6 +54,10 @@ class MarketClientError(Exception):
     """A job that cannot be posted or settled; the message says why."""
 
 
+class MatricesGone(MarketClientError):
+    """The node no longer holds a job's A or B (pruned a challenge window after the job ended)."""
+
+
 class NotClaimed(MarketClientError):
     """The job is not (or no longer) CLAIMED: its result lapsed, was accepted, or was proved wrong."""
 
@@ -261,16 +265,32 @@ class MarketClient:
                 raise MarketClientError(problem)
         if a.shape[1] != b.shape[0]:
             raise MarketClientError(f"A is {a.shape[0]}×{a.shape[1]} but B is {b.shape[0]}×{b.shape[1]}")
-        problem = job_dims_error(a.shape[0], b.shape[1], a.shape[1], self.network)
+        self._check_terms(a.shape[0], b.shape[1], a.shape[1], reward)
+        h_a, h_b = self.upload("A", a), self.upload("B", b)
+        return self._send_post(a.shape[0], b.shape[1], a.shape[1], h_a, h_b, reward, expiry_blocks)
+
+    def post_again(self, job: dict[str, Any], reward: int, expiry_blocks: int = DEFAULT_EXPIRY) -> str:
+        """Post ``job`` (as ``getjob`` shows it) again under the same H_A and H_B, which its node
+        must still hold (for a challenge window after the job ended): nothing is uploaded again.
+        The new job id; ``MatricesGone`` if the node no longer holds A or B."""
+        matrices = job.get("matrices") or {}
+        gone = [kind for kind in ("A", "B") if not (matrices.get(kind) or {}).get("held")]
+        if gone:
+            raise MatricesGone(f"the node no longer holds {' and '.join(gone)} of job {job['job_id']}")
+        self._check_terms(job["m"], job["n"], job["k"], reward)
+        return self._send_post(job["m"], job["n"], job["k"], job["H_A"], job["H_B"], reward, expiry_blocks)
+
+    def _check_terms(self, m: int, n: int, k: int, reward: int) -> None:
+        problem = job_dims_error(m, n, k, self.network)
         if problem:
             raise MarketClientError(problem)
         if reward < 1:
             raise MarketClientError("the reward must be at least 1 base unit")
-        h_a, h_b = self.upload("A", a), self.upload("B", b)
+
+    def _send_post(self, m: int, n: int, k: int, h_a: str, h_b: str, reward: int, expiry_blocks: int) -> str:
+        """Sign and send the JOB_POST of A and B stored under ``h_a``, ``h_b``; the job id."""
         height = self.rpc.call("getblockcount")
-        post = JobPost(a.shape[0], b.shape[1], a.shape[1], bytes.fromhex(h_a), bytes.fromhex(h_b), reward,
-                       height + 1 + expiry_blocks)
-        job_id = self.send(post)
+        job_id = self.send(JobPost(m, n, k, bytes.fromhex(h_a), bytes.fromhex(h_b), reward, height + 1 + expiry_blocks))
         self._count("posted")
         return job_id
 
@@ -318,14 +338,16 @@ class MarketClient:
         return verdict, None, None
 
     def wait(self, job_ids: list[str], timeout: float, inputs: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-             poll: float = POLL_SECONDS, repost: Callable[[str, str, str], str] | None = None) -> dict[str, np.ndarray]:
+             poll: float = POLL_SECONDS,
+             repost: Callable[[str, dict[str, Any]], str] | None = None) -> dict[str, np.ndarray]:
         """Settle every job as its result arrives until all are accepted; their C by job id.
         The results claimed since the last look are settled ``SETTLE_PARALLEL`` at a time, oldest
         claim first, so one slow transfer of C from one worker's node does not hold back those
         from others (C's from one node share its per-peer rate either way).  A job that ends
         without a result (refunded: no miner took it before it expired; lapsed: its worker never
-        delivered C) fails the wait, unless ``repost(first id, ended id, status)`` posts it again
-        and returns the new job's id: that job's C is then returned under the first id."""
+        delivered C) fails the wait, unless ``repost(first id, the ended job as getjob shows it)``
+        posts it again and returns the new job's id: that job's C is then returned under the
+        first id."""
         done: dict[str, np.ndarray] = {}
         latest = {job_id: job_id for job_id in job_ids}  # first id → the id of its latest post
         answered: dict[str, str] = {}  # job id → the claim we sent an accept or fraud proof for
@@ -360,7 +382,7 @@ class MarketClient:
                     elif status in ("refunded", "lapsed"):
                         if repost is None:
                             raise MarketClientError(f"job {job_id} ended {status} without a result")
-                        latest[first] = repost(first, job_id, status)
+                        latest[first] = repost(first, job)
                     elif status == "claimed" and answered.get(job_id) != job["claim"]:
                         claimed.append((job["claim_height"], first, job_id, job["claim"]))
                 claimed.sort()  # oldest claim first
@@ -395,13 +417,16 @@ class MarketClient:
         self.say(f"posted {len(pieces)} job(s) for a {a.shape[0]}×{a.shape[1]} · {b.shape[0]}×{b.shape[1]} product")
         by_id = {p.job_id: p for p in pieces}
 
-        def repost(first: str, ended: str, status: str) -> str:
-            piece = by_id[first]
+        def repost(first: str, job: dict[str, Any]) -> str:
+            piece, ended, status = by_id[first], job["job_id"], job["status"]
             if piece.reposts >= reposts:
                 raise MarketClientError(f"job {ended} ended {status} without a result, "
                                         f"and its piece was posted again {reposts} time(s) already")
             piece.reposts += 1
-            job_id = self.post(piece.a, piece.b, piece.reward, expiry_blocks)
+            try:
+                job_id = self.post_again(job, piece.reward, expiry_blocks)
+            except MatricesGone:  # pruned meanwhile: upload the piece again
+                job_id = self.post(piece.a, piece.b, piece.reward, expiry_blocks)
             self._count("reposted")
             self.say(f"job {ended[:16]}… ended {status} without a result: posted again as {job_id[:16]}…")
             return job_id
