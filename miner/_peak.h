@@ -126,7 +126,6 @@ static void *peak_run(void *arg) {
     return NULL;
 }
 
-
 /* int8 MACs per second of `threads` threads running the path's loop at once: the fastest of a few
  * trials, by the wall clock from their common start until the last is done.  Where threads share
  * a core's vector units (SMT siblings, or virtual CPUs that are), this is far below threads × one
