@@ -37,6 +37,17 @@ PREFETCH_QUEUE = 64  # matrices waiting to be prefetched; the posts beyond are f
 PREFETCH_FILL = 0.75  # prefetching stops at this fraction of the store (the rest: on demand, uploads, C)
 
 
+def final_by(job: Job, window: int) -> int | None:
+    """A height by which the job's outcome was final (§6), or None while it can still change.
+    A claim is settled by its poster or lapses within ``window`` blocks of the claim, whatever
+    the job's expiry; only a refund waits for the expiry (or for a fraud proof after it)."""
+    if job.status in (OPEN, CLAIMED):
+        return None
+    if job.status in (SETTLED, LAPSED):
+        return job.claim_height + window
+    return max(job.expiry, job.claim_height + window)
+
+
 class MatrixPeers(Protocol):
     """What fetching needs from p2p (``p2p.P2PNode``)."""
 
@@ -254,8 +265,9 @@ class JobMarket:
 
     # --- pruning -----------------------------------------------------------------------------
     def prune(self) -> list[bytes]:
-        """Drop matrices only final jobs name once their window has passed, and uploads no job
-        has named for a day; each held matrix's jobs come from the job key index."""
+        """Drop matrices that only final jobs name, a window after each became final
+        (``final_by``), and uploads no job has named for a day; each held matrix's jobs come
+        from the job key index."""
         tip = self.chain.tip.height
         window = self.chain.network.challenge_window
         view = self.chain.tip_state_view()
@@ -263,8 +275,8 @@ class JobMarket:
         released: set[bytes] = set()
         for entry in self.store.entries():
             jobs = [view.job(job_id) for job_id, _ in view.jobs_naming(entry.key)]
-            done = [job is not None and job.status not in (OPEN, CLAIMED)
-                    and tip > max(job.expiry, job.claim_height + window) + window for job in jobs]
+            done = [job is not None and (end := final_by(job, window)) is not None and tip > end + window
+                    for job in jobs]
             if not all(done):
                 needed.add(entry.key)
             elif jobs:

@@ -120,6 +120,16 @@ def test_honest_worker_is_paid_after_the_poster_verifies(net) -> None:
     market = poster.getmarketinfo()
     assert market["jobs"]["settled"] == 1 and market["settled_macs"] == M * N * K
     assert 0 < market["useful_mac_share"] and market["bytes_served"] > 0
+    # settled: its matrices go a window after the claim's window, long before its expiry
+    mine(poster, worker, job["claim_height"] + 2 * WINDOW + 1 - poster.getblockcount())
+    assert poster.getblockcount() < job["expiry"]
+    for node in (poster, worker):
+        wait_until(lambda: not any(held(node.getjob(job_id)["matrices"][kind]) for kind in "ABC"), 30, 0.2,
+                   f"A, B and C of a settled job pruned on node {node.index}")
+
+
+def held(matrix: dict | None) -> bool:
+    return matrix is not None and matrix["held"]
 
 
 def test_wrong_result_is_proved_then_done_honestly(net) -> None:
