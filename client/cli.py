@@ -31,7 +31,7 @@ from typing import Any
 from consensus.params import NETWORKS
 
 from . import wallet
-from .cliutil import CliError
+from .cliutil import CliError, number_flag
 from .market import MarketClientError
 from client.rpc import COOKIE_NAME, RpcClient, RpcClientError, cookie_path, read_cookie
 
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--rpc-url", "--rpcurl", "--rpc", dest="rpcurl", metavar="URL",
                        help="node URL (default http://127.0.0.1:<network rpc port>/)")
-    where.add_argument("--rpc-port", "--rpcport", dest="rpcport", type=int, metavar="PORT",
+    where.add_argument("--rpc-port", "--rpcport", dest="rpcport", type=number_flag(1, 65535), metavar="PORT",
                        help="node RPC port on 127.0.0.1")
     parser.add_argument("--cookie", type=Path, metavar="PATH",
                         help="the node's cookie file, or the node's datadir (default: see below)")
@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="RPC user (default: the node's cookie file)")
     parser.add_argument("--rpc-password", "--rpcpassword", dest="rpcpassword", metavar="PASSWORD",
                         help="RPC password")
-    parser.add_argument("--rpc-client-timeout", "--rpcclienttimeout", dest="rpcclienttimeout", type=float,
+    parser.add_argument("--rpc-client-timeout", "--rpcclienttimeout", dest="rpcclienttimeout",
+                        type=number_flag(1, kind=float),
                         default=900.0, metavar="SECONDS", help="give up on a call after this long (default 900)")
     parser.add_argument("--json", action="store_true", help="always print JSON")
     parser.add_argument("command", nargs="?", help="an RPC method name ('help' lists them), 'wallet' or 'job'")

@@ -1,7 +1,11 @@
-"""What pouw-cli's RPC and wallet commands share: the user-facing error, amounts, addresses."""
+"""What pouw-cli's RPC and wallet commands share: the user-facing error, amounts, addresses,
+numeric flags (pouw-miner's too)."""
 from __future__ import annotations
 
+import argparse
+import math
 import re
+from typing import Callable
 from decimal import Decimal, localcontext
 
 from consensus.errors import AddressError
@@ -14,6 +18,21 @@ _AMOUNT = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 
 class CliError(Exception):
     """A user-facing failure: printed as one line, exit code 1."""
+
+
+def number_flag(low: float, high: float | None = None, kind: type = int) -> Callable[[str], int | float]:
+    """An argparse type: a finite number of ``kind`` in [low, high] (no upper bound if None);
+    anything else is refused with the flag's name, as argparse refuses (exit code 2)."""
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not ((kind is int or math.isfinite(value)) and low <= value and (high is None or value <= high)):
+            raise argparse.ArgumentTypeError(f"{text} is not " + (f"in {low}..{high}" if high is not None
+                                                                    else f"at least {low}"))
+        return value
+    return parse
 
 
 def parse_amount(text: str, what: str = "amount") -> int:

@@ -34,8 +34,8 @@ import numpy as np
 from consensus.keys import PrivateKey
 
 from . import wallet
-from .cliutil import CliError, parse_amount
-from .market import DEFAULT_EXPIRY, DEFAULT_REPOSTS, MarketClient, MarketClientError, MatricesGone
+from .cliutil import CliError, number_flag, parse_amount
+from .market import DEFAULT_EXPIRY, DEFAULT_REPOSTS, MAX_EXPIRY_BLOCKS, MarketClient, MarketClientError, MatricesGone
 from .rpc import NodeUnreachable, RpcError
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def build_job_parser() -> argparse.ArgumentParser:
     post.add_argument("a", type=Path, help="A: an int8 .npy, m×k")
     post.add_argument("b", type=Path, help="B: an int8 .npy, k×n")
     post.add_argument("--reward", required=True, help="coins paid for a verified result, e.g. 5")
-    post.add_argument("--expiry", type=int, default=DEFAULT_EXPIRY, metavar="BLOCKS",
+    post.add_argument("--expiry", type=number_flag(1, MAX_EXPIRY_BLOCKS), default=DEFAULT_EXPIRY, metavar="BLOCKS",
                       help=f"blocks the job stays open (default {DEFAULT_EXPIRY})")
     post.add_argument("--from", dest="sender", metavar="ADDRESS", help="the wallet key that posts and pays")
     status = sub.add_parser("status", help="a job's state and the matrices the node holds for it")
@@ -64,32 +64,27 @@ def build_job_parser() -> argparse.ArgumentParser:
     result.add_argument("job_id")
     result.add_argument("-o", "--output", type=Path, required=True, help="where to save C (.npy, int32)")
     result.add_argument("--wait", action="store_true", help="wait for a result to be claimed")
-    result.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS")
+    result.add_argument("--timeout", type=number_flag(0, kind=float), default=3600.0, metavar="SECONDS")
     watch = sub.add_parser("watch", help="settle every claimed job of this wallet as results arrive")
     watch.add_argument("--once", action="store_true", help="one pass, then exit")
-    watch.add_argument("--interval", type=float, default=5.0, metavar="SECONDS")
+    watch.add_argument("--interval", type=number_flag(0.1, kind=float), default=5.0, metavar="SECONDS")
     repost = sub.add_parser("repost", help="post a job that ended without a result again (same A and B)")
     repost.add_argument("job_id")
     repost.add_argument("--reward", help="coins paid for a verified result (default: the job's)")
-    repost.add_argument("--expiry", type=int, default=DEFAULT_EXPIRY, metavar="BLOCKS",
+    repost.add_argument("--expiry", type=number_flag(1, MAX_EXPIRY_BLOCKS), default=DEFAULT_EXPIRY, metavar="BLOCKS",
                         help=f"blocks the new job stays open (default {DEFAULT_EXPIRY})")
     matmul = sub.add_parser("matmul", help="A·B of any shape from the network: split into jobs, verified, saved")
     matmul.add_argument("a", type=Path, help="A: an int8 .npy, m×k, entries in [-64, 64]")
     matmul.add_argument("b", type=Path, help="B: an int8 .npy, k×n, entries in [-64, 64]")
     matmul.add_argument("--reward", required=True, help="coins for the whole product, shared by the jobs' MACs")
     matmul.add_argument("-o", "--output", type=Path, required=True, help="where to save A·B (.npy, int32)")
-    matmul.add_argument("--expiry", type=int, default=DEFAULT_EXPIRY, metavar="BLOCKS",
+    matmul.add_argument("--expiry", type=number_flag(1, MAX_EXPIRY_BLOCKS), default=DEFAULT_EXPIRY, metavar="BLOCKS",
                         help=f"blocks each job stays open (default {DEFAULT_EXPIRY})")
-    matmul.add_argument("--reposts", type=int, default=DEFAULT_REPOSTS, metavar="N",
+    matmul.add_argument("--reposts", type=number_flag(0), default=DEFAULT_REPOSTS, metavar="N",
                         help=f"times a job that ends without a result is posted again (default {DEFAULT_REPOSTS})")
-    matmul.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS")
+    matmul.add_argument("--timeout", type=number_flag(0, kind=float), default=3600.0, metavar="SECONDS")
     matmul.add_argument("--from", dest="sender", metavar="ADDRESS", help="the wallet key that posts and pays")
     return parser
-
-
-def check_expiry(blocks: int) -> None:
-    if blocks < 1:
-        raise CliError("--expiry must be at least 1 block")
 
 
 def load_npy(path: Path, what: str) -> np.ndarray:
@@ -127,7 +122,6 @@ class JobCommands:
     def do_post(self, j: argparse.Namespace) -> None:
         a, b = load_npy(j.a, "A"), load_npy(j.b, "B")
         reward = parse_amount(j.reward, "reward")
-        check_expiry(j.expiry)
         client = self.market(self.signer(j.sender))
         try:
             job_id = client.post(a, b, reward, j.expiry)
@@ -208,7 +202,6 @@ class JobCommands:
             time.sleep(j.interval)
 
     def do_repost(self, j: argparse.Namespace) -> None:
-        check_expiry(j.expiry)
         job = self._own_job(j.job_id)
         client = self.market(self.signer(job["poster"]))
         if job["status"] not in ENDED:
@@ -225,9 +218,6 @@ class JobCommands:
     def do_matmul(self, j: argparse.Namespace) -> None:
         a, b = load_npy(j.a, "A"), load_npy(j.b, "B")
         reward = parse_amount(j.reward, "reward")
-        check_expiry(j.expiry)
-        if j.reposts < 0:
-            raise CliError("--reposts must be at least 0")
         client = self.market(self.signer(j.sender))
         try:
             c = client.matmul(a, b, reward, timeout=j.timeout, expiry_blocks=j.expiry, reposts=j.reposts)

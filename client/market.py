@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 DEFAULT_FEE = 10_000  # base units per tx, at least
 FEE_PER_BYTE = 2  # above the default relay minimum of 1 unit per byte (fraud proofs are large)
 DEFAULT_EXPIRY = 120  # blocks a job stays open
+MAX_EXPIRY_BLOCKS = 2**32  # the longest a job may stay open (its expiry height is a u64)
 POLL_SECONDS = 1.0
 SETTLE_PARALLEL = 4  # claimed results fetched and verified at a time (their C can come from different peers)
 DEFAULT_REPOSTS = 2  # times matmul posts a piece again whose job ended without a result
@@ -265,7 +266,7 @@ class MarketClient:
                 raise MarketClientError(problem)
         if a.shape[1] != b.shape[0]:
             raise MarketClientError(f"A is {a.shape[0]}×{a.shape[1]} but B is {b.shape[0]}×{b.shape[1]}")
-        self._check_terms(a.shape[0], b.shape[1], a.shape[1], reward)
+        self._check_terms(a.shape[0], b.shape[1], a.shape[1], reward, expiry_blocks)
         h_a, h_b = self.upload("A", a), self.upload("B", b)
         return self._send_post(a.shape[0], b.shape[1], a.shape[1], h_a, h_b, reward, expiry_blocks)
 
@@ -277,15 +278,17 @@ class MarketClient:
         gone = [kind for kind in ("A", "B") if not (matrices.get(kind) or {}).get("held")]
         if gone:
             raise MatricesGone(f"the node no longer holds {' and '.join(gone)} of job {job['job_id']}")
-        self._check_terms(job["m"], job["n"], job["k"], reward)
+        self._check_terms(job["m"], job["n"], job["k"], reward, expiry_blocks)
         return self._send_post(job["m"], job["n"], job["k"], job["H_A"], job["H_B"], reward, expiry_blocks)
 
-    def _check_terms(self, m: int, n: int, k: int, reward: int) -> None:
+    def _check_terms(self, m: int, n: int, k: int, reward: int, expiry_blocks: int) -> None:
         problem = job_dims_error(m, n, k, self.network)
         if problem:
             raise MarketClientError(problem)
         if reward < 1:
             raise MarketClientError("the reward must be at least 1 base unit")
+        if not 1 <= expiry_blocks <= MAX_EXPIRY_BLOCKS:
+            raise MarketClientError(f"a job stays open 1 to {MAX_EXPIRY_BLOCKS} blocks, not {expiry_blocks}")
 
     def _send_post(self, m: int, n: int, k: int, h_a: str, h_b: str, reward: int, expiry_blocks: int) -> str:
         """Sign and send the JOB_POST of A and B stored under ``h_a``, ``h_b``; the job id."""

@@ -20,7 +20,7 @@ from consensus.keys import PrivateKey, encode_address
 from consensus.tx import Transfer, make_tx
 
 from . import hdkeys, wallet
-from .cliutil import CliError, format_amount, parse_address, parse_amount
+from .cliutil import CliError, format_amount, number_flag, parse_address, parse_amount
 from client.rpc import RpcError
 from client.rpccodes import RpcCode
 
@@ -61,8 +61,8 @@ def build_wallet_parser() -> argparse.ArgumentParser:
     send.add_argument("amount", help="coins, e.g. 1.5")
     send.add_argument("--fee", help="fee in coins (default: the node's estimatefee rate x the tx size)")
     send.add_argument("--from", dest="sender", metavar="ADDRESS", help="pay from this key")
-    send.add_argument("--wait", type=int, default=0, metavar="N", help="wait for N confirmations")
-    send.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+    send.add_argument("--wait", type=number_flag(0), default=0, metavar="N", help="wait for N confirmations")
+    send.add_argument("--timeout", type=number_flag(0, kind=float), default=300.0, metavar="SECONDS",
                       help="give up waiting after this long (default 300)")
     return parser
 
@@ -237,8 +237,6 @@ class WalletCommands:
         amount = parse_amount(w.amount)
         if amount < 1:
             raise CliError("amount must be at least 0.00000001")
-        if w.wait < 0:
-            raise CliError("--wait must be 0 or more")
         fixed_fee = None if w.fee is None else parse_amount(w.fee, "fee")
         keys = (keystore.find(w.sender),) if w.sender else keystore.keys
         accounts = self.call("getaddressbalance", [k.address for k in keys])["addresses"]

@@ -12,20 +12,18 @@ whose reward does not exceed the fee of claiming it.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
 
 from consensus.errors import AddressError
 from consensus.keys import decode_address
 from consensus.params import NETWORKS
 
 from client import wallet
-from client.cliutil import CliError, parse_amount
+from client.cliutil import CliError, number_flag, parse_amount
 from client.rpc import RpcClient, RpcClientError, cookie_auth
 from consensus.keys import PrivateKey
 from consensus.params import Network
@@ -36,20 +34,6 @@ from .template import mining_shape
 from .worker import Miner, status_line
 
 STATUS_SECONDS = 1.0
-
-
-def _number(low: int, high: int | None = None, kind: type = int) -> Callable[[str], int | float]:
-    """An argparse type: a finite number of ``kind`` in [low, high] (no upper bound if None)."""
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if not ((kind is int or math.isfinite(value)) and low <= value and (high is None or value <= high)):
-            raise argparse.ArgumentTypeError(f"{text} is not " + (f"in {low}..{high}" if high is not None
-                                                                    else f"at least {low}"))
-        return value
-    return parse
 
 
 def _price(text: str) -> int:
@@ -74,18 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RPC user (default: the node's cookie file)")
     p.add_argument("--rpc-password", "--rpcpassword", dest="rpc_password", metavar="PASSWORD")
     p.add_argument("--address", required=True, help="bech32m address that receives the block rewards")
-    p.add_argument("--threads", type=_number(1, kernel.MAX_THREADS), default=None,
+    p.add_argument("--threads", type=number_flag(1, kernel.MAX_THREADS), default=None,
                    help="kernel threads (default: all cores)")
     p.add_argument("--shape", help="m,n,k of the matmul (default 512,512 and k up to 1024)")
     p.add_argument("--rank", type=int, help="noise rank r (default the network's smallest)")
-    p.add_argument("--blocks", type=_number(1), default=None, help="stop after this many accepted blocks")
-    p.add_argument("--min-interval", type=_number(0, kind=float), default=0.0, metavar="SECONDS",
+    p.add_argument("--blocks", type=number_flag(1), default=None, help="stop after this many accepted blocks")
+    p.add_argument("--min-interval", type=number_flag(0, kind=float), default=0.0, metavar="SECONDS",
                    help="pause this long after each found block (paces a devnet whose target is at pow_limit)")
     p.add_argument("--no-jobs", action="store_true", help="mine synthetic matrices only, take no jobs")
     p.add_argument("--wallet", metavar="DATADIR",
                    help="datadir of the pouw-cli wallet holding --address's key, which signs job results "
                         "(default --datadir; password from $POUW_WALLET_PASSWORD)")
-    p.add_argument("--max-job-macs", type=_number(1), default=JobLimits().max_macs, metavar="N",
+    p.add_argument("--max-job-macs", type=number_flag(1), default=JobLimits().max_macs, metavar="N",
                    help=f"take jobs of at most N multiply-adds (m·n·k; default {JobLimits().max_macs})")
     p.add_argument("--min-job-price", type=_price, default=0, metavar="COINS",
                    help="take jobs paying at least COINS per 10^12 multiply-adds (default 0: any job whose "

@@ -236,8 +236,9 @@ def test_matmul_refuses_bad_operands_with_the_reason(poster, tmp_path) -> None:
         out = cli(poster, "job", "matmul", save(tmp_path / "a.npy", a), b_path, "--reward", "1",
                   "-o", str(tmp_path / "c.npy"), check=False)
         assert out.returncode == 1 and why in out.stderr and "Traceback" not in out.stderr, (why, out.stderr)
-    for flag, value, why in (("--expiry", "0", "at least 1 block"), ("--reposts", "-1", "at least 0")):
+    for flag, value, why in (("--expiry", "0", "0 is not in 1..4294967296"), ("--reposts", "-1", "-1 is not at least 0"),
+                             ("--timeout", "nan", "nan is not at least 0")):
         out = cli(poster, "job", "matmul", b_path, b_path, "--reward", "1", "-o", str(tmp_path / "c.npy"), flag, value,
                   check=False)
-        assert out.returncode == 1 and why in out.stderr, out.stderr
+        assert out.returncode == 2 and f"argument {flag}: {why}" in out.stderr, out.stderr
     assert poster.listjobs() == []

@@ -22,7 +22,7 @@ from consensus.genesis import dev_faucet_key
 from consensus.keys import PrivateKey, decode_address, encode_address
 from consensus.params import COIN, DEV_FAUCET_ALLOC, MAIN, REGTEST
 from consensus.tx import TRANSFER, Transfer, Tx, make_tx
-from client import cli, cliutil, hdkeys, wallet, walletcli
+from client import cli, cliutil, hdkeys, jobcli, wallet, walletcli
 from client.rpc import CookieError, RpcClient, cookie_auth
 from client.wallet import ScryptParams
 
@@ -94,6 +94,38 @@ def test_argument_parsing():
     assert (w.action, w.label) == ("new-address", "rent")
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["--rpcurl", "http://x/", "--rpcport", "1", "getblockcount"])
+
+
+@pytest.mark.parametrize("parser, args, flag, why", [
+    (cli.build_parser, ["--rpc-port", "0", "getblockcount"], "--rpc-port/--rpcport", "0 is not in 1..65535"),
+    (cli.build_parser, ["--rpc-port", "70000", "getblockcount"], "--rpc-port/--rpcport", "70000 is not in 1..65535"),
+    (cli.build_parser, ["--rpc-client-timeout", "0", "getblockcount"], "--rpc-client-timeout/--rpcclienttimeout",
+     "0 is not at least 1"),
+    (walletcli.build_wallet_parser, ["send", "rpw1x", "1", "--wait", "-1"], "--wait", "-1 is not at least 0"),
+    (walletcli.build_wallet_parser, ["send", "rpw1x", "1", "--timeout", "inf"], "--timeout", "inf is not at least 0"),
+    (jobcli.build_job_parser, ["post", "a", "b", "--reward", "1", "--expiry", str(2**32 + 1)], "--expiry",
+     f"{2**32 + 1} is not in 1..{2**32}"),
+    (jobcli.build_job_parser, ["post", "a", "b", "--reward", "1", "--expiry", "1.5"], "--expiry",
+     "'1.5' is not an integer"),
+    (jobcli.build_job_parser, ["result", "j", "-o", "c", "--timeout", "-1"], "--timeout", "-1 is not at least 0"),
+    (jobcli.build_job_parser, ["watch", "--interval", "0"], "--interval", "0 is not at least 0.1"),
+    (jobcli.build_job_parser, ["matmul", "a", "b", "--reward", "1", "-o", "c", "--reposts", "x"], "--reposts",
+     "'x' is not an integer"),
+])
+def test_a_bad_number_is_refused_with_its_flag(parser, args, flag, why, capsys):
+    """Before: a negative --interval ended ``job watch`` in a traceback, a nan --timeout waited
+    forever, and --expiry beyond a u64 height failed while encoding the post."""
+    with pytest.raises(SystemExit) as exit_:
+        parser().parse_args(args)
+    assert exit_.value.code == 2 and f"argument {flag}: {why}" in capsys.readouterr().err
+
+
+def test_good_numbers_parse():
+    j = jobcli.build_job_parser().parse_args(["watch", "--interval", "0.5"])
+    assert j.interval == 0.5
+    j = jobcli.build_job_parser().parse_args(["post", "a", "b", "--reward", "1", "--expiry", str(2**32)])
+    assert j.expiry == 2**32
+    assert cli.build_parser().parse_args(["--rpc-port", "65535", "getblockcount"]).rpcport == 65535
 
 
 def test_transfer_fee_counts_its_own_bytes():
