@@ -16,10 +16,10 @@ import numpy as np
 from consensus.block import WorkSpec
 from consensus.work import OperandRoots
 from consensus.keys import PrivateKey, encode_address
-from consensus.params import Network
+from consensus.params import MAX_K, Network
 from consensus.tx import JobResult, claim_of, make_tx
 
-from client.market import download_npy, in_order, npy_parts
+from client.market import TILE_M, TILE_N, download_npy, in_order, npy_parts
 from client.rpc import RpcClient, RpcClientError, RpcError
 from client.rpccodes import RpcCode
 
@@ -36,10 +36,10 @@ TMAC = 10**12  # the MACs a price is quoted for
 
 @dataclass(frozen=True)
 class JobLimits:
-    """What this miner takes: at most ``max_macs`` per job (m·n·k), paying at least
-    ``min_price`` base units per TMAC."""
+    """What this miner takes: at most ``max_macs`` per job (m·n·k; by default the largest piece
+    ``client.market``'s matmul posts), paying at least ``min_price`` base units per TMAC."""
 
-    max_macs: int = 1 << 36
+    max_macs: int = TILE_M * TILE_N * MAX_K
     min_price: int = 0
 
     def takes(self, macs: int, reward: int, fee: int) -> bool:

@@ -2,9 +2,11 @@
 job limits take only jobs worth their claim (PROTOCOL §6)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from consensus.params import COIN
+from client.market import TILE_M, TILE_N, split_product
+from consensus.params import COIN, DEV, MAX_K
 from miner import kernel
 from miner.cli import build_parser
 from miner.jobs import TMAC, JobLimits
@@ -45,3 +47,12 @@ def test_job_limits_take_a_job_at_its_price_and_never_one_paying_only_the_fee() 
     assert not limits.takes(macs, 6 * COIN - 1, fee)  # one unit under it
     assert not limits.takes(8 * TMAC, 100 * COIN, fee)  # too large
     assert JobLimits().takes(1 << 30, fee + 1, fee) and not JobLimits().takes(1 << 30, fee, fee)
+
+
+def test_a_default_miner_takes_every_piece_a_default_matmul_posts() -> None:
+    """Before, a miner took at most 2^36 MACs by default while client.market split a large
+    product into 4096×8192×4096 pieces (2^37): no default miner took them."""
+    a, b = np.zeros((2 * TILE_M + 32, MAX_K), np.int8), np.zeros((MAX_K, TILE_N + 32), np.int8)
+    sizes = [p.a.shape[0] * p.a.shape[1] * p.b.shape[1] for p in split_product(a, b, DEV)]
+    assert len(sizes) == 6 and max(sizes) == TILE_M * MAX_K * TILE_N
+    assert all(JobLimits().takes(macs, COIN, 10_000) for macs in sizes)
