@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -264,14 +264,14 @@ class JobMarket:
                 "useful_mac_share": settled_macs / chain_macs if chain_macs else 0.0}
 
     # --- pruning -----------------------------------------------------------------------------
-    def prune(self) -> list[bytes]:
+    def prune(self, pooled: Iterable[JobPost] = ()) -> list[bytes]:
         """Drop matrices that only final jobs name, a window after each became final
         (``final_by``), and uploads no job has named for a day; each held matrix's jobs come
-        from the job key index."""
+        from the job key index. A and B of the ``pooled`` posts (in the mempool) stay."""
         tip = self.chain.tip.height
         window = self.chain.network.challenge_window
         view = self.chain.tip_state_view()
-        needed: set[bytes] = set()
+        needed: set[bytes] = {key for post in pooled for key in (post.h_a, post.h_b)}
         released: set[bytes] = set()
         for entry in self.store.entries():
             jobs = [view.job(job_id) for job_id, _ in view.jobs_naming(entry.key)]

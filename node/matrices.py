@@ -93,6 +93,7 @@ class MatrixStore:
         self.max_bytes = max_bytes
         self.directory.mkdir(parents=True, exist_ok=True)
         self._index: dict[bytes, StoredMatrix] = {}
+        self._new: set[bytes] = set()  # stored (or stored again) since the last prune
         for path in self.directory.iterdir():
             if path.name.startswith(_TMP):
                 path.unlink(missing_ok=True)  # a write a crash interrupted
@@ -186,6 +187,8 @@ class MatrixStore:
             if problem:
                 raise MatrixError(problem)
             if key in self._index:
+                self._new.add(key)  # wanted anew (the same A for a new job): as fresh as an upload
+                os.utime(self._index[key].path)
                 return self._index[key]
             size = tmp.stat().st_size
             if self.usage() + size > self.max_bytes:
@@ -203,6 +206,7 @@ class MatrixStore:
             tmp.unlink(missing_ok=True)
         entry = StoredMatrix(key, kind, shape, final, final.stat().st_size, job_id)
         self._index[key] = entry
+        self._new.add(key)
         return entry
 
     def new_upload(self) -> Path:
@@ -232,11 +236,14 @@ class MatrixStore:
 
     def prune(self, needed: set[bytes], released: set[bytes], grace_seconds: float) -> list[bytes]:
         """Remove matrices no live job needs: those only final jobs name (``released``), and
-        those no job names that are older than ``grace_seconds`` (uploads never posted)."""
+        those no job names that are older than ``grace_seconds`` (uploads never posted). What
+        was stored since the last prune stays for this one: a client uploads A and B just
+        before it sends their post, which may name an A that only final jobs named so far."""
         now = time.time()
         gone = []
+        stored, self._new = self._new, set()  # puts on other threads meanwhile go to the new set
         for key, entry in list(self._index.items()):
-            if key in needed:
+            if key in needed or key in stored or key in self._new:
                 continue
             if key in released or now - entry.path.stat().st_mtime > grace_seconds:
                 self.remove(key)

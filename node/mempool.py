@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum, unique
-from typing import cast
+from typing import Iterator, cast
 
 from consensus.block import Block
 from consensus.errors import InvalidTx
@@ -514,6 +514,10 @@ class Mempool:
     def txids(self, limit: int | None = None) -> list[bytes]:
         """The pooled txids, at most ``limit`` of them."""
         return list(itertools.islice(self._by_txid, limit))
+
+    def txs(self) -> Iterator[Tx]:
+        """The pooled txs, in no particular order (not to be held across changes to the pool)."""
+        return (entry.tx for entry in self._by_txid.values())
 
     def txs_by_sender(self, address: bytes) -> list[Tx]:
         """The sender's pooled txs in nonce order (ready, then future)."""

@@ -159,6 +159,12 @@ def make_block(parent: Header, txs: Sequence[Tx] = (), miner: bytes = b"\x11" * 
     return block
 
 
+def job_matrices() -> tuple[np.ndarray, np.ndarray]:
+    """A and B of the helper's JOB_POSTs."""
+    a, b, _, _, _ = _matrices()
+    return a, b
+
+
 def job_dims() -> tuple[int, int, int, bytes, bytes]:
     """(m, n, k, H_A, H_B) of the helper's matrices, for a JOB_POST a useful block can name."""
     _, _, h_a, h_b, _ = _matrices()

@@ -75,6 +75,19 @@ def test_bounded_and_pruned(tmp_path) -> None:
     assert store.prune(needed=set(), released=set(), grace_seconds=-1) == [eb.key]
 
 
+def test_a_matrix_stored_again_waits_for_its_new_job(tmp_path) -> None:
+    """The same A uploaded for a new job once its old job is final: the node may prune before
+    the client sends the new post, and pruned it under the client before."""
+    a, _ = operands()
+    store = MatrixStore(tmp_path, REGTEST, 1 << 30)
+    ea = store.put("A", a)
+    assert store.prune(needed={ea.key}, released=set(), grace_seconds=3600) == []  # its job is live
+    assert store.put("A", a) == ea  # its job is final: uploaded again for a new one
+    assert store.prune(needed=set(), released={ea.key}, grace_seconds=3600) == []
+    assert store.prune(needed={ea.key}, released=set(), grace_seconds=3600) == []  # the new post names it
+    assert store.prune(needed=set(), released={ea.key}, grace_seconds=3600) == [ea.key]  # and is final too
+
+
 def test_c_needs_its_worker(tmp_path) -> None:
     store = MatrixStore(tmp_path, REGTEST, 1 << 30)
     with pytest.raises(MatrixError, match="worker"):
