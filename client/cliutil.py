@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from typing import Callable
 from decimal import Decimal, localcontext
+from typing import Callable
 
 from consensus.errors import AddressError
 from consensus.keys import decode_address

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum, unique
-from typing import Iterator, cast
+from typing import cast
 
 from consensus.block import Block
 from consensus.errors import InvalidTx
@@ -515,9 +515,9 @@ class Mempool:
         """The pooled txids, at most ``limit`` of them."""
         return list(itertools.islice(self._by_txid, limit))
 
-    def txs(self) -> Iterator[Tx]:
-        """The pooled txs, in no particular order (not to be held across changes to the pool)."""
-        return (entry.tx for entry in self._by_txid.values())
+    def txs(self) -> list[Tx]:
+        """The pooled txs, in no particular order."""
+        return [entry.tx for entry in list(self._by_txid.values())]
 
     def txs_by_sender(self, address: bytes) -> list[Tx]:
         """The sender's pooled txs in nonce order (ready, then future)."""

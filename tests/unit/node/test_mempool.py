@@ -118,7 +118,7 @@ def mine(pool: Mempool, chain: FakeChain, txs: list[Tx]) -> Block:
 def test_accept_and_queries(pool: Mempool) -> None:
     tx = pay(A, 0)
     assert pool.add(tx) == [tx]
-    assert tx.txid in pool and pool.get(tx.txid) == tx and pool.txids() == [tx.txid]
+    assert tx.txid in pool and pool.get(tx.txid) == tx and pool.txids() == [tx.txid] and pool.txs() == [tx]
     assert pool.txs_by_sender(addr(A)) == [tx] and pool.txs_by_sender(addr(B)) == []
     assert pool.pending_nonce(addr(A)) == 1 and pool.pending_nonce(addr(B)) == 0
     info = pool.info()
