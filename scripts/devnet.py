@@ -31,7 +31,9 @@ sys.path.insert(0, str(REPO))
 
 from consensus.genesis import dev_faucet_key  # noqa: E402
 from consensus.keys import encode_address  # noqa: E402
+from client.cliutil import number_flag  # noqa: E402
 from client.rpc import RpcClient, RpcClientError, cookie_auth  # noqa: E402
+from jobstream import FILLER_SHAPE, FILLERS, shape_flag  # noqa: E402 (scripts/, beside this file)
 from miner.units import duration, si  # noqa: E402
 
 NETWORK = "dev"
@@ -188,10 +190,11 @@ def start_miner(node: DevNode, root: Path, address: str = FAUCET_ADDRESS, jobs: 
     return spawn(args, root / "miner.log", env)
 
 
-def start_jobstream(node: DevNode, root: Path) -> subprocess.Popen:
+def start_jobstream(node: DevNode, root: Path, fillers: int, filler_shape: tuple[int, int, int]) -> subprocess.Popen:
     """The job stream (scripts/jobstream.py): MLP inference and filler products posted through ``node``."""
     args = [sys.executable, str(REPO / "scripts" / "jobstream.py"), "--network", NETWORK, "--rpc-url", node.url,
-            "--datadir", str(node.datadir), "--status", str(root / JOBSTREAM_STATUS)]
+            "--datadir", str(node.datadir), "--status", str(root / JOBSTREAM_STATUS), "--fillers", str(fillers),
+            "--filler-shape", ",".join(map(str, filler_shape))]
     return spawn(args, root / "jobstream.log")
 
 
@@ -268,6 +271,10 @@ def main() -> int:
     p.add_argument("--fresh", action="store_true", help="delete the devnet's data first")
     p.add_argument("--no-miner", action="store_true")
     p.add_argument("--no-jobs", action="store_true", help="no job stream, and a miner that takes no jobs")
+    p.add_argument("--fillers", type=number_flag(0, 8), default=FILLERS, metavar="0..8",
+                   help="the job stream's filler products under way at once (default 2; 0: none)")
+    p.add_argument("--filler-shape", type=shape_flag, default=",".join(map(str, FILLER_SHAPE)), metavar="M,K,N",
+                   help="their shape, A M×K times B K×N (default %(default)s; 1024,2048,1024 for a small machine)")
     p.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
     p.add_argument("--status-interval", type=float, default=10.0, metavar="SECONDS",
                    help="how often the status is printed when stdout is not a terminal")
@@ -297,7 +304,8 @@ def main() -> int:
             address = FAUCET_ADDRESS if args.no_jobs else miner_key(nodes[0], root)
             miner = start_miner(nodes[0], root, address, jobs=not args.no_jobs)
         if not args.no_jobs:
-            jobstream = start_jobstream(nodes[-1], root)  # posted on another node: A and B travel over p2p
+            # posted on another node: A and B travel over p2p
+            jobstream = start_jobstream(nodes[-1], root, args.fillers, args.filler_shape)
         console.say(f"devnet up: {len(nodes)} nodes, faucet wallet in {nodes[0].datadir / NETWORK / 'wallet.json'} "
                     f"(password '{WALLET_PASSWORD}'), Ctrl-C to stop")
         started = time.monotonic()

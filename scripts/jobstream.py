@@ -26,6 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from client.cliutil import number_flag  # noqa: E402
 from client.market import MarketClient, MarketClientError  # noqa: E402
 from client.mlp import Int8MLP, local_matmul, train  # noqa: E402
 from consensus.genesis import dev_faucet_key  # noqa: E402
@@ -33,6 +34,9 @@ from consensus.params import COIN, NETWORKS  # noqa: E402
 from client.rpc import RpcClient, RpcClientError, cookie_auth  # noqa: E402
 
 BATCH = 96  # test rows per inference job (padded to 96 = 3·32)
+FILLER_SHAPE = (4096, 8192, 4096)  # m, k, n of a filler product: one job as large as the client's tiles
+FILLERS = 2  # filler products under way at once
+SPOT_ROWS = 4  # rows of each filler product checked exactly here
 
 
 @dataclass
@@ -83,16 +87,20 @@ def inference(client: MarketClient, model: Int8MLP, x: np.ndarray, y: np.ndarray
                 progress.batches += 1
 
 
-def filler(client: MarketClient, progress: Progress, stop: threading.Event, size: int, reward: int,
-           timeout: float) -> None:
-    """Larger synthetic products, one at a time, so miners always have useful work."""
+def filler(client: MarketClient, progress: Progress, stop: threading.Event, shape: tuple[int, int, int],
+           reward: int, timeout: float) -> None:
+    """Larger synthetic products, one at a time, so miners have useful work between batches.
+    Each came verified (Freivalds) and accepted; a few of its rows are also checked here exactly,
+    as a whole int64 product of this size would take minutes of this process."""
+    m, k, n = shape
     rng = np.random.default_rng()
     while not stop.is_set():
-        a = rng.integers(-64, 65, size=(size, size), dtype=np.int8)
-        b = rng.integers(-64, 65, size=(size, size), dtype=np.int8)
+        a = rng.integers(-64, 65, size=(m, k), dtype=np.int8)
+        b = rng.integers(-64, 65, size=(k, n), dtype=np.int8)
         try:
             c = client.matmul(a, b, reward, timeout=timeout)
-            if not (c == local_matmul(a, b)).all():
+            rows = rng.choice(m, size=min(m, SPOT_ROWS), replace=False)
+            if not (c[rows] == local_matmul(a[rows], b)).all():
                 raise MarketClientError("an accepted product differs from A·B")
             with progress.lock:
                 progress.filler += 1
@@ -102,14 +110,30 @@ def filler(client: MarketClient, progress: Progress, stop: threading.Event, size
             stop.wait(5)
 
 
+def shape_flag(text: str) -> tuple[int, int, int]:
+    """``M,K,N``: the filler products' A (M×K) and B (K×N), each side from 1 to 65536."""
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or not all(1 <= d <= 65536 for d in shape):
+        raise argparse.ArgumentTypeError(f"{text!r} is not M,K,N with each from 1 to 65536")
+    return shape  # type: ignore[return-value]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--network", default="dev", choices=["dev", "regtest"])
     p.add_argument("--rpc-url", required=True)
     p.add_argument("--datadir", required=True, help="the node's datadir (for its cookie)")
     p.add_argument("--status", required=True, help="JSON status file the devnet view reads")
-    p.add_argument("--filler-size", type=int, default=512, help="n of the n×n×n filler products (0: none)")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one product")
+    p.add_argument("--filler-shape", type=shape_flag, default=",".join(map(str, FILLER_SHAPE)), metavar="M,K,N",
+                   help="the filler products' shape, A M×K times B K×N (default %(default)s: one job "
+                        "of 137 G multiply-adds)")
+    p.add_argument("--fillers", type=number_flag(0, 8), default=FILLERS, metavar="0..8",
+                   help="filler products under way at once (default 2; 0: none)")
+    p.add_argument("--timeout", type=number_flag(1, kind=float), default=600.0,
+                   help="seconds to wait for one product")
     args = p.parse_args()
     network = NETWORKS[args.network]
     user, password = cookie_auth(args.datadir, network.name)
@@ -118,12 +142,13 @@ def main() -> int:
     model, float_accuracy, x, y = train()
     progress = Progress(float_accuracy)
     stop = threading.Event()
-    client = MarketClient(rpc, network, key, log=lambda text: None)  # one client: one nonce sequence
+    client = MarketClient(rpc, network, key,  # one client: one nonce sequence; what it did goes to the log
+                          log=lambda text: print(time.strftime("%H:%M:%S"), text, flush=True))
     workers = [threading.Thread(target=inference, daemon=True,
                                 args=(client, model, x, y, progress, stop, COIN // 10, args.timeout))]
-    if args.filler_size:
-        workers.append(threading.Thread(target=filler, daemon=True,
-                                        args=(client, progress, stop, args.filler_size, COIN, args.timeout)))
+    workers += [threading.Thread(target=filler, daemon=True,
+                                 args=(client, progress, stop, args.filler_shape, COIN, args.timeout))
+                for _ in range(args.fillers)]
     for w in workers:
         w.start()
     status = Path(args.status)
