@@ -178,7 +178,7 @@ class Node:
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
             try:
                 self.mempool.expire()
-                if self.chain.tip.height != self._pruned_at:
+                if self.chain.tip.height != self._pruned_at or self.market.store.prune_due:
                     self._pruned_at = self.chain.tip.height
                     self.market.prune(tx.payload for tx in self.mempool.txs() if isinstance(tx.payload, JobPost))
             except Exception:

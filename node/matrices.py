@@ -94,6 +94,7 @@ class MatrixStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._index: dict[bytes, StoredMatrix] = {}
         self._new: set[bytes] = set()  # stored (or stored again) since the last prune
+        self._kept_new = False  # the last prune kept a matrix only because it was new
         for path in self.directory.iterdir():
             if path.name.startswith(_TMP):
                 path.unlink(missing_ok=True)  # a write a crash interrupted
@@ -234,6 +235,12 @@ class MatrixStore:
         if entry is not None:
             entry.path.unlink(missing_ok=True)
 
+    @property
+    def prune_due(self) -> bool:
+        """Whether a prune may drop something though no block came: a matrix was stored (or
+        stored again) since the last prune, or the last one kept some only for being new."""
+        return bool(self._new) or self._kept_new
+
     def prune(self, needed: set[bytes], released: set[bytes], grace_seconds: float) -> list[bytes]:
         """Remove matrices no live job needs: those only final jobs name (``released``), and
         those no job names that are older than ``grace_seconds`` (uploads never posted). What
@@ -242,8 +249,12 @@ class MatrixStore:
         now = time.time()
         gone = []
         stored, self._new = self._new, set()  # puts on other threads meanwhile go to the new set
+        self._kept_new = False
         for key, entry in list(self._index.items()):
-            if key in needed or key in stored or key in self._new:
+            if key in needed:
+                continue
+            if key in stored or key in self._new:
+                self._kept_new = True
                 continue
             if key in released or now - entry.path.stat().st_mtime > grace_seconds:
                 self.remove(key)

@@ -82,8 +82,11 @@ def test_a_matrix_stored_again_waits_for_its_new_job(tmp_path) -> None:
     store = MatrixStore(tmp_path, REGTEST, 1 << 30)
     ea = store.put("A", a)
     assert store.prune(needed={ea.key}, released=set(), grace_seconds=3600) == []  # its job is live
+    assert not store.prune_due
     assert store.put("A", a) == ea  # its job is final: uploaded again for a new one
+    assert store.prune_due  # so the node prunes again, though no block came
     assert store.prune(needed=set(), released={ea.key}, grace_seconds=3600) == []
+    assert store.prune_due  # it kept A for being new: the next prune decides
     assert store.prune(needed={ea.key}, released=set(), grace_seconds=3600) == []  # the new post names it
     assert store.prune(needed=set(), released={ea.key}, grace_seconds=3600) == [ea.key]  # and is final too
 
