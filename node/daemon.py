@@ -180,7 +180,7 @@ class Node:
                 self.mempool.expire()
                 if self.chain.tip.height != self._pruned_at or self.market.store.prune_due:
                     self._pruned_at = self.chain.tip.height
-                    self.market.prune(tx.payload for tx in self.mempool.txs() if isinstance(tx.payload, JobPost))
+                    self.market.prune(tx.payload for tx in self.mempool.txs())
             except Exception:
                 log.exception("housekeeping failed")
 

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator, Protocol
 import numpy as np
 
 from consensus.state import CLAIMED, JOB_STATUS_NAMES, LAPSED, OPEN, SETTLED, Job
-from consensus.tx import JobPost
+from consensus.tx import JobPost, JobResult, Payload
 
 from .matrices import MatrixError, MatrixStore, StoredMatrix, StoreUnwritable
 
@@ -35,6 +35,15 @@ STATS_WINDOW = 1000  # blocks the useful-MAC share is measured over
 PREFETCH_PARALLEL = 2  # matrices prefetched at a time (a job's A and B)
 PREFETCH_QUEUE = 64  # matrices waiting to be prefetched; the posts beyond are fetched on demand
 PREFETCH_FILL = 0.75  # prefetching stops at this fraction of the store (the rest: on demand, uploads, C)
+
+
+def keys_named(payload: Payload) -> tuple[bytes, ...]:
+    """The matrix keys a tx's payload names: A and B of a JOB_POST, the claim of a JOB_RESULT."""
+    if isinstance(payload, JobPost):
+        return payload.h_a, payload.h_b
+    if isinstance(payload, JobResult):
+        return (payload.claim,)
+    return ()
 
 
 def final_by(job: Job, window: int) -> int | None:
@@ -264,14 +273,15 @@ class JobMarket:
                 "useful_mac_share": settled_macs / chain_macs if chain_macs else 0.0}
 
     # --- pruning -----------------------------------------------------------------------------
-    def prune(self, pooled: Iterable[JobPost] = ()) -> list[bytes]:
+    def prune(self, pooled: Iterable[Payload] = ()) -> list[bytes]:
         """Drop matrices that only final jobs name, a window after each became final
         (``final_by``), and uploads no job has named for a day; each held matrix's jobs come
-        from the job key index. A and B of the ``pooled`` posts (in the mempool) stay."""
+        from the job key index. What the ``pooled`` txs (in the mempool) name stays: A and B
+        of a post, the C of a result (a worker's same C again has the same claim)."""
         tip = self.chain.tip.height
         window = self.chain.network.challenge_window
         view = self.chain.tip_state_view()
-        needed: set[bytes] = {key for post in pooled for key in (post.h_a, post.h_b)}
+        needed: set[bytes] = {key for payload in pooled for key in keys_named(payload)}
         released: set[bytes] = set()
         for entry in self.store.entries():
             jobs = [view.job(job_id) for job_id, _ in view.jobs_naming(entry.key)]
