@@ -132,25 +132,13 @@ class RpcClient:
         """A plain authenticated HTTP request to another route of the node (``/matrix/…``), its
         body bytes or parts sent one after another; the body of a 200 answer, else
         ``BadResponse`` with the node's reason."""
-        headers = {k: v for k, v in self._headers.items() if k == "Authorization"}
-        headers["Content-Type"] = "application/octet-stream"
-        if body is not None and not isinstance(body, bytes):
-            headers["Content-Length"] = str(sum(memoryview(part).nbytes for part in body))
-        status, data = self._request(method, path, body, headers)
-        if status in (401, 403):
-            raise AuthFailed(self.url, status)
-        if status != 200:
-            reason = data.decode("utf-8", "replace").strip()[:500]
-            raise BadResponse(f"HTTP {status} from {method} {path}: {reason}")
-        return data
+        return self._plain(method, path, body)
 
     def download(self, path: str, read: Callable[[http.client.HTTPResponse], T]) -> T:
         """``GET path`` (a binary route such as ``/matrix/<key>.npy``) with ``read`` consuming
         the 200 answer's body from the socket, so a large body goes straight where ``read``
         puts it instead of being held as bytes first; a ``ValueError`` of ``read`` (a malformed
         body) becomes ``BadResponse``. Other answers raise as ``http`` does."""
-        headers = {k: v for k, v in self._headers.items() if k == "Authorization"}
-
         def answer(response: http.client.HTTPResponse) -> tuple[int, Any]:
             if response.status != 200:
                 return response.status, response.read()
@@ -159,12 +147,23 @@ class RpcClient:
             except ValueError as exc:
                 raise BadResponse(f"malformed body from GET {path}: {exc}") from None
 
-        status, data = self._request("GET", path, None, headers, answer)
-        if status == 200:
-            return data
+        return self._plain("GET", path, None, answer)
+
+    def _plain(self, method: str, path: str, body: bytes | Sequence[bytes | memoryview] | None,
+               answer: Callable[[http.client.HTTPResponse], tuple[int, Any]] | None = None) -> Any:
+        """``http`` and ``download``: the request with only the credentials of JSON-RPC, and the
+        200 answer's body (as ``answer`` reads it); ``AuthFailed`` or ``BadResponse`` else."""
+        headers = {k: v for k, v in self._headers.items() if k == "Authorization"}
+        headers["Content-Type"] = "application/octet-stream"
+        if body is not None and not isinstance(body, bytes):
+            headers["Content-Length"] = str(sum(memoryview(part).nbytes for part in body))
+        status, data = self._request(method, path, body, headers, answer)
         if status in (401, 403):
             raise AuthFailed(self.url, status)
-        raise BadResponse(f"HTTP {status} from GET {path}: {data.decode('utf-8', 'replace').strip()[:500]}")
+        if status != 200:
+            reason = data.decode("utf-8", "replace").strip()[:500]
+            raise BadResponse(f"HTTP {status} from {method} {path}: {reason}")
+        return data
 
     def _request(self, method: str, path: str, body: bytes | Sequence[bytes | memoryview] | None,
                  headers: dict[str, str],
