@@ -24,7 +24,7 @@ from .events import (CONNECTED, REJECTED, TIP_CHANGED, TX_ACCEPTED, TX_REJECTED,
                      ChainEvent, TipChanged, TxAccepted, TxRejected, TxRemoved)
 from .httpapi import HttpApi
 from .logs import setup_logging
-from .market import JobMarket
+from .market import NAMING_MATRICES, JobMarket
 from .marketrpc import MarketMethods
 from .matrices import MatrixStore
 from .mempool import Mempool, MempoolPolicy
@@ -180,7 +180,7 @@ class Node:
                 self.mempool.expire()
                 if self.chain.tip.height != self._pruned_at or self.market.store.prune_due:
                     self._pruned_at = self.chain.tip.height
-                    self.market.prune(tx.payload for tx in self.mempool.txs())
+                    self.market.prune(tx.payload for tx in self.mempool.txs(*NAMING_MATRICES))
             except Exception:
                 log.exception("housekeeping failed")
 

@@ -37,6 +37,9 @@ PREFETCH_QUEUE = 64  # matrices waiting to be prefetched; the posts beyond are f
 PREFETCH_FILL = 0.75  # prefetching stops at this fraction of the store (the rest: on demand, uploads, C)
 
 
+NAMING_MATRICES = (JobPost, JobResult)  # the payloads ``keys_named`` finds keys in
+
+
 def keys_named(payload: Payload) -> tuple[bytes, ...]:
     """The matrix keys a tx's payload names: A and B of a JOB_POST, the claim of a JOB_RESULT."""
     if isinstance(payload, JobPost):

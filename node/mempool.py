@@ -145,6 +145,7 @@ class Mempool:
         self._view_provider = view_provider
         self._clock = clock
         self._by_txid: dict[bytes, _Entry] = {}  # insertion order = arrival order (expiry scans it)
+        self._by_kind: dict[type, dict[bytes, _Entry]] = {}  # the same entries by payload type
         self._accounts: dict[bytes, _Account] = {}
         self._job_senders: set[bytes] = set()  # senders with txs whose validity depends on height/jobs
         self._tails: list[tuple[float, int, bytes]] = []  # eviction heap (rate, -seq, txid), lazy
@@ -343,12 +344,14 @@ class Mempool:
     def _register(self, entry: _Entry) -> None:
         if entry.txid not in self._by_txid:
             self._by_txid[entry.txid] = entry
+            self._by_kind.setdefault(type(entry.tx.payload), {})[entry.txid] = entry
             self._bytes += entry.size
 
     def _unregister(self, entry: _Entry, reason: str | None) -> None:
         """Drop a pooled tx; publish ``tx-removed`` with ``reason`` (None: a tx refused on entry)."""
         if self._by_txid.get(entry.txid) is entry:
             del self._by_txid[entry.txid]
+            del self._by_kind[type(entry.tx.payload)][entry.txid]
             self._bytes -= entry.size
             if reason is not None:
                 self._events.publish(TxRemoved(entry.txid, reason))
@@ -515,9 +518,10 @@ class Mempool:
         """The pooled txids, at most ``limit`` of them."""
         return list(itertools.islice(self._by_txid, limit))
 
-    def txs(self) -> list[Tx]:
-        """The pooled txs, in no particular order."""
-        return [entry.tx for entry in list(self._by_txid.values())]
+    def txs(self, *kinds: type) -> list[Tx]:
+        """The pooled txs whose payloads are of ``kinds`` (e.g. ``JobPost``), in no particular
+        order; read from an index of each kind, so a few job txs cost no walk of a full pool."""
+        return [entry.tx for kind in kinds for entry in list(self._by_kind.get(kind, {}).values())]
 
     def txs_by_sender(self, address: bytes) -> list[Tx]:
         """The sender's pooled txs in nonce order (ready, then future)."""

@@ -118,7 +118,8 @@ def mine(pool: Mempool, chain: FakeChain, txs: list[Tx]) -> Block:
 def test_accept_and_queries(pool: Mempool) -> None:
     tx = pay(A, 0)
     assert pool.add(tx) == [tx]
-    assert tx.txid in pool and pool.get(tx.txid) == tx and pool.txids() == [tx.txid] and pool.txs() == [tx]
+    assert tx.txid in pool and pool.get(tx.txid) == tx and pool.txids() == [tx.txid]
+    assert pool.txs(Transfer) == [tx] and pool.txs(JobPost, JobResult) == []  # by payload kind
     assert pool.txs_by_sender(addr(A)) == [tx] and pool.txs_by_sender(addr(B)) == []
     assert pool.pending_nonce(addr(A)) == 1 and pool.pending_nonce(addr(B)) == 0
     info = pool.info()
@@ -259,6 +260,7 @@ def test_eviction_by_fee_rate_under_size_limit(chain: FakeChain) -> None:
     better = pay(B, 0, fee=2_700)
     pool.add(better)  # A's tail goes; its head stays
     assert set(pool.txids()) == {low.txid, high.txid, better.txid}
+    assert {t.txid for t in pool.txs(Transfer)} == set(pool.txids())  # the kind index lost the evicted
     assert pool.info()["bytes"] <= 3 * size and pool.pending_nonce(addr(A)) == 1
 
 
