@@ -6,16 +6,21 @@ A wrong C (C ≠ A·B) passes one round with probability at most 1/p: a nonzero 
 of C − A·B (entries |d| < 2^32 < p, so nonzero mod p) is orthogonal to a uniform x
 mod p with probability 1/p. ``rounds`` rounds: at most p^−rounds.
 
-The products are exact float64 sums: X is split into w-bit limbs so that
-``bound · length · (2^w − 1) < 2^53`` (every partial sum an integer float64 holds
-exactly, in whatever order it is added up), all rounds × limbs form one skinny matrix so
-each operand is read once — by the C extension ``client._freivalds``, which widens the
-entries to float64 in registers, or else by float64 BLAS on blocks of rows converted a
-cache-sized block at a time — and the limbs are recombined modulo p in integers. C·X
-runs on a thread of its own beside A·(B·X).
+The products are exact float64 sums: X is split into w-bit limbs, all rounds × limbs form
+one skinny matrix so each operand is read once, and the limbs are recombined modulo p in
+integers. Every partial sum must be an integer float64 holds exactly, in whatever order it
+is added up:
+- whole rows (numpy's float64 GEMM on blocks of rows converted a cache-sized block at a
+  time, or the C extension's AVX-512 path): ``bound · length · (2^w − 1) < 2^53``;
+- the C extension's AVX2 path sums in segments of at most ``flush`` terms a lane, each
+  segment below 2^51, and adds the segments in int64, so its limbs are wider: 3 limbs
+  of 21 bits for a C with k ≤ 8192 instead of 4 of 16.
+The C extension ``client._freivalds`` widens the entries to float64 in registers; its
+products are split by rows over ``THREADS`` threads (each call frees the interpreter).
 """
 from __future__ import annotations
 
+import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,9 +38,14 @@ P = (1 << 61) - 1
 ROUNDS = 2
 ENTRY_LIMIT = 64  # |entries| of A and B (§1)
 _EXACT = 1 << 53  # float64 holds every integer of magnitude up to this exactly
+_SEGMENT = 1 << 51  # a segment's sum v stays exact, and linear in its bits, as 1.5·2^52 + v
+_INT64 = 1 << 63
 _BLOCK_ENTRIES = 1 << 16  # rows converted to float64 per GEMM call: 512 KiB, stays in cache
-_C_LIMBS = 4  # the C extension sums limb columns four at a time
+_WHOLE_ROW_LIMBS = 4  # the C extension's whole-row path sums limb columns four at a time
 _INT32_MAX = (1 << 31) - 1
+THREADS = max(1, min(4, os.cpu_count() or 1))  # the C products' threads: the check is bound by memory
+_MIN_ROWS_A_THREAD = 64
+_pool: ThreadPoolExecutor | None = None
 
 
 def _reduce(a: np.ndarray) -> np.ndarray:
@@ -62,20 +72,35 @@ def limb_width(bound: int, length: int) -> int:
     return min(w, 61)
 
 
+def segment_plan(bound: int, length: int) -> tuple[int, int]:
+    """For sums in segments: the widest limb w (fewest limbs) with one term
+    ``bound · (2^w − 1) < 2^51`` and a whole row below 2^63, and ``flush``, the most terms a
+    segment may add up with its sum below 2^51."""
+    for count in range(1, 62):
+        width = -(-61 // count)
+        term = max(1, bound * ((1 << width) - 1))
+        if term < _SEGMENT and term * length < _INT64:
+            return width, (_SEGMENT - 1) // term
+    raise ValueError(f"entries up to {bound} over {length} terms cannot be summed exactly in segments")
+
+
 def mat_mod(m: np.ndarray, xs: np.ndarray, bound: int, path: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``m · xs mod p`` (u64) exactly, for an integer matrix m (r×c) with |entries| ≤ ``bound``
     and xs (c×R) of values below p (u64); and the rows of m with an entry beyond ``bound``
     (checked while summing: their values are meaningless). ``path``: one of
     ``products_paths()`` or "numpy"; by default the fastest that takes m."""
     rows, cols = m.shape
-    width = limb_width(bound, cols)
+    path = path or _fast_path(m, bound)
+    segmented = _c_paths().get(path, False)
+    width, flush = segment_plan(bound, cols) if segmented else (limb_width(bound, cols), 0)
     count = -(-61 // width)
     mask = np.uint64((1 << width) - 1)
     limbs = np.concatenate([(xs >> np.uint64(width * i)) & mask for i in range(count)], axis=1).astype(np.float64)
-    path = path or _fast_path(m, bound)
-    out, wild = _products_numpy(m, limbs, bound) if path == "numpy" else _products_c(m, limbs, bound, path)
-    with np.errstate(invalid="ignore"):  # a wild row's sum may not fit: its value is dropped anyway
-        parts = (out.astype(np.int64) % P).astype(np.uint64)
+    if path == "numpy":
+        out, wild = _products_numpy(m, limbs, bound)
+    else:
+        out, wild = _products_c(m, limbs, bound, path, flush)
+    parts = (out % P).astype(np.uint64)
     total = np.zeros((rows, xs.shape[1]), np.uint64)
     for i in range(count):
         total = _reduce(total + _shift_mod(parts[:, i * xs.shape[1]:(i + 1) * xs.shape[1]], width * i))
@@ -84,7 +109,12 @@ def mat_mod(m: np.ndarray, xs: np.ndarray, bound: int, path: str | None = None) 
 
 def products_paths() -> list[str]:
     """The C paths of the limb products this CPU runs, fastest first (none: numpy's GEMM)."""
-    return _freivalds.paths() if _freivalds is not None else []
+    return list(_c_paths())
+
+
+def _c_paths() -> dict[str, bool]:
+    """The C paths, each with whether it sums in segments rather than whole rows."""
+    return _freivalds.paths() if _freivalds is not None else {}
 
 
 def _fast_path(m: np.ndarray, bound: int) -> str:
@@ -94,24 +124,43 @@ def _fast_path(m: np.ndarray, bound: int) -> str:
     return paths[0]
 
 
-def _products_c(m: np.ndarray, limbs: np.ndarray, bound: int, path: str) -> tuple[np.ndarray, np.ndarray]:
-    """``m · limbs`` in float64 and the wild rows, by the C extension: the entries are widened
-    in registers, so m is read once and never copied (unless it is not in C order)."""
+def _threads() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="freivalds")
+    return _pool
+
+
+def _products_c(m: np.ndarray, limbs: np.ndarray, bound: int, path: str, flush: int) -> tuple[np.ndarray, np.ndarray]:
+    """``m · limbs`` (int64) and the wild rows, by the C extension over ``THREADS`` row ranges:
+    the entries are widened in registers, so m is read once and never copied (unless it is not
+    in C order)."""
     rows, cols = m.shape
     m = np.ascontiguousarray(m)
     columns = limbs.shape[1]
-    padded = -(-columns // _C_LIMBS) * _C_LIMBS
+    padded = columns if flush else -(-columns // _WHOLE_ROW_LIMBS) * _WHOLE_ROW_LIMBS
     xt = np.zeros((padded, cols), np.float64)
     xt[:columns] = limbs.T
-    out = np.empty((rows, padded), np.float64)
+    out = np.empty((rows, padded), np.int64)
     wild = np.zeros(rows, np.uint8)
-    _freivalds.products(m, rows, cols, m.itemsize, xt, padded, bound, out, wild, path)
+
+    def run(start: int, stop: int) -> None:
+        _freivalds.products(m[start:stop], stop - start, cols, m.itemsize, xt, padded, flush, bound,
+                            out[start:stop], wild[start:stop], path)
+
+    parts = max(1, min(THREADS, rows // _MIN_ROWS_A_THREAD))
+    edges = [rows * i // parts for i in range(parts + 1)]
+    if parts == 1:
+        run(0, rows)
+    else:
+        for done in [_threads().submit(run, start, stop) for start, stop in zip(edges, edges[1:])]:
+            done.result()
     return out[:, :columns], np.nonzero(wild)[0]
 
 
 def _products_numpy(m: np.ndarray, limbs: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
     """``m · limbs`` as float64 GEMMs on blocks of m's rows converted to float64 (a block
-    stays in cache), and the wild rows."""
+    stays in cache), as int64, and the wild rows."""
     rows, cols = m.shape
     out = np.empty((rows, limbs.shape[1]), np.float64)
     step = max(1, _BLOCK_ENTRIES // max(cols, 1))
@@ -123,7 +172,8 @@ def _products_numpy(m: np.ndarray, limbs: np.ndarray, bound: int) -> tuple[np.nd
         if part.max(initial=0) > bound or part.min(initial=0) < -bound:
             wild.append(start + np.nonzero(np.abs(part).max(axis=1) > bound)[0])
         np.matmul(part, limbs, out=out[start:start + step])
-    return out, np.concatenate(wild) if wild else np.zeros(0, np.int64)
+    with np.errstate(invalid="ignore"):  # a wild row's sum may not fit: its value is dropped anyway
+        return out.astype(np.int64), np.concatenate(wild) if wild else np.zeros(0, np.int64)
 
 
 def random_vectors(n: int, rounds: int) -> np.ndarray:
@@ -140,10 +190,8 @@ def mismatched_rows(a: np.ndarray, b: np.ndarray, c: np.ndarray, rounds: int = R
     ``path``: as for ``mat_mod``."""
     k, n = b.shape
     xs = random_vectors(n, rounds)
-    with ThreadPoolExecutor(1, thread_name_prefix="freivalds") as pool:  # C·X beside A·(B·X): the sums free the GIL
-        product = pool.submit(mat_mod, c, xs, ENTRY_LIMIT * ENTRY_LIMIT * k, path)
-        abx, _ = mat_mod(a, mat_mod(b, xs, ENTRY_LIMIT, path)[0], ENTRY_LIMIT, path)
-        cx, wild = product.result()
+    abx, _ = mat_mod(a, mat_mod(b, xs, ENTRY_LIMIT, path)[0], ENTRY_LIMIT, path)
+    cx, wild = mat_mod(c, xs, ENTRY_LIMIT * ENTRY_LIMIT * k, path)
     bad = set(np.nonzero((cx != abx).any(axis=1))[0].tolist()) | set(wild.tolist())
     return sorted(bad)
 

@@ -5,7 +5,8 @@ in this process, and a job client that keeps it saturated, in a process of its o
 
 Measured in one run, each with the load average when it was taken:
 1. the client's verification cost (Freivalds ×2, what accepting a good C costs) against
-   the job's compute, for n×n×n products of ``--verify-sizes``: "compute" is the miner
+   the job's compute, for n×n×n products of ``--verify-sizes`` and the ``--saturate`` shape
+   (``--verification-only``: this table alone): "compute" is the miner
    kernel's plain int8 product (``kernel.gemm``, --threads threads) of the same
    operands, timed in the same run; wall time and CPU time (all threads), best of 3
    (target ≤ 1 %); beside it Freivalds on numpy's float64 GEMM (the fallback without
@@ -139,14 +140,14 @@ def read_once(arrays: list[np.ndarray], threads: int) -> None:
         list(pool.map(np.max, parts))
 
 
-def verification_cost(sizes: list[int], threads: int) -> list[str]:
-    """Rows: n, kernel.gemm, Freivalds (C and numpy), H_C, reading A, B and C once (wall / CPU
-    ms), and verification / compute against that floor / compute."""
+def verification_cost(shapes: list[tuple[int, int, int]], threads: int) -> list[str]:
+    """Rows: m×k×n, kernel.gemm, Freivalds (C and numpy), H_C, reading A, B and C once (wall /
+    CPU ms), and verification / compute against that floor / compute."""
     rng = np.random.default_rng(3)
     worker = WORKER.address
     rows = []
-    for n in sizes:
-        a, b = operands(n, n, n, rng)
+    for m, k, n in shapes:
+        a, b = operands(m, k, n, rng)
         kernel.gemm(a[:256, :256].copy(), b[:256, :256].copy(), threads=threads)  # warm up
         c = kernel.gemm(a, b, threads=threads)
         claim = claim_of(worker, commit_result(c))
@@ -157,7 +158,7 @@ def verification_cost(sizes: list[int], threads: int) -> list[str]:
         floor = best_of(3, lambda: read_once([a, b, c], threads))
         assert claim_matches(worker, claim, c) and not mismatched_rows(a, b, c)
         ratio = [freivalds[i] / gemm[i] for i in (0, 1)]
-        rows.append(f"{n}³: compute {ms(gemm)}, Freivalds {ms(freivalds)} (numpy: {ms(fallback)}), "
+        rows.append(f"{m}×{k}×{n}: compute {ms(gemm)}, Freivalds {ms(freivalds)} (numpy: {ms(fallback)}), "
                     f"H_C if it fails {ms(hashing)}, reading A, B, C once {ms(floor)} → verification / compute "
                     f"{ratio[0]:.1%} wall, {ratio[1]:.1%} CPU; that floor / compute {floor[0] / gemm[0]:.1%} wall "
                     f"({load()})")
@@ -424,6 +425,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=120.0, help="length of each rate measurement")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--depth", type=int, default=16, help="jobs the client keeps waiting for a miner")
+    p.add_argument("--verification-only", action="store_true", help="time the check against the compute, then stop")
     p.add_argument("--lan-rate", default="0",
                    help="--matrix-rate of the LAN phase, MiB/s per peer (default 0: unlimited)")
     args = p.parse_args()
@@ -433,7 +435,11 @@ def main() -> int:
     if r is None:
         p.error(f"no rank allows k={k} on the dev network")
     print(f"dev network, {args.threads} threads; verification cost first ({load()})", flush=True)
-    verify_rows = verification_cost([int(x) for x in args.verify_sizes.split(",")], args.threads)
+    verify_rows = verification_cost([(n_, n_, n_) for n_ in map(int, args.verify_sizes.split(","))] + [(m, k, n)],
+                                    args.threads)
+    if args.verification_only:
+        print("\n".join(verify_rows))
+        return 0
     root = Path(tempfile.mkdtemp(prefix="bench_market_"))
     store = ["--matrix-store-mb", "16384"]  # the saturating jobs' matrices stay until their jobs expire
     poster = NodeProcess(0, root, "dev", ["--max-outbound", "0", *store])

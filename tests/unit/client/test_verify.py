@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from client.verify import P, claim_matches, limb_width, mat_mod, mismatched_rows, products_paths, random_vectors
+from client import verify
+from client.verify import (P, claim_matches, limb_width, mat_mod, mismatched_rows, products_paths, random_vectors,
+                           segment_plan)
 from consensus.params import MAX_JOB_N, MAX_K
 from consensus.tx import claim_of
 from consensus.work import commit_result
@@ -66,6 +68,36 @@ def test_mat_mod_is_exact_at_the_protocol_limits(path: str, length: int, bound: 
 
 
 @pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("length", [4 * 32 - 1, 4 * 32, 4 * 32 + 1, 4 * 64 + 3, 8191])
+def test_mat_mod_is_exact_across_segment_ends(path: str, length: int) -> None:
+    """C's entries at ±64²·8192 against x = p − 1 fill every segment of the AVX2 path (32 terms
+    a lane) to its limit: lengths that end a segment exactly, one short, one over, and in a
+    tail of a partial vector."""
+    bound = 64 * 64 * 8192
+    m = np.array([[bound] * length, [-bound] * length, [(-bound, bound)[j % 3 == 0] for j in range(length)]],
+                 np.int32)
+    xs = np.full((length, 3), P - 1, np.uint64)
+    xs[::5, 2] = (1 << 21) - 1  # a limb at its largest, the others zero
+    values, wild = mat_mod(m, xs, bound, path)
+    assert values.tolist() == exact_mat_mod(m, xs) and wild.size == 0
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_mat_mod_splits_rows_over_threads_exactly(threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C products over 1–3 row ranges give the same sums and wild rows (row 0 and the last
+    row wild, so each end of the split is looked at)."""
+    if not products_paths():
+        pytest.skip("the C extension has no path on this CPU: numpy's GEMM is not split by rows")
+    monkeypatch.setattr(verify, "THREADS", threads)
+    rng = np.random.default_rng(11)
+    m = rng.integers(-1000, 1001, size=(389, 70), dtype=np.int32)
+    m[0, 69], m[388, 0] = 1001, -1001
+    xs = rng.integers(0, P, size=(70, 2), dtype=np.uint64)
+    values, wild = mat_mod(m, xs, 1000)
+    assert wild.tolist() == [0, 388] and values[1:388].tolist() == exact_mat_mod(m[1:388], xs)
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_mat_mod_names_rows_beyond_the_bound_in_every_block(path: str) -> None:
     """Wild entries in numpy's blocks of 978 rows, in a C path's groups of rows, in the
     columns past the last full vector, and in a last row that is a group of its own."""
@@ -87,6 +119,34 @@ def test_limb_width_keeps_every_partial_sum_exact() -> None:
     for bound, length in [(64, 8192), (64, 16384), (64 * 64 * 8192, 16384), (1, 1), (2**31, 2100)]:
         w = limb_width(bound, length)
         assert bound * length * (2**w - 1) < 2**53 <= bound * length * (2**(w + 1) - 1) or w == 61
+
+
+@pytest.mark.parametrize("bound, length", [(64, 8192), (64, 16384), (64 * 64 * 8192, 16384), (1, 1),
+                                           (2**31 - 1, 2100), (0, 5)])
+def test_segment_plan_keeps_every_segment_exact_with_the_fewest_limbs(bound: int, length: int) -> None:
+    width, flush = segment_plan(bound, length)
+    term = max(1, bound * (2**width - 1))
+    assert flush >= 1 and term * flush < 2**51 and term * length < 2**63
+    count = -(-61 // width)
+    if count > 1:  # one limb fewer would break a segment or the row's int64 sum
+        fewer = -(-61 // (count - 1))
+        assert bound * (2**fewer - 1) >= 2**51 or bound * (2**fewer - 1) * length >= 2**63
+
+
+def test_a_c_with_k_8192_takes_three_limbs_in_segments() -> None:
+    assert segment_plan(64 * 64 * 8192, 16384) == (21, 32)
+    assert -(-61 // limb_width(64 * 64 * 8192, 16384)) == 5  # whole rows would take five
+
+
+def test_the_c_paths_refuse_a_flush_their_sums_cannot_take() -> None:
+    _freivalds = pytest.importorskip("client._freivalds", reason="the C extension is built optionally (setup.py)")
+    m, xt = np.zeros((2, 8), np.int32), np.zeros((4, 8), np.float64)
+    out, wild = np.zeros((2, 4), np.int64), np.zeros(2, np.uint8)
+    for path, segmented in _freivalds.paths().items():
+        with pytest.raises(ValueError, match="flush"):
+            _freivalds.products(m, 2, 8, 4, xt, 4, 0 if segmented else 16, 1, out, wild, path)
+    with pytest.raises(ValueError, match="not available"):
+        _freivalds.products(m, 2, 8, 4, xt, 4, 1, 1, out, wild, "sse9")
 
 
 def test_random_vectors_are_in_range() -> None:
