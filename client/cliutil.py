@@ -35,6 +35,22 @@ def number_flag(low: float, high: float | None = None, kind: type = int) -> Call
     return parse
 
 
+def dimensions_flag(names: str, high: int) -> Callable[[str], tuple[int, ...]]:
+    """An argparse type: comma-separated integers, one for each of ``names`` (say "m,n,k"), each
+    in 1..``high``; anything else is refused with the flag's name (exit code 2)."""
+    count = len(names.split(","))
+
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            dims = tuple(int(part) for part in text.split(","))
+        except ValueError:
+            dims = ()
+        if len(dims) != count or not all(1 <= d <= high for d in dims):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {names} with each from 1 to {high}")
+        return dims
+    return parse
+
+
 def parse_amount(text: str, what: str = "amount") -> int:
     """Decimal coins → base units, exactly; at most 8 decimals, never negative."""
     if not _AMOUNT.fullmatch(text):

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from consensus.errors import AddressError
 from consensus.keys import decode_address
-from consensus.params import NETWORKS
+from consensus.params import MAX_MATRIX_DIM, NETWORKS
 
 from client import wallet
-from client.cliutil import CliError, number_flag, parse_amount
+from client.cliutil import CliError, dimensions_flag, number_flag, parse_amount
 from client.rpc import RpcClient, RpcClientError, cookie_auth
 from consensus.keys import PrivateKey
 from consensus.params import Network
@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", required=True, help="bech32m address that receives the block rewards")
     p.add_argument("--threads", type=number_flag(1, kernel.MAX_THREADS), default=None,
                    help="kernel threads (default: all cores)")
-    p.add_argument("--shape", help="m,n,k of the matmul (default 512,512 and k up to 1024)")
+    p.add_argument("--shape", type=dimensions_flag("m,n,k", MAX_MATRIX_DIM), metavar="m,n,k",
+                   help="m,n,k of the matmul (default 512,512 and k up to 1024)")
     p.add_argument("--rank", type=int, help="noise rank r (default the network's smallest)")
     p.add_argument("--blocks", type=number_flag(1), default=None, help="stop after this many accepted blocks")
     p.add_argument("--min-interval", type=number_flag(0, kind=float), default=0.0, metavar="SECONDS",
@@ -97,10 +98,7 @@ def _shape(args: argparse.Namespace) -> tuple[int, int, int, int]:
         r = args.rank
         k = network.k_range(r)[0]
     if args.shape:
-        try:
-            m, n, k = (int(x) for x in args.shape.split(","))
-        except ValueError:
-            raise SystemExit("pouw-miner: --shape must be m,n,k (three integers)") from None
+        m, n, k = args.shape
     if not network.allowed_dims(m, n, k, r):
         low, high = network.k_range(r) if network.allowed_r(r) else (0, 0)
         raise SystemExit(f"pouw-miner: shape {m},{n},{k} with rank {r} is not allowed on {network.name}: "

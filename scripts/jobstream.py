@@ -26,11 +26,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from client.cliutil import number_flag  # noqa: E402
+from client.cliutil import dimensions_flag, number_flag  # noqa: E402
 from client.market import MarketClient, MarketClientError  # noqa: E402
 from client.mlp import Int8MLP, local_matmul, train  # noqa: E402
 from consensus.genesis import dev_faucet_key  # noqa: E402
-from consensus.params import COIN, NETWORKS  # noqa: E402
+from consensus.params import COIN, MAX_MATRIX_DIM, NETWORKS  # noqa: E402
 from client.rpc import RpcClient, RpcClientError, cookie_auth  # noqa: E402
 
 BATCH = 96  # test rows per inference job (padded to 96 = 3·32)
@@ -110,15 +110,7 @@ def filler(client: MarketClient, progress: Progress, stop: threading.Event, shap
             stop.wait(5)
 
 
-def shape_flag(text: str) -> tuple[int, int, int]:
-    """``M,K,N``: the filler products' A (M×K) and B (K×N), each side from 1 to 65536."""
-    try:
-        shape = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or not all(1 <= d <= 65536 for d in shape):
-        raise argparse.ArgumentTypeError(f"{text!r} is not M,K,N with each from 1 to 65536")
-    return shape  # type: ignore[return-value]
+shape_flag = dimensions_flag("M,K,N", MAX_MATRIX_DIM)  # the filler products' A (M×K) and B (K×N)
 
 
 def main() -> int:

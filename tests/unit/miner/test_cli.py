@@ -20,6 +20,9 @@ ADDRESS = ["--address", "rpw1uk87frsj0r5gkdx34hl5zkqtgx78p8p7nj6hdj"]
     ("--min-interval", "-1", "-1 is not at least 0"), ("--min-interval", "nan", "nan is not at least 0"),
     ("--min-interval", "inf", "inf is not at least 0"), ("--max-job-macs", "0", "0 is not at least 1"),
     ("--min-job-price", "-1", "invalid price '-1'"), ("--min-job-price", "1e-9", "invalid price '1e-9'"),
+    ("--shape", "64,64", "'64,64' is not m,n,k with each from 1 to 65536"),
+    ("--shape", "64,x,64", "'64,x,64' is not m,n,k"), ("--shape", "0,64,64", "'0,64,64' is not m,n,k"),
+    ("--shape", "64,64,65537", "is not m,n,k with each from 1 to 65536"),
 ])
 def test_a_bad_number_is_refused_with_its_flag(flag: str, value: str, why: str, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
@@ -35,8 +38,9 @@ def test_threads_beyond_the_kernel_are_refused_and_good_flags_parse(capsys) -> N
             build_parser().parse_args([*ADDRESS, "--threads", str(kernel.MAX_THREADS + 1)])
         assert "--threads" in capsys.readouterr().err
     args = build_parser().parse_args([*ADDRESS, "--threads", "1", "--blocks", "2", "--min-interval", "0.5",
-                                      "--max-job-macs", "4096", "--min-job-price", "2.5"])
+                                      "--max-job-macs", "4096", "--min-job-price", "2.5", "--shape", "64,96,128"])
     assert (args.threads, args.blocks, args.min_interval, args.max_job_macs) == (1, 2, 0.5, 4096)
+    assert args.shape == (64, 96, 128)
     assert args.min_job_price == 5 * COIN // 2  # base units per TMAC
 
 
