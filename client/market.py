@@ -401,11 +401,13 @@ class MarketClient:
 
     def matmul(self, a: np.ndarray, b: np.ndarray, reward: int, *, timeout: float = 3600.0,
                expiry_blocks: int = DEFAULT_EXPIRY, tile_m: int = TILE_M, tile_n: int = TILE_N,
-               reposts: int = DEFAULT_REPOSTS) -> np.ndarray:
+               reposts: int = DEFAULT_REPOSTS, poll: float = POLL_SECONDS) -> np.ndarray:
         """A·B (int32), computed by the network's miners, every piece verified before it is paid.
         ``reward`` is shared among the pieces by their MACs.  A piece whose job ends without a
         result is posted again, at most ``reposts`` times: one refunded at expiry costs only the
-        new post's fee, one lapsed costs its reward again (a lapsed reward is burned)."""
+        new post's fee, one lapsed costs its reward again (a lapsed reward is burned); its A and B
+        are uploaded again if the node pruned them meanwhile.  ``poll``: seconds between looks
+        at the pieces' jobs."""
         a, b = np.asarray(a), np.asarray(b)
         if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
             raise MarketClientError(f"cannot multiply {a.shape} by {b.shape}")
@@ -434,7 +436,7 @@ class MarketClient:
             self.say(f"job {ended[:16]}… ended {status} without a result: posted again as {job_id[:16]}…")
             return job_id
 
-        results = self.wait(list(by_id), timeout, {p.job_id: (p.a, p.b) for p in pieces}, repost=repost)
+        results = self.wait(list(by_id), timeout, {p.job_id: (p.a, p.b) for p in pieces}, poll, repost)
         out = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
         for p in pieces:
             c = results[p.job_id]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -227,6 +228,38 @@ def test_matmul_multiplies_any_shape_through_the_network(poster, tmp_path) -> No
     assert c.dtype == np.int32 and (c == a.astype(np.int64) @ b.astype(np.int64)).all()
     (job,) = poster.listjobs("settled")[-1:]
     assert (job["m"], job["k"], job["n"]) != (50, 70, 20)  # padded to the protocol's multiples
+
+
+def test_matmul_uploads_a_piece_again_once_its_node_pruned_it(poster) -> None:
+    """A piece whose job ended untaken, and whose A and B the node pruned before the client
+    looked again, is posted again with a fresh upload (``MatricesGone``: a repost under the
+    same H_A and H_B would name matrices no node holds), and its product still comes back."""
+    rng = np.random.default_rng(9)
+    a = rng.integers(-64, 65, size=(64, 64), dtype=np.int8)
+    b = rng.integers(-64, 65, size=(64, 32), dtype=np.int8)
+    said: list[str] = []
+    result: dict[str, np.ndarray] = {}
+    client = MarketClient(poster.rpc, REGTEST, FAUCET, log=said.append)
+    thread = threading.Thread(target=lambda: result.update(c=client.matmul(
+        a, b, COIN, expiry_blocks=2, reposts=1, poll=15, timeout=120)), daemon=True)
+    thread.start()
+    wait_until(lambda: len(poster.getrawmempool()) == 1, 10, 0.1, "the piece's JOB_POST")
+    poster.generatetoaddress(4 + 2 * REGTEST.challenge_window, address(key(61)))  # refunded, then final
+    (first,) = poster.listjobs()
+    assert first["status"] == "refunded"
+    wait_until(lambda: not poster.getjob(first["job_id"])["matrices"]["A"]["held"], 10, 0.2, "A pruned")
+    # the client looks again 15 s after its first look: it finds the job refunded and A gone
+    wait_until(lambda: len(poster.getrawmempool()) == 1, 30, 0.2, "the piece posted again")
+    poster.generatetoaddress(1, address(key(61)))
+    (again,) = [job for job in poster.listjobs() if job["job_id"] != first["job_id"]]
+    assert (again["H_A"], again["H_B"], again["status"]) == (first["H_A"], first["H_B"], "open")
+    assert poster.getjob(again["job_id"])["matrices"]["A"]["held"]  # uploaded again, not merely reposted
+    claim(poster, again["job_id"], a.astype(np.int64) @ b.astype(np.int64))
+    wait_until(lambda: len(poster.getrawmempool()) == 1, 30, 0.2, "the client's JOB_ACCEPT")
+    poster.generatetoaddress(1, address(key(61)))
+    thread.join(30)
+    assert (result["c"] == a.astype(np.int64) @ b.astype(np.int64)).all()
+    assert any("ended refunded without a result: posted again" in line for line in said), said
 
 
 def test_matmul_refuses_bad_operands_with_the_reason(poster, tmp_path) -> None:
