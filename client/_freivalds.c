@@ -114,8 +114,8 @@ products_avx512(const task_t *t, Py_ssize_t r0, Py_ssize_t r1) {
  * most ``flush`` terms, each below 2^51 / flush in magnitude, so every partial sum M + v lies in
  * [2^52, 2^53), where a float64 holds every integer and its bits are those of M plus v.  The
  * lanes are then flushed into int64 totals (bits − bits(M)) and start again.  Segments let the
- * limbs be wider than whole-row sums allow: 3 limbs of 21 bits for a C with k ≤ 8192 instead of
- * 4 of 16. */
+ * limbs be wider than whole-row sums allow: 3 limbs of 21 bits for a C with k ≤ 8192, where
+ * whole rows of 4096 take 5 of 15 bits. */
 #define MAGIC 6755399441055744.0
 #define PASS_MAX 6 /* limb columns a pass: 2 rows × 6 accumulators + 2 entry vectors + 1 limb vector */
 

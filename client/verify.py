@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -46,6 +47,7 @@ _INT32_MAX = (1 << 31) - 1
 THREADS = max(1, min(4, os.cpu_count() or 1))  # the C products' threads: the check is bound by memory
 _MIN_ROWS_A_THREAD = 64
 _pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 def _reduce(a: np.ndarray) -> np.ndarray:
@@ -125,10 +127,12 @@ def _fast_path(m: np.ndarray, bound: int) -> str:
 
 
 def _threads() -> ThreadPoolExecutor:
+    """The threads the C products share, started once (checks settled at once queue on them)."""
     global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="freivalds")
-    return _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="freivalds")
+        return _pool
 
 
 def _products_c(m: np.ndarray, limbs: np.ndarray, bound: int, path: str, flush: int) -> tuple[np.ndarray, np.ndarray]:
