@@ -37,6 +37,7 @@ from jobstream import FILLER_SHAPE, FILLERS, shape_flag  # noqa: E402 (scripts/,
 from miner.units import duration, si  # noqa: E402
 
 NETWORK = "dev"
+MATRIX_RATE = 0.0  # the nodes share one host, as on a LAN: matrices move unpaced (pouwd's own default is 8 MiB/s)
 WALLET_PASSWORD = "devnet"
 FAUCET_ADDRESS = encode_address("dpw", dev_faucet_key().address)
 RECENT_BLOCKS = 6
@@ -100,9 +101,10 @@ class DevNode:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.rpc_port}/"
 
-    def start(self, peers: list[str]) -> None:
+    def start(self, peers: list[str], matrix_rate: float) -> None:
         args = [sys.executable, "-m", "node.daemon", "--network", NETWORK, "--datadir", str(self.datadir),
-                "--rpc-port", str(self.rpc_port), "--bind", "127.0.0.1", "--port", str(self.p2p_port)]
+                "--rpc-port", str(self.rpc_port), "--bind", "127.0.0.1", "--port", str(self.p2p_port),
+                "--matrix-rate", f"{matrix_rate:g}"]
         for peer in peers:
             args += ["--addnode", peer]
         self.process = spawn(args, self.datadir / "pouwd.log")
@@ -275,6 +277,9 @@ def main() -> int:
                    help="the job stream's filler products under way at once (default 2; 0: none)")
     p.add_argument("--filler-shape", type=shape_flag, default=",".join(map(str, FILLER_SHAPE)), metavar="M,K,N",
                    help="their shape, A M×K times B K×N (default %(default)s; 1024,2048,1024 for a small machine)")
+    p.add_argument("--matrix-rate", type=number_flag(0, kind=float), default=MATRIX_RATE, metavar="MIB/S",
+                   help="MiB of matrices each node serves each peer a second (default 0: unpaced, as on a LAN; "
+                        "8 is pouwd's default, an internet setting)")
     p.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
     p.add_argument("--status-interval", type=float, default=10.0, metavar="SECONDS",
                    help="how often the status is printed when stdout is not a terminal")
@@ -296,7 +301,7 @@ def main() -> int:
     jobstream: subprocess.Popen | None = None
     try:
         for node in nodes:
-            node.start([f"127.0.0.1:{other.p2p_port}" for other in nodes if other is not node])
+            node.start([f"127.0.0.1:{other.p2p_port}" for other in nodes if other is not node], args.matrix_rate)
         for node in nodes:
             node.wait_ready(lambda: stop["now"])
         import_faucet(nodes[0])

@@ -72,6 +72,11 @@ def test_every_child_stops_with_the_devnet(tmp_path, ending) -> None:
             raise AssertionError(f"the devnet did not come up (exit {devnet.wait(30)})")
         children = wait_until(lambda: (c := children_of(devnet.pid)) and len(c) == NODES + 2 and c, 60, 0.1,
                               "the nodes, the miner and the job stream")
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children]
+        nodes = [c for c in commands if b"node.daemon" in c]
+        assert len(nodes) == NODES and all(c[c.index(b"--matrix-rate") + 1] == b"0" for c in nodes)  # a LAN's pace
+        (stream,) = [c for c in commands if any(arg.endswith(b"jobstream.py") for arg in c)]
+        assert stream[stream.index(b"--fillers") + 1] == b"4"
         if ending == "broken-pipe":
             devnet.stdout.close()  # the reader is gone: the next status line hits a broken pipe
         else:
