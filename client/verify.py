@@ -14,7 +14,7 @@ is added up:
   time, or the C extension's AVX-512 path): ``bound · length · (2^w − 1) < 2^53``;
 - the C extension's AVX2 path sums in segments of at most ``flush`` terms a lane, each
   segment below 2^51, and adds the segments in int64, so its limbs are wider: 3 limbs
-  of 21 bits for a C with k ≤ 8192 instead of 4 of 16.
+  of 21 bits for a C with k ≤ 8192, where whole rows of 4096 take 4 or 5.
 The C extension ``client._freivalds`` widens the entries to float64 in registers; its
 products are split by rows over ``THREADS`` threads (each call frees the interpreter).
 """
