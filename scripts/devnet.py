@@ -33,7 +33,7 @@ from consensus.genesis import dev_faucet_key  # noqa: E402
 from consensus.keys import encode_address  # noqa: E402
 from client.cliutil import number_flag  # noqa: E402
 from client.rpc import RpcClient, RpcClientError, cookie_auth  # noqa: E402
-from jobstream import FILLER_SHAPE, FILLERS, shape_flag  # noqa: E402 (scripts/, beside this file)
+from jobstream import add_filler_flags  # noqa: E402 (scripts/, beside this file)
 from miner.units import duration, si  # noqa: E402
 
 NETWORK = "dev"
@@ -273,10 +273,7 @@ def main() -> int:
     p.add_argument("--fresh", action="store_true", help="delete the devnet's data first")
     p.add_argument("--no-miner", action="store_true")
     p.add_argument("--no-jobs", action="store_true", help="no job stream, and a miner that takes no jobs")
-    p.add_argument("--fillers", type=number_flag(0, 8), default=FILLERS, metavar="0..8",
-                   help="the job stream's filler products under way at once (default 2; 0: none)")
-    p.add_argument("--filler-shape", type=shape_flag, default=",".join(map(str, FILLER_SHAPE)), metavar="M,K,N",
-                   help="their shape, A M×K times B K×N (default %(default)s; 1024,2048,1024 for a small machine)")
+    add_filler_flags(p)
     p.add_argument("--matrix-rate", type=number_flag(0, kind=float), default=MATRIX_RATE, metavar="MIB/S",
                    help="MiB of matrices each node serves each peer a second (default 0: unpaced, as on a LAN; "
                         "8 is pouwd's default, an internet setting)")

@@ -110,7 +110,13 @@ def filler(client: MarketClient, progress: Progress, stop: threading.Event, shap
             stop.wait(5)
 
 
-shape_flag = dimensions_flag("M,K,N", MAX_MATRIX_DIM)  # the filler products' A (M×K) and B (K×N)
+def add_filler_flags(p: argparse.ArgumentParser) -> None:
+    """``--fillers`` and ``--filler-shape``: this stream's, and devnet.py's, which passes them on."""
+    p.add_argument("--fillers", type=number_flag(0, 8), default=FILLERS, metavar="0..8",
+                   help="filler products under way at once (default %(default)s; 0: none)")
+    p.add_argument("--filler-shape", type=dimensions_flag("M,K,N", MAX_MATRIX_DIM), default=FILLER_SHAPE,
+                   metavar="M,K,N", help="the filler products' shape, A M×K times B K×N (default 4096,8192,4096: "
+                                         "one job of 137 G multiply-adds; 1024,2048,1024 for a small machine)")
 
 
 def main() -> int:
@@ -119,11 +125,7 @@ def main() -> int:
     p.add_argument("--rpc-url", required=True)
     p.add_argument("--datadir", required=True, help="the node's datadir (for its cookie)")
     p.add_argument("--status", required=True, help="JSON status file the devnet view reads")
-    p.add_argument("--filler-shape", type=shape_flag, default=",".join(map(str, FILLER_SHAPE)), metavar="M,K,N",
-                   help="the filler products' shape, A M×K times B K×N (default %(default)s: one job "
-                        "of 137 G multiply-adds)")
-    p.add_argument("--fillers", type=number_flag(0, 8), default=FILLERS, metavar="0..8",
-                   help="filler products under way at once (default 2; 0: none)")
+    add_filler_flags(p)
     p.add_argument("--timeout", type=number_flag(1, kind=float), default=600.0,
                    help="seconds to wait for one product")
     args = p.parse_args()
