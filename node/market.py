@@ -64,7 +64,7 @@ class MatrixPeers(Protocol):
     """What fetching needs from p2p (``p2p.P2PNode``)."""
 
     def matrix_peers(self) -> list[int]: ...
-    async def fetch_lines(self, peer_id: int, key: bytes, count: int, width: int) -> list[bytes] | None: ...
+    async def fetch_lines(self, peer_id: int, key: bytes, count: int, width: int) -> list[memoryview] | None: ...
     def punish(self, peer_id: int, reason: str) -> None: ...
 
 
@@ -139,7 +139,7 @@ class JobMarket:
         return entry if entry is not None and self.servable(entry) else None
 
     # --- p2p MatrixSource ------------------------------------------------------------------
-    def rows(self, key: bytes, first: int, count: int, max_bytes: int) -> list[bytes] | None:
+    def rows(self, key: bytes, first: int, count: int, max_bytes: int) -> list[memoryview] | None:
         entry = self.held(key)
         if entry is None:
             return None
@@ -234,7 +234,7 @@ class JobMarket:
             return entry
         raise MarketError(f"no peer served {wanted.kind} {wanted.key.hex()}")
 
-    def _store_lines(self, wanted: Wanted, lines: list[bytes]) -> StoredMatrix:
+    def _store_lines(self, wanted: Wanted, lines: list[memoryview]) -> StoredMatrix:
         """Check lines fetched from a peer against the key and store them (MatrixError if they
         do not match it or break the protocol's rules)."""
         dtype = np.dtype("<i4") if wanted.kind == "C" else np.dtype(np.int8)

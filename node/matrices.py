@@ -146,15 +146,16 @@ class MatrixStore:
             return None
         return matrix.T if entry.kind == "B" else matrix
 
-    def rows(self, key: bytes, first: int, count: int, max_bytes: int) -> list[bytes] | None:
-        """Up to ``count`` lines from ``first``, at most ``max_bytes`` in all (p2p ``getmatrix``)."""
+    def rows(self, key: bytes, first: int, count: int, max_bytes: int) -> list[memoryview] | None:
+        """Up to ``count`` lines from ``first``, at most ``max_bytes`` in all (p2p ``getmatrix``):
+        views of the file's memory map, copied only into the reply."""
         entry = self._index.get(key)
         lines = self.lines(key)
         if entry is None or lines is None:
             return None
         width = entry.line_bytes
         count = min(count, max(0, entry.line_count - first), max_bytes // width)
-        block = np.ascontiguousarray(lines[first:first + count]).tobytes()  # the lines are contiguous: one read
+        block = memoryview(np.ascontiguousarray(lines[first:first + count])).cast("B")  # contiguous: a view
         return [block[i * width:(i + 1) * width] for i in range(count)]
 
     # --- writes --------------------------------------------------------------------

@@ -134,8 +134,9 @@ class MatrixSource(Protocol):
     (rows of Bᵀ), a claim → rows of C (once its result is in a block).  Filled by the job
     market's matrix store later."""
 
-    def rows(self, key: bytes, first: int, count: int, max_bytes: int) -> list[bytes] | None:
-        """Up to ``count`` rows from ``first`` (at most ``max_bytes`` in all), or None if unknown."""
+    def rows(self, key: bytes, first: int, count: int, max_bytes: int) -> Sequence[bytes | memoryview] | None:
+        """Up to ``count`` rows from ``first`` (at most ``max_bytes`` in all), or None if unknown; a
+        row may be a view of the source's own buffer (it is copied once, into the reply)."""
         ...
 
 

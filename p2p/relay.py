@@ -34,7 +34,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from consensus.errors import InvalidTx
@@ -278,7 +278,7 @@ class Relay:
                     asyncio.ensure_future(self._serve_matrices_drained(peer, st))
                 return
             key, first, count = st.matrix_asked[0]
-            rows: list[bytes] = []
+            rows: Sequence[bytes | memoryview] = ()
             if self.matrix_source is not None and count:
                 rows = self.matrix_source.rows(key, first, count, wire.MAX_MATRIX_BYTES) or []
             delay = st.matrix.debt(max(1, sum(len(r) for r in rows))) if st.matrix is not None else 0.0
@@ -297,20 +297,20 @@ class Relay:
         if self._state.get(peer.id) is st:
             self._serve_matrices(peer, st)
 
-    def _send_matrix_later(self, peer: Peer, st: _PeerRelay, key: bytes, first: int, rows: list[bytes]) -> None:
+    def _send_matrix_later(self, peer: Peer, st: _PeerRelay, key: bytes, first: int, rows: Sequence[bytes | memoryview]) -> None:
         if self._state.get(peer.id) is not st:
             return  # the peer is gone
         self._send_matrix(peer, st, key, first, rows)
         self._serve_matrices(peer, st)
 
     @staticmethod
-    def _send_matrix(peer: Peer, st: _PeerRelay, key: bytes, first: int, rows: list[bytes]) -> None:
+    def _send_matrix(peer: Peer, st: _PeerRelay, key: bytes, first: int, rows: Sequence[bytes | memoryview]) -> None:
         """Answer the oldest waiting request (room for the next one)."""
         st.matrix_asked.popleft()
         st.matrix_room.set()
         peer.send_payload(wire.matrix_payload(key, first, rows))
 
-    def on_matrix(self, peer: Peer, key: bytes, first: int, rows: list[bytes]) -> None:
+    def on_matrix(self, peer: Peer, key: bytes, first: int, rows: list[memoryview]) -> None:
         waiting = self._matrix_waiters.pop((peer.id, key, first), None)
         if waiting is None:
             return
@@ -339,7 +339,7 @@ class Relay:
         self._matrix_waiters.pop((peer.id, key, first), None)
 
     async def fetch_lines(self, peer: Peer, key: bytes, count: int, width: int, window: int = 4,
-                          timeout: float = 30.0) -> list[bytes] | None:
+                          timeout: float = 30.0) -> list[memoryview] | None:
         """Lines 0…count−1 (``width`` bytes each) under ``key`` from one peer, ``window`` requests
         of at most 4 MiB in flight; None if the peer does not serve them all, or leaves a request
         unanswered while answering none asked before it for ``timeout`` (a slow peer working
@@ -350,7 +350,7 @@ class Relay:
         per_request = max(1, wire.MAX_MATRIX_BYTES // width)
         starts = list(range(0, count, per_request))
         asked: dict[int, asyncio.Future] = {}
-        lines: list[bytes] = []
+        lines: list[memoryview] = []
         try:
             for i, first in enumerate(starts):
                 for ahead in starts[i:i + window]:
@@ -378,7 +378,7 @@ class Relay:
                 self.forget_matrix(peer, key, first)
 
     async def _matrix_reply(self, peer: Peer, key: bytes, first: int, fut: asyncio.Future,
-                            timeout: float) -> list[bytes] | None:
+                            timeout: float) -> list[memoryview] | None:
         """The rows ``fut``, the reply to our request (``key``, ``first``) to ``peer``, resolves to;
         None once the peer has answered no request asked before it for ``timeout`` seconds
         (counted from the wait's start, or from the latest such answer)."""

@@ -200,7 +200,7 @@ class P2PNode:
         """Ids of the connected peers a matrix may be fetched from."""
         return [peer.id for peer in self.manager.ready_peers()]
 
-    async def fetch_lines(self, peer_id: int, key: bytes, count: int, width: int) -> list[bytes] | None:
+    async def fetch_lines(self, peer_id: int, key: bytes, count: int, width: int) -> list[memoryview] | None:
         """All ``count`` lines under ``key`` from one peer (unchecked against the key, §6), or None
         if it does not serve them; a reply that breaks its request bans the peer."""
         peer = self._ready_peer(peer_id)

@@ -101,9 +101,23 @@ def payload(command: str, *args: Any) -> bytes:
     return enc.encode([command, *args])
 
 
-def matrix_payload(key: bytes, first: int, rows: Sequence[bytes]) -> bytes:
-    """``matrix [key, first, rows]``, packed into one buffer sized for its rows."""
-    return enc.encode(["matrix", key, first, rows], size_hint=sum(map(len, rows)) + 5 * len(rows) + 64)
+def matrix_payload(key: bytes, first: int, rows: Sequence[bytes | memoryview]) -> bytes:
+    """``matrix [key, first, rows]``, its canonical encoding written once: each row is copied
+    straight from the buffer it is in (a store's memory map) behind its bin header."""
+    parts: list[bytes | memoryview] = [_MATRIX_PREFIX, enc.encode(key), enc.encode(first),
+                                       msgpack.Packer().pack_array_header(len(rows))]
+    for row in rows:
+        parts += (_bin_header(len(row)), row)
+    return b"".join(parts)
+
+
+def _bin_header(length: int) -> bytes:
+    """The shortest msgpack bin header of ``length`` bytes (bin8, bin16, bin32)."""
+    if length < 0x100:
+        return b"\xc4" + length.to_bytes(1, "big")
+    if length < 0x10000:
+        return b"\xc5" + length.to_bytes(2, "big")
+    return b"\xc6" + length.to_bytes(4, "big")
 
 
 def block_payload(block_bytes: bytes) -> bytes:
@@ -120,6 +134,7 @@ def headers_payload(headers: Sequence[bytes]) -> bytes:
     return _HEADERS_PREFIX + msgpack.Packer().pack_array_header(len(headers)) + b"".join(headers)
 
 
+_MATRIX_PREFIX = b"\x94" + enc.encode("matrix")  # fixarray(4), "matrix"
 _BLOCK_PREFIX = b"\x92" + enc.encode("block")  # fixarray(2), "block"
 _HEADERS_PREFIX = b"\x92" + enc.encode("headers")
 _TX_PREFIX = b"\x92" + enc.encode("tx")
@@ -196,6 +211,14 @@ def decode(data: bytes) -> Message | None:
     plan = _PLANS.get(command)
     if plan is None:
         return None
+    if command == "matrix" and (args := _matrix_args(data)) is not None:
+        return Message(command, args, data)
+    return _decode_by_schema(command, plan, data)
+
+
+def _decode_by_schema(command: str, plan: Plan, data: bytes) -> Message:
+    """Every known command's decode: its schema drives msgpack's reader, then the value must
+    encode back to exactly ``data`` (canonical)."""
     try:
         value = plan.read(data, MAX_COMMAND)
     except DecodeError as exc:
@@ -212,6 +235,67 @@ def decode(data: bytes) -> Message | None:
     msg = Message(command, args, data)
     build = _OBJECTS.get(command)
     return msg if build is None else Message(command, args, data, build(msg))
+
+
+def _matrix_args(data: bytes) -> list[Any] | None:
+    """The arguments of a well-formed ``matrix`` payload, read in place: its rows are
+    memoryviews of ``data``, never copied. ``None`` for anything else — a longer form than
+    canonical, a wrong type, a size past the schema, a truncation — which the schema's decode
+    then refuses with its reason (the fast path accepts only what that decode accepts)."""
+    if not data.startswith(_MATRIX_PREFIX + b"\xc4\x20"):  # bin8 of 32 bytes: the key
+        return None
+    key_end = len(_MATRIX_PREFIX) + 2 + 32
+    first, at = _canonical_uint(data, key_end)
+    if first is None or first >= 1 << 32:
+        return None
+    count, at = _canonical_length(data, at, 0x90, 0xDC, 0xDD)
+    if count is None or count > MAX_MATRIX_DIM:
+        return None
+    view, rows, total = memoryview(data), [], 0
+    for _ in range(count):
+        width, at = _canonical_length(data, at, None, 0xC4, 0xC5, 0xC6)
+        if width is None or at + width > len(data):
+            return None
+        rows.append(view[at:at + width])
+        at += width
+        total += width
+    if at != len(data) or total > MAX_MATRIX_BYTES:
+        return None
+    return [data[key_end - 32:key_end], first, rows]
+
+
+def _canonical_uint(data: bytes, at: int) -> tuple[int | None, int]:
+    """A non-negative int at ``at`` in its shortest msgpack form, and where it ends."""
+    if at >= len(data):
+        return None, at
+    tag = data[at]
+    if tag <= 0x7F:
+        return tag, at + 1
+    size = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}.get(tag)
+    if size is None or at + 1 + size > len(data):
+        return None, at
+    value = int.from_bytes(data[at + 1:at + 1 + size], "big")
+    shortest = 0x80 if size == 1 else 1 << (4 * size)  # below this a shorter form exists
+    return (value, at + 1 + size) if value >= shortest else (None, at)
+
+
+def _canonical_length(data: bytes, at: int, fix: int | None, *tags: int) -> tuple[int | None, int]:
+    """The length in an array (``fix`` 0x90) or bin header at ``at``, if written in its shortest
+    form (fixarray / 8-bit, then 16- and 32-bit), and where the header ends."""
+    if at >= len(data):
+        return None, at
+    tag = data[at]
+    if fix is not None and fix <= tag <= fix + 0x0F:
+        return tag - fix, at + 1
+    sizes = (1, 2, 4) if fix is None else (2, 4)
+    if tag not in tags:
+        return None, at
+    size = sizes[tags.index(tag)]
+    if at + 1 + size > len(data):
+        return None, at
+    length = int.from_bytes(data[at + 1:at + 1 + size], "big")
+    shorter = {1: 0, 2: 0x10 if fix is not None else 0x100, 4: 0x10000}[size]  # the least this form may hold
+    return (length, at + 1 + size) if length >= shorter else (None, at)
 
 
 def block_from_message(msg: Message) -> ReceivedBlock:

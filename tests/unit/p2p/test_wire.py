@@ -7,8 +7,10 @@ import tracemalloc
 
 import msgpack
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from consensus.params import REGTEST
+from consensus.params import MAX_MATRIX_DIM, REGTEST
 from p2p import wire
 from p2p.wire import WireError
 from tests.unit.node.helpers import FAUCET, bogus_headers, genesis_header, make_block, transfer
@@ -94,6 +96,65 @@ def test_a_matrix_reply_with_a_row_in_a_longer_form_is_refused() -> None:
     assert err.value.reason == "non-canonical"
 
 
+def _schema_outcome(data: bytes) -> list | str:
+    """What the schema's own decode makes of a ``matrix`` payload: its arguments, or the reason."""
+    try:
+        return wire._decode_by_schema("matrix", wire._PLANS["matrix"], data).args
+    except WireError as exc:
+        return exc.reason
+
+
+MATRIX_ROWS = st.lists(st.sampled_from([0, 1, 31, 255, 256, 300, 65535, 65536]).map(lambda n: b"\x07" * n),
+                       max_size=20).filter(lambda rows: sum(map(len, rows)) <= wire.MAX_MATRIX_BYTES)
+FIRSTS = st.sampled_from([0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1])
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=MATRIX_ROWS, first=FIRSTS)
+def test_a_well_formed_matrix_reply_is_read_in_place(rows: list[bytes], first: int) -> None:
+    """The fast path takes every canonical reply, with the schema decode's values, its rows
+    views of the payload (not copies)."""
+    payload = wire.payload("matrix", H, first, rows)
+    args = wire._matrix_args(payload)
+    assert args is not None and args == _schema_outcome(payload) == [H, first, rows]
+    assert all(isinstance(row, memoryview) and row.obj is payload for row in args[2])
+    assert wire.decode(payload).args == args
+
+
+@settings(max_examples=400, deadline=None)
+@given(rows=MATRIX_ROWS, first=FIRSTS, data=st.data())
+def test_the_fast_path_accepts_no_reply_the_schema_refuses(rows: list[bytes], first: int, data) -> None:
+    """A byte changed, cut, added or a header lengthened: whatever the fast path still reads,
+    the schema's decode reads alike; all else it leaves to that decode (and its reason)."""
+    payload = bytearray(wire.payload("matrix", H, first, rows))
+    at = data.draw(st.integers(0, len(payload)))
+    change = data.draw(st.sampled_from(["flip", "cut", "insert", "longer"]))
+    if change == "flip" and at < len(payload):
+        payload[at] ^= data.draw(st.integers(1, 255))
+    elif change == "cut":
+        del payload[at:]
+    elif change == "insert":
+        payload[at:at] = bytes([data.draw(st.integers(0, 255))])
+    elif change == "longer" and rows:  # the first row's header one size up (same length, not canonical)
+        head = len(wire.payload("matrix", H, first, [])) + (2 if len(rows) >= 16 else 0)
+        n = len(rows[0])
+        size = 1 if n < 0x100 else 2 if n < 0x10000 else 4
+        if size < 4:
+            payload[head:head + 1 + size] = bytes([0xC5 if size == 1 else 0xC6]) + n.to_bytes(2 * size, "big")
+    payload = bytes(payload)
+    try:
+        assume(wire.command_of(payload)[0] == "matrix")  # else it is no matrix reply at all
+    except WireError:
+        assume(False)
+    fast, schema = wire._matrix_args(payload), _schema_outcome(payload)
+    if fast is not None:
+        assert fast == schema
+    elif isinstance(schema, list):
+        pytest.fail(f"a payload the schema reads was left to it: {payload[:64].hex()}")
+    if change == "longer" and rows and len(rows[0]) < 0x10000:
+        assert fast is None and schema == "non-canonical"
+
+
 def test_bad_magic() -> None:
     data = wire.frame(b"PONW", wire.payload("verack"))
     with pytest.raises(WireError) as err:
@@ -172,6 +233,10 @@ def test_not_a_command_array(value: object) -> None:
     ("tx", [BLOCK.txs[0].to_list()[:7]]),
     ("getmatrix", [H, 0]),
     ("matrix", [H, 0, [b"\x00" * (2 * 1024 * 1024 + 1), b"\x00" * (2 * 1024 * 1024)]]),  # over 4 MiB
+    ("matrix", [H, 2**32, [b"\x00"]]),  # first past u32
+    ("matrix", [H[:31], 0, [b"\x00"]]),
+    ("matrix", [H, 0, ["\x00"]]),  # a row as str
+    ("matrix", [H, 0, [b"\x00"] * (MAX_MATRIX_DIM + 1)]),
 ])
 def test_schema_violations(command: str, args: list) -> None:
     with pytest.raises(WireError) as err:
