@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Protocol
 
-import numpy as np
 
 from consensus.state import CLAIMED, JOB_STATUS_NAMES, LAPSED, OPEN, SETTLED, Job
 from consensus.tx import JobPost, JobResult, Payload
@@ -237,9 +236,7 @@ class JobMarket:
     def _store_lines(self, wanted: Wanted, lines: list[memoryview]) -> StoredMatrix:
         """Check lines fetched from a peer against the key and store them (MatrixError if they
         do not match it or break the protocol's rules)."""
-        dtype = np.dtype("<i4") if wanted.kind == "C" else np.dtype(np.int8)
-        array = np.frombuffer(b"".join(lines), dtype=dtype).reshape(wanted.count, -1)
-        upload = self.store.write_upload(array.T if wanted.kind == "B" else array)
+        upload = self.store.write_lines_upload(wanted.kind, lines)
         entry = self.store.put_file(wanted.kind, upload, worker=wanted.worker, job_id=wanted.job_id,
                                     vet=lambda key: None if key == wanted.key else "it does not match its key")
         return entry

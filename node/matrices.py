@@ -17,10 +17,12 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable, Sequence
 
 import numpy as np
+from numpy.lib import format
 
 from consensus.params import Network
 from consensus.state import operand_error
@@ -196,7 +198,7 @@ class MatrixStore:
             if self.usage() + size > self.max_bytes:
                 raise StoreUnwritable(f"matrix store full ({self.usage()} of {self.max_bytes} bytes used)")
             if kind == "B" and not array.flags.f_contiguous:  # columns contiguous: Fortran order
-                _write_npy(tmp, np.asfortranarray(array))
+                _save_npy(tmp, np.asfortranarray(array))
             shape = (int(array.shape[0]), int(array.shape[1]))
             del array  # the memory map must not outlive the file's move
             final = self._path(kind, key, job_id)
@@ -223,9 +225,21 @@ class MatrixStore:
     def write_upload(self, array: np.ndarray) -> Path:
         """``array`` written durably to a new upload path (for ``put_file``); a failed write
         (a full disk) leaves no file behind."""
+        return self._write_upload(partial(np.save, arr=array, allow_pickle=False))
+
+    def write_lines_upload(self, kind: str, lines: Sequence[bytes | memoryview]) -> Path:
+        """A matrix given as its committed lines (rows of A or C, columns of B), written as
+        ``write_upload`` would write it, straight from the lines' buffers (a peer's replies)."""
+        dtype = np.dtype("<i4") if kind == "C" else np.dtype(np.int8)
+        width = len(lines[0]) // dtype.itemsize if lines else 0
+        shape = (width, len(lines)) if kind == "B" else (len(lines), width)
+        header = {"descr": format.dtype_to_descr(dtype), "fortran_order": kind == "B", "shape": shape}
+        return self._write_upload(lambda fh: (format.write_array_header_1_0(fh, header), fh.writelines(lines)))
+
+    def _write_upload(self, write: Callable[[BinaryIO], object]) -> Path:
         upload = self.new_upload()
         try:
-            _write_npy(upload, array)
+            _write_durably(upload, write)
         except OSError as exc:
             upload.unlink(missing_ok=True)
             raise StoreUnwritable(f"cannot write the matrix store at {self.directory}: {exc.strerror or exc}") from None
@@ -263,10 +277,14 @@ class MatrixStore:
         return gone
 
 
-def _write_npy(path: Path, array: np.ndarray) -> None:
-    """Write a .npy file durably (flushed and fsynced before it is renamed into place)."""
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    _write_durably(path, partial(np.save, arr=array, allow_pickle=False))
+
+
+def _write_durably(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write a file durably (flushed and fsynced before it is renamed into place)."""
     with open(path, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
+        write(fh)
         fh.flush()
         os.fsync(fh.fileno())
 

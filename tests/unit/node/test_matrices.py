@@ -35,6 +35,21 @@ def test_put_get_lines_and_reopen(tmp_path) -> None:
     assert again.get(ec.key).job_id == JOB and again.usage() == store.usage()
 
 
+def test_lines_from_a_peer_are_written_as_the_matrix_itself(tmp_path) -> None:
+    """A fetched matrix is written from its lines (views of the replies) byte for byte as its
+    array would be, and stored under the same key."""
+    store = MatrixStore(tmp_path, REGTEST, 1 << 30)
+    a, b = operands()
+    c = (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
+    for kind, array, lines in [("A", a, a), ("B", np.asfortranarray(b), b.T), ("C", c, c)]:
+        views = [memoryview(np.ascontiguousarray(line)).cast("B") for line in lines]
+        from_lines, from_array = store.write_lines_upload(kind, views), store.write_upload(array)
+        assert from_lines.read_bytes() == from_array.read_bytes()
+        from_array.unlink()
+        extra = {"worker": WORKER, "job_id": JOB} if kind == "C" else {}
+        assert (np.asarray(store.matrix(store.put_file(kind, from_lines, **extra).key)) == array).all()
+
+
 @pytest.mark.parametrize("array, message", [
     (np.zeros((64, 128), np.int16), "int8"),
     (np.zeros((60, 128), np.int8), "m=60"),
