@@ -5,8 +5,8 @@ Each matrix is kept in its own shape (A m×k int8, B k×n int8, C m×n int32) wi
 committed *lines* contiguous: A and C row-major, B column-major (a Fortran-order
 .npy), so that ``getmatrix`` serves a line range with one contiguous read and the
 file itself is the download. A file is written to a temporary
-name, fsynced and renamed, so a kill -9 leaves either the whole matrix or a
-temporary file that the next start deletes; a failed write (a full disk) removes
+name, fsynced and renamed (the directory fsynced after), so a kill -9 or a power cut
+leaves either the whole matrix or a temporary file that the next start deletes; a failed write (a full disk) removes
 its temporary file and says so. Nothing enters the store unless it matches its
 commitment. The store is bounded (``max_bytes``); ``prune`` removes what the
 node's job market no longer needs.
@@ -202,8 +202,9 @@ class MatrixStore:
             shape = (int(array.shape[0]), int(array.shape[1]))
             del array  # the memory map must not outlive the file's move
             final = self._path(kind, key, job_id)
+            _fsync(tmp)  # its bytes on disk before its name: a power cut leaves no named file unwritten
             os.replace(tmp, final)
-            _fsync_dir(self.directory)
+            _fsync(self.directory)
         except OSError as exc:
             raise StoreUnwritable(f"cannot write the matrix store at {self.directory}: {exc.strerror or exc}") from None
         finally:
@@ -223,8 +224,8 @@ class MatrixStore:
         return Path(tmp)
 
     def write_upload(self, array: np.ndarray) -> Path:
-        """``array`` written durably to a new upload path (for ``put_file``); a failed write
-        (a full disk) leaves no file behind."""
+        """``array`` written to a new upload path (for ``put_file``, which makes it durable); a
+        failed write (a full disk) leaves no file behind."""
         return self._write_upload(partial(np.save, arr=array, allow_pickle=False))
 
     def write_lines_upload(self, kind: str, lines: Sequence[bytes | memoryview]) -> Path:
@@ -239,7 +240,7 @@ class MatrixStore:
     def _write_upload(self, write: Callable[[BinaryIO], object]) -> Path:
         upload = self.new_upload()
         try:
-            _write_durably(upload, write)
+            _write_file(upload, write)
         except OSError as exc:
             upload.unlink(missing_ok=True)
             raise StoreUnwritable(f"cannot write the matrix store at {self.directory}: {exc.strerror or exc}") from None
@@ -278,19 +279,17 @@ class MatrixStore:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    _write_durably(path, partial(np.save, arr=array, allow_pickle=False))
+    _write_file(path, partial(np.save, arr=array, allow_pickle=False))
 
 
-def _write_durably(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write a file durably (flushed and fsynced before it is renamed into place)."""
+def _write_file(path: Path, write: Callable[[BinaryIO], object]) -> None:
     with open(path, "wb") as fh:
         write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+def _fsync(path: Path) -> None:
+    """A file's bytes on disk (before its rename), or a directory's names (after it)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -2,6 +2,8 @@
 matrices are refused with the reason; a crash leftover is cleaned; the store is bounded."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -48,6 +50,23 @@ def test_lines_from_a_peer_are_written_as_the_matrix_itself(tmp_path) -> None:
         from_array.unlink()
         extra = {"worker": WORKER, "job_id": JOB} if kind == "C" else {}
         assert (np.asarray(store.matrix(store.put_file(kind, from_lines, **extra).key)) == array).all()
+
+
+def test_a_matrix_is_on_disk_before_its_name(tmp_path, monkeypatch) -> None:
+    """An upload streamed to its temporary file (as the HTTP PUT writes it, not fsynced) is
+    fsynced before its rename into the store, and the directory after: a power cut leaves
+    no named file with unwritten bytes."""
+    store = MatrixStore(tmp_path, REGTEST, 1 << 30)
+    upload = store.new_upload()
+    np.save(upload, operands()[0], allow_pickle=False)
+    file, directory = upload.stat().st_ino, tmp_path.stat().st_ino
+    events: list[tuple[str, int]] = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.fstat(fd).st_ino)), fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda src, dst: (events.append(("replace", os.stat(src).st_ino)),
+                                                         replace(src, dst))[1])
+    store.put_file("A", upload)
+    assert events == [("fsync", file), ("replace", file), ("fsync", directory)]
 
 
 @pytest.mark.parametrize("array, message", [
