@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Protocol
 
-
 from consensus.state import CLAIMED, JOB_STATUS_NAMES, LAPSED, OPEN, SETTLED, Job
 from consensus.tx import JobPost, JobResult, Payload
 

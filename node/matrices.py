@@ -4,9 +4,9 @@ under ``<datadir>/<network>/matrices/``.
 Each matrix is kept in its own shape (A m×k int8, B k×n int8, C m×n int32) with its
 committed *lines* contiguous: A and C row-major, B column-major (a Fortran-order
 .npy), so that ``getmatrix`` serves a line range with one contiguous read and the
-file itself is the download. A file is written to a temporary
-name, fsynced and renamed (the directory fsynced after), so a kill -9 or a power cut
-leaves either the whole matrix or a temporary file that the next start deletes; a failed write (a full disk) removes
+file itself is the download. A file is written to a temporary name, fsynced and renamed
+(the directory fsynced after), so a kill -9 or a power cut leaves either the whole matrix
+or a temporary file that the next start deletes; a failed write (a full disk) removes
 its temporary file and says so. Nothing enters the store unless it matches its
 commitment. The store is bounded (``max_bytes``); ``prune`` removes what the
 node's job market no longer needs.

@@ -297,7 +297,8 @@ class Relay:
         if self._state.get(peer.id) is st:
             self._serve_matrices(peer, st)
 
-    def _send_matrix_later(self, peer: Peer, st: _PeerRelay, key: bytes, first: int, rows: Sequence[bytes | memoryview]) -> None:
+    def _send_matrix_later(self, peer: Peer, st: _PeerRelay, key: bytes, first: int,
+                           rows: Sequence[bytes | memoryview]) -> None:
         if self._state.get(peer.id) is not st:
             return  # the peer is gone
         self._send_matrix(peer, st, key, first, rows)

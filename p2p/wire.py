@@ -245,15 +245,15 @@ def _matrix_args(data: bytes) -> list[Any] | None:
     if not data.startswith(_MATRIX_PREFIX + b"\xc4\x20"):  # bin8 of 32 bytes: the key
         return None
     key_end = len(_MATRIX_PREFIX) + 2 + 32
-    first, at = _canonical_uint(data, key_end)
+    first, at = _shortest_number(data, key_end, _UINT_FORMS, fixed=(0x00, 0x7F))
     if first is None or first >= 1 << 32:
         return None
-    count, at = _canonical_length(data, at, 0x90, 0xDC, 0xDD)
+    count, at = _shortest_number(data, at, _ARRAY_FORMS, fixed=(0x90, 0x9F))
     if count is None or count > MAX_MATRIX_DIM:
         return None
     view, rows, total = memoryview(data), [], 0
     for _ in range(count):
-        width, at = _canonical_length(data, at, None, 0xC4, 0xC5, 0xC6)
+        width, at = _shortest_number(data, at, _BIN_FORMS)
         if width is None or at + width > len(data):
             return None
         rows.append(view[at:at + width])
@@ -264,38 +264,28 @@ def _matrix_args(data: bytes) -> list[Any] | None:
     return [data[key_end - 32:key_end], first, rows]
 
 
-def _canonical_uint(data: bytes, at: int) -> tuple[int | None, int]:
-    """A non-negative int at ``at`` in its shortest msgpack form, and where it ends."""
+# msgpack's longer forms of a number in a header: tag → (bytes, the least value it may hold in
+# canonical encoding, below which a shorter form exists)
+_UINT_FORMS = {0xCC: (1, 0x80), 0xCD: (2, 0x100), 0xCE: (4, 0x10000), 0xCF: (8, 1 << 32)}
+_ARRAY_FORMS = {0xDC: (2, 0x10), 0xDD: (4, 0x10000)}
+_BIN_FORMS = {0xC4: (1, 0), 0xC5: (2, 0x100), 0xC6: (4, 0x10000)}
+
+
+def _shortest_number(data: bytes, at: int, forms: dict[int, tuple[int, int]],
+                     fixed: tuple[int, int] | None = None) -> tuple[int | None, int]:
+    """The number a header at ``at`` holds (a uint, an array's or a bin's length) and where the
+    header ends, if it is written in its shortest form: one of ``forms``, or the one-byte form
+    whose tags run ``fixed`` (the number is the tag's offset in it); else (None, at)."""
     if at >= len(data):
         return None, at
     tag = data[at]
-    if tag <= 0x7F:
-        return tag, at + 1
-    size = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}.get(tag)
-    if size is None or at + 1 + size > len(data):
+    if fixed is not None and fixed[0] <= tag <= fixed[1]:
+        return tag - fixed[0], at + 1
+    size, least = forms.get(tag, (0, 0))
+    if not size or at + 1 + size > len(data):
         return None, at
     value = int.from_bytes(data[at + 1:at + 1 + size], "big")
-    shortest = 0x80 if size == 1 else 1 << (4 * size)  # below this a shorter form exists
-    return (value, at + 1 + size) if value >= shortest else (None, at)
-
-
-def _canonical_length(data: bytes, at: int, fix: int | None, *tags: int) -> tuple[int | None, int]:
-    """The length in an array (``fix`` 0x90) or bin header at ``at``, if written in its shortest
-    form (fixarray / 8-bit, then 16- and 32-bit), and where the header ends."""
-    if at >= len(data):
-        return None, at
-    tag = data[at]
-    if fix is not None and fix <= tag <= fix + 0x0F:
-        return tag - fix, at + 1
-    sizes = (1, 2, 4) if fix is None else (2, 4)
-    if tag not in tags:
-        return None, at
-    size = sizes[tags.index(tag)]
-    if at + 1 + size > len(data):
-        return None, at
-    length = int.from_bytes(data[at + 1:at + 1 + size], "big")
-    shorter = {1: 0, 2: 0x10 if fix is not None else 0x100, 4: 0x10000}[size]  # the least this form may hold
-    return (length, at + 1 + size) if length >= shorter else (None, at)
+    return (value, at + 1 + size) if value >= least else (None, at)
 
 
 def block_from_message(msg: Message) -> ReceivedBlock:
