@@ -36,10 +36,9 @@ from consensus.work import TILE, assemble_block
 
 from . import kernel
 from client.rpc import RpcClient, cookie_auth
-from .template import Template
+from .template import REFRESH_SECONDS, Template
 
 INT8_MIN, INT8_MAX = -128, 127
-TEMPLATE_REFRESH_SECONDS = 30.0  # pick up new mempool txs even without a new tip
 
 
 @dataclass
@@ -189,7 +188,7 @@ class MiningSession:
     def _current_template(self) -> Template:
         tip = self.client.call("getbestblockhash")
         if (self._template is None or self._template.prev_hash.hex() != tip
-                or time.monotonic() - self._fetched > TEMPLATE_REFRESH_SECONDS):
+                or time.monotonic() - self._fetched > REFRESH_SECONDS):
             self._template = Template.from_json(self.client.call("getblocktemplate"))
             self._fetched = time.monotonic()
         return self._template

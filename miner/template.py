@@ -12,6 +12,10 @@ from consensus.block import HEADER_VERSION, Header, Ticket, WorkSpec
 from consensus.params import NETWORKS, Network
 from consensus.tx import Tx
 
+REFRESH_SECONDS = 2.0  # a template is fetched again this often, new tip or not, so that txs
+# reaching the mempool meanwhile (posts, claims, accepts) go into the next block found, not the
+# one after it (getblocktemplate long-polls wake on a new tip only; a fetch costs the node ~1 ms)
+
 
 @dataclass(frozen=True)
 class Template:

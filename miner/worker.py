@@ -34,10 +34,9 @@ from .jobs import JobTaker, JobWork
 from .odds import expected_macs
 from client.rpc import RpcClient, RpcClientError
 from .synthetic import synthetic_matrices
-from .template import Template
+from .template import REFRESH_SECONDS, Template
 from .units import duration, si
 
-TEMPLATE_REFRESH_SECONDS = 30.0  # pick up new mempool txs even without a new tip
 BACKOFF_FIRST = 1.0  # seconds after the first rejected block in a row
 BACKOFF_MAX = 60.0
 RATE_WINDOW_SECONDS = 60.0
@@ -243,7 +242,7 @@ class Miner:
                 if max_blocks is not None and self.stats.accepted >= max_blocks:
                     return
                 fresh = watcher.take() if watcher.changed.is_set() else None
-                if fresh is not None or time.monotonic() - fetched > TEMPLATE_REFRESH_SECONDS:
+                if fresh is not None or time.monotonic() - fetched > REFRESH_SECONDS:
                     template = Template.from_json(fresh or self.client.call("getblocktemplate"))
                     fetched = time.monotonic()
                     if fresh is not None:

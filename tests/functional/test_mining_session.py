@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from consensus.keys import encode_address
+from consensus.params import NETWORKS
 from client.rpc import cookie_auth
+from miner import session as session_module
 from miner.session import MiningSession
+from miner.template import REFRESH_SECONDS
+
+from .rpcutil import FAUCET, transfer
 
 ADDRESS = encode_address("rpw", b"\x37" * 20)
 
@@ -49,3 +54,21 @@ def test_bad_operands_are_refused_before_any_work(start_nodes) -> None:
     user, password = cookie_auth(node.datadir, "regtest")
     with pytest.raises(ValueError, match="is on regtest"):
         MiningSession(node.url, encode_address("dpw", b"\x37" * 20), rpc_user=user, rpc_password=password)
+
+
+def test_a_tx_reaching_the_mempool_is_in_the_template_once_it_is_refreshed(start_nodes, monkeypatch) -> None:
+    """With no new tip, the template is fetched again after REFRESH_SECONDS (a fake clock here),
+    so a tx that reached the mempool meanwhile goes into the next block found; every network's
+    blocks come slower than that."""
+    (node,) = start_nodes(1)
+    clock = [1000.0]
+    monkeypatch.setattr(session_module.time, "monotonic", lambda: clock[0])
+    with MiningSession(node.url, ADDRESS, datadir=node.datadir) as session:
+        first = session._current_template()
+        tx = transfer(FAUCET, 0, b"\x38" * 20, 10**6)
+        node.sendrawtransaction(tx.encode().hex())
+        clock[0] += REFRESH_SECONDS / 2
+        assert session._current_template() is first and tx not in first.txs  # fresh enough: kept
+        clock[0] += REFRESH_SECONDS
+        assert tx in session._current_template().txs
+    assert all(REFRESH_SECONDS < network.block_time for network in NETWORKS.values())
