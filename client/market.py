@@ -343,7 +343,8 @@ class MarketClient:
     def wait(self, job_ids: list[str], timeout: float, inputs: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
              poll: float = POLL_SECONDS,
              repost: Callable[[str, dict[str, Any]], str] | None = None) -> dict[str, np.ndarray]:
-        """Settle every job as its result arrives until all are accepted; their C by job id.
+        """Settle every job as its result arrives until all are accepted; their C by job id (the
+        C verified here, not fetched again once its accept is mined).
         The results claimed since the last look are settled ``SETTLE_PARALLEL`` at a time, oldest
         claim first, so one slow transfer of C from one worker's node does not hold back those
         from others (C's from one node share its per-peer rate either way).  A job that ends
@@ -354,14 +355,18 @@ class MarketClient:
         done: dict[str, np.ndarray] = {}
         latest = {job_id: job_id for job_id in job_ids}  # first id → the id of its latest post
         answered: dict[str, str] = {}  # job id → the claim we sent an accept or fraud proof for
+        verified: dict[str, np.ndarray] = {}  # job id → the C accepted here: A·B, kept until it settles
         deadline = time.monotonic() + timeout
 
         def settle(first: str, job_id: str) -> str | None:
             a, b = (inputs or {}).get(first, (None, None))  # inputs by first id
             try:
-                return self.settle(job_id, a, b)[2]
+                verdict, c, txid = self.settle(job_id, a, b)
             except NotClaimed:  # it moved on since the look (a lapse, another's fraud proof): next round
                 return None
+            if verdict.ok and c is not None:
+                verified[job_id] = c
+            return txid
 
         with ThreadPoolExecutor(SETTLE_PARALLEL, thread_name_prefix="settle") as pool:
             while len(done) < len(job_ids):
@@ -377,10 +382,13 @@ class MarketClient:
                         continue  # no such job: the JOB_POST is not in a block yet
                     status = job["status"]
                     if status == "settled":  # accepted by this key (here or in another process)
-                        c = self.download(job["claim"])
-                        if not claim_matches(decode_address(job["worker"], self.network.hrp),
-                                             bytes.fromhex(job["claim"]), c):
-                            raise MarketClientError(f"the node served a C for job {job_id} that is not the claimed one")
+                        c = verified.pop(job_id, None)
+                        if c is None:  # accepted elsewhere: fetched, and checked against its claim
+                            c = self.download(job["claim"])
+                            if not claim_matches(decode_address(job["worker"], self.network.hrp),
+                                                 bytes.fromhex(job["claim"]), c):
+                                raise MarketClientError(f"the node served a C for job {job_id} that is not the "
+                                                        "claimed one")
                         done[first] = c
                     elif status in ("refunded", "lapsed"):
                         if repost is None:

@@ -1,12 +1,13 @@
 """The job market end to end with real pouwd processes and real sockets (PROTOCOL §6, §7): a
 poster's client on one node, workers on another; matrices travel over p2p ``getmatrix``.
 
-An honest worker is paid when the poster's client has verified C and accepted; a wrong C is
-caught and proved, the bond goes to the prover and the job reopens; a worker that never
-serves C lapses (bond back, reward burned, supply balanced); a copied claim earns nothing;
-refused uploads say why; a restarted worker node still serves C; client.matmul posts a piece
-again whose job expired or lapsed, as often as it may; a worker takes no job below its price
-or paying no more than the fee of claiming it."""
+An honest worker is paid when the poster's client has verified C and accepted (the client's
+wait returns that C, fetched once); a wrong C is caught and proved, the bond goes to the
+prover and the job reopens; a worker that never serves C lapses (bond back, reward burned,
+supply balanced); a copied claim earns nothing; refused uploads say why; a restarted worker
+node still serves C; client.matmul posts a piece again whose job expired or lapsed, as often
+as it may; a worker takes no job below its price or paying no more than the fee of claiming
+it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -126,6 +127,26 @@ def test_honest_worker_is_paid_after_the_poster_verifies(net) -> None:
     for node in (poster, worker):
         wait_until(lambda: not any(held(node.getjob(job_id)["matrices"][kind]) for kind in "ABC"), 30, 0.2,
                    f"A, B and C of a settled job pruned on node {node.index}")
+
+
+def test_wait_returns_the_c_it_verified_without_fetching_it_again(net) -> None:
+    poster, worker = net
+    client, a, b, job_id = post_job(poster, worker, 9)
+    t = taker(worker, HONEST)
+    work = t.choose()
+    assert work is not None and work.job_id.hex() == job_id and t.deliver(work, product(a, b))
+    mine(poster, worker)  # the claim
+    fetched: list[str] = []
+    download = client.download
+    client.download = lambda key: fetched.append(key) or download(key)  # counts what the client fetches
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(client.wait, [job_id], 60, {job_id: (a, b)}, 0.1)
+        wait_until(lambda: fetched and len(poster.getrawmempool()) == 1, 30, 0.1, "C verified and accepted")
+        mine(poster, worker)  # the accept
+        c = waiting.result(60)[job_id]
+    assert poster.getjob(job_id)["status"] == "settled"
+    assert c.dtype == np.int32 and (c == product(a, b)).all()
+    assert fetched == [work.claim.hex()]  # once, to verify it; A and B were the caller's
 
 
 def held(matrix: dict | None) -> bool:
