@@ -38,6 +38,7 @@ from miner.units import duration, si  # noqa: E402
 
 NETWORK = "dev"
 MATRIX_RATE = 0.0  # the nodes share one host, as on a LAN: matrices move unpaced (pouwd's own default is 8 MiB/s)
+MATRIX_STORE_MB = 8192  # eight fillers' matrices of two challenge windows: 1.8–3.3 GB a node here (pouwd's default 4096)
 WALLET_PASSWORD = "devnet"
 FAUCET_ADDRESS = encode_address("dpw", dev_faucet_key().address)
 RECENT_BLOCKS = 6
@@ -104,7 +105,7 @@ class DevNode:
     def start(self, peers: list[str], matrix_rate: float) -> None:
         args = [sys.executable, "-m", "node.daemon", "--network", NETWORK, "--datadir", str(self.datadir),
                 "--rpc-port", str(self.rpc_port), "--bind", "127.0.0.1", "--port", str(self.p2p_port),
-                "--matrix-rate", f"{matrix_rate:g}"]
+                "--matrix-rate", f"{matrix_rate:g}", "--matrix-store-mb", str(MATRIX_STORE_MB)]
         for peer in peers:
             args += ["--addnode", peer]
         self.process = spawn(args, self.datadir / "pouwd.log")

@@ -35,7 +35,7 @@ from client.rpc import RpcClient, RpcClientError, cookie_auth  # noqa: E402
 
 BATCH = 96  # test rows per inference job (padded to 96 = 3·32)
 FILLER_SHAPE = (4096, 8192, 4096)  # m, k, n of a filler product: one job as large as the client's tiles
-FILLERS = 4  # filler products under way at once
+FILLERS = 8  # filler products under way at once: each waits three blocks (post, claim, accept)
 SPOT_ROWS = 4  # rows of each filler product checked exactly here
 
 

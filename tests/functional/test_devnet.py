@@ -75,8 +75,9 @@ def test_every_child_stops_with_the_devnet(tmp_path, ending) -> None:
         commands = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children]
         nodes = [c for c in commands if b"node.daemon" in c]
         assert len(nodes) == NODES and all(c[c.index(b"--matrix-rate") + 1] == b"0" for c in nodes)  # a LAN's pace
+        assert all(c[c.index(b"--matrix-store-mb") + 1] == b"8192" for c in nodes)  # room for eight fillers
         (stream,) = [c for c in commands if any(arg.endswith(b"jobstream.py") for arg in c)]
-        assert stream[stream.index(b"--fillers") + 1] == b"4"
+        assert stream[stream.index(b"--fillers") + 1] == b"8"
         if ending == "broken-pipe":
             devnet.stdout.close()  # the reader is gone: the next status line hits a broken pipe
         else:
