@@ -23,14 +23,15 @@ Measured in one run, each with the load average when it was taken:
    setting) and then both restarted with ``--matrix-rate`` ``--lan-rate`` (a LAN setting),
    with the median time the miner's node took to receive, and to check and store, each
    operand it fetched (from its log);
-4. end-to-end latency from post to verified result (the client's ``wait``) for one job
-   of each ``--sizes`` (n×n×n);
+4. end-to-end latency for ``--latency-jobs`` jobs of each ``--sizes`` (n×n×n), one after
+   another: from the post to C verified (and its accept sent), and to the client's ``wait``
+   returning it (once the accept is mined), median and range;
 5. one ``--saturate`` job step by step with nothing else running: the wall and CPU
    seconds of each step (post, the miner's node fetching A and B, the miner taking the
    job, handing C in, the client settling), per process: what a job costs besides its
    product.
 
-    python scripts/bench_market.py [--sizes 1024,4096] [--saturate 4096,8192,4096] [--seconds 120]
+    python scripts/bench_market.py [--sizes 1024,4096] [--latency-jobs 3] [--saturate 4096,8192,4096] [--seconds 120]
                                    [--depth 16] [--lan-rate 0]
 """
 from __future__ import annotations
@@ -413,6 +414,63 @@ def job_steps(poster: NodeProcess, mnode: NodeProcess, shape: tuple[int, int, in
     return rows
 
 
+def spread(values: list[float]) -> str:
+    """Median (least–most) seconds."""
+    return f"{float(np.median(values)):.1f} s ({min(values):.1f}–{max(values):.1f})"
+
+
+class TimedClient(MarketClient):
+    """A market client that notes when it verified each job's C (and sent its accept)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.verified_at: dict[str, float] = {}
+
+    def settle(self, job_id: str, a: np.ndarray | None = None, b: np.ndarray | None = None):
+        verdict, c, txid = super().settle(job_id, a, b)
+        if verdict.ok:
+            self.verified_at[job_id] = time.perf_counter()
+        return verdict, c, txid
+
+
+def time_to_result(poster: NodeProcess, mnode: NodeProcess, faucet: PrivateKey, size: int, jobs: int,
+                   shape: tuple[int, int, int, int], threads: int, limits: JobLimits, rng: np.random.Generator) -> str:
+    """``jobs`` size³ jobs posted one after another to a miner mining ``shape`` between them: from
+    each post to its C verified (and its accept sent), and to the client's ``wait`` returning it
+    (the accept mined); with the chain's mean block interval meanwhile."""
+    taker = JobTaker(client_of(mnode), DEV, WORKER, limits, say=say)
+    miner = Miner(client_of(mnode), client_of(mnode), WORKER.address, shape, threads, log=say, jobs=taker)
+    thread = threading.Thread(target=miner.run, daemon=True)
+    thread.start()
+    client = TimedClient(client_of(poster), DEV, faucet, log=lambda text: None)
+    to_verified, to_result, parts = [], [], []
+    height, began = poster.getblockcount(), time.perf_counter()
+    try:
+        for _ in range(jobs):
+            a, b = operands(size, size, size, rng)
+            start = time.perf_counter()
+            job_id = client.post(a, b, size ** 3, expiry_blocks=1000)  # 1 unit a MAC: more than the feeder's
+            try:
+                client.wait([job_id], 1800, {job_id: (a, b)}, 0.2)
+            except MarketClientError as exc:
+                parts.append(f"no verified result after {time.perf_counter() - start:.0f} s (job "
+                             f"{client.job(job_id)['status']}; {exc}; the miner: "
+                             f"{taker.stats.last_problem or 'no problem reported'})")
+                break
+            to_result.append(time.perf_counter() - start)
+            to_verified.append(client.verified_at[job_id] - start)
+    finally:
+        miner.stop_event.set()
+        thread.join(120)
+    interval = (time.perf_counter() - began) / max(1, poster.getblockcount() - height)
+    if to_result:
+        parts.insert(0, f"post → C verified {spread(to_verified)}, → the result returned (its accept mined) "
+                        f"{spread(to_result)}; a block every {interval:.1f} s")
+    row = f"{size}³, {len(to_result)} job(s): {'; '.join(parts)} ({load()})"
+    say(row)
+    return row
+
+
 def rate_label(rate: str) -> str:
     return "unlimited" if float(rate) == 0 else f"{float(rate):g} MiB/s"
 
@@ -420,6 +478,7 @@ def rate_label(rate: str) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="1024,4096", help="n of the n×n×n jobs timed end to end")
+    p.add_argument("--latency-jobs", type=int, default=3, help="jobs of each --sizes timed end to end")
     p.add_argument("--verify-sizes", default="1024,2048,4096", help="n of the n×n×n products whose check is timed")
     p.add_argument("--saturate", default="4096,8192,4096", help="m,k,n of the jobs that keep the miner busy")
     p.add_argument("--seconds", type=float, default=120.0, help="length of each rate measurement")
@@ -467,30 +526,9 @@ def main() -> int:
         phases = [market_phase("internet", 1, f"{DEFAULT_MATRIX_RATE_MB:g}", poster, mnode, args, shape, limits),
                   market_phase("LAN", 2, args.lan_rate, poster, mnode, args, shape, limits)]
 
-        latency_rows = []
         rng = np.random.default_rng(7)
-        for size in sizes:
-            a, b = operands(size, size, size, rng)
-            taker = JobTaker(client_of(mnode), DEV, WORKER, limits, say=say)
-            miner = Miner(client_of(mnode), client_of(mnode), WORKER.address, shape, args.threads,
-                          log=say, jobs=taker)
-            thread = threading.Thread(target=miner.run, daemon=True)
-            thread.start()
-            poster_client = MarketClient(client_of(poster), DEV, faucet, log=lambda text: None)
-            start = time.perf_counter()
-            job_id = poster_client.post(a, b, size ** 3, expiry_blocks=1000)  # 1 unit a MAC: more than the feeder's
-            try:
-                c = poster_client.wait([job_id], 1800, {job_id: (a, b)}, 0.2)[job_id]
-            except MarketClientError as exc:
-                c, problem = None, str(exc)
-            latency = time.perf_counter() - start
-            miner.stop_event.set()
-            thread.join(120)
-            status = poster_client.job(job_id)["status"]
-            latency_rows.append(f"{size}³: post → verified result {latency:.1f} s ({load()})" if c is not None else
-                                f"{size}³: no verified result after {latency:.0f} s (job {status}; "
-                                f"{problem}; the miner: {taker.stats.last_problem or 'no problem reported'})")
-            say(latency_rows[-1])
+        latency_rows = [time_to_result(poster, mnode, faucet, size, args.latency_jobs, shape, args.threads, limits,
+                                       rng) for size in sizes]
         steps = job_steps(poster, mnode, shape, limits, args.threads)
     finally:
         poster.cleanup()
@@ -522,7 +560,7 @@ def main() -> int:
         print(f"{'  operands its node fetched; median s receiving / storing':<58}{count:>8}; "
               f"{receive:.2f} / {store:.2f}")
         print(f"{'  the client: median s per post / per settlement':<58}{ph['post_s']:>8.2f} / {ph['settle_s']:.2f}")
-    print(f"\npost → verified result, both pouwd at the LAN rate ({rate_label(args.lan_rate)}):")
+    print(f"\npost → verified result, both pouwd at the LAN rate ({rate_label(args.lan_rate)}), median (range):")
     for row in latency_rows:
         print("  " + row)
     print(f"\none {m}×{k}×{n} job step by step, nothing else running (the product itself: "
