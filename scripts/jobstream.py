@@ -88,7 +88,7 @@ def inference(client: MarketClient, model: Int8MLP, x: np.ndarray, y: np.ndarray
 
 
 def random_operand(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
-    """A rows×cols int8 matrix uniform over [−64, 63], seven random bits an entry: a quarter of
+    """A rows×cols int8 matrix uniform over [−64, 63], seven random bits an entry: a sixth of
     the CPU of ``rng.integers(-64, 65, dtype=int8)`` (0.4 CPU-s for a filler's 32 MiB A), which
     the stream would take from the miner on a shared host."""
     words = rng.integers(0, 1 << 63, size=-(-rows * cols // 8), dtype=np.int64)
