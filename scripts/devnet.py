@@ -242,14 +242,16 @@ def status(nodes: list[DevNode], root: Path | None = None) -> str:
         lines.append(f"node0 unreachable: {exc}")
     if root is not None:
         lines.extend(jobs_line(root))
-    lines.append(f"{'node':<6}{'rpc':<24}{'height':>8}  {'tip':<18}{'peers (in/out)':>15}")
+    lines.append(f"{'node':<6}{'rpc':<24}{'height':>8}  {'tip':<18}{'peers (in/out)':>15}  matrices held")
     for node in nodes:
         try:
             info = node.call("getblockchaininfo")
             net = node.call("getnetworkinfo")
+            market = node.call("getmarketinfo")  # the window the stream asks for: the node computes it once a tip
             peers = f"{net['connections']} ({net['connections_in']}/{net['connections_out']})"
             lines.append(f"node{node.index:<2}{node.url:<24}{info['blocks']:>8}  {info['bestblockhash'][:16]:<18}"
-                         f"{peers:>15}")
+                         f"{peers:>15}  {market['matrices_held']}, {si(market['matrix_bytes'], 'B')} of "
+                         f"{si(MATRIX_STORE_MB * 2**20, 'B')}")
         except RpcClientError as exc:
             lines.append(f"node{node.index:<2}{node.url:<24}  unreachable ({exc})")
     lines.append("recent blocks:")

@@ -1,8 +1,10 @@
 """scripts/devnet.py takes its nodes, miner and job stream with it however it ends: Ctrl-C (SIGINT),
-SIGTERM, SIGHUP, a closed output pipe (``devnet.sh | tee`` and the tee dies) or SIGKILL."""
+SIGTERM, SIGHUP, a closed output pipe (``devnet.sh | tee`` and the tee dies) or SIGKILL; its status
+shows each node's matrix store."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -78,6 +80,11 @@ def test_every_child_stops_with_the_devnet(tmp_path, ending) -> None:
         assert all(c[c.index(b"--matrix-store-mb") + 1] == b"8192" for c in nodes)  # room for eight fillers
         (stream,) = [c for c in commands if any(arg.endswith(b"jobstream.py") for arg in c)]
         assert stream[stream.index(b"--fillers") + 1] == b"8"
+        status = [devnet.stdout.readline().rstrip() for _ in range(40)]  # two status tables or more, one a second
+        header = [i for i, line in enumerate(status[:-1]) if line.endswith(b"matrices held")]
+        assert header, status
+        row = status[header[0] + 1]  # node0: its store's matrices and bytes, of its bound
+        assert re.fullmatch(rb"node0 .*  \d+, [\d.]+ [kMG]?B of 8\.59 GB", row), row
         if ending == "broken-pipe":
             devnet.stdout.close()  # the reader is gone: the next status line hits a broken pipe
         else:
