@@ -100,7 +100,7 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void sha256_blocks_ni2(uint32
         }
         const sha256_ni_t s0 = s, t0 = t;
 #pragma GCC unroll 16
-        for (int g = 0; g < 16; g++) {  /* sha256_ni_groups(&s, w, g, g + 1) and the same for t, v */
+        for (int g = 0; g < 16; g++) {
             sha256_ni_groups(&s, w, g, g + 1);
             sha256_ni_groups(&t, v, g, g + 1);
         }

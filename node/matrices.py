@@ -198,7 +198,7 @@ class MatrixStore:
             if self.usage() + size > self.max_bytes:
                 raise StoreUnwritable(f"matrix store full ({self.usage()} of {self.max_bytes} bytes used)")
             if kind == "B" and not array.flags.f_contiguous:  # columns contiguous: Fortran order
-                _save_npy(tmp, np.asfortranarray(array))
+                _write_file(tmp, _npy(np.asfortranarray(array)))
             shape = (int(array.shape[0]), int(array.shape[1]))
             del array  # the memory map must not outlive the file's move
             final = self._path(kind, key, job_id)
@@ -226,7 +226,7 @@ class MatrixStore:
     def write_upload(self, array: np.ndarray) -> Path:
         """``array`` written to a new upload path (for ``put_file``, which makes it durable); a
         failed write (a full disk) leaves no file behind."""
-        return self._write_upload(partial(np.save, arr=array, allow_pickle=False))
+        return self._write_upload(_npy(array))
 
     def write_lines_upload(self, kind: str, lines: Sequence[bytes | memoryview]) -> Path:
         """A matrix given as its committed lines (rows of A or C, columns of B), written as
@@ -278,8 +278,9 @@ class MatrixStore:
         return gone
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    _write_file(path, partial(np.save, arr=array, allow_pickle=False))
+def _npy(array: np.ndarray) -> Callable[[BinaryIO], object]:
+    """What writes ``array`` as a .npy file into an open file."""
+    return partial(np.save, arr=array, allow_pickle=False)
 
 
 def _write_file(path: Path, write: Callable[[BinaryIO], object]) -> None:
