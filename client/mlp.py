@@ -1,7 +1,7 @@
 """An int8 AI workload for the market (PROTOCOL §6): a small MLP (64-64-10) trained on
 scikit-learn's bundled digits data set, with both weight matrices and the activations
 quantised to int8 in [−64, 64], so that its inference is two int8 products a job can carry.
-``Int8MLP.predict`` takes the product as a function: ``local_matmul`` here, or a
+``Int8MLP.predict`` takes the product as a function: ``consensus.work.int8_product``, or a
 ``MarketClient.matmul`` that has the network compute and verify it (scripts/jobstream.py).
 """
 from __future__ import annotations
@@ -59,19 +59,3 @@ def train() -> tuple[Int8MLP, float, np.ndarray, np.ndarray]:
     return (Int8MLP.from_float(model.coefs_, model.intercepts_, x_train), model.score(x_test / 16, y_test),
             x_test, y_test)
 
-
-EXACT_SLICE = 512  # k per float32 product: every partial sum is at most 512 · 128² = 2^23
-
-
-def local_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """A·B (int32) for int8 A and B, exactly, on numpy's float32 GEMM: over k-slices of
-    ``EXACT_SLICE``, whose every partial sum float32 holds exactly in whatever order BLAS adds,
-    the slices added in int64. numpy's integer matmul has no BLAS behind it: four rows of a
-    4096×8192 · 8192×4096 product took it 1.5 CPU-s."""
-    if a.dtype != np.int8 or b.dtype != np.int8 or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
-        raise ValueError(f"local_matmul multiplies int8 matrices, not {a.dtype} {a.shape} by {b.dtype} {b.shape}")
-    out = np.zeros((a.shape[0], b.shape[1]), np.int64)
-    for start in range(0, a.shape[1], EXACT_SLICE):
-        stop = start + EXACT_SLICE
-        out += (a[:, start:stop].astype(np.float32) @ b[start:stop].astype(np.float32)).astype(np.int64)
-    return out.astype(np.int32)

@@ -11,16 +11,14 @@ import numpy as np
 
 from .hashing import audit_path
 from .tx import FraudProof
-from .work import commit_result, leaf_hashes
+from .work import commit_result, int8_product, leaf_hashes
 
 
 def wrong_entries(a: np.ndarray, b: np.ndarray, c: np.ndarray, rows: list[int] | None = None) -> list[tuple[int, int]]:
     """Every (i, j) with ``C[i, j] ≠ (A·B)[i, j]`` among ``rows`` (all rows if None), exactly."""
-    out = []
-    for i in range(c.shape[0]) if rows is None else rows:
-        exact = a[i].astype(np.int64) @ b.astype(np.int64)
-        out.extend((i, int(j)) for j in np.nonzero(exact != c[i].astype(np.int64))[0])
-    return out
+    rows = list(range(c.shape[0])) if rows is None else list(rows)
+    exact = int8_product(np.asarray(a, np.int8)[rows], np.asarray(b, np.int8))
+    return [(rows[at], int(j)) for at, j in zip(*np.nonzero(exact != c[rows].astype(np.int64)))]
 
 
 def build_fraud_proof(job_id: bytes, a: np.ndarray, b: np.ndarray, c: np.ndarray, i: int, j: int) -> FraudProof:

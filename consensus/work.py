@@ -320,9 +320,21 @@ def proof_error(header: Header, proof: Proof) -> Reason | None:
 
 # --- useful output ------------------------------------------------------------
 
-def noisy_product(a_noisy: np.ndarray, b_noisy: np.ndarray) -> np.ndarray:
-    """C' = A'·B' in exact int64."""
-    return a_noisy.astype(np.int64) @ b_noisy.astype(np.int64)
+EXACT_SLICE = 512  # k per float32 product: every partial sum is at most 512 · 128² = 2^23
+
+
+def int8_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A·B (int64) of int8 matrices, exactly, on float32 GEMMs over k-slices of ``EXACT_SLICE``:
+    every partial sum is an integer below 2^24, which float32 holds in whatever order BLAS adds;
+    the slices are added in int64. (numpy's integer matmul has no BLAS behind it: many times
+    slower.) Used for C' = A'·B' here and for any exact int8 product outside the kernel."""
+    if a.dtype != np.int8 or b.dtype != np.int8 or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"int8_product multiplies int8 matrices, not {a.dtype} {a.shape} by {b.dtype} {b.shape}")
+    out = np.zeros((a.shape[0], b.shape[1]), np.int64)
+    for start in range(0, a.shape[1], EXACT_SLICE):
+        stop = start + EXACT_SLICE
+        out += (a[:, start:stop].astype(np.float32) @ b[start:stop].astype(np.float32)).astype(np.int64)
+    return out
 
 
 def recover_product(a: np.ndarray, b_noisy: np.ndarray, c_noisy: np.ndarray, s: Seeds, r: int) -> np.ndarray:

@@ -161,10 +161,10 @@ def matmul(a: np.ndarray, b: np.ndarray, header: Header, threads: int | None = N
 def gemm(a: np.ndarray, b: np.ndarray, block: int = 64, threads: int | None = None,
          path: str | None = None) -> np.ndarray:
     """Plain A·B (int8 in [−127, 127] → int32) on the same kernel without noise, fold or tickets;
-    k is blocked by ``block``.  The numpy path is an exact int64 product."""
+    k is blocked by ``block``.  The numpy path is ``consensus.work.int8_product``."""
     path = path or active_path
     if path == "numpy":
-        return (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
+        return work.int8_product(_int8(a), _int8(b)).astype(np.int32)
     (m, k), n = a.shape, b.shape[1]
     c = _product(m, n)
     b_data, b_cols = _b_operand(b)

@@ -28,9 +28,10 @@ sys.path.insert(0, str(REPO))
 
 from client.cliutil import dimensions_flag, number_flag  # noqa: E402
 from client.market import MarketClient, MarketClientError  # noqa: E402
-from client.mlp import Int8MLP, local_matmul, train  # noqa: E402
+from client.mlp import Int8MLP, train  # noqa: E402
 from consensus.genesis import dev_faucet_key  # noqa: E402
 from consensus.params import COIN, MAX_MATRIX_DIM, NETWORKS  # noqa: E402
+from consensus.work import int8_product  # noqa: E402
 from client.rpc import RpcClient, RpcClientError, cookie_auth  # noqa: E402
 
 BATCH = 96  # test rows per inference job (padded to 96 = 3·32)
@@ -79,7 +80,7 @@ def inference(client: MarketClient, model: Int8MLP, x: np.ndarray, y: np.ndarray
                     progress.errors.append(str(exc))
                 stop.wait(5)
                 continue
-            local = model.predict(rows, local_matmul)
+            local = model.predict(rows, int8_product)
             with progress.lock:
                 progress.rows += len(rows)
                 progress.correct += int((predicted == y[start:start + BATCH]).sum())
@@ -109,7 +110,7 @@ def filler(client: MarketClient, progress: Progress, stop: threading.Event, shap
         try:
             c = client.matmul(a, b, reward, timeout=timeout)
             rows = rng.choice(m, size=min(m, SPOT_ROWS), replace=False)
-            if not (c[rows] == local_matmul(a[rows], b)).all():
+            if not (c[rows] == int8_product(a[rows], b)).all():
                 raise MarketClientError("an accepted product differs from A·B")
             with progress.lock:
                 progress.filler += 1

@@ -30,7 +30,7 @@ def test_recovery_of_ab_is_exact(shape: tuple[int, int, int, int], nonce: int) -
     a2, b2 = work.noisy_operands(a, b, s, r)
     assert np.abs(a2.astype(int) - a).max() <= 63 and np.abs(b2.astype(int) - b).max() <= 63
     assert (a2 != a).any()
-    c2 = work.noisy_product(a2, b2)
+    c2 = work.int8_product(a2, b2)
     assert (work.recover_product(a, b2, c2, s, r) == a.astype(np.int64) @ b.astype(np.int64)).all()
 
 
@@ -101,3 +101,28 @@ def test_losing_ticket_is_rejected() -> None:
     assert not tile.wins
     blk = work.assemble_block(h, a, b, tile)
     assert work.proof_error(blk.header, blk.proof) == "ticket-does-not-win"
+
+
+def exact(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a.astype(np.int64) @ b.astype(np.int64)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 1600), st.integers(1, 6), st.integers(0, 2**32))
+def test_int8_product_is_the_exact_product(m: int, k: int, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(-128, 128, (m, k), dtype=np.int8), rng.integers(-128, 128, (k, n), dtype=np.int8)
+    c = work.int8_product(a, b)
+    assert c.dtype == np.int64 and (c == exact(a, b)).all()
+
+
+def test_int8_product_is_exact_where_one_float32_sum_over_k_is_not() -> None:
+    rng = np.random.default_rng(0)  # large entries: sums past 2^24 that float32 rounds
+    a, b = rng.integers(100, 128, (2, 8192), dtype=np.int8), rng.integers(100, 128, (8192, 3), dtype=np.int8)
+    assert (work.int8_product(a, b) == exact(a, b)).all()
+    assert not (a.astype(np.float32) @ b.astype(np.float32) == exact(a, b)).all()
+
+
+def test_int8_product_takes_int8_matrices_only() -> None:
+    with pytest.raises(ValueError, match="int8 matrices"):
+        work.int8_product(np.zeros((2, 2), np.int32), np.zeros((2, 2), np.int8))

@@ -71,8 +71,8 @@ def test_noisy_product_and_plain_gemm(path: str) -> None:
     s = work.seeds(header)
     a_noisy, b_noisy = work.noisy_operands(a, b, s, 64)
     result = kernel.run(header, a, b, want_product=True, path=path)
-    assert np.array_equal(result.product, work.noisy_product(a_noisy, b_noisy))
-    assert np.array_equal(kernel.gemm(a_noisy, b_noisy, block=32, path=path), work.noisy_product(a_noisy, b_noisy))
+    assert np.array_equal(result.product, work.int8_product(a_noisy, b_noisy))
+    assert np.array_equal(kernel.gemm(a_noisy, b_noisy, block=32, path=path), work.int8_product(a_noisy, b_noisy))
 
 
 @pytest.mark.parametrize("path", C_PATHS)
