@@ -10,6 +10,7 @@ import pytest
 from consensus.params import REGTEST
 from consensus.tx import claim_of
 from consensus.work import commit_a, commit_b, commit_result
+from node import matrices
 from node.matrices import MatrixError, MatrixStore
 
 WORKER, JOB = b"\x05" * 20, b"\x06" * 32
@@ -37,9 +38,11 @@ def test_put_get_lines_and_reopen(tmp_path) -> None:
     assert again.get(ec.key).job_id == JOB and again.usage() == store.usage()
 
 
-def test_lines_from_a_peer_are_written_as_the_matrix_itself(tmp_path) -> None:
+@pytest.mark.parametrize("batch", [matrices.WRITE_BATCH_BYTES, 400])  # 400: several writes, the last short
+def test_lines_from_a_peer_are_written_as_the_matrix_itself(tmp_path, monkeypatch, batch: int) -> None:
     """A fetched matrix is written from its lines (views of the replies) byte for byte as its
-    array would be, and stored under the same key."""
+    array would be, joined into writes of a batch's bytes, and stored under the same key."""
+    monkeypatch.setattr(matrices, "WRITE_BATCH_BYTES", batch)
     store = MatrixStore(tmp_path, REGTEST, 1 << 30)
     a, b = operands()
     c = (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
