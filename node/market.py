@@ -23,6 +23,7 @@ from typing import Any, Iterable, Iterator, Protocol
 from consensus.state import CLAIMED, JOB_STATUS_NAMES, LAPSED, OPEN, SETTLED, Job
 from consensus.tx import JobPost, JobResult, Payload
 
+from .accepts import AcceptHeights
 from .matrices import MatrixError, MatrixStore, StoredMatrix, StoreUnwritable
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class JobMarket:
         self.fetched = 0  # matrices fetched from peers (prefetched or asked for)
         self.bytes_served = 0
         self._chain_stats: tuple[tuple[bytes, int], dict[str, Any]] | None = None  # ((tip, window), figures)
+        self.accepts = AcceptHeights(chain, 2 * chain.network.challenge_window)  # older accepts: final_by's bound
 
     # --- jobs --------------------------------------------------------------------------
     def jobs(self, status: str | None = None) -> Iterator[tuple[bytes, Job]]:
@@ -272,20 +274,28 @@ class JobMarket:
                 "useful_mac_share": settled_macs / chain_macs if chain_macs else 0.0}
 
     # --- pruning -----------------------------------------------------------------------------
+    def _final_at(self, job_id: bytes, job: Job, window: int) -> int | None:
+        """A height by which the job's outcome was final: a settled job's accept height where
+        it was read, else ``final_by``'s bound."""
+        accepted = self.accepts.height(job_id) if job.status == SETTLED else None
+        return accepted if accepted is not None else final_by(job, window)
+
     def prune(self, pooled: Iterable[Payload] = ()) -> list[bytes]:
-        """Drop matrices that only final jobs name, a window after each became final
-        (``final_by``), and uploads no job has named for a day; each held matrix's jobs come
-        from the job key index. What the ``pooled`` txs (in the mempool) name stays: A and B
-        of a post, the C of a result (a worker's same C again has the same claim)."""
+        """Drop matrices that only final jobs name, a window after each became final (a
+        settled job: at its accept's height where it was read, else ``final_by``), and uploads
+        no job has named for a day; each held matrix's jobs come from the job key index. What
+        the ``pooled`` txs (in the mempool) name stays: A and B of a post, the C of a result (a
+        worker's same C again has the same claim)."""
         tip = self.chain.tip.height
         window = self.chain.network.challenge_window
+        self.accepts.update()
         view = self.chain.tip_state_view()
         needed: set[bytes] = {key for payload in pooled for key in keys_named(payload)}
         released: set[bytes] = set()
         for entry in self.store.entries():
-            jobs = [view.job(job_id) for job_id, _ in view.jobs_naming(entry.key)]
-            done = [job is not None and (end := final_by(job, window)) is not None and tip > end + window
-                    for job in jobs]
+            jobs = [(job_id, view.job(job_id)) for job_id, _ in view.jobs_naming(entry.key)]
+            done = [job is not None and (end := self._final_at(job_id, job, window)) is not None and tip > end + window
+                    for job_id, job in jobs]
             if not all(done):
                 needed.add(entry.key)
             elif jobs:
