@@ -18,7 +18,7 @@ def wrong_entries(a: np.ndarray, b: np.ndarray, c: np.ndarray, rows: list[int] |
     """Every (i, j) with ``C[i, j] ≠ (A·B)[i, j]`` among ``rows`` (all rows if None), exactly."""
     rows = list(range(c.shape[0])) if rows is None else list(rows)
     exact = int8_product(np.asarray(a, np.int8)[rows], np.asarray(b, np.int8))
-    return [(rows[at], int(j)) for at, j in zip(*np.nonzero(exact != c[rows].astype(np.int64)))]
+    return [(rows[at], int(j)) for at, j in zip(*np.nonzero(exact != c[rows]))]
 
 
 def build_fraud_proof(job_id: bytes, a: np.ndarray, b: np.ndarray, c: np.ndarray, i: int, j: int) -> FraudProof:

@@ -48,12 +48,16 @@ def keys_named(payload: Payload) -> tuple[bytes, ...]:
     return ()
 
 
-def final_by(job: Job, window: int) -> int | None:
+def final_by(job: Job, window: int, accepted: int | None = None) -> int | None:
     """A height by which the job's outcome was final (§6), or None while it can still change.
-    A claim is settled by its poster or lapses within ``window`` blocks of the claim, whatever
-    the job's expiry; only a refund waits for the expiry (or for a fraud proof after it)."""
+    A settled job was final at its accept (``accepted``: its height, where known; see
+    ``node.accepts``). Else a claim is settled by its poster or lapses within ``window`` blocks
+    of the claim, whatever the job's expiry; only a refund waits for the expiry (or for a
+    fraud proof after it)."""
     if job.status in (OPEN, CLAIMED):
         return None
+    if job.status == SETTLED and accepted is not None:
+        return accepted
     if job.status in (SETTLED, LAPSED):
         return job.claim_height + window
     return max(job.expiry, job.claim_height + window)
@@ -274,15 +278,9 @@ class JobMarket:
                 "useful_mac_share": settled_macs / chain_macs if chain_macs else 0.0}
 
     # --- pruning -----------------------------------------------------------------------------
-    def _final_at(self, job_id: bytes, job: Job, window: int) -> int | None:
-        """A height by which the job's outcome was final: a settled job's accept height where
-        it was read, else ``final_by``'s bound."""
-        accepted = self.accepts.height(job_id) if job.status == SETTLED else None
-        return accepted if accepted is not None else final_by(job, window)
-
     def prune(self, pooled: Iterable[Payload] = ()) -> list[bytes]:
-        """Drop matrices that only final jobs name, a window after each became final (a
-        settled job: at its accept's height where it was read, else ``final_by``), and uploads
+        """Drop matrices that only final jobs name, a window after each became final
+        (``final_by``, a settled job's accept read from the blocks by ``accepts``), and uploads
         no job has named for a day; each held matrix's jobs come from the job key index. What
         the ``pooled`` txs (in the mempool) name stays: A and B of a post, the C of a result (a
         worker's same C again has the same claim)."""
@@ -294,8 +292,8 @@ class JobMarket:
         released: set[bytes] = set()
         for entry in self.store.entries():
             jobs = [(job_id, view.job(job_id)) for job_id, _ in view.jobs_naming(entry.key)]
-            done = [job is not None and (end := self._final_at(job_id, job, window)) is not None and tip > end + window
-                    for job_id, job in jobs]
+            done = [job is not None and (end := final_by(job, window, self.accepts.height(job_id))) is not None
+                    and tip > end + window for job_id, job in jobs]
             if not all(done):
                 needed.add(entry.key)
             elif jobs:
