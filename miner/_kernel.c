@@ -1040,6 +1040,11 @@ __attribute__((target("avx512f"))) static void lanes_avx512(const uint32_t *part
 }
 #endif
 
+/* Whether the path's strips write C with streaming stores (where C's rows start on cache lines):
+ * those whose strip covers whole lines of a row (AVX-512: 48 columns, AVX2: 16). AVX-VNNI's 24
+ * columns would leave lines half-written between strips. */
+static int streams_c(int path) { return path == PATH_AVX512 || path == PATH_AVX2; }
+
 /* Rows row0 … row0+rows−1 × columns col0 … col0+cols−1, all of k. */
 static void run_unit(const job_t *J, uint8_t *buf, int row0, int col0, int rows, int cols) {
     const geometry_t *G = &GEOMETRY[J->path];
@@ -1065,7 +1070,7 @@ static void run_unit(const job_t *J, uint8_t *buf, int row0, int col0, int rows,
             if (!last) S.out = S.acc, S.ldo = NC;
             else if (J->c) {
                 S.out = J->c + (size_t)row0 * J->n + col0 + c, S.ldo = (size_t)J->n;
-                S.stream = J->path == PATH_AVX512 && (uintptr_t)S.out % 64 == 0 && J->n % 16 == 0;
+                S.stream = streams_c(J->path) && (uintptr_t)S.out % 64 == 0 && J->n % 16 == 0;
             }
             if (last && J->recover) {
                 S.l = J->lp + (size_t)row0 * 4 * J->pairs, S.pairs = J->pairs;
@@ -1128,7 +1133,7 @@ static void *unit_worker(void *arg) {
         run_unit(J, buf, row0, col0, J->m - row0 < MC ? J->m - row0 : MC, J->n - col0 < NC ? J->n - col0 : NC);
     }
 #ifdef POUW_X86
-    if (J->path == PATH_AVX512) _mm_sfence(); /* C's streaming stores are visible before the caller reads C */
+    if (streams_c(J->path)) _mm_sfence(); /* C's streaming stores are visible before the caller reads C */
 #endif
     return NULL;
 }

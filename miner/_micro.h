@@ -32,7 +32,7 @@ typedef struct {
     int32_t *out;                      /* where the block's result goes (acc, C or NULL) */
     size_t ldo;
     int stream;                        /* out is C, rows on 64-byte boundaries: streaming stores
-                                          (AVX-512; the caller fences) */
+                                          (AVX-512, AVX2; the caller fences) */
     /* the recovery tail, after the last block: acc += L·R over `pairs` int16 pairs (L packed like A,
      * 4 bytes a row and pair, R like B, 64 bytes a 16-column group and pair); pairs 0: none */
     const int8_t *l, *r[STRIP_VECTORS];
@@ -288,7 +288,11 @@ AVX2 void strip_avx2_nv(const strip_t *S, const int NV) {
                 }
             }
         }
-        if (S->out)
+        if (S->out && S->stream) /* a row's two vectors are one whole cache line of C */
+            for (int i = 0; i < MR; i++)
+                for (int v = 0; v < NV; v++)
+                    _mm256_stream_si256((__m256i *)(S->out + (size_t)(rb + i) * S->ldo + 8 * v), c[i][v]);
+        else if (S->out)
             for (int i = 0; i < MR; i++)
                 for (int v = 0; v < NV; v++)
                     _mm256_storeu_si256((__m256i *)(S->out + (size_t)(rb + i) * S->ldo + 8 * v), c[i][v]);

@@ -31,8 +31,8 @@ hits every contender alike; a turn is two calls back to back, the second timed, 
 figures are medians of ``--repeat`` rounds.  An anchor times its own calls in its process, and
 gets SETTLE_S afterwards for its library's threads to stop spinning.  The PoUW overhead is mine/plain time − 1, the median over rounds.
 
-``--against OTHER.so`` also runs ``mine`` and ``plain`` on another build of the kernel extension
-(``mine_against``, ``plain_against``), in the same rounds, and prints the median of each round's
+``--against OTHER.so`` also runs ``mine``, ``matmul`` and ``plain`` on another build of the kernel
+extension (``mine_against``, ``matmul_against``, ``plain_against``), in the same rounds, and prints the median of each round's
 time ratio: a change to the kernel measured side by side with the build before it.
 
 ``--clock cpu`` (with ``--threads 1``) times each call by its process's CPU time instead of the
@@ -61,7 +61,7 @@ import numpy as np
 from consensus.block import Header, Ticket, WorkSpec
 from miner import kernel
 
-CONTENDERS = ("mine", "mine_c", "matmul", "plain", "mine_vnni", "mine_against", "plain_against", "onednn_int8",
+CONTENDERS = ("mine", "mine_c", "matmul", "plain", "mine_vnni", "mine_against", "matmul_against", "plain_against", "onednn_int8",
               "fbgemm_int8", "numpy_f32", "reference")
 VNNI_PATH = "avx512"
 ANCHORS = ("onednn_int8", "fbgemm_int8", "numpy_f32")
@@ -293,6 +293,7 @@ def bench(size: int, r: int, threads: int, repeat: int, routes: dict[str, str], 
         "plain": lambda: kernel.gemm(a, b, block=r, threads=threads),
     } | ({"mine_vnni": lambda: kernel.mine(header, a, b, threads=threads, path=vnni)} if vnni else {})
       | ({"mine_against": on_build(against, lambda: kernel.mine(header, a, b, threads=threads)),
+          "matmul_against": on_build(against, lambda: kernel.matmul(a, b, header, threads=threads)),
           "plain_against": on_build(against, lambda: kernel.gemm(a, b, block=r, threads=threads))} if against else {})
       | {name: anchor for name, anchor in anchors.items() if anchor.available}, repeat, CLOCKS[clock])
     for anchor in anchors.values():
@@ -305,7 +306,7 @@ def bench(size: int, r: int, threads: int, repeat: int, routes: dict[str, str], 
         out[f"{key}_gmacs"] = round(gmacs / statistics.median(t), 2) if t else None
         out[f"{key}_gmacs_range"] = [round(gmacs / max(t), 2), round(gmacs / min(t), 2)] if t else None
     out["torch_int8_gmacs"] = out["onednn_int8_gmacs"]  # the key's earlier name
-    for key in ("mine", "plain"):
+    for key in ("mine", "matmul", "plain"):
         if times.get(f"{key}_against"):  # > 1: this build is faster
             out[f"{key}_speedup"] = round(statistics.median(o / t for o, t in zip(times[f"{key}_against"], times[key])), 4)
     ratios = [m / p - 1 for m, p in zip(times["mine"], times["plain"])]
@@ -339,7 +340,8 @@ def print_table(row: dict) -> None:
             line += (f"; mine/{library} {row['mine_gmacs'] / row[f'{name}_gmacs']:.2f}, "
                      f"matmul/{library} {row['matmul_gmacs'] / row[f'{name}_gmacs']:.2f}")
     if "mine_speedup" in row:
-        line += f"; against the other build: mine ×{row['mine_speedup']:.3f}, plain ×{row['plain_speedup']:.3f}"
+        line += (f"; against the other build: mine ×{row['mine_speedup']:.3f}, matmul ×{row['matmul_speedup']:.3f}, "
+                 f"plain ×{row['plain_speedup']:.3f}")
     if row.get("mine_vnni_gmacs") and row.get("vnni_peak_gmacs"):
         line += f"; mine_vnni of the vpdpbusd peak {row['mine_vnni_gmacs'] / row['vnni_peak_gmacs']:.2f}"
     print(line)
