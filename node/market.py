@@ -110,7 +110,7 @@ class JobMarket:
         self._prefetch_waiting = 0
         self.fetched = 0  # matrices fetched from peers (prefetched or asked for)
         self.bytes_served = 0
-        self._chain_stats: tuple[tuple[bytes, int], dict[str, Any]] | None = None  # ((tip, window), figures)
+        self._chain_stats: tuple[tuple[bytes, int, int], dict[str, Any]] | None = None  # ((tip, window, end), figures)
         self.accepts = AcceptHeights(chain, 2 * chain.network.challenge_window)  # older accepts: final_by's bound
 
     # --- jobs --------------------------------------------------------------------------
@@ -247,22 +247,24 @@ class JobMarket:
         return entry
 
     # --- figures -------------------------------------------------------------------------------
-    def stats(self, window: int = STATS_WINDOW) -> dict[str, Any]:
-        """Jobs by status, and over the last ``window`` blocks: useful blocks, the MACs of jobs
-        settled (claimed in the window and accepted) against the MACs the chain's work
-        represents (each block at least its own matmul) — the useful-MAC share (§6) — and the
-        bytes of matrices served. The chain's part is computed once per tip and window."""
+    def stats(self, window: int = STATS_WINDOW, height: int | None = None) -> dict[str, Any]:
+        """Jobs by status, and over the ``window`` blocks ending at ``height`` (the tip by default):
+        useful blocks, the MACs of jobs settled (claimed in those blocks and accepted since)
+        against the MACs the chain's work represents (each block at least its own matmul) — the
+        useful-MAC share (§6) — and the bytes of matrices served. The chain's part is computed once
+        per tip, window and height."""
         tip = self.chain.tip
-        if self._chain_stats is None or self._chain_stats[0] != (tip.hash, window):
-            self._chain_stats = ((tip.hash, window), self._chain_figures(tip.height, window))
+        end = tip.height if height is None else height
+        if self._chain_stats is None or self._chain_stats[0] != (tip.hash, window, end):
+            self._chain_stats = ((tip.hash, window, end), self._chain_figures(end, window))
         return {**self._chain_stats[1], "bytes_served": self.bytes_served, "matrices_fetched": self.fetched,
                 "matrices_held": len(self.store.entries()), "matrix_bytes": self.store.usage()}
 
-    def _chain_figures(self, tip: int, window: int) -> dict[str, Any]:
+    def _chain_figures(self, end: int, window: int) -> dict[str, Any]:
         chain = self.chain
-        first = max(1, tip - window + 1)
+        first = max(1, end - window + 1)
         chain_macs = useful_blocks = 0
-        for height in range(first, tip + 1):
+        for height in range(first, end + 1):
             header = chain.header(chain.hash_at(height))
             w = header.work
             chain_macs += max(header.block_work, w.m * w.n * w.k)  # at least the block's own matmul
@@ -271,10 +273,10 @@ class JobMarket:
         settled_macs = 0
         for _, job in self.jobs():
             by_status[JOB_STATUS_NAMES[job.status]] += 1
-            if job.status == SETTLED and job.claim_height >= first:
+            if job.status == SETTLED and first <= job.claim_height <= end:
                 settled_macs += job.m * job.n * job.k
-        return {"window": tip - first + 1, "jobs": by_status, "useful_blocks": useful_blocks,
-                "settled_macs": settled_macs, "chain_macs": chain_macs,
+        return {"window": end - first + 1, "first": first, "last": end, "jobs": by_status,
+                "useful_blocks": useful_blocks, "settled_macs": settled_macs, "chain_macs": chain_macs,
                 "useful_mac_share": settled_macs / chain_macs if chain_macs else 0.0}
 
     # --- pruning -----------------------------------------------------------------------------

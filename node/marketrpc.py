@@ -38,7 +38,7 @@ class MarketMethods:
 
     def register(self, d: Dispatcher) -> None:
         d.add("listjobs", self.listjobs, Param("status", str, None))
-        d.add("getmarketinfo", self.getmarketinfo, Param("window", int, 1000))
+        d.add("getmarketinfo", self.getmarketinfo, Param("window", int, 1000), Param("height", int, -1))
         d.add("getjob", self.getjob, Param("job_id", str))
         d.add("submitmatrix", self.submitmatrix, Param("kind", str), Param("npy_base64", str),
               Param("worker", str, None), Param("job_id", str, None), Param("expect", str, None))
@@ -61,12 +61,15 @@ class MarketMethods:
             raise RpcError(RpcCode.INVALID_PARAMETER, f"status must be one of {', '.join(JOB_STATUS_NAMES.values())}")
         return [self._job(job_id, job) for job_id, job in self.market.jobs(status)]
 
-    def getmarketinfo(self, window: int) -> dict[str, Any]:
-        """getmarketinfo ( window ): jobs by status; over the last window blocks the useful blocks,
-        the MACs of settled jobs against the chain's MACs (the useful-MAC share); bytes served."""
+    def getmarketinfo(self, window: int, height: int) -> dict[str, Any]:
+        """getmarketinfo ( window height ): jobs by status; over the window blocks ending at height
+        (-1: the tip) the useful blocks, the MACs of jobs claimed there and settled against the
+        chain's MACs (the useful-MAC share); bytes served."""
         if not 1 <= window <= 100_000:
             raise RpcError(RpcCode.INVALID_PARAMETER, "window must be between 1 and 100000 blocks")
-        return self.market.stats(window)
+        if height < -1 or height > self.market.chain.tip.height:
+            raise RpcError(RpcCode.INVALID_PARAMETER, "height must be -1 (the tip) or a height of the best chain")
+        return self.market.stats(window, None if height == -1 else height)
 
     def getjob(self, job_id: str) -> dict[str, Any]:
         """getjob "job_id": a posted job's state and the matrices this node holds for it (PROTOCOL §6)."""

@@ -18,7 +18,8 @@ Measured in one run, each with the load average when it was taken:
    node, which leaves out the CPU that the poster's node and client take on a shared host;
 3. the useful-MAC share meanwhile: the miner's MACs on job products over all its MACs,
    and the chain's figure from getmarketinfo over the blocks of that phase once its jobs
-   have settled (target ≥ 90 %);
+   have settled (target ≥ 90 %), and with the blocks of the drain after it too (the miner
+   mines mostly synthetic work there while the client settles the last jobs);
    2 and 3 are measured twice, both pouwd at the default getmatrix rate (an internet
    setting) and then both restarted with ``--matrix-rate`` ``--lan-rate`` (a LAN setting),
    with the median time the miner's node took to receive, and to check and store, each
@@ -300,8 +301,9 @@ class FeederProcess:
         return figures
 
 
-def market_figures(node: NodeProcess, since: int) -> dict:
-    return node.getmarketinfo(max(1, node.getblockcount() - since))
+def market_figures(node: NodeProcess, since: int, until: int = -1) -> dict:
+    """getmarketinfo over the blocks after ``since`` up to ``until`` (-1: the tip)."""
+    return node.getmarketinfo(max(1, (node.getblockcount() if until == -1 else until) - since), until)
 
 
 FETCHED = re.compile(r"fetched ([AB]) .* received in ([0-9.]+) s, checked and stored in ([0-9.]+) s")
@@ -359,10 +361,10 @@ def market_phase(label: str, seed: int, rate: str, poster: NodeProcess, mnode: N
         run_miner(mnode, shape, args.threads, 5.0, drain)
     client_figures = feeder.finish()
     sync_blocks([poster, mnode])
-    settled = market_figures(poster, height0)
+    settled, with_drain = market_figures(poster, height0, height1), market_figures(poster, height0)
     figures = {"label": label, "rate": rate, "job_rate": rate_figure, "cpu_rate": cpu_rate, "load": load_figure,
                "share": share, "height0": height0, "height1": height1, "height2": poster.getblockcount(),
-               "at_end": at_end, "settled": settled, "jobs": client_figures["settled"],
+               "at_end": at_end, "settled": settled, "with_drain": with_drain, "jobs": client_figures["settled"],
                "problems": client_figures["problems"], "taken": taker.stats.taken, "fetches": fetches,
                "post_s": client_figures["post_s"], "settle_s": client_figures["settle_s"]}
     say(f"{label}: {figures}")
@@ -547,7 +549,8 @@ def main() -> int:
         count, receive, store = ph["fetches"]
         on_jobs = f"  mining on jobs, {m}×{k}×{n} ({ph['load']})"
         chain_now = f"  useful-MAC share (the chain, blocks {first}..{ph['height1']}, at once)"
-        chain_settled = f"  useful-MAC share (the chain, blocks {first}..{ph['height2']}, settled)"
+        chain_settled = f"  useful-MAC share (the chain, blocks {first}..{ph['height1']}, settled)"
+        chain_drain = f"    with the drain's blocks too ({first}..{ph['height2']})"
         print(f"{on_jobs:<58}{ph['job_rate'] / 1e9:>10.1f} GMAC/s")
         print(f"{'  jobs / synthetic':<58}{ph['job_rate'] / syn_rate:>14.3f}  ≥ 0.95")
         print(f"{'    the same per CPU-second of the miner and its node':<58}{ph['cpu_rate'] / syn_cpu_rate:>14.3f}")
@@ -555,6 +558,7 @@ def main() -> int:
         print(f"{chain_now:<58}{at_end['useful_mac_share']:>14.1%}")
         print(f"{chain_settled:<58}{settled['useful_mac_share']:>14.1%}  ≥ 90 %")
         print(f"{'    settled job MACs / chain MACs':<58}{settled['settled_macs']:>14.3g} / {settled['chain_macs']:.3g}")
+        print(f"{chain_drain:<58}{ph['with_drain']['useful_mac_share']:>14.1%}")
         print(f"{'  jobs taken by the miner; settled (rejected results)':<58}{ph['taken']:>8}; {ph['jobs']} "
               f"({ph['problems']})")
         print(f"{'  operands its node fetched; median s receiving / storing':<58}{count:>8}; "

@@ -121,6 +121,11 @@ def test_honest_worker_is_paid_after_the_poster_verifies(net) -> None:
     market = poster.getmarketinfo()
     assert market["jobs"]["settled"] == 1 and market["settled_macs"] == M * N * K
     assert 0 < market["useful_mac_share"] and market["bytes_served"] > 0
+    # a window of blocks that ends before the claim does not count the job; one that ends on it does
+    assert poster.getmarketinfo(1000, job["claim_height"] - 1)["settled_macs"] == 0
+    claim_block = poster.getmarketinfo(1, job["claim_height"])
+    assert (claim_block["first"], claim_block["last"]) == (job["claim_height"],) * 2
+    assert claim_block["settled_macs"] == M * N * K and claim_block["useful_blocks"] <= 1
     # settled: its matrices go a window after the claim's window, long before its expiry
     mine(poster, worker, job["claim_height"] + 2 * WINDOW + 1 - poster.getblockcount())
     assert poster.getblockcount() < job["expiry"]

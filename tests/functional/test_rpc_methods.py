@@ -221,6 +221,10 @@ def test_matrix_rpcs(node) -> None:
     assert info["window"] == min(10, node.getblockcount()) and info["jobs"]["open"] == 0
     assert info["chain_macs"] > 0 and info["useful_mac_share"] == 0.0 and info["matrices_held"] >= 1
     assert rpc_error(node, "getmarketinfo", 0)["code"] == -8
+    earlier = node.getmarketinfo(2, 1)
+    assert (earlier["window"], earlier["first"], earlier["last"]) == (1, 1, 1)
+    assert rpc_error(node, "getmarketinfo", 10, node.getblockcount() + 1)["code"] == -8
+    assert rpc_error(node, "getmarketinfo", 10, -2)["code"] == -8
 
 def test_template_commits_to_the_state_after_its_txs(node) -> None:
     nonce = faucet_nonce(node)

@@ -116,5 +116,7 @@ def test_market_stats_are_computed_once_per_tip(chain, tmp_path) -> None:
     assert market.stats() == first and walks == [(4, 1000)]
     assert first["jobs"]["claimed"] == 1 and first["jobs"]["open"] == 1
     market.stats(2)
+    ended = market.stats(2, 3)
+    assert (ended["first"], ended["last"]) == (2, 3)
     submit_all(chain, build_chain(blocks[-1].header, 1))
-    assert market.stats()["window"] == 5 and walks == [(4, 1000), (4, 2), (5, 1000)]
+    assert market.stats()["window"] == 5 and walks == [(4, 1000), (4, 2), (3, 2), (5, 1000)]
