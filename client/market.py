@@ -21,6 +21,7 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -304,6 +305,18 @@ class MarketClient:
     def job(self, job_id: str) -> dict[str, Any]:
         return self.rpc.call("getjob", job_id)
 
+    def jobs(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        """Several jobs as ``job`` gives them, in one request (a JSON-RPC batch); None for a job
+        the node does not know (its JOB_POST is not in a block yet)."""
+        out: dict[str, dict[str, Any] | None] = {}
+        for job_id, answer in zip(job_ids, self.rpc.batch([("getjob", job_id) for job_id in job_ids])):
+            if isinstance(answer, RpcError):
+                if answer.code != RpcCode.INVALID_ADDRESS_OR_KEY:
+                    raise answer
+                answer = None
+            out[job_id] = answer
+        return out
+
     # --- settling -----------------------------------------------------------------------------
     def check(self, job_id: str, a: np.ndarray | None = None,
               b: np.ndarray | None = None) -> tuple[dict[str, Any], Verdict, np.ndarray | None]:
@@ -345,7 +358,10 @@ class MarketClient:
              repost: Callable[[str, dict[str, Any]], str] | None = None) -> dict[str, np.ndarray]:
         """Settle every job as its result arrives until all are accepted; their C by job id (the
         C verified here, not fetched again once its accept is mined).
-        The results claimed since the last look are settled ``SETTLE_PARALLEL`` at a time, oldest
+        Every ``poll`` seconds it asks the node for its best block, and looks at the jobs (all in
+        one batch) only once that moved, since their states move only with the chain; a claim
+        whose C could not be had yet is tried again each poll. The results claimed since the
+        last look are settled ``SETTLE_PARALLEL`` at a time, oldest
         claim first, so one slow transfer of C from one worker's node does not hold back those
         from others (C's from one node share its per-peer rate either way).  A job that ends
         without a result (refunded: no miner took it before it expired; lapsed: its worker never
@@ -368,35 +384,30 @@ class MarketClient:
                 verified[job_id] = c
             return txid
 
+        tip = None  # the best block at the last look at the jobs
+        claimed: list[tuple[int, str, str, str]] = []  # (claim height, first id, job id, claim) to settle
         with ThreadPoolExecutor(SETTLE_PARALLEL, thread_name_prefix="settle") as pool:
             while len(done) < len(job_ids):
-                claimed: list[tuple[int, str, str, str]] = []  # (claim height, first id, job id, claim) to settle
-                for first, job_id in list(latest.items()):
-                    if first in done:
-                        continue
-                    try:
-                        job = self.job(job_id)
-                    except RpcError as exc:
-                        if exc.code != RpcCode.INVALID_ADDRESS_OR_KEY:
-                            raise
-                        continue  # no such job: the JOB_POST is not in a block yet
-                    status = job["status"]
-                    if status == "settled":  # accepted by this key (here or in another process)
-                        c = verified.pop(job_id, None)
-                        if c is None:  # accepted elsewhere: fetched, and checked against its claim
-                            c = self.download(job["claim"])
-                            if not claim_matches(decode_address(job["worker"], self.network.hrp),
-                                                 bytes.fromhex(job["claim"]), c):
-                                raise MarketClientError(f"the node served a C for job {job_id} that is not the "
-                                                        "claimed one")
-                        done[first] = c
-                    elif status in ("refunded", "lapsed"):
-                        if repost is None:
-                            raise MarketClientError(f"job {job_id} ended {status} without a result")
-                        latest[first] = repost(first, job)
-                    elif status == "claimed" and answered.get(job_id) != job["claim"]:
-                        claimed.append((job["claim_height"], first, job_id, job["claim"]))
-                claimed.sort()  # oldest claim first
+                best = self.rpc.call("getbestblockhash")
+                if best != tip:  # a job's state moves only with the chain: look again once the tip moved
+                    tip, claimed = best, []
+                    pending = {first: job_id for first, job_id in latest.items() if first not in done}
+                    states = self.jobs(list(pending.values()))
+                    for first, job_id in pending.items():
+                        job = states[job_id]
+                        if job is None:  # the JOB_POST is not in a block yet
+                            continue
+                        status = job["status"]
+                        if status == "settled":  # accepted by this key (here or in another process)
+                            done[first] = self._settled_product(job_id, job, verified.pop(job_id, None))
+                        elif status in ("refunded", "lapsed"):
+                            if repost is None:
+                                raise MarketClientError(f"job {job_id} ended {status} without a result")
+                            latest[first] = repost(first, job)
+                        elif status == "claimed":
+                            claimed.append((job["claim_height"], first, job_id, job["claim"]))
+                    claimed.sort()  # oldest claim first
+                claimed = [c for c in claimed if answered.get(c[2]) != c[3]]  # each claim answered once
                 sent = pool.map(settle, [c[1] for c in claimed], [c[2] for c in claimed])
                 for (_, _, job_id, claim), txid in zip(claimed, sent):
                     if txid is not None:
@@ -406,6 +417,16 @@ class MarketClient:
                         raise MarketClientError(f"timed out: {len(done)} of {len(job_ids)} jobs settled")
                     time.sleep(poll)
         return done
+
+    def _settled_product(self, job_id: str, job: dict[str, Any], verified: np.ndarray | None) -> np.ndarray:
+        """The C of a settled job: the one verified here, else fetched and checked against its claim
+        (accepted elsewhere: another process of this key)."""
+        if verified is not None:
+            return verified
+        c = self.download(job["claim"])
+        if not claim_matches(decode_address(job["worker"], self.network.hrp), bytes.fromhex(job["claim"]), c):
+            raise MarketClientError(f"the node served a C for job {job_id} that is not the claimed one")
+        return c
 
     def matmul(self, a: np.ndarray, b: np.ndarray, reward: int, *, timeout: float = 3600.0,
                expiry_blocks: int = DEFAULT_EXPIRY, tile_m: int = TILE_M, tile_n: int = TILE_N,

@@ -105,22 +105,48 @@ class RpcClient:
 
     def call(self, method: str, *params: Any) -> Any:
         request_id = next(self._ids)
-        body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
-                           "params": list(params)}).encode()
-        status, data = self._post(body)
+        status, reply = self._exchange({"jsonrpc": "2.0", "id": request_id, "method": method,
+                                        "params": list(params)})
+        if not isinstance(reply, dict):
+            raise BadResponse(f"HTTP {status} from {self.url}: reply is not a JSON object")
+        result = self._result(status, reply)
+        if isinstance(result, RpcError):
+            raise result
+        return result
+
+    def batch(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Several calls ``(method, *params)`` in one JSON-RPC 2.0 batch (one request, one
+        answer): each call's result in order, or the ``RpcError`` the node answered it with
+        (returned, not raised, so that one failing call does not hide the others' results)."""
+        if not calls:
+            return []
+        ids = [next(self._ids) for _ in calls]
+        status, reply = self._exchange([{"jsonrpc": "2.0", "id": request_id, "method": method, "params": list(params)}
+                                        for request_id, (method, *params) in zip(ids, calls)])
+        if not isinstance(reply, list) or not all(isinstance(r, dict) for r in reply):
+            raise BadResponse(f"HTTP {status} from {self.url}: reply to a batch is not a list of JSON objects")
+        by_id = {r.get("id"): r for r in reply}
+        if any(request_id not in by_id for request_id in ids):
+            raise BadResponse(f"HTTP {status} from {self.url}: reply to a batch lacks some of its calls")
+        return [self._result(status, by_id[request_id]) for request_id in ids]
+
+    def _exchange(self, request: Any) -> tuple[int, Any]:
+        """POST a JSON-RPC request (or batch); the HTTP status and the parsed JSON reply."""
+        status, data = self._post(json.dumps(request).encode())
         if status in (401, 403):
             raise AuthFailed(self.url, status)
         try:
-            reply = json.loads(data)
+            return status, json.loads(data)
         except ValueError:
             raise BadResponse(f"HTTP {status} from {self.url} is not JSON-RPC: {data[:200]!r}") from None
-        if not isinstance(reply, dict):
-            raise BadResponse(f"HTTP {status} from {self.url}: reply is not a JSON object")
+
+    def _result(self, status: int, reply: dict[str, Any]) -> Any:
+        """One reply object's result, or its error as an ``RpcError`` (returned)."""
         error = reply.get("error")
         if error is not None:
             if not isinstance(error, dict):
                 raise BadResponse(f"malformed error object from {self.url}: {error!r}")
-            raise RpcError(int(error.get("code", 0)), str(error.get("message", "")))
+            return RpcError(int(error.get("code", 0)), str(error.get("message", "")))
         if status != 200 or "result" not in reply:
             raise BadResponse(f"HTTP {status} from {self.url} without a result")
         return reply["result"]

@@ -181,11 +181,15 @@ class JobTaker:
 
     def poll(self) -> None:
         """Follow claimed jobs to their end: paid on accept, bond back on lapse, bond lost to fraud."""
-        for job_id, work in list(self.claimed.items()):
-            try:
-                job = self.client.call("getjob", job_id.hex())
-                mined = self._result_mined(work)
-            except RpcClientError:
+        claims = list(self.claimed.items())
+        try:  # each claim's job and result tx, all in one request
+            answers = self.client.batch([call for job_id, work in claims
+                                         for call in (("getjob", job_id.hex()), ("gettransaction", work.result_txid))])
+        except RpcClientError:
+            return
+        for (job_id, work), job, tx in zip(claims, answers[::2], answers[1::2]):
+            mined = self._result_mined(tx)
+            if isinstance(job, RpcError) or isinstance(mined, RpcError):
                 continue
             mine = job.get("claim") == (work.claim or b"").hex()
             if mined is None:  # the result tx was dropped: nothing was bonded
@@ -206,11 +210,10 @@ class JobTaker:
                 self.say(f"job {job_id.hex()[:16]}…: our claim is gone ({job['status']}), bond lost")
             del self.claimed[job_id]
 
-    def _result_mined(self, work: JobWork) -> bool | None:
-        """True once the JOB_RESULT is in the best chain, False while pooled, None if dropped."""
-        try:
-            return self.client.call("gettransaction", work.result_txid)["confirmations"] > 0
-        except RpcError as exc:
-            if exc.code == RpcCode.INVALID_ADDRESS_OR_KEY:  # no such tx
-                return None
-            raise
+    @staticmethod
+    def _result_mined(tx: dict[str, Any] | RpcError) -> bool | RpcError | None:
+        """From ``gettransaction``'s answer for a JOB_RESULT: True once it is in the best chain,
+        False while pooled, None if dropped (no such tx); another error as it came."""
+        if isinstance(tx, RpcError):
+            return None if tx.code == RpcCode.INVALID_ADDRESS_OR_KEY else tx
+        return tx["confirmations"] > 0

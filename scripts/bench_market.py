@@ -220,29 +220,31 @@ class Feeder:
         """Settle claimed results one at a time, oldest claim first: the worker's node serves C
         at its per-peer rate, so settling several at once only splits that rate and makes all of
         them late (at 8 MiB/s and four at a time, 14 of 22 claims lapsed on the fast dev chain,
-        against 8 of 19 one at a time)."""
+        against 8 of 19 one at a time). The jobs are looked at (one batch) only once the tip
+        moved, as ``MarketClient.wait`` does; a claim whose C is not there yet is tried again."""
+        tip, looked_at, open_jobs = None, set(), 0
+        claimed: list[tuple[int, str]] = []
         while not self.stop.is_set():
-            waiting = 0
             with self._lock:
-                pending = list(self.pending.items())
-            claimed = []
-            for job_id, (a, b) in pending:
-                try:
-                    job = self.client.job(job_id)
-                except RpcError:  # the post is not in a block yet
-                    waiting += 1
-                    continue
-                waiting += job["status"] == "open"
-                if job["status"] == "claimed":
-                    claimed.append((job["claim_height"], job_id, a, b))
-                elif job["status"] in ("settled", "lapsed", "refunded"):
-                    with self._lock:
-                        self.pending.pop(job_id)
-            for _, job_id, a, b in sorted(claimed, key=lambda c: c[0]):
-                self.settle(job_id, a, b)
-            looked_at = {job_id for job_id, _ in pending}
+                pending = dict(self.pending)
+            best = self.client.rpc.call("getbestblockhash")
+            if best != tip:
+                tip, looked_at, open_jobs, claimed = best, set(pending), 0, []
+                for job_id, job in self.client.jobs(list(pending)).items():
+                    if job is None or job["status"] == "open":  # the post is not in a block yet, or open
+                        open_jobs += 1
+                    elif job["status"] == "claimed":
+                        claimed.append((job["claim_height"], job_id))
+                    elif job["status"] in ("settled", "lapsed", "refunded"):
+                        with self._lock:
+                            self.pending.pop(job_id)
+                claimed.sort()
+            for _, job_id in claimed:
+                if job_id in pending:
+                    self.settle(job_id, *pending[job_id])
             with self._lock:  # and those posted since
-                self.waiting = waiting + sum(job_id not in looked_at for job_id in self.pending)
+                claimed = [c for c in claimed if c[1] in self.pending]
+                self.waiting = open_jobs + sum(job_id not in looked_at for job_id in self.pending)
             self.stop.wait(0.2)
 
     def settle(self, job_id: str, a: np.ndarray, b: np.ndarray) -> None:

@@ -10,6 +10,7 @@ as it may; a worker takes no job below its price or paying no more than the fee 
 it."""
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -142,16 +143,20 @@ def test_wait_returns_the_c_it_verified_without_fetching_it_again(net) -> None:
     assert work is not None and work.job_id.hex() == job_id and t.deliver(work, product(a, b))
     mine(poster, worker)  # the claim
     fetched: list[str] = []
-    download = client.download
+    looks: list[list[str]] = []
+    download, jobs = client.download, client.jobs
     client.download = lambda key: fetched.append(key) or download(key)  # counts what the client fetches
+    client.jobs = lambda ids: looks.append(ids) or jobs(ids)  # and its looks at the jobs
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(client.wait, [job_id], 60, {job_id: (a, b)}, 0.1)
         wait_until(lambda: fetched and len(poster.getrawmempool()) == 1, 30, 0.1, "C verified and accepted")
+        time.sleep(0.5)  # polls on the same tip: no look at the jobs
         mine(poster, worker)  # the accept
         c = waiting.result(60)[job_id]
     assert poster.getjob(job_id)["status"] == "settled"
     assert c.dtype == np.int32 and (c == product(a, b)).all()
     assert fetched == [work.claim.hex()]  # once, to verify it; A and B were the caller's
+    assert looks == [[job_id], [job_id]]  # at the claim's tip, then at the accept's
 
 
 def held(matrix: dict | None) -> bool:

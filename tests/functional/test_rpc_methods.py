@@ -11,6 +11,7 @@ from typing import Iterator
 
 import pytest
 
+from client.rpc import RpcError
 from consensus.block import Block, Header
 from consensus.keys import decode_address, encode_address
 from consensus.params import DEV, REGTEST
@@ -140,6 +141,13 @@ def test_batches(node) -> None:
     assert reply["error"]["code"] == -32600 and "empty" in reply["error"]["message"]
     status, reply = post(node, [{"jsonrpc": "2.0", "id": i, "method": "getblockcount"} for i in range(1001)])
     assert reply["error"]["code"] == -32600
+
+
+def test_client_batch_returns_each_result_or_error_in_order(node) -> None:
+    results = node.rpc.batch([("getblockcount",), ("getblockhash", 10**9), ("getblockhash", 0)])
+    assert results[0] == node.getblockcount() and results[2] == node.getblockhash(0)
+    assert isinstance(results[1], RpcError) and results[1].code == -8
+    assert node.rpc.batch([]) == []
 
 
 def test_notifications_get_no_answer(node) -> None:
