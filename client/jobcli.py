@@ -35,7 +35,8 @@ from consensus.keys import PrivateKey
 
 from . import wallet
 from .cliutil import CliError, number_flag, parse_amount
-from .market import DEFAULT_EXPIRY, DEFAULT_REPOSTS, MAX_EXPIRY_BLOCKS, MarketClient, MarketClientError, MatricesGone
+from .market import (DEFAULT_EXPIRY, DEFAULT_REPOSTS, MAX_EXPIRY_BLOCKS, TIP_WAIT_SECONDS, MarketClient,
+                     MarketClientError, MatricesGone)
 from .rpc import NodeUnreachable, RpcError
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 STATUSES = ("open", "claimed", "settled", "refunded", "lapsed")
 ENDED = ("refunded", "lapsed")  # over without a result
+RETRY_SECONDS = 2.0  # between tries at a claimed C that could not be had yet
 
 
 def build_job_parser() -> argparse.ArgumentParser:
@@ -148,6 +150,7 @@ class JobCommands:
         client = self.market(self.signer(self._own_job(j.job_id)["poster"]))
         deadline = time.monotonic() + j.timeout
         while True:
+            tip = self.cli.client.call("getbestblockhash")
             job = self.cli.client.call("getjob", j.job_id)
             if job["status"] == "settled":
                 self._save(j.output, client.download(job["claim"]))
@@ -168,7 +171,11 @@ class JobCommands:
                 raise CliError(f"job {j.job_id} is {job['status']}: no result yet (--wait to wait for one)")
             if time.monotonic() > deadline:
                 raise CliError(f"timed out after {j.timeout:g} s; job {j.job_id} is {job['status']}")
-            time.sleep(2.0)
+            if job["status"] == "claimed":  # its C could not be had yet: try again shortly
+                time.sleep(RETRY_SECONDS)
+            else:  # open: nothing moves before the next block
+                wait = min(deadline - time.monotonic(), TIP_WAIT_SECONDS, self.cli.client.timeout / 2)
+                self.cli.client.call("waitfornewblock", max(1, round(wait * 1000)), tip)
 
     def do_watch(self, j: argparse.Namespace) -> None:
         """Settle the wallet's claimed jobs round after round. A claim is done with once an

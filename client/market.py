@@ -45,6 +45,7 @@ FEE_PER_BYTE = 2  # above the default relay minimum of 1 unit per byte (fraud pr
 DEFAULT_EXPIRY = 120  # blocks a job stays open
 MAX_EXPIRY_BLOCKS = 2**32  # the longest a job may stay open (its expiry height is a u64)
 POLL_SECONDS = 1.0
+TIP_WAIT_SECONDS = 30.0  # the longest wait for a new block in one call
 SETTLE_PARALLEL = 4  # claimed results fetched and verified at a time (their C can come from different peers)
 DEFAULT_REPOSTS = 2  # times matmul posts a piece again whose job ended without a result
 TILE_M = 4096  # rows of C per job when splitting (each job is one miner's matmul)
@@ -358,10 +359,10 @@ class MarketClient:
              repost: Callable[[str, dict[str, Any]], str] | None = None) -> dict[str, np.ndarray]:
         """Settle every job as its result arrives until all are accepted; their C by job id (the
         C verified here, not fetched again once its accept is mined).
-        Every ``poll`` seconds it asks the node for its best block, and looks at the jobs (all in
-        one batch) only once that moved, since their states move only with the chain; a claim
-        whose C could not be had yet is tried again each poll. The results claimed since the
-        last look are settled ``SETTLE_PARALLEL`` at a time, oldest
+        It waits on the node for a new best block (``waitfornewblock``) and looks at the jobs (all
+        in one batch) once the tip moved, since their states move only with the chain; a claim
+        whose C could not be had yet is tried again every ``poll`` seconds meanwhile.
+        The results claimed since the last look are settled ``SETTLE_PARALLEL`` at a time, oldest
         claim first, so one slow transfer of C from one worker's node does not hold back those
         from others (C's from one node share its per-peer rate either way).  A job that ends
         without a result (refunded: no miner took it before it expired; lapsed: its worker never
@@ -384,11 +385,10 @@ class MarketClient:
                 verified[job_id] = c
             return txid
 
-        tip = None  # the best block at the last look at the jobs
+        tip, best = None, self.rpc.call("getbestblockhash")  # the best block at the last look, and now
         claimed: list[tuple[int, str, str, str]] = []  # (claim height, first id, job id, claim) to settle
         with ThreadPoolExecutor(SETTLE_PARALLEL, thread_name_prefix="settle") as pool:
-            while len(done) < len(job_ids):
-                best = self.rpc.call("getbestblockhash")
+            while True:
                 if best != tip:  # a job's state moves only with the chain: look again once the tip moved
                     tip, claimed = best, []
                     pending = {first: job_id for first, job_id in latest.items() if first not in done}
@@ -412,11 +412,14 @@ class MarketClient:
                 for (_, _, job_id, claim), txid in zip(claimed, sent):
                     if txid is not None:
                         answered[job_id] = claim
-                if len(done) < len(job_ids):
-                    if time.monotonic() > deadline:
-                        raise MarketClientError(f"timed out: {len(done)} of {len(job_ids)} jobs settled")
-                    time.sleep(poll)
-        return done
+                if len(done) == len(job_ids):
+                    return done
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise MarketClientError(f"timed out: {len(done)} of {len(job_ids)} jobs settled")
+                # nothing to try again: wait for the next block, well inside the RPC client's timeout
+                wait = min(left, poll if claimed else min(TIP_WAIT_SECONDS, self.rpc.timeout / 2))
+                best = self.rpc.call("waitfornewblock", max(1, round(wait * 1000)), tip)["hash"]
 
     def _settled_product(self, job_id: str, job: dict[str, Any], verified: np.ndarray | None) -> np.ndarray:
         """The C of a settled job: the one verified here, else fetched and checked against its claim

@@ -1,5 +1,5 @@
 """The node's lifecycle as RPC and HTTP see it: uptime, stop requests and waits for a
-new tip (``getblocktemplate`` long-polls)."""
+new tip (``getblocktemplate`` long-polls, ``waitfornewblock``)."""
 from __future__ import annotations
 
 import asyncio
@@ -29,10 +29,11 @@ class NodeControl:
 
     async def wait_stop(self) -> None:
         await self._stop.wait()
-        self._tip_changed.set()  # release long-polling getblocktemplate calls
+        self._tip_changed.set()  # release long-polling calls
 
-    async def wait_for_tip_change(self, timeout: float) -> None:
-        """Wait for a new tip (long-poll); returns at once when the node is shutting down."""
+    async def wait_for_tip_change(self, timeout: float | None) -> None:
+        """Wait for a new tip (long-poll; ``timeout`` None: no limit); returns at once when the
+        node is shutting down."""
         if self.stopping():
             return
         self._tip_changed.clear()

@@ -75,6 +75,7 @@ class RpcMethods:
         d.add("getblockchaininfo", self.getblockchaininfo)
         d.add("getblockcount", self.getblockcount)
         d.add("getbestblockhash", self.getbestblockhash)
+        d.add("waitfornewblock", self.waitfornewblock, Param("timeout", int, 0), Param("current_tip", str, None))
         d.add("getblockhash", self.getblockhash, Param("height", int))
         d.add("getblock", self.getblock, Param("blockhash", str), Param("verbosity", (int, bool), 1))
         d.add("getblockheader", self.getblockheader, Param("blockhash", str), Param("verbose", bool, True))
@@ -163,6 +164,23 @@ class RpcMethods:
     def getbestblockhash(self) -> str:
         """getbestblockhash: hash of the best chain's tip."""
         return self.chain.tip.hash.hex()
+
+    async def waitfornewblock(self, timeout: int, current_tip: str | None) -> dict[str, Any]:
+        """waitfornewblock ( timeout "current_tip" ): wait until the best block is another than
+        current_tip (by default the one when called) or timeout milliseconds pass (0: no limit),
+        then the best block's hash and height (Bitcoin Core's call)."""
+        if timeout < 0:
+            raise RpcError(RpcCode.INVALID_PARAMETER, "timeout must be 0 (no limit) or milliseconds")
+        start = self.chain.tip.hash if current_tip is None else parse_hash(current_tip, "current_tip")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout / 1000 if timeout else None
+        while self.chain.tip.hash == start and not self.control.stopping():
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                break
+            await self.control.wait_for_tip_change(left)
+        tip = self.chain.tip
+        return {"hash": tip.hash.hex(), "height": tip.height}
 
     def getblockhash(self, height: int) -> str:
         """getblockhash height: hash of the best-chain block at height."""

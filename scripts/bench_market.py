@@ -19,7 +19,9 @@ Measured in one run, each with the load average when it was taken:
 3. the useful-MAC share meanwhile: the miner's MACs on job products over all its MACs,
    and the chain's figure from getmarketinfo over the blocks of that phase once its jobs
    have settled (target ≥ 90 %), and with the blocks of the drain after it too (the miner
-   mines mostly synthetic work there while the client settles the last jobs);
+   mines mostly synthetic work there while the client settles the last jobs); the chain's
+   MACs are the work its blocks' difficulty implies, so over the phase's N blocks the luck
+   of finding them moves that figure by about 1/√N (printed beside it);
    2 and 3 are measured twice, both pouwd at the default getmatrix rate (an internet
    setting) and then both restarted with ``--matrix-rate`` ``--lan-rate`` (a LAN setting),
    with the median time the miner's node took to receive, and to check and store, each
@@ -38,6 +40,7 @@ Measured in one run, each with the load average when it was taken:
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import queue
@@ -221,13 +224,13 @@ class Feeder:
         at its per-peer rate, so settling several at once only splits that rate and makes all of
         them late (at 8 MiB/s and four at a time, 14 of 22 claims lapsed on the fast dev chain,
         against 8 of 19 one at a time). The jobs are looked at (one batch) only once the tip
-        moved, as ``MarketClient.wait`` does; a claim whose C is not there yet is tried again."""
-        tip, looked_at, open_jobs = None, set(), 0
+        moved, as ``MarketClient.wait`` does (``waitfornewblock``); a claim whose C is not there yet
+        is tried again."""
+        tip, best, looked_at, open_jobs = None, self.client.rpc.call("getbestblockhash"), set(), 0
         claimed: list[tuple[int, str]] = []
         while not self.stop.is_set():
             with self._lock:
                 pending = dict(self.pending)
-            best = self.client.rpc.call("getbestblockhash")
             if best != tip:
                 tip, looked_at, open_jobs, claimed = best, set(pending), 0, []
                 for job_id, job in self.client.jobs(list(pending)).items():
@@ -245,7 +248,7 @@ class Feeder:
             with self._lock:  # and those posted since
                 claimed = [c for c in claimed if c[1] in self.pending]
                 self.waiting = open_jobs + sum(job_id not in looked_at for job_id in self.pending)
-            self.stop.wait(0.2)
+            best = self.client.rpc.call("waitfornewblock", 200, tip)["hash"]  # the next block, or 0.2 s
 
     def settle(self, job_id: str, a: np.ndarray, b: np.ndarray) -> None:
         start = time.perf_counter()
@@ -560,6 +563,8 @@ def main() -> int:
         print(f"{chain_now:<58}{at_end['useful_mac_share']:>14.1%}")
         print(f"{chain_settled:<58}{settled['useful_mac_share']:>14.1%}  ≥ 90 %")
         print(f"{'    settled job MACs / chain MACs':<58}{settled['settled_macs']:>14.3g} / {settled['chain_macs']:.3g}")
+        luck = f"    the chain's MACs are its {settled['window']} blocks' work: block luck alone"
+        print(f"{luck:<58}{1 / math.sqrt(settled['window']):>13.0%}  (one σ)")
         print(f"{chain_drain:<58}{ph['with_drain']['useful_mac_share']:>14.1%}")
         print(f"{'  jobs taken by the miner; settled (rejected results)':<58}{ph['taken']:>8}; {ph['jobs']} "
               f"({ph['problems']})")

@@ -22,6 +22,7 @@ from consensus.work import commit_result
 from miner.jobs import JobTaker
 
 from .framework import REPO, wait_until
+from .marketutil import away
 from .rpcutil import FAUCET, address, key, transfer
 
 PASSWORD = "job-cli"
@@ -112,6 +113,29 @@ def test_post_status_list_result_and_watch(poster, tmp_path) -> None:
     cli(poster, "job", "watch", "--once")
     poster.generatetoaddress(1, address(key(61)))
     assert poster.getjob(wrong_id)["status"] == "settled"
+
+
+def test_result_wait_settles_once_the_claim_is_mined(poster, tmp_path) -> None:
+    """``job result --wait`` on an open job waits on the node for the next block (no polling
+    of its own), and settles the claim that block brings."""
+    a, b, a_path, b_path = operands(tmp_path, 4)
+    job_id = cli(poster, "job", "post", a_path, b_path, "--reward", "1").stdout.strip()
+    poster.generatetoaddress(1, address(key(61)))
+    env = {**os.environ, "POUW_WALLET_PASSWORD": PASSWORD}
+    waiting = subprocess.Popen([sys.executable, "-m", "client.cli", "--network", "regtest", "--datadir",
+                                str(poster.datadir), "--rpc-url", poster.url, "job", "result", job_id, "-o",
+                                str(tmp_path / "c.npy"), "--wait", "--timeout", "60"],
+                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.0)
+        assert waiting.poll() is None  # still waiting: the job is open
+        product = a.astype(np.int64) @ b.astype(np.int64)
+        claim(poster, job_id, product)
+        _, err = waiting.communicate(timeout=60)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0, err
+    assert (np.load(tmp_path / "c.npy") == product).all() and len(poster.getrawmempool()) == 1  # the accept
 
 
 def test_watch_comes_back_to_a_result_whose_product_arrives_late(poster, tmp_path) -> None:
@@ -240,15 +264,16 @@ def test_matmul_uploads_a_piece_again_once_its_node_pruned_it(poster) -> None:
     said: list[str] = []
     result: dict[str, np.ndarray] = {}
     client = MarketClient(poster.rpc, REGTEST, FAUCET, log=said.append)
+    client_away = away(client)
     thread = threading.Thread(target=lambda: result.update(c=client.matmul(
-        a, b, COIN, expiry_blocks=2, reposts=1, poll=15, timeout=120)), daemon=True)
+        a, b, COIN, expiry_blocks=2, reposts=1, timeout=120)), daemon=True)
     thread.start()
     wait_until(lambda: len(poster.getrawmempool()) == 1, 10, 0.1, "the piece's JOB_POST")
-    poster.generatetoaddress(4 + 2 * REGTEST.challenge_window, address(key(61)))  # refunded, then final
-    (first,) = poster.listjobs()
-    assert first["status"] == "refunded"
-    wait_until(lambda: not poster.getjob(first["job_id"])["matrices"]["A"]["held"], 10, 0.2, "A pruned")
-    # the client looks again 15 s after its first look: it finds the job refunded and A gone
+    with client_away:  # its next look finds the job refunded and A gone
+        poster.generatetoaddress(4 + 2 * REGTEST.challenge_window, address(key(61)))  # refunded, then final
+        (first,) = poster.listjobs()
+        assert first["status"] == "refunded"
+        wait_until(lambda: not poster.getjob(first["job_id"])["matrices"]["A"]["held"], 10, 0.2, "A pruned")
     wait_until(lambda: len(poster.getrawmempool()) == 1, 30, 0.2, "the piece posted again")
     poster.generatetoaddress(1, address(key(61)))
     (again,) = [job for job in poster.listjobs() if job["job_id"] != first["job_id"]]

@@ -26,6 +26,7 @@ from miner.jobs import DEFAULT_FEE, TMAC, JobLimits, JobTaker
 from client.rpc import BadResponse
 
 from .framework import NodeProcess, sync_blocks, sync_mempools, wait_until
+from .marketutil import away
 from .p2putil import connected_pair, wait_connected
 from .rpcutil import FAUCET, address, key, transfer
 
@@ -283,11 +284,13 @@ def test_matmul_posts_a_piece_again_when_its_job_expires_or_lapses(net) -> None:
     poster, worker = net
     a, b = operands(7)
     client = client_of(poster)
+    client_away = away(client)
     burned = poster.getstateinfo()["total_burned"]
     with ThreadPoolExecutor(1) as pool:
         call = pool.submit(client.matmul, a, b, REWARD, timeout=120, expiry_blocks=2)
         first = posted_job(poster, worker, client, 1)
-        mine(poster, worker, 3)  # past its expiry with no taker
+        with client_away:
+            mine(poster, worker, 3)  # past its expiry with no taker
         assert poster.getjob(first)["status"] == "refunded"
         second = posted_job(poster, worker, client, 2)
         work = take(worker, HONEST, second)
@@ -296,7 +299,8 @@ def test_matmul_posts_a_piece_again_when_its_job_expires_or_lapses(net) -> None:
         worker.sendrawtransaction(tx.encode().hex())  # a claim whose C no node will ever serve
         mine(poster, worker)
         wait_until(lambda: client.counts["undelivered"] >= 1, 30, 0.1, "the client looked for C")
-        mine(poster, worker, WINDOW)
+        with client_away:
+            mine(poster, worker, WINDOW)
         assert poster.getjob(second)["status"] == "lapsed"
         third = posted_job(poster, worker, client, 3)
         honest = taker(worker, HONEST)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -25,7 +26,7 @@ from .rpcutil import FAUCET, FAUCET_ADDRESS, FEE, address, key, post, rpc_error,
 
 # Every method this module exercises; test_every_method_is_covered keeps it honest.
 COVERED = {
-    "help", "getblockchaininfo", "getblockcount", "getbestblockhash", "getblockhash", "getblock",
+    "help", "getblockchaininfo", "getblockcount", "getbestblockhash", "waitfornewblock", "getblockhash", "getblock",
     "getblockheader", "getchaintips", "getdifficulty", "getmininginfo", "getstateinfo", "getblocktemplate",
     "submitblock",
     "generatetoaddress", "generate", "getrawmempool", "getmempoolinfo", "sendrawtransaction",
@@ -148,6 +149,20 @@ def test_client_batch_returns_each_result_or_error_in_order(node) -> None:
     assert results[0] == node.getblockcount() and results[2] == node.getblockhash(0)
     assert isinstance(results[1], RpcError) and results[1].code == -8
     assert node.rpc.batch([]) == []
+
+
+def test_waitfornewblock_returns_on_a_new_tip_or_at_its_timeout(node) -> None:
+    tip = {"hash": node.getbestblockhash(), "height": node.getblockcount()}
+    assert node.waitfornewblock(50) == tip  # no block within 50 ms: the same tip
+    assert node.waitfornewblock(0, UNKNOWN_HASH) == tip  # already another than the one named: at once
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(node.waitfornewblock, 0, tip["hash"])  # no limit
+        time.sleep(0.3)
+        assert not waiting.done()
+        (mined,) = node.generatetoaddress(1, address(key(950)))
+        assert waiting.result(30) == {"hash": mined, "height": tip["height"] + 1}
+    assert rpc_error(node, "waitfornewblock", -1)["code"] == -8
+    assert rpc_error(node, "waitfornewblock", 10, "xyz")["code"] == -8
 
 
 def test_notifications_get_no_answer(node) -> None:
