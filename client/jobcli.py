@@ -35,8 +35,7 @@ from consensus.keys import PrivateKey
 
 from . import wallet
 from .cliutil import CliError, number_flag, parse_amount
-from .market import (DEFAULT_EXPIRY, DEFAULT_REPOSTS, MAX_EXPIRY_BLOCKS, TIP_WAIT_SECONDS, MarketClient,
-                     MarketClientError, MatricesGone)
+from .market import DEFAULT_EXPIRY, DEFAULT_REPOSTS, MAX_EXPIRY_BLOCKS, MarketClient, MarketClientError, MatricesGone
 from .rpc import NodeUnreachable, RpcError
 
 if TYPE_CHECKING:
@@ -149,8 +148,8 @@ class JobCommands:
     def do_result(self, j: argparse.Namespace) -> None:
         client = self.market(self.signer(self._own_job(j.job_id)["poster"]))
         deadline = time.monotonic() + j.timeout
+        tip = self.cli.client.call("getbestblockhash")
         while True:
-            tip = self.cli.client.call("getbestblockhash")
             job = self.cli.client.call("getjob", j.job_id)
             if job["status"] == "settled":
                 self._save(j.output, client.download(job["claim"]))
@@ -174,8 +173,7 @@ class JobCommands:
             if job["status"] == "claimed":  # its C could not be had yet: try again shortly
                 time.sleep(RETRY_SECONDS)
             else:  # open: nothing moves before the next block
-                wait = min(deadline - time.monotonic(), TIP_WAIT_SECONDS, self.cli.client.timeout / 2)
-                self.cli.client.call("waitfornewblock", max(1, round(wait * 1000)), tip)
+                tip = client.wait_for_block(tip, deadline - time.monotonic())
 
     def do_watch(self, j: argparse.Namespace) -> None:
         """Settle the wallet's claimed jobs round after round. A claim is done with once an

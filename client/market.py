@@ -318,6 +318,13 @@ class MarketClient:
             out[job_id] = answer
         return out
 
+    def wait_for_block(self, tip: str, seconds: float) -> str:
+        """The best block's hash once it is another than ``tip``, or after ``seconds`` (at most
+        ``TIP_WAIT_SECONDS``, and well inside the RPC client's timeout), held on the node
+        (``waitfornewblock``)."""
+        seconds = min(seconds, TIP_WAIT_SECONDS, self.rpc.timeout / 2)
+        return self.rpc.call("waitfornewblock", max(1, round(seconds * 1000)), tip)["hash"]
+
     # --- settling -----------------------------------------------------------------------------
     def check(self, job_id: str, a: np.ndarray | None = None,
               b: np.ndarray | None = None) -> tuple[dict[str, Any], Verdict, np.ndarray | None]:
@@ -417,9 +424,8 @@ class MarketClient:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise MarketClientError(f"timed out: {len(done)} of {len(job_ids)} jobs settled")
-                # nothing to try again: wait for the next block, well inside the RPC client's timeout
-                wait = min(left, poll if claimed else min(TIP_WAIT_SECONDS, self.rpc.timeout / 2))
-                best = self.rpc.call("waitfornewblock", max(1, round(wait * 1000)), tip)["hash"]
+                # a claim to try again: again after a poll at the latest; else nothing moves before a block
+                best = self.wait_for_block(tip, min(left, poll) if claimed else left)
 
     def _settled_product(self, job_id: str, job: dict[str, Any], verified: np.ndarray | None) -> np.ndarray:
         """The C of a settled job: the one verified here, else fetched and checked against its claim

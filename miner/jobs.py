@@ -188,9 +188,10 @@ class JobTaker:
         except RpcClientError:
             return
         for (job_id, work), job, tx in zip(claims, answers[::2], answers[1::2]):
-            mined = self._result_mined(tx)
-            if isinstance(job, RpcError) or isinstance(mined, RpcError):
+            dropped = isinstance(tx, RpcError) and tx.code == RpcCode.INVALID_ADDRESS_OR_KEY  # no such tx
+            if isinstance(job, RpcError) or (isinstance(tx, RpcError) and not dropped):
                 continue
+            mined = None if dropped else tx["confirmations"] > 0  # None: nothing was bonded
             mine = job.get("claim") == (work.claim or b"").hex()
             if mined is None:  # the result tx was dropped: nothing was bonded
                 self.say(f"job {job_id.hex()[:16]}…: our result tx was dropped")
@@ -209,11 +210,3 @@ class JobTaker:
                 self.stats.lost += 1
                 self.say(f"job {job_id.hex()[:16]}…: our claim is gone ({job['status']}), bond lost")
             del self.claimed[job_id]
-
-    @staticmethod
-    def _result_mined(tx: dict[str, Any] | RpcError) -> bool | RpcError | None:
-        """From ``gettransaction``'s answer for a JOB_RESULT: True once it is in the best chain,
-        False while pooled, None if dropped (no such tx); another error as it came."""
-        if isinstance(tx, RpcError):
-            return None if tx.code == RpcCode.INVALID_ADDRESS_OR_KEY else tx
-        return tx["confirmations"] > 0

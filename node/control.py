@@ -15,6 +15,7 @@ class NodeControl:
         self.started_at = time.time()
         self._stop = asyncio.Event()
         self._tip_changed = asyncio.Event()
+        self._chain = chain.chain
         chain.subscribe(lambda event: self._tip_changed.set())  # on the loop
 
     def uptime(self) -> int:
@@ -31,13 +32,18 @@ class NodeControl:
         await self._stop.wait()
         self._tip_changed.set()  # release long-polling calls
 
-    async def wait_for_tip_change(self, timeout: float | None) -> None:
-        """Wait for a new tip (long-poll; ``timeout`` None: no limit); returns at once when the
-        node is shutting down."""
-        if self.stopping():
-            return
-        self._tip_changed.clear()
-        try:
-            await asyncio.wait_for(self._tip_changed.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+    async def wait_for_new_tip(self, start: bytes, timeout: float | None) -> None:
+        """Wait until the best block is another than ``start`` or ``timeout`` seconds pass (None:
+        no limit); returns at once when the node is shutting down. The tip is looked at again
+        before each wait, so a block between two waits is not missed."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self._chain.tip.hash == start and not self.stopping():
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return
+            self._tip_changed.clear()
+            try:
+                await asyncio.wait_for(self._tip_changed.wait(), left)
+            except asyncio.TimeoutError:
+                return

@@ -172,13 +172,7 @@ class RpcMethods:
         if timeout < 0:
             raise RpcError(RpcCode.INVALID_PARAMETER, "timeout must be 0 (no limit) or milliseconds")
         start = self.chain.tip.hash if current_tip is None else parse_hash(current_tip, "current_tip")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout / 1000 if timeout else None
-        while self.chain.tip.hash == start and not self.control.stopping():
-            left = None if deadline is None else deadline - loop.time()
-            if left is not None and left <= 0:
-                break
-            await self.control.wait_for_tip_change(left)
+        await self.control.wait_for_new_tip(start, timeout / 1000 if timeout else None)
         tip = self.chain.tip
         return {"hash": tip.hash.hex(), "height": tip.height}
 
@@ -268,8 +262,8 @@ class RpcMethods:
         if longpollid is not None:
             if not isinstance(longpollid, str):
                 raise RpcError(RpcCode.INVALID_PARAMETER, "longpollid must be a string")
-            if longpollid == self.chain.tip.hash.hex():
-                await self.control.wait_for_tip_change(LONGPOLL_SECONDS)
+            if longpollid == self.chain.tip.hash.hex():  # another one (stale, or not a hash): at once
+                await self.control.wait_for_new_tip(self.chain.tip.hash, LONGPOLL_SECONDS)
         return new_template(self.chain, self.mempool, int(time.time())).to_json()
 
     async def submitblock(self, hexdata: str) -> str | None:

@@ -249,7 +249,7 @@ class Feeder:
             with self._lock:  # and those posted since
                 claimed = [c for c in claimed if c[1] in self.pending]
                 self.waiting = open_jobs + sum(job_id not in looked_at for job_id in self.pending)
-            best = self.client.rpc.call("waitfornewblock", 200, tip)["hash"]  # the next block, or 0.2 s
+            best = self.client.wait_for_block(tip, 0.2)
 
     def settle(self, job_id: str, a: np.ndarray, b: np.ndarray) -> None:
         start = time.perf_counter()
