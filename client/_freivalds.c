@@ -1,16 +1,17 @@
-/* Exact limb products for Freivalds' check (client/verify.py, PROTOCOL §6).
+/* Exact products modulo p = 2^61 − 1 for Freivalds' check (client/verify.py, PROTOCOL §6).
  *
- * out[i][l] = Σ_j M[i][j] · X[l][j] (int64) for an int8 or int32 matrix M (rows × cols, C order)
- * and limb columns X (L × cols, float64 holding integers), summed in float64 FMAs whose every
- * partial sum is an integer float64 holds exactly, in whatever order the lanes add up:
- * - the AVX2 path sums each lane in segments of at most ``flush`` terms, each term below 2^51 /
- *   flush, and adds the segments up in int64 (see MAGIC);
- * - the AVX-512 path sums whole rows: Σ_j |M[i][j]| · X[l][j] < 2^53 (``flush`` 0), and L is a
- *   multiple of 4.
+ * out[i][r] = Σ_j M[i][j] · xs[j][r] mod p for an int8 or int32 matrix M (rows × cols, C order)
+ * and R columns xs (cols × R, values below p).  xs is split into ``count`` limbs of ``width`` bits,
+ * or signed 16-bit digits, each limb column summed exactly, and the sums recombined modulo p:
+ * - "segments" (AVX2): float64 FMAs, each lane summing segments of at most ``flush`` terms, each
+ *   term below 2^51 / flush, the segments added up in int64 (see MAGIC);
+ * - "whole" (AVX-512): float64 FMAs over whole rows, Σ_j |M[i][j]| · X[l][j] < 2^53 (``flush`` 0);
+ * - "digits" (AVX2, int8 M): vpmaddwd of the entries by signed 16-bit digits, int32 lanes widened
+ *   to int64 every DIGIT_SEGMENT blocks.
  * The caller sizes the limbs for its path and for ``bound``; a row with an entry beyond ``bound``
- * is marked in ``wild`` (its sums mean nothing).  The entries are widened to float64 in
- * registers, so the matrix is never copied.  Without AVX2 the module offers no path and
- * verify.py uses numpy's float64 GEMM.
+ * is marked in ``wild`` (its value means nothing).  The entries are widened in registers, so the
+ * matrix is never copied.  Without AVX2 the module offers no path and verify.py uses numpy's
+ * float64 GEMM.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -24,7 +25,8 @@
 #include <immintrin.h>
 #endif
 
-#define LIMBS 4 /* the AVX-512 path's limb columns a pass: the caller pads L to a multiple of this */
+#define LIMBS 4 /* the AVX-512 path's limb columns a pass: L is padded to a multiple of this */
+#define DIGITS 4 /* the digit path's balanced 16-bit digits of a value below p */
 
 typedef struct {
     const uint8_t *m;
@@ -32,12 +34,14 @@ typedef struct {
     int itemsize;     /* 1: int8, 4: int32 */
     const double *xt; /* L × cols */
     const double *xi; /* the AVX2 path: xt interleaved (see interleave) */
+    const int16_t *dg; /* the digit path: [block of 16 columns][L][16] signed digits, zero past cols */
     Py_ssize_t L;
     Py_ssize_t flush; /* the AVX2 path: terms a lane sums between flushes (≥ 1); AVX-512: 0 */
     int64_t bound;
     int64_t *out;     /* rows × L */
     uint8_t *wild;    /* rows */
 } task_t;
+
 
 /* A whole row's float64 sum as the integer it is (exact below 2^53 in magnitude); a wild row's
  * sum may be anything, and is dropped by the caller: it only must not be undefined. */
@@ -249,29 +253,126 @@ static int has_avx2(void) {
     if ((lo & 0x6) != 0x6) return 0;
     return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 5));
 }
+
+/* The digit path (AVX2, int8 matrices): the limb columns are signed 16-bit digits (``dg``:
+ * [block of 16 columns][L][16] int16, zero past cols), and vpmaddwd multiplies 16 entries by 16
+ * digits and adds them in pairs, |e·d + e'·d'| ≤ 2 · 128 · 2^15 = 2^23, into int32 lanes.  A
+ * lane adds DIGIT_SEGMENT pairs (≤ 2^30) before it is widened into the int64 totals, so every
+ * sum is exact in integers: 16 terms an instruction, where a float64 FMA takes 4. */
+#define DIGIT_PASS 4      /* digit columns a pass: 2 rows × 4 accumulators + 2 entry vectors + a digit vector */
+#define DIGIT_SEGMENT 128 /* 16-column blocks an int32 lane adds up before it is widened */
+
+/* 16 entries of a row (int8) sign-extended to int16. */
+__attribute__((target("avx2"), always_inline)) static inline __m256i load16(const int8_t *p) {
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p));
+}
+
+/* Blocks [b0, b1) of 2 rows against LC digit columns (``dg``: the pass's first column of block 0,
+ * blocks ``L`` columns apart), added into ``total`` ([2][DIGIT_PASS] × 4 int64 lanes); ``tail``:
+ * the rows' last cols % 16 entries, zero-padded.  With TRACK, the rows' least and largest entries. */
+__attribute__((target("avx2"), always_inline)) static inline void
+digit_segment(const int8_t *const *row, const int8_t (*tail)[16], const int16_t *dg, Py_ssize_t L, Py_ssize_t b0,
+              Py_ssize_t b1, Py_ssize_t full, const int LC, const int TRACK, __m256i *lo, __m256i *hi,
+              __m256i (*total)[DIGIT_PASS]) {
+    __m256i acc[2][DIGIT_PASS];
+    for (int r = 0; r < 2; r++)
+        for (int l = 0; l < LC; l++) acc[r][l] = _mm256_setzero_si256();
+    for (Py_ssize_t b = b0; b < b1; b++) {
+        const __m256i e0 = load16(b < full ? row[0] + b * 16 : tail[0]);
+        const __m256i e1 = load16(b < full ? row[1] + b * 16 : tail[1]);
+        if (TRACK) {
+            lo[0] = _mm256_min_epi16(lo[0], e0), hi[0] = _mm256_max_epi16(hi[0], e0);
+            lo[1] = _mm256_min_epi16(lo[1], e1), hi[1] = _mm256_max_epi16(hi[1], e1);
+        }
+        const int16_t *d = dg + b * L * 16;
+        for (int l = 0; l < LC; l++) {
+            const __m256i dv = _mm256_loadu_si256((const __m256i *)(d + l * 16));
+            acc[0][l] = _mm256_add_epi32(acc[0][l], _mm256_madd_epi16(e0, dv));
+            acc[1][l] = _mm256_add_epi32(acc[1][l], _mm256_madd_epi16(e1, dv));
+        }
+    }
+    for (int r = 0; r < 2; r++)
+        for (int l = 0; l < LC; l++) {
+            const __m256i wide = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc[r][l])),
+                                                  _mm256_cvtepi32_epi64(_mm256_extracti128_si256(acc[r][l], 1)));
+            total[r][l] = _mm256_add_epi64(total[r][l], wide);
+        }
+}
+
+/* Rows [r0, r1) of an int8 matrix, 2 at a time, DIGIT_PASS digit columns a pass (the pair's
+ * rows stay in L1 between passes). */
+__attribute__((target("avx2"))) static void digits_avx2(const task_t *t, Py_ssize_t r0, Py_ssize_t r1) {
+    const Py_ssize_t full = t->cols / 16, blocks = (t->cols + 15) / 16, L = t->L;
+    for (Py_ssize_t i = r0; i < r1; i += 2) {
+        const int8_t *row[2] = {(const int8_t *)row_at(t, i), (const int8_t *)row_at(t, i + 1 < r1 ? i + 1 : i)}; /* a short pair repeats row i */
+        int8_t tail[2][16] = {{0}};
+        for (int r = 0; r < 2; r++) memcpy(tail[r], row[r] + full * 16, (size_t)(t->cols % 16));
+        __m256i lo[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, hi[2] = {lo[0], lo[0]};
+        for (Py_ssize_t l0 = 0; l0 < L; l0 += DIGIT_PASS) {
+            const int LC = L - l0 < DIGIT_PASS ? (int)(L - l0) : DIGIT_PASS;
+            __m256i total[2][DIGIT_PASS];
+            for (int r = 0; r < 2; r++)
+                for (int l = 0; l < DIGIT_PASS; l++) total[r][l] = _mm256_setzero_si256();
+            for (Py_ssize_t b0 = 0; b0 < blocks; b0 += DIGIT_SEGMENT) {
+                const Py_ssize_t b1 = blocks - b0 > DIGIT_SEGMENT ? b0 + DIGIT_SEGMENT : blocks;
+#define SEGMENT(LC_, TRACK_) digit_segment(row, tail, t->dg + l0 * 16, L, b0, b1, full, LC_, TRACK_, lo, hi, total)
+#define BY_TRACK(LC_) (l0 == 0 ? SEGMENT(LC_, 1) : SEGMENT(LC_, 0))
+                switch (LC) {
+                case 1: BY_TRACK(1); break;
+                case 2: BY_TRACK(2); break;
+                case 3: BY_TRACK(3); break;
+                default: BY_TRACK(4); break;
+                }
+#undef BY_TRACK
+#undef SEGMENT
+            }
+            for (int r = 0; r < 2 && i + r < r1; r++)
+                for (int l = 0; l < LC; l++) {
+                    int64_t q[4];
+                    _mm256_storeu_si256((__m256i *)q, total[r][l]);
+                    t->out[(i + r) * L + l0 + l] = q[0] + q[1] + q[2] + q[3];
+                }
+        }
+        for (int r = 0; r < 2 && i + r < r1; r++) {
+            int16_t a[16], b[16];
+            _mm256_storeu_si256((__m256i *)a, lo[r]);
+            _mm256_storeu_si256((__m256i *)b, hi[r]);
+            int wild = 0;
+            for (int q = 0; q < 16; q++) wild |= a[q] < -t->bound || b[q] > t->bound;
+            t->wild[i + r] = (uint8_t)wild;
+        }
+    }
+}
 #endif
 
 typedef void (*products_fn)(const task_t *, Py_ssize_t, Py_ssize_t);
 
 typedef struct {
     const char *name;
-    int segmented; /* sums in segments of ``flush`` terms (AVX2) rather than whole rows */
+    const char *kind; /* "whole", "segments" or "digits" (see the top of this file) */
+    products_fn fn;
 } path_t;
 
-static const path_t PATHS[] = {{"avx512", 0}, {"avx2", 1}}; /* fastest first */
-
-static products_fn path_fn(const char *name) {
 #ifdef FREIVALDS_X86
-    if (!strcmp(name, "avx512") && has_avx512()) return products_avx512;
-    if (!strcmp(name, "avx2") && has_avx2()) return products_avx2;
+static const path_t PATHS[] = {{"avx512", "whole", products_avx512},
+                               {"avx2-digits", "digits", digits_avx2},
+                               {"avx2", "segments", products_avx2}}; /* fastest first */
+#else
+static const path_t PATHS[] = {{"none", "none", NULL}};
 #endif
-    (void)name;
-    return NULL;
+
+static int available(const path_t *path) {
+#ifdef FREIVALDS_X86
+    if (!strcmp(path->name, "avx512")) return has_avx512();
+    if (!strncmp(path->name, "avx2", 4)) return has_avx2();
+#endif
+    (void)path;
+    return 0;
 }
 
 static const path_t *path_named(const char *name) {
     for (size_t i = 0; i < sizeof PATHS / sizeof *PATHS; i++)
-        if (!strcmp(PATHS[i].name, name) && path_fn(name)) return &PATHS[i];
+        if (!strcmp(PATHS[i].name, name) && available(&PATHS[i])) return &PATHS[i];
     return NULL;
 }
 
@@ -279,54 +380,137 @@ static PyObject *py_paths(PyObject *self, PyObject *unused) {
     (void)self, (void)unused;
     PyObject *out = PyDict_New();
     for (size_t i = 0; out && i < sizeof PATHS / sizeof *PATHS; i++) {
-        if (!path_fn(PATHS[i].name)) continue;
-        if (PyDict_SetItemString(out, PATHS[i].name, PATHS[i].segmented ? Py_True : Py_False) < 0) Py_CLEAR(out);
+        if (!available(&PATHS[i])) continue;
+        PyObject *kind = PyUnicode_FromString(PATHS[i].kind);
+        if (!kind || PyDict_SetItemString(out, PATHS[i].name, kind) < 0) Py_CLEAR(out);
+        Py_XDECREF(kind);
     }
     return out;
 }
 
+#define P61 ((UINT64_C(1) << 61) - 1)
+
+/* Any u64 modulo p. */
+static inline uint64_t fold(uint64_t a) {
+    a = (a & P61) + (a >> 61);
+    return a >= P61 ? a - P61 : a;
+}
+
+static inline uint64_t mod_p(int64_t s) {
+    const uint64_t m = fold(s < 0 ? 0 - (uint64_t)s : (uint64_t)s);
+    return s < 0 && m ? P61 - m : m;
+}
+
+/* a · 2^s mod p for a < p: a rotation of 61 bits, p being a Mersenne prime. */
+static inline uint64_t times_pow2(uint64_t a, unsigned s) {
+    s %= 61;
+    return s ? fold(((a << s) & P61) | (a >> (61 - s))) : a;
+}
+
+/* xs (cols × R) split into ``count`` limbs of ``width`` bits as float64: column i·R + r of the
+ * L × cols result (L ≥ count · R, the rest zero) holds limb i of round r.  NULL when out of memory. */
+static double *float_limbs(const uint64_t *xs, Py_ssize_t cols, Py_ssize_t R, int width, Py_ssize_t count,
+                           Py_ssize_t L) {
+    double *xt = calloc((size_t)(L * cols) + 1, sizeof(double));
+    if (!xt) return NULL;
+    const uint64_t mask = (UINT64_C(1) << width) - 1;
+    for (Py_ssize_t i = 0; i < count; i++)
+        for (Py_ssize_t r = 0; r < R; r++)
+            for (Py_ssize_t j = 0; j < cols; j++)
+                xt[(i * R + r) * cols + j] = (double)((xs[j * R + r] >> (width * i)) & mask);
+    return xt;
+}
+
+/* xs (cols × R, below p) as DIGITS balanced digits each, x = Σ_i d_i · 2^(16·i) with d_i in
+ * [−2^15, 2^15) (x < 2^61 leaves the last below 2^14): digit i of round r in column i·R + r, laid
+ * out [block of 16 columns][L][16], zero past cols.  NULL when out of memory. */
+static int16_t *digit_limbs(const uint64_t *xs, Py_ssize_t cols, Py_ssize_t R) {
+    const Py_ssize_t blocks = (cols + 15) / 16, L = DIGITS * R;
+    int16_t *dg = calloc((size_t)(blocks * L * 16) + 1, sizeof(int16_t));
+    if (!dg) return NULL;
+    for (Py_ssize_t j = 0; j < cols; j++)
+        for (Py_ssize_t r = 0; r < R; r++) {
+            int64_t x = (int64_t)xs[j * R + r];
+            for (Py_ssize_t i = 0; i < DIGITS; i++) {
+                const int64_t d = ((x + 32768) & 0xFFFF) - 32768;
+                dg[(j / 16) * L * 16 + (i * R + r) * 16 + j % 16] = (int16_t)d;
+                x = (x - d) / 65536;
+            }
+        }
+    return dg;
+}
+
+/* out[i][r] = Σ_l sums[i][l · R + r] · 2^(width · l) mod p, over ``count`` limbs (sums: rows × L). */
+static void combine(const int64_t *sums, Py_ssize_t rows, Py_ssize_t L, Py_ssize_t R, Py_ssize_t count, int width,
+                    uint64_t *out) {
+    for (Py_ssize_t i = 0; i < rows; i++)
+        for (Py_ssize_t r = 0; r < R; r++) {
+            uint64_t v = 0;
+            for (Py_ssize_t l = 0; l < count; l++)
+                v = fold(v + times_pow2(mod_p(sums[i * L + l * R + r]), (unsigned)(width * l) % 61));
+            out[i * R + r] = v;
+        }
+}
+
 static PyObject *py_products(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
-    static char *kwlist[] = {"matrix", "rows", "cols", "itemsize", "limbs", "count", "flush", "bound", "out",
+    static char *kwlist[] = {"matrix", "rows", "cols", "itemsize", "xs", "rounds", "width", "flush", "bound", "out",
                              "wild", "path", NULL};
     Py_buffer mb, xb, ob, wb;
     task_t t = {0};
+    Py_ssize_t R;
+    int width;
     long long bound;
     const char *name;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*nniy*nnLw*w*s", kwlist, &mb, &t.rows, &t.cols, &t.itemsize, &xb,
-                                     &t.L, &t.flush, &bound, &ob, &wb, &name))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*nniy*ninLw*w*s", kwlist, &mb, &t.rows, &t.cols, &t.itemsize, &xb,
+                                     &R, &width, &t.flush, &bound, &ob, &wb, &name))
         return NULL;
     const char *problem = NULL;
     const path_t *path = path_named(name);
+    const int digits = path && !strcmp(path->kind, "digits"), segmented = path && !strcmp(path->kind, "segments");
+    const Py_ssize_t count = width > 0 ? (61 + width - 1) / width : 0;
     if (!path) problem = "this path is not available on this CPU";
-    else if (t.rows < 0 || t.cols < 0 || t.L < 0 || (t.itemsize != 1 && t.itemsize != 4)) problem = "bad dimensions";
-    else if (path->segmented ? t.flush < 1 : t.flush != 0 || t.L % LIMBS)
-        problem = path->segmented ? "this path needs flush >= 1" : "this path sums whole rows (flush 0) of 4n limbs";
-    else if (t.cols > 0 && (size_t)t.rows > (size_t)PY_SSIZE_T_MAX / (size_t)t.cols / 8)
-        problem = "matrix too large";
-    else if (t.cols > 0 && (size_t)t.L > (size_t)PY_SSIZE_T_MAX / 8 / ((size_t)t.cols + 4)) problem = "too many limbs";
+    else if (t.rows < 0 || t.cols < 0 || R < 0 || (t.itemsize != 1 && t.itemsize != 4)) problem = "bad dimensions";
+    else if (digits ? width != 16 || t.itemsize != 1 : width < 1 || width > 61)
+        problem = digits ? "this path takes int8 matrices and digits of 16 bits" : "limbs are 1 to 61 bits wide";
+    else if (segmented ? t.flush < 1 : t.flush != 0)
+        problem = segmented ? "this path needs flush >= 1" : "this path sums without segments (flush 0)";
+    else if (R > 1024) problem = "too many rounds";
+    else if (t.cols > 0 && (size_t)t.rows > (size_t)PY_SSIZE_T_MAX / (size_t)t.cols / 8) problem = "matrix too large";
+    else if (t.cols > (Py_ssize_t)1 << 40) problem = "too many columns";
     else if (mb.len != t.rows * t.cols * t.itemsize) problem = "the matrix buffer does not match its shape";
-    else if (xb.len != t.L * t.cols * (Py_ssize_t)sizeof(double)) problem = "the limb buffer does not match";
-    else if (ob.len != t.rows * t.L * (Py_ssize_t)sizeof(int64_t)) problem = "the output buffer does not match";
+    else if (xb.len != t.cols * R * (Py_ssize_t)sizeof(uint64_t)) problem = "the xs buffer does not match";
+    else if (ob.len != t.rows * R * (Py_ssize_t)sizeof(uint64_t)) problem = "the output buffer does not match";
     else if (wb.len != t.rows) problem = "the wild buffer does not match";
-    else if (bound < 0 || bound > INT32_MAX) problem = "bound out of range";
+    else if (bound < 0 || bound > (digits ? 127 : INT32_MAX)) problem = "bound out of range";
+    const uint64_t *xs = xb.buf;
+    for (Py_ssize_t j = 0; !problem && j < t.cols * R; j++)
+        if (xs[j] >= P61) problem = "xs holds a value not below p";
+    int oom = 0;
     if (!problem) {
-        t.m = mb.buf, t.xt = xb.buf, t.out = ob.buf, t.wild = wb.buf, t.bound = bound;
-        double *xi = NULL;
-        products_fn fn = path_fn(name);
+        t.m = mb.buf, t.wild = wb.buf, t.bound = bound;
+        t.L = digits ? DIGITS * R : segmented ? count * R : (count * R + LIMBS - 1) / LIMBS * LIMBS;
+        double *xt = NULL, *xi = NULL;
+        int16_t *dg = NULL;
+        int64_t *sums = NULL;
         Py_BEGIN_ALLOW_THREADS
+        sums = malloc((size_t)(t.rows * t.L) * sizeof(int64_t) + 1);
+        if (digits) t.dg = dg = digit_limbs(xs, t.cols, R);
+        else t.xt = xt = float_limbs(xs, t.cols, R, width, count, t.L);
 #ifdef FREIVALDS_X86
-        if (path->segmented) t.xi = xi = interleave(t.xt, t.L, t.cols);
+        if (segmented && xt) t.xi = xi = interleave(xt, t.L, t.cols);
 #endif
-        if (!path->segmented || xi) fn(&t, 0, t.rows);
-        Py_END_ALLOW_THREADS
-        free(xi);
-        if (path->segmented && !xi) {
-            PyBuffer_Release(&mb), PyBuffer_Release(&xb), PyBuffer_Release(&ob), PyBuffer_Release(&wb);
-            return PyErr_NoMemory();
+        oom = !sums || (digits ? !dg : !xt || (segmented && !xi));
+        if (!oom) {
+            t.out = sums;
+            path->fn(&t, 0, t.rows);
+            combine(sums, t.rows, t.L, R, digits ? DIGITS : count, width, ob.buf);
         }
+        Py_END_ALLOW_THREADS
+        free(xt), free(xi), free(dg), free(sums);
     }
     PyBuffer_Release(&mb), PyBuffer_Release(&xb), PyBuffer_Release(&ob), PyBuffer_Release(&wb);
+    if (oom) return PyErr_NoMemory();
     if (problem) {
         PyErr_SetString(PyExc_ValueError, problem);
         return NULL;
@@ -336,12 +520,14 @@ static PyObject *py_products(PyObject *self, PyObject *args, PyObject *kw) {
 
 static PyMethodDef methods[] = {
     {"paths", py_paths, METH_NOARGS,
-     "The SIMD paths this CPU runs, fastest first: {name: whether it sums in segments (flush >= 1)}."},
+     "The SIMD paths this CPU runs, fastest first: {name: kind}, kind 'whole' (flush 0), 'segments' "
+     "(flush >= 1) or 'digits' (int8 matrices, width 16, flush 0)."},
     {"products", (PyCFunction)(void (*)(void))py_products, METH_VARARGS | METH_KEYWORDS,
-     "products(matrix, rows, cols, itemsize, limbs, count, flush, bound, out, wild, path): exact limb sums."},
+     "products(matrix, rows, cols, itemsize, xs, rounds, width, flush, bound, out, wild, path): "
+     "matrix · xs mod 2^61 - 1 into out (rows × rounds, u64), exactly; rows beyond bound marked in wild."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "client._freivalds",
-                                    "Exact limb products for Freivalds' check (PROTOCOL §6).", -1, methods};
+                                    "Exact products modulo 2^61 - 1 for Freivalds' check (PROTOCOL §6).", -1, methods};
 
 PyMODINIT_FUNC PyInit__freivalds(void) { return PyModule_Create(&module); }

@@ -6,17 +6,17 @@ A wrong C (C ≠ A·B) passes one round with probability at most 1/p: a nonzero 
 of C − A·B (entries |d| < 2^32 < p, so nonzero mod p) is orthogonal to a uniform x
 mod p with probability 1/p. ``rounds`` rounds: at most p^−rounds.
 
-The products are exact float64 sums: X is split into w-bit limbs, all rounds × limbs form
-one skinny matrix so each operand is read once, and the limbs are recombined modulo p in
-integers. Every partial sum must be an integer float64 holds exactly, in whatever order it
-is added up:
-- whole rows (numpy's float64 GEMM on blocks of rows converted a cache-sized block at a
-  time, or the C extension's AVX-512 path): ``bound · length · (2^w − 1) < 2^53``;
-- the C extension's AVX2 path sums in segments of at most ``flush`` terms a lane, each
-  segment below 2^51, and adds the segments in int64, so its limbs are wider: 3 limbs
-  of 21 bits for a C with k ≤ 8192, where whole rows of 4096 take 4 or 5.
-The C extension ``client._freivalds`` widens the entries to float64 in registers; its
-products are split by rows over ``THREADS`` threads (each call frees the interpreter).
+The products are exact: X is split into limbs, each limb column summed exactly, and the limbs
+recombined modulo p. The C extension ``client._freivalds`` does all three in one call (the
+entries widened in registers, rows split over ``THREADS`` threads, each call freeing the
+interpreter):
+- int8 A and B on AVX2: balanced 16-bit digits (four a value), multiplied 16 at a time by
+  vpmaddwd into int32 lanes that are widened to int64 before they could overflow;
+- whole rows (the AVX-512 path, and numpy's float64 GEMM on blocks of rows converted a
+  cache-sized block at a time): float64 sums with ``bound · length · (2^w − 1) < 2^53``;
+- the AVX2 float64 path (an int32 C) sums in segments of at most ``flush`` terms a lane, each
+  segment below 2^51, and adds the segments in int64, so its limbs are wider: 3 limbs of 21
+  bits for a C with k ≤ 8192, where whole rows of 4096 take 4 or 5.
 """
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ _EXACT = 1 << 53  # float64 holds every integer of magnitude up to this exactly
 _SEGMENT = 1 << 51  # a segment's sum v stays exact, and linear in its bits, as 1.5·2^52 + v
 _INT64 = 1 << 63
 _BLOCK_ENTRIES = 1 << 16  # rows converted to float64 per GEMM call: 512 KiB, stays in cache
-_WHOLE_ROW_LIMBS = 4  # the C extension's whole-row path sums limb columns four at a time
 _INT32_MAX = (1 << 31) - 1
+_DIGIT_BITS = 16  # the digit path's limbs: balanced 16-bit digits, so an int8 entry times two of them fits int32
 THREADS = max(1, min(4, os.cpu_count() or 1))  # the C products' threads: the check is bound by memory
 _MIN_ROWS_A_THREAD = 64
 _pool: ThreadPoolExecutor | None = None
@@ -90,37 +90,33 @@ def mat_mod(m: np.ndarray, xs: np.ndarray, bound: int, path: str | None = None) 
     """``m · xs mod p`` (u64) exactly, for an integer matrix m (r×c) with |entries| ≤ ``bound``
     and xs (c×R) of values below p (u64); and the rows of m with an entry beyond ``bound``
     (checked while summing: their values are meaningless). ``path``: one of
-    ``products_paths()`` or "numpy"; by default the fastest that takes m."""
-    rows, cols = m.shape
+    ``products_paths(m.dtype)`` or "numpy"; by default the fastest that takes m."""
     path = path or _fast_path(m, bound)
-    segmented = _c_paths().get(path, False)
-    width, flush = segment_plan(bound, cols) if segmented else (limb_width(bound, cols), 0)
-    count = -(-61 // width)
-    mask = np.uint64((1 << width) - 1)
-    limbs = np.concatenate([(xs >> np.uint64(width * i)) & mask for i in range(count)], axis=1).astype(np.float64)
     if path == "numpy":
-        out, wild = _products_numpy(m, limbs, bound)
+        return _mat_mod_numpy(m, xs, bound)
+    kind = _c_paths()[path]
+    if kind == "digits":
+        width, flush = _DIGIT_BITS, 0
     else:
-        out, wild = _products_c(m, limbs, bound, path, flush)
-    parts = (out % P).astype(np.uint64)
-    total = np.zeros((rows, xs.shape[1]), np.uint64)
-    for i in range(count):
-        total = _reduce(total + _shift_mod(parts[:, i * xs.shape[1]:(i + 1) * xs.shape[1]], width * i))
-    return total, wild
+        width, flush = segment_plan(bound, m.shape[1]) if kind == "segments" else (limb_width(bound, m.shape[1]), 0)
+    return _products_c(m, xs, bound, path, width, flush)
 
 
-def products_paths() -> list[str]:
-    """The C paths of the limb products this CPU runs, fastest first (none: numpy's GEMM)."""
-    return list(_c_paths())
+def products_paths(dtype: np.dtype | type = np.int32) -> list[str]:
+    """The C paths of the products this CPU runs for a matrix of ``dtype``, fastest first
+    (none: numpy's GEMM)."""
+    takes_int8 = np.dtype(dtype) == np.int8
+    return [path for path, kind in _c_paths().items() if kind != "digits" or takes_int8]
 
 
-def _c_paths() -> dict[str, bool]:
-    """The C paths, each with whether it sums in segments rather than whole rows."""
+def _c_paths() -> dict[str, str]:
+    """The C paths, each with its kind: "whole" (float64 sums of whole rows), "segments"
+    (float64 sums in segments) or "digits" (int8 entries against 16-bit digits)."""
     return _freivalds.paths() if _freivalds is not None else {}
 
 
 def _fast_path(m: np.ndarray, bound: int) -> str:
-    paths = products_paths()
+    paths = products_paths(m.dtype)
     if not paths or m.dtype not in (np.int8, np.dtype("<i4")) or bound > _INT32_MAX:
         return "numpy"
     return paths[0]
@@ -135,21 +131,20 @@ def _threads() -> ThreadPoolExecutor:
         return _pool
 
 
-def _products_c(m: np.ndarray, limbs: np.ndarray, bound: int, path: str, flush: int) -> tuple[np.ndarray, np.ndarray]:
-    """``m · limbs`` (int64) and the wild rows, by the C extension over ``THREADS`` row ranges:
-    the entries are widened in registers, so m is read once and never copied (unless it is not
-    in C order)."""
+def _products_c(m: np.ndarray, xs: np.ndarray, bound: int, path: str, width: int,
+                flush: int) -> tuple[np.ndarray, np.ndarray]:
+    """``m · xs mod p`` and the wild rows, by the C extension over ``THREADS`` row ranges: the
+    limbs are split, summed and recombined there, and the entries widened in registers, so m is
+    read once and never copied (unless it is not in C order)."""
     rows, cols = m.shape
     m = np.ascontiguousarray(m)
-    columns = limbs.shape[1]
-    padded = columns if flush else -(-columns // _WHOLE_ROW_LIMBS) * _WHOLE_ROW_LIMBS
-    xt = np.zeros((padded, cols), np.float64)
-    xt[:columns] = limbs.T
-    out = np.empty((rows, padded), np.int64)
+    xs = np.ascontiguousarray(xs, np.uint64)
+    rounds = xs.shape[1]
+    out = np.empty((rows, rounds), np.uint64)
     wild = np.zeros(rows, np.uint8)
 
     def run(start: int, stop: int) -> None:
-        _freivalds.products(m[start:stop], stop - start, cols, m.itemsize, xt, padded, flush, bound,
+        _freivalds.products(m[start:stop], stop - start, cols, m.itemsize, xs, rounds, width, flush, bound,
                             out[start:stop], wild[start:stop], path)
 
     parts = max(1, min(THREADS, rows // _MIN_ROWS_A_THREAD))
@@ -159,7 +154,21 @@ def _products_c(m: np.ndarray, limbs: np.ndarray, bound: int, path: str, flush: 
     else:
         for done in [_threads().submit(run, start, stop) for start, stop in zip(edges, edges[1:])]:
             done.result()
-    return out[:, :columns], np.nonzero(wild)[0]
+    return out, np.nonzero(wild)[0]
+
+
+def _mat_mod_numpy(m: np.ndarray, xs: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """``mat_mod`` by numpy's float64 GEMM over limbs of whole-row width, recombined modulo p."""
+    width = limb_width(bound, m.shape[1])
+    count = -(-61 // width)
+    mask = np.uint64((1 << width) - 1)
+    limbs = np.concatenate([(xs >> np.uint64(width * i)) & mask for i in range(count)], axis=1).astype(np.float64)
+    out, wild = _products_numpy(m, limbs, bound)
+    parts = (out % P).astype(np.uint64)
+    total = np.zeros((m.shape[0], xs.shape[1]), np.uint64)
+    for i in range(count):
+        total = _reduce(total + _shift_mod(parts[:, i * xs.shape[1]:(i + 1) * xs.shape[1]], width * i))
+    return total, wild
 
 
 def _products_numpy(m: np.ndarray, limbs: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:

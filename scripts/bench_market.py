@@ -35,6 +35,10 @@ Measured in one run, each with the load average when it was taken:
    job, handing C in, the client settling), per process: what a job costs besides its
    product.
 
+``--verify-against CHECKOUT`` times this checkout's check of the same shapes against another
+built checkout's (``git worktree add``, then ``python setup.py build_ext --inplace`` there),
+each in a process of its own, in turns, and stops.
+
     python scripts/bench_market.py [--sizes 1024,4096] [--latency-jobs 3] [--saturate 4096,8192,4096] [--seconds 120]
                                    [--depth 16] [--lan-rate 0]
 """
@@ -47,6 +51,8 @@ import os
 import queue
 import re
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -168,6 +174,58 @@ def verification_cost(shapes: list[tuple[int, int, int]], threads: int) -> list[
                     f"H_C if it fails {ms(hashing)}, reading A, B, C once {ms(floor)} → verification / compute "
                     f"{ratio[0]:.1%} wall, {ratio[1]:.1%} CPU; that floor / compute {floor[0] / gemm[0]:.1%} wall "
                     f"({load()})")
+        say(rows[-1])
+    return rows
+
+
+_CHECK_WORKER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from client.verify import mismatched_rows
+from consensus.work import int8_product
+m, k, n = map(int, sys.argv[2:5])
+rng = np.random.default_rng(3)
+a, b = rng.integers(-64, 65, size=(m, k), dtype=np.int8), rng.integers(-64, 65, size=(k, n), dtype=np.int8)
+c = int8_product(a, b).astype(np.int32)
+assert not mismatched_rows(a, b, c)
+print("ready", flush=True)
+for _ in sys.stdin:
+    start = time.perf_counter()
+    mismatched_rows(a, b, c)
+    print(time.perf_counter() - start, flush=True)
+"""
+
+
+def verification_against(other: Path, shapes: list[tuple[int, int, int]], rounds: int) -> list[str]:
+    """Rows: m×k×n, Freivalds of this checkout and of the one at ``other`` (its client package and
+    its build) on the same operands, each in a process of its own, taking turns for ``rounds``
+    rounds after one warm-up each: the medians and the median of the rounds' time ratios."""
+    rows = []
+    for m, k, n in shapes:
+        sides = [subprocess.Popen([sys.executable, "-c", _CHECK_WORKER, str(root), str(m), str(k), str(n)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for root in (REPO, other)]
+        try:
+            for side in sides:
+                if side.stdout.readline().strip() != "ready":
+                    raise SystemExit(f"the check of {m}×{k}×{n} did not start")
+
+            def once(side: subprocess.Popen) -> float:
+                side.stdin.write("go\n")
+                side.stdin.flush()
+                return float(side.stdout.readline())
+
+            for side in sides:
+                once(side)
+            times = [[once(side) for side in sides] for _ in range(rounds)]
+        finally:
+            for side in sides:
+                side.stdin.close()
+                side.wait()
+        here, there = (statistics.median(t[i] for t in times) for i in (0, 1))
+        ratio = statistics.median(t[0] / t[1] for t in times)
+        rows.append(f"{m}×{k}×{n}: Freivalds here {here * 1e3:.1f} ms, at {other} {there * 1e3:.1f} ms (medians of "
+                    f"{rounds} turns each) → here / there ×{ratio:.3f}, the median of the turns' ratios ({load()})")
         say(rows[-1])
     return rows
 
@@ -501,6 +559,9 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--depth", type=int, default=16, help="jobs the client keeps waiting for a miner")
     p.add_argument("--verification-only", action="store_true", help="time the check against the compute, then stop")
+    p.add_argument("--verify-against", type=Path, metavar="CHECKOUT",
+                   help="time this checkout's check against another's (built) in turns, then stop")
+    p.add_argument("--rounds", type=int, default=11, help="turns each side takes with --verify-against")
     p.add_argument("--lan-rate", default="0",
                    help="--matrix-rate of the LAN phase, MiB/s per peer (default 0: unlimited)")
     args = p.parse_args()
@@ -509,9 +570,12 @@ def main() -> int:
     r = rank_for(DEV, k)
     if r is None:
         p.error(f"no rank allows k={k} on the dev network")
+    verify_shapes = [(n_, n_, n_) for n_ in map(int, args.verify_sizes.split(","))] + [(m, k, n)]
+    if args.verify_against:
+        print("\n".join(verification_against(args.verify_against.resolve(), verify_shapes, args.rounds)))
+        return 0
     print(f"dev network, {args.threads} threads; verification cost first ({load()})", flush=True)
-    verify_rows = verification_cost([(n_, n_, n_) for n_ in map(int, args.verify_sizes.split(","))] + [(m, k, n)],
-                                    args.threads)
+    verify_rows = verification_cost(verify_shapes, args.threads)
     if args.verification_only:
         print("\n".join(verify_rows))
         return 0

@@ -20,7 +20,10 @@ def exact_mat_mod(m: np.ndarray, xs: np.ndarray) -> list[list[int]]:
             for i in range(m.shape[0])]
 
 
-PATHS = products_paths() + ["numpy"]  # every way this CPU sums the limbs: C paths and numpy's GEMM
+PATHS = products_paths() + ["numpy"]  # every way this CPU sums an int32 matrix's limbs: C paths and numpy's GEMM
+INT8_PATHS = products_paths(np.int8) + ["numpy"]  # and an int8 matrix's (the digit path too)
+LIMITS = [(MAX_K, 64), (MAX_JOB_N, 64), (MAX_JOB_N, 64 * 64 * MAX_K)]
+EXTREME_DIGITS = 0x1000_7FFF_7FFF_8000  # below p; balanced 16-bit digits −2^15, −2^15, −2^15, 0x1001
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -39,7 +42,7 @@ def test_mat_mod_is_exact_on_product_sized_entries(path: str, rows: int, cols: i
     assert values.tolist() == exact_mat_mod(m, xs) and wild.size == 0
 
 
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", INT8_PATHS)
 @settings(max_examples=30, deadline=None)
 @given(st.integers(1, 6), st.integers(1, MAX_JOB_N), st.integers(1, 3), st.sampled_from(["random", "+64", "-64", "±64"]),
        st.integers(0, 2**32))
@@ -54,15 +57,17 @@ def test_mat_mod_is_exact_on_int8_operands(path: str, rows: int, cols: int, roun
     assert values.tolist() == exact_mat_mod(m, xs) and wild.size == 0
 
 
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("length, bound", [(MAX_K, 64), (MAX_JOB_N, 64), (MAX_JOB_N, 64 * 64 * MAX_K)])
+@pytest.mark.parametrize("path, length, bound", [(path, length, bound) for length, bound in LIMITS
+                                                  for path in (INT8_PATHS if bound < 128 else PATHS)])
 def test_mat_mod_is_exact_at_the_protocol_limits(path: str, length: int, bound: int) -> None:
     """The largest sums the client meets: B·x over n ≤ 16384, A·y over k ≤ 8192, C·x with
-    entries up to 64²·8192 over n ≤ 16384; all entries at the extremes, x at p − 1."""
+    entries up to 64²·8192 over n ≤ 16384; all entries at the extremes, x at p − 1 or with
+    every digit but the last at −2^15."""
     m = np.array([[bound] * length, [-bound] * length, [bound, -bound] * (length // 2)],
                  np.int8 if bound < 128 else np.int32)
     xs = np.full((length, 2), P - 1, np.uint64)
     xs[::3, 1] = (1 << 60) + 12345
+    xs[1::3, 1] = EXTREME_DIGITS
     values, wild = mat_mod(m, xs, bound, path)
     assert values.tolist() == exact_mat_mod(m, xs) and wild.size == 0
 
@@ -83,17 +88,19 @@ def test_mat_mod_is_exact_across_segment_ends(path: str, length: int) -> None:
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_mat_mod_splits_rows_over_threads_exactly(threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The C products over 1–3 row ranges give the same sums and wild rows (row 0 and the last
-    row wild, so each end of the split is looked at)."""
-    if not products_paths():
+@pytest.mark.parametrize("dtype, bound", [(np.int32, 1000), (np.int8, 64)])
+def test_mat_mod_splits_rows_over_threads_exactly(threads: int, dtype: type, bound: int,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C products over 1–3 row ranges give the same values and wild rows (row 0 and the last
+    row wild, so each end of the split is looked at), for an int32 and an int8 matrix."""
+    if not products_paths(dtype):
         pytest.skip("the C extension has no path on this CPU: numpy's GEMM is not split by rows")
     monkeypatch.setattr(verify, "THREADS", threads)
     rng = np.random.default_rng(11)
-    m = rng.integers(-1000, 1001, size=(389, 70), dtype=np.int32)
-    m[0, 69], m[388, 0] = 1001, -1001
+    m = rng.integers(-bound, bound + 1, size=(389, 70), dtype=dtype)
+    m[0, 69], m[388, 0] = bound + 1, -bound - 1
     xs = rng.integers(0, P, size=(70, 2), dtype=np.uint64)
-    values, wild = mat_mod(m, xs, 1000)
+    values, wild = mat_mod(m, xs, bound)
     assert wild.tolist() == [0, 388] and values[1:388].tolist() == exact_mat_mod(m[1:388], xs)
 
 
@@ -107,12 +114,23 @@ def test_mat_mod_names_rows_beyond_the_bound_in_every_block(path: str) -> None:
     assert wild.tolist() == [5, 1500, 2999, 3000] and values[7].tolist() == [1000, 1000]
 
 
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", INT8_PATHS)
 def test_mat_mod_names_int8_rows_beyond_the_operand_range(path: str) -> None:
     m = np.full((9, 13), -64, np.int8)
     m[2, 12], m[4, 0], m[8, 5] = 65, -128, 127
     values, wild = mat_mod(m, np.ones((13, 1), np.uint64), 64, path)
     assert wild.tolist() == [2, 4, 8] and values[0].tolist() == [(-64 * 13) % P]
+
+
+@pytest.mark.parametrize("path", INT8_PATHS)
+def test_int8_rows_at_the_type_limits_are_named_and_spare_their_neighbours(path: str) -> None:
+    """Rows of −128 and 127 over n = 16384 against the largest digits, the sums a wild row can
+    reach, are named; the rows beside them in the same group keep their exact values."""
+    m = np.array([[-128] * MAX_JOB_N, [64] * MAX_JOB_N, [127] * MAX_JOB_N, [-64, 64] * (MAX_JOB_N // 2)], np.int8)
+    xs = np.full((MAX_JOB_N, 2), EXTREME_DIGITS, np.uint64)
+    xs[::2, 1] = P - 1
+    values, wild = mat_mod(m, xs, 64, path)
+    assert wild.tolist() == [0, 2] and values[[1, 3]].tolist() == exact_mat_mod(m[[1, 3]], xs)
 
 
 def test_limb_width_keeps_every_partial_sum_exact() -> None:
@@ -138,15 +156,31 @@ def test_a_c_with_k_8192_takes_three_limbs_in_segments() -> None:
     assert -(-61 // limb_width(64 * 64 * 8192, 16384)) == 5  # whole rows would take five
 
 
-def test_the_c_paths_refuse_a_flush_their_sums_cannot_take() -> None:
+def test_the_c_paths_refuse_what_their_sums_cannot_take() -> None:
     _freivalds = pytest.importorskip("client._freivalds", reason="the C extension is built optionally (setup.py)")
-    m, xt = np.zeros((2, 8), np.int32), np.zeros((4, 8), np.float64)
-    out, wild = np.zeros((2, 4), np.int64), np.zeros(2, np.uint8)
-    for path, segmented in _freivalds.paths().items():
+    xs, out, wild = np.zeros((8, 2), np.uint64), np.zeros((2, 2), np.uint64), np.zeros(2, np.uint8)
+
+    def products(m: np.ndarray, width: int, flush: int, path: str, xs: np.ndarray = xs, bound: int = 1) -> None:
+        _freivalds.products(m, 2, 8, m.itemsize, xs, 2, width, flush, bound, out, wild, path)
+
+    int8, int32 = np.zeros((2, 8), np.int8), np.zeros((2, 8), np.int32)
+    for path, kind in _freivalds.paths().items():
         with pytest.raises(ValueError, match="flush"):
-            _freivalds.products(m, 2, 8, 4, xt, 4, 0 if segmented else 16, 1, out, wild, path)
+            products(int8, 16, 0 if kind == "segments" else 16, path)
+        with pytest.raises(ValueError, match="below p"):
+            products(int8, 16, 1 if kind == "segments" else 0, path, np.full((8, 2), P, np.uint64))
+        if kind == "digits":
+            with pytest.raises(ValueError, match="int8"):
+                products(int32, 16, 0, path)
+            with pytest.raises(ValueError, match="int8"):
+                products(int8, 21, 0, path)
+            with pytest.raises(ValueError, match="bound"):
+                products(int8, 16, 0, path, bound=128)
+        else:
+            with pytest.raises(ValueError, match="61 bits"):
+                products(int32, 62, 1 if kind == "segments" else 0, path)
     with pytest.raises(ValueError, match="not available"):
-        _freivalds.products(m, 2, 8, 4, xt, 4, 1, 1, out, wild, "sse9")
+        products(int32, 16, 1, "sse9")
 
 
 def test_random_vectors_are_in_range() -> None:
