@@ -482,7 +482,7 @@ static PyObject *py_products(PyObject *self, PyObject *args, PyObject *kw) {
     else if (xb.len != t.cols * R * (Py_ssize_t)sizeof(uint64_t)) problem = "the xs buffer does not match";
     else if (ob.len != t.rows * R * (Py_ssize_t)sizeof(uint64_t)) problem = "the output buffer does not match";
     else if (wb.len != t.rows) problem = "the wild buffer does not match";
-    else if (bound < 0 || bound > (digits ? 127 : INT32_MAX)) problem = "bound out of range";
+    else if (bound < 0 || bound > INT32_MAX) problem = "bound out of range";
     const uint64_t *xs = xb.buf;
     for (Py_ssize_t j = 0; !problem && j < t.cols * R; j++)
         if (xs[j] >= P61) problem = "xs holds a value not below p";
