@@ -183,8 +183,9 @@ class Miner:
     def _follow_jobs(self) -> None:
         """Keep the next job coming: a background thread follows what was claimed, chooses the
         next open job and fetches its matrices while the loop computes the current one (or
-        mines synthetic matrices); the loop takes it up when it is ready. Without a job ready
-        it asks again every few seconds, and at once after a new block or a product handed in."""
+        mines synthetic matrices); the loop takes it up when it is ready, and the thread goes
+        for the one after it at once. When none was open it asks again every few seconds, and
+        at once after a new block or a product handed in."""
         if self._chooser is None:
             return
         if self._choosing is not None and self._choosing.done():
@@ -195,6 +196,7 @@ class Miner:
             self._choosing = None
         if self.job is None and self._ready is not None:
             self.job, self._ready = self._ready, None
+            self._job_checked = -math.inf  # a job was open, so more may be: fetch the next one meanwhile
         if (self._choosing is None and self._ready is None
                 and time.monotonic() - self._job_checked >= JOB_CHECK_SECONDS):
             self._job_checked = time.monotonic()
