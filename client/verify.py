@@ -149,11 +149,14 @@ def _products_c(m: np.ndarray, xs: np.ndarray, bound: int, path: str, width: int
 
     parts = max(1, min(THREADS, rows // _MIN_ROWS_A_THREAD))
     edges = [rows * i // parts for i in range(parts + 1)]
-    if parts == 1:
+    try:
+        ranges = [_threads().submit(run, start, stop) for start, stop in zip(edges, edges[1:])] if parts > 1 else []
+    except RuntimeError:  # the interpreter is exiting (its pools take no more work): sum in this thread
+        ranges = []
+    if not ranges:
         run(0, rows)
-    else:
-        for done in [_threads().submit(run, start, stop) for start, stop in zip(edges, edges[1:])]:
-            done.result()
+    for done in ranges:
+        done.result()
     return out, np.nonzero(wild)[0]
 
 

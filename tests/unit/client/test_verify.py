@@ -2,6 +2,8 @@
 is always caught (the bound is p^−2 per check)."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -102,6 +104,22 @@ def test_mat_mod_splits_rows_over_threads_exactly(threads: int, dtype: type, bou
     xs = rng.integers(0, P, size=(70, 2), dtype=np.uint64)
     values, wild = mat_mod(m, xs, bound)
     assert wild.tolist() == [0, 388] and values[1:388].tolist() == exact_mat_mod(m[1:388], xs)
+
+
+def test_mat_mod_sums_in_its_own_thread_once_the_pool_is_shut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the interpreter exits its thread pools refuse work (a job stream's thread may
+    still be checking a result then): the product is summed in the calling thread instead."""
+    if not products_paths():
+        pytest.skip("the C extension has no path on this CPU: numpy's GEMM is not split by rows")
+    shut = ThreadPoolExecutor(1)
+    shut.shutdown()
+    monkeypatch.setattr(verify, "THREADS", 2)
+    monkeypatch.setattr(verify, "_threads", lambda: shut)
+    rng = np.random.default_rng(12)
+    m = rng.integers(-64, 65, size=(300, 40), dtype=np.int8)
+    xs = rng.integers(0, P, size=(40, 2), dtype=np.uint64)
+    values, wild = mat_mod(m, xs, 64)
+    assert wild.size == 0 and values.tolist() == exact_mat_mod(m, xs)
 
 
 @pytest.mark.parametrize("path", PATHS)
