@@ -38,7 +38,7 @@ from miner.units import duration, si  # noqa: E402
 
 NETWORK = "dev"
 MATRIX_RATE = 0.0  # the nodes share one host, as on a LAN: matrices move unpaced (pouwd's own default is 8 MiB/s)
-MATRIX_STORE_MB = 8192  # eight fillers keep about 3.5 GB on the miner's and the stream's nodes (pouwd's default: 4096)
+MATRIX_STORE_MB = 8192  # sixteen fillers keep about 3.9 GB on the miner's and the stream's nodes (pouwd's default: 4096)
 WALLET_PASSWORD = "devnet"
 FAUCET_ADDRESS = encode_address("dpw", dev_faucet_key().address)
 RECENT_BLOCKS = 6

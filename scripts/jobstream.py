@@ -36,7 +36,8 @@ from client.rpc import RpcClient, RpcClientError, cookie_auth  # noqa: E402
 
 BATCH = 96  # test rows per inference job (padded to 96 = 3·32)
 FILLER_SHAPE = (4096, 8192, 4096)  # m, k, n of a filler product: one job as large as the client's tiles
-FILLERS = 8  # filler products under way at once: each waits three blocks (post, claim, accept)
+FILLERS = 16  # filler products under way at once: each waits three blocks (post, claim, accept), so
+# with eight the miner was short of jobs a third of the time (docs/market.md, the devnet's job stream)
 SPOT_ROWS = 4  # rows of each filler product checked exactly here
 
 
@@ -122,7 +123,7 @@ def filler(client: MarketClient, progress: Progress, stop: threading.Event, shap
 
 def add_filler_flags(p: argparse.ArgumentParser) -> None:
     """``--fillers`` and ``--filler-shape``: this stream's, and devnet.py's, which passes them on."""
-    p.add_argument("--fillers", type=number_flag(0, 8), default=FILLERS, metavar="0..8",
+    p.add_argument("--fillers", type=number_flag(0, 16), default=FILLERS, metavar="0..16",
                    help="filler products under way at once (default %(default)s; 0: none)")
     p.add_argument("--filler-shape", type=dimensions_flag("M,K,N", MAX_MATRIX_DIM), default=FILLER_SHAPE,
                    metavar="M,K,N", help="the filler products' shape, A M×K times B K×N (default 4096,8192,4096: "

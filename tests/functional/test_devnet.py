@@ -77,9 +77,9 @@ def test_every_child_stops_with_the_devnet(tmp_path, ending) -> None:
         commands = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children]
         nodes = [c for c in commands if b"node.daemon" in c]
         assert len(nodes) == NODES and all(c[c.index(b"--matrix-rate") + 1] == b"0" for c in nodes)  # a LAN's pace
-        assert all(c[c.index(b"--matrix-store-mb") + 1] == b"8192" for c in nodes)  # room for eight fillers
+        assert all(c[c.index(b"--matrix-store-mb") + 1] == b"8192" for c in nodes)  # room for sixteen fillers
         (stream,) = [c for c in commands if any(arg.endswith(b"jobstream.py") for arg in c)]
-        assert stream[stream.index(b"--fillers") + 1] == b"8"
+        assert stream[stream.index(b"--fillers") + 1] == b"16"
         status = [devnet.stdout.readline().rstrip() for _ in range(40)]  # two status tables or more, one a second
         header = [i for i, line in enumerate(status[:-1]) if line.endswith(b"matrices held")]
         assert header, status
