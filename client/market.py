@@ -179,6 +179,9 @@ def verify_result(job: dict[str, Any], a: np.ndarray, b: np.ndarray, c: np.ndarr
 
 
 def pad_to(array: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """``array`` zero-padded to rows×cols, in C order (itself when it already is both)."""
+    if array.shape == (rows, cols):
+        return np.ascontiguousarray(array)
     out = np.zeros((rows, cols), dtype=array.dtype)
     out[:array.shape[0], :array.shape[1]] = array
     return out
@@ -211,6 +214,25 @@ def split_product(a: np.ndarray, b: np.ndarray, network: Network, tile_m: int = 
                 pb = pad_to(b[ks, cols], k_step, pn)
                 pieces.append(Piece(rows, cols, pa, pb))
     return pieces
+
+
+def assemble_product(pieces: Sequence[Piece], products: Sequence[np.ndarray], m: int, n: int) -> np.ndarray:
+    """A·B (int32, m×n) from the pieces of ``split_product`` and each piece's product: placed by
+    tile and cropped, and where k was split, summed in int64 (``MarketClientError`` if the sum
+    does not fit int32).  Without a k-split each tile is one exact int32 product, copied once."""
+    split_k = len({(p.rows.start, p.cols.start) for p in pieces}) < len(pieces)
+    out = np.zeros((m, n), dtype=np.int64 if split_k else np.int32)
+    for p, c in zip(pieces, products):
+        block = c[:p.rows.stop - p.rows.start, :p.cols.stop - p.cols.start]
+        if split_k:
+            out[p.rows, p.cols] += block
+        else:
+            out[p.rows, p.cols] = block
+    if not split_k:
+        return out
+    if out.size and (out.min() < -(2**31) or out.max() >= 2**31):
+        raise MarketClientError("A·B does not fit int32")
+    return out.astype(np.int32)
 
 
 class MarketClient:
@@ -475,10 +497,4 @@ class MarketClient:
             return job_id
 
         results = self.wait(list(by_id), timeout, {p.job_id: (p.a, p.b) for p in pieces}, poll, repost)
-        out = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
-        for p in pieces:
-            c = results[p.job_id]
-            out[p.rows, p.cols] += c[:p.rows.stop - p.rows.start, :p.cols.stop - p.cols.start]
-        if out.size and (out.min() < -(2**31) or out.max() >= 2**31):
-            raise MarketClientError("A·B does not fit int32")
-        return out.astype(np.int32)
+        return assemble_product(pieces, [results[p.job_id] for p in pieces], a.shape[0], b.shape[1])
