@@ -12,6 +12,8 @@ whose reward does not exceed the fee of claiming it.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import sys
 import threading
@@ -31,7 +33,7 @@ from consensus.params import Network
 from . import kernel
 from .jobs import JobLimits, JobTaker
 from .template import mining_shape
-from .worker import Miner, status_line
+from .worker import Miner, status_line, status_record
 
 STATUS_SECONDS = 1.0
 
@@ -76,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="take jobs paying at least COINS per 10^12 multiply-adds (default 0: any job whose "
                         "reward exceeds the fee of claiming it)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
+    p.add_argument("--status-file", type=Path, metavar="PATH",
+                   help="write the status as JSON to PATH (replaced atomically) every second and at the end")
     return p
 
 
@@ -148,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                   jobs=jobs)
     print(f"pouw-miner: {network.name} height {info['blocks']}, shape {shape[0]}x{shape[1]}x{shape[2]} r={shape[3]}, "
           f"kernel {kernel.active_path}, threads {args.threads or kernel.default_threads()}", file=sys.stderr)
-    status = threading.Thread(target=_status_loop, args=(miner, tty, args.quiet), daemon=True)
+    status = threading.Thread(target=_status_loop, args=(miner, tty, args.quiet, args.status_file), daemon=True)
     status.start()
     try:
         miner.run(args.blocks)
@@ -160,12 +164,30 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         miner.stop_event.set()
     print(("\n" if tty else "") + "pouw-miner: stopped; " + status_line(miner.stats, jobs), file=sys.stderr)
+    if args.status_file is not None and (problem := write_status(args.status_file, miner)):
+        print(problem, file=sys.stderr)
     return 0
 
 
-def _status_loop(miner: Miner, tty: bool, quiet: bool) -> None:
-    last = 0.0
+def write_status(path: Path, miner: Miner) -> str | None:
+    """The miner's figures (``status_record``) as JSON, replacing ``path`` atomically; why it could
+    not be written, or None."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps({**status_record(miner.stats, miner.jobs), "time": time.time()}))
+        tmp.replace(path)
+    except OSError as exc:
+        return f"pouw-miner: cannot write the status file: {exc}"
+    return None
+
+
+def _status_loop(miner: Miner, tty: bool, quiet: bool, status_file: Path | None) -> None:
+    last, last_problem = 0.0, -math.inf
     while not miner.stop_event.wait(STATUS_SECONDS):
+        if status_file is not None and (problem := write_status(status_file, miner)) \
+                and time.monotonic() - last_problem >= 60:  # said once a minute at most; mining goes on
+            last_problem = time.monotonic()
+            print(problem, file=sys.stderr, flush=True)
         if quiet:
             continue
         if tty:

@@ -84,6 +84,10 @@ class MinerStats:
     def mac_rate(self) -> float:
         return self._rate(0)
 
+    def useful_share(self) -> float | None:
+        """The share of all MACs so far that were on jobs' matrices (None before the first)."""
+        return self.useful_macs / self.macs if self.macs else None
+
     def tickets_per_second(self) -> float:
         return self._rate(1)
 
@@ -310,6 +314,17 @@ class Miner:
         return delay
 
 
+def status_record(stats: MinerStats, jobs: JobTaker | None = None) -> dict:
+    """The figures of ``status_line`` as JSON-ready values (``pouw-miner --status-file``)."""
+    record = {"mac_rate": stats.mac_rate(), "found": stats.found, "accepted": stats.accepted,
+              "rejected": stats.rejected, "stale": stats.stale,
+              "useful_share": stats.useful_share(), "jobs": None}
+    if jobs is not None:
+        j = jobs.stats
+        record["jobs"] = {"taken": j.taken, "claimed": j.claimed, "paid": j.paid, "reward": j.reward}
+    return record
+
+
 def status_line(stats: MinerStats, jobs: JobTaker | None = None) -> str:
     rejected = f" (last: {stats.last_reject})" if stats.rejected else ""
     line = (f"{si(stats.mac_rate(), 'MAC/s')}  {si(stats.tickets_per_second(), 'tickets/s')}  "
@@ -317,7 +332,6 @@ def status_line(stats: MinerStats, jobs: JobTaker | None = None) -> str:
             f"accepted {stats.accepted}  rejected {stats.rejected}{rejected}  stale {stats.stale}")
     if jobs is not None:
         j = jobs.stats
-        share = stats.useful_macs / stats.macs if stats.macs else 0.0
         line += (f"  jobs taken {j.taken} claimed {j.claimed} paid {j.paid} (+{j.reward / 1e8:g} coins)"
-                 f"  useful {share:.0%}")
+                 f"  useful {stats.useful_share() or 0.0:.0%}")
     return line

@@ -38,11 +38,12 @@ from miner.units import duration, si  # noqa: E402
 
 NETWORK = "dev"
 MATRIX_RATE = 0.0  # the nodes share one host, as on a LAN: matrices move unpaced (pouwd's own default is 8 MiB/s)
-MATRIX_STORE_MB = 8192  # sixteen fillers keep about 3.9 GB on the miner's and the stream's nodes (pouwd's default: 4096)
+MATRIX_STORE_MB = 8192  # sixteen fillers keep 3.9 GB on the miner's and the stream's nodes (pouwd's default: 4096)
 WALLET_PASSWORD = "devnet"
 FAUCET_ADDRESS = encode_address("dpw", dev_faucet_key().address)
 RECENT_BLOCKS = 6
 JOBSTREAM_STATUS = "jobstream.json"
+MINER_STATUS = "miner.json"
 PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -187,9 +188,10 @@ def start_miner(node: DevNode, root: Path, address: str = FAUCET_ADDRESS, jobs: 
     """pouw-miner flat out against ``node`` (ASERT, PROTOCOL §5, brings block times to T), taking jobs
     with ``address``'s key from the node's wallet."""
     args = [sys.executable, "-m", "miner.cli", "--network", NETWORK, "--datadir", str(node.datadir),
-            "--rpc-url", node.url, "--address", address, "--quiet",
+            "--rpc-url", node.url, "--address", address, "--quiet", "--status-file", str(root / MINER_STATUS),
             *([] if jobs else ["--no-jobs"])]
     env = {**os.environ, "POUW_WALLET_PASSWORD": os.environ.get("POUW_WALLET_PASSWORD", WALLET_PASSWORD)}
+    (root / MINER_STATUS).unlink(missing_ok=True)  # a resumed devnet's last run left its figures
     return spawn(args, root / "miner.log", env)
 
 
@@ -224,12 +226,29 @@ def jobs_line(root: Path) -> list[str]:
     return lines
 
 
+def miner_line(root: Path) -> str:
+    """The miner's figures, from its status file (``pouw-miner --status-file``)."""
+    try:
+        s = json.loads((root / MINER_STATUS).read_text())
+    except (OSError, ValueError):
+        return "miner: starting"
+    share, jobs = s.get("useful_share"), s.get("jobs")
+    line = (f"miner  {si(s['mac_rate'], 'MAC/s')}  blocks found {s['found']}  accepted {s['accepted']}  "
+            f"stale {s['stale']}")
+    if jobs is not None:
+        line += (f"  {'—' if share is None else f'{share:.0%}'} of its MACs on jobs  jobs taken {jobs['taken']}  "
+                 f"claimed {jobs['claimed']}  paid {jobs['paid']} (+{jobs['reward'] / 1e8:g} coins)")
+    return line
+
+
 def block_age(seconds: float) -> str:
     """How long ago a block was stamped; a timestamp ahead of this clock says so."""
     return f"{duration(seconds)} ago" if seconds >= 0 else f"{duration(-seconds)} ahead of this clock"
 
 
-def status(nodes: list[DevNode], root: Path | None = None) -> str:
+def status(nodes: list[DevNode], root: Path | None = None, miner_root: Path | None = None) -> str:
+    """The live view: the chain, the miner (its status file under ``miner_root``), the job stream
+    (its status file under ``root``), each node, the recent blocks."""
     lines = []
     first = nodes[0]
     try:
@@ -240,6 +259,8 @@ def status(nodes: list[DevNode], root: Path | None = None) -> str:
         lines.append(f"state root {mining['state_root']}")
     except RpcClientError as exc:
         lines.append(f"node0 unreachable: {exc}")
+    if miner_root is not None:
+        lines.append(miner_line(miner_root))
     if root is not None:
         lines.extend(jobs_line(root))
     lines.append(f"{'node':<6}{'rpc':<24}{'height':>8}  {'tip':<18}{'peers (in/out)':>15}  matrices held")
@@ -314,6 +335,7 @@ def main() -> int:
         console.say(f"devnet up: {len(nodes)} nodes, faucet wallet in {nodes[0].datadir / NETWORK / 'wallet.json'} "
                     f"(password '{WALLET_PASSWORD}'), Ctrl-C to stop")
         started = time.monotonic()
+        jobs_root, miner_root = (None if args.no_jobs else root), (None if args.no_miner else root)
         tty = sys.stdout.isatty()
         last_print = 0.0
         while not stop["now"]:
@@ -323,9 +345,9 @@ def main() -> int:
                 console.say(f"the miner exited ({miner.returncode}); see {root / 'miner.log'}")
                 miner = None
             if tty:
-                console.say("\033[2J\033[H" + status(nodes, None if args.no_jobs else root))
+                console.say("\033[2J\033[H" + status(nodes, jobs_root, miner_root))
             elif time.monotonic() - last_print >= args.status_interval:
-                console.say(status(nodes, None if args.no_jobs else root))
+                console.say(status(nodes, jobs_root, miner_root))
                 last_print = time.monotonic()
             time.sleep(1.0)
     finally:

@@ -84,6 +84,10 @@ def test_every_child_stops_with_the_devnet(tmp_path, ending) -> None:
         header = [i for i, line in enumerate(status[:-1]) if line.endswith(b"matrices held")]
         assert header, status
         row = status[header[0] + 1]  # node0: its store's matrices and bytes, of its bound
+        miner_rows = [line for line in status if line.startswith(b"miner")]  # from its --status-file
+        assert miner_rows and all(re.fullmatch(rb"miner(: starting|  .*MAC/s  blocks found \d+  accepted \d+  "
+                                               rb"stale \d+(  (\d+%|\xe2\x80\x94) of its MACs on jobs  jobs taken .*)?)", line)
+                                  for line in miner_rows), miner_rows
         assert re.fullmatch(rb"node0 .*  \d+, [\d.]+ [kMG]?B of 8\.59 GB", row), row
         if ending == "broken-pipe":
             devnet.stdout.close()  # the reader is gone: the next status line hits a broken pipe

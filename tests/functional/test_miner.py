@@ -1,6 +1,7 @@
 """pouw-miner against a real regtest pouwd: blocks are accepted, stale work is never submitted."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -14,16 +15,33 @@ from .framework import REPO
 ADDRESS = encode_address("rpw", b"\x42" * 20)
 
 
-def test_cli_mines_blocks_the_node_accepts(start_nodes) -> None:
+def test_cli_mines_blocks_the_node_accepts(start_nodes, tmp_path) -> None:
     (node,) = start_nodes(1)
+    status = tmp_path / "miner.json"
     out = subprocess.run([sys.executable, "-m", "miner.cli", "--network", "regtest", "--datadir", str(node.datadir),
-                          "--rpc", node.url, "--address", ADDRESS, "--blocks", "3", "--quiet"],
+                          "--rpc", node.url, "--address", ADDRESS, "--blocks", "3", "--quiet",
+                          "--status-file", str(status)],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "accepted 3" in out.stderr
     assert node.getblockcount() == 3
     for height in (1, 2, 3):
         assert node.getblock(node.getblockhash(height))["miner"] == ADDRESS
+    figures = json.loads(status.read_text())  # written at the end too, whatever the run's length
+    assert figures["accepted"] == 3 and figures["found"] >= 3 and figures["rejected"] == 0
+    assert figures["mac_rate"] > 0 and figures["jobs"] is None  # no wallet on a bare regtest node: no jobs
+    assert figures["useful_share"] == 0.0 and not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_status_file_that_cannot_be_written_is_said_and_mining_goes_on(start_nodes, tmp_path) -> None:
+    (node,) = start_nodes(1)
+    out = subprocess.run([sys.executable, "-m", "miner.cli", "--network", "regtest", "--datadir", str(node.datadir),
+                          "--rpc", node.url, "--address", ADDRESS, "--blocks", "2", "--quiet",
+                          "--status-file", str(tmp_path / "no such folder" / "miner.json")],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "accepted 2" in out.stderr, out.stderr
+    assert "cannot write the status file" in out.stderr and "Traceback" not in out.stderr
+    assert node.getblockcount() == 2
 
 
 def test_cli_reports_node_errors_plainly(tmp_path) -> None:
