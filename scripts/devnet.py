@@ -232,12 +232,16 @@ def miner_line(root: Path) -> str:
         s = json.loads((root / MINER_STATUS).read_text())
     except (OSError, ValueError):
         return "miner: starting"
-    share, jobs = s.get("useful_share"), s.get("jobs")
-    line = (f"miner  {si(s['mac_rate'], 'MAC/s')}  blocks found {s['found']}  accepted {s['accepted']}  "
-            f"stale {s['stale']}")
-    if jobs is not None:
-        line += (f"  {'—' if share is None else f'{share:.0%}'} of its MACs on jobs  jobs taken {jobs['taken']}  "
-                 f"claimed {jobs['claimed']}  paid {jobs['paid']} (+{jobs['reward'] / 1e8:g} coins)")
+    try:
+        share, jobs = s.get("useful_share"), s.get("jobs")
+        line = (f"miner  {si(s['mac_rate'], 'MAC/s')}  blocks found {s['found']}  accepted {s['accepted']}  "
+                f"stale {s['stale']}")
+        if jobs is not None:
+            line += (f"  {'—' if share is None else f'{share:.0%}'} of its MACs on jobs  jobs taken "
+                     f"{jobs['taken']}  claimed {jobs['claimed']}  paid {jobs['paid']} "
+                     f"(+{jobs['reward'] / 1e8:g} coins)")
+    except (AttributeError, KeyError, TypeError, ValueError):  # another pouw-miner's format: the view goes on
+        return f"miner: its status file {root / MINER_STATUS} is not one this devnet reads"
     return line
 
 
