@@ -3,9 +3,11 @@ numeric flags (pouw-miner's too)."""
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 from decimal import Decimal, localcontext
+from pathlib import Path
 from typing import Callable
 
 from consensus.errors import AddressError
@@ -83,3 +85,11 @@ def parse_address(text: str, network: Network) -> bytes:
             raise CliError(f"{text} is a {other} address; this is {network.name} "
                            f"(addresses here start with '{network.hrp}1')") from None
         raise CliError(f"invalid address {text!r}: {exc}") from None
+
+
+def write_status_file(path: Path, record: dict) -> None:
+    """``record`` as JSON at ``path``, replaced atomically (written beside it, then renamed), so a
+    reader never sees half of it; ``OSError`` if it cannot be written."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(path)

@@ -223,11 +223,7 @@ def assemble_product(pieces: Sequence[Piece], products: Sequence[np.ndarray], m:
     split_k = len({(p.rows.start, p.cols.start) for p in pieces}) < len(pieces)
     out = np.zeros((m, n), dtype=np.int64 if split_k else np.int32)
     for p, c in zip(pieces, products):
-        block = c[:p.rows.stop - p.rows.start, :p.cols.stop - p.cols.start]
-        if split_k:
-            out[p.rows, p.cols] += block
-        else:
-            out[p.rows, p.cols] = block
+        out[p.rows, p.cols] += c[:p.rows.stop - p.rows.start, :p.cols.stop - p.cols.start]
     if not split_k:
         return out
     if out.size and (out.min() < -(2**31) or out.max() >= 2**31):

@@ -12,7 +12,6 @@ whose reward does not exceed the fee of claiming it.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -25,7 +24,7 @@ from consensus.keys import decode_address
 from consensus.params import MAX_MATRIX_DIM, NETWORKS
 
 from client import wallet
-from client.cliutil import CliError, dimensions_flag, number_flag, parse_amount
+from client.cliutil import CliError, dimensions_flag, number_flag, parse_amount, write_status_file
 from client.rpc import RpcClient, RpcClientError, cookie_auth
 from consensus.keys import PrivateKey
 from consensus.params import Network
@@ -172,10 +171,8 @@ def main(argv: list[str] | None = None) -> int:
 def write_status(path: Path, miner: Miner) -> str | None:
     """The miner's figures (``status_record``) as JSON, replacing ``path`` atomically; why it could
     not be written, or None."""
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps({**status_record(miner.stats, miner.jobs), "time": time.time()}))
-        tmp.replace(path)
+        write_status_file(path, {**status_record(miner.stats, miner.jobs), "time": time.time()})
     except OSError as exc:
         return f"pouw-miner: cannot write the status file: {exc}"
     return None

@@ -280,10 +280,9 @@ class Miner:
                 self.stats.found += 1
                 if watcher.changed.is_set() or self.client.call("getbestblockhash") != template.prev_hash.hex():
                     self.stats.stale += 1  # the tip moved while we computed: never submit for an old tip
-                    template = Template.from_json(self.client.call("getblocktemplate"))  # the new tip's, at once:
-                    fetched = time.monotonic()  # the watcher's long poll may not have answered yet
-                    continue
-                self.stop_event.wait(self._submit(assemble_block(header, a, b, winners[0], template.txs, roots)))
+                else:
+                    self.stop_event.wait(self._submit(assemble_block(header, a, b, winners[0], template.txs, roots)))
+                # the new tip's template at once (after a stale find, the watcher's long poll may not have answered)
                 template = Template.from_json(self.client.call("getblocktemplate"))
                 fetched = time.monotonic()
         finally:

@@ -14,7 +14,6 @@ int8-over-the-network model against the float model.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -26,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from client.cliutil import dimensions_flag, number_flag  # noqa: E402
+from client.cliutil import dimensions_flag, number_flag, write_status_file  # noqa: E402
 from client.market import MarketClient, MarketClientError  # noqa: E402
 from client.mlp import Int8MLP, train  # noqa: E402
 from consensus.genesis import dev_faucet_key  # noqa: E402
@@ -163,9 +162,7 @@ def main() -> int:
                 market = rpc.call("getmarketinfo")
             except RpcClientError:
                 market = {}
-            tmp = status.with_suffix(".tmp")
-            tmp.write_text(json.dumps(progress.snapshot(market, client)))
-            tmp.replace(status)
+            write_status_file(status, progress.snapshot(market, client))
             time.sleep(2)
     except KeyboardInterrupt:
         stop.set()
