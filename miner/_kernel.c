@@ -25,6 +25,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -84,6 +85,9 @@ typedef struct {
     uint32_t *lanes;                          /* T×16, NULL: no fold/tickets (plain GEMM) */
     uint8_t *digests, *wins;                  /* T×32, T */
     int32_t *c;                               /* m×n or NULL */
+    int ta0;                                  /* A's first tile-row within the work's A (E_L, tickets) */
+    uint8_t *stop;                            /* set (by the caller, or at a winning tile): no new panel */
+    long stop_unit;                           /* the first unit not computed once stopped (LONG_MAX) */
     int path, use_shani, threads, bad_entry;
     int gather_a;                             /* A' packed by pack_a_gather */
     uint32_t ticket_w[12], ticket_mid[8];     /* SHA-NI: the ticket's words and midstate (ticket_setup_ni) */
@@ -478,7 +482,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) static int amx_p
 
 static void pack_a(job_t *J, int ta, int count) {
     const size_t panel_xof = (size_t)TILE * J->r;
-    if (J->s_b) panel_xofs(J, J->s_a, 'E', ta, count, J->xof + ta * panel_xof);
+    if (J->s_b) panel_xofs(J, J->s_a, 'E', J->ta0 + ta, count, J->xof + ta * panel_xof);
 #ifdef POUW_AMX
     if (J->path == PATH_AMX) {
         for (int i = ta; i < ta + count; i++)
@@ -699,21 +703,23 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void ticket_digest_ni(const j
 }
 #endif
 
-/* The ticket of tile (ta, tb) from its 16 lanes M (kept in J->lanes). */
+/* The ticket of tile (ta, tb) of this call's rows (tile-row J->ta0 + ta of the work) from its 16
+ * lanes M (kept in J->lanes); a winning tile sets J->stop where there is one. */
 static void ticket_lanes(const job_t *J, int ta, int tb, const uint32_t M[LANES]) {
     const size_t t = (size_t)ta * (J->n / TILE) + tb;
     uint8_t *d = J->digests + t * 32;
     memcpy(J->lanes + t * LANES, M, LANES * sizeof *M);
 #ifdef POUW_HAVE_SHANI
-    if (J->use_shani) ticket_digest_ni(J, ta, tb, M, d);
+    if (J->use_shani) ticket_digest_ni(J, J->ta0 + ta, tb, M, d);
     else
 #endif
     {
         uint8_t msg[TICKET_MSG];
-        ticket_message(J, ta, tb, M, msg);
+        ticket_message(J, J->ta0 + ta, tb, M, msg);
         sha256_short(msg, sizeof msg, d);
     }
     J->wins[t] = !J->threshold || memcmp(d, J->threshold, 32) < 0;
+    if (J->wins[t] && J->stop) __atomic_store_n(J->stop, 1, __ATOMIC_RELAXED);
 }
 
 /* The ticket of tile (ta, tb) from its chunk XORs: chunk l's goes into lane l mod 16, after the
@@ -1040,6 +1046,24 @@ __attribute__((target("avx512f"))) static void lanes_avx512(const uint32_t *part
 }
 #endif
 
+/* Whether unit t (units are taken in row-major order, `across` to a panel of MC rows) is not to be
+ * computed: once *J->stop is set, no new panel is begun (the panels begun are finished), and every
+ * unit from the first one refused on is skipped, so that units 0 … stop_unit − 1 are all done. */
+static int stopped_before(job_t *J, long t, int across) {
+    long first = __atomic_load_n(&J->stop_unit, __ATOMIC_RELAXED);
+    if (t >= first) return 1;
+    if (!J->stop || t % across || !__atomic_load_n(J->stop, __ATOMIC_RELAXED)) return 0;
+    while (t < first && !__atomic_compare_exchange_n(&J->stop_unit, &first, t, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+    return 1;
+}
+
+/* The rows of A whose products and tickets are all computed (every row unless stopped). */
+static int rows_done(const job_t *J) {
+    const long across = (J->n + NC - 1) / NC;
+    return J->stop_unit == LONG_MAX ? J->m : (int)(J->stop_unit / across) * MC;
+}
+
 /* Whether the path's strips write C with streaming stores (where C's rows start on cache lines):
  * those whose strip covers whole lines of a row (AVX-512: 48 columns, AVX2: 16). AVX-VNNI's 24
  * columns would leave lines half-written between strips. */
@@ -1128,7 +1152,7 @@ static void *unit_worker(void *arg) {
     uint8_t *buf = J->units + (size_t)__atomic_fetch_add(&J->slot, 1, __ATOMIC_RELAXED) * J->unit_len;
     const int across = (J->n + NC - 1) / NC;
     const long total = (long)((J->m + MC - 1) / MC) * across;
-    for (long t; (t = __atomic_fetch_add(&J->next, 1, __ATOMIC_RELAXED)) < total;) {
+    for (long t; (t = __atomic_fetch_add(&J->next, 1, __ATOMIC_RELAXED)) < total && !stopped_before(J, t, across);) {
         const int row0 = (int)(t / across) * MC, col0 = (int)(t % across) * NC;
         run_unit(J, buf, row0, col0, J->m - row0 < MC ? J->m - row0 : MC, J->n - col0 < NC ? J->n - col0 : NC);
     }
@@ -1246,6 +1270,7 @@ static int run_job(job_t *J) {
         recovery_setup(J);
         J->pairs = J->r * (2 + J->split_x + J->split_y) / 2;
     }
+    J->stop_unit = LONG_MAX;
     if (!parallel(J, pack_worker) && !J->bad_entry && (!J->recover || !parallel(J, recover)))
         status = parallel(J, compute);
     else status = J->bad_entry ? 2 : 1;
@@ -1342,6 +1367,7 @@ static int check_dims(int m, int n, int k, int r, int threads) {
     return 0;
 }
 
+/* Runs J without the GIL; the rows done (rows_done) or NULL with the error set. */
 static PyObject *finish(job_t *J, Py_buffer *bufs, int nbufs) {
     int status;
     Py_BEGIN_ALLOW_THREADS
@@ -1352,22 +1378,22 @@ static PyObject *finish(job_t *J, Py_buffer *bufs, int nbufs) {
     if (status == 1) return PyErr_NoMemory();
     if (status == 2)
         return PyErr_Format(PyExc_ValueError, "matrix entry outside [-%d, %d]", J->limit, J->limit);
-    Py_RETURN_NONE;
+    return PyLong_FromLong(rows_done(J));
 }
 
 static PyObject *py_mine(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"a", "b", "s_a", "s_b", "threshold", "lanes", "digests", "wins", "c",
-                             "m", "n", "k", "r", "path", "threads", "recover", "b_cols", NULL};
-    enum { NB = 9 };
+                             "m", "n", "k", "r", "path", "threads", "recover", "b_cols", "ta0", "stop", NULL};
+    enum { NB = 10 };
     Py_buffer v[NB];
-    PyObject *thr_obj, *c_obj;
+    PyObject *thr_obj, *c_obj, *stop_obj = Py_None;
     const char *path = NULL;
     job_t J = {0};
     J.threads = 1;
     memset(v, 0, sizeof v);
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*y*y*Ow*w*w*Oiiii|zipp", kwlist, &v[0], &v[1], &v[2],
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*y*y*Ow*w*w*Oiiii|zippiO", kwlist, &v[0], &v[1], &v[2],
                                      &v[3], &thr_obj, &v[4], &v[5], &v[6], &c_obj, &J.m, &J.n, &J.k, &J.r,
-                                     &path, &J.threads, &J.recover, &J.b_cols))
+                                     &path, &J.threads, &J.recover, &J.b_cols, &J.ta0, &stop_obj))
         return NULL;
     const size_t m = J.m, n = J.n, k = J.k, T = (m / TILE) * (n / TILE);
     if (J.r > MAX_RANK) {
@@ -1390,6 +1416,15 @@ static PyObject *py_mine(PyObject *self, PyObject *args, PyObject *kw) {
     } else if (J.recover) {
         PyErr_SetString(PyExc_ValueError, "recover needs c");
         goto fail;
+    }
+    if (J.ta0 < 0) {
+        PyErr_SetString(PyExc_ValueError, "ta0 must not be negative");
+        goto fail;
+    }
+    if (stop_obj != Py_None) {
+        if (PyObject_GetBuffer(stop_obj, &v[9], PyBUF_WRITABLE) || check_len(&v[9], 1, "stop"))
+            goto fail;
+        J.stop = v[9].buf;
     }
     J.a = v[0].buf, J.b = v[1].buf, J.s_a = v[2].buf, J.s_b = v[3].buf;
     J.lanes = v[4].buf, J.digests = v[5].buf, J.wins = v[6].buf;
@@ -1421,7 +1456,10 @@ static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kw) {
     }
     J.a = v[0].buf, J.b = v[1].buf, J.c = v[2].buf;
     J.limit = 127; /* the sign trick needs entries in [-127, 127] */
-    return finish(&J, v, 3);
+    PyObject *done = finish(&J, v, 3);
+    if (!done) return NULL;
+    Py_DECREF(done);
+    Py_RETURN_NONE;
 }
 
 static PyObject *py_paths(PyObject *self, PyObject *unused) {
@@ -1531,9 +1569,13 @@ static PyObject *py_leaf_paths(PyObject *self, PyObject *unused) {
 
 static PyMethodDef methods[] = {
     {"mine", (PyCFunction)(void (*)(void))py_mine, METH_VARARGS | METH_KEYWORDS,
-     "mine(a, b, s_a, s_b, threshold, lanes, digests, wins, c, m, n, k, r, path=None, threads=1, recover=False)\n"
+     "mine(a, b, s_a, s_b, threshold, lanes, digests, wins, c, m, n, k, r, path=None, threads=1, recover=False,\n"
+     "     b_cols=False, ta0=0, stop=None) -> rows done\n"
      "Noisy GEMM + fold + tickets into the given output buffers (PROTOCOL §4); the noise is expanded "
-     "from the seeds s_A, s_B here.  c receives C' = A'·B', or A·B when recover is true."},
+     "from the seeds s_A, s_B here.  c receives C' = A'·B', or A·B when recover is true.  a holds the "
+     "work's tile-rows ta0 … ta0 + m/32 − 1.  Once the byte stop is set (by the caller, or here at a "
+     "winning tile) no new panel of 256 rows is begun: the rows returned (a multiple of 256, or m) are "
+     "complete, the others are to be computed again."},
     {"gemm", (PyCFunction)(void (*)(void))py_gemm, METH_VARARGS | METH_KEYWORDS,
      "gemm(a, b, c, m, n, k, block, path=None, threads=1)\nPlain C = A·B (int8 in, int32 out) with the "
      "same packing and tile loop, k blocked by `block`."},

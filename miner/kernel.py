@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -95,41 +95,72 @@ def _product(m: int, n: int) -> np.ndarray:
 
 
 def run(header: Header, a: np.ndarray, b: np.ndarray, *, want_product: bool = False,
-        threads: int | None = None, path: str | None = None, recover: bool = False) -> WorkResult:
+        threads: int | None = None, path: str | None = None, recover: bool = False, first_row: int = 0,
+        product: np.ndarray | None = None, stop: np.ndarray | None = None) -> WorkResult:
     """Every tile's lanes, digest and win flag (row-major tile order), and C' = A'·B' if asked
     (A·B itself with ``recover``: the kernel removes the noise's rank-2r part in C).
 
     ``header`` is a template: version … nonce and ``work`` (m, n, k, r, H_A, H_B, job_id)
     are used, the ticket is ignored.  The C paths reject entries outside [−64, 64] and r above 1024
     (every network's r_max).
+
+    Only A's rows from ``first_row`` (a multiple of 32) on are computed; the product's rows go into
+    ``product`` (an m×n int32 array from ``PartialProduct``) where one is given.  Once ``stop[0]``
+    (one uint8) is set, by the caller or by the C paths at a winning tile, no new panel of 256
+    rows is begun, and the result covers the rows finished (``first_row`` to a multiple of 256).
     """
     path = path or active_path
     w = header.work
     if a.shape != (w.m, w.k) or b.shape != (w.k, w.n):
         raise ValueError(f"A is {a.shape}, B is {b.shape}; the header says {w.m}x{w.k} · {w.k}x{w.n}")
+    if first_row % TILE or not 0 <= first_row < w.m:
+        raise ValueError(f"first_row {first_row} is not a tile-row of the {w.m} rows")
+    if product is not None and (product.shape != (w.m, w.n) or product.dtype != np.int32
+                                or not product.flags.c_contiguous):
+        raise ValueError(f"product must be a C-contiguous {w.m}x{w.n} int32 array")
+    want = want_product or recover
     if path == "numpy":
-        result = reference.work(header, a, b, want_product or recover)
-        if not recover:
-            return result
-        s = seeds(header)
-        b_noisy = noisy_operands(a, b, s, w.r)[1]
-        return replace(result, product=recover_product(a, b_noisy, result.product, s, w.r).astype(np.int32))
+        return _numpy_rows(header, a, b, want, recover, first_row, product)
     s = seeds(header)
-    tiles = (w.m // TILE) * (w.n // TILE)
+    rows = w.m - first_row
+    tiles = (rows // TILE) * (w.n // TILE)
     threshold = win_threshold(header.target, w.k)
+    out_rows = None if not want else _product(rows, w.n) if product is None else product[first_row:]
     out = WorkResult(np.empty((tiles, 16), np.uint32), np.empty((tiles, 32), np.uint8),
-                     np.empty(tiles, np.bool_), _product(w.m, w.n) if want_product or recover else None)
+                     np.empty(tiles, np.bool_), out_rows, first_row)
     b_data, b_cols = _b_operand(b)
-    _kernel.mine(_int8(a), b_data, s.s_a, s.s_b,
-                 threshold.to_bytes(32, "big") if threshold < 1 << 256 else None,
-                 out.lanes, out.digests, out.wins.view(np.uint8), out.product,
-                 w.m, w.n, w.k, w.r, path=path, threads=threads or default_threads(), recover=recover, b_cols=b_cols)
-    return out
+    done = _kernel.mine(_int8(a[first_row:]), b_data, s.s_a, s.s_b,
+                        threshold.to_bytes(32, "big") if threshold < 1 << 256 else None,
+                        out.lanes, out.digests, out.wins.view(np.uint8), out.product,
+                        rows, w.n, w.k, w.r, path=path, threads=threads or default_threads(), recover=recover,
+                        b_cols=b_cols, ta0=first_row // TILE, stop=stop)
+    if done == rows:
+        return out
+    kept = done // TILE * (w.n // TILE)
+    return WorkResult(out.lanes[:kept], out.digests[:kept], out.wins[:kept],
+                      None if out.product is None else out.product[:done], first_row)
+
+
+def _numpy_rows(header: Header, a: np.ndarray, b: np.ndarray, want_product: bool, recover: bool, first_row: int,
+                product: np.ndarray | None) -> WorkResult:
+    """``run`` on the numpy reference: the whole product is computed (the reference never stops),
+    and the rows from ``first_row`` kept."""
+    result = reference.work(header, a, b, want_product)
+    c = result.product
+    if recover:
+        s = seeds(header)
+        c = recover_product(a, noisy_operands(a, b, s, header.work.r)[1], c, s, header.work.r).astype(np.int32)
+    if c is not None and product is not None:
+        product[first_row:] = c[first_row:]
+        c = product
+    first_tile = first_row // TILE * (header.work.n // TILE)
+    return WorkResult(result.lanes[first_tile:], result.digests[first_tile:], result.wins[first_tile:],
+                      None if c is None else c[first_row:], first_row)
 
 
 def _tiles(header: Header, result: WorkResult, indices: np.ndarray) -> list[TileResult]:
-    nb = header.work.n // TILE
-    return [TileResult(int(t) // nb, int(t) % nb, result.lanes[t].tolist(), result.digests[t].tobytes(),
+    nb, ta0 = header.work.n // TILE, result.first_row // TILE
+    return [TileResult(ta0 + int(t) // nb, int(t) % nb, result.lanes[t].tolist(), result.digests[t].tobytes(),
                        bool(result.wins[t])) for t in indices]
 
 
@@ -151,11 +182,45 @@ def matmul(a: np.ndarray, b: np.ndarray, header: Header, threads: int | None = N
            path: str | None = None) -> tuple[np.ndarray, list[TileResult]]:
     """The 2-for-1 call: exact A·B (int32) and the winning tiles of ``header`` for A, B.
     Entries must lie in [−64, 64] (the C paths check them while packing)."""
+    partial = PartialProduct.of_shape(header.work.m, header.work.n)
+    return partial.product, matmul_rows(a, b, header, partial, threads=threads, path=path)
+
+
+@dataclass
+class PartialProduct:
+    """A·B computed over one or more headers: rows 0 … ``rows_done`` − 1 of ``product`` are done.
+    Each header's noise is its own and removed again (§4), so rows recovered under different
+    headers make one exact product, and each header's tickets cover the rows it computed."""
+
+    product: np.ndarray
+    rows_done: int = 0
+
+    @classmethod
+    def of_shape(cls, m: int, n: int) -> PartialProduct:
+        return cls(_product(m, n))
+
+    @property
+    def done(self) -> bool:
+        return self.rows_done == self.product.shape[0]
+
+
+def matmul_rows(a: np.ndarray, b: np.ndarray, header: Header, partial: PartialProduct,
+                stop: np.ndarray | None = None, threads: int | None = None,
+                path: str | None = None) -> list[TileResult]:
+    """Go on with A·B from ``partial.rows_done`` under ``header``; the winning tiles of the rows
+    computed.  With ``stop`` (one uint8, cleared by the caller) the C paths stop at the next
+    256-row panel once it is set — by the caller (say, on a new tip) or by the kernel at a winning
+    tile — so a miner submits the block and goes on with the rest under a fresh header: one
+    product can then win more than one block.  Entries must lie in [−64, 64]."""
     if (path or active_path) == "numpy" and (min(a.min(), b.min()) < -ENTRY_LIMIT
                                              or max(a.max(), b.max()) > ENTRY_LIMIT):
         raise ValueError(f"entries must lie in [-{ENTRY_LIMIT}, {ENTRY_LIMIT}]")
-    result = run(header, a, b, threads=threads, path=path, recover=True)
-    return result.product, _tiles(header, result, np.flatnonzero(result.wins))
+    if partial.done:
+        raise ValueError("this product is complete")
+    result = run(header, a, b, threads=threads, path=path, recover=True, first_row=partial.rows_done,
+                 product=partial.product, stop=stop)
+    partial.rows_done += result.product.shape[0]
+    return _tiles(header, result, np.flatnonzero(result.wins))
 
 
 def gemm(a: np.ndarray, b: np.ndarray, block: int = 64, threads: int | None = None,

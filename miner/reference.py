@@ -18,12 +18,14 @@ from consensus.work import FOLD_LANES, TILE, Seeds, noisy_operands, seeds, ticke
 @dataclass(frozen=True)
 class WorkResult:
     """Every tile's lanes (T×16 u32), digests (T×32 u8) and wins (T bool), row-major tile
-    order; ``product`` is C' = A'·B' (int32) when it was asked for."""
+    order; ``product`` is C' = A'·B' (int32) when it was asked for.  They cover the rows from
+    ``first_row`` on (the whole product unless a call computed only its later rows)."""
 
     lanes: np.ndarray
     digests: np.ndarray
     wins: np.ndarray
     product: np.ndarray | None
+    first_row: int = 0
 
 
 def chunk_xors(a_noisy: np.ndarray, b_noisy: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
