@@ -23,7 +23,7 @@ from client.market import TILE_M, TILE_N, download_npy, in_order, npy_parts
 from client.rpc import RpcClient, RpcClientError, RpcError
 from client.rpccodes import RpcCode
 
-from .kernel import commit_result, operand_roots
+from .kernel import PartialProduct, commit_result, operand_roots
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class JobWork:
     claim: bytes | None = None
     result_txid: str | None = None
     c: np.ndarray | None = field(default=None, repr=False)
+    partial: PartialProduct | None = field(default=None, repr=False)  # A·B as far as computed
 
     @property
     def macs(self) -> int:

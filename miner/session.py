@@ -5,10 +5,10 @@
 
 ``matmul`` takes any integer matrices with entries in [−128, 127] (int8's range) and
 any shapes that multiply, and returns their exact product. Internally each product
-runs through the mining kernel (``kernel.matmul``) on a header built from the node's
+runs through the mining kernel (``kernel.matmul_rows``) on a header built from the node's
 current block template, so every tile is a lottery ticket; a winning tile becomes a
 block that is submitted at once (never for an old tip, never stamped beyond what the
-node accepts). To fit the kernel the operands are reshaped without changing the
+node accepts), and the rest of the product is mined on the next block's template. To fit the kernel the operands are reshaped without changing the
 product:
 
 * m and n are padded with zero rows/columns to multiples of 32;
@@ -170,20 +170,25 @@ class MiningSession:
         return out
 
     def _mine(self, a: np.ndarray, b: np.ndarray, r: int) -> np.ndarray:
-        """One kernel call on the current template; submits the block if a tile wins."""
-        template = self._current_template()
+        """A·B on the current template; a winning tile stops the kernel at its next panel, the
+        block is submitted and the rest computed on the next template (one product can win more
+        than one block)."""
         (m, k), n = a.shape, b.shape[1]
         roots = kernel.operand_roots(a, b, self.threads)  # H_A, H_B, and the paths of a proof if a tile wins
         spec = WorkSpec(m, n, k, r, roots.h_a, roots.h_b)
-        header = template.header_for(self.miner, self._nonce, spec, int(time.time()))
-        self._nonce += 1
-        product, winners = kernel.matmul(a, b, header, threads=self.threads)
-        self.stats.kernel_calls += 1
-        self.stats.macs += m * n * k
-        if winners:
-            self.stats.found += 1
-            self._submit(template, assemble_block(header, a, b, winners[0], template.txs, roots))
-        return product
+        partial, stop = kernel.PartialProduct.of_shape(m, n), np.zeros(1, np.uint8)
+        while not partial.done:
+            template = self._current_template()
+            header = template.header_for(self.miner, self._nonce, spec, int(time.time()))
+            self._nonce += 1
+            stop[0], before = 0, partial.rows_done
+            winners = kernel.matmul_rows(a, b, header, partial, stop, threads=self.threads)
+            self.stats.kernel_calls += 1
+            self.stats.macs += (partial.rows_done - before) * n * k
+            if winners:
+                self.stats.found += 1
+                self._submit(template, assemble_block(header, a, b, winners[0], template.txs, roots))
+        return partial.product
 
     def _current_template(self) -> Template:
         tip = self.client.call("getbestblockhash")

@@ -2,16 +2,20 @@
 
 A background thread long-polls ``getblocktemplate`` with the current tip as
 ``longpollid``; when the tip moves it flags the work in hand as stale, so the loop
-drops it between two matmuls and never submits a block for an old tip.
+drops it between two matmuls and never submits a block for an old tip.  A job's
+product (seconds of work) is not finished on the old tip: the kernel stops at its next
+256-row panel and the loop goes on with the rest under the new tip's template.
 
 The loop never spins against the node: it builds no header whose timestamp the node
 would hold (it waits for the clock when median time past runs ahead, §5), and after a
 rejected block it says why and backs off, 1 s doubling to 60 s, until a block is accepted.
 
 With a ``JobTaker`` the loop mines on jobs (§6): it takes an open job, computes A·B once
-with its template (``kernel.matmul``, the 2-for-1 path: a useful block if it wins),
-claims the job with it and takes the next open job; without one, or while no job is
-open, it mines synthetic matrices.
+(``kernel.matmul_rows``, the 2-for-1 path: a useful block if a tile wins), claims the job
+with it and takes the next open job; without one, or while no job is open, it mines
+synthetic matrices.  A winning tile stops the product at its next panel too: the block is
+submitted and the rest of the product mined under the next block's template, so a large
+job can win more than one block, as many as its MACs are worth.
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+import numpy as np
 
 from consensus.block import WorkSpec
 from consensus.reasons import Reason
@@ -99,11 +105,13 @@ class MinerStats:
 class TipWatcher(threading.Thread):
     """Long-polls the node and records each template whose tip differs from the last seen."""
 
-    def __init__(self, client: RpcClient, longpollid: str, on_error: Callable[[str], None]) -> None:
+    def __init__(self, client: RpcClient, longpollid: str, on_error: Callable[[str], None],
+                 on_change: Callable[[], None] = lambda: None) -> None:
         super().__init__(daemon=True, name="tip-watcher")
         self.client = client
         self.longpollid = longpollid
         self.on_error = on_error
+        self.on_change = on_change
         self.changed = threading.Event()
         self.stop_event = threading.Event()
         self._lock = threading.Lock()
@@ -117,17 +125,27 @@ class TipWatcher(threading.Thread):
                 self.on_error(str(exc))
                 self.stop_event.wait(2.0)
                 continue
-            if tpl["longpollid"] != self.longpollid:
-                with self._lock:
-                    self._latest = tpl
-                    self.longpollid = tpl["longpollid"]
+            with self._lock:
+                if tpl["longpollid"] == self.longpollid:
+                    continue
+                self._latest = tpl
+                self.longpollid = tpl["longpollid"]
                 self.changed.set()
+            self.on_change()
 
     def take(self) -> dict[str, Any] | None:
         with self._lock:
             tpl, self._latest = self._latest, None
             self.changed.clear()
             return tpl
+
+    def seen(self, longpollid: str) -> None:
+        """The loop has this tip's template: it is no change, and one recorded before is not newer
+        (or, if the tip moved again meanwhile, the next long poll answers at once)."""
+        with self._lock:
+            self.longpollid = longpollid
+            self._latest = None
+            self.changed.clear()
 
 
 class Backoff:
@@ -169,6 +187,7 @@ class Miner:
                                        self.synthetic_roots.h_b)
         self.jobs = jobs
         self.job: JobWork | None = None
+        self._switch = np.zeros(1, np.uint8)  # set by a new tip or a winning tile: a job's product stops
         self._job_checked = -math.inf
         self._chooser: ThreadPoolExecutor | None = None  # while running with jobs: chooses and fetches
         self._deliverer: ThreadPoolExecutor | None = None  # … hands products in, in the order computed
@@ -236,7 +255,8 @@ class Miner:
 
     def run(self, max_blocks: int | None = None) -> None:
         template = Template.from_json(self.client.call("getblocktemplate"))
-        watcher = TipWatcher(self.watcher_client, template.longpollid, lambda e: self.log(f"node: {e}"))
+        watcher = TipWatcher(self.watcher_client, template.longpollid, lambda e: self.log(f"node: {e}"),
+                             lambda: self._switch.fill(1))
         watcher.start()
         fetched = time.monotonic()
         nonce = int.from_bytes(os.urandom(4), "little") << 32
@@ -247,9 +267,11 @@ class Miner:
             while not self.stop_event.is_set():
                 if max_blocks is not None and self.stats.accepted >= max_blocks:
                     return
+                self._switch[0] = 0  # cleared before the watcher is asked: a tip it sees from now on is flagged
                 fresh = watcher.take() if watcher.changed.is_set() else None
                 if fresh is not None or time.monotonic() - fetched > REFRESH_SECONDS:
                     template = Template.from_json(fresh or self.client.call("getblocktemplate"))
+                    watcher.seen(template.longpollid)
                     fetched = time.monotonic()
                     if fresh is not None:
                         self._job_checked = -math.inf  # a new block opens the jobs it posts: look at once
@@ -265,16 +287,19 @@ class Miner:
                 self.stats.block_macs = expected_macs(template.target, spec.m, spec.n, spec.k)
                 header = template.header_for(self.address, nonce, spec, int(time.time()))
                 nonce += 1
-                job = self.job
-                if job is not None:  # a job's product is computed once, then the loop moves on
-                    product, winners = kernel.matmul(a, b, header, self.threads)  # the 2-for-1 path
-                    self._deliver(job, product)
-                    self.job = None
-                    self._job_checked = -math.inf  # look for the next job at once
+                job, rows = self.job, spec.m
+                if job is not None:  # a job's product is computed once (under one or more headers), then handed in
+                    job.partial = job.partial or kernel.PartialProduct.of_shape(spec.m, spec.n)
+                    before = job.partial.rows_done
+                    winners = kernel.matmul_rows(a, b, header, job.partial, self._switch, self.threads)
+                    rows = job.partial.rows_done - before
+                    if job.partial.done:
+                        self._deliver(job, job.partial.product)
+                        self.job = None
+                        self._job_checked = -math.inf  # look for the next job at once
                 else:
                     winners = kernel.mine(header, a, b, self.threads)
-                self.stats.add_matmul(spec.m * spec.n * spec.k, (spec.m // 32) * (spec.n // 32),
-                                      useful=job is not None)
+                self.stats.add_matmul(rows * spec.n * spec.k, (rows // 32) * (spec.n // 32), useful=job is not None)
                 if not winners:
                     continue
                 self.stats.found += 1
@@ -284,6 +309,7 @@ class Miner:
                     self.stop_event.wait(self._submit(assemble_block(header, a, b, winners[0], template.txs, roots)))
                 # the new tip's template at once (after a stale find, the watcher's long poll may not have answered)
                 template = Template.from_json(self.client.call("getblocktemplate"))
+                watcher.seen(template.longpollid)
                 fetched = time.monotonic()
         finally:
             watcher.stop_event.set()

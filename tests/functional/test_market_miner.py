@@ -71,6 +71,30 @@ def test_miner_takes_split_jobs_and_client_assembles_the_product(start_nodes) ->
                what="the job rewards at the worker")
 
 
+def test_a_job_of_several_panels_wins_a_block_in_each(start_nodes) -> None:
+    """On regtest every tile wins: the miner submits a useful block at the end of each 256-row
+    panel of the job's product and mines the rest on the next template, so a 1024-row job wins
+    four blocks (one header for the whole product could win only one), and its C is exact."""
+    (node,) = start_nodes(1)
+    worker = run_cli(node, "wallet", "create")
+    node.sendrawtransaction(transfer(FAUCET, 0, decode_address(worker, REGTEST.hrp), 10**10).encode().hex())
+    node.generatetoaddress(1, address(FAUCET))
+    rng = np.random.default_rng(6)
+    a, b = rng.integers(-64, 65, size=(1024, 64), dtype=np.int8), rng.integers(-64, 65, size=(64, 384), dtype=np.int8)
+    client = MarketClient(node.rpc, REGTEST, FAUCET, log=lambda text: None)
+    miner = start_miner(node, worker, "--threads", "2")
+    try:
+        c = client.matmul(a, b, 10**6, timeout=240, tile_m=1024, tile_n=384, expiry_blocks=10_000)
+    finally:
+        miner.terminate()
+        output = miner.communicate(timeout=60)[0]
+    assert np.array_equal(c, a.astype(np.int64) @ b.astype(np.int64)), output
+    (job,) = node.listjobs("settled")
+    useful = [header for header in (node.getblockheader(node.getblockhash(h)) for h in range(2, node.getblockcount() + 1))
+              if header["work"]["job_id"] == job["job_id"]]
+    assert [header["ticket"]["a"] // 8 for header in useful] == [0, 1, 2, 3], output
+
+
 def test_miner_without_a_wallet_says_it_takes_no_jobs(start_nodes) -> None:
     (node,) = start_nodes(1)
     proc = start_miner(node, address(FAUCET), "--blocks", "1")

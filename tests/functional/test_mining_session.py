@@ -41,6 +41,22 @@ def test_products_are_exact_and_blocks_are_submitted(start_nodes) -> None:
         assert block["miner"] == ADDRESS
 
 
+def test_a_product_of_several_panels_wins_a_block_in_each(start_nodes) -> None:
+    """On regtest every tile wins: the kernel stops at the end of each 256-row panel, that block
+    is submitted, and the next panel is mined on the next block's template, so a 1024-row
+    product wins four blocks where one header for all of it would have won one."""
+    (node,) = start_nodes(1)
+    a, b = (np.random.default_rng(15).integers(-64, 65, shape, dtype=np.int8) for shape in ((1024, 64), (64, 384)))
+    with MiningSession(node.url, ADDRESS, datadir=node.datadir, threads=2) as session:
+        c = session.matmul(a, b)
+        stats = session.stats
+    assert np.array_equal(c, a.astype(np.int64) @ b.astype(np.int64))
+    assert stats.kernel_calls == stats.found == stats.accepted == 4 and stats.macs == 1024 * 384 * 64
+    blocks = [node.getblockheader(node.getblockhash(height)) for height in (1, 2, 3, 4)]
+    assert [block["ticket"]["a"] // 8 for block in blocks] == [0, 1, 2, 3]  # a tile of each panel (8 tile-rows)
+    assert len({block["work"]["H_A"] for block in blocks}) == 1
+
+
 def test_bad_operands_are_refused_before_any_work(start_nodes) -> None:
     (node,) = start_nodes(1)
     with MiningSession(node.url, ADDRESS, datadir=node.datadir) as session:
