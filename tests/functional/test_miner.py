@@ -4,13 +4,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+
+import numpy as np
 
 from consensus.genesis import dev_faucet_key
 from consensus.keys import encode_address
 from miner import kernel, worker
 from client.rpc import RpcClient, cookie_auth
 
-from .framework import REPO
+from .framework import REPO, wait_until
 
 ADDRESS = encode_address("rpw", b"\x42" * 20)
 
@@ -77,3 +80,31 @@ def test_stale_work_is_never_submitted(start_nodes, monkeypatch) -> None:
     tips = node.getchaintips()
     assert len(tips) == 1, f"a stale block reached the node: {tips}"
     assert node.getblock(node.getblockhash(2))["miner"] == encode_address("rpw", b"\x42" * 20)
+
+
+def test_the_tip_watcher_flags_a_new_tip_but_not_one_the_loop_fetched_itself(start_nodes) -> None:
+    """The flag is the kernel's stop byte: a job's product stops on another miner's block, not on
+    the template the loop took after its own (PROTOCOL §5)."""
+    (node,) = start_nodes(1)
+    user, password = cookie_auth(node.datadir, "regtest")
+    client = RpcClient(node.url, user, password, timeout=30)
+    flag, errors = np.zeros(1, np.uint8), []
+    watcher = worker.TipWatcher(RpcClient(node.url, user, password, timeout=120),
+                                client.call("getblocktemplate")["longpollid"], errors.append, lambda: flag.fill(1))
+    watcher.start()
+    faucet = encode_address("rpw", dev_faucet_key().address)
+    try:
+        node.generatetoaddress(1, faucet)  # another miner's block
+        wait_until(lambda: flag[0] == 1, 10, what="the flag for a new tip")
+        assert watcher.take()["height"] == 2 and not watcher.changed.is_set()
+        node.generatetoaddress(1, faucet)  # as if this loop's own block: it fetches the template itself
+        watcher.seen(client.call("getblocktemplate")["longpollid"])
+        flag[0] = 0
+        time.sleep(1.5)  # the watcher's long poll, sent before, answers with that tip meanwhile
+        assert flag[0] == 0 and watcher.take() is None
+        node.generatetoaddress(1, faucet)
+        wait_until(lambda: flag[0] == 1, 10, what="the flag for the next tip")
+        assert watcher.take()["height"] == 4
+    finally:
+        watcher.stop_event.set()
+    assert errors == []
