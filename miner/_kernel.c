@@ -582,12 +582,39 @@ __attribute__((target("avx512f"))) static void group_y_cols_avx512(const job_t *
     }
     group_y_cols_scalar(J, g, body, y);
 }
+
+/* The same with 8 columns at a time (each half of the group): 8 columns × 32 bytes transposed
+ * as dwords, each k-value's 8 entries sign-extended out of their byte of the lane. */
+__attribute__((target("avx2"))) static void group_y_cols_avx2(const job_t *J, int g, int32_t *y) {
+    const int body = J->k / 32 * 32;
+    for (int half = 0; half < 2; half++) {
+        const int8_t *first = J->b + (size_t)(16 * g + 8 * half) * J->k;
+        for (int j0 = 0; j0 < body; j0 += 32) {
+            __m256i cols[8], quads[8];
+            for (int c = 0; c < 8; c++) cols[c] = _mm256_loadu_si256((const __m256i *)(first + (size_t)c * J->k + j0));
+            transpose8x8_epi32(cols, quads);
+            for (int x = 0; x < 8; x++)
+                for (int t = 0; t < 4; t++) {
+                    const int j = j0 + 4 * x + t;
+                    const __m256i v = _mm256_srai_epi32(_mm256_slli_epi32(quads[x], 24 - 8 * t), 24);
+                    __m256i *yp = (__m256i *)(y + 16 * J->ep[j] + 8 * half), *yq = (__m256i *)(y + 16 * J->eq[j] + 8 * half);
+                    _mm256_storeu_si256(yp, _mm256_add_epi32(_mm256_loadu_si256(yp), v));
+                    _mm256_storeu_si256(yq, _mm256_sub_epi32(_mm256_loadu_si256(yq), v));
+                }
+        }
+    }
+    group_y_cols_scalar(J, g, body, y);
+}
 #endif
 
 static void group_y_cols(const job_t *J, int g, int32_t *y) {
 #ifdef POUW_X86
     if (J->path == PATH_AVX512 || J->path == PATH_AMX) {
         group_y_cols_avx512(J, g, y);
+        return;
+    }
+    if (J->path != PATH_PORTABLE) { /* every other SIMD path has AVX2 */
+        group_y_cols_avx2(J, g, y);
         return;
     }
 #endif

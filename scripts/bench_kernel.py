@@ -41,7 +41,7 @@ a call spends preempted or stolen is then not counted against it, so ratios hold
 
     python scripts/bench_kernel.py [--json] [--shapes 1024 2048 4096] [--r 64] [--threads N] [--repeat 9]
     python scripts/bench_kernel.py --threads 1 --clock cpu
-    python scripts/bench_kernel.py --against /tmp/_kernel_before.so
+    python scripts/bench_kernel.py --against /tmp/_kernel_before.so [--b-cols]
 """
 from __future__ import annotations
 
@@ -272,13 +272,15 @@ def on_build(build: ModuleType, call: Callable[[], object]) -> Callable[[], obje
 
 
 def bench(size: int, r: int, threads: int, repeat: int, routes: dict[str, str], clock: str = "wall",
-          against: ModuleType | None = None) -> dict:
+          against: ModuleType | None = None, b_cols: bool = False) -> dict:
     a, b = operands(size)
+    if b_cols:  # as the node stores and serves a job's B: the kernel packs it from its columns
+        b = np.asfortranarray(b)
     # commitments are per job, not per template: placeholders keep the setup cheap
     header = Header(2, 4, 1, bytes(32), 0, 1 << 200, bytes(32), bytes(32), bytes(20), 0,
                     WorkSpec(size, size, size, r, bytes(32), bytes(32)), Ticket(0, 0, bytes(32)))
     out: dict = {"shape": [size, size, size], "r": r, "threads": threads, "path": kernel.active_path,
-                 "clock": clock, "load_avg": round(os.getloadavg()[0], 2)}
+                 "clock": clock, "b_cols": b_cols, "load_avg": round(os.getloadavg()[0], 2)}
     anchors = {name: Anchor(name, routes[name], size, threads, clock) for name in ANCHORS}
     for name, anchor in anchors.items():
         out[f"{name}_runs_on"] = anchor.runs_on
@@ -358,6 +360,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=9, help="timed runs per contender (median reported)")
     parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                         help="time calls by the wall clock, or by CPU time (needs --threads 1)")
+    parser.add_argument("--b-cols", action="store_true",
+                        help="our contenders get B column-major, as a miner gets a job's B from its node")
     parser.add_argument("--against", metavar="OTHER.so",
                         help="another build of miner/_kernel*.so to run mine and plain on, side by side")
     parser.add_argument("--anchor", choices=ANCHORS, help=argparse.SUPPRESS)  # the subprocess sides
@@ -375,7 +379,7 @@ def main() -> None:
     against = load_build(args.against) if args.against else None
     routes = anchor_routes()
     for size in args.shapes:
-        row = bench(size, args.r, args.threads, args.repeat, routes, args.clock, against)
+        row = bench(size, args.r, args.threads, args.repeat, routes, args.clock, against, args.b_cols)
         if args.json:
             print(json.dumps(row), flush=True)
         else:

@@ -70,13 +70,13 @@ def test_every_tile_winning_makes_one_part_a_panel(path: str, threads: int) -> N
 
 @pytest.mark.parametrize("path", C_PATHS)
 def test_a_stop_asked_for_before_the_call_computes_nothing(path: str) -> None:
-    a, b = operands(8, 512, 64, 64)
-    partial = kernel.PartialProduct.of_shape(512, 64)
+    a, b = operands(8, 512, 384, 64)  # 4 units a panel, for 2 threads (as above)
+    partial = kernel.PartialProduct.of_shape(512, 384)
     partial.product.fill(7)
     header = template(a, b, 16, target=(1 << 256) - 1)
-    assert kernel.matmul_rows(a, b, header, partial, np.ones(1, np.uint8), path=path) == []
+    assert kernel.matmul_rows(a, b, header, partial, np.ones(1, np.uint8), threads=2, path=path) == []
     assert partial.rows_done == 0 and (partial.product == 7).all()
-    winners = kernel.matmul_rows(a, b, header, partial, np.zeros(1, np.uint8), path=path)  # asked again, cleared
+    winners = kernel.matmul_rows(a, b, header, partial, np.zeros(1, np.uint8), threads=2, path=path)  # cleared
     assert partial.rows_done == 256 and winners == reference_winners(header, a, b, 0, 256)
 
 
