@@ -15,6 +15,9 @@
  *      every chunk boundary XOR them into the tiles' per-chunk partials.  After the last block
  *      each tile's partials are reduced, folded into the 16 lanes, hashed into the ticket digest
  *      and compared with the threshold; C' = A'·B' is written from the registers if asked for.
+ *      With a stop byte (kernel.matmul_rows), once it is set, by the caller or at a winning tile,
+ *      no new panel of MC rows is begun (stopped_before): the call returns the rows finished, and
+ *      A's tile-rows may start at ta0 of the work's, so the rest goes on under another header.
  * Paths: portable C, AVX2 (vpmaddubsw + vpmaddwd), AVX-VNNI (vpdpbusd ymm), AVX-512 VNNI
  * (vpdpbusd zmm) and AMX (TDPBSSD on tiles, s8 · s8: its own packing of A and tile loops, _amx.h),
  * chosen at runtime; the ticket hash uses SHA-NI when the CPU has it (not on the
