@@ -1629,5 +1629,6 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "miner._kernel", "PoU
 PyMODINIT_FUNC PyInit__kernel(void) {
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddIntConstant(m, "MAX_THREADS", MAX_THREADS) < 0) Py_CLEAR(m);
+    if (m && PyModule_AddIntConstant(m, "PANEL_ROWS", MC) < 0) Py_CLEAR(m); /* the rows finished once stopped */
     return m;
 }

@@ -35,6 +35,7 @@ except ImportError as exc:  # the build_ext step is allowed to fail
 
 ENTRY_LIMIT = 64
 MAX_THREADS: int | None = _kernel.MAX_THREADS if _kernel else None  # the C kernel's limit; numpy has none
+PANEL_ROWS: int | None = _kernel.PANEL_ROWS if _kernel else None  # the rows a C path finishes once stopped
 
 
 def available_paths() -> list[str]:

@@ -31,6 +31,17 @@ def expected_macs(target: int, m: int, n: int, k: int) -> float:
     return m * n * k / probability if probability > 0 else math.inf
 
 
+def expected_blocks(target: int, rows: int, n: int, k: int, panel_rows: int | None = None) -> float:
+    """The blocks ``rows`` rows of an n-column product can be expected to win at ``target``: one at
+    most with one header (``kernel.mine``, ``kernel.matmul``), one at most a panel of
+    ``panel_rows`` when mined in parts (``kernel.matmul_rows`` with a stop: the kernel finishes
+    the winning panel and the rest goes on under another header)."""
+    if panel_rows is None:
+        return matmul_win_probability(target, rows, n, k)
+    full, rest = divmod(rows, panel_rows)
+    return full * matmul_win_probability(target, panel_rows, n, k) + (rest and matmul_win_probability(target, rest, n, k))
+
+
 def expected_block_macs(header: Header) -> float:
     """``expected_macs`` of the shape and target a block was mined with."""
     w = header.work

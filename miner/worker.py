@@ -37,7 +37,7 @@ from consensus.work import OperandRoots, assemble_block
 
 from . import kernel
 from .jobs import JobTaker, JobWork
-from .odds import expected_macs
+from .odds import expected_blocks, expected_macs
 from client.rpc import RpcClient, RpcClientError
 from .synthetic import synthetic_matrices
 from .template import REFRESH_SECONDS, Template
@@ -66,12 +66,15 @@ class MinerStats:
     clock_waits: int = 0  # times the loop waited for the clock instead of building a held block
     last_reject: str = ""
     block_macs: float = math.inf  # expected MACs per block at the current target and shape
+    expected_blocks: float = 0.0  # the blocks the lottery owes the work so far (found / this: luck)
     _marks: deque = field(default_factory=deque)  # (time, macs, tiles) about once a second
 
     def __post_init__(self) -> None:
         self._marks.append((self.started, 0, 0))
 
-    def add_matmul(self, macs: int, tiles: int, useful: bool = False) -> None:
+    def add_matmul(self, macs: int, tiles: int, useful: bool = False, odds: float = 0.0) -> None:
+        """A kernel call's work; ``odds``: the blocks it could be expected to win (``miner.odds``)."""
+        self.expected_blocks += odds
         self.macs += macs
         self.useful_macs += macs if useful else 0
         self.tiles += tiles
@@ -299,7 +302,9 @@ class Miner:
                         self._job_checked = -math.inf  # look for the next job at once
                 else:
                     winners = kernel.mine(header, a, b, self.threads)
-                self.stats.add_matmul(rows * spec.n * spec.k, (rows // 32) * (spec.n // 32), useful=job is not None)
+                self.stats.add_matmul(rows * spec.n * spec.k, (rows // 32) * (spec.n // 32), useful=job is not None,
+                                      odds=expected_blocks(template.target, rows, spec.n, spec.k,
+                                                           kernel.PANEL_ROWS if job is not None else None))
                 if not winners:
                     continue
                 self.stats.found += 1
@@ -342,7 +347,8 @@ class Miner:
 def status_record(stats: MinerStats, jobs: JobTaker | None = None) -> dict:
     """The figures of ``status_line`` as JSON-ready values (``pouw-miner --status-file``)."""
     record = {"mac_rate": stats.mac_rate(), "found": stats.found, "accepted": stats.accepted,
-              "rejected": stats.rejected, "stale": stats.stale,
+              "rejected": stats.rejected, "stale": stats.stale, "macs": stats.macs,
+              "expected_blocks": stats.expected_blocks,
               "useful_share": stats.useful_share(), "jobs": None}
     if jobs is not None:
         j = jobs.stats

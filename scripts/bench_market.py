@@ -438,6 +438,7 @@ def market_phase(label: str, seed: int, rate: str, poster: NodeProcess, mnode: N
                "share": share, "height0": height0, "height1": height1, "height2": poster.getblockcount(),
                "at_end": at_end, "settled": settled, "with_drain": with_drain, "jobs": client_figures["settled"],
                "problems": client_figures["problems"], "taken": taker.stats.taken, "fetches": fetches,
+               "found": on_jobs.stats.found, "expected_blocks": on_jobs.stats.expected_blocks,
                "post_s": client_figures["post_s"], "settle_s": client_figures["settle_s"]}
     say(f"{label}: {figures}")
     return figures
@@ -638,6 +639,8 @@ def main() -> int:
         luck = f"    the chain's MACs are its {settled['window']} blocks' work: block luck alone"
         print(f"{luck:<58}{1 / math.sqrt(settled['window']):>13.0%}  (one σ)")
         print(f"{chain_drain:<58}{ph['with_drain']['useful_mac_share']:>14.1%}")
+        print(f"{'  blocks the miner found / the lottery owed its MACs':<58}{ph['found']:>8} / "
+              f"{ph['expected_blocks']:.1f}")
         print(f"{'  jobs taken by the miner; settled (rejected results)':<58}{ph['taken']:>8}; {ph['jobs']} "
               f"({ph['problems']})")
         print(f"{'  operands its node fetched; median s receiving / storing':<58}{count:>8}; "

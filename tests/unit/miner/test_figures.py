@@ -8,7 +8,7 @@ import pytest
 
 from consensus.params import MAX_TARGET
 from miner import worker
-from miner.odds import expected_macs, matmul_win_probability
+from miner.odds import expected_blocks, expected_macs, matmul_win_probability
 from miner.units import duration, si
 
 
@@ -18,6 +18,19 @@ def test_expected_work_is_one_matmul_at_the_pow_limit_and_the_chain_work_when_wi
     assert expected_macs(target, 256, 256, 64) == pytest.approx(2**256 / target, rel=1e-6)
     p = target * 1024 * 64 / 2**256
     assert matmul_win_probability(target, 256, 256, 64) == pytest.approx(64 * p, rel=1e-6)
+
+
+def test_a_product_in_parts_is_owed_a_block_a_panel_where_one_header_is_owed_one() -> None:
+    assert expected_blocks(MAX_TARGET, 4096, 384, 64) == 1.0  # every tile wins: one block a header
+    assert expected_blocks(MAX_TARGET, 4096, 384, 64, panel_rows=256) == 16.0  # … and one a panel in parts
+    assert expected_blocks(MAX_TARGET, 288, 384, 64, panel_rows=256) == 2.0  # a panel and the 32 rows left
+    target = int(0.69 * 2**256) // (4096 * 4096 * 8192)  # a devnet filler: λ = 0.69 winning tiles
+    assert expected_blocks(target, 4096, 4096, 8192) == pytest.approx(1 - math.exp(-0.69), rel=1e-4)
+    assert expected_blocks(target, 4096, 4096, 8192, panel_rows=256) == pytest.approx(16 * (1 - math.exp(-0.69 / 16)), rel=1e-4)
+    rare = 1 << 200  # wins rare: both are the product's MACs over the chain work 2^256 / target
+    macs = 4096 * 4096 * 8192
+    assert expected_blocks(rare, 4096, 4096, 8192, 256) == pytest.approx(macs * rare / 2**256, rel=1e-6)
+    assert expected_blocks(rare, 4096, 4096, 8192) == pytest.approx(macs * rare / 2**256, rel=1e-6)
 
 
 def test_units() -> None:

@@ -15,7 +15,7 @@ from miner import kernel
 from .helpers import operands, template
 
 C_PATHS = [p for p in kernel.available_paths() if p != "numpy"]
-PANEL = 256  # the rows the C paths finish once stopped (the kernel's MC)
+PANEL = kernel.PANEL_ROWS  # the rows the C paths finish once stopped
 
 
 def reference_winners(header, a, b, first_row: int, rows_done: int) -> list:
@@ -64,8 +64,9 @@ def test_every_tile_winning_makes_one_part_a_panel(path: str, threads: int) -> N
     known before any thread reaches the next panel: each header computes one panel."""
     a, b = operands(7, 1024, 384, 64)
     calls = mine_in_parts(a, b, 16, (1 << 256) - 1, path, threads)
-    assert [(first, reached) for first, reached, _ in calls] == [(0, 256), (256, 512), (512, 768), (768, 1024)]
-    assert all(len(winners) == 256 // 32 * 384 // 32 for *_, winners in calls)
+    assert PANEL == 256 and [(first, reached) for first, reached, _ in calls] == [(0, 256), (256, 512), (512, 768),
+                                                                                  (768, 1024)]
+    assert all(len(winners) == PANEL // 32 * 384 // 32 for *_, winners in calls)
 
 
 @pytest.mark.parametrize("path", C_PATHS)
