@@ -39,7 +39,8 @@ def expected_blocks(target: int, rows: int, n: int, k: int, panel_rows: int | No
     if panel_rows is None:
         return matmul_win_probability(target, rows, n, k)
     full, rest = divmod(rows, panel_rows)
-    return full * matmul_win_probability(target, panel_rows, n, k) + (rest and matmul_win_probability(target, rest, n, k))
+    last = matmul_win_probability(target, rest, n, k) if rest else 0.0
+    return full * matmul_win_probability(target, panel_rows, n, k) + last
 
 
 def expected_block_macs(header: Header) -> float:

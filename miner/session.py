@@ -8,8 +8,8 @@ any shapes that multiply, and returns their exact product. Internally each produ
 runs through the mining kernel (``kernel.matmul_rows``) on a header built from the node's
 current block template, so every tile is a lottery ticket; a winning tile becomes a
 block that is submitted at once (never for an old tip, never stamped beyond what the
-node accepts), and the rest of the product is mined on the next block's template. To fit the kernel the operands are reshaped without changing the
-product:
+node accepts), and the rest of the product is mined on the next block's template. To
+fit the kernel the operands are reshaped without changing the product:
 
 * m and n are padded with zero rows/columns to multiples of 32;
 * k is padded with zeros to a length the network allows (a multiple of the noise

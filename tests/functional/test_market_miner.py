@@ -90,8 +90,8 @@ def test_a_job_of_several_panels_wins_a_block_in_each(start_nodes) -> None:
         output = miner.communicate(timeout=60)[0]
     assert np.array_equal(c, a.astype(np.int64) @ b.astype(np.int64)), output
     (job,) = node.listjobs("settled")
-    useful = [header for header in (node.getblockheader(node.getblockhash(h)) for h in range(2, node.getblockcount() + 1))
-              if header["work"]["job_id"] == job["job_id"]]
+    headers = [node.getblockheader(node.getblockhash(height)) for height in range(2, node.getblockcount() + 1)]
+    useful = [header for header in headers if header["work"]["job_id"] == job["job_id"]]
     assert [header["ticket"]["a"] // 8 for header in useful] == [0, 1, 2, 3], output
 
 
