@@ -29,12 +29,12 @@ def run_cli(node, *args: str) -> str:
     return out.stdout.strip()
 
 
-def start_miner(node, miner_address: str, *extra: str) -> subprocess.Popen:
+def start_miner(node, miner_address: str, *extra: str, threads: int = 1) -> subprocess.Popen:
     """pouw-miner paced to a block a second: on regtest every tile wins, and a claim's window
     (10 blocks) must leave the poster's client time to verify and accept."""
     env = {**os.environ, "POUW_WALLET_PASSWORD": PASSWORD}
     return subprocess.Popen([sys.executable, "-m", "miner.cli", "--network", "regtest", "--datadir",
-                             str(node.datadir), "--rpc-url", node.url, "--address", miner_address, "--threads", "1",
+                             str(node.datadir), "--rpc-url", node.url, "--address", miner_address, "--threads", str(threads),
                              "--shape", "64,64,64", "--min-interval", "1", *extra], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -82,7 +82,7 @@ def test_a_job_of_several_panels_wins_a_block_in_each(start_nodes) -> None:
     rng = np.random.default_rng(6)
     a, b = rng.integers(-64, 65, size=(1024, 64), dtype=np.int8), rng.integers(-64, 65, size=(64, 384), dtype=np.int8)
     client = MarketClient(node.rpc, REGTEST, FAUCET, log=lambda text: None)
-    miner = start_miner(node, worker, "--threads", "2")
+    miner = start_miner(node, worker, threads=2)  # 4 units a panel for 2 threads: one panel a block
     try:
         c = client.matmul(a, b, 10**6, timeout=240, tile_m=1024, tile_n=384, expiry_blocks=10_000)
     finally:
