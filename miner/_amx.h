@@ -286,7 +286,7 @@ AMX_TILES static void amx_unit(const job_t *J, uint8_t *buf, int row0, int col0,
 AMX_TILES static void *amx_unit_worker(void *arg) {
     job_t *J = arg;
     uint8_t *buf = J->units + (size_t)__atomic_fetch_add(&J->slot, 1, __ATOMIC_RELAXED) * J->unit_len;
-    const int across = (J->n + NC - 1) / NC;
+    const int across = units_across(J);
     const long total = (long)((J->m + MC - 1) / MC) * across;
     amx_configure(J->ks);
     for (long t; (t = __atomic_fetch_add(&J->next, 1, __ATOMIC_RELAXED)) < total && !stopped_before(J, t, across);) {

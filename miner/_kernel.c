@@ -1076,6 +1076,9 @@ __attribute__((target("avx512f"))) static void lanes_avx512(const uint32_t *part
 }
 #endif
 
+/* Units of NC columns across a panel of MC rows (the compute workers and rows_done). */
+static int units_across(const job_t *J) { return (J->n + NC - 1) / NC; }
+
 /* Whether unit t (units are taken in row-major order, `across` to a panel of MC rows) is not to be
  * computed: once *J->stop is set, no new panel is begun (the panels begun are finished), and every
  * unit from the first one refused on is skipped, so that units 0 … stop_unit − 1 are all done. */
@@ -1090,7 +1093,7 @@ static int stopped_before(job_t *J, long t, int across) {
 
 /* The rows of A whose products and tickets are all computed (every row unless stopped). */
 static int rows_done(const job_t *J) {
-    const long across = (J->n + NC - 1) / NC;
+    const long across = units_across(J);
     return J->stop_unit == LONG_MAX ? J->m : (int)(J->stop_unit / across) * MC;
 }
 
@@ -1180,7 +1183,7 @@ static void *pack_worker(void *arg) {
 static void *unit_worker(void *arg) {
     job_t *J = arg;
     uint8_t *buf = J->units + (size_t)__atomic_fetch_add(&J->slot, 1, __ATOMIC_RELAXED) * J->unit_len;
-    const int across = (J->n + NC - 1) / NC;
+    const int across = units_across(J);
     const long total = (long)((J->m + MC - 1) / MC) * across;
     for (long t; (t = __atomic_fetch_add(&J->next, 1, __ATOMIC_RELAXED)) < total && !stopped_before(J, t, across);) {
         const int row0 = (int)(t / across) * MC, col0 = (int)(t % across) * NC;

@@ -261,6 +261,12 @@ class Miner:
         watcher = TipWatcher(self.watcher_client, template.longpollid, lambda e: self.log(f"node: {e}"),
                              lambda: self._switch.fill(1))
         watcher.start()
+
+        def taken(obj: dict[str, Any]) -> Template:
+            """A template the loop mines on; its tip is then no change to the watcher."""
+            watcher.seen(obj["longpollid"])
+            return Template.from_json(obj)
+
         fetched = time.monotonic()
         nonce = int.from_bytes(os.urandom(4), "little") << 32
         if self.jobs is not None:
@@ -273,8 +279,7 @@ class Miner:
                 self._switch[0] = 0  # cleared before the watcher is asked: a tip it sees from now on is flagged
                 fresh = watcher.take() if watcher.changed.is_set() else None
                 if fresh is not None or time.monotonic() - fetched > REFRESH_SECONDS:
-                    template = Template.from_json(fresh or self.client.call("getblocktemplate"))
-                    watcher.seen(template.longpollid)
+                    template = taken(fresh or self.client.call("getblocktemplate"))
                     fetched = time.monotonic()
                     if fresh is not None:
                         self._job_checked = -math.inf  # a new block opens the jobs it posts: look at once
@@ -313,8 +318,7 @@ class Miner:
                 else:
                     self.stop_event.wait(self._submit(assemble_block(header, a, b, winners[0], template.txs, roots)))
                 # the new tip's template at once (after a stale find, the watcher's long poll may not have answered)
-                template = Template.from_json(self.client.call("getblocktemplate"))
-                watcher.seen(template.longpollid)
+                template = taken(self.client.call("getblocktemplate"))
                 fetched = time.monotonic()
         finally:
             watcher.stop_event.set()
