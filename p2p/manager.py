@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from . import wire
 from .addrbook import AddressBook, format_addr, parse_addr
 from .bans import BanList, ban_subnet, netgroup, parse_ip, parse_subnet
+from .connection import FrameConnection
 from .interfaces import Records
 from .peer import Peer, PeerHost, PeerLimits
 from .ratelimit import TokenBucket
@@ -95,8 +96,9 @@ class PeerManager:
         self.bans.load()
         self.book.load()
         if self.config.listen:
-            self._server = await asyncio.start_server(self._accept, self.config.bind, self.config.port,
-                                                      reuse_address=True)
+            self._server = await asyncio.get_running_loop().create_server(
+                lambda: FrameConnection(on_open=lambda conn: self._spawn(self._accept(conn))),
+                self.config.bind, self.config.port, reuse_address=True)
             self.listen_port = self._server.sockets[0].getsockname()[1]
         self._loop_task = asyncio.create_task(self._maintain_loop())
 
@@ -161,26 +163,18 @@ class PeerManager:
         return drop is peer
 
     # --- inbound -----------------------------------------------------------------------
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername") or ("?", 0)
+    async def _accept(self, conn: FrameConnection) -> None:
+        peername = conn.get_extra_info("peername") or ("?", 0)
         ip, port = peername[0], peername[1]
         inbound = self._inbound()
         same_ip = sum(1 for p in inbound if p.ip == ip)
         if self._stopping or self.bans.is_banned(ip) or same_ip >= self.config.max_inbound_per_ip \
                 or (len(inbound) >= self.config.max_inbound and not self._evict(inbound)):
             log.debug("refusing inbound %s:%s", ip, port)
-            writer.close()
+            conn.close()
             return
-        peer = self._new_peer(reader, writer, format_addr(str(parse_ip(ip)), port), ip, inbound=True)
-        task = asyncio.current_task()
-        if task is not None:  # so that stop() waits for inbound connections too
-            self._tasks.add(task)
-        try:
-            await peer.run()
-        except asyncio.CancelledError:  # stop(): end quietly, asyncio's server callback logs a cancelled task
-            pass
-        finally:
-            self._tasks.discard(task)
+        peer = self._new_peer(conn, format_addr(str(parse_ip(ip)), port), ip, inbound=True)
+        await peer.run()
 
     def _evict(self, inbound: list[Peer]) -> bool:
         """Close the least useful inbound peer to make room; False if every one is protected."""
@@ -205,10 +199,10 @@ class PeerManager:
         victim.close("evicted for a new inbound connection")
         return True
 
-    def _new_peer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, addr: str, ip: str, *,
+    def _new_peer(self, conn: FrameConnection, addr: str, ip: str, *,
                   inbound: bool, manual: bool = False, oneshot: bool = False) -> Peer:
         self._next_id += 1
-        peer = Peer(self.host, reader, writer, peer_id=self._next_id, addr=addr, ip=ip, inbound=inbound,
+        peer = Peer(self.host, conn, peer_id=self._next_id, addr=addr, ip=ip, inbound=inbound,
                     manual=manual, oneshot=oneshot, limits=self.limits)
         self.peers[peer.id] = peer
         return peer
@@ -229,8 +223,8 @@ class PeerManager:
                 log.debug("not dialling banned %s (%s)", addr, ip)
                 self._failed(addr)
                 return
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port),
-                                                    self.config.connect_timeout)
+            _, conn = await asyncio.wait_for(loop.create_connection(FrameConnection, ip, port),
+                                             self.config.connect_timeout)
         except (TimeoutError, OSError, ValueError, IndexError) as exc:
             log.debug("dial %s failed: %s", addr, exc)
             self._failed(addr)
@@ -238,9 +232,9 @@ class PeerManager:
         finally:
             self._dialing.discard(addr)
         if self._stopping:
-            writer.close()
+            conn.close()
             return
-        peer = self._new_peer(reader, writer, addr, ip, inbound=False, manual=manual, oneshot=oneshot)
+        peer = self._new_peer(conn, addr, ip, inbound=False, manual=manual, oneshot=oneshot)
         await peer.run()
 
     def dial_once(self, addr: str) -> None:

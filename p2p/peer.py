@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import wire
+from .connection import FrameConnection
 from .wire import Message, WireError
 
 log = logging.getLogger(__name__)
@@ -127,12 +128,11 @@ class KnownFilter:
 class Peer:
     """A TCP connection to one peer; ``run()`` drives it until it closes."""
 
-    def __init__(self, host: PeerHost, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+    def __init__(self, host: PeerHost, conn: FrameConnection, *,
                  peer_id: int, addr: str, ip: str, inbound: bool, manual: bool = False,
                  oneshot: bool = False, limits: PeerLimits = PeerLimits()) -> None:
         self.host = host
-        self.reader = reader
-        self.writer = writer
+        self.conn = conn
         self.id = peer_id
         self.addr = addr  # "host:port" we dialled, or the remote end of an inbound connection
         self.ip = ip
@@ -159,8 +159,8 @@ class Peer:
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()  # received, waiting for _handle_in_turn
         self._inbox_bytes = 0
         self._inbox_room = asyncio.Event()
-        transport = writer.transport
-        transport.set_write_buffer_limits(high=limits.matrix_high_water)
+        assert conn.transport is not None
+        conn.transport.set_write_buffer_limits(high=limits.matrix_high_water)
 
     def __repr__(self) -> str:
         return f"<peer {self.id} {self.addr} {'in' if self.inbound else 'out'}>"
@@ -172,30 +172,25 @@ class Peer:
     def send_payload(self, payload: bytes) -> None:
         if self.closed:
             return
-        data = wire.frame(self.host.magic, payload)
-        self.writer.write(data)
-        self.bytes_sent += len(data)
-        if self._buffered() > self.limits.send_hard_limit:
+        self.bytes_sent += self.conn.send_frame(self.host.magic, payload)
+        if self.conn.buffered() > self.limits.send_hard_limit:
             self.close("send buffer overflow")
-
-    def _buffered(self) -> int:
-        return self.writer.transport.get_write_buffer_size()
 
     async def drain(self) -> None:
         """Wait while the send buffer holds more than ``send_high_water`` (backpressure for
         answering its messages; matrix replies alone never fill it that far)."""
-        if not self.closed and self._buffered() > self.limits.send_high_water:
-            await self.writer.drain()
+        if not self.closed and self.conn.buffered() > self.limits.send_high_water:
+            await self.conn.drain()
 
     def matrix_room(self) -> bool:
         """True while a matrix reply may be written now: the send buffer holds at most
         ``matrix_high_water``."""
-        return self._buffered() <= self.limits.matrix_high_water
+        return self.conn.buffered() <= self.limits.matrix_high_water
 
     async def matrix_drain(self) -> None:
         """Wait until the send buffer has drained to a quarter of ``matrix_high_water``."""
         if not self.closed:
-            await self.writer.drain()
+            await self.conn.drain()
 
     # --- misbehaviour and closing ----------------------------------------------------
     def misbehave(self, score: int, reason: str) -> None:
@@ -213,7 +208,7 @@ class Peer:
         self.closed = True
         self.close_reason = reason
         log.debug("closing %r: %s", self, reason)
-        self.writer.close()
+        self.conn.close()
         for task in self._tasks:
             if task is not asyncio.current_task():
                 task.cancel()
@@ -246,7 +241,7 @@ class Peer:
             self.close(self.close_reason or "closed")
             self.host.peer_closed(self)
             try:
-                await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+                await asyncio.wait_for(self.conn.wait_closed(), 1.0)
             except (OSError, TimeoutError):  # already reset or slow to close: nothing left to do
                 pass
 
@@ -263,7 +258,7 @@ class Peer:
 
     async def _read(self) -> Message | None:
         limit = wire.MAX_PAYLOAD if self.ready else wire.MAX_HANDSHAKE_PAYLOAD
-        data = await wire.read_frame(self.reader, self.host.magic, limit)
+        data = await self.conn.read_frame(self.host.magic, limit)
         self.bytes_recv += wire.FRAME_HEADER + len(data)
         self._last_recv = time.monotonic()
         if self.ready and not self.host.admits(self, wire.command_of(data)[0]):

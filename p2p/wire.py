@@ -10,7 +10,6 @@ read (§7: ignored; the peer scores a large one).
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import struct
 from dataclasses import dataclass
@@ -82,19 +81,24 @@ class Message:
 
     command: str
     args: list[Any]
-    raw: bytes = b""
+    raw: bytes | memoryview = b""  # a memoryview: a matrix reply read in place
     objects: Any = None  # the typed value of tx / block / headers, built with the decode
 
 
-def checksum(payload: bytes) -> bytes:
+def checksum(payload: bytes | memoryview) -> bytes:
     return hashlib.sha256(payload).digest()[:4]
 
 
-def frame(magic: bytes, payload: bytes) -> bytes:
-    """Wrap a payload in a frame; refuses payloads over the limit."""
+def frame_header(magic: bytes, payload: bytes | memoryview) -> bytes:
+    """The 12 bytes in front of a payload; refuses payloads over the limit."""
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
-    return magic + struct.pack("<I", len(payload)) + checksum(payload) + payload
+    return magic + struct.pack("<I", len(payload)) + checksum(payload)
+
+
+def frame(magic: bytes, payload: bytes) -> bytes:
+    """A whole frame (a connection sends the header and the payload without joining them)."""
+    return frame_header(magic, payload) + payload
 
 
 def payload(command: str, *args: Any) -> bytes:
@@ -135,6 +139,7 @@ def headers_payload(headers: Sequence[bytes]) -> bytes:
 
 
 _MATRIX_PREFIX = b"\x94" + enc.encode("matrix")  # fixarray(4), "matrix"
+_MATRIX_KEY_HEAD = _MATRIX_PREFIX + b"\xc4\x20"  # … and the key's bin8 header (32 bytes)
 _BLOCK_PREFIX = b"\x92" + enc.encode("block")  # fixarray(2), "block"
 _HEADERS_PREFIX = b"\x92" + enc.encode("headers")
 _TX_PREFIX = b"\x92" + enc.encode("tx")
@@ -150,21 +155,7 @@ def parse_frame_header(magic: bytes, head: bytes, max_payload: int = MAX_PAYLOAD
     return length, head[8:12]
 
 
-async def read_frame(reader: asyncio.StreamReader, magic: bytes, max_payload: int = MAX_PAYLOAD) -> bytes:
-    """Read one frame and return its checked payload (EOF raises ``IncompleteReadError``).
-
-    A large payload is hashed on a worker thread (hashlib releases the GIL), so
-    the event loop keeps serving others meanwhile.
-    """
-    length, check = parse_frame_header(magic, await reader.readexactly(FRAME_HEADER), max_payload)
-    data = await reader.readexactly(length)
-    digest = checksum(data) if length < THREAD_HASH_BYTES else await asyncio.to_thread(checksum, data)
-    if digest != check:
-        raise WireError("bad-checksum")
-    return data
-
-
-def command_of(data: bytes) -> tuple[str, int]:
+def command_of(data: bytes | memoryview) -> tuple[str, int]:
     """The command of a payload and its argument count, read from the first bytes only.
 
     Nothing else of the payload is looked at, so an unknown command's arguments
@@ -193,7 +184,7 @@ def command_of(data: bytes) -> tuple[str, int]:
     if size > MAX_COMMAND:
         raise WireError("bad-message", "command too long")
     try:
-        command = data[pos:pos + size].decode()
+        command = bytes(data[pos:pos + size]).decode()
     except UnicodeDecodeError:
         raise WireError("bad-message", "command is not UTF-8") from None
     if len(command.encode()) != size:
@@ -201,11 +192,13 @@ def command_of(data: bytes) -> tuple[str, int]:
     return command, count - 1
 
 
-def decode(data: bytes) -> Message | None:
+def decode(data: bytes | memoryview) -> Message | None:
     """Strict, bounded decode of a payload: a ``Message``, ``None`` for an unknown command, or ``WireError``.
 
     The command's schema drives the decoder (``bounded``): nothing larger than
-    the schema admits is built, whatever the payload holds.
+    the schema admits is built, whatever the payload holds. A payload received into a
+    buffer (a memoryview) is read in place only for a ``matrix`` reply (its rows are views of it); any
+    other message gets ``bytes`` of its own, which it may keep (a block's go to the store).
     """
     command, _ = command_of(data)
     plan = _PLANS.get(command)
@@ -213,7 +206,7 @@ def decode(data: bytes) -> Message | None:
         return None
     if command == "matrix" and (args := _matrix_args(data)) is not None:
         return Message(command, args, data)
-    return _decode_by_schema(command, plan, data)
+    return _decode_by_schema(command, plan, bytes(data))
 
 
 def _decode_by_schema(command: str, plan: Plan, data: bytes) -> Message:
@@ -237,14 +230,14 @@ def _decode_by_schema(command: str, plan: Plan, data: bytes) -> Message:
     return msg if build is None else Message(command, args, data, build(msg))
 
 
-def _matrix_args(data: bytes) -> list[Any] | None:
+def _matrix_args(data: bytes | memoryview) -> list[Any] | None:
     """The arguments of a well-formed ``matrix`` payload, read in place: its rows are
     memoryviews of ``data``, never copied. ``None`` for anything else — a longer form than
     canonical, a wrong type, a size past the schema, a truncation — which the schema's decode
     then refuses with its reason (the fast path accepts only what that decode accepts)."""
-    if not data.startswith(_MATRIX_PREFIX + b"\xc4\x20"):  # bin8 of 32 bytes: the key
+    if data[:len(_MATRIX_KEY_HEAD)] != _MATRIX_KEY_HEAD:  # bin8 of 32 bytes: the key
         return None
-    key_end = len(_MATRIX_PREFIX) + 2 + 32
+    key_end = len(_MATRIX_KEY_HEAD) + 32
     first, at = _shortest_number(data, key_end, _UINT_FORMS, fixed=(0x00, 0x7F))
     if first is None or first >= 1 << 32:
         return None
@@ -261,7 +254,7 @@ def _matrix_args(data: bytes) -> list[Any] | None:
         total += width
     if at != len(data) or total > MAX_MATRIX_BYTES:
         return None
-    return [data[key_end - 32:key_end], first, rows]
+    return [bytes(data[key_end - 32:key_end]), first, rows]
 
 
 # msgpack's longer forms of a number in a header: tag → (bytes, the least value it may hold in
@@ -271,7 +264,7 @@ _ARRAY_FORMS = {0xDC: (2, 0x10), 0xDD: (4, 0x10000)}
 _BIN_FORMS = {0xC4: (1, 0), 0xC5: (2, 0x100), 0xC6: (4, 0x10000)}
 
 
-def _shortest_number(data: bytes, at: int, forms: dict[int, tuple[int, int]],
+def _shortest_number(data: bytes | memoryview, at: int, forms: dict[int, tuple[int, int]],
                      fixed: tuple[int, int] | None = None) -> tuple[int | None, int]:
     """The number a header at ``at`` holds (a uint, an array's or a bin's length) and where the
     header ends, if it is written in its shortest form: one of ``forms``, or the one-byte form

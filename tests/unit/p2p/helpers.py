@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from node.chain import Chain, ChainEvent
 from node.chainworker import ChainWorker
 from node.mempool import Mempool
 from p2p import P2PNode, PeerLimits, SyncLimits, wire
+from p2p.connection import FrameConnection
 from p2p.interfaces import MemoryRecords
 
 NOW = GENESIS_TIMESTAMP + 10**7  # a clock well past every test block's timestamp
@@ -118,9 +119,8 @@ async def connect(a: Node, b: Node) -> None:
 class RawPeer:
     """A hand-driven connection to a node, for sending exactly the bytes a test wants."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, conn: FrameConnection) -> None:
+        self.conn = conn
         self.auto_pong = True
 
     @classmethod
@@ -133,11 +133,11 @@ class RawPeer:
         sock.setblocking(False)
         sock.bind((source_ip, 0))
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", node.p2p.listen_port))
-        reader, writer = await asyncio.open_connection(sock=sock)
-        return cls(reader, writer)
+        _, conn = await asyncio.get_running_loop().create_connection(FrameConnection, sock=sock)
+        return cls(conn)
 
     def send_raw(self, data: bytes) -> None:
-        self.writer.write(data)
+        self.conn.write(data)
 
     def send(self, command: str, *args: Any) -> None:
         self.send_raw(wire.frame(REGTEST.magic, wire.payload(command, *args)))
@@ -149,7 +149,7 @@ class RawPeer:
     async def recv(self, timeout: float = 5.0) -> wire.Message:
         """The next known message (pings are answered and skipped while ``auto_pong``)."""
         while True:
-            data = await asyncio.wait_for(wire.read_frame(self.reader, REGTEST.magic), timeout)
+            data = await asyncio.wait_for(self.conn.read_frame(REGTEST.magic), timeout)
             msg = wire.decode(data)
             if msg is None:
                 continue
@@ -177,16 +177,15 @@ class RawPeer:
     async def closed(self, timeout: float = 5.0) -> bool:
         """True once the node has closed the connection (reads and drops anything before)."""
         try:
-            while await asyncio.wait_for(self.reader.read(65536), timeout):
-                pass
+            while True:
+                await asyncio.wait_for(self.conn.read_frame(REGTEST.magic), timeout)
         except TimeoutError:
             return False
-        except ConnectionError:  # a reset: closed with our data unread
-            pass
-        return True
+        except (asyncio.IncompleteReadError, ConnectionError):  # a reset: closed with our data unread
+            return True
 
     def close(self) -> None:
-        self.writer.close()
+        self.conn.close()
 
 
 async def fetch_rows(node: Node, key: bytes, first: int, count: int, timeout: float = 10.0) -> list[bytes] | None:
@@ -206,3 +205,28 @@ async def fetch_rows(node: Node, key: bytes, first: int, count: int, timeout: fl
         if rows:
             return rows
     return None
+
+
+async def frames_from(data: bytes, limits: Sequence[int]) -> list[memoryview]:
+    """The payloads ``FrameConnection.read_frame`` returns, one call per limit in ``limits``,
+    from a real socket whose other end sends ``data`` and then closes."""
+    ours, theirs = socket.socketpair()
+    with theirs:
+        _, conn = await asyncio.get_running_loop().create_connection(FrameConnection, sock=ours)
+        sending = asyncio.create_task(asyncio.to_thread(_send_and_close, theirs, data))
+        try:
+            return [await conn.read_frame(REGTEST.magic, limit) for limit in limits]
+        finally:
+            conn.close()
+            await sending
+
+
+def _send_and_close(sock: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(OSError):  # the reader may have closed first (a bad frame)
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+
+
+def read_frame_of(data: bytes, limit: int = wire.MAX_PAYLOAD) -> memoryview:
+    """The first frame's payload in ``data``, read as a peer's connection reads it."""
+    return asyncio.run(frames_from(data, [limit]))[0]

@@ -582,7 +582,7 @@ def test_a_block_asked_for_behind_a_stream_of_matrix_replies_waits_for_little_of
             await raw.handshake()
             await wait_until(lambda: len(list(node.p2p.manager.ready_peers())) == 1, 5, "the raw peer ready")
             (peer,) = node.p2p.manager.ready_peers()
-            peer.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_SOCKET_BUFFER)
+            peer.conn.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_SOCKET_BUFFER)
             for first in range(64):
                 raw.send("getmatrix", b"\x5a" * 32, first, 1)
             await asyncio.sleep(0.3)  # the node serves what the buffers take while nothing is read

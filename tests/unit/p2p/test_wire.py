@@ -1,7 +1,6 @@
 """p2p.wire: frames and strict message schemas (PROTOCOL §7), every malformed case."""
 from __future__ import annotations
 
-import asyncio
 import struct
 import tracemalloc
 
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 from consensus.params import MAX_MATRIX_DIM, REGTEST
 from p2p import wire
 from p2p.wire import WireError
+from tests.unit.p2p.helpers import read_frame_of
 from tests.unit.node.helpers import FAUCET, bogus_headers, genesis_header, make_block, transfer
 
 MAGIC = REGTEST.magic
@@ -42,22 +42,12 @@ def test_every_command_has_a_sample() -> None:
     assert set(SAMPLES) == set(wire.SCHEMAS)
 
 
-def read(data: bytes) -> bytes:
-    """``read_frame`` over a stream holding ``data``."""
-    async def go() -> bytes:
-        reader = asyncio.StreamReader()
-        reader.feed_data(data)
-        reader.feed_eof()
-        return await wire.read_frame(reader, MAGIC)
-    return asyncio.run(go())
-
-
 @pytest.mark.parametrize("command", sorted(SAMPLES))
 def test_round_trip(command: str) -> None:
     payload = wire.payload(command, *SAMPLES[command])
     data = wire.frame(MAGIC, payload)
     assert data[:4] == MAGIC and struct.unpack("<I", data[4:8])[0] == len(payload)
-    msg = wire.decode(read(data))
+    msg = wire.decode(read_frame_of(data))
     assert msg is not None and msg.command == command and msg.args == SAMPLES[command]
 
 
@@ -155,36 +145,6 @@ def test_the_fast_path_accepts_no_reply_the_schema_refuses(rows: list[bytes], fi
         assert fast is None and schema == "non-canonical"
 
 
-def test_bad_magic() -> None:
-    data = wire.frame(b"PONW", wire.payload("verack"))
-    with pytest.raises(WireError) as err:
-        read(data)
-    assert err.value.reason == "bad-magic"
-
-
-def test_bad_checksum() -> None:
-    data = bytearray(wire.frame(MAGIC, wire.payload("ping", 1)))
-    data[-1] ^= 1
-    with pytest.raises(WireError) as err:
-        read(bytes(data))
-    assert err.value.reason == "bad-checksum"
-
-
-def test_oversized_length_is_refused_before_reading() -> None:
-    head = MAGIC + struct.pack("<I", wire.MAX_PAYLOAD + 1) + bytes(4)
-    with pytest.raises(WireError) as err:
-        read(head)  # no payload follows: the length alone is enough
-    assert err.value.reason == "oversized"
-    with pytest.raises(ValueError):
-        wire.frame(MAGIC, bytes(wire.MAX_PAYLOAD + 1))
-
-
-def test_truncated_frame_is_eof() -> None:
-    data = wire.frame(MAGIC, wire.payload("ping", 1))
-    with pytest.raises(asyncio.IncompleteReadError):
-        read(data[:-1])
-
-
 @pytest.mark.parametrize("payload", [
     b"\x92\xa4ping\xcc\x05",  # u8 form of 5: not the shortest encoding
     b"\x92\xa4ping\x05\x05",  # trailing byte
@@ -196,7 +156,7 @@ def test_truncated_frame_is_eof() -> None:
 ])
 def test_non_canonical(payload: bytes) -> None:
     with pytest.raises(WireError) as err:
-        wire.decode(read(wire.frame(MAGIC, payload)))
+        wire.decode(read_frame_of(wire.frame(MAGIC, payload)))
     assert err.value.reason in ("non-canonical", "bad-message")
 
 
@@ -317,16 +277,3 @@ def test_command_header_errors(payload: bytes) -> None:
     with pytest.raises(WireError) as err:
         wire.decode(payload)
     assert err.value.reason == "bad-message"
-
-
-def test_oversized_for_the_handshake() -> None:
-    data = wire.frame(MAGIC, wire.payload("ufo", b"x" * wire.MAX_HANDSHAKE_PAYLOAD))
-
-    async def go() -> bytes:
-        reader = asyncio.StreamReader()
-        reader.feed_data(data)
-        reader.feed_eof()
-        return await wire.read_frame(reader, MAGIC, wire.MAX_HANDSHAKE_PAYLOAD)
-    with pytest.raises(WireError) as err:
-        asyncio.run(go())
-    assert err.value.reason == "oversized"
