@@ -283,15 +283,25 @@ def _npy(array: np.ndarray) -> Callable[[BinaryIO], object]:
     return partial(np.save, arr=array, allow_pickle=False)
 
 
-WRITE_BATCH_BYTES = 4 * 1024 * 1024
+IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16  # buffers one writev takes
 
 
 def _write_lines(fh: BinaryIO, lines: Sequence[bytes | memoryview]) -> None:
-    """``lines`` written in order, joined into writes of about ``WRITE_BATCH_BYTES``: one system
-    call per batch, not per line (8,192 of them for a 64 MiB B; 0.054 → 0.018 CPU-s)."""
-    per_write = max(1, WRITE_BATCH_BYTES // max(1, len(lines[0]))) if lines else 1
-    for start in range(0, len(lines), per_write):
-        fh.write(b"".join(lines[start:start + per_write]))
+    """``lines`` written in order after what ``fh`` holds, ``IOV_MAX`` of them a system call
+    (``os.writev``), each from the buffer it is in: neither a call per line (8,192 for a 64 MiB
+    B) nor a copy that joins them (a 64 MiB pass, and the pages of the joined buffers)."""
+    fh.flush()
+    fd = fh.fileno()
+    for start in range(0, len(lines), IOV_MAX):
+        batch = [memoryview(line) for line in lines[start:start + IOV_MAX]]
+        first = 0
+        while first < len(batch):  # a short write (a signal, a disk filling up) goes on after it
+            written = os.writev(fd, batch[first:first + IOV_MAX])
+            while first < len(batch) and written >= len(batch[first]):
+                written -= len(batch[first])
+                first += 1
+            if written:
+                batch[first] = batch[first][written:]
 
 
 def _write_file(path: Path, write: Callable[[BinaryIO], object]) -> None:

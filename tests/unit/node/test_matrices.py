@@ -38,11 +38,23 @@ def test_put_get_lines_and_reopen(tmp_path) -> None:
     assert again.get(ec.key).job_id == JOB and again.usage() == store.usage()
 
 
-@pytest.mark.parametrize("batch", [matrices.WRITE_BATCH_BYTES, 400])  # 400: several writes, the last short
-def test_lines_from_a_peer_are_written_as_the_matrix_itself(tmp_path, monkeypatch, batch: int) -> None:
+@pytest.mark.parametrize("iov_max, most", [(matrices.IOV_MAX, None), (5, None), (5, 1000)])
+def test_lines_from_a_peer_are_written_as_the_matrix_itself(tmp_path, monkeypatch, iov_max: int,
+                                                            most: int | None) -> None:
     """A fetched matrix is written from its lines (views of the replies) byte for byte as its
-    array would be, joined into writes of a batch's bytes, and stored under the same key."""
-    monkeypatch.setattr(matrices, "WRITE_BATCH_BYTES", batch)
+    array would be, ``IOV_MAX`` lines a ``writev`` (5: many calls, the last short), and stored
+    under the same key; a ``writev`` that takes fewer bytes than given (at most ``most``, ending
+    mid-line) is followed by one for the rest."""
+    monkeypatch.setattr(matrices, "IOV_MAX", iov_max)
+    if most is not None:
+        writev = os.writev
+
+        def short(fd: int, buffers: list[memoryview]) -> int:
+            taken: list[memoryview] = []
+            for buffer in buffers:
+                taken.append(buffer[:most - sum(map(len, taken))])
+            return writev(fd, [part for part in taken if len(part)])
+        monkeypatch.setattr(os, "writev", short)
     store = MatrixStore(tmp_path, REGTEST, 1 << 30)
     a, b = operands()
     c = (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
