@@ -38,8 +38,10 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: fl
 class NodeProcess:
     """One pouwd process; RPC methods are callable as attributes (``node.getblockcount()``)."""
 
-    def __init__(self, index: int, root: Path, network: str = "regtest", extra_args: Sequence[str] = ()) -> None:
+    def __init__(self, index: int, root: Path, network: str = "regtest", extra_args: Sequence[str] = (),
+                 repo: Path = REPO) -> None:
         self.index = index
+        self.repo = repo  # the checkout whose pouwd runs (a benchmark's other build)
         self.network = network
         self.datadir = root / f"node{index}"
         self.datadir.mkdir(parents=True, exist_ok=True)
@@ -65,9 +67,9 @@ class NodeProcess:
 
     def start(self, extra: Sequence[str] = (), wait: bool = True, env: dict[str, str] | None = None) -> None:
         assert self.process is None or self.process.poll() is not None, "already running"
-        full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        full_env = {**os.environ, "PYTHONPATH": str(self.repo), **(env or {})}
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.args(extra), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(self.args(extra), cwd=self.repo, stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=full_env)
         log.close()
         self._rpc = None
