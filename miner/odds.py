@@ -1,15 +1,16 @@
 """The odds of the work lottery (PROTOCOL §4): a tile wins with probability
 ``min(1, target·1024·k / 2^256)``; a matmul of T = (m/32)·(n/32) tiles wins when any
-of its tiles does. What a block is expected to cost follows from that, in MACs:
-``m·n·k / P(matmul wins)`` — the consensus chain work ``2^256 / target`` when wins are
-rare, but never less than the one matmul every block needs (at the pow limit every
-tile wins, and ``2^256 / target`` would count 1 MAC for a 4 MMAC block).
+of its tiles does. What a block is expected to cost follows from that, in MACs: a product's
+MACs over the blocks it is owed — ``m·n·k / P(matmul wins)`` with one header, a panel's MACs
+over its odds when mined in parts. That is the consensus chain work ``2^256 / target`` when
+wins are rare, but never less than the one matmul (or panel) every block needs (at the pow
+limit every tile wins, and ``2^256 / target`` would count 1 MAC for a 4 MMAC block).
 """
 from __future__ import annotations
 
 import math
 
-from consensus.block import Header
+from consensus.block import ZERO32, Header
 from consensus.work import TILE, win_threshold
 
 
@@ -25,10 +26,11 @@ def matmul_win_probability(target: int, m: int, n: int, k: int) -> float:
     return -math.expm1((m // TILE) * (n // TILE) * math.log1p(-p))
 
 
-def expected_macs(target: int, m: int, n: int, k: int) -> float:
-    """MACs a miner of this shape is expected to spend per block at ``target``."""
-    probability = matmul_win_probability(target, m, n, k)
-    return m * n * k / probability if probability > 0 else math.inf
+def expected_macs(target: int, m: int, n: int, k: int, panel_rows: int | None = None) -> float:
+    """MACs a miner of this shape is expected to spend per block at ``target``: with one header
+    a product, or in parts of ``panel_rows`` (``expected_blocks``)."""
+    blocks = expected_blocks(target, m, n, k, panel_rows)
+    return m * n * k / blocks if blocks > 0 else math.inf
 
 
 def expected_blocks(target: int, rows: int, n: int, k: int, panel_rows: int | None = None) -> float:
@@ -43,7 +45,8 @@ def expected_blocks(target: int, rows: int, n: int, k: int, panel_rows: int | No
     return full * matmul_win_probability(target, panel_rows, n, k) + last
 
 
-def expected_block_macs(header: Header) -> float:
-    """``expected_macs`` of the shape and target a block was mined with."""
+def expected_block_macs(header: Header, panel_rows: int | None = None) -> float:
+    """``expected_macs`` of the shape and target a block was mined with: a job's product as
+    ``pouw-miner`` mines one, in parts of ``panel_rows``; any other block with one header."""
     w = header.work
-    return expected_macs(header.target, w.m, w.n, w.k)
+    return expected_macs(header.target, w.m, w.n, w.k, panel_rows if w.job_id != ZERO32 else None)

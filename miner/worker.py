@@ -292,10 +292,11 @@ class Miner:
                     continue
                 self._follow_jobs()
                 a, b, spec, roots = self._work()
-                self.stats.block_macs = expected_macs(template.target, spec.m, spec.n, spec.k)
+                job, rows = self.job, spec.m
+                panel = kernel.PANEL_ROWS if job is not None else None  # a job's product is mined in parts
+                self.stats.block_macs = expected_macs(template.target, spec.m, spec.n, spec.k, panel)
                 header = template.header_for(self.address, nonce, spec, int(time.time()))
                 nonce += 1
-                job, rows = self.job, spec.m
                 if job is not None:  # a job's product is computed once (under one or more headers), then handed in
                     job.partial = job.partial or kernel.PartialProduct.of_shape(spec.m, spec.n)
                     before = job.partial.rows_done
@@ -308,8 +309,7 @@ class Miner:
                 else:
                     winners = kernel.mine(header, a, b, self.threads)
                 self.stats.add_matmul(rows * spec.n * spec.k, (rows // 32) * (spec.n // 32), useful=job is not None,
-                                      odds=expected_blocks(template.target, rows, spec.n, spec.k,
-                                                           kernel.PANEL_ROWS if job is not None else None))
+                                      odds=expected_blocks(template.target, rows, spec.n, spec.k, panel))
                 if not winners:
                     continue
                 self.stats.found += 1

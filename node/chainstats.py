@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from consensus.block import Header
+from miner.kernel import PANEL_ROWS
 from miner.odds import expected_block_macs
 
 from .chainworker import ChainWorker
@@ -56,7 +57,8 @@ class ChainStats:
 
     def network_mac_rate(self) -> float:
         """MACs per second over the last blocks (after genesis): each block counts the MACs
-        expected of a miner of its shape at its target (``miner.odds``; at least its one matmul, §4)."""
+        expected of a miner of its shape at its target (``miner.odds``; at least its one matmul, §4),
+        a job's mined in parts as this installation's ``pouw-miner`` mines it (``PANEL_ROWS``)."""
         tip = self.chain.tip
         first = max(1, tip.height - RATE_WINDOW)  # genesis is stamped at a fixed date long before
         if tip.height <= first:
@@ -68,7 +70,7 @@ class ChainStats:
         for height in range(first + 1, tip.height + 1):
             header = self.chain.header(self.chain.hash_at(height) or b"")
             if header is not None:
-                macs += expected_block_macs(header)
+                macs += expected_block_macs(header, PANEL_ROWS)
         return macs / (tip.header.timestamp - start.timestamp)
 
     def syncing(self) -> bool:

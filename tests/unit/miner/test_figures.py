@@ -2,13 +2,15 @@
 window of wall time that includes pauses, and units on every number."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
 from consensus.params import MAX_TARGET
+from tests.unit.node.helpers import genesis_header
 from miner import worker
-from miner.odds import expected_blocks, expected_macs, matmul_win_probability
+from miner.odds import expected_block_macs, expected_blocks, expected_macs, matmul_win_probability
 from miner.units import duration, si
 
 
@@ -31,6 +33,24 @@ def test_a_product_in_parts_is_owed_a_block_a_panel_where_one_header_is_owed_one
     macs = 4096 * 4096 * 8192
     assert expected_blocks(rare, 4096, 4096, 8192, 256) == pytest.approx(macs * rare / 2**256, rel=1e-6)
     assert expected_blocks(rare, 4096, 4096, 8192) == pytest.approx(macs * rare / 2**256, rel=1e-6)
+
+
+def test_a_block_of_a_job_mined_in_parts_is_expected_to_cost_a_panel_where_others_cost_a_product() -> None:
+    """What the node counts per block for the network's MAC rate, and the miner for its next
+    block: a job's product in parts is owed a block a panel, so a block costs about a panel's
+    odds, less than with one header where one product is owed one block at most."""
+    target = int(0.69 * 2**256) // (4096 * 4096 * 8192)  # a devnet filler: λ = 0.69 winning tiles
+    macs = 4096 * 4096 * 8192
+    one_header, in_parts = expected_macs(target, 4096, 4096, 8192), expected_macs(target, 4096, 4096, 8192, 256)
+    assert one_header == pytest.approx(macs / (1 - math.exp(-0.69)), rel=1e-4)
+    assert in_parts == pytest.approx(macs / (16 * (1 - math.exp(-0.69 / 16))), rel=1e-4)
+    assert expected_macs(MAX_TARGET, 1024, 384, 64, 256) == 256 * 384 * 64  # every tile wins: a panel a block
+    genesis = genesis_header()
+    work = dataclasses.replace(genesis.work, m=4096, n=4096, k=8192)
+    synthetic = dataclasses.replace(genesis, target=target, work=work)
+    job = dataclasses.replace(synthetic, work=dataclasses.replace(work, job_id=b"\x01" * 32))
+    assert expected_block_macs(synthetic, 256) == expected_block_macs(synthetic) == one_header
+    assert expected_block_macs(job, 256) == in_parts and expected_block_macs(job) == one_header
 
 
 def test_units() -> None:
