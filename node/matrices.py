@@ -283,7 +283,7 @@ def _npy(array: np.ndarray) -> Callable[[BinaryIO], object]:
     return partial(np.save, arr=array, allow_pickle=False)
 
 
-IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16  # buffers one writev takes
+IOV_MAX = max(os.sysconf("SC_IOV_MAX"), 16)  # buffers one writev takes (−1: unknown; POSIX allows 16 at least)
 
 
 def _write_lines(fh: BinaryIO, lines: Sequence[bytes | memoryview]) -> None:
