@@ -6,10 +6,13 @@ never copied on its way in (a ``StreamReader`` copied each byte three or four ti
 buffer, out of it, into ``bytes``, and moved its tail down). The buffer is numpy's
 uninitialised memory: a bytearray would be zeroed first, a pass over it as long as a copy.
 
-Reading is pulled: nothing past a frame is read until the next ``read_frame`` asks for it, with
-the payload limit that applies then (the handshake's is smaller), so the kernel's socket buffer
-holds a peer that sends faster than we read, as it did before. A frame is sent as its header
-and its payload, never joined.
+Reading is pulled: after each frame, nothing more is read until the next ``read_frame`` asks
+for it, with the payload limit that applies then (the handshake's is smaller), so the kernel's
+socket buffer holds a peer that sends faster than we read, as it did before. The first frame is
+read as soon as the connection opens, under the limit given at construction: reading is never
+paused before the transport has started it (Debian's Python 3.11.2 starts reading after
+``connection_made`` even when that paused it, and then could not pause it after a frame). A
+frame is sent as its header and its payload, never joined.
 """
 from __future__ import annotations
 
@@ -28,18 +31,18 @@ class FrameConnection(asyncio.BufferedProtocol):
     """One TCP connection: ``read_frame`` for the next checked payload; ``send_frame``,
     ``drain``, ``close`` and ``wait_closed`` as on a ``StreamWriter``.
 
-    The socket is read only while a ``read_frame`` waits (so a frame's header is checked
-    against that call's limit); a frame it no longer waits for (cancelled) is kept for the
-    next call."""
+    Past the first frame (held to ``first_limit``), the socket is read only while a
+    ``read_frame`` waits, so a frame's header is checked against that call's limit; a frame it
+    no longer waits for (cancelled) is kept for the next call."""
 
-    def __init__(self, on_open: FrameOpened | None = None) -> None:
+    def __init__(self, magic: bytes, first_limit: int, on_open: FrameOpened | None = None) -> None:
         self.transport: asyncio.Transport | None = None
         self._on_open = on_open
         self._head = bytearray(wire.FRAME_HEADER)
         self._buf: bytearray | memoryview = self._head  # what the socket fills: the header, then the payload
         self._pos = 0
         self._check = b""  # the payload's checksum, from its header
-        self._limit = (b"", 0)  # the magic and payload limit of the frame asked for
+        self._limit = (magic, first_limit)  # the magic and payload limit of the frame being read
         self._ready: tuple[memoryview, bytes] | None = None  # a whole frame not yet returned
         self._reader: asyncio.Future[None] | None = None  # read_frame waiting
         self._writable: asyncio.Future[None] | None = None  # set while writing is paused
@@ -50,7 +53,6 @@ class FrameConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        transport.pause_reading()  # until a frame is asked for
         if self._on_open is not None:
             self._on_open(self)
 
@@ -114,6 +116,8 @@ class FrameConnection(asyncio.BufferedProtocol):
             if self._ready is None:
                 raise self._lost or ConnectionResetError("connection lost")
         (payload, check), self._ready = self._ready, None
+        if len(payload) > max_payload:  # the first frame, read before this call's limit was known
+            raise wire.WireError("oversized", f"{len(payload)} bytes")
         digest = wire.checksum(payload) if len(payload) < wire.THREAD_HASH_BYTES else \
             await asyncio.to_thread(wire.checksum, payload)
         if digest != check:

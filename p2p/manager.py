@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from . import wire
 from .addrbook import AddressBook, format_addr, parse_addr
 from .bans import BanList, ban_subnet, netgroup, parse_ip, parse_subnet
-from .connection import FrameConnection
+from .connection import FrameConnection, FrameOpened
 from .interfaces import Records
 from .peer import Peer, PeerHost, PeerLimits
 from .ratelimit import TokenBucket
@@ -97,7 +97,7 @@ class PeerManager:
         self.book.load()
         if self.config.listen:
             self._server = await asyncio.get_running_loop().create_server(
-                lambda: FrameConnection(on_open=lambda conn: self._spawn(self._accept(conn))),
+                lambda: self._connection(on_open=lambda conn: self._spawn(self._accept(conn))),
                 self.config.bind, self.config.port, reuse_address=True)
             self.listen_port = self._server.sockets[0].getsockname()[1]
         self._loop_task = asyncio.create_task(self._maintain_loop())
@@ -199,6 +199,10 @@ class PeerManager:
         victim.close("evicted for a new inbound connection")
         return True
 
+    def _connection(self, on_open: FrameOpened | None = None) -> FrameConnection:
+        """A new connection's protocol: its first frame is the peer's handshake."""
+        return FrameConnection(self.host.magic, wire.MAX_HANDSHAKE_PAYLOAD, on_open)
+
     def _new_peer(self, conn: FrameConnection, addr: str, ip: str, *,
                   inbound: bool, manual: bool = False, oneshot: bool = False) -> Peer:
         self._next_id += 1
@@ -223,7 +227,7 @@ class PeerManager:
                 log.debug("not dialling banned %s (%s)", addr, ip)
                 self._failed(addr)
                 return
-            _, conn = await asyncio.wait_for(loop.create_connection(FrameConnection, ip, port),
+            _, conn = await asyncio.wait_for(loop.create_connection(self._connection, ip, port),
                                              self.config.connect_timeout)
         except (TimeoutError, OSError, ValueError, IndexError) as exc:
             log.debug("dial %s failed: %s", addr, exc)

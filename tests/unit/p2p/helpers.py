@@ -133,8 +133,7 @@ class RawPeer:
         sock.setblocking(False)
         sock.bind((source_ip, 0))
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", node.p2p.listen_port))
-        _, conn = await asyncio.get_running_loop().create_connection(FrameConnection, sock=sock)
-        return cls(conn)
+        return cls(await open_connection(sock, wire.MAX_HANDSHAKE_PAYLOAD))
 
     def send_raw(self, data: bytes) -> None:
         self.conn.write(data)
@@ -207,12 +206,19 @@ async def fetch_rows(node: Node, key: bytes, first: int, count: int, timeout: fl
     return None
 
 
+async def open_connection(sock: socket.socket, first_limit: int = wire.MAX_PAYLOAD) -> FrameConnection:
+    """A peer's connection over the connected ``sock``, its first frame held to ``first_limit``."""
+    _, conn = await asyncio.get_running_loop().create_connection(
+        lambda: FrameConnection(REGTEST.magic, first_limit), sock=sock)
+    return conn
+
+
 async def frames_from(data: bytes, limits: Sequence[int]) -> list[memoryview]:
     """The payloads ``FrameConnection.read_frame`` returns, one call per limit in ``limits``,
     from a real socket whose other end sends ``data`` and then closes."""
     ours, theirs = socket.socketpair()
     with theirs:
-        _, conn = await asyncio.get_running_loop().create_connection(FrameConnection, sock=ours)
+        conn = await open_connection(ours, limits[0])
         sending = asyncio.create_task(asyncio.to_thread(_send_and_close, theirs, data))
         try:
             return [await conn.read_frame(REGTEST.magic, limit) for limit in limits]

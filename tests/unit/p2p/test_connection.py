@@ -3,16 +3,17 @@ every malformed frame, frames split and joined on the wire, limits, cancelled re
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
 import socket
 import struct
+from collections.abc import Callable
 
 import pytest
 
 from consensus.params import REGTEST
 from p2p import wire
-from p2p.connection import FrameConnection
 from p2p.wire import WireError
-from tests.unit.p2p.helpers import frames_from, read_frame_of
+from tests.unit.p2p.helpers import frames_from, open_connection, read_frame_of
 
 MAGIC = REGTEST.magic
 
@@ -86,6 +87,62 @@ def test_each_frame_is_held_to_the_limit_of_the_read_that_asks_for_it() -> None:
     assert err.value.reason == "oversized"
 
 
+def _add_reader_as_in_python_3_11_2(self: asyncio.selector_events._SelectorTransport, fd: int,
+                                    callback: Callable[..., object], *args: object) -> None:
+    """Debian bookworm's Python 3.11.2 (the container image's): the transport starts reading
+    after ``connection_made`` even when that paused it, and stays marked paused."""
+    if self._closing:
+        return
+    self._loop._add_reader(fd, callback, *args)
+
+
+@pytest.mark.parametrize("transport", ["this python's", "python 3.11.2's"])
+def test_frames_sent_before_the_first_read_come_back_in_order(transport: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer's version and verack arrive before the handshake's first read: they are read
+    under the connection's first limit, one at a time, none lost (a connection that paused
+    before its transport started reading read them under no limit at all: bad magic, a ban)."""
+    if transport != "this python's":
+        monkeypatch.setattr(asyncio.selector_events._SelectorTransport, "_add_reader",
+                            _add_reader_as_in_python_3_11_2)
+    payloads = [wire.payload("ping", i) for i in range(3)] + [wire.payload("ufo", bytes(300_000))]
+
+    async def go() -> list[bytes]:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            sending = asyncio.create_task(asyncio.to_thread(
+                theirs.sendall, b"".join(wire.frame(MAGIC, p) for p in payloads)))
+            conn = await open_connection(ours, wire.MAX_HANDSHAKE_PAYLOAD)
+            await asyncio.sleep(0.1)  # the first frames are in before anyone reads
+            got = [bytes(await asyncio.wait_for(conn.read_frame(MAGIC, limit), 5))
+                   for limit in [wire.MAX_HANDSHAKE_PAYLOAD] * 3 + [wire.MAX_PAYLOAD]]
+            conn.close()
+            await sending
+            return got
+    assert asyncio.run(go()) == payloads
+
+
+def test_the_first_frame_is_held_to_the_first_limit_and_to_the_read_that_takes_it() -> None:
+    big = wire.frame(MAGIC, wire.payload("ufo", bytes(wire.MAX_HANDSHAKE_PAYLOAD * 4)))
+
+    async def first_read(first_limit: int, read_limit: int) -> None:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            theirs.sendall(big)
+            conn = await open_connection(ours, first_limit)
+            await asyncio.sleep(0.05)  # read (or refused) before the call
+            try:
+                await asyncio.wait_for(conn.read_frame(MAGIC, read_limit), 5)
+            finally:
+                conn.close()
+    for first_limit, read_limit in [(wire.MAX_HANDSHAKE_PAYLOAD, wire.MAX_PAYLOAD),
+                                    (wire.MAX_PAYLOAD, wire.MAX_HANDSHAKE_PAYLOAD)]:
+        with pytest.raises(WireError) as err:
+            asyncio.run(first_read(first_limit, read_limit))
+        assert err.value.reason == "oversized"
+    asyncio.run(first_read(wire.MAX_PAYLOAD, wire.MAX_PAYLOAD))
+
+
 def test_a_frame_sent_a_byte_at_a_time_and_a_cancelled_read_loses_nothing() -> None:
     payload = wire.payload("ping", 7)
     data = wire.frame(MAGIC, payload)
@@ -93,7 +150,7 @@ def test_a_frame_sent_a_byte_at_a_time_and_a_cancelled_read_loses_nothing() -> N
     async def go() -> list[bytes]:
         ours, theirs = socket.socketpair()
         with theirs:
-            _, conn = await asyncio.get_running_loop().create_connection(FrameConnection, sock=ours)
+            conn = await open_connection(ours)
             got = []
             for _ in range(2):
                 for i, byte in enumerate(data):
@@ -130,7 +187,7 @@ def test_send_frame_writes_the_header_then_the_payload_and_drain_ends_with_the_c
         ours, theirs = socket.socketpair()
         theirs.setblocking(False)  # read by the loop (sock_recv)
         with theirs:
-            _, conn = await asyncio.get_running_loop().create_connection(FrameConnection, sock=ours)
+            conn = await open_connection(ours)
             conn.transport.set_write_buffer_limits(high=64 * 1024)
             assert conn.send_frame(MAGIC, payload) == wire.FRAME_HEADER + len(payload)
             assert conn.buffered() > 64 * 1024  # more than the socket took: writing is paused
