@@ -131,16 +131,24 @@ def test_miner_mines_against_node1(testnet: ComposeNet) -> None:
     assert rpc.call("getaccount", FAUCET_ADDRESS)["immature"], "the miner's rewards go elsewhere"
 
 
+class NotAgreed(Exception):
+    """The nodes' tips, peers and bans while they do not yet agree."""
+
+
 def test_nodes_agree_on_a_tip_above_height_10(testnet: ComposeNet) -> None:
     clients = {node: testnet.rpc(node) for node in NODES}
 
-    def agreed() -> tuple[int, str] | None:
+    def agreed() -> tuple[int, str]:
         tips = {node: (c.call("getblockcount"), c.call("getbestblockhash")) for node, c in clients.items()}
         heights = {h for h, _ in tips.values()}
         hashes = {b for _, b in tips.values()}
         if len(hashes) == 1 and min(heights) > 10:
             return next(iter(tips.values()))
-        return None
+        # not yet: what a timeout reports (a node's peers and bans outlast its last log lines)
+        raise NotAgreed({node: {"height": tips[node][0], "tip": tips[node][1][:16],
+                                "peers": c.call("getconnectioncount"),
+                                "banned": [f"{b['address']}: {b['reason']}" for b in c.call("listbanned")]}
+                         for node, c in clients.items()})
 
     height, tip = wait_until(testnet, "all three nodes on one tip above height 10", agreed, timeout=300)
     for node in NODES:
