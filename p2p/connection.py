@@ -28,8 +28,9 @@ FrameOpened = Callable[["FrameConnection"], None]
 
 
 class FrameConnection(asyncio.BufferedProtocol):
-    """One TCP connection: ``read_frame`` for the next checked payload; ``send_frame``,
-    ``drain``, ``close`` and ``wait_closed`` as on a ``StreamWriter``.
+    """One TCP connection of the network whose frames start with ``magic``: ``read_frame``
+    for the next checked payload; ``send_frame``, ``drain``, ``close`` and ``wait_closed`` as
+    on a ``StreamWriter``.
 
     Past the first frame (held to ``first_limit``), the socket is read only while a
     ``read_frame`` waits, so a frame's header is checked against that call's limit; a frame it
@@ -42,7 +43,8 @@ class FrameConnection(asyncio.BufferedProtocol):
         self._buf: bytearray | memoryview = self._head  # what the socket fills: the header, then the payload
         self._pos = 0
         self._check = b""  # the payload's checksum, from its header
-        self._limit = (magic, first_limit)  # the magic and payload limit of the frame being read
+        self.magic = magic
+        self._limit = first_limit  # the payload limit of the frame being read
         self._ready: tuple[memoryview, bytes] | None = None  # a whole frame not yet returned
         self._reader: asyncio.Future[None] | None = None  # read_frame waiting
         self._writable: asyncio.Future[None] | None = None  # set while writing is paused
@@ -64,9 +66,8 @@ class FrameConnection(asyncio.BufferedProtocol):
         if self._pos < len(self._buf):
             return
         if self._buf is self._head:
-            magic, limit = self._limit
             try:
-                length, self._check = wire.parse_frame_header(magic, bytes(self._head), limit)
+                length, self._check = wire.parse_frame_header(self.magic, bytes(self._head), self._limit)
             except wire.WireError as exc:
                 self._end_read(exc)
                 return
@@ -95,7 +96,7 @@ class FrameConnection(asyncio.BufferedProtocol):
         self._wake(self._writable)
 
     # --- the peer's calls --------------------------------------------------------------
-    async def read_frame(self, magic: bytes, max_payload: int = wire.MAX_PAYLOAD) -> memoryview:
+    async def read_frame(self, max_payload: int = wire.MAX_PAYLOAD) -> memoryview:
         """The next frame's payload (bytes of its own), its checksum checked (``WireError``: a bad frame; EOF
         raises ``IncompleteReadError``). A large payload is hashed on a worker thread
         (hashlib releases the GIL), so the event loop keeps serving others meanwhile."""
@@ -105,7 +106,7 @@ class FrameConnection(asyncio.BufferedProtocol):
             if self._reader is not None:
                 raise RuntimeError("read_frame is already waiting for a frame")
             assert self.transport is not None
-            self._limit = (magic, max_payload)
+            self._limit = max_payload
             self._reader = asyncio.get_running_loop().create_future()
             self.transport.resume_reading()
             try:
@@ -124,9 +125,9 @@ class FrameConnection(asyncio.BufferedProtocol):
             raise wire.WireError("bad-checksum")
         return payload
 
-    def send_frame(self, magic: bytes, payload: bytes) -> int:
+    def send_frame(self, payload: bytes) -> int:
         """Write one frame, its header and then its payload as it is; the bytes written."""
-        self.write(wire.frame_header(magic, payload))
+        self.write(wire.frame_header(self.magic, payload))
         self.write(payload)
         return wire.FRAME_HEADER + len(payload)
 

@@ -172,7 +172,7 @@ class Peer:
     def send_payload(self, payload: bytes) -> None:
         if self.closed:
             return
-        self.bytes_sent += self.conn.send_frame(self.host.magic, payload)
+        self.bytes_sent += self.conn.send_frame(payload)
         if self.conn.buffered() > self.limits.send_hard_limit:
             self.close("send buffer overflow")
 
@@ -258,7 +258,7 @@ class Peer:
 
     async def _read(self) -> Message | None:
         limit = wire.MAX_PAYLOAD if self.ready else wire.MAX_HANDSHAKE_PAYLOAD
-        data = await self.conn.read_frame(self.host.magic, limit)
+        data = await self.conn.read_frame(limit)
         self.bytes_recv += wire.FRAME_HEADER + len(data)
         self._last_recv = time.monotonic()
         if self.ready and not self.host.admits(self, wire.command_of(data)[0]):

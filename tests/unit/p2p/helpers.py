@@ -148,7 +148,7 @@ class RawPeer:
     async def recv(self, timeout: float = 5.0) -> wire.Message:
         """The next known message (pings are answered and skipped while ``auto_pong``)."""
         while True:
-            data = await asyncio.wait_for(self.conn.read_frame(REGTEST.magic), timeout)
+            data = await asyncio.wait_for(self.conn.read_frame(), timeout)
             msg = wire.decode(data)
             if msg is None:
                 continue
@@ -177,7 +177,7 @@ class RawPeer:
         """True once the node has closed the connection (reads and drops anything before)."""
         try:
             while True:
-                await asyncio.wait_for(self.conn.read_frame(REGTEST.magic), timeout)
+                await asyncio.wait_for(self.conn.read_frame(), timeout)
         except TimeoutError:
             return False
         except (asyncio.IncompleteReadError, ConnectionError):  # a reset: closed with our data unread
@@ -221,7 +221,7 @@ async def frames_from(data: bytes, limits: Sequence[int]) -> list[memoryview]:
         conn = await open_connection(ours, limits[0])
         sending = asyncio.create_task(asyncio.to_thread(_send_and_close, theirs, data))
         try:
-            return [await conn.read_frame(REGTEST.magic, limit) for limit in limits]
+            return [await conn.read_frame(limit) for limit in limits]
         finally:
             conn.close()
             await sending

@@ -114,7 +114,7 @@ def test_frames_sent_before_the_first_read_come_back_in_order(transport: str,
                 theirs.sendall, b"".join(wire.frame(MAGIC, p) for p in payloads)))
             conn = await open_connection(ours, wire.MAX_HANDSHAKE_PAYLOAD)
             await asyncio.sleep(0.1)  # the first frames are in before anyone reads
-            got = [bytes(await asyncio.wait_for(conn.read_frame(MAGIC, limit), 5))
+            got = [bytes(await asyncio.wait_for(conn.read_frame(limit), 5))
                    for limit in [wire.MAX_HANDSHAKE_PAYLOAD] * 3 + [wire.MAX_PAYLOAD]]
             conn.close()
             await sending
@@ -132,7 +132,7 @@ def test_the_first_frame_is_held_to_the_first_limit_and_to_the_read_that_takes_i
             conn = await open_connection(ours, first_limit)
             await asyncio.sleep(0.05)  # read (or refused) before the call
             try:
-                await asyncio.wait_for(conn.read_frame(MAGIC, read_limit), 5)
+                await asyncio.wait_for(conn.read_frame(read_limit), 5)
             finally:
                 conn.close()
     for first_limit, read_limit in [(wire.MAX_HANDSHAKE_PAYLOAD, wire.MAX_PAYLOAD),
@@ -157,8 +157,8 @@ def test_a_frame_sent_a_byte_at_a_time_and_a_cancelled_read_loses_nothing() -> N
                     theirs.send(bytes([byte]))
                     if i == len(data) // 2:  # half a frame in: a read that gives up keeps it
                         with pytest.raises(TimeoutError):
-                            await asyncio.wait_for(conn.read_frame(MAGIC), 0.05)
-                got.append(bytes(await asyncio.wait_for(conn.read_frame(MAGIC), 5)))
+                            await asyncio.wait_for(conn.read_frame(), 0.05)
+                got.append(bytes(await asyncio.wait_for(conn.read_frame(), 5)))
             conn.close()
             await conn.wait_closed()
             return got
@@ -189,7 +189,7 @@ def test_send_frame_writes_the_header_then_the_payload_and_drain_ends_with_the_c
         with theirs:
             conn = await open_connection(ours)
             conn.transport.set_write_buffer_limits(high=64 * 1024)
-            assert conn.send_frame(MAGIC, payload) == wire.FRAME_HEADER + len(payload)
+            assert conn.send_frame(payload) == wire.FRAME_HEADER + len(payload)
             assert conn.buffered() > 64 * 1024  # more than the socket took: writing is paused
             received = bytearray()
             drained = asyncio.create_task(conn.drain())
@@ -197,7 +197,7 @@ def test_send_frame_writes_the_header_then_the_payload_and_drain_ends_with_the_c
                 received += await asyncio.get_running_loop().sock_recv(theirs, 1 << 20)
             await asyncio.wait_for(drained, 5)
             assert bytes(received) == wire.frame(MAGIC, payload)
-            conn.send_frame(MAGIC, payload)
+            conn.send_frame(payload)
             waiting = asyncio.create_task(conn.drain())
             await asyncio.sleep(0.05)
             assert not waiting.done()
