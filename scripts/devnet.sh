@@ -3,4 +3,4 @@
 # and a live status view until Ctrl-C. Arguments go to scripts/devnet.py (--help).
 set -euo pipefail
 POUW_EXTRAS=${POUW_EXTRAS:-devnet} source "$(dirname "$0")/bootstrap.sh"
-exec .venv/bin/python scripts/devnet.py "$@"
+exec "$POUW_VENV/bin/python" scripts/devnet.py "$@"

@@ -2,4 +2,4 @@
 # Set up (once) and run the whole test suite; extra arguments go to pytest.
 set -euo pipefail
 POUW_EXTRAS=test source "$(dirname "$0")/bootstrap.sh"
-exec .venv/bin/python -m pytest "$@"
+exec "$POUW_VENV/bin/python" -m pytest "$@"
