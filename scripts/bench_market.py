@@ -35,12 +35,15 @@ Measured in one run, each with the load average when it was taken:
    job, handing C in, the client settling), per process: what a job costs besides its
    product.
 
+``--steps-only N`` measures only 5, for N jobs one after another (the median of each
+figure), and stops: what a job costs outside the kernel, in about a minute.
+
 ``--verify-against CHECKOUT`` times this checkout's check of the same shapes against another
 built checkout's (``git worktree add``, then ``python setup.py build_ext --inplace`` there),
 each in a process of its own, in turns, and stops.
 
     python scripts/bench_market.py [--sizes 1024,4096] [--latency-jobs 3] [--saturate 4096,8192,4096] [--seconds 120]
-                                   [--depth 16] [--lan-rate 0]
+                                   [--depth 16] [--lan-rate 0] [--steps-only N]
 """
 from __future__ import annotations
 
@@ -444,26 +447,29 @@ def market_phase(label: str, seed: int, rate: str, poster: NodeProcess, mnode: N
     return figures
 
 
+Step = tuple[str, float, float, float, float]  # what; wall s; CPU-s of this process, the miner's node, the poster's
+
+
 @contextmanager
-def cpu_step(rows: list[str], what: str, poster: NodeProcess, mnode: NodeProcess) -> Iterator[None]:
+def cpu_step(rows: list[Step], what: str, poster: NodeProcess, mnode: NodeProcess) -> Iterator[None]:
     """One step timed alone: wall seconds, and CPU seconds of this process (the miner or the
     client, whichever runs the step), of the miner's node and of the poster's node."""
     wall, own, nodes = time.perf_counter(), time.process_time(), (node_cpu(mnode), node_cpu(poster))
     yield
-    rows.append(f"{what:<58}{time.perf_counter() - wall:>6.2f}{time.process_time() - own:>20.2f}"
-                f"{node_cpu(mnode) - nodes[0]:>11.2f}{node_cpu(poster) - nodes[1]:>12.2f}")
+    rows.append((what, time.perf_counter() - wall, time.process_time() - own, node_cpu(mnode) - nodes[0],
+                 node_cpu(poster) - nodes[1]))
 
 
 def job_steps(poster: NodeProcess, mnode: NodeProcess, shape: tuple[int, int, int, int], limits: JobLimits,
-              threads: int) -> list[str]:
+              threads: int, seed: int = 11) -> list[Step]:
     """One job of ``shape`` step by step, nothing else running: the CPU it costs outside the
     kernel's product, the worker's side (the miner and its node) and the poster's."""
     m, n, k, _ = shape
-    a, b = operands(m, k, n, np.random.default_rng(11))
+    a, b = operands(m, k, n, np.random.default_rng(seed))  # new operands: neither node holds them
     client = MarketClient(client_of(poster), DEV, dev_faucet_key(), log=lambda text: None)
     taker = JobTaker(client_of(mnode), DEV, WORKER, limits, say=say)
     others = {bytes.fromhex(job["job_id"]) for job in client_of(mnode).call("listjobs", "open")}
-    rows: list[str] = []
+    rows: list[Step] = []
     skip = log_length(mnode)
     with cpu_step(rows, "the client posts it (A, B uploaded to its node)", poster, mnode):
         job_id = client.post(a, b, COIN, expiry_blocks=1000)
@@ -472,7 +478,7 @@ def job_steps(poster: NodeProcess, mnode: NodeProcess, shape: tuple[int, int, in
         while fetch_times(mnode, skip)[0] < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
     if fetch_times(mnode, skip)[0] < 2:
-        rows[-1] += "  (not prefetched: the next step fetches them)"
+        rows[-1] = (rows[-1][0] + " (not prefetched)", *rows[-1][1:])
     while not any(job["job_id"] == job_id for job in client_of(mnode).call("listjobs", "open")):
         run_miner(mnode, mining_shape(DEV), threads, 2.0, None)  # the post into a block
     with cpu_step(rows, "the miner takes it (GET A, B from its node; H_A, H_B)", poster, mnode):
@@ -487,6 +493,24 @@ def job_steps(poster: NodeProcess, mnode: NodeProcess, shape: tuple[int, int, in
         verdict, _, txid = client.settle(job_id, a, b)
     assert verdict.ok and txid, verdict.reason
     return rows
+
+
+def median_steps(runs: list[list[Step]]) -> list[Step]:
+    """Each step's figures, the median over the runs."""
+    return [(run_steps[0][0], *(statistics.median(column) for column in list(zip(*run_steps))[1:]))
+            for run_steps in zip(*runs)]
+
+
+def print_steps(steps: list[Step], shape: tuple[int, int, int, int], jobs: int, threads: int, note: str = "") -> None:
+    m, n, k, _ = shape
+    median = f"the median of {jobs} jobs, " if jobs > 1 else ""
+    print(f"\none {m}×{k}×{n} job step by step ({median}nothing else running{'; ' + note if note else ''}, "
+          f"{threads} threads)")
+    print(f"  {'step':<58}{'wall s':>6}{'CPU-s: this process':>20}{'miner node':>11}{'poster node':>12}")
+    for what, wall, own, miner_node, poster_node in steps:
+        print(f"  {what:<58}{wall:>6.2f}{own:>20.2f}{miner_node:>11.2f}{poster_node:>12.2f}")
+    print(f"  {'all steps':<58}{sum(s[1] for s in steps):>6.2f}{sum(s[2] for s in steps):>20.2f}"
+          f"{sum(s[3] for s in steps):>11.2f}{sum(s[4] for s in steps):>12.2f}", flush=True)
 
 
 def spread(values: list[float]) -> str:
@@ -563,6 +587,8 @@ def main() -> int:
     p.add_argument("--verify-against", type=Path, metavar="CHECKOUT",
                    help="time this checkout's check against another's (built) in turns, then stop")
     p.add_argument("--rounds", type=int, default=11, help="turns each side takes with --verify-against")
+    p.add_argument("--steps-only", type=int, metavar="N",
+                   help="time N --saturate jobs step by step (the median of each figure), then stop")
     p.add_argument("--lan-rate", default="0",
                    help="--matrix-rate of the LAN phase, MiB/s per peer (default 0: unlimited)")
     args = p.parse_args()
@@ -575,8 +601,10 @@ def main() -> int:
     if args.verify_against:
         print("\n".join(verification_against(args.verify_against.resolve(), verify_shapes, args.rounds)))
         return 0
-    print(f"dev network, {args.threads} threads; verification cost first ({load()})", flush=True)
-    verify_rows = verification_cost(verify_shapes, args.threads)
+    verify_rows = []
+    if not args.steps_only:
+        print(f"dev network, {args.threads} threads; verification cost first ({load()})", flush=True)
+        verify_rows = verification_cost(verify_shapes, args.threads)
     if args.verification_only:
         print("\n".join(verify_rows))
         return 0
@@ -599,6 +627,11 @@ def main() -> int:
         while poster.getaccount(encode_address(DEV.hrp, WORKER.address))["balance"] == 0:
             run_miner(mnode, mining_shape(DEV), args.threads, 5.0, None)
             sync_blocks([poster, mnode])
+        if args.steps_only:  # at the LAN rate, as after the phases
+            restart([poster, mnode], args.lan_rate)
+            print_steps(median_steps([job_steps(poster, mnode, shape, limits, args.threads, 11 + i)
+                                      for i in range(args.steps_only)]), shape, args.steps_only, args.threads)
+            return 0
         before = synthetic_mining(mnode, shape, args)
         phases = [market_phase("internet", 1, f"{DEFAULT_MATRIX_RATE_MB:g}", poster, mnode, args, shape, limits),
                   market_phase("LAN", 2, args.lan_rate, poster, mnode, args, shape, limits)]
@@ -649,11 +682,7 @@ def main() -> int:
     print(f"\npost → verified result, both pouwd at the LAN rate ({rate_label(args.lan_rate)}), median (range):")
     for row in latency_rows:
         print("  " + row)
-    print(f"\none {m}×{k}×{n} job step by step, nothing else running (the product itself: "
-          f"{m * n * k / syn_rate:.2f} s on {args.threads} threads)")
-    print(f"  {'step':<58}{'wall s':>6}{'CPU-s: this process':>20}{'miner node':>11}{'poster node':>12}")
-    for row in steps:
-        print("  " + row)
+    print_steps(steps, shape, 1, args.threads, f"the product itself: {m * n * k / syn_rate:.2f} s")
     return 0
 
 
