@@ -8,6 +8,7 @@ come back when the poster accepts (or the bond alone if the claim lapses).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection
 
@@ -91,6 +92,17 @@ def rank_for(network: Network, k: int) -> int | None:
     return None
 
 
+def delivery_budget(network: Network, matrix_rate: float) -> float:
+    """The bytes of C a miner's claims may leave waiting for their posters (§6). A poster fetches
+    a result from the worker's node, at most ``matrix_rate`` bytes a second per peer (the node's
+    ``--matrix-rate``; 0: unlimited), and a claim not accepted within the challenge window
+    lapses: the bond comes back but the poster's reward is burned. So what waits must go out
+    within half the window's target time."""
+    if matrix_rate <= 0:
+        return math.inf
+    return matrix_rate * network.challenge_window * network.block_time / 2
+
+
 class JobTaker:
     def __init__(self, client: RpcClient, network: Network, key: PrivateKey, limits: JobLimits = JobLimits(),
                  fee: int = DEFAULT_FEE, say: Callable[[str], None] = log.info) -> None:
@@ -104,29 +116,51 @@ class JobTaker:
         self.address = encode_address(network.hrp, key.address)
         self.claimed: dict[bytes, JobWork] = {}  # results sent, not yet final
         self.skipped: set[bytes] = set()  # jobs this miner cannot or will not do
+        self.holding_back = False  # its claims' results wait for as much as its node can serve in time
 
     # --- choosing ----------------------------------------------------------------------
     def choose(self, exclude: Collection[bytes] = ()) -> JobWork | None:
         """The open job with the best reward per MAC that the limits take (other than those in
         ``exclude``: the one being computed, those being handed in), its matrices checked;
         among equals, one whose A and B the node already holds (prefetched), so the loop
-        need not wait for a transfer."""
-        height = self.client.call("getblockcount")
-        candidates = []
-        for job in self.client.call("listjobs", "open"):
+        need not wait for a transfer. None of those whose C would leave more waiting for posters
+        than ``delivery_budget`` allows (one claim at a time is always allowed): its claim would
+        lapse before the poster could fetch its result."""
+        height, info, jobs = self.client.batch([("getblockcount",), ("getmarketinfo", 1), ("listjobs", "open")])
+        for answer in (height, info, jobs):
+            if isinstance(answer, RpcError):
+                raise answer
+        waiting = sum(work.c.nbytes for work in self.claimed.values() if work.c is not None)
+        budget = delivery_budget(self.network, info.get("matrix_rate", 0))
+        candidates, held_back = [], 0
+        for job in jobs:
             job_id = bytes.fromhex(job["job_id"])
             macs = job["m"] * job["n"] * job["k"]
             if (job_id in self.skipped or job_id in self.claimed or job_id in exclude
                     or not self.limits.takes(macs, job["reward"], self.fee)
                     or job["expiry"] - height < MIN_BLOCKS_LEFT or rank_for(self.network, job["k"]) is None):
                 continue
+            if waiting and waiting + 4 * job["m"] * job["n"] > budget:
+                held_back += 1
+                continue
             held = all((job.get("matrices") or {}).get(kind, {}).get("held") for kind in ("A", "B"))
             candidates.append((-job["reward"] / macs, not held, job["job_id"], job))
+        self._note_holding_back(held_back > 0 and not candidates, waiting, info.get("matrix_rate", 0))
         for *_, job in sorted(candidates):
             work = self._prepare(job)
             if work is not None:
                 return work
         return None
+
+    def _note_holding_back(self, holding: bool, waiting: int, rate: float) -> None:
+        """Say when the miner starts and stops leaving jobs for want of time to deliver."""
+        if holding and not self.holding_back:
+            self.say(f"taking no more jobs for now: {waiting / 2**20:.0f} MiB of results wait for their posters, "
+                     f"and the node serves {rate / 2**20:g} MiB/s to each peer (half a "
+                     f"{self.network.challenge_window}-block window at most); mining on without a job")
+        elif self.holding_back and not holding:
+            self.say("taking jobs again: the results waiting for posters fit the window")
+        self.holding_back = holding
 
     def _prepare(self, job: dict[str, Any]) -> JobWork | None:
         job_id = bytes.fromhex(job["job_id"])

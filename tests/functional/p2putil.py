@@ -199,14 +199,14 @@ def wait_connected(node, addr: str | None = None, *, inbound: int | None = None,
 
 
 @contextmanager
-def connected_pair(root: Path) -> Iterator[tuple[NodeProcess, NodeProcess]]:
-    """Node 0 (no outbound connections) and node 1 connected to it, both running: a poster's
-    node and a worker's; both cleaned up afterwards."""
+def connected_pair(root: Path, second_args: Sequence[str] = ()) -> Iterator[tuple[NodeProcess, NodeProcess]]:
+    """Node 0 (no outbound connections) and node 1 (with ``second_args``) connected to it, both
+    running: a poster's node and a worker's; both cleaned up afterwards."""
     first = NodeProcess(0, root, extra_args=["--max-outbound", "0"])
     second = NodeProcess(1, root)
     try:
         first.start()
-        second.extra_args = ["--connect", first.p2p_address]
+        second.extra_args = ["--connect", first.p2p_address, *second_args]
         second.start()
         wait_connected(second, first.p2p_address)
         yield first, second

@@ -7,7 +7,7 @@ prover and the job reopens; a worker that never serves C lapses (bond back, rewa
 supply balanced); a copied claim earns nothing; refused uploads say why; a restarted worker
 node still serves C; client.matmul posts a piece again whose job expired or lapsed, as often
 as it may; a worker takes no job below its price or paying no more than the fee of claiming
-it."""
+it, nor more than its node can deliver to posters before their claims would lapse."""
 from __future__ import annotations
 
 import time
@@ -123,6 +123,7 @@ def test_honest_worker_is_paid_after_the_poster_verifies(net) -> None:
     market = poster.getmarketinfo()
     assert market["jobs"]["settled"] == 1 and market["settled_macs"] == M * N * K
     assert 0 < market["useful_mac_share"] and market["bytes_served"] > 0
+    assert market["matrix_rate"] == 8 * 2**20  # the default --matrix-rate: what the poster's node serves a peer
     # a window of blocks that ends before the claim does not count the job; one that ends on it does
     assert poster.getmarketinfo(1000, job["claim_height"] - 1)["settled_macs"] == 0
     claim_block = poster.getmarketinfo(1, job["claim_height"])
@@ -341,3 +342,35 @@ def test_worker_takes_no_job_below_its_price_or_paying_only_its_fee(net) -> None
     assert taker(worker, HONEST).choose(others | {bytes.fromhex(priced)}) is None  # the fee-only job: never
     mine(poster, worker, 3)
     assert [poster.getjob(job_id)["status"] for job_id in (fee_only, priced)] == ["refunded", "refunded"]
+
+
+def test_a_worker_takes_no_more_jobs_than_its_node_can_deliver_in_the_window(tmp_path) -> None:
+    """A worker's node serving 0.0015 MiB/s per peer delivers about 38 KiB in half the regtest
+    window (miner.jobs.delivery_budget): with one claim's C of 24 KiB waiting for its poster,
+    the taker leaves a second such job, whose claim would lapse, and says so; it still takes one
+    whose C fits, though it pays less per MAC; with no claim waiting it takes the first, whatever
+    its size."""
+    rate = 0.0015
+    with connected_pair(tmp_path, ["--matrix-rate", str(rate)]) as (poster, worker):
+        assert worker.getmarketinfo(1)["matrix_rate"] == rate * 2**20
+        poster.sendrawtransaction(transfer(FAUCET, 0, HONEST.address, 100 * 10**8).encode().hex())
+        mine(poster, worker)
+        client = client_of(poster)
+        big = [client.post(*operands(seed), REWARD) for seed in (101, 102)]
+        mine(poster, worker)
+        said: list[str] = []
+        t = JobTaker(worker.rpc, REGTEST, HONEST, say=said.append)
+        first = t.choose()
+        assert first is not None and first.job_id.hex() in big
+        assert t.deliver(first, product(first.a, first.b)) and first.c.nbytes == 4 * M * N
+        assert t.choose() is None  # the other big job: 48 KiB would wait
+        assert t.holding_back and any(line.startswith("taking no more jobs for now: 0 MiB of results wait")
+                                      for line in said)
+        rng = np.random.default_rng(103)
+        a, b = rng.integers(-64, 65, (32, K), dtype=np.int8), rng.integers(-64, 65, (K, 32), dtype=np.int8)
+        small = client.post(a, b, REWARD // 1000)  # a far lower price per MAC than the big job's
+        mine(poster, worker)
+        fits = t.choose()
+        assert fits is not None and fits.job_id.hex() == small and not t.holding_back
+        assert said[-2:] == ["taking jobs again: the results waiting for posters fit the window",
+                             f"took job {small[:16]}… 32×32×128 for {REWARD // 1000} units"]

@@ -2,14 +2,16 @@
 job limits take only jobs worth their claim (PROTOCOL §6)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from client.market import TILE_M, TILE_N, split_product
-from consensus.params import COIN, DEV, MAX_K
+from consensus.params import COIN, DEV, MAIN, MAX_K
 from miner import kernel
 from miner.cli import build_parser
-from miner.jobs import TMAC, JobLimits
+from miner.jobs import TMAC, JobLimits, delivery_budget
 
 ADDRESS = ["--address", "rpw1uk87frsj0r5gkdx34hl5zkqtgx78p8p7nj6hdj"]
 
@@ -60,3 +62,12 @@ def test_a_default_miner_takes_every_piece_a_default_matmul_posts() -> None:
     sizes = [p.a.shape[0] * p.a.shape[1] * p.b.shape[1] for p in split_product(a, b, DEV)]
     assert len(sizes) == 6 and max(sizes) == TILE_M * MAX_K * TILE_N
     assert all(JobLimits().takes(macs, COIN, 10_000) for macs in sizes)
+
+
+def test_the_results_a_miner_leaves_waiting_go_out_within_half_the_window_at_its_nodes_rate() -> None:
+    """miner.jobs.delivery_budget (§6): 8 MiB/s per peer over half of dev's 10 blocks of 5 s is
+    200 MiB (three 64 MiB results of 4096² jobs); main's 100 blocks of 60 s, 23.4 GiB; a node
+    serving without a limit, no bound."""
+    assert delivery_budget(DEV, 8 * 2**20) == 200 * 2**20
+    assert delivery_budget(MAIN, 8 * 2**20) == 3000 * 8 * 2**20
+    assert delivery_budget(DEV, 0) == math.inf
