@@ -10,9 +10,9 @@ The products are exact: X is split into limbs, each limb column summed exactly, 
 recombined modulo p. The C extension ``client._freivalds`` does all three in one call (the
 entries widened in registers, rows split over ``THREADS`` threads, each call freeing the
 interpreter):
-- int8 A and B on AVX2: balanced 16-bit digits (four a value), multiplied 16 at a time by
-  vpmaddwd into int32 lanes that are widened to int64 before they could overflow;
-- whole rows (the AVX-512 path, and numpy's float64 GEMM on blocks of rows converted a
+- int8 A and B on AVX-512 or AVX2: balanced 16-bit digits (four a value), multiplied 32 or 16
+  at a time by vpmaddwd into int32 lanes that are widened to int64 before they could overflow;
+- whole rows (the AVX-512 path for an int32 C, and numpy's float64 GEMM on blocks of rows converted a
   cache-sized block at a time): float64 sums with ``bound · length · (2^w − 1) < 2^53``;
 - the AVX2 float64 path (an int32 C) sums in segments of at most ``flush`` terms a lane, each
   segment below 2^51, and adds the segments in int64, so its limbs are wider: 3 limbs of 21
