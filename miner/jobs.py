@@ -126,12 +126,13 @@ class JobTaker:
         need not wait for a transfer. None of those whose C would leave more waiting for posters
         than ``delivery_budget`` allows (one claim at a time is always allowed): its claim would
         lapse before the poster could fetch its result."""
-        height, info, jobs = self.client.batch([("getblockcount",), ("getmarketinfo", 1), ("listjobs", "open")])
-        for answer in (height, info, jobs):
+        height, network, jobs = self.client.batch([("getblockcount",), ("getnetworkinfo",), ("listjobs", "open")])
+        for answer in (height, network, jobs):
             if isinstance(answer, RpcError):
                 raise answer
+        rate = network.get("matrixrate", 0)  # a node without the field: as if unlimited
         waiting = sum(work.c.nbytes for work in self.claimed.values() if work.c is not None)
-        budget = delivery_budget(self.network, info.get("matrix_rate", 0))
+        budget = delivery_budget(self.network, rate)
         candidates, held_back = [], 0
         for job in jobs:
             job_id = bytes.fromhex(job["job_id"])
@@ -145,7 +146,7 @@ class JobTaker:
                 continue
             held = all((job.get("matrices") or {}).get(kind, {}).get("held") for kind in ("A", "B"))
             candidates.append((-job["reward"] / macs, not held, job["job_id"], job))
-        self._note_holding_back(held_back > 0 and not candidates, waiting, info.get("matrix_rate", 0))
+        self._note_holding_back(held_back > 0 and not candidates, waiting, rate)
         for *_, job in sorted(candidates):
             work = self._prepare(job)
             if work is not None:

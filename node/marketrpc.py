@@ -32,10 +32,9 @@ def matrix_json(entry: StoredMatrix) -> dict[str, Any]:
 
 
 class MarketMethods:
-    def __init__(self, market: JobMarket, network: Network, matrix_rate: float = 0.0) -> None:
+    def __init__(self, market: JobMarket, network: Network) -> None:
         self.market = market
         self.network = network
-        self.matrix_rate = matrix_rate  # getmatrix bytes served to each peer per second; 0: unlimited
 
     def register(self, d: Dispatcher) -> None:
         d.add("listjobs", self.listjobs, Param("status", str, None))
@@ -65,14 +64,12 @@ class MarketMethods:
     def getmarketinfo(self, window: int, height: int) -> dict[str, Any]:
         """getmarketinfo ( window height ): jobs by status; over the window blocks ending at height
         (-1: the tip) the useful blocks, the MACs of jobs claimed there and settled against the
-        chain's MACs (the useful-MAC share); bytes served, and the bytes per second this node
-        serves each peer (``--matrix-rate``; 0: unlimited), which bounds how fast its worker's
-        results reach their posters."""
+        chain's MACs (the useful-MAC share); bytes served."""
         if not 1 <= window <= 100_000:
             raise RpcError(RpcCode.INVALID_PARAMETER, "window must be between 1 and 100000 blocks")
         if height < -1 or height > self.market.chain.tip.height:
             raise RpcError(RpcCode.INVALID_PARAMETER, "height must be -1 (the tip) or a height of the best chain")
-        return {**self.market.stats(window, None if height == -1 else height), "matrix_rate": self.matrix_rate}
+        return self.market.stats(window, None if height == -1 else height)
 
     def getjob(self, job_id: str) -> dict[str, Any]:
         """getjob "job_id": a posted job's state and the matrices this node holds for it (PROTOCOL §6)."""

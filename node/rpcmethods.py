@@ -456,7 +456,9 @@ class RpcMethods:
 
     # --- network -----------------------------------------------------------------------------
     def getnetworkinfo(self) -> dict[str, Any]:
-        """getnetworkinfo: protocol, user agent and connection counts."""
+        """getnetworkinfo: protocol, user agent, connection counts, and ``matrixrate``: the getmatrix
+        bytes this node serves each peer a second (``--matrix-rate``; 0: unlimited), which bounds
+        how fast its worker's results reach their posters (PROTOCOL §6)."""
         return {"version": 1, "networkactive": True, **self.peers.network_info()}
 
     def getpeerinfo(self) -> list[dict[str, Any]]:

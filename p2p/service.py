@@ -230,7 +230,8 @@ class P2PNode:
         local = [{"address": self.manager.config.bind, "port": self.listen_port}] if self.listen_port else []
         return {"connections": inbound + outbound, "connections_in": inbound, "connections_out": outbound,
                 "localaddresses": local, "protocolversion": wire.PROTOCOL_VERSION,
-                "subversion": self.user_agent}
+                "subversion": self.user_agent,
+                "matrixrate": self.relay.limits.matrix_rate}  # getmatrix bytes a second to each peer; 0: unlimited
 
     async def add_node(self, addr: str, command: str) -> None:
         """Bitcoin's addnode: "add" keeps it connected, "remove" stops that, "onetry" dials once."""

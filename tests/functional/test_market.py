@@ -123,7 +123,6 @@ def test_honest_worker_is_paid_after_the_poster_verifies(net) -> None:
     market = poster.getmarketinfo()
     assert market["jobs"]["settled"] == 1 and market["settled_macs"] == M * N * K
     assert 0 < market["useful_mac_share"] and market["bytes_served"] > 0
-    assert market["matrix_rate"] == 8 * 2**20  # the default --matrix-rate: what the poster's node serves a peer
     # a window of blocks that ends before the claim does not count the job; one that ends on it does
     assert poster.getmarketinfo(1000, job["claim_height"] - 1)["settled_macs"] == 0
     claim_block = poster.getmarketinfo(1, job["claim_height"])
@@ -352,7 +351,7 @@ def test_a_worker_takes_no_more_jobs_than_its_node_can_deliver_in_the_window(tmp
     its size."""
     rate = 0.0015
     with connected_pair(tmp_path, ["--matrix-rate", str(rate)]) as (poster, worker):
-        assert worker.getmarketinfo(1)["matrix_rate"] == rate * 2**20
+        assert worker.getnetworkinfo()["matrixrate"] == rate * 2**20
         poster.sendrawtransaction(transfer(FAUCET, 0, HONEST.address, 100 * 10**8).encode().hex())
         mine(poster, worker)
         client = client_of(poster)

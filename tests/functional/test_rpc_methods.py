@@ -611,6 +611,7 @@ def test_getjob_not_found(node) -> None:
 def test_network_methods(node) -> None:
     info = node.getnetworkinfo()
     assert info["subversion"].startswith("/pouw:") and info["protocolversion"] >= 1
+    assert info["matrixrate"] == 8 * 2**20  # the default --matrix-rate: getmatrix bytes a second to each peer
     peers = node.getpeerinfo()
     assert isinstance(peers, list) and node.getconnectioncount() == len(peers) == info["connections"] == 0
     assert node.listbanned() == []
