@@ -1,5 +1,5 @@
 """pouw-miner's flags: numbers out of range are refused by name before anything starts, and the
-job limits take only jobs worth their claim (PROTOCOL §6)."""
+job limits take only jobs worth their claim and results its node can deliver in time (PROTOCOL §6)."""
 from __future__ import annotations
 
 import math
