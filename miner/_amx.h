@@ -289,7 +289,7 @@ AMX_TILES static void *amx_unit_worker(void *arg) {
     const int across = units_across(J);
     const long total = (long)((J->m + MC - 1) / MC) * across;
     amx_configure(J->ks);
-    for (long t; (t = __atomic_fetch_add(&J->next, 1, __ATOMIC_RELAXED)) < total && !stopped_before(J, t, across);) {
+    for (long t; (t = take_unit(J, across, total)) >= 0;) {
         const int row0 = (int)(t / across) * MC, col0 = (int)(t % across) * NC;
         amx_unit(J, buf, row0, col0, J->m - row0 < MC ? J->m - row0 : MC, J->n - col0 < NC ? J->n - col0 : NC);
     }

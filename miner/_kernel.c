@@ -16,7 +16,7 @@
  *      each tile's partials are reduced, folded into the 16 lanes, hashed into the ticket digest
  *      and compared with the threshold; C' = A'·B' is written from the registers if asked for.
  *      With a stop byte (kernel.matmul_rows), once it is set, by the caller or at a winning tile,
- *      no new panel of MC rows is begun (stopped_before): the call returns the rows finished, and
+ *      no new panel of MC rows is begun (take_unit): the call returns the rows finished, and
  *      A's tile-rows may start at ta0 of the work's, so the rest goes on under another header.
  * Paths: portable C, AVX2 (vpmaddubsw + vpmaddwd), AVX-VNNI (vpdpbusd ymm), AVX-512 VNNI
  * (vpdpbusd zmm) and AMX (TDPBSSD on tiles, s8 · s8: its own packing of A and tile loops, _amx.h),
@@ -749,7 +749,7 @@ static void ticket_lanes(const job_t *J, int ta, int tb, const uint32_t M[LANES]
         sha256_short(msg, sizeof msg, d);
     }
     J->wins[t] = !J->threshold || memcmp(d, J->threshold, 32) < 0;
-    if (J->wins[t] && J->stop) __atomic_store_n(J->stop, 1, __ATOMIC_RELAXED);
+    if (J->wins[t] && J->stop) __atomic_store_n(J->stop, 1, __ATOMIC_RELEASE);
 }
 
 /* The ticket of tile (ta, tb) from its chunk XORs: chunk l's goes into lane l mod 16, after the
@@ -1079,16 +1079,31 @@ __attribute__((target("avx512f"))) static void lanes_avx512(const uint32_t *part
 /* Units of NC columns across a panel of MC rows (the compute workers and rows_done). */
 static int units_across(const job_t *J) { return (J->n + NC - 1) / NC; }
 
-/* Whether unit t (units are taken in row-major order, `across` to a panel of MC rows) is not to be
- * computed: once *J->stop is set, no new panel is begun (the panels begun are finished), and every
- * unit from the first one refused on is skipped, so that units 0 … stop_unit − 1 are all done. */
-static int stopped_before(job_t *J, long t, int across) {
-    long first = __atomic_load_n(&J->stop_unit, __ATOMIC_RELAXED);
-    if (t >= first) return 1;
-    if (!J->stop || t % across || !__atomic_load_n(J->stop, __ATOMIC_RELAXED)) return 0;
-    while (t < first && !__atomic_compare_exchange_n(&J->stop_unit, &first, t, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+/* The next unit for a compute worker to run, or −1 when there is none.  Units are taken in
+ * row-major order, `across` to a panel of MC rows.  Once *J->stop is set (by the caller, or at a
+ * winning tile) no new panel is begun and the panels begun are finished.  The stop is read while
+ * the unit that starts a panel is still the next one (a take is a compare-and-swap, a refusal
+ * reads the counter again), so a stop set at a unit taken after it cannot refuse it: the first panel of a call is always computed
+ * unless the caller stopped it beforehand.  stop_unit keeps the first unit refused, so that units
+ * 0 … stop_unit − 1 are all done. */
+static long take_unit(job_t *J, int across, long total) {
+    long t = __atomic_load_n(&J->next, __ATOMIC_ACQUIRE);
+    for (;;) {
+        long first = __atomic_load_n(&J->stop_unit, __ATOMIC_ACQUIRE);
+        if (t >= total || t >= first) return -1;
+        if (t % across == 0 && J->stop && __atomic_load_n(J->stop, __ATOMIC_ACQUIRE)) {
+            const long now = __atomic_load_n(&J->next, __ATOMIC_ACQUIRE);
+            if (now != t) { /* taken meanwhile: the stop may be its own */
+                t = now;
+                continue;
+            }
+            while (t < first && !__atomic_compare_exchange_n(&J->stop_unit, &first, t, 0, __ATOMIC_ACQ_REL,
+                                                             __ATOMIC_ACQUIRE)) {
+            }
+            return -1;
+        }
+        if (__atomic_compare_exchange_n(&J->next, &t, t + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return t;
     }
-    return 1;
 }
 
 /* The rows of A whose products and tickets are all computed (every row unless stopped). */
@@ -1185,7 +1200,7 @@ static void *unit_worker(void *arg) {
     uint8_t *buf = J->units + (size_t)__atomic_fetch_add(&J->slot, 1, __ATOMIC_RELAXED) * J->unit_len;
     const int across = units_across(J);
     const long total = (long)((J->m + MC - 1) / MC) * across;
-    for (long t; (t = __atomic_fetch_add(&J->next, 1, __ATOMIC_RELAXED)) < total && !stopped_before(J, t, across);) {
+    for (long t; (t = take_unit(J, across, total)) >= 0;) {
         const int row0 = (int)(t / across) * MC, col0 = (int)(t % across) * NC;
         run_unit(J, buf, row0, col0, J->m - row0 < MC ? J->m - row0 : MC, J->n - col0 < NC ? J->n - col0 : NC);
     }
