@@ -33,7 +33,7 @@ unix = sys.platform != "win32"
 kernel = Extension(
     "miner._kernel",
     sources=["miner/_kernel.c"],
-    depends=["miner/_amx.h", "miner/_leafhash.h", "miner/_micro.h", "miner/_peak.h", "miner/_pool.h", "miner/_sha256.h", "miner/_shake128.h"],
+    depends=["miner/_amx.h", "miner/_leafhash.h", "miner/_merkle.h", "miner/_micro.h", "miner/_peak.h", "miner/_pool.h", "miner/_sha256.h", "miner/_shake128.h"],
     extra_compile_args=["-O3", "-std=gnu11", "-pthread"] if unix else [],
     extra_link_args=["-pthread"] if unix else [],
 )

@@ -43,6 +43,14 @@ def root_of_hashes(hashes: Sequence[bytes]) -> bytes:
     return node_hash(root_of_hashes(level[:k]), root_of_hashes(level[k:]))
 
 
+def roots_of_groups(hashes: Sequence[bytes], group: int) -> list[bytes]:
+    """MTH over each run of ``group`` consecutive already-hashed nodes, the last run possibly
+    shorter: a matrix's group roots (``group`` 32) or, with ``group`` = len(hashes), its root."""
+    if group < 1:
+        raise ValueError(f"group must be at least 1, got {group}")
+    return [root_of_hashes(hashes[g:g + group]) for g in range(0, len(hashes), group)]
+
+
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
     """RFC 6962 MTH over raw leaf data; the empty tree is SHA-256("")."""
     return root_of_hashes([leaf_hash(x) for x in leaves])

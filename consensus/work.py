@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from . import encoding as enc
 from .block import Block, Header, Proof, Ticket
-from .hashing import audit_path, root_from_path, root_of_hashes, tagged
+from .hashing import EMPTY_ROOT, audit_path, root_from_path, root_of_hashes, roots_of_groups, tagged
 from .reasons import Reason
 
 TILE = 32
@@ -30,13 +30,9 @@ def _u32(x: int) -> bytes:
 
 # --- commitments (§2) -------------------------------------------------------
 
-LeafHasher = Callable[[np.ndarray], list[bytes]]
-
-
 def leaf_hashes(lines: np.ndarray) -> list[bytes]:
     """RFC 6962 leaf hashes SHA-256(0x00 || row) of the rows of a 2-D array, each hashed straight
-    from its buffer (no row copied; the leaf prefix hashed once).  A faster hasher with this
-    contract can be handed to the commitments below as ``leaf_hasher``."""
+    from its buffer (no row copied; the leaf prefix hashed once)."""
     if lines.ndim != 2:
         raise ValueError(f"leaf lines must be a 2-D array, not {lines.ndim}-D")
     prefix = hashlib.sha256(b"\x00")
@@ -48,10 +44,27 @@ def leaf_hashes(lines: np.ndarray) -> list[bytes]:
     return hashes
 
 
-def group_roots(lines: np.ndarray, leaf_hasher: LeafHasher = leaf_hashes) -> list[bytes]:
+@dataclass(frozen=True)
+class LineHasher:
+    """How a matrix's lines are hashed into its commitment (§2): ``leaves`` gives the leaf hashes
+    of a 2-D array's rows, ``roots`` the MTH of each run of ``group`` hashes (the contract of
+    ``hashing.roots_of_groups``).  The default is this module's reference, one hash at a time;
+    ``miner.kernel.line_hasher`` hands the commitments below the C twins."""
+
+    leaves: Callable[[np.ndarray], list[bytes]] = leaf_hashes
+    roots: Callable[[Sequence[bytes], int], list[bytes]] = roots_of_groups
+
+    def root(self, hashes: Sequence[bytes]) -> bytes:
+        """MTH over all of ``hashes``."""
+        return self.roots(hashes, len(hashes))[0] if len(hashes) else EMPTY_ROOT
+
+
+REFERENCE_HASHER = LineHasher()
+
+
+def group_roots(lines: np.ndarray, hasher: LineHasher = REFERENCE_HASHER) -> list[bytes]:
     """Roots G_a of each aligned group of 32 leaves; ``lines`` is (count, length) int8."""
-    leaves = leaf_hasher(np.asarray(lines, dtype=np.int8))
-    return [root_of_hashes(leaves[g:g + TILE]) for g in range(0, len(leaves), TILE)]
+    return hasher.roots(hasher.leaves(np.asarray(lines, dtype=np.int8)), TILE)
 
 
 def matrix_commitment(count: int, length: int, root: bytes) -> bytes:
@@ -59,16 +72,16 @@ def matrix_commitment(count: int, length: int, root: bytes) -> bytes:
     return tagged("pouw/matrix", _u32(count) + _u32(length) + root)
 
 
-def commit_a(a: np.ndarray, leaf_hasher: LeafHasher = leaf_hashes) -> bytes:
+def commit_a(a: np.ndarray, hasher: LineHasher = REFERENCE_HASHER) -> bytes:
     """H_A over the rows of A (m×k)."""
     m, k = a.shape
-    return matrix_commitment(m, k, root_of_hashes(group_roots(a, leaf_hasher)))
+    return matrix_commitment(m, k, hasher.root(group_roots(a, hasher)))
 
 
-def commit_b(b: np.ndarray, leaf_hasher: LeafHasher = leaf_hashes) -> bytes:
+def commit_b(b: np.ndarray, hasher: LineHasher = REFERENCE_HASHER) -> bytes:
     """H_B over the columns of B (k×n); a column-major B's columns are hashed where they lie."""
     k, n = b.shape
-    return matrix_commitment(n, k, root_of_hashes(group_roots(b.T, leaf_hasher)))
+    return matrix_commitment(n, k, hasher.root(group_roots(b.T, hasher)))
 
 
 @dataclass(frozen=True)
@@ -84,9 +97,9 @@ class OperandRoots:
     k: int
 
     @classmethod
-    def of(cls, a: np.ndarray, b: np.ndarray, leaf_hasher: LeafHasher = leaf_hashes) -> OperandRoots:
+    def of(cls, a: np.ndarray, b: np.ndarray, hasher: LineHasher = REFERENCE_HASHER) -> OperandRoots:
         (m, k), n = a.shape, b.shape[1]
-        return cls(tuple(group_roots(a, leaf_hasher)), tuple(group_roots(b.T, leaf_hasher)), m, n, k)
+        return cls(tuple(group_roots(a, hasher)), tuple(group_roots(b.T, hasher)), m, n, k)
 
     @property
     def h_a(self) -> bytes:
@@ -102,10 +115,10 @@ def result_commitment(m: int, n: int, root: bytes) -> bytes:
     return tagged("pouw/result", _u32(m) + _u32(n) + root)
 
 
-def commit_result(c: np.ndarray, leaf_hasher: LeafHasher = leaf_hashes) -> bytes:
+def commit_result(c: np.ndarray, hasher: LineHasher = REFERENCE_HASHER) -> bytes:
     """H_C over the rows of C (m×n int32)."""
     m, n = c.shape
-    return result_commitment(m, n, root_of_hashes(leaf_hasher(np.asarray(c, dtype="<i4"))))
+    return result_commitment(m, n, hasher.root(hasher.leaves(np.asarray(c, dtype="<i4"))))
 
 
 # --- seeds and noise (§4) ---------------------------------------------------

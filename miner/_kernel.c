@@ -24,7 +24,7 @@
  * portable path).  Threads persist across calls (_pool.h).
  *
  * Beside the mining: the Merkle leaf hashes of a matrix's lines, for its commitment (§2), many
- * lines at once (_leafhash.h).
+ * lines at once (_leafhash.h), and the Merkle roots over them (_merkle.h).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "_leafhash.h"
+#include "_merkle.h"
 #include "_sha256.h"
 #include "_shake128.h"
 
@@ -1581,7 +1582,7 @@ static PyObject *py_leaf_hashes(PyObject *self, PyObject *args, PyObject *kw) {
         PyErr_NoMemory();
         goto done;
     }
-    J.lines = v.buf, J.count = (size_t)count, J.shape = leaf_shape((size_t)width), J.out = digests;
+    J.lines = v.buf, J.count = (size_t)count, J.shape = leaf_shape((size_t)width, 0x00), J.out = digests;
     J.shani = J.path != LEAF_PORTABLE && have_shani();
     J.chunk = ((size_t)count / (8 * (size_t)threads) + 15) / 16 * 16; /* about 8 chunks a thread */
     if (J.chunk < 16) J.chunk = 16;
@@ -1600,6 +1601,50 @@ static PyObject *py_leaf_hashes(PyObject *self, PyObject *args, PyObject *kw) {
     }
 done:
     free(digests);
+    PyBuffer_Release(&v);
+    return out;
+}
+
+static PyObject *py_merkle_roots(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"hashes", "count", "group", "path", NULL};
+    Py_buffer v = {0};
+    Py_ssize_t count, group;
+    const char *path = NULL;
+    PyObject *out = NULL;
+    uint8_t *roots = NULL, *scratch = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*nn|z", kwlist, &v, &count, &group, &path)) return NULL;
+    if (count < 1 || count > PY_SSIZE_T_MAX / 32 || v.len != 32 * count) {
+        PyErr_Format(PyExc_ValueError, "hashes: expected %zd hashes of 32 bytes (at least one), got %zd bytes",
+                     count, v.len);
+        goto done;
+    }
+    if (group < 1) {
+        PyErr_Format(PyExc_ValueError, "group must be at least 1, got %zd", group);
+        goto done;
+    }
+    merkle_t M = {.path = resolve_leaf_path(path)};
+    if (M.path < 0) goto done;
+    M.shani = M.path != LEAF_PORTABLE && have_shani();
+    const Py_ssize_t runs = (count + group - 1) / group;
+    if (!(roots = malloc((size_t)runs * 32)) || !(scratch = malloc((size_t)count * 32))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    merkle_roots(&M, v.buf, (size_t)count, (size_t)group, scratch, roots);
+    Py_END_ALLOW_THREADS
+    if (!(out = PyList_New(runs))) goto done;
+    for (Py_ssize_t i = 0; i < runs; i++) {
+        PyObject *h = PyBytes_FromStringAndSize((const char *)roots + 32 * i, 32);
+        if (!h) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, h);
+    }
+done:
+    free(roots);
+    free(scratch);
     PyBuffer_Release(&v);
     return out;
 }
@@ -1631,6 +1676,10 @@ static PyMethodDef methods[] = {
     {"leaf_hashes", (PyCFunction)(void (*)(void))py_leaf_hashes, METH_VARARGS | METH_KEYWORDS,
      "leaf_hashes(lines, count, width, path=None, threads=1) -> list of count digests SHA-256(0x00 || line) "
      "of the count lines of width bytes in the C-contiguous buffer lines (PROTOCOL §2)."},
+    {"merkle_roots", (PyCFunction)(void (*)(void))py_merkle_roots, METH_VARARGS | METH_KEYWORDS,
+     "merkle_roots(hashes, count, group, path=None) -> the RFC 6962 root of every run of group consecutive "
+     "hashes of the count 32-byte hashes in the buffer hashes, the last run possibly shorter (PROTOCOL §2); "
+     "path is a leaf hash path."},
     {"leaf_paths", py_leaf_paths, METH_NOARGS, "Leaf hash paths this CPU supports, fastest first."},
     {"sha_ni", py_sha_ni, METH_NOARGS, "Whether the ticket hash uses SHA-NI on the SIMD paths."},
     {"peak", (PyCFunction)(void (*)(void))py_peak, METH_VARARGS | METH_KEYWORDS,

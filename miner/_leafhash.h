@@ -1,5 +1,6 @@
 /* Merkle leaf hashes of a matrix's lines (PROTOCOL §2): SHA-256(0x00 || line) for `count` lines of
- * `width` bytes each, laid out one after the other.
+ * `width` bytes each, laid out one after the other.  With the prefix 0x01 and 64-byte lines (two
+ * hashes side by side) the same code hashes a level of Merkle nodes (_merkle.h).
  *
  * Every leaf of a matrix has the same length, so the SIMD paths hash several lines at once, one
  * per 32-bit lane: 16 on zmm (AVX-512F + BW: vprord, vpternlogd), 8 on ymm (AVX2).  The message
@@ -29,14 +30,15 @@ static const char *LEAF_PATH_NAMES[] = {"portable", "avx2", "shani", "avx512"};
 /* --- the message of one leaf ------------------------------------------------------------------- */
 
 typedef struct {
-    size_t width;  /* bytes of a line; the message is 1 + width bytes */
+    size_t width;   /* bytes of a line; the message is 1 + width bytes */
+    uint8_t prefix; /* the message's first byte: 0x00 for a leaf, 0x01 for a Merkle node */
     size_t full;   /* blocks made of message bytes only (block 0 included, if whole) */
     size_t blocks; /* blocks after padding: full + 1 or full + 2 */
 } leaf_shape_t;
 
-static leaf_shape_t leaf_shape(size_t width) {
+static leaf_shape_t leaf_shape(size_t width, uint8_t prefix) {
     const size_t len = width + 1;
-    return (leaf_shape_t){width, len / 64, (len + 8) / 64 + 1};
+    return (leaf_shape_t){width, prefix, len / 64, (len + 8) / 64 + 1};
 }
 
 /* Block 0 (when whole) and the padded tail blocks of one line's message. */
@@ -44,18 +46,18 @@ typedef struct {
     uint8_t head[64], tail[128];
 } leaf_scratch_t;
 
-/* Bytes [from, to) of the message 0x00 || line into dst. */
-static void leaf_message(uint8_t *dst, const uint8_t *line, size_t from, size_t to) {
-    if (from == 0 && to > 0) *dst++ = 0, from = 1;
+/* Bytes [from, to) of the message prefix || line into dst. */
+static void leaf_message(uint8_t *dst, const uint8_t *line, uint8_t prefix, size_t from, size_t to) {
+    if (from == 0 && to > 0) *dst++ = prefix, from = 1;
     if (to > from) memcpy(dst, line + from - 1, to - from);
 }
 
 static void leaf_scratch(leaf_scratch_t *s, const uint8_t *line, leaf_shape_t sh) {
     const size_t len = sh.width + 1, tail_from = 64 * sh.full, tail_len = 64 * (sh.blocks - sh.full);
     const uint64_t bits = (uint64_t)len * 8;
-    if (sh.full) leaf_message(s->head, line, 0, 64);
+    if (sh.full) leaf_message(s->head, line, sh.prefix, 0, 64);
     memset(s->tail, 0, sizeof s->tail);
-    leaf_message(s->tail, line, tail_from, len);
+    leaf_message(s->tail, line, sh.prefix, tail_from, len);
     s->tail[len - tail_from] = 0x80;
     for (int i = 0; i < 8; i++) s->tail[tail_len - 1 - i] = (uint8_t)(bits >> (8 * i));
 }

@@ -6,9 +6,10 @@ environment variable ``POUW_KERNEL_PATH`` (``amx``, ``avx512``, ``avxvnni``, ``a
 ``amx`` (Intel AMX tiles) is offered only where the CPU has AMX-INT8 and the OS grants the tile
 state (on Linux, a once-per-process arch_prctl request the extension makes).
 
-The matrix commitments (§2) have fast versions here too: ``leaf_hashes`` and ``commit_a``,
-``commit_b``, ``commit_result`` hash a matrix's lines in C (``leaf_paths()``: ``avx512``,
-``shani``, ``avx2``, ``portable``, ``hashlib``), with results identical to ``consensus.work``'s.
+The matrix commitments (§2) have fast versions here too: ``leaf_hashes`` and ``merkle_roots``
+(``line_hasher``), and with them ``commit_a``, ``commit_b``, ``commit_result``, hash a matrix's
+lines and Merkle nodes in C (``leaf_paths()``: ``avx512``, ``shani``, ``avx2``, then
+``hashlib``, then ``portable``), with results identical to ``consensus.work``'s.
 """
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import os
 import warnings
 from dataclasses import dataclass
 from functools import partial
+from typing import Sequence
 
 import numpy as np
 
 from consensus import work
 from consensus.block import Header
+from consensus.hashing import roots_of_groups
 from consensus.work import TILE, TileResult, noisy_operands, recover_product, seeds, win_threshold
 
 from . import reference
@@ -239,9 +242,11 @@ def gemm(a: np.ndarray, b: np.ndarray, block: int = 64, threads: int | None = No
 
 
 def leaf_paths() -> list[str]:
-    """Leaf hash paths this machine supports, fastest first; ``hashlib`` (``consensus.work``'s own,
-    one row at a time) is always last."""
-    return (_kernel.leaf_paths() if _kernel else []) + ["hashlib"]
+    """Leaf hash paths this machine supports, fastest first: the SIMD ones, then ``hashlib``
+    (``consensus``'s own, OpenSSL one row or node at a time), then ``portable`` C, which OpenSSL's
+    assembly beats 10× (``scripts/bench_hash.py``), so it is the default nowhere."""
+    paths = _kernel.leaf_paths() if _kernel else []
+    return [p for p in paths if p != "portable"] + ["hashlib"] + [p for p in paths if p == "portable"]
 
 
 def leaf_hashes(lines: np.ndarray, threads: int | None = None, path: str | None = None) -> list[bytes]:
@@ -262,26 +267,44 @@ def leaf_hashes(lines: np.ndarray, threads: int | None = None, path: str | None 
                                threads=threads or default_threads())
 
 
+def merkle_roots(hashes: Sequence[bytes], group: int, path: str | None = None) -> list[bytes]:
+    """``consensus.hashing.roots_of_groups`` in C (§2): the RFC 6962 root of every run of ``group``
+    hashes, each level's nodes hashed as ``leaf_hashes`` hashes lines, 16 at once on ``avx512``,
+    with the GIL released; ``hashlib`` is consensus's own."""
+    path = path or leaf_paths()[0]
+    if path not in leaf_paths():
+        raise ValueError(f"leaf hash path {path} is not available here (have {', '.join(leaf_paths())})")
+    if path == "hashlib" or not hashes:
+        return roots_of_groups(hashes, group)
+    return _kernel.merkle_roots(b"".join(hashes), len(hashes), group, path=path)
+
+
+def line_hasher(threads: int | None = None, path: str | None = None) -> work.LineHasher:
+    """The commitments' hashing (``consensus.work.LineHasher``) by ``leaf_hashes`` and
+    ``merkle_roots`` on ``path`` (default: the fastest)."""
+    return work.LineHasher(partial(leaf_hashes, threads=threads, path=path), partial(merkle_roots, path=path))
+
+
 def commit_a(a: np.ndarray, threads: int | None = None, path: str | None = None) -> bytes:
-    """``consensus.work.commit_a`` (H_A) with the rows hashed by ``leaf_hashes``."""
-    return work.commit_a(a, partial(leaf_hashes, threads=threads, path=path))
+    """``consensus.work.commit_a`` (H_A) hashed by ``line_hasher``."""
+    return work.commit_a(a, line_hasher(threads, path))
 
 
 def commit_b(b: np.ndarray, threads: int | None = None, path: str | None = None) -> bytes:
-    """``consensus.work.commit_b`` (H_B) with the columns hashed by ``leaf_hashes``: those of a
-    column-major (Fortran-order) B where they lie, those of a row-major one after a transposing copy."""
-    return work.commit_b(b, partial(leaf_hashes, threads=threads, path=path))
+    """``consensus.work.commit_b`` (H_B) hashed by ``line_hasher``: the columns of a column-major
+    (Fortran-order) B where they lie, those of a row-major one after a transposing copy."""
+    return work.commit_b(b, line_hasher(threads, path))
 
 
 def commit_result(c: np.ndarray, threads: int | None = None, path: str | None = None) -> bytes:
-    """``consensus.work.commit_result`` (H_C) with the rows hashed by ``leaf_hashes``."""
-    return work.commit_result(c, partial(leaf_hashes, threads=threads, path=path))
+    """``consensus.work.commit_result`` (H_C) hashed by ``line_hasher``."""
+    return work.commit_result(c, line_hasher(threads, path))
 
 
 def operand_roots(a: np.ndarray, b: np.ndarray, threads: int | None = None) -> work.OperandRoots:
-    """``consensus.work.OperandRoots`` (A's and B's group roots: H_A, H_B and a proof's paths) with
-    the lines hashed by ``leaf_hashes``."""
-    return work.OperandRoots.of(a, b, partial(leaf_hashes, threads=threads))
+    """``consensus.work.OperandRoots`` (A's and B's group roots: H_A, H_B and a proof's paths)
+    hashed by ``line_hasher``."""
+    return work.OperandRoots.of(a, b, line_hasher(threads))
 
 
 def selftest() -> bool:

@@ -9,6 +9,11 @@ a warm-up) so that a shared machine's load hits them alike; GB/s are medians of 
 rounds.  ``--clock cpu`` counts the process's CPU time instead of the wall clock: GB/s per
 CPU-second, which is what the hashing costs a busy machine.
 
+Then the Merkle nodes above those leaves, in milliseconds: the 128 group roots of 4096 row
+hashes (A's, group 32) and the whole root of 16384 (the largest C's rows), by
+``consensus.hashing.roots_of_groups`` (hashlib, one node at a time) against
+``kernel.merkle_roots`` on each path, timed the same way.
+
     python scripts/bench_hash.py [--repeat 5] [--clock wall|cpu] [--paths avx512 shani] [--json]
 """
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import os
 import statistics
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_kernel import CLOCKS, round_robin  # noqa: E402
 
 from consensus import work  # noqa: E402
+from consensus.hashing import roots_of_groups  # noqa: E402
 from miner import kernel  # noqa: E402
 
 THREADS = (1, 2)
@@ -57,7 +64,22 @@ def bench(repeat: int, clock: str, paths: list[str]) -> dict:
         assert all(fn(lines) == work.leaf_hashes(lines) for fn in fns.values())
         times = round_robin({key: (lambda fn=fn: fn(lines)) for key, fn in fns.items()}, repeat, CLOCKS[clock])
         out["gb_s"][name] = {key: round(lines.nbytes / statistics.median(t) / 1e9, 3) for key, t in times.items()}
+    out["merkle_ms"] = merkle(repeat, clock, paths)
     out["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
+def merkle(repeat: int, clock: str, paths: list[str]) -> dict:
+    """Milliseconds of each Merkle contender (see the module's docstring), medians."""
+    rng = np.random.default_rng(2027)
+    cases = {"4096 → 128 group roots": (4096, 32), "16384 → root": (16384, 16384)}
+    fns = {"hashlib": roots_of_groups} | {path: partial(kernel.merkle_roots, path=path) for path in paths}
+    out = {}
+    for name, (count, group) in cases.items():
+        hashes = [row.tobytes() for row in rng.integers(0, 256, (count, 32), dtype=np.uint8)]
+        assert all(fn(hashes, group) == roots_of_groups(hashes, group) for fn in fns.values())
+        times = round_robin({key: (lambda fn=fn: fn(hashes, group)) for key, fn in fns.items()}, repeat, CLOCKS[clock])
+        out[name] = {key: round(statistics.median(t) * 1e3, 3) for key, t in times.items()}
     return out
 
 
@@ -69,6 +91,12 @@ def print_table(result: dict) -> None:
     for name, row in result["gb_s"].items():
         print(f"{name:10}" + "".join(f"{row[key]:>13.3f}" for key in keys))
         print(f"{'  ×hashlib':10}" + "".join(f"{row[key] / row['hashlib']:>13.2f}" for key in keys))
+    print(f"\nMerkle nodes over the leaf hashes, ms ({result['clock']} clock, median of {result['repeat']})")
+    keys = list(next(iter(result["merkle_ms"].values())))
+    print(f"{'':24}" + "".join(f"{key:>10}" for key in keys))
+    for name, row in result["merkle_ms"].items():
+        print(f"{name:24}" + "".join(f"{row[key]:>10.3f}" for key in keys))
+        print(f"{'  ×hashlib':24}" + "".join(f"{row['hashlib'] / row[key]:>10.1f}" for key in keys))
 
 
 def main() -> None:

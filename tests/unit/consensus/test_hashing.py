@@ -4,9 +4,11 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 
-from consensus.hashing import audit_path, leaf_hash, merkle_root, node_hash, root_from_path, verify_path
+from consensus.hashing import (audit_path, leaf_hash, merkle_root, node_hash, root_from_path, roots_of_groups,
+                               verify_path)
 from consensus.work import commit_a, group_roots
 
 
@@ -69,3 +71,15 @@ def test_group_roots_are_subtrees_of_the_row_tree(groups: int, data: st.DataObje
 
 def test_node_hash_prefix() -> None:
     assert node_hash(b"a", b"b") == hashlib.sha256(b"\x01ab").digest()
+
+
+@given(st.lists(st.binary(max_size=4), max_size=70), st.integers(1, 80))
+def test_roots_of_groups_are_the_roots_of_each_run(leaves: list[bytes], group: int) -> None:
+    hashes = [leaf_hash(x) for x in leaves]
+    runs = [leaves[g:g + group] for g in range(0, len(leaves), group)]
+    assert roots_of_groups(hashes, group) == [naive_mth(run) for run in runs]
+
+
+def test_roots_of_groups_needs_a_group() -> None:
+    with pytest.raises(ValueError, match="group must be at least 1"):
+        roots_of_groups([bytes(32)], 0)

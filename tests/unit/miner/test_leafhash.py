@@ -1,4 +1,4 @@
-"""The kernel's leaf hashes and commitments against hashlib and consensus.work (PROTOCOL §2)."""
+"""The kernel's leaf hashes, Merkle roots and commitments against hashlib and consensus (PROTOCOL §2)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus import work
+from consensus.hashing import roots_of_groups
 from miner import kernel
 
 from .helpers import operands, template
@@ -34,9 +35,12 @@ def random_lines(seed: int, count: int, width: int, dtype: str = "u1") -> np.nda
 
 
 def test_paths() -> None:
-    assert PATHS[-1] == "hashlib"
+    """The SIMD paths, then hashlib, then portable C (which OpenSSL beats): the default is never
+    the portable path."""
+    assert "hashlib" in PATHS and PATHS[0] != "portable"
     if kernel._kernel:
-        assert "portable" in C_PATHS
+        assert PATHS[-2:] == ["hashlib", "portable"]
+        assert PATHS[:-2] == [p for p in kernel._kernel.leaf_paths() if p != "portable"]
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -137,6 +141,44 @@ def test_commitments_match_consensus(m: int, n: int, k: int, seed: int, fortran:
     assert kernel.commit_a(a, threads, path) == work.commit_a(a)
     assert kernel.commit_b(b, threads, path) == work.commit_b(b)
     assert kernel.commit_result(c, threads, path) == work.commit_result(c)
+
+
+def random_hashes(seed: int, count: int) -> list[bytes]:
+    return [row.tobytes() for row in random_lines(seed, count, 32)]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@settings(max_examples=40, deadline=None)
+@given(count=st.one_of(st.sampled_from(EDGE_COUNTS), st.integers(0, 300)),
+       group=st.one_of(st.sampled_from([1, 2, 3, 16, 32, 33, 64, 1 << 20]), st.integers(1, 80)),
+       seed=st.integers(0, 2**32))
+def test_merkle_roots_match_consensus(path: str, count: int, group: int, seed: int) -> None:
+    """Runs whole or not, of a power of two or not, levels of every width a SIMD path can meet."""
+    hashes = random_hashes(seed, count)
+    assert kernel.merkle_roots(hashes, group, path=path) == roots_of_groups(hashes, group)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_merkle_roots_of_a_large_matrix(path: str) -> None:
+    """4096 and 4097 rows: A's 128 group roots (and one of a single row), and H_C's whole root."""
+    hashes = random_hashes(10, 4097)
+    for count in (4096, 4097):
+        for group in (32, count):
+            assert kernel.merkle_roots(hashes[:count], group, path=path) == roots_of_groups(hashes[:count], group)
+
+
+def test_bad_merkle_arguments_are_refused() -> None:
+    if not C_PATHS:
+        pytest.skip("the C kernel is not built")
+    with pytest.raises(ValueError, match="expected 3 hashes of 32 bytes"):
+        kernel._kernel.merkle_roots(bytes(95), 3, 32)
+    with pytest.raises(ValueError, match="at least one"):
+        kernel._kernel.merkle_roots(b"", 0, 32)
+    with pytest.raises(ValueError, match="group must be at least 1"):
+        kernel._kernel.merkle_roots(bytes(64), 2, 0)
+    with pytest.raises(ValueError, match="not available"):
+        kernel.merkle_roots([bytes(32)], 1, path="sha512")
+    assert kernel.merkle_roots([], 32) == []
 
 
 def test_hashing_beside_a_mining_call() -> None:
