@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection
 
@@ -92,15 +94,42 @@ def rank_for(network: Network, k: int) -> int | None:
     return None
 
 
-def delivery_budget(network: Network, matrix_rate: float) -> float:
+def delivery_budget(network: Network, matrix_rate: float, seconds_per_block: float | None = None) -> float:
     """The bytes of C a miner's claims may leave waiting for their posters (§6). A poster fetches
     a result from the worker's node, at most ``matrix_rate`` bytes a second per peer (the node's
     ``--matrix-rate``; 0: unlimited), and a claim not accepted within the challenge window
     lapses: the bond comes back but the poster's reward is burned. So what waits must go out
-    within half the window's target time."""
+    within half the window: its blocks at the target time, or at ``seconds_per_block`` where the
+    chain has been running faster than that (``BlockPace``)."""
     if matrix_rate <= 0:
         return math.inf
-    return matrix_rate * network.challenge_window * network.block_time / 2
+    block_time = min(network.block_time, seconds_per_block) if seconds_per_block is not None else network.block_time
+    return matrix_rate * network.challenge_window * block_time / 2
+
+
+class BlockPace:
+    """The chain's recent pace as a miner sees it: seconds per block between the first times it
+    saw each of the last ``span`` heights (a monotonic clock), once it has watched ``enough`` of
+    them. A chain runs faster than its target while its difficulty catches up with new hash
+    power, and a challenge window of blocks is then shorter in seconds."""
+
+    def __init__(self, enough: int, span: int = 64, clock: Callable[[], float] = time.monotonic) -> None:
+        self.enough, self.span, self.clock = enough, span, clock
+        self._seen: deque[tuple[float, int]] = deque()  # (first seen, height), heights rising
+
+    def saw(self, height: int) -> None:
+        if self._seen and height <= self._seen[-1][1]:
+            return  # a height seen before (or a reorg to a shorter chain): its first sight stands
+        self._seen.append((self.clock(), height))
+        while self._seen[-1][1] - self._seen[0][1] > self.span:
+            self._seen.popleft()
+
+    def seconds_per_block(self) -> float | None:
+        """None until ``enough`` blocks have been watched arriving."""
+        if len(self._seen) < 2 or self._seen[-1][1] - self._seen[0][1] < self.enough:
+            return None
+        (first, low), (last, high) = self._seen[0], self._seen[-1]
+        return (last - first) / (high - low)
 
 
 class JobTaker:
@@ -117,6 +146,7 @@ class JobTaker:
         self.claimed: dict[bytes, JobWork] = {}  # results sent, not yet final
         self.skipped: set[bytes] = set()  # jobs this miner cannot or will not do
         self.holding_back = False  # its claims' results wait for as much as its node can serve in time
+        self.pace = BlockPace(network.challenge_window)
 
     # --- choosing ----------------------------------------------------------------------
     def choose(self, exclude: Collection[bytes] = ()) -> JobWork | None:
@@ -132,7 +162,8 @@ class JobTaker:
                 raise answer
         rate = network.get("matrixrate", 0)  # a node without the field: as if unlimited
         waiting = sum(work.c.nbytes for work in self.claimed.values() if work.c is not None)
-        budget = delivery_budget(self.network, rate)
+        self.pace.saw(height)
+        budget = delivery_budget(self.network, rate, self.pace.seconds_per_block())
         candidates, held_back = [], 0
         for job in jobs:
             job_id = bytes.fromhex(job["job_id"])

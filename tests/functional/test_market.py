@@ -22,7 +22,7 @@ from client.market import MarketClient, MarketClientError, NotClaimed, npy_bytes
 from consensus.params import REGTEST
 from consensus.tx import JobResult, claim_of, make_tx
 from consensus.work import commit_result
-from miner.jobs import DEFAULT_FEE, TMAC, JobLimits, JobTaker
+from miner.jobs import DEFAULT_FEE, TMAC, BlockPace, JobLimits, JobTaker
 from client.rpc import BadResponse
 
 from .framework import NodeProcess, sync_blocks, sync_mempools, wait_until
@@ -348,7 +348,8 @@ def test_a_worker_takes_no_more_jobs_than_its_node_can_deliver_in_the_window(tmp
     window (miner.jobs.delivery_budget): with one claim's C of 24 KiB waiting for its poster,
     the taker leaves a second such job, whose claim would lapse, and says so; it still takes one
     whose C fits, though it pays less per MAC; with no claim waiting it takes the first, whatever
-    its size."""
+    its size. Once the chain runs faster than its target, the window's seconds are fewer, and
+    so is the budget (miner.jobs.BlockPace)."""
     rate = 0.0015
     with connected_pair(tmp_path, ["--matrix-rate", str(rate)]) as (poster, worker):
         assert worker.getnetworkinfo()["matrixrate"] == rate * 2**20
@@ -373,3 +374,13 @@ def test_a_worker_takes_no_more_jobs_than_its_node_can_deliver_in_the_window(tmp
         assert fits is not None and fits.job_id.hex() == small and not t.holding_back
         assert said[-2:] == ["taking jobs again: the results waiting for posters fit the window",
                              f"took job {small[:16]}… 32×32×128 for {REWARD // 1000} units"]
+        # the chain sped up: the last window's blocks came 0.5 s apart (the taker's own look at
+        # the tip is the window's last), so half the window delivers 3.8 KiB: not even the small C
+        now = [0.0]
+        t.pace = BlockPace(REGTEST.challenge_window, clock=lambda: now[0])
+        height = worker.getblockcount()
+        for seen in range(height - REGTEST.challenge_window, height):
+            t.pace.saw(seen)
+            now[0] += 0.5
+        assert t.choose() is None and t.holding_back
+        assert t.pace.seconds_per_block() == 0.5

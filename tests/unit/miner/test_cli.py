@@ -11,7 +11,7 @@ from client.market import TILE_M, TILE_N, split_product
 from consensus.params import COIN, DEV, MAIN, MAX_K
 from miner import kernel
 from miner.cli import build_parser
-from miner.jobs import TMAC, JobLimits, delivery_budget
+from miner.jobs import TMAC, BlockPace, JobLimits, delivery_budget
 
 ADDRESS = ["--address", "rpw1uk87frsj0r5gkdx34hl5zkqtgx78p8p7nj6hdj"]
 
@@ -71,3 +71,31 @@ def test_the_results_a_miner_leaves_waiting_go_out_within_half_the_window_at_its
     assert delivery_budget(DEV, 8 * 2**20) == 200 * 2**20
     assert delivery_budget(MAIN, 8 * 2**20) == 3000 * 8 * 2**20
     assert delivery_budget(DEV, 0) == math.inf
+
+
+def test_on_a_chain_running_fast_the_budget_shrinks_with_its_window() -> None:
+    """A dev chain at 3.75 s a block has a 37.5 s window: the budget is 150 MiB, two 64 MiB results
+    waiting and not three. A chain slower than its target keeps the target's budget."""
+    assert delivery_budget(DEV, 8 * 2**20, 3.75) == 150 * 2**20
+    assert delivery_budget(DEV, 8 * 2**20, 9.0) == delivery_budget(DEV, 8 * 2**20, None) == 200 * 2**20
+    assert delivery_budget(DEV, 0, 1.0) == math.inf
+
+
+def test_the_pace_is_measured_between_first_sightings_of_heights_once_enough_came() -> None:
+    now = [1000.0]
+    pace = BlockPace(enough=10, span=20, clock=lambda: now[0])
+    for height in range(100, 110):  # nine blocks watched: not enough
+        pace.saw(height)
+        pace.saw(height)  # seen again later: its first sight stands
+        now[0] += 4.0
+    assert pace.seconds_per_block() is None
+    pace.saw(110)
+    assert pace.seconds_per_block() == 4.0
+    pace.saw(105)  # a reorg to a shorter chain, or an old answer: ignored
+    for height in range(111, 141):  # a faster stretch: only the last 20 blocks count
+        now[0] += 2.0
+        pace.saw(height)
+    assert pace.seconds_per_block() == 2.0
+    now[0] += 30.0
+    pace.saw(145)  # a gap of heights seen at once: 30 s for 5 blocks, over the 20-block span
+    assert pace.seconds_per_block() == (2.0 * 15 + 30.0) / 20
