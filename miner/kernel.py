@@ -249,15 +249,21 @@ def leaf_paths() -> list[str]:
     return [p for p in paths if p != "portable"] + ["hashlib"] + [p for p in paths if p == "portable"]
 
 
+def _leaf_path(path: str | None) -> str:
+    """``path``, or the fastest leaf hash path; ValueError for one this machine lacks."""
+    path = path or leaf_paths()[0]
+    if path not in leaf_paths():
+        raise ValueError(f"leaf hash path {path} is not available here (have {', '.join(leaf_paths())})")
+    return path
+
+
 def leaf_hashes(lines: np.ndarray, threads: int | None = None, path: str | None = None) -> list[bytes]:
     """``consensus.work.leaf_hashes`` in C (§2): SHA-256(0x00 || row) of every row of the 2-D
     ``lines``, 16 rows at once on ``avx512`` (one per 32-bit lane), 8 on ``avx2``, one at a time on
     ``shani`` and ``portable``; rows split over ``threads`` (default: all of this process's CPUs),
     or hashed by the caller alone while a mining call holds the kernel's threads.  A non-contiguous
     ``lines`` is copied first, as there."""
-    path = path or leaf_paths()[0]
-    if path not in leaf_paths():
-        raise ValueError(f"leaf hash path {path} is not available here (have {', '.join(leaf_paths())})")
+    path = _leaf_path(path)
     if path == "hashlib":
         return work.leaf_hashes(lines)
     if lines.ndim != 2:
@@ -271,9 +277,7 @@ def merkle_roots(hashes: Sequence[bytes], group: int, path: str | None = None) -
     """``consensus.hashing.roots_of_groups`` in C (§2): the RFC 6962 root of every run of ``group``
     hashes, each level's nodes hashed as ``leaf_hashes`` hashes lines, 16 at once on ``avx512``,
     with the GIL released; ``hashlib`` is consensus's own."""
-    path = path or leaf_paths()[0]
-    if path not in leaf_paths():
-        raise ValueError(f"leaf hash path {path} is not available here (have {', '.join(leaf_paths())})")
+    path = _leaf_path(path)
     if path == "hashlib" or not hashes:
         return roots_of_groups(hashes, group)
     return _kernel.merkle_roots(b"".join(hashes), len(hashes), group, path=path)
