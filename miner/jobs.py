@@ -156,12 +156,13 @@ class JobTaker:
         need not wait for a transfer. None of those whose C would leave more waiting for posters
         than ``delivery_budget`` allows (one claim at a time is always allowed): its claim would
         lapse before the poster could fetch its result."""
-        height, network, jobs = self.client.batch([("getblockcount",), ("getnetworkinfo",), ("listjobs", "open")])
-        for answer in (height, network, jobs):
+        height, network, jobs, claims = self.client.batch([("getblockcount",), ("getnetworkinfo",),
+                                                           ("listjobs", "open"), ("listjobs", "claimed")])
+        for answer in (height, network, jobs, claims):
             if isinstance(answer, RpcError):
                 raise answer
         rate = network.get("matrixrate", 0)  # a node without the field: as if unlimited
-        waiting = sum(work.c.nbytes for work in self.claimed.values() if work.c is not None)
+        waiting = self._waiting(claims)
         self.pace.saw(height)
         budget = delivery_budget(self.network, rate, self.pace.seconds_per_block())
         candidates, held_back = [], 0
@@ -183,6 +184,16 @@ class JobTaker:
             if work is not None:
                 return work
         return None
+
+    def _waiting(self, claims: list[dict[str, Any]]) -> int:
+        """Bytes of C that this miner's claims leave waiting for their posters: those it sent and
+        not yet saw final, and those the chain holds under its address (``claims``: the claimed
+        jobs), which a restarted miner, or another one with its key, never sent itself."""
+        sizes = {job_id: work.c.nbytes for job_id, work in self.claimed.items() if work.c is not None}
+        for job in claims:
+            if job.get("worker") == self.address:
+                sizes.setdefault(bytes.fromhex(job["job_id"]), 4 * job["m"] * job["n"])
+        return sum(sizes.values())
 
     def _note_holding_back(self, holding: bool, waiting: int, rate: float) -> None:
         """Say when the miner starts and stops leaving jobs for want of time to deliver."""

@@ -348,7 +348,8 @@ def test_a_worker_takes_no_more_jobs_than_its_node_can_deliver_in_the_window(tmp
     window (miner.jobs.delivery_budget): with one claim's C of 24 KiB waiting for its poster,
     the taker leaves a second such job, whose claim would lapse, and says so; it still takes one
     whose C fits, though it pays less per MAC; with no claim waiting it takes the first, whatever
-    its size. Once the chain runs faster than its target, the window's seconds are fewer, and
+    its size. A miner started afresh counts the claims the chain holds under its address. Once
+    the chain runs faster than its target, the window's seconds are fewer, and
     so is the budget (miner.jobs.BlockPace)."""
     rate = 0.0015
     with connected_pair(tmp_path, ["--matrix-rate", str(rate)]) as (poster, worker):
@@ -366,6 +367,9 @@ def test_a_worker_takes_no_more_jobs_than_its_node_can_deliver_in_the_window(tmp
         assert t.choose() is None  # the other big job: 48 KiB would wait
         assert t.holding_back and any(line.startswith("taking no more jobs for now: 0 MiB of results wait")
                                       for line in said)
+        mine(poster, worker)  # the claim into a block: a miner started afresh finds it under its address
+        restarted = JobTaker(worker.rpc, REGTEST, HONEST, say=said.append)
+        assert not restarted.claimed and restarted.choose() is None and restarted.holding_back
         rng = np.random.default_rng(103)
         a, b = rng.integers(-64, 65, (32, K), dtype=np.int8), rng.integers(-64, 65, (K, 32), dtype=np.int8)
         small = client.post(a, b, REWARD // 1000)  # a far lower price per MAC than the big job's
