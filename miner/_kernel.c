@@ -1559,6 +1559,20 @@ static PyObject *py_peak_together(PyObject *self, PyObject *args, PyObject *kw) 
     return PyFloat_FromDouble(macs_per_s);
 }
 
+/* count 32-byte digests as a list of bytes objects (NULL with an exception set). */
+static PyObject *digest_list(const uint8_t *digests, Py_ssize_t count) {
+    PyObject *out = PyList_New(count);
+    for (Py_ssize_t i = 0; out && i < count; i++) {
+        PyObject *h = PyBytes_FromStringAndSize((const char *)digests + 32 * i, 32);
+        if (!h) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, h);
+    }
+    return out;
+}
+
 static PyObject *py_leaf_hashes(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"lines", "count", "width", "path", "threads", NULL};
     Py_buffer v = {0};
@@ -1590,15 +1604,7 @@ static PyObject *py_leaf_hashes(PyObject *self, PyObject *args, PyObject *kw) {
     if (threads > 1 && J.count > J.chunk) pool_run_or_alone(leaf_worker, &J, threads);
     else leaf_range(&J, 0, J.count);
     Py_END_ALLOW_THREADS
-    if (!(out = PyList_New(count))) goto done;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *h = PyBytes_FromStringAndSize((const char *)digests + 32 * i, 32);
-        if (!h) {
-            Py_CLEAR(out);
-            break;
-        }
-        PyList_SET_ITEM(out, i, h);
-    }
+    out = digest_list(digests, count);
 done:
     free(digests);
     PyBuffer_Release(&v);
@@ -1633,15 +1639,7 @@ static PyObject *py_merkle_roots(PyObject *self, PyObject *args, PyObject *kw) {
     Py_BEGIN_ALLOW_THREADS
     merkle_roots(&M, v.buf, (size_t)count, (size_t)group, scratch, roots);
     Py_END_ALLOW_THREADS
-    if (!(out = PyList_New(runs))) goto done;
-    for (Py_ssize_t i = 0; i < runs; i++) {
-        PyObject *h = PyBytes_FromStringAndSize((const char *)roots + 32 * i, 32);
-        if (!h) {
-            Py_CLEAR(out);
-            break;
-        }
-        PyList_SET_ITEM(out, i, h);
-    }
+    out = digest_list(roots, runs);
 done:
     free(roots);
     free(scratch);
