@@ -60,6 +60,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -248,7 +249,7 @@ class Feeder:
         self.waiting = 0  # posted, not yet claimed (as of the last look)
         self.settled: list[str] = []
         self.problems: list[str] = []
-        self.problems_seen: list[str] = []  # settle attempts the node refused (tried again)
+        self.retried: Counter[str] = Counter()  # settle attempts put off (tried again), by reason
         self.post_seconds: list[float] = []
         self.settle_seconds: list[float] = []
 
@@ -259,7 +260,7 @@ class Feeder:
         poster.join(120)
 
     def figures(self) -> dict:
-        return {"settled": len(self.settled), "problems": len(self.problems),
+        return {"settled": len(self.settled), "problems": len(self.problems), "retried": dict(self.retried.most_common(3)),
                 "post_s": float(np.median(self.post_seconds)) if self.post_seconds else 0.0,
                 "settle_s": float(np.median(self.settle_seconds)) if self.settle_seconds else 0.0}
 
@@ -317,15 +318,22 @@ class Feeder:
         try:
             verdict, _, txid = self.client.settle(job_id, a, b)
         except (RpcError, NotClaimed) as exc:  # e.g. the mempool not yet on the claim's block; a lapse
-            self.problems_seen.append(f"{job_id[:16]}…: {exc}")
+            self.retried[without_ids(str(exc))] += 1
             return  # looked at again next round
-        if txid is not None:  # accepted or proved; else C is not there yet: try again
+        if txid is None:  # C is not there yet: try again
+            self.retried[without_ids(verdict.reason)] += 1
+        else:  # accepted or proved
             self.settle_seconds.append(time.perf_counter() - start)
             with self._lock:
                 self.pending.pop(job_id)
             self.settled.append(job_id)
             if not verdict.ok:
                 self.problems.append(f"{job_id[:16]}…: {verdict.reason}")
+
+
+def without_ids(reason: str) -> str:
+    """A reason with its hashes and numbers left out, to count alike ones together."""
+    return re.sub(r"[0-9a-f]{16,}…?|\d+(\.\d+)?", "#", reason)[:90]
 
 
 def feed(url: str, auth: tuple[str, str], shape: tuple[int, int, int], depth: int, seed: int, posting, stop,
@@ -442,7 +450,8 @@ def market_phase(label: str, seed: int, rate: str, poster: NodeProcess, mnode: N
                "at_end": at_end, "settled": settled, "with_drain": with_drain, "jobs": client_figures["settled"],
                "problems": client_figures["problems"], "taken": taker.stats.taken, "fetches": fetches,
                "found": on_jobs.stats.found, "expected_blocks": on_jobs.stats.expected_blocks,
-               "post_s": client_figures["post_s"], "settle_s": client_figures["settle_s"]}
+               "post_s": client_figures["post_s"], "settle_s": client_figures["settle_s"],
+               "retried": client_figures["retried"]}
     say(f"{label}: {figures}")
     return figures
 
@@ -679,6 +688,10 @@ def main() -> int:
         print(f"{'  operands its node fetched; median s receiving / storing':<58}{count:>8}; "
               f"{receive:.2f} / {store:.2f}")
         print(f"{'  the client: median s per post / per settlement':<58}{ph['post_s']:>8.2f} / {ph['settle_s']:.2f}")
+        print(f"{'  jobs posted in the phase: settled; lapsed (burned)':<58}{settled['jobs']['settled']:>8}; "
+              f"{settled['jobs']['lapsed']}")
+        for reason, times in ph["retried"].items():
+            print(f"    settlements put off {times}×: {reason}")
     print(f"\npost → verified result, both pouwd at the LAN rate ({rate_label(args.lan_rate)}), median (range):")
     for row in latency_rows:
         print("  " + row)
