@@ -422,6 +422,7 @@ def market_phase(label: str, seed: int, rate: str, poster: NodeProcess, mnode: N
     m, n, k, _ = shape
     restart([poster, mnode], rate)
     say(f"{label}: both pouwd at --matrix-rate {rate}")
+    jobs_before = market_figures(poster, poster.getblockcount())["jobs"]  # by status, the whole chain
     skip = log_length(mnode)
     feeder = FeederProcess(poster, (m, k, n), args.depth, seed)
     while not client_of(mnode).call("listjobs", "open"):  # mine the posts into a block first
@@ -451,7 +452,8 @@ def market_phase(label: str, seed: int, rate: str, poster: NodeProcess, mnode: N
                "problems": client_figures["problems"], "taken": taker.stats.taken, "fetches": fetches,
                "found": on_jobs.stats.found, "expected_blocks": on_jobs.stats.expected_blocks,
                "post_s": client_figures["post_s"], "settle_s": client_figures["settle_s"],
-               "retried": client_figures["retried"]}
+               "retried": client_figures["retried"],
+               "ended": {status: count - jobs_before[status] for status, count in with_drain["jobs"].items()}}
     say(f"{label}: {figures}")
     return figures
 
@@ -688,8 +690,8 @@ def main() -> int:
         print(f"{'  operands its node fetched; median s receiving / storing':<58}{count:>8}; "
               f"{receive:.2f} / {store:.2f}")
         print(f"{'  the client: median s per post / per settlement':<58}{ph['post_s']:>8.2f} / {ph['settle_s']:.2f}")
-        print(f"{'  jobs posted in the phase: settled; lapsed (burned)':<58}{settled['jobs']['settled']:>8}; "
-              f"{settled['jobs']['lapsed']}")
+        print(f"{'  jobs of the phase (its drain too): settled; lapsed (burned)':<58}{ph['ended']['settled']:>8}; "
+              f"{ph['ended']['lapsed']}")
         for reason, times in ph["retried"].items():
             print(f"    settlements put off {times}×: {reason}")
     print(f"\npost → verified result, both pouwd at the LAN rate ({rate_label(args.lan_rate)}), median (range):")
