@@ -94,6 +94,11 @@ def rank_for(network: Network, k: int) -> int | None:
     return None
 
 
+def result_bytes(job: dict[str, Any]) -> int:
+    """The size of a job's C (m×n int32), as ``listjobs`` gives the job."""
+    return 4 * job["m"] * job["n"]
+
+
 def delivery_budget(network: Network, matrix_rate: float, seconds_per_block: float | None = None) -> float:
     """The bytes of C a miner's claims may leave waiting for their posters (§6). A poster fetches
     a result from the worker's node, at most ``matrix_rate`` bytes a second per peer (the node's
@@ -157,7 +162,7 @@ class JobTaker:
         than ``delivery_budget`` allows (one claim at a time is always allowed): its claim would
         lapse before the poster could fetch its result."""
         height, network, jobs, claims = self.client.batch([("getblockcount",), ("getnetworkinfo",),
-                                                           ("listjobs", "open"), ("listjobs", "claimed")])
+                                                           ("listjobs", "open"), ("listjobs", "claimed", self.address)])
         for answer in (height, network, jobs, claims):
             if isinstance(answer, RpcError):
                 raise answer
@@ -173,7 +178,7 @@ class JobTaker:
                     or not self.limits.takes(macs, job["reward"], self.fee)
                     or job["expiry"] - height < MIN_BLOCKS_LEFT or rank_for(self.network, job["k"]) is None):
                 continue
-            if waiting and waiting + 4 * job["m"] * job["n"] > budget:
+            if waiting and waiting + result_bytes(job) > budget:
                 held_back += 1
                 continue
             held = all((job.get("matrices") or {}).get(kind, {}).get("held") for kind in ("A", "B"))
@@ -187,12 +192,11 @@ class JobTaker:
 
     def _waiting(self, claims: list[dict[str, Any]]) -> int:
         """Bytes of C that this miner's claims leave waiting for their posters: those it sent and
-        not yet saw final, and those the chain holds under its address (``claims``: the claimed
+        not yet saw final, and those the chain holds under its address (``claims``: its claimed
         jobs), which a restarted miner, or another one with its key, never sent itself."""
         sizes = {job_id: work.c.nbytes for job_id, work in self.claimed.items() if work.c is not None}
         for job in claims:
-            if job.get("worker") == self.address:
-                sizes.setdefault(bytes.fromhex(job["job_id"]), 4 * job["m"] * job["n"])
+            sizes.setdefault(bytes.fromhex(job["job_id"]), result_bytes(job))
         return sum(sizes.values())
 
     def _note_holding_back(self, holding: bool, waiting: int, rate: float) -> None:

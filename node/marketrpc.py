@@ -11,8 +11,6 @@ import binascii
 from pathlib import Path
 from typing import Any
 
-from consensus.errors import AddressError
-from consensus.keys import decode_address
 from consensus.params import Network
 from client.rpccodes import RpcCode
 from consensus.state import JOB_STATUS_NAMES, Job
@@ -20,7 +18,7 @@ from consensus.state import JOB_STATUS_NAMES, Job
 from .jsonview import job_json
 from .market import JobMarket, MarketError
 from .matrices import KINDS, MatrixError, StoredMatrix, StoreUnwritable
-from .rpcserver import Dispatcher, Param, RpcError, parse_hash
+from .rpcserver import Dispatcher, Param, RpcError, parse_address, parse_hash
 
 MAX_INLINE_BYTES = 8 * 1024 * 1024  # larger matrices: the HTTP routes
 
@@ -37,7 +35,7 @@ class MarketMethods:
         self.network = network
 
     def register(self, d: Dispatcher) -> None:
-        d.add("listjobs", self.listjobs, Param("status", str, None))
+        d.add("listjobs", self.listjobs, Param("status", str, None), Param("worker", str, None))
         d.add("getmarketinfo", self.getmarketinfo, Param("window", int, 1000), Param("height", int, -1))
         d.add("getjob", self.getjob, Param("job_id", str))
         d.add("submitmatrix", self.submitmatrix, Param("kind", str), Param("npy_base64", str),
@@ -55,11 +53,14 @@ class MarketMethods:
         out["matrices"] = matrices
         return out
 
-    def listjobs(self, status: str | None) -> list[dict[str, Any]]:
-        """listjobs ( "status" ): every job, or those with status open/claimed/settled/refunded/lapsed."""
+    def listjobs(self, status: str | None, worker: str | None) -> list[dict[str, Any]]:
+        """listjobs ( "status" "worker" ): every job, or those with status open/claimed/settled/refunded/lapsed,
+        and of those only the ones claimed by ``worker`` (an address) if given."""
         if status is not None and status not in JOB_STATUS_NAMES.values():
             raise RpcError(RpcCode.INVALID_PARAMETER, f"status must be one of {', '.join(JOB_STATUS_NAMES.values())}")
-        return [self._job(job_id, job) for job_id, job in self.market.jobs(status)]
+        claimant = parse_address(worker, self.network.hrp) if worker is not None else None
+        return [self._job(job_id, job) for job_id, job in self.market.jobs(status)
+                if claimant is None or job.worker == claimant]
 
     def getmarketinfo(self, window: int, height: int) -> dict[str, Any]:
         """getmarketinfo ( window height ): jobs by status; over the window blocks ending at height
@@ -125,10 +126,7 @@ class MarketMethods:
             return None, None
         if worker is None or job_id is None:
             raise RpcError(RpcCode.INVALID_PARAMETER, "a C upload needs the worker's address and the job id")
-        try:
-            return decode_address(worker, self.network.hrp), parse_hash(job_id, "job_id")
-        except AddressError as exc:
-            raise RpcError(RpcCode.INVALID_ADDRESS_OR_KEY, f"Invalid address: {exc}") from None
+        return parse_address(worker, self.network.hrp), parse_hash(job_id, "job_id")
 
     async def getmatrix(self, key: str, include_data: bool) -> dict[str, Any]:
         """getmatrix "key" ( include_data ): a matrix by H_A, H_B or claim, fetched from peers if this

@@ -27,7 +27,7 @@ from .jsonview import block_json, difficulty, header_json, tx_json
 from .mempool import Mempool, MempoolPolicyError
 from .mining import new_template, solve_template
 from .stateinfo import state_info, tip_facts
-from .rpcserver import Dispatcher, Param, RpcError, parse_hash
+from .rpcserver import Dispatcher, Param, RpcError, parse_address, parse_hash
 
 LONGPOLL_SECONDS = 60.0
 MAX_GENERATE = 10_000
@@ -377,10 +377,7 @@ class RpcMethods:
         return out
 
     def _address(self, text: str) -> bytes:
-        try:
-            return decode_address(text, self.network.hrp)
-        except AddressError as exc:
-            raise RpcError(RpcCode.INVALID_ADDRESS_OR_KEY, f"Invalid address: {exc}") from None
+        return parse_address(text, self.network.hrp)
 
     def getaccount(self, address: str) -> dict[str, Any]:
         """getaccount "address": balance, nonce, mempool nonce and immature rewards (base units)."""

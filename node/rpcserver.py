@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from client.rpccodes import RpcCode
+from consensus.errors import AddressError
+from consensus.keys import decode_address
 
 from .store import StoreError
 
@@ -30,6 +32,14 @@ class RpcError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def parse_address(text: str, hrp: str) -> bytes:
+    """The 20 bytes of a bech32m address with the network's ``hrp``, or -5."""
+    try:
+        return decode_address(text, hrp)
+    except AddressError as exc:
+        raise RpcError(RpcCode.INVALID_ADDRESS_OR_KEY, f"Invalid address: {exc}") from None
 
 
 def parse_hash(text: str, what: str = "hash") -> bytes:

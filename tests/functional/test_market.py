@@ -368,6 +368,8 @@ def test_a_worker_takes_no_more_jobs_than_its_node_can_deliver_in_the_window(tmp
         assert t.holding_back and any(line.startswith("taking no more jobs for now: 0 MiB of results wait")
                                       for line in said)
         mine(poster, worker)  # the claim into a block: a miner started afresh finds it under its address
+        assert [job["job_id"] for job in worker.listjobs("claimed", address(HONEST))] == [first.job_id.hex()]
+        assert worker.listjobs("claimed", address(CHEAT)) == []
         restarted = JobTaker(worker.rpc, REGTEST, HONEST, say=said.append)
         assert not restarted.claimed and restarted.choose() is None and restarted.holding_back
         rng = np.random.default_rng(103)

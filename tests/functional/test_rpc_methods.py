@@ -239,6 +239,7 @@ def test_matrix_rpcs(node) -> None:
     assert rpc_error(node, "getmatrix", UNKNOWN_HASH)["code"] == -5
     assert rpc_error(node, "getmatrix", "xyz")["code"] == -8
     assert rpc_error(node, "listjobs", "done")["code"] == -8
+    assert rpc_error(node, "listjobs", "claimed", "not-an-address")["code"] == -5
     assert isinstance(node.listjobs(), list) and node.listjobs("lapsed") == []
     info = node.getmarketinfo(10)
     assert info["window"] == min(10, node.getblockcount()) and info["jobs"]["open"] == 0
