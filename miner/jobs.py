@@ -115,12 +115,27 @@ def delivery_budget(network: Network, matrix_rate: float, seconds_per_block: flo
 class BlockPace:
     """The chain's recent pace as a miner sees it: seconds per block between the first times it
     saw each of the last ``span`` heights (a monotonic clock), once it has watched ``enough`` of
-    them. A chain runs faster than its target while its difficulty catches up with new hash
-    power, and a challenge window of blocks is then shorter in seconds."""
+    them; until then, the pace its blocks' own time stamps tell, where it was given one
+    (``stamped``). A chain runs faster than its target while its difficulty catches up with new
+    hash power, and a challenge window of blocks is then shorter in seconds."""
 
     def __init__(self, enough: int, span: int = 64, clock: Callable[[], float] = time.monotonic) -> None:
         self.enough, self.span, self.clock = enough, span, clock
         self._seen: deque[tuple[float, int]] = deque()  # (first seen, height), heights rising
+        self._stamped: float | None = None
+
+    def stamped(self, low: tuple[int, int], high: tuple[int, int]) -> None:
+        """The pace between two blocks of the best chain, ``(height, time stamp)`` each, at least
+        ``enough`` heights apart: a miner started while the chain runs fast budgets by it from
+        its first job. Miners set the stamps (within the median-time-past and future-drift
+        rules, §5), so what the miner watches itself replaces them once it has a window of it."""
+        (low_height, low_time), (high_height, high_time) = low, high
+        if high_height - low_height >= self.enough:
+            self._stamped = max(0, high_time - low_time) / (high_height - low_height)
+
+    def wants_stamps(self) -> bool:
+        """Whether the miner has neither a watched pace nor a stamped one yet."""
+        return self._stamped is None and self._watched() is None
 
     def saw(self, height: int) -> None:
         if self._seen and height <= self._seen[-1][1]:
@@ -130,7 +145,12 @@ class BlockPace:
             self._seen.popleft()
 
     def seconds_per_block(self) -> float | None:
-        """None until ``enough`` blocks have been watched arriving."""
+        """The watched pace; before ``enough`` blocks have been watched arriving, the stamped one
+        (None without it)."""
+        watched = self._watched()
+        return self._stamped if watched is None else watched
+
+    def _watched(self) -> float | None:
         if len(self._seen) < 2 or self._seen[-1][1] - self._seen[0][1] < self.enough:
             return None
         (first, low), (last, high) = self._seen[0], self._seen[-1]
@@ -169,6 +189,8 @@ class JobTaker:
         rate = network.get("matrixrate", 0)  # a node without the field: as if unlimited
         waiting = self._waiting(claims)
         self.pace.saw(height)
+        if self.network.halflife is not None and self.pace.wants_stamps():
+            self._read_stamps(height)
         budget = delivery_budget(self.network, rate, self.pace.seconds_per_block())
         candidates, held_back = [], 0
         for job in jobs:
@@ -189,6 +211,22 @@ class JobTaker:
             if work is not None:
                 return work
         return None
+
+    def _read_stamps(self, height: int) -> None:
+        """Give ``pace`` the time stamps of the tip and of the block ``span`` below it (above
+        genesis, stamped long before a chain starts). Only where the target follows the pace
+        (not regtest, whose blocks come when a test asks for them); a chain too short yet, or
+        a tip that moved between the calls, waits for the next look."""
+        low = max(1, height - self.pace.span)
+        if height - low < self.pace.enough:
+            return
+        hashes = self.client.batch([("getblockhash", low), ("getblockhash", height)])
+        if any(isinstance(h, RpcError) for h in hashes):
+            return
+        headers = self.client.batch([("getblockheader", h) for h in hashes])
+        if any(isinstance(h, RpcError) for h in headers):
+            return
+        self.pace.stamped(*((h["height"], h["time"]) for h in headers))
 
     def _waiting(self, claims: list[dict[str, Any]]) -> int:
         """Bytes of C that this miner's claims leave waiting for their posters: those it sent and

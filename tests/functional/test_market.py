@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -390,3 +391,25 @@ def test_a_worker_takes_no_more_jobs_than_its_node_can_deliver_in_the_window(tmp
             now[0] += 0.5
         assert t.choose() is None and t.holding_back
         assert t.pace.seconds_per_block() == 0.5
+
+
+def test_a_fresh_worker_reads_the_pace_from_the_blocks_stamps_where_the_target_follows_it(tmp_path) -> None:
+    """Before a taker has watched a window of blocks arrive, it reads the chain's pace from the
+    time stamps of the tip and of the block up to 64 below it (not genesis), once there is a
+    window of them: on a network whose target follows the pace (dev, test, main). Regtest's
+    blocks come when a test asks for them, so there it waits to watch (miner.jobs.BlockPace)."""
+    paced = replace(REGTEST, halflife=3600)  # regtest's rules, a target that follows the pace
+    node = NodeProcess(0, tmp_path)
+    node.start()
+    try:
+        node.generatetoaddress(REGTEST.challenge_window, address(HONEST))
+        early = JobTaker(node.rpc, paced, HONEST)
+        assert early.choose() is None and early.pace.seconds_per_block() is None  # blocks 1–10: no window yet
+        node.generatetoaddress(1, address(HONEST))
+        first, tip = (node.getblockheader(node.getblockhash(height))["time"] for height in (1, 11))
+        assert early.choose() is None and early.pace.seconds_per_block() == (tip - first) / 10
+        assert early.pace.seconds_per_block() < REGTEST.block_time  # generated on demand: faster than the target
+        fixed = JobTaker(node.rpc, REGTEST, HONEST)
+        assert fixed.choose() is None and fixed.pace.seconds_per_block() is None
+    finally:
+        node.cleanup()

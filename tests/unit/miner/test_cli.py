@@ -99,3 +99,19 @@ def test_the_pace_is_measured_between_first_sightings_of_heights_once_enough_cam
     now[0] += 30.0
     pace.saw(145)  # a gap of heights seen at once: 30 s for 5 blocks, over the 20-block span
     assert pace.seconds_per_block() == (2.0 * 15 + 30.0) / 20
+
+
+def test_until_a_window_is_watched_the_pace_is_the_one_the_blocks_stamps_tell() -> None:
+    now = [0.0]
+    pace = BlockPace(enough=10, span=64, clock=lambda: now[0])
+    assert pace.wants_stamps()
+    pace.stamped((100, 5000), (109, 5009))  # nine blocks apart: too few to tell a pace
+    assert pace.wants_stamps() and pace.seconds_per_block() is None
+    pace.stamped((100, 5000), (164, 5192))
+    assert not pace.wants_stamps() and pace.seconds_per_block() == 3.0
+    pace.stamped((100, 5000), (110, 4990))  # stamps out of order (a miner's clock): no time, not less
+    assert pace.seconds_per_block() == 0.0
+    for height in range(164, 175):  # a window watched: what the miner saw replaces the stamps
+        pace.saw(height)
+        now[0] += 4.0
+    assert pace.seconds_per_block() == 4.0 and not pace.wants_stamps()
