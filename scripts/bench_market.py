@@ -458,6 +458,7 @@ def market_phase(label: str, seed: int, rate: str, poster: NodeProcess, mnode: N
     return figures
 
 
+NOT_PREFETCHED = " (not prefetched)"
 Step = tuple[str, float, float, float, float]  # what; wall s; CPU-s of this process, the miner's node, the poster's
 
 
@@ -489,7 +490,7 @@ def job_steps(poster: NodeProcess, mnode: NodeProcess, shape: tuple[int, int, in
         while fetch_times(mnode, skip)[0] < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
     if fetch_times(mnode, skip)[0] < 2:
-        rows[-1] = (rows[-1][0] + " (not prefetched)", *rows[-1][1:])
+        rows[-1] = (rows[-1][0] + NOT_PREFETCHED, *rows[-1][1:])
     while not any(job["job_id"] == job_id for job in client_of(mnode).call("listjobs", "open")):
         run_miner(mnode, mining_shape(DEV), threads, 2.0, None)  # the post into a block
     with cpu_step(rows, "the miner takes it (GET A, B from its node; H_A, H_B)", poster, mnode):
@@ -507,9 +508,17 @@ def job_steps(poster: NodeProcess, mnode: NodeProcess, shape: tuple[int, int, in
 
 
 def median_steps(runs: list[list[Step]]) -> list[Step]:
-    """Each step's figures, the median over the runs."""
-    return [(run_steps[0][0], *(statistics.median(column) for column in list(zip(*run_steps))[1:]))
-            for run_steps in zip(*runs)]
+    """Each step's figures, the median over the runs; a step some runs marked (the miner's node
+    had not fetched A and B in time) says in how many."""
+    steps = []
+    for run_steps in zip(*runs):
+        labels = [step[0] for step in run_steps]
+        label = labels[0].removesuffix(NOT_PREFETCHED)
+        marked = sum(each.endswith(NOT_PREFETCHED) for each in labels)
+        if marked:
+            label += f" (not prefetched in {marked} of {len(runs)})" if len(runs) > 1 else NOT_PREFETCHED
+        steps.append((label, *(statistics.median(column) for column in list(zip(*run_steps))[1:])))
+    return steps
 
 
 def print_steps(steps: list[Step], shape: tuple[int, int, int, int], jobs: int, threads: int, note: str = "") -> None:
