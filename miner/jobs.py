@@ -174,20 +174,21 @@ class JobTaker:
         self.pace = BlockPace(network.challenge_window)
 
     # --- choosing ----------------------------------------------------------------------
-    def choose(self, exclude: Collection[bytes] = ()) -> JobWork | None:
-        """The open job with the best reward per MAC that the limits take (other than those in
-        ``exclude``: the one being computed, those being handed in), its matrices checked;
-        among equals, one whose A and B the node already holds (prefetched), so the loop
-        need not wait for a transfer. None of those whose C would leave more waiting for posters
-        than ``delivery_budget`` allows (one claim at a time is always allowed): its claim would
-        lapse before the poster could fetch its result."""
+    def choose(self, exclude: Collection[bytes] = (), taken: Collection[bytes] = ()) -> JobWork | None:
+        """The open job with the best reward per MAC that the limits take, other than those in
+        ``exclude`` and those ``taken`` (the one being computed, those being handed in), its
+        matrices checked; among equals, one whose A and B the node already holds (prefetched),
+        so the loop need not wait for a transfer. None of those whose C would leave more waiting
+        for posters than ``delivery_budget`` allows (one claim at a time is always allowed): its
+        claim would lapse before the poster could fetch its result. The Cs of the jobs taken
+        wait too, once they are claimed a moment later."""
         height, network, jobs, claims = self.client.batch([("getblockcount",), ("getnetworkinfo",),
                                                            ("listjobs", "open"), ("listjobs", "claimed", self.address)])
         for answer in (height, network, jobs, claims):
             if isinstance(answer, RpcError):
                 raise answer
         rate = network.get("matrixrate", 0)  # a node without the field: as if unlimited
-        waiting = self._waiting(claims)
+        waiting = self._waiting([*claims, *(job for job in jobs if bytes.fromhex(job["job_id"]) in taken)])
         self.pace.saw(height)
         if self.network.halflife is not None and self.pace.wants_stamps():
             self._read_stamps(height)
@@ -196,7 +197,7 @@ class JobTaker:
         for job in jobs:
             job_id = bytes.fromhex(job["job_id"])
             macs = job["m"] * job["n"] * job["k"]
-            if (job_id in self.skipped or job_id in self.claimed or job_id in exclude
+            if (job_id in self.skipped or job_id in self.claimed or job_id in exclude or job_id in taken
                     or not self.limits.takes(macs, job["reward"], self.fee)
                     or job["expiry"] - height < MIN_BLOCKS_LEFT or rank_for(self.network, job["k"]) is None):
                 continue
@@ -228,12 +229,13 @@ class JobTaker:
             return
         self.pace.stamped(*((h["height"], h["time"]) for h in headers))
 
-    def _waiting(self, claims: list[dict[str, Any]]) -> int:
+    def _waiting(self, jobs: list[dict[str, Any]]) -> int:
         """Bytes of C that this miner's claims leave waiting for their posters: those it sent and
-        not yet saw final, and those the chain holds under its address (``claims``: its claimed
-        jobs), which a restarted miner, or another one with its key, never sent itself."""
+        not yet saw final, and those of ``jobs``: the claimed jobs the chain holds under its
+        address (a restarted miner, or another one with its key, never sent them itself) and the
+        jobs it has taken and not claimed yet."""
         sizes = {job_id: work.c.nbytes for job_id, work in self.claimed.items() if work.c is not None}
-        for job in claims:
+        for job in jobs:
             sizes.setdefault(bytes.fromhex(job["job_id"]), result_bytes(job))
         return sum(sizes.values())
 

@@ -254,7 +254,7 @@ class Miner:
         if time.monotonic() - self._polled >= JOB_CHECK_SECONDS:
             self._polled = time.monotonic()
             self.jobs.poll()  # type: ignore[union-attr]
-        return self.jobs.choose(exclude=busy)  # type: ignore[union-attr]
+        return self.jobs.choose(taken=busy)  # type: ignore[union-attr]
 
     def run(self, max_blocks: int | None = None) -> None:
         template = Template.from_json(self.client.call("getblocktemplate"))

@@ -349,7 +349,7 @@ def test_a_worker_takes_no_more_jobs_than_its_node_can_deliver_in_the_window(tmp
     window (miner.jobs.delivery_budget): with one claim's C of 24 KiB waiting for its poster,
     the taker leaves a second such job, whose claim would lapse, and says so; it still takes one
     whose C fits, though it pays less per MAC; with no claim waiting it takes the first, whatever
-    its size. A miner started afresh counts the claims the chain holds under its address. Once
+    its size; a job taken and not yet claimed counts as a claim. A miner started afresh counts the claims the chain holds under its address. Once
     the chain runs faster than its target, the window's seconds are fewer, and
     so is the budget (miner.jobs.BlockPace)."""
     rate = 0.0015
@@ -364,6 +364,7 @@ def test_a_worker_takes_no_more_jobs_than_its_node_can_deliver_in_the_window(tmp
         t = JobTaker(worker.rpc, REGTEST, HONEST, say=said.append)
         first = t.choose()
         assert first is not None and first.job_id.hex() in big
+        assert t.choose(taken={first.job_id}) is None  # being computed: its C will wait as much as a claim's
         assert t.deliver(first, product(first.a, first.b)) and first.c.nbytes == 4 * M * N
         assert t.choose() is None  # the other big job: 48 KiB would wait
         assert t.holding_back and any(line.startswith("taking no more jobs for now: 0 MiB of results wait")

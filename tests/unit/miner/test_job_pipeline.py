@@ -13,15 +13,18 @@ from miner.worker import JOB_CHECK_SECONDS, Miner
 
 class OpenJobs:
     """A job taker over ``count`` open jobs: ``choose`` hands out the next one, or None when none
-    is left (what it hands out stands in for a ``JobWork``: only its ``job_id`` matters)."""
+    is left (what it hands out stands in for a ``JobWork``: only its ``job_id`` matters), and
+    notes which jobs the loop said it had taken (their Cs count against the delivery budget)."""
 
     def __init__(self, count: int) -> None:
         self.left = [SimpleNamespace(job_id=f"job {i}".encode()) for i in range(count)]
+        self.taken: list[set[bytes]] = []
 
     def poll(self) -> None:
         pass
 
-    def choose(self, exclude: Collection[bytes] = ()) -> SimpleNamespace | None:
+    def choose(self, exclude: Collection[bytes] = (), taken: Collection[bytes] = ()) -> SimpleNamespace | None:
+        self.taken.append(set(taken))
         return self.left.pop(0) if self.left else None
 
 
@@ -63,3 +66,5 @@ def test_the_next_job_is_fetched_while_one_is_computed(monkeypatch) -> None:
     assert 1.0 < JOB_CHECK_SECONDS  # an iteration is shorter than the pause between looks for jobs
     # the first iteration has nothing fetched yet; then the four jobs back to back, then none is open
     assert mined == [None, b"job 0", b"job 1", b"job 2", b"job 3", None]
+    # each next job is chosen while the one before it is computed, which is counted as taken
+    assert jobs.taken[:5] == [set(), {b"job 0"}, {b"job 1"}, {b"job 2"}, {b"job 3"}]
