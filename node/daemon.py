@@ -28,6 +28,7 @@ from .market import NAMING_MATRICES, JobMarket
 from .marketrpc import MarketMethods
 from .matrices import MatrixStore
 from .mempool import Mempool, MempoolPolicy
+from .mempoolkeep import load_mempool, save_mempool
 from .metrics import NodeMetrics
 from .progress import Progress
 from .rpcmethods import RpcMethods
@@ -202,6 +203,9 @@ class Node:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.control.request_stop)
         port = self.cfg.effective_rpc_port
+        admitted, dropped = load_mempool(self.mempool, self.chain.store)
+        if admitted or dropped:
+            log.info("mempool: %d txs kept from the last shutdown back in the pool, %d dropped", admitted, dropped)
         try:
             await self.http.start(self.cfg.rpc_bind, port)
             self.auth.write_cookie()
@@ -223,8 +227,18 @@ class Node:
             self.auth.remove_cookie()
             self.worker.close()
             await asyncio.sleep(0)  # the last writes' events reach their listeners while the chain is open
+            self._keep_mempool()
             self.chain.close()
             log.info("shutdown complete; data in %s", self.cfg.network_dir)
+
+
+    def _keep_mempool(self) -> None:
+        """Write the pool's txs for the next start (``node.mempoolkeep``); a store that cannot be
+        written loses them, with a warning, and the shutdown goes on."""
+        try:
+            log.info("mempool: %d txs kept for the next start", save_mempool(self.mempool, self.chain.store))
+        except StoreError as exc:
+            log.warning("mempool: its txs are not kept for the next start: %s", exc)
 
 
 def main(argv: list[str] | None = None) -> int:

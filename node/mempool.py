@@ -161,14 +161,16 @@ class Mempool:
 
     # --- admission -----------------------------------------------------------------
 
-    def add(self, tx: Tx) -> list[Tx]:
+    def add(self, tx: Tx, arrived: float | None = None) -> list[Tx]:
         """Admit ``tx``, or raise ``InvalidTx`` (it breaks a rule) or ``MempoolPolicyError``;
-        returns the txs that became ready (to relay).
+        returns the txs that became ready (to relay). ``arrived``: when it first reached this
+        node (a tx kept over a restart; its age counts towards expiry), not after any tx in
+        the pool; by default now.
 
         An empty list means ``tx`` is held as future until the nonce gap fills.
         """
         try:
-            ready = self._admit(tx)
+            ready = self._admit(tx, self._clock() if arrived is None else arrived)
         except (InvalidTx, MempoolPolicyError) as exc:
             self._events.publish(TxRejected(tx.txid, exc.code))
             raise
@@ -176,7 +178,7 @@ class Mempool:
             self._events.publish(TxAccepted(t))
         return ready
 
-    def _admit(self, tx: Tx) -> list[Tx]:
+    def _admit(self, tx: Tx, arrived: float) -> list[Tx]:
         txid = tx.txid
         if txid in self._by_txid:
             raise MempoolPolicyError(PolicyReason.DUPLICATE, txid.hex())
@@ -188,7 +190,7 @@ class Mempool:
         view, height = self._view_provider()
         address = tx.sender_address
         acct = self._account(address, view, height)
-        entry = _Entry(tx, txid, address, size, tx.fee / size, self._clock(), next(self._seq))
+        entry = _Entry(tx, txid, address, size, tx.fee / size, arrived, next(self._seq))
         expected = acct.base + len(acct.ready)
         if tx.nonce < acct.base:
             raise MempoolPolicyError(PolicyReason.NONCE_TOO_OLD, f"account nonce is {acct.base}, got {tx.nonce}")
@@ -522,6 +524,10 @@ class Mempool:
         """The pooled txs whose payloads are of ``kinds`` (e.g. ``JobPost``), in no particular
         order; read from an index of each kind, so a few job txs cost no walk of a full pool."""
         return [entry.tx for kind in kinds for entry in list(self._by_kind.get(kind, {}).values())]
+
+    def arrivals(self) -> list[tuple[float, Tx]]:
+        """Every pooled tx, ready or future, with the time it arrived, oldest first."""
+        return [(entry.time, entry.tx) for entry in self._by_txid.values()]
 
     def txs_by_sender(self, address: bytes) -> list[Tx]:
         """The sender's pooled txs in nonce order (ready, then future)."""

@@ -40,7 +40,7 @@ UNDO = b"U"  # + hash → StateDiff that disconnects the block
 TXINDEX = b"X"  # + txid → [block hash, position]
 ADDRESS_HISTORY = b"H"  # + address + u64be height + u32be position → u8 roles (optional address index)
 ADDRESS_INDEX_ON = b"h"  # present while the address index covers the best chain from genesis
-RECORD_PREFIXES = {"peer": b"P", "ban": b"N"}  # opaque records kept for p2p
+RECORD_PREFIXES = {"peer": b"P", "ban": b"N", "mempool": b"M"}  # opaque records (p2p; the mempool at shutdown)
 DERIVED = (TIP, ENTRY, BEST, ACCOUNT, JOB, JOB_KEYS, LANES, DUE, UNDO, TXINDEX,
            ADDRESS_HISTORY, ADDRESS_INDEX_ON)  # rebuilt by a reindex
 
@@ -521,7 +521,7 @@ class Store:
             wb.delete(ADDRESS_INDEX_ON)
         self._write(wb.write)
 
-    # --- opaque records for p2p (peers, bans) ----------------------------------------
+    # --- opaque records (p2p's peers and bans; the mempool kept over a restart) --------
     def put_record(self, kind: str, key: bytes, value: bytes) -> None:
         self._write(lambda: self.db.put(RECORD_PREFIXES[kind] + key, value))
 
@@ -535,3 +535,13 @@ class Store:
         prefix = RECORD_PREFIXES[kind]
         for key, value in self.db.iterator(prefix=prefix):
             yield key[len(prefix):], value
+
+    def replace_records(self, kind: str, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """All of ``kind``'s records replaced by ``items``, in one synced batch."""
+        prefix = RECORD_PREFIXES[kind]
+        wb = self.db.write_batch(sync=True)
+        for key in self.db.iterator(prefix=prefix, include_value=False):
+            wb.delete(key)
+        for key, value in items:
+            wb.put(prefix + key, value)
+        self._write(wb.write)

@@ -141,7 +141,7 @@ class MatrixSource(Protocol):
 
 
 class Records(Protocol):
-    """``node.store.Store``'s opaque record API (kinds "peer" and "ban")."""
+    """``node.store.Store``'s opaque record API (p2p's kinds: "peer" and "ban")."""
 
     def put_record(self, kind: str, key: bytes, value: bytes) -> None: ...
     def get_record(self, kind: str, key: bytes) -> bytes | None: ...

@@ -54,6 +54,7 @@ def test_full_disk_is_a_clear_error_and_loses_nothing(tiny_disk: Path, tmp_path:
         assert again.value.code == -20
         best = node.getbestblockhash()
         assert node.stop() == 0
+        assert "mempool: its txs are not kept for the next start" in node.log_tail()  # and it shut down cleanly
     finally:
         node.cleanup()
     moved = tmp_path / "moved"

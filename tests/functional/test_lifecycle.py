@@ -108,7 +108,7 @@ def test_kill9_keeps_chain_and_balances(start_nodes) -> None:
     for addr, acct in before.items():
         now = node.getaccount(addr)
         assert (now["balance"], now["nonce"], now["immature"]) == (acct["balance"], acct["nonce"], acct["immature"])
-    # the mempool is not persisted: the pending tx is gone and can be sent again
+    # a mempool is kept only by a clean stop (node.mempoolkeep): the pending tx is gone and can be sent again
     assert node.getrawmempool() == []
     assert node.getaccount(address(alice))["pending_nonce"] == 0
     node.sendrawtransaction(pending.encode().hex())
@@ -117,6 +117,31 @@ def test_kill9_keeps_chain_and_balances(start_nodes) -> None:
     assert node.getaccount(address(alice))["balance"] == 7 * 10**8 + 1 - 10**8 - FEE
     # and a clean stop after the recovery still works
     assert node.stop() == 0
+
+
+def test_a_clean_stop_keeps_the_mempool_for_the_next_start(start_nodes) -> None:
+    """As Bitcoin Core's mempool.dat: a poster's accept still waiting for a block survives its
+    node's restart (node.mempoolkeep); a kill -9 keeps what the last clean stop kept."""
+    (node,) = start_nodes(1)
+    miner, alice = key(41), key(42)
+    node.generatetoaddress(1, address(miner))
+    ready = transfer(FAUCET, 0, alice.address, 5 * 10**8)
+    future = transfer(FAUCET, 2, alice.address, 10**8)  # nonce 1 not sent: it waits as future
+    for tx in (ready, future):
+        node.sendrawtransaction(tx.encode().hex())
+    assert node.stop() == 0 and "mempool: 2 txs kept for the next start" in node.log_tail()
+    node.start()
+    assert "mempool: 2 txs kept from the last shutdown back in the pool, 0 dropped" in node.log_tail()
+    assert sorted(node.getrawmempool()) == sorted(tx.txid.hex() for tx in (ready, future))
+    assert node.getaccount(FAUCET_ADDRESS)["pending_nonce"] == 1
+    node.kill9()
+    node.start()
+    assert sorted(node.getrawmempool()) == sorted(tx.txid.hex() for tx in (ready, future))
+    node.generatetoaddress(1, address(miner))
+    assert node.getaccount(address(alice))["balance"] == 5 * 10**8
+    assert node.stop() == 0 and "mempool: 1 txs kept for the next start" in node.log_tail()
+    node.start()
+    assert node.getrawmempool() == [future.txid.hex()]
 
 
 def test_second_daemon_on_same_datadir_is_refused(start_nodes) -> None:

@@ -17,6 +17,8 @@ from consensus.state import Account, Job, Overlay, StateDiff, apply_effects, app
 from consensus.tx import JobPost, JobResult, Transfer, Tx, make_tx
 from node.events import TX_REMOVED, TxRemoved
 from node.mempool import Mempool, MempoolPolicy, MempoolPolicyError, PolicyReason
+from node.mempoolkeep import load_mempool, save_mempool
+from node.store import Store
 
 NET = REGTEST
 FEE = 1_000
@@ -519,3 +521,32 @@ def test_pool_stays_consistent(ops: list[tuple]) -> None:
 def test_docs_name_every_policy_reason() -> None:
     docs = (Path(__file__).parents[3] / "docs" / "protocol.md").read_text(encoding="utf-8")
     assert [r.value for r in PolicyReason if f"`{r.value}`" not in docs] == []
+
+
+# --- kept over a restart (node.mempoolkeep) ------------------------------------------
+
+def test_a_pool_kept_at_shutdown_comes_back_in_arrival_order_with_its_ages(chain: FakeChain, clock: Clock,
+                                                                           tmp_path: Path) -> None:
+    pool = Mempool(NET, chain.tip, clock=clock)
+    mined, ready, future = pay(A, 0), pay(B, 0), pay(B, 2)  # B's nonce 1 never came: 2 waits as future
+    for tx in (mined, ready, future):
+        pool.add(tx)
+        clock.now += 60
+    store = Store(tmp_path, "regtest")
+    try:
+        assert save_mempool(pool, store) == 3
+        store.put_record("mempool", b"\x01" * 32, b"\xc1not a kept tx")
+        chain.connect([mined])  # a block took A's tx while the node was down
+        clock.now += 3600
+        again = Mempool(NET, chain.tip, clock=clock)
+        assert load_mempool(again, store) == (2, 2)  # the unreadable record and the mined tx dropped
+        assert [(arrived, tx.txid) for arrived, tx in again.arrivals()] == \
+            [(1_800_000_060.0, ready.txid), (1_800_000_120.0, future.txid)]
+        assert again.pending_nonce(addr(B)) == 1  # the ready one counts, the future one waits
+        assert load_mempool(Mempool(NET, chain.tip, clock=clock), store) == (2, 2)  # kept until the next save
+        clock.now = 1_800_000_060 + MempoolPolicy().max_age + 1  # the ready tx's age counted from its arrival
+        assert again.expire() == 1 and again.txids() == [future.txid]
+        assert save_mempool(Mempool(NET, chain.tip, clock=clock), store) == 0
+        assert list(store.records("mempool")) == []
+    finally:
+        store.close()
