@@ -231,7 +231,6 @@ class Node:
             self.chain.close()
             log.info("shutdown complete; data in %s", self.cfg.network_dir)
 
-
     def _keep_mempool(self) -> None:
         """Write the pool's txs for the next start (``node.mempoolkeep``); a store that cannot be
         written loses them, with a warning, and the shutdown goes on."""
