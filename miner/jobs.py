@@ -181,14 +181,18 @@ class JobTaker:
         so the loop need not wait for a transfer. None of those whose C would leave more waiting
         for posters than ``delivery_budget`` allows (one claim at a time is always allowed): its
         claim would lapse before the poster could fetch its result. The Cs of the jobs taken
-        wait too, once they are claimed a moment later."""
+        wait too, once they are claimed a moment later, and so do those of its claims still in
+        the node's mempool (``mempool_workers``: a restarted miner never sent them itself)."""
         height, network, jobs, claims = self.client.batch([("getblockcount",), ("getnetworkinfo",),
                                                            ("listjobs", "open"), ("listjobs", "claimed", self.address)])
         for answer in (height, network, jobs, claims):
             if isinstance(answer, RpcError):
                 raise answer
         rate = network.get("matrixrate", 0)  # a node without the field: as if unlimited
-        waiting = self._waiting([*claims, *(job for job in jobs if bytes.fromhex(job["job_id"]) in taken)])
+        ours = [job for job in jobs if bytes.fromhex(job["job_id"]) in taken
+                or self.address in job.get("mempool_workers", ())]  # taken, or claimed in the mempool
+        waiting = self._waiting([*claims, *ours])
+        skip = self.skipped | set(self.claimed) | set(exclude) | {bytes.fromhex(job["job_id"]) for job in ours}
         self.pace.saw(height)
         if self.network.halflife is not None and self.pace.wants_stamps():
             self._read_stamps(height)
@@ -197,8 +201,7 @@ class JobTaker:
         for job in jobs:
             job_id = bytes.fromhex(job["job_id"])
             macs = job["m"] * job["n"] * job["k"]
-            if (job_id in self.skipped or job_id in self.claimed or job_id in exclude or job_id in taken
-                    or not self.limits.takes(macs, job["reward"], self.fee)
+            if (job_id in skip or not self.limits.takes(macs, job["reward"], self.fee)
                     or job["expiry"] - height < MIN_BLOCKS_LEFT or rank_for(self.network, job["k"]) is None):
                 continue
             if waiting and waiting + result_bytes(job) > budget:
@@ -232,8 +235,8 @@ class JobTaker:
     def _waiting(self, jobs: list[dict[str, Any]]) -> int:
         """Bytes of C that this miner's claims leave waiting for their posters: those it sent and
         not yet saw final, and those of ``jobs``: the claimed jobs the chain holds under its
-        address (a restarted miner, or another one with its key, never sent them itself) and the
-        jobs it has taken and not claimed yet."""
+        address and its claims in the mempool (a restarted miner, or another one with its key,
+        never sent them itself), and the jobs it has taken and not claimed yet."""
         sizes = {job_id: work.c.nbytes for job_id, work in self.claimed.items() if work.c is not None}
         for job in jobs:
             sizes.setdefault(bytes.fromhex(job["job_id"]), result_bytes(job))

@@ -89,7 +89,7 @@ class Node:
         self.auth = Auth(cfg.network_dir / ".cookie", cfg.rpc_user, cfg.rpc_password)
         dispatcher = Dispatcher()
         RpcMethods(self.worker, self.mempool, self.p2p, self.stats, self.control).register(dispatcher)
-        self.market_rpc = MarketMethods(self.market, self.network)
+        self.market_rpc = MarketMethods(self.market, self.network, self.mempool.pooled_claims)
         self.market_rpc.register(dispatcher)
         self.http = HttpApi(dispatcher, self.auth, chain=self.chain, stats=self.stats, peers=self.p2p,
                             control=self.control, metrics=self.metrics, market=self.market,

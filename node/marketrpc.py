@@ -9,8 +9,9 @@ import asyncio
 import base64
 import binascii
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from consensus.keys import encode_address
 from consensus.params import Network
 from client.rpccodes import RpcCode
 from consensus.state import JOB_STATUS_NAMES, Job
@@ -30,9 +31,11 @@ def matrix_json(entry: StoredMatrix) -> dict[str, Any]:
 
 
 class MarketMethods:
-    def __init__(self, market: JobMarket, network: Network) -> None:
+    def __init__(self, market: JobMarket, network: Network,
+                 pooled_claims: Callable[[], dict[bytes, list[bytes]]] = dict) -> None:
         self.market = market
         self.network = network
+        self.pooled_claims = pooled_claims  # job id → workers of JOB_RESULTs waiting in the mempool
 
     def register(self, d: Dispatcher) -> None:
         d.add("listjobs", self.listjobs, Param("status", str, None), Param("worker", str, None))
@@ -42,8 +45,11 @@ class MarketMethods:
               Param("worker", str, None), Param("job_id", str, None), Param("expect", str, None))
         d.add("getmatrix", self.getmatrix, Param("key", str), Param("include_data", bool, False))
 
-    def _job(self, job_id: bytes, job: Job) -> dict[str, Any]:
+    def _job(self, job_id: bytes, job: Job, pooled: dict[bytes, list[bytes]]) -> dict[str, Any]:
+        """The job's JSON, the matrices this node holds for it, and the workers whose claims of
+        it wait in this node's mempool (``mempool_workers``)."""
         out = job_json(self.network, job_id, job)
+        out["mempool_workers"] = [encode_address(self.network.hrp, worker) for worker in pooled.get(job_id, ())]
         keys = {"A": job.h_a, "B": job.h_b, "C": job.claim if job.worker != bytes(20) else None}
         matrices = {}
         for kind, key in keys.items():
@@ -59,7 +65,8 @@ class MarketMethods:
         if status is not None and status not in JOB_STATUS_NAMES.values():
             raise RpcError(RpcCode.INVALID_PARAMETER, f"status must be one of {', '.join(JOB_STATUS_NAMES.values())}")
         claimant = parse_address(worker, self.network.hrp) if worker is not None else None
-        return [self._job(job_id, job) for job_id, job in self.market.jobs(status)
+        pooled = self.pooled_claims()
+        return [self._job(job_id, job, pooled) for job_id, job in self.market.jobs(status)
                 if claimant is None or job.worker == claimant]
 
     def getmarketinfo(self, window: int, height: int) -> dict[str, Any]:
@@ -78,7 +85,7 @@ class MarketMethods:
         job = self.market.chain.job(raw)
         if job is None:
             raise RpcError(RpcCode.INVALID_ADDRESS_OR_KEY, "No such job")
-        return self._job(raw, job)
+        return self._job(raw, job, self.pooled_claims())
 
     async def submitmatrix(self, kind: str, npy_base64: str, worker: str | None, job_id: str | None,
                            expect: str | None) -> dict[str, Any]:

@@ -47,7 +47,7 @@ from consensus.block import Block
 from consensus.errors import InvalidTx
 from consensus.params import Network
 from consensus.state import EMPTY_ACCOUNT, Overlay, StateView, apply_tx, check_tx_stateless
-from consensus.tx import TRANSFER, Tx
+from consensus.tx import TRANSFER, JobResult, Tx
 from p2p.interfaces import TxRefused
 
 from .events import (CONFLICTED, EVICTED, EXPIRED, MINED, REPLACED, TX_ACCEPTED, Listener, Listeners, TxAccepted,
@@ -524,6 +524,14 @@ class Mempool:
         """The pooled txs whose payloads are of ``kinds`` (e.g. ``JobPost``), in no particular
         order; read from an index of each kind, so a few job txs cost no walk of a full pool."""
         return [entry.tx for kind in kinds for entry in list(self._by_kind.get(kind, {}).values())]
+
+    def pooled_claims(self) -> dict[bytes, list[bytes]]:
+        """Job id → the workers of the JOB_RESULTs for it in the pool (several workers may claim
+        a job; the first mined takes it), in arrival order."""
+        claims: dict[bytes, list[bytes]] = {}
+        for entry in list(self._by_kind.get(JobResult, {}).values()):
+            claims.setdefault(entry.tx.payload.job_id, []).append(entry.sender)
+        return claims
 
     def arrivals(self) -> list[tuple[float, Tx]]:
         """Every pooled tx, ready or future, with the time it arrived, oldest first."""

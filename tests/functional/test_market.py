@@ -349,7 +349,8 @@ def test_a_worker_takes_no_more_jobs_than_its_node_can_deliver_in_the_window(tmp
     window (miner.jobs.delivery_budget): with one claim's C of 24 KiB waiting for its poster,
     the taker leaves a second such job, whose claim would lapse, and says so; it still takes one
     whose C fits, though it pays less per MAC; with no claim waiting it takes the first, whatever
-    its size; a job taken and not yet claimed counts as a claim. A miner started afresh counts the claims the chain holds under its address. Once
+    its size; a job taken and not yet claimed counts as a claim, and so does a claim waiting in
+    the node's mempool, which a restarted miner does not compute again. A miner started afresh counts the claims the chain holds under its address. Once
     the chain runs faster than its target, the window's seconds are fewer, and
     so is the budget (miner.jobs.BlockPace)."""
     rate = 0.0015
@@ -369,6 +370,13 @@ def test_a_worker_takes_no_more_jobs_than_its_node_can_deliver_in_the_window(tmp
         assert t.choose() is None  # the other big job: 48 KiB would wait
         assert t.holding_back and any(line.startswith("taking no more jobs for now: 0 MiB of results wait")
                                       for line in said)
+        # the claim still in the worker node's mempool: a miner started afresh counts it, and
+        # does not compute that job again
+        assert worker.getjob(first.job_id.hex())["mempool_workers"] == [address(HONEST)]
+        assert {job["job_id"]: job["mempool_workers"] for job in worker.listjobs("open")} == \
+            {first.job_id.hex(): [address(HONEST)], **{job_id: [] for job_id in big if job_id != first.job_id.hex()}}
+        pooled = JobTaker(worker.rpc, REGTEST, HONEST, say=said.append)
+        assert pooled.choose() is None and pooled.holding_back
         mine(poster, worker)  # the claim into a block: a miner started afresh finds it under its address
         assert [job["job_id"] for job in worker.listjobs("claimed", address(HONEST))] == [first.job_id.hex()]
         assert worker.listjobs("claimed", address(CHEAT)) == []
