@@ -32,7 +32,7 @@ def matrix_json(entry: StoredMatrix) -> dict[str, Any]:
 
 class MarketMethods:
     def __init__(self, market: JobMarket, network: Network,
-                 pooled_claims: Callable[[], dict[bytes, list[bytes]]] = dict) -> None:
+                 pooled_claims: Callable[[], dict[bytes, list[bytes]]]) -> None:
         self.market = market
         self.network = network
         self.pooled_claims = pooled_claims  # job id → workers of JOB_RESULTs waiting in the mempool
