@@ -164,8 +164,8 @@ class Mempool:
     def add(self, tx: Tx, arrived: float | None = None) -> list[Tx]:
         """Admit ``tx``, or raise ``InvalidTx`` (it breaks a rule) or ``MempoolPolicyError``;
         returns the txs that became ready (to relay). ``arrived``: when it first reached this
-        node (a tx kept over a restart; its age counts towards expiry), not after any tx in
-        the pool; by default now.
+        node (a tx kept over a restart; its age counts towards expiry), by default now; never
+        before a tx already in the pool arrived, as expiry takes the pool in arrival order.
 
         An empty list means ``tx`` is held as future until the nonce gap fills.
         """
@@ -529,7 +529,7 @@ class Mempool:
         """Job id → the workers of the JOB_RESULTs for it in the pool (several workers may claim
         a job; the first mined takes it), in arrival order."""
         claims: dict[bytes, list[bytes]] = {}
-        for entry in list(self._by_kind.get(JobResult, {}).values()):
+        for entry in self._by_kind.get(JobResult, {}).values():
             claims.setdefault(entry.tx.payload.job_id, []).append(entry.sender)
         return claims
 
