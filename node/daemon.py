@@ -28,7 +28,7 @@ from .market import NAMING_MATRICES, JobMarket
 from .marketrpc import MarketMethods
 from .matrices import MatrixStore
 from .mempool import Mempool, MempoolPolicy
-from .mempoolkeep import load_mempool, save_mempool
+from .mempoolkeep import KeptMempool
 from .metrics import NodeMetrics
 from .progress import Progress
 from .rpcmethods import RpcMethods
@@ -65,6 +65,7 @@ class Node:
         self.sync_progress = Progress("initial sync", log)
         self.mempool = Mempool(self.network, self.chain.tip_view,
                                MempoolPolicy(max_bytes=cfg.mempool_max_bytes, min_fee_per_byte=cfg.min_relay_fee))
+        self.kept_mempool = KeptMempool(self.mempool, self.chain.store)
         self.stats = ChainStats(self.worker)
         self.control = NodeControl(self.worker)
         self.metrics = NodeMetrics()
@@ -88,7 +89,8 @@ class Node:
         self._returned: list[bytes] = []  # txids of disconnected blocks, announced once the reorg is done
         self.auth = Auth(cfg.network_dir / ".cookie", cfg.rpc_user, cfg.rpc_password)
         dispatcher = Dispatcher()
-        RpcMethods(self.worker, self.mempool, self.p2p, self.stats, self.control).register(dispatcher)
+        RpcMethods(self.worker, self.mempool, self.p2p, self.stats, self.control,
+                   self.kept_mempool).register(dispatcher)
         self.market_rpc = MarketMethods(self.market, self.network, self.mempool.pooled_claims)
         self.market_rpc.register(dispatcher)
         self.http = HttpApi(dispatcher, self.auth, chain=self.chain, stats=self.stats, peers=self.p2p,
@@ -203,13 +205,12 @@ class Node:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.control.request_stop)
         port = self.cfg.effective_rpc_port
-        admitted, dropped = load_mempool(self.mempool, self.chain.store)
-        if admitted or dropped:
-            log.info("mempool: %d txs kept from the last shutdown back in the pool, %d dropped", admitted, dropped)
+        loading: asyncio.Task[None] | None = None
         try:
             await self.http.start(self.cfg.rpc_bind, port)
             self.auth.write_cookie()
             await self.p2p.start()
+            loading = asyncio.create_task(self._load_kept_mempool())
             housekeeping = asyncio.create_task(self._housekeeping())
             checking = asyncio.create_task(self._check_peer_addresses())
             tip = self.chain.tip
@@ -222,20 +223,32 @@ class Node:
             housekeeping.cancel()
             checking.cancel()
         finally:
+            if loading is not None:
+                loading.cancel()
             await self.p2p.stop()
             await self.http.stop()
             self.auth.remove_cookie()
             self.worker.close()
             await asyncio.sleep(0)  # the last writes' events reach their listeners while the chain is open
-            self._keep_mempool()
+            await self._keep_mempool()
             self.chain.close()
             log.info("shutdown complete; data in %s", self.cfg.network_dir)
 
-    def _keep_mempool(self) -> None:
+    async def _load_kept_mempool(self) -> None:
+        """Offer the txs kept at the last shutdown to the pool while the node serves (``node.mempoolkeep``)."""
+        try:
+            admitted, dropped = await self.kept_mempool.load()
+        except Exception:  # a damaged record set: the node serves on with what it has
+            log.exception("mempool: loading the txs kept from the last shutdown failed")
+            return
+        if admitted or dropped:
+            log.info("mempool: %d txs kept from the last shutdown back in the pool, %d dropped", admitted, dropped)
+
+    async def _keep_mempool(self) -> None:
         """Write the pool's txs for the next start (``node.mempoolkeep``); a store that cannot be
         written loses them, with a warning, and the shutdown goes on."""
         try:
-            log.info("mempool: %d txs kept for the next start", save_mempool(self.mempool, self.chain.store))
+            log.info("mempool: %d txs kept for the next start", await self.kept_mempool.save())
         except StoreError as exc:
             log.warning("mempool: its txs are not kept for the next start: %s", exc)
 

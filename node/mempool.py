@@ -144,7 +144,8 @@ class Mempool:
         self.policy = policy
         self._view_provider = view_provider
         self._clock = clock
-        self._by_txid: dict[bytes, _Entry] = {}  # insertion order = arrival order (expiry scans it)
+        self._by_txid: dict[bytes, _Entry] = {}  # in arrival order once _in_arrival_order() has run
+        self._unordered = False  # an entry arrived before the last one (a kept tx loaded late)
         self._by_kind: dict[type, dict[bytes, _Entry]] = {}  # the same entries by payload type
         self._accounts: dict[bytes, _Account] = {}
         self._job_senders: set[bytes] = set()  # senders with txs whose validity depends on height/jobs
@@ -164,8 +165,7 @@ class Mempool:
     def add(self, tx: Tx, arrived: float | None = None) -> list[Tx]:
         """Admit ``tx``, or raise ``InvalidTx`` (it breaks a rule) or ``MempoolPolicyError``;
         returns the txs that became ready (to relay). ``arrived``: when it first reached this
-        node (a tx kept over a restart; its age counts towards expiry), by default now; never
-        before a tx already in the pool arrived, as expiry takes the pool in arrival order.
+        node (a tx kept over a restart; its age counts towards expiry), by default now.
 
         An empty list means ``tx`` is held as future until the nonce gap fills.
         """
@@ -345,6 +345,8 @@ class Mempool:
 
     def _register(self, entry: _Entry) -> None:
         if entry.txid not in self._by_txid:
+            last = next(reversed(self._by_txid.values()), None)
+            self._unordered |= last is not None and entry.time < last.time
             self._by_txid[entry.txid] = entry
             self._by_kind.setdefault(type(entry.tx.payload), {})[entry.txid] = entry
             self._bytes += entry.size
@@ -411,7 +413,7 @@ class Mempool:
     def expire(self) -> int:
         """Drop txs older than ``policy.max_age``; returns how many left."""
         cutoff = self._clock() - self.policy.max_age
-        old = list(itertools.takewhile(lambda e: e.time < cutoff, self._by_txid.values()))
+        old = list(itertools.takewhile(lambda e: e.time < cutoff, self._in_arrival_order()))
         if not old:
             return 0
         view, height = self._view_provider()
@@ -535,7 +537,16 @@ class Mempool:
 
     def arrivals(self) -> list[tuple[float, Tx]]:
         """Every pooled tx, ready or future, with the time it arrived, oldest first."""
-        return [(entry.time, entry.tx) for entry in self._by_txid.values()]
+        return [(entry.time, entry.tx) for entry in self._in_arrival_order()]
+
+    def _in_arrival_order(self) -> Iterable[_Entry]:
+        """The pooled entries oldest first; txs mostly arrive in order, so the pool is sorted
+        again only after one came in earlier than the last (kept txs loaded while others came)."""
+        if self._unordered:
+            entries = sorted(self._by_txid.values(), key=lambda e: (e.time, e.seq))
+            self._by_txid = {e.txid: e for e in entries}
+            self._unordered = False
+        return self._by_txid.values()
 
     def txs_by_sender(self, address: bytes) -> list[Tx]:
         """The sender's pooled txs in nonce order (ready, then future)."""

@@ -25,6 +25,7 @@ from .chainworker import ChainWorker
 from .control import NodeControl
 from .jsonview import block_json, difficulty, header_json, tx_json
 from .mempool import Mempool, MempoolPolicyError
+from .mempoolkeep import KeptMempool
 from .mining import new_template, solve_template
 from .stateinfo import state_info, tip_facts
 from .rpcserver import Dispatcher, Param, RpcError, parse_address, parse_hash
@@ -61,10 +62,11 @@ class RpcMethods:
     chain's worker (``node.chainworker``); reads go to the chain directly."""
 
     def __init__(self, worker: ChainWorker, mempool: Mempool, peers: PeerControl, stats: ChainStats,
-                 control: NodeControl) -> None:
+                 control: NodeControl, kept_mempool: KeptMempool) -> None:
         self.worker = worker
         self.chain = worker.chain
         self.mempool = mempool
+        self.kept_mempool = kept_mempool
         self.peers = peers
         self.stats = stats
         self.control = control
@@ -90,6 +92,7 @@ class RpcMethods:
         d.add("generate", self.generate, Param("nblocks", int), Param("maxtries", int, 10_000))
         d.add("getrawmempool", self.getrawmempool, Param("verbose", bool, False))
         d.add("getmempoolinfo", self.getmempoolinfo)
+        d.add("savemempool", self.savemempool)
         d.add("sendrawtransaction", self.sendrawtransaction, Param("hexstring", str))
         d.add("gettransaction", self.gettransaction, Param("txid", str))
         d.add("getaccount", self.getaccount, Param("address", str))
@@ -329,8 +332,14 @@ class RpcMethods:
         return out
 
     def getmempoolinfo(self) -> dict[str, Any]:
-        """getmempoolinfo: size, bytes, usage and policy."""
-        return self.mempool.info()
+        """getmempoolinfo: size, bytes, usage and policy; ``loaded``: the txs kept at the last
+        shutdown have all been offered to the pool (they load while the node serves)."""
+        return {**self.mempool.info(), "loaded": self.kept_mempool.loaded}
+
+    async def savemempool(self) -> dict[str, int]:
+        """savemempool: keep the pool's txs for the next start now, as a clean shutdown does;
+        ``size``: how many."""
+        return {"size": await self.kept_mempool.save()}
 
     async def sendrawtransaction(self, hexstring: str) -> str:
         """sendrawtransaction "hexstring": validate, add to the mempool and relay; returns the txid.

@@ -77,16 +77,17 @@ class NodeProcess:
             self.wait_ready()
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Until the node answers RPC and has loaded the mempool kept at its last shutdown (it
+        loads while serving), so that a test sees the same pool whenever it looks."""
         def ready() -> bool:
             if self.process is not None and self.process.poll() is not None:
                 raise AssertionError(f"node{self.index} exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
-                self.rpc.call("getblockcount")
-                return True
+                return bool(self.rpc.call("getmempoolinfo")["loaded"])
             except RpcClientError:
                 self._rpc = None
                 return False
-        wait_until(ready, timeout, 0.1, f"node{self.index} to answer RPC")
+        wait_until(ready, timeout, 0.1, f"node{self.index} to answer RPC and load its kept mempool")
 
     @property
     def rpc(self) -> RpcClient:

@@ -52,6 +52,9 @@ def test_full_disk_is_a_clear_error_and_loses_nothing(tiny_disk: Path, tmp_path:
         with pytest.raises(RpcError) as again:
             node.generate(1)
         assert again.value.code == -20
+        with pytest.raises(RpcError) as saving:
+            node.savemempool()
+        assert saving.value.code == -20 and node.getblockcount() == height  # refused; it serves on
         best = node.getbestblockhash()
         assert node.stop() == 0
         assert "mempool: its txs are not kept for the next start" in node.log_tail()  # and it shut down cleanly

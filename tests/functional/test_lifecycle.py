@@ -121,22 +121,29 @@ def test_kill9_keeps_chain_and_balances(start_nodes) -> None:
 
 def test_a_clean_stop_keeps_the_mempool_for_the_next_start(start_nodes) -> None:
     """As Bitcoin Core's mempool.dat: a poster's accept still waiting for a block survives its
-    node's restart (node.mempoolkeep); a kill -9 keeps what the last clean stop kept."""
+    node's restart (node.mempoolkeep); a kill -9 keeps what the last clean stop or savemempool
+    kept."""
     (node,) = start_nodes(1)
     miner, alice = key(41), key(42)
     node.generatetoaddress(1, address(miner))
     ready = transfer(FAUCET, 0, alice.address, 5 * 10**8)
     future = transfer(FAUCET, 2, alice.address, 10**8)  # nonce 1 not sent: it waits as future
-    for tx in (ready, future):
-        node.sendrawtransaction(tx.encode().hex())
+    both = sorted(tx.txid.hex() for tx in (ready, future))
+    node.sendrawtransaction(ready.encode().hex())
+    assert node.savemempool() == {"size": 1}
+    node.sendrawtransaction(future.encode().hex())
+    node.kill9()
+    node.start()  # waits for getmempoolinfo's "loaded"
+    assert node.getrawmempool() == [ready.txid.hex()]  # what savemempool kept, not what came after
+    node.sendrawtransaction(future.encode().hex())
     assert node.stop() == 0 and "mempool: 2 txs kept for the next start" in node.log_tail()
     node.start()
     assert "mempool: 2 txs kept from the last shutdown back in the pool, 0 dropped" in node.log_tail()
-    assert sorted(node.getrawmempool()) == sorted(tx.txid.hex() for tx in (ready, future))
+    assert sorted(node.getrawmempool()) == both and node.getmempoolinfo()["loaded"] is True
     assert node.getaccount(FAUCET_ADDRESS)["pending_nonce"] == 1
     node.kill9()
     node.start()
-    assert sorted(node.getrawmempool()) == sorted(tx.txid.hex() for tx in (ready, future))
+    assert sorted(node.getrawmempool()) == both
     node.generatetoaddress(1, address(miner))
     assert node.getaccount(address(alice))["balance"] == 5 * 10**8
     assert node.stop() == 0 and "mempool: 1 txs kept for the next start" in node.log_tail()

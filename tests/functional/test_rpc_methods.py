@@ -29,7 +29,7 @@ COVERED = {
     "help", "getblockchaininfo", "getblockcount", "getbestblockhash", "waitfornewblock", "getblockhash", "getblock",
     "getblockheader", "getchaintips", "getdifficulty", "getmininginfo", "getstateinfo", "getblocktemplate",
     "submitblock",
-    "generatetoaddress", "generate", "getrawmempool", "getmempoolinfo", "sendrawtransaction",
+    "generatetoaddress", "generate", "getrawmempool", "getmempoolinfo", "savemempool", "sendrawtransaction",
     "gettransaction", "getaccount", "getjob", "listjobs", "getmarketinfo", "submitmatrix", "getmatrix", "getnetworkinfo", "getpeerinfo", "getconnectioncount",
     "addnode", "disconnectnode", "setban", "listbanned", "clearbanned", "invalidateblock", "reconsiderblock",
     "uptime", "stop", "validateaddress", "getaddressbalance", "getaddresshistory", "estimatefee",
@@ -467,7 +467,9 @@ def test_mempool_and_transactions(node) -> None:
     assert entry["nonce"] == nonce + 1 and entry["fee"] == FEE and entry["size"] == len(txs[1].encode())
     assert entry["payload"] == {"to": address(to), "amount": 1001}
     info = node.getmempoolinfo()
-    assert info["size"] == 3 and info["bytes"] == sum(len(t.encode()) for t in txs)
+    assert info["size"] == 3 and info["bytes"] == sum(len(t.encode()) for t in txs) and info["loaded"] is True
+    assert node.savemempool() == {"size": 3}  # test_lifecycle restarts a node on what it kept
+    assert rpc_error(node, "savemempool", True)["code"] == -32602
     acct = node.getaccount(FAUCET_ADDRESS)
     assert acct["nonce"] == nonce and acct["pending_nonce"] == nonce + 3
 

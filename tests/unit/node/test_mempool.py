@@ -1,6 +1,7 @@
 """node.mempool: admission, nonce queues, replacement, eviction, expiry, templates, reorgs."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from consensus.state import Account, Job, Overlay, StateDiff, apply_effects, app
 from consensus.tx import JobPost, JobResult, Transfer, Tx, make_tx
 from node.events import TX_REMOVED, TxRemoved
 from node.mempool import Mempool, MempoolPolicy, MempoolPolicyError, PolicyReason
-from node.mempoolkeep import load_mempool, save_mempool
+from node.mempoolkeep import KeptMempool
 from node.store import Store
 
 NET = REGTEST
@@ -525,6 +526,11 @@ def test_docs_name_every_policy_reason() -> None:
 
 # --- kept over a restart (node.mempoolkeep) ------------------------------------------
 
+def kept_again(store: Store, pool: Mempool) -> tuple[int, int]:
+    """A restart's load of the kept records into ``pool``: (admitted, dropped)."""
+    return asyncio.run(KeptMempool(pool, store).load())
+
+
 def test_a_pool_kept_at_shutdown_comes_back_in_arrival_order_with_its_ages(chain: FakeChain, clock: Clock,
                                                                            tmp_path: Path) -> None:
     pool = Mempool(NET, chain.tip, clock=clock)
@@ -534,19 +540,100 @@ def test_a_pool_kept_at_shutdown_comes_back_in_arrival_order_with_its_ages(chain
         clock.now += 60
     store = Store(tmp_path, "regtest")
     try:
-        assert save_mempool(pool, store) == 3
+        assert asyncio.run(KeptMempool(pool, store).save()) == 3
         store.put_record("mempool", b"\x01" * 32, b"\xc1not a kept tx")
         chain.connect([mined])  # a block took A's tx while the node was down
         clock.now += 3600
         again = Mempool(NET, chain.tip, clock=clock)
-        assert load_mempool(again, store) == (2, 2)  # the unreadable record and the mined tx dropped
+        kept = KeptMempool(again, store)
+        assert asyncio.run(kept.load()) == (2, 2)  # the unreadable record and the mined tx dropped
         assert [(arrived, tx.txid) for arrived, tx in again.arrivals()] == \
             [(1_800_000_060.0, ready.txid), (1_800_000_120.0, future.txid)]
         assert again.pending_nonce(addr(B)) == 1  # the ready one counts, the future one waits
-        assert load_mempool(Mempool(NET, chain.tip, clock=clock), store) == (2, 2)  # kept until the next save
+        assert kept_again(store, Mempool(NET, chain.tip, clock=clock)) == (2, 2)  # kept until the next save
         clock.now = 1_800_000_060 + MempoolPolicy().max_age + 1  # the ready tx's age counted from its arrival
         assert again.expire() == 1 and again.txids() == [future.txid]
-        assert save_mempool(Mempool(NET, chain.tip, clock=clock), store) == 0
-        assert list(store.records("mempool")) == []
+        assert asyncio.run(kept.save()) == 1
+        assert [txid for txid, _ in store.records("mempool")] == [future.txid]
+    finally:
+        store.close()
+
+
+def test_a_burst_kept_within_one_second_comes_back_gapless(chain: FakeChain, clock: Clock, tmp_path: Path) -> None:
+    """Arrival times are kept in whole seconds and records come back in txid order: a sender's
+    txs of one second are offered in nonce order, or most would wait as future (and past the
+    future limit be dropped)."""
+    pool = Mempool(NET, chain.tip, clock=clock)
+    burst = [pay(A, nonce) for nonce in range(8)]
+    for tx in burst:
+        pool.add(tx)
+    assert sorted(tx.txid for tx in burst) != [tx.txid for tx in burst]  # the store's order is not the nonce order
+    store = Store(tmp_path, "regtest")
+    try:
+        asyncio.run(KeptMempool(pool, store).save())
+        again = Mempool(NET, chain.tip, MempoolPolicy(max_future_per_account=1), clock=clock)
+        assert kept_again(store, again) == (8, 0)
+        assert again.info()["future"] == 0 and again.pending_nonce(addr(A)) == 8
+    finally:
+        store.close()
+
+
+def test_kept_txs_load_a_batch_per_turn_of_the_loop_and_expire_in_arrival_order(
+        chain: FakeChain, clock: Clock, tmp_path: Path) -> None:
+    """The node serves while the kept pool loads; a tx that arrives meanwhile is newer than every
+    kept one, and expiry still takes the kept ones first."""
+    pool = Mempool(NET, chain.tip, clock=clock)
+    kept_txs = [pay(A, nonce) for nonce in range(5)]
+    for tx in kept_txs:
+        pool.add(tx)
+        clock.now += 1
+    store = Store(tmp_path, "regtest")
+    try:
+        asyncio.run(KeptMempool(pool, store).save())
+        clock.now += DAY
+        again = Mempool(NET, chain.tip, clock=clock)
+        kept = KeptMempool(again, store)
+        fresh = pay(B, 0)
+
+        async def restart() -> tuple[int, int]:
+            loading = asyncio.create_task(kept.load(batch=2))
+            turns = 0
+            while not again:
+                await asyncio.sleep(0)
+                turns += 1
+            assert turns == 3 and len(again) == 2 and not kept.loaded  # 2 records read a turn, then 2 offered
+            again.add(fresh)  # a peer's tx between two batches
+            return await loading
+
+        assert asyncio.run(restart()) == (5, 0) and kept.loaded
+        assert [tx.txid for _, tx in again.arrivals()] == [tx.txid for tx in kept_txs] + [fresh.txid]
+        clock.now = 1_800_000_000 + MempoolPolicy().max_age + 2.5  # the first three kept txs are too old
+        assert again.expire() == 3
+        assert again.txids() == [kept_txs[3].txid, kept_txs[4].txid, fresh.txid]
+    finally:
+        store.close()
+
+
+def test_a_save_before_the_kept_txs_are_all_offered_keeps_them_too(chain: FakeChain, clock: Clock,
+                                                                   tmp_path: Path) -> None:
+    pool = Mempool(NET, chain.tip, clock=clock)
+    for nonce in range(3):
+        pool.add(pay(A, nonce))
+    store = Store(tmp_path, "regtest")
+    try:
+        asyncio.run(KeptMempool(pool, store).save())
+        again = Mempool(NET, chain.tip, clock=clock)
+        assert asyncio.run(KeptMempool(again, store).save()) == 3  # a stop before the load began
+        kept = KeptMempool(again, store)
+
+        async def stop_while_reading() -> int:
+            loading = asyncio.create_task(kept.load(batch=1))
+            await asyncio.sleep(0)  # one record read
+            again.add(pay(B, 0))
+            loading.cancel()
+            return await kept.save()
+
+        assert asyncio.run(stop_while_reading()) == 4 and not kept.loaded
+        assert len(list(store.records("mempool"))) == 4
     finally:
         store.close()

@@ -22,7 +22,8 @@ def test_a_job_accept_sent_right_after_its_claims_block_is_judged_on_that_block(
     worker = ChainWorker(chain)
     pool = Mempool(chain.network, chain.tip_view, clock=lambda: float(NOW))
     worker.subscribe(lambda ev: pool.on_block_connected(ev.block) if ev.kind == CONNECTED else None)
-    methods = RpcMethods(worker, pool, peers=None, stats=None, control=None)  # sendrawtransaction uses neither
+    methods = RpcMethods(worker, pool, peers=None, stats=None, control=None,  # sendrawtransaction uses none
+                         kept_mempool=None)
     base = build_chain(genesis_header(), 2)
     post = job_post(FAUCET, 0, reward=1000, expiry=50)
     posted = make_block(base[-1].header, [post, transfer(FAUCET, 1, WORKER.address, 10**6)])
