@@ -5,14 +5,20 @@ Signs ``--senders × --chain`` regtest transfers, then prints, side by side in o
 run: ``check_tx_stateless`` alone (signature check: the floor for admission),
 ``Mempool.add`` (same checks plus state and queues), a full block template
 (``select_for_block``), a full ``revalidate`` and ``on_block_connected`` for
-the template's block.  State is an in-memory dict view, so storage costs are excluded.
+the template's block.  State is an in-memory dict view, so storage costs are excluded,
+except in the two rows of the pool kept over a restart (``node.mempoolkeep``): writing
+it into a LevelDB store in a temporary directory, and loading it from there into an
+empty pool (read, decode, ``Mempool.add`` in batches, as pouwd does while it serves).
 
     python scripts/bench_mempool.py [--senders N] [--chain N]
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
+import tempfile
 import time
+from pathlib import Path
 
 from consensus.block import EMPTY_PROOF, HEADER_VERSION, Block, Header, Ticket, WorkSpec, tx_root
 from consensus.keys import PrivateKey, address_of
@@ -21,6 +27,8 @@ from consensus.memstate import MemoryState
 from consensus.state import Account, apply_effects, check_tx_stateless, matured_payout
 from consensus.tx import Transfer, Tx, make_tx
 from node.mempool import Mempool, MempoolPolicy
+from node.mempoolkeep import KeptMempool
+from node.store import Store
 
 
 class DictState(MemoryState):
@@ -70,6 +78,16 @@ def main() -> None:
     pool = Mempool(REGTEST, state.tip, MempoolPolicy(max_account_txs=max(256, args.chain)))
     t_check = timed(lambda: [check_tx_stateless(tx, REGTEST) for tx in txs])
     t_add = timed(lambda: [pool.add(tx) for tx in txs])
+    with tempfile.TemporaryDirectory(prefix="bench_mempool_") as tmp:
+        store = Store(Path(tmp), "regtest")
+        try:
+            t_save = timed(lambda: asyncio.run(KeptMempool(pool, store).save()))
+            again = Mempool(REGTEST, state.tip, pool.policy)
+            t_load = timed(lambda: asyncio.run(KeptMempool(again, store).load()))
+            if len(again) != len(pool):
+                raise SystemExit(f"the kept pool came back with {len(again)} of {len(pool)} txs")
+        finally:
+            store.close()
     template: list[Tx] = []
     t_select = timed(lambda: template.extend(pool.select_for_block(MAX_BLOCK_SIZE - 64 * 1024)))
     pooled = len(pool)
@@ -81,6 +99,7 @@ def main() -> None:
     print(f"{n} transfers from {args.senders} senders; {len(template)} in the template, {len(pool)} left after it")
     print(f"{'operation':<34}{'total s':>9}{'per tx µs':>11}{'tx/s':>10}{'× stateless':>13}")
     rows = [("check_tx_stateless (floor)", t_check, n), ("Mempool.add", t_add, n),
+            ("kept at shutdown (LevelDB, synced)", t_save, n), ("kept txs loaded at start", t_load, n),
             ("select_for_block (4 MiB)", t_select, len(template)),
             ("on_block_connected", t_connect, len(template)), ("revalidate (whole pool)", t_reval, pooled)]
     per_check = t_check / n
