@@ -23,6 +23,7 @@ from consensus.tx import Tx
 from p2p.interfaces import TxRefused
 
 from .mempool import Mempool
+from .store import StoreError
 
 log = logging.getLogger("pouw.mempool")
 
@@ -73,22 +74,27 @@ class KeptMempool:
     def _read_more(self, count: int | None) -> bool:
         """Decode up to ``count`` more records (None: the rest); once all are read, queue them
         oldest first and, within a second, in nonce order (a sender's burst stays gapless), and
-        say True. A record that does not decode is dropped."""
+        say True. A record that does not decode is dropped; where the store cannot read on, the
+        rest is."""
         if self._read is None:
             return True
         if self._unread is None:
             self._unread = iter(self._records.records(KIND))
         taken = 0
-        for txid, value in itertools.islice(self._unread, count):
-            taken += 1
-            try:
-                arrived, raw = enc.decode(value, _SCHEMA, MAX_TX_SIZE + 64, "kept tx")
-                self._read.append((arrived, Tx.decode(raw)))
-            except (DecodeError, InvalidTx) as exc:
-                log.warning("dropping an unreadable kept mempool tx %s: %s", txid.hex(), exc)
-                self._unreadable += 1
-        if count is not None and taken == count:
-            return False
+        try:
+            for txid, value in itertools.islice(self._unread, count):
+                taken += 1
+                try:
+                    arrived, raw = enc.decode(value, _SCHEMA, MAX_TX_SIZE + 64, "kept tx")
+                    self._read.append((arrived, Tx.decode(raw)))
+                except (DecodeError, InvalidTx) as exc:
+                    log.warning("dropping an unreadable kept mempool tx %s: %s", txid.hex(), exc)
+                    self._unreadable += 1
+        except StoreError as exc:  # the database cannot read on: what was read still goes back
+            log.warning("mempool: the txs kept from the last shutdown were read only in part: %s", exc)
+        else:
+            if count is not None and taken == count:
+                return False
         self._read.sort(key=lambda item: (item[0], item[1].nonce))
         self._waiting.extend(self._read)
         self._unread, self._read = None, None

@@ -532,15 +532,23 @@ class Store:
         self._write(lambda: self.db.delete(RECORD_PREFIXES[kind] + key))
 
     def records(self, kind: str) -> Iterator[tuple[bytes, bytes]]:
+        """``kind``'s records, key (without the prefix) and value; raises ``DatadirCorrupt``
+        where LevelDB cannot read on."""
         prefix = RECORD_PREFIXES[kind]
-        for key, value in self.db.iterator(prefix=prefix):
+        for key, value in self._scan(prefix, include_value=True):
             yield key[len(prefix):], value
+
+    def _scan(self, prefix: bytes, include_value: bool) -> Iterator[Any]:
+        try:
+            yield from self.db.iterator(prefix=prefix, include_value=include_value)
+        except plyvel.Error as exc:
+            raise _corrupt(self.path, str(exc)) from None
 
     def replace_records(self, kind: str, items: Iterable[tuple[bytes, bytes]]) -> None:
         """All of ``kind``'s records replaced by ``items``, in one synced batch."""
         prefix = RECORD_PREFIXES[kind]
         wb = self.db.write_batch(sync=True)
-        for key in self.db.iterator(prefix=prefix, include_value=False):
+        for key in self._scan(prefix, include_value=False):
             wb.delete(key)
         for key, value in items:
             wb.put(prefix + key, value)

@@ -19,7 +19,7 @@ from consensus.tx import JobPost, JobResult, Transfer, Tx, make_tx
 from node.events import TX_REMOVED, TxRemoved
 from node.mempool import Mempool, MempoolPolicy, MempoolPolicyError, PolicyReason
 from node.mempoolkeep import KeptMempool
-from node.store import Store
+from node.store import Store, StoreError
 
 NET = REGTEST
 FEE = 1_000
@@ -635,5 +635,35 @@ def test_a_save_before_the_kept_txs_are_all_offered_keeps_them_too(chain: FakeCh
 
         assert asyncio.run(stop_while_reading()) == 4 and not kept.loaded
         assert len(list(store.records("mempool"))) == 4
+    finally:
+        store.close()
+
+
+def test_kept_records_the_database_cannot_read_on_give_back_what_was_read(chain: FakeChain, clock: Clock,
+                                                                          tmp_path: Path) -> None:
+    """A damaged table under the kept records (a real LevelDB file, bytes overwritten): the load
+    offers what it read before the damage, says so, and the node goes on; a save then refuses
+    with the store's reason (which the daemon logs) rather than raise LevelDB's own error."""
+    pool = Mempool(NET, chain.tip, clock=clock)
+    for nonce in range(200):
+        for sender in (A, B):
+            pool.add(pay(sender, nonce))
+    store = Store(tmp_path, "regtest")
+    asyncio.run(KeptMempool(pool, store).save())
+    store.db.compact_range()  # into a table file of many blocks
+    store.close()
+    table = max((tmp_path / "regtest" / "chain").glob("*.ldb"), key=lambda f: f.stat().st_size)
+    damaged = bytearray(table.read_bytes())
+    middle = len(damaged) // 2
+    damaged[middle:middle + 4096] = bytes(4096)
+    table.write_bytes(damaged)
+    store = Store(tmp_path, "regtest")
+    try:
+        again = Mempool(NET, chain.tip, clock=clock)
+        kept = KeptMempool(again, store)
+        admitted, dropped = asyncio.run(kept.load())
+        assert admitted > 0 and admitted + dropped < 400 and kept.loaded  # read up to the damage, in txid order
+        with pytest.raises(StoreError, match="corrupt"):
+            asyncio.run(kept.save())
     finally:
         store.close()
