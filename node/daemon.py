@@ -238,7 +238,7 @@ class Node:
         """Offer the txs kept at the last shutdown to the pool while the node serves (``node.mempoolkeep``)."""
         try:
             admitted, dropped = await self.kept_mempool.load()
-        except Exception:  # a damaged record set: the node serves on with what it has
+        except Exception:  # a bug (damaged records are dropped inside): logged, and the node serves on
             log.exception("mempool: loading the txs kept from the last shutdown failed")
             return
         if admitted or dropped:

@@ -350,9 +350,9 @@ def test_a_worker_takes_no_more_jobs_than_its_node_can_deliver_in_the_window(tmp
     the taker leaves a second such job, whose claim would lapse, and says so; it still takes one
     whose C fits, though it pays less per MAC; with no claim waiting it takes the first, whatever
     its size; a job taken and not yet claimed counts as a claim, and so does a claim waiting in
-    the node's mempool, which a restarted miner does not compute again. A miner started afresh counts the claims the chain holds under its address. Once
-    the chain runs faster than its target, the window's seconds are fewer, and
-    so is the budget (miner.jobs.BlockPace)."""
+    the node's mempool, which a restarted miner does not compute again. A miner started afresh
+    counts the claims the chain holds under its address. Once the chain runs faster than its
+    target, the window's seconds are fewer, and so is the budget (miner.jobs.BlockPace)."""
     rate = 0.0015
     with connected_pair(tmp_path, ["--matrix-rate", str(rate)]) as (poster, worker):
         assert worker.getnetworkinfo()["matrixrate"] == rate * 2**20
